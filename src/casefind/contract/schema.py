@@ -1,0 +1,269 @@
+"""The input data contract (v1), defined once.
+
+Ingest validates against it, the synthetic generator writes it, the docs are generated from
+it and the tests read it. Nothing else in the project spells out a table's columns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CONTRACT_VERSION = "1"
+
+# --- Enumerations (the order is the small-integer encoding in the store; never reorder) ----
+SEX = ("F", "M", "U")
+CODE_SYSTEMS = ("snomed", "icd10", "read2", "ctv3", "opcs4", "dmd", "bnf")
+CLINICAL_CODE_SYSTEMS = ("snomed", "icd10", "read2", "ctv3", "opcs4")
+MEDICATION_CODE_SYSTEMS = ("dmd", "bnf")
+SOURCES = ("primary_care", "acute", "community", "mental_health", "social_care")
+SETTINGS = (
+    "gp", "ae", "emergency_admission", "elective_admission", "outpatient", "community",
+    "mental_health", "social_care", "ambulance", "out_of_hours", "care_home",
+)
+DISCHARGE_DESTINATIONS = ("home", "care_home", "died", "other_hospital", "other")
+OPT_OUT_KINDS = ("type1", "ndo")
+ETHNIC_CATEGORIES = tuple("ABCDEFGHJKLMNPRSZ")  # NHS ethnic category letters in use
+KNOWN_REGISTERS = (
+    "case_management", "palliative_care", "virtual_ward", "care_home", "learning_disability",
+)
+KNOWN_MEASURES = ("pam", "outcomes_star", "eq5d_index", "supported_to_manage")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a contract table.
+
+    kind is one of:
+      patient_id  the pseudonymised key (string or integer in the source)
+      date        ISO date; stored as int32 days since 1970-01-01
+      enum        one of a fixed tuple of values; stored as int8 index into ``values``
+      code        a clinical code; stored as int32 index into its code system's dictionary.
+                  ``code_system`` names the column holding the system, or a fixed system
+      text        free text; stored dictionary-encoded (int32 index, -1 for null)
+      float, int  numbers; ``minimum``/``maximum`` bound the valid range
+    """
+
+    name: str
+    kind: str
+    nullable: bool = False
+    values: tuple[str, ...] = ()
+    code_system: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        kinds = {"patient_id", "date", "enum", "code", "text", "float", "int"}
+        if self.kind not in kinds:
+            raise ValueError(f"column {self.name}: unknown kind {self.kind!r}")
+        if self.kind == "enum" and not self.values:
+            raise ValueError(f"column {self.name}: an enum needs values")
+        if self.kind == "code" and not self.code_system:
+            raise ValueError(f"column {self.name}: a code needs its code_system")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One contract table. ``sort_date`` is the date the store sorts each patient's rows by."""
+
+    name: str
+    columns: tuple[Column, ...]
+    doc: str
+    required: bool = False
+    per_patient_events: bool = True
+    sort_date: str | None = None
+    restricted: bool = False
+    ends: tuple[tuple[str, str], ...] = ()  # (start, end) date pairs: end must not precede start
+    event_dates: tuple[str, ...] = ()  # dates that must fall within the patient's life
+    unique: str | None = None  # column whose values must be unique
+    checks: tuple[str, ...] = field(default=())  # named extra checks, see ingest.validate
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name} has no column {name!r}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+
+def _pid(doc: str = "pseudonymised patient identifier") -> Column:
+    return Column("patient_id", "patient_id", doc=doc)
+
+
+PATIENTS = Table(
+    "patients",
+    (
+        _pid("pseudonymised patient identifier; unique"),
+        Column("birth_date", "date", doc="month precision is enough (day may be the 1st)"),
+        Column("sex", "enum", values=SEX, doc="F, M, U (unknown / other)"),
+        Column("practice_code", "text", doc="current (or last) registered practice; must exist in practices"),
+        Column("registration_start", "date"),
+        Column("registration_end", "date", nullable=True, doc="null while registered"),
+        Column("death_date", "date", nullable=True),
+        Column("imd_decile", "int", nullable=True, minimum=1, maximum=10,
+               doc="index of multiple deprivation of residence, 1 = most deprived"),
+        Column("ethnicity", "enum", nullable=True, values=ETHNIC_CATEGORIES,
+               doc="NHS ethnic category letter"),
+        Column("lsoa_code", "text", nullable=True, doc="small-area code of residence"),
+    ),
+    doc="One row per person ever registered.",
+    required=True,
+    per_patient_events=False,
+    ends=(("registration_start", "registration_end"), ("birth_date", "death_date")),
+    unique="patient_id",
+    checks=("known_practice",),
+)
+
+PRACTICES = Table(
+    "practices",
+    (
+        Column("practice_code", "text", doc="unique (ODS code)"),
+        Column("practice_name", "text"),
+        Column("locality_code", "text", doc="neighbourhood / PCN / locality"),
+        Column("locality_name", "text"),
+        Column("system_code", "text", doc="ICB or place"),
+        Column("system_name", "text"),
+    ),
+    doc="The reporting hierarchy: practice → locality → system.",
+    required=True,
+    per_patient_events=False,
+    unique="practice_code",
+)
+
+DIAGNOSES = Table(
+    "diagnoses",
+    (
+        _pid(),
+        Column("date", "date"),
+        Column("code_system", "enum", values=CLINICAL_CODE_SYSTEMS),
+        Column("code", "code", code_system="code_system",
+               doc="ICD-10 without the dot (I509); a dot is removed on ingest"),
+        Column("source", "enum", nullable=True, values=SOURCES),
+    ),
+    doc="Coded clinical events from any setting.",
+    sort_date="date",
+    event_dates=("date",),
+)
+
+ACTIVITY = Table(
+    "activity",
+    (
+        _pid(),
+        Column("start_date", "date"),
+        Column("end_date", "date", nullable=True,
+               doc="spells only; bed days = end − start (0 for same-day)"),
+        Column("setting", "enum", values=SETTINGS),
+        Column("cost", "float", nullable=True, minimum=0, doc="GBP"),
+        Column("primary_diagnosis", "code", nullable=True, code_system="icd10",
+               doc="ICD-10 for admissions"),
+        Column("provider_code", "text", nullable=True),
+        Column("discharge_destination", "enum", nullable=True, values=DISCHARGE_DESTINATIONS),
+    ),
+    doc="Contacts, attendances and spells (utilisation and cost).",
+    sort_date="start_date",
+    ends=(("start_date", "end_date"),),
+    event_dates=("start_date", "end_date"),
+)
+
+MEDICATIONS = Table(
+    "medications",
+    (
+        _pid(),
+        Column("date", "date"),
+        Column("code_system", "enum", values=MEDICATION_CODE_SYSTEMS),
+        Column("code", "code", code_system="code_system"),
+        Column("quantity", "float", nullable=True, minimum=0),
+    ),
+    doc="Issues of prescribed medicines.",
+    sort_date="date",
+    event_dates=("date",),
+)
+
+OBSERVATIONS = Table(
+    "observations",
+    (
+        _pid(),
+        Column("date", "date"),
+        Column("code_system", "enum", values=CLINICAL_CODE_SYSTEMS),
+        Column("code", "code", code_system="code_system"),
+        Column("value", "float"),
+        Column("unit", "text", nullable=True),
+    ),
+    doc="Measured values (blood pressure, BMI, HbA1c, ...).",
+    sort_date="date",
+    event_dates=("date",),
+)
+
+EXPERIENCE = Table(
+    "experience",
+    (
+        _pid(),
+        Column("date", "date"),
+        Column("measure", "text", doc="pam, outcomes_star, eq5d_index, supported_to_manage, ..."),
+        Column("value", "float"),
+    ),
+    doc="Patient-reported measures.",
+    sort_date="date",
+    event_dates=("date",),
+)
+
+REGISTERS = Table(
+    "registers",
+    (
+        _pid(),
+        Column("register", "text",
+               doc="case_management, palliative_care, virtual_ward, care_home, learning_disability, ..."),
+        Column("start_date", "date"),
+        Column("end_date", "date", nullable=True, doc="null while on the register"),
+    ),
+    doc="Caseloads and registers with join and leave dates.",
+    sort_date="start_date",
+    ends=(("start_date", "end_date"),),
+    event_dates=("start_date",),
+)
+
+OPT_OUTS = Table(
+    "opt_outs",
+    (
+        _pid(),
+        Column("kind", "enum", values=OPT_OUT_KINDS,
+               doc="type1 (GP-level objection) or ndo (national data opt-out)"),
+        Column("date", "date"),
+    ),
+    doc="Opt-outs from the use of data beyond direct care.",
+    sort_date="date",
+)
+
+IDENTITIES = Table(
+    "identities",
+    (
+        _pid(),
+        Column("nhs_number", "text", doc="10 digits with a valid modulus-11 check digit"),
+        Column("given_name", "text"),
+        Column("family_name", "text"),
+        Column("practice_code", "text"),
+    ),
+    doc="Restricted. Never in the analysis store: held apart, read only to re-identify a "
+        "patient for direct care by their own practice.",
+    per_patient_events=False,
+    restricted=True,
+    unique="patient_id",
+    checks=("known_practice", "nhs_number"),
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (PATIENTS, PRACTICES, DIAGNOSES, ACTIVITY, MEDICATIONS, OBSERVATIONS, EXPERIENCE,
+              REGISTERS, OPT_OUTS, IDENTITIES)
+}
+EVENT_TABLES = tuple(n for n, t in TABLES.items() if t.per_patient_events)
+ANALYSIS_TABLES = tuple(n for n, t in TABLES.items() if not t.restricted)
+
+
+def table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"no contract table {name!r}; tables are {', '.join(TABLES)}") from None
