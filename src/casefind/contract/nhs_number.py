@@ -28,7 +28,7 @@ def is_valid(nhs_number: str) -> bool:
 
 def valid_mask(numbers: list | np.ndarray) -> np.ndarray:
     """Vectorised ``is_valid`` over many numbers (None counts as invalid)."""
-    arr = np.array([("" if n is None else str(n).strip()) for n in numbers], dtype="U10") \
+    arr = np.array([("" if n is None else str(n).strip()) for n in numbers], dtype="U16") \
         if not isinstance(numbers, np.ndarray) or numbers.dtype.kind != "U" else numbers
     n = len(arr)
     ok = np.char.str_len(arr) == 10
@@ -44,15 +44,21 @@ def valid_mask(numbers: list | np.ndarray) -> np.ndarray:
 
 
 def generate(first_nine: np.ndarray) -> np.ndarray:
-    """Valid NHS numbers from nine-digit stems (int64 < 1e9); stems that cannot form one
-    (check digit 10) are nudged to the next stem that can. Returns int64 ten-digit numbers."""
-    stems = np.asarray(first_nine, dtype=np.int64).copy()
-    for _ in range(3):
-        digits = (stems[:, None] // (10 ** np.arange(8, -1, -1, dtype=np.int64))) % 10
-        check = 11 - (digits @ _WEIGHTS) % 11
-        check = np.where(check == 11, 0, check)
-        bad = check == 10
-        if not bad.any():
-            return stems * 10 + check
-        stems[bad] += 1
-    raise AssertionError("unreachable: consecutive stems cannot all need check digit 10")
+    """Valid NHS numbers (int64) from distinct nine-digit stems. About 1 stem in 11 has check
+    digit 10 and cannot form a number: those are dropped, so the result is shorter than the
+    input and stays unique. ``sequence`` gives an exact count."""
+    stems = np.asarray(first_nine, dtype=np.int64)
+    digits = (stems[:, None] // (10 ** np.arange(8, -1, -1, dtype=np.int64))) % 10
+    check = 11 - (digits @ _WEIGHTS) % 11
+    check = np.where(check == 11, 0, check)
+    ok = check != 10
+    return stems[ok] * 10 + check[ok]
+
+
+def sequence(start: int, count: int) -> np.ndarray:
+    """``count`` distinct valid NHS numbers from consecutive stems beginning at ``start``
+    (for synthetic data use the 999 range, which is never issued to patients)."""
+    out = generate(np.arange(start, start + count + count // 8 + 16, dtype=np.int64))
+    if out.size < count or out[count - 1] // 10 >= 10**9:
+        raise ValueError(f"not enough nine-digit stems from {start} for {count} numbers")
+    return out[:count]

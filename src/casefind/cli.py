@@ -1,0 +1,156 @@
+"""The ``casefind`` command line.
+
+Exit codes (for schedulers): 0 success; 1 the job failed (bad source, bad store, I/O);
+2 the command was used wrongly; 3 --strict and some rows broke the data contract.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from casefind import __version__
+from casefind.ui import console, err_console, stage_progress
+
+EXIT_FAILED, EXIT_USAGE, EXIT_STRICT = 1, 2, 3
+
+
+def _fail(message: str, hint: str | None = None, code: int = EXIT_FAILED):
+    err_console.print(f"[bold red]error:[/] {message}")
+    if hint:
+        err_console.print(f"[dim]hint:[/] {hint}")
+    sys.exit(code)
+
+
+def _store_option(f):
+    return click.option(
+        "--store", type=click.Path(path_type=Path), default=None,
+        help="Population store to use. Default: the demo workspace (created on first use).")(f)
+
+
+def _resolve_store(store: Path | None) -> Path:
+    if store is not None:
+        return store
+    from casefind.workspace import ensure_demo_store
+
+    return ensure_demo_store(say=lambda m: err_console.print(f"[cyan]{m}[/]"))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="casefind")
+def main():
+    """casefind: rules-based case-finding and outcomes for integrated care.
+
+    \b
+    A typical session:
+      casefind synth --patients 100000 --out data/   # a synthetic population
+      casefind ingest data/ --store pop/             # validate, quarantine, build the store
+      casefind info --store pop/                     # what is in it
+
+    With no --store, commands use a demo workspace with 50,000 synthetic patients,
+    created on first use. Exit codes: 0 ok, 1 failed, 2 usage, 3 --strict found bad rows.
+    """
+
+
+@main.command()
+@click.option("--patients", "-n", type=click.IntRange(min=10), default=50_000, show_default=True,
+              help="How many patients (everyone registered at some point in the 36 months before --as-of).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same population.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder to write the contract's tables to (replaced if it exists).")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
+@click.option("--inject-errors", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
+              help="Add contract-breaking rows of every kind at this rate, to exercise ingest's quarantine.")
+@click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default="2026-10-31", show_default=True,
+              help="Extract date: the history ends here.")
+@click.option("--report", is_flag=True, help="Print how close the population lands to the calibration targets.")
+def synth(patients, seed, out, fmt, inject_errors, as_of, report):
+    """Generate a realistic synthetic population in the data contract's format.
+
+    Deterministic per seed. Identities (NHS numbers, names) are written apart, to
+    OUT/restricted/. Nothing here is real patient data.
+    """
+    from casefind.synth import generate
+
+    with stage_progress("synth") as say:
+        result = generate(patients, seed, out, inject_errors=inject_errors, fmt=fmt,
+                          as_of=as_of.date(), progress=say)
+    from casefind.ui import rows_table
+
+    console.print(rows_table(f"Synthetic population → {out}", result.rows))
+    if result.injected:
+        console.print(f"Injected {sum(result.injected.values()):,} contract-breaking rows "
+                      f"({len(result.injected)} kinds); list in {out}/_truth/injected.json")
+    console.print(f"Done in {result.seconds:.1f} s. Next: [bold]casefind ingest {out} --store STORE[/]")
+    if report:
+        from casefind.synth.report import calibration_report
+        from casefind.ui import calibration_table
+
+        rows = calibration_report(out, as_of=as_of.date())
+        console.print(calibration_table(rows))
+        if not all(r.ok for r in rows):
+            sys.exit(EXIT_FAILED)
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--store", type=click.Path(path_type=Path), default=None,
+              help="Store to build or replace. Default: the demo workspace's store.")
+@click.option("--identities", "identities_store", type=click.Path(path_type=Path), default=None,
+              help="Restricted store for identities. Default: STORE-identities beside the store.")
+@click.option("--strict", is_flag=True, help="Fail (exit 3) if any row breaks the contract; the store is left unchanged.")
+def ingest(source, store, identities_store, strict):
+    """Validate SOURCE against the data contract and build a population store from it.
+
+    \b
+    SOURCE is a folder of Parquet or CSV files named after the contract's tables
+    (patients.parquet, activity.csv, ...; identities may sit in SOURCE/restricted/),
+    or a DuckDB database holding those tables. See docs/data-contract.md.
+
+    Every row that breaks the contract is quarantined with its reason (nothing is
+    dropped silently); the summary counts them. The new store is built beside the old
+    one and swapped in only when complete, so a failed ingest changes nothing.
+    """
+    from casefind.ingest import IngestError, StrictModeError, run_ingest
+    from casefind.store import StoreError
+    from casefind.ui import ingest_summary
+
+    if store is None:
+        from casefind.workspace import demo_paths
+
+        store = demo_paths()["store"]
+        identities_store = identities_store or demo_paths()["identities"]
+    try:
+        with stage_progress("ingest") as say:
+            summary = run_ingest(source, store, identities_store=identities_store, strict=strict, progress=say)
+    except StrictModeError as e:
+        ingest_summary(e.summary, console)
+        _fail(str(e), "look at the reasons above; without --strict the bad rows go to quarantine", EXIT_STRICT)
+    except (IngestError, StoreError) as e:
+        _fail(str(e))
+    ingest_summary(summary, console)
+
+
+@main.command()
+@_store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the store's manifest as JSON instead.")
+def info(store, as_json):
+    """Show what a population store holds: patients, hierarchy, rows, dates, quarantine."""
+    from casefind.store import Store, StoreError
+    from casefind.ui import store_info
+
+    try:
+        st = Store.open(_resolve_store(store))
+    except StoreError as e:
+        _fail(str(e))
+    if as_json:
+        import json
+
+        click.echo(json.dumps(st.manifest, indent=2))
+    else:
+        store_info(st, console)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Turn typed Arrow columns into the store's scan-friendly numpy encodings.
+
+dates → int32 day numbers (NULL_DAY for missing); enumerations → int8 index into the
+contract's values (-1 missing); text → int32 index into a sorted dictionary (-1 missing);
+numbers → float64 (NaN missing). Sorted dictionaries make a code prefix a contiguous range.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from casefind.contract.dates import NULL_DAY
+
+
+def days(arr: pa.Array) -> np.ndarray:
+    return pc.cast(arr, pa.int32()).fill_null(NULL_DAY).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+
+
+def numbers(arr: pa.Array) -> np.ndarray:
+    return pc.cast(arr, pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+
+
+def lookup(arr: pa.Array, values: pa.Array, dtype=np.int32) -> np.ndarray:
+    """Index of each value in ``values`` (-1 where missing or not found)."""
+    return pc.index_in(arr, value_set=values).fill_null(-1).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def enum(arr: pa.Array, values: tuple[str, ...]) -> np.ndarray:
+    return lookup(arr, pa.array(values, pa.string()), np.int8)
+
+
+def sorted_unique(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    u = pc.unique(arr).drop_null()
+    return u.take(pc.sort_indices(u))
+
+
+def text(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    dictionary = sorted_unique(arr)
+    return lookup(arr, dictionary), dictionary
+
+
+def mask(arr: pa.Array) -> np.ndarray:
+    return np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)

@@ -1,0 +1,169 @@
+"""Decide, row by row, whether a table keeps to the contract; give each bad row one reason.
+
+Reasons are tried in the order of ``contract.quarantine.REASONS`` and the first that
+applies is recorded with the column it concerns. Duplicates are judged last, among rows
+that are otherwise good, so a good second copy survives a bad first one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from casefind.contract import Table
+from casefind.contract.dates import NULL_DAY
+from casefind.contract.nhs_number import valid_mask
+from casefind.contract.quarantine import REASONS, unknown_value_reason
+from casefind.ingest import encode
+from casefind.ingest.normalise import NormalTable
+
+REASON_LIST = tuple(REASONS)
+_REASON_INDEX = {r: i for i, r in enumerate(REASON_LIST)}
+
+
+@dataclass
+class PatientContext:
+    """What event tables are checked against: the patients that were stored."""
+
+    ids: pa.Array          # stored patient ids, in store order
+    birth: np.ndarray      # int32 day numbers, store order
+    death: np.ndarray      # int32 day numbers, NULL_DAY where alive
+    quarantined_ids: pa.Array  # ids whose patients row was quarantined (for the detail)
+
+
+@dataclass
+class Verdict:
+    reason: np.ndarray   # int8 index into REASON_LIST, -1 where the row is good
+    column: np.ndarray   # int16 index into the table's contract columns, -1 for none
+
+    @property
+    def good(self) -> np.ndarray:
+        return self.reason < 0
+
+    def counts(self) -> dict[str, int]:
+        r = self.reason[self.reason >= 0]
+        bins = np.bincount(r, minlength=len(REASON_LIST))
+        return {REASON_LIST[i]: int(c) for i, c in enumerate(bins) if c}
+
+
+class _Checks:
+    def __init__(self, spec: Table, n: int):
+        self.spec = spec
+        self.found: dict[str, list[tuple[np.ndarray, int]]] = {}
+        self.n = n
+
+    def add(self, reason: str, mask: np.ndarray, column: str | None = None) -> None:
+        if mask.any():
+            col = self.spec.names.index(column) if column else -1
+            self.found.setdefault(reason, []).append((mask, col))
+
+    def verdict(self) -> Verdict:
+        reason = np.full(self.n, -1, dtype=np.int8)
+        column = np.full(self.n, -1, dtype=np.int16)
+        for name in REASON_LIST:
+            for mask, col in self.found.get(name, ()):
+                m = mask & (reason < 0)
+                reason[m] = _REASON_INDEX[name]
+                column[m] = col
+        return Verdict(reason, column)
+
+
+def _first_occurrence_duplicates(ids: pa.Array, eligible: np.ndarray) -> np.ndarray:
+    """Rows whose id already appeared in an earlier eligible row."""
+    dup = np.zeros(len(ids), dtype=bool)
+    rows = np.flatnonzero(eligible)
+    if rows.size == 0:
+        return dup
+    sub = ids.take(pa.array(rows))
+    codes = pc.dictionary_encode(sub).indices.to_numpy(zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    later = np.ones(rows.size, dtype=bool)
+    later[first] = False
+    dup[rows[later]] = True
+    return dup
+
+
+def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
+             patients: PatientContext | None = None) -> tuple[Verdict, np.ndarray | None]:
+    """Return the verdict and, for tables keyed by patient, each row's store patient index
+    (-1 where unknown)."""
+    chk = _Checks(spec, t.num_rows)
+    cols = t.columns
+    for c in spec.columns:
+        if not c.nullable:
+            chk.add("missing_value", ~t.present[c.name], c.name)
+        if c.kind == "date":
+            chk.add("unparseable_date", t.failed[c.name], c.name)
+        elif c.kind in ("float", "int"):
+            chk.add("unparseable_number", t.failed[c.name], c.name)
+        if c.kind == "enum":
+            known = encode.enum(cols[c.name], c.values) >= 0
+            chk.add(unknown_value_reason(c.name), t.present[c.name] & ~known, c.name)
+        if c.kind in ("float", "int"):
+            v = encode.numbers(cols[c.name])
+            with np.errstate(invalid="ignore"):
+                low = v < c.minimum if c.minimum is not None else np.zeros(len(v), bool)
+                bad = low.copy()
+                if c.maximum is not None:
+                    bad |= v > c.maximum
+                if c.kind == "int":
+                    bad |= np.isfinite(v) & (v != np.round(v))
+            chk.add("negative_cost" if c.name == "cost" else "out_of_range", bad, c.name)
+    for start, end in spec.ends:
+        s, e = encode.days(cols[start]), encode.days(cols[end])
+        bad = (s != NULL_DAY) & (e != NULL_DAY) & (e < s)
+        chk.add("death_before_birth" if end == "death_date" else "end_before_start", bad, end)
+
+    if "known_practice" in spec.checks and practices is not None:
+        known = encode.lookup(cols["practice_code"], practices) >= 0
+        chk.add("unknown_practice", t.present["practice_code"] & ~known, "practice_code")
+    if "nhs_number" in spec.checks:
+        nums = cols["nhs_number"].to_numpy(zero_copy_only=False)
+        chk.add("invalid_nhs_number", t.present["nhs_number"] & ~valid_mask(
+            np.array(["" if x is None else x for x in nums], dtype="U16")), "nhs_number")
+
+    patient_index = None
+    if patients is not None and "patient_id" in cols:
+        patient_index = encode.lookup(cols["patient_id"], patients.ids)
+        chk.add("unknown_patient", t.present["patient_id"] & (patient_index < 0), "patient_id")
+        known = patient_index >= 0
+        birth = np.where(known, patients.birth[np.maximum(patient_index, 0)], NULL_DAY)
+        death = np.where(known, patients.death[np.maximum(patient_index, 0)], NULL_DAY)
+        for d in spec.event_dates:
+            day = encode.days(cols[d])
+            has = known & (day != NULL_DAY)
+            chk.add("event_before_birth", has & (day < birth), d)
+            chk.add("event_after_death", has & (death != NULL_DAY) & (day > death), d)
+
+    verdict = chk.verdict()
+    if spec.unique:
+        dup = _first_occurrence_duplicates(cols[spec.unique], verdict.good)
+        name = "duplicate_practice" if spec.unique == "practice_code" else "duplicate_patient"
+        verdict.reason[dup] = _REASON_INDEX[name]
+        verdict.column[dup] = spec.names.index(spec.unique)
+    return verdict, patient_index
+
+
+def quarantine_rows(t: NormalTable, spec: Table, verdict: Verdict,
+                    quarantined_patients: pa.Array | None = None) -> pa.Table:
+    """The bad rows exactly as the source gave them (as text), with row number, reason,
+    the column concerned and, for unknown patients, whether their patients row was itself
+    quarantined."""
+    rows = np.flatnonzero(~verdict.good)
+    raw = t.raw.take(pa.array(rows, pa.int64()))
+    out = {name: pc.cast(raw.column(name), pa.string()) for name in raw.column_names}
+    reasons = [REASON_LIST[i] for i in verdict.reason[rows]]
+    columns = [spec.names[i] if i >= 0 else None for i in verdict.column[rows]]
+    detail = [None] * len(rows)
+    if quarantined_patients is not None and len(quarantined_patients) and "patient_id" in t.columns:
+        pid = t.columns["patient_id"].take(pa.array(rows, pa.int64()))
+        was_quarantined = encode.lookup(pid, quarantined_patients) >= 0
+        detail = ["patient row quarantined in patients" if (r == "unknown_patient" and q) else None
+                  for r, q in zip(reasons, was_quarantined)]
+    out["_source_row"] = pa.array(rows + 1, pa.int64())
+    out["_reason"] = pa.array(reasons, pa.string())
+    out["_column"] = pa.array(columns, pa.string())
+    out["_detail"] = pa.array(detail, pa.string())
+    return pa.table(out)

@@ -1,0 +1,125 @@
+"""Terminal output: progress while work runs, summary tables when it ends (rich)."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@contextmanager
+def stage_progress(job: str):
+    """Yield ``say(stage)``: shows the current stage with a spinner and the elapsed time;
+    each finished stage is printed with its duration (stderr, so stdout stays clean)."""
+    progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(),
+                        console=err_console, transient=True)
+    state = {"task": None, "stage": None, "t": time.perf_counter()}
+
+    def done(now: float) -> None:
+        progress.console.print(f"  [green]✓[/] {state['stage']} [dim]{now - state['t']:.1f} s[/]")
+
+    def say(stage: str) -> None:
+        """``stage`` or ``stage: detail``; a line is printed as each stage (not detail) ends."""
+        now = time.perf_counter()
+        head = stage.split(":", 1)[0]
+        if state["stage"] is not None and head != state["stage"]:
+            done(now)
+        if head != state["stage"]:
+            state.update(stage=head, t=now)
+        if state["task"] is None:
+            state["task"] = progress.add_task(f"{job}: {stage}")
+        else:
+            progress.update(state["task"], description=f"{job}: {stage}")
+
+    with progress:
+        try:
+            yield say
+        finally:
+            if state["stage"] is not None:
+                done(time.perf_counter())
+
+
+def rows_table(title: str, rows: dict[str, int]) -> Table:
+    t = Table(title=title, title_justify="left")
+    t.add_column("table")
+    t.add_column("rows", justify="right")
+    for name, n in rows.items():
+        t.add_row(name, f"{n:,}")
+    t.add_row("[bold]total[/]", f"[bold]{sum(rows.values()):,}[/]")
+    return t
+
+
+def calibration_table(rows) -> Table:
+    t = Table(title="Calibration against the targets", title_justify="left")
+    for c in ("measure", "target", "range", "actual", ""):
+        t.add_column(c, justify="left" if c == "measure" else "right")
+    for r in rows:
+        t.add_row(r.measure, f"{r.target:,.3g}", f"{r.low:,.3g}–{r.high:,.3g}", f"{r.actual:,.3g}",
+                  "[green]ok[/]" if r.ok else "[red]OFF[/]")
+    return t
+
+
+def ingest_summary(summary, out: Console) -> None:
+    t = Table(title=f"Ingest → {summary.store}", title_justify="left")
+    for c in ("table", "read", "stored", "quarantined"):
+        t.add_column(c, justify="left" if c == "table" else "right")
+    for name, s in summary.tables.items():
+        q = sum(s.quarantined.values())
+        label = f"{name} [dim](restricted store)[/]" if name == "identities" else name
+        t.add_row(label, f"{s.read:,}", f"{s.stored:,}", f"[yellow]{q:,}[/]" if q else "0")
+    out.print(t)
+    if summary.quarantined_total:
+        r = Table(title="Quarantined rows by reason", title_justify="left")
+        for c in ("table", "reason", "rows"):
+            r.add_column(c, justify="right" if c == "rows" else "left")
+        for name, s in summary.tables.items():
+            for reason, n in sorted(s.quarantined.items(), key=lambda kv: -kv[1]):
+                r.add_row(name, reason, f"{n:,}")
+        out.print(r)
+        out.print("Quarantined rows are kept, verbatim, with their reason: "
+                  f"{summary.store}/current/quarantine/<table>.parquet")
+    for name, cols in summary.missing_columns.items():
+        out.print(f"[yellow]note:[/] {name} has no column(s) {', '.join(cols)}: read as empty")
+    if summary.ignored:
+        out.print(f"[yellow]note:[/] ignored (not contract tables): {', '.join(summary.ignored)}")
+    if summary.snapshot_id:
+        out.print(f"Store snapshot [bold]{summary.snapshot_id}[/] in {summary.seconds:.1f} s."
+                  + (f" Identities stored apart in {summary.identities_store}." if summary.identities_store else ""))
+
+
+def store_info(store, out: Console) -> None:
+    m = store.manifest
+    c = m["counts"]
+    out.print(f"[bold]Store[/] {store.root}  snapshot [bold]{m['snapshot_id']}[/]  "
+              f"created {m['created']}  casefind {m['casefind_version']}")
+    out.print(f"Source: {m['source']['path']} ({m['source']['kind']})")
+    out.print(f"[bold]{c['patients']:,}[/] patients in {c['practices']:,} practices, "
+              f"{c['localities']:,} localities, {c['systems']:,} systems")
+    t = Table(title="Tables", title_justify="left")
+    for col in ("table", "rows", "date range", "read", "quarantined"):
+        t.add_column(col, justify="left" if col in ("table", "date range") else "right")
+    for name, meta in m["tables"].items():
+        ing = m["ingest"].get(name, {})
+        q = sum(ing.get("quarantined", {}).values())
+        dr = meta.get("date_range")
+        t.add_row(name, f"{meta['rows']:,}", f"{dr[0]} → {dr[1]}" if dr else "",
+                  f"{ing.get('read', 0):,}", f"[yellow]{q:,}[/]" if q else "0")
+    out.print(t)
+    reasons = [(n, r, k) for n, ing in m["ingest"].items() for r, k in ing.get("quarantined", {}).items()]
+    if reasons:
+        r = Table(title="Quarantine by reason", title_justify="left")
+        for col in ("table", "reason", "rows"):
+            r.add_column(col, justify="right" if col == "rows" else "left")
+        for n, reason, k in sorted(reasons, key=lambda x: -x[2]):
+            r.add_row(n, reason, f"{k:,}")
+        out.print(r)
+    codes = {k.split(".", 1)[1]: v["size"] for k, v in m["dictionaries"].items() if k.startswith("code.")}
+    if codes:
+        out.print("Code dictionaries: " + ", ".join(f"{s} {n:,}" for s, n in codes.items()))
+    if m.get("identities", {}).get("stored_apart"):
+        out.print("Identities: held in a separate restricted store, not in this one.")
