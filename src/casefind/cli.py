@@ -17,9 +17,9 @@ EXIT_FAILED, EXIT_USAGE, EXIT_STRICT = 1, 2, 3
 
 
 def _fail(message: str, hint: str | None = None, code: int = EXIT_FAILED):
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
     if hint:
-        err_console.print(f"[dim]hint:[/] {hint}")
+        err_console.print(f"[dim]hint:[/] {hint}", soft_wrap=True, highlight=False)
     sys.exit(code)
 
 

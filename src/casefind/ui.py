@@ -20,8 +20,8 @@ def stage_progress(job: str):
                         console=err_console, transient=True)
     state = {"task": None, "stage": None, "t": time.perf_counter()}
 
-    def done(now: float) -> None:
-        progress.console.print(f"  [green]✓[/] {state['stage']} [dim]{now - state['t']:.1f} s[/]")
+    def done(now: float, mark: str = "[green]✓[/]") -> None:
+        progress.console.print(f"  {mark} {state['stage']} [dim]{now - state['t']:.1f} s[/]")
 
     def say(stage: str) -> None:
         """``stage`` or ``stage: detail``; a line is printed as each stage (not detail) ends."""
@@ -39,9 +39,12 @@ def stage_progress(job: str):
     with progress:
         try:
             yield say
-        finally:
+        except BaseException:
             if state["stage"] is not None:
-                done(time.perf_counter())
+                done(time.perf_counter(), "[red]✗[/]")
+            raise
+        if state["stage"] is not None:
+            done(time.perf_counter())
 
 
 def rows_table(title: str, rows: dict[str, int]) -> Table:

@@ -14,15 +14,28 @@ from casefind.contract.dates import NULL_DAY
 
 
 def days(arr: pa.Array) -> np.ndarray:
-    return pc.cast(arr, pa.int32()).fill_null(NULL_DAY).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    ints = pc.cast(arr, pa.int32())
+    if ints.null_count:
+        ints = ints.fill_null(NULL_DAY)
+    return ints.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
 
 
 def numbers(arr: pa.Array) -> np.ndarray:
-    return pc.cast(arr, pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    f = pc.cast(arr, pa.float64())
+    if f.null_count:
+        f = f.fill_null(np.nan)
+    return f.to_numpy(zero_copy_only=False)
 
 
 def lookup(arr: pa.Array, values: pa.Array, dtype=np.int32) -> np.ndarray:
     """Index of each value in ``values`` (-1 where missing or not found)."""
+    if arr.null_count == len(arr):
+        return np.full(len(arr), -1, dtype=dtype)
+    if len(arr) > 100_000 and len(values) < 1_000:  # few distinct values: look up each once
+        enc = pc.dictionary_encode(arr)
+        per_value = pc.index_in(enc.dictionary, value_set=values).fill_null(-1).to_numpy(zero_copy_only=False)
+        idx = enc.indices.fill_null(len(per_value)).to_numpy(zero_copy_only=False)
+        return np.append(per_value, -1).astype(dtype)[idx]
     return pc.index_in(arr, value_set=values).fill_null(-1).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
@@ -41,4 +54,6 @@ def text(arr: pa.Array) -> tuple[np.ndarray, pa.Array]:
 
 
 def mask(arr: pa.Array) -> np.ndarray:
-    return np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    if arr.null_count:
+        arr = arr.fill_null(False)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)

@@ -39,7 +39,9 @@ def _single(col: pa.ChunkedArray) -> pa.Array:
 
 
 def _mask(arr: pa.Array) -> np.ndarray:
-    return np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    if arr.null_count:
+        arr = arr.fill_null(False)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -55,7 +57,10 @@ def _text(arr: pa.Array) -> pa.Array:
         else:
             arr = pc.cast(arr, pa.string())
     arr = pc.utf8_trim_whitespace(arr)
-    return pc.if_else(pc.equal(arr, ""), pa.scalar(None, pa.string()), arr)
+    empty = pc.equal(arr, "")
+    if not pc.any(empty).as_py():
+        return arr
+    return pc.if_else(empty, pa.scalar(None, pa.string()), arr)
 
 
 def _date(arr: pa.Array) -> pa.Array:

@@ -21,7 +21,7 @@ from casefind.ingest.normalise import NormalTable, normalise, unify_patient_ids
 from casefind.ingest.sources import IngestError, read_source
 from casefind.ingest.validate import PatientContext, quarantine_rows, validate
 from casefind.store.writer import SnapshotBuilder, remove_stale_builds
-from casefind_native import group_by_patient
+from casefind_native import gather, group_by_patient
 
 
 class StrictModeError(IngestError):
@@ -59,7 +59,7 @@ Progress = Callable[[str], None]
 
 
 def _good(arr: pa.Array, keep: np.ndarray) -> pa.Array:
-    return arr.filter(pa.array(keep))
+    return arr if keep.all() else arr.filter(pa.array(keep))
 
 
 def _icd10_without_dot(codes: pa.Array, is_icd10: np.ndarray | None = None) -> pa.Array:
@@ -271,8 +271,8 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
                 pidx, extras = np.empty(0, np.int32), {}
             order, offs = group_by_patient(pidx, n_patients, arrays[spec.sort_date])
             offsets[name] = offs
-            tbl = pa.table({"patient": pidx[order].astype(np.int32),
-                            **{k: v[order] for k, v in arrays.items()},
+            tbl = pa.table({"patient": gather(pidx.astype(np.int32), order),
+                            **{k: gather(v, order) for k, v in arrays.items()},
                             **{x: v.take(pa.array(order)) for x, v in extras.items()}})
             say(f"building the store: writing {name}")
             build.write_arrow(f"{name}.arrow", tbl)
