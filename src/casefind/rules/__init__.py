@@ -1,0 +1,1 @@
+"""The rules language: YAML rule files, their expression grammar, the typed IR."""

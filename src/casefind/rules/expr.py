@@ -1,0 +1,262 @@
+"""The expression language inside rule files: a grammar (lark) and the syntax tree it gives.
+
+Expressions are parsed, never eval'd. Every node keeps its position so that type and name
+errors point at the right column of the rule file.
+
+    count(activity, setting == "emergency_admission", within=months(12)) >= 2
+    case(efi > 0.36, "severe", efi > 0.24, "moderate", "fit")
+    efi at as_of - months(6)
+    top(cost_12m, 0.5%)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from casefind.rules.errors import RuleError, Span
+
+GRAMMAR = r"""
+?start: expr
+?expr: or_
+?or_: and_ (_OR and_)*
+?and_: not_ (_AND not_)*
+?not_: _NOT not_ -> not_op
+     | comparison
+?comparison: at_ (COMPOP at_)?
+     | at_ _IN "(" expr ("," expr)* ")" -> in_op
+?at_: sum (_AT sum)?
+?sum: product (ADDOP product)*
+?product: unary (MULOP unary)*
+?unary: "-" unary -> neg
+     | primary
+?primary: NUMBER "%" -> percent
+     | NUMBER -> number
+     | STRING -> string
+     | _TRUE -> true
+     | _FALSE -> false
+     | NAME "(" [arg ("," arg)*] ")" -> call
+     | dotted
+     | "(" expr "," expr ("," expr)* ")" -> tuple
+     | "(" expr ")"
+dotted: NAME ("." NAME)*
+arg: NAME "=" expr -> kwarg
+   | expr
+COMPOP: "==" | "!=" | ">=" | "<=" | ">" | "<"
+ADDOP: "+" | "-"
+MULOP: "*" | "/"
+_OR.2: /or\b/
+_AND.2: /and\b/
+_NOT.2: /not\b/
+_IN.2: /in\b/
+_AT.2: /at\b/
+_TRUE.2: /true\b/
+_FALSE.2: /false\b/
+NAME: /(?!(and|or|not|in|at|true|false)\b)[A-Za-z_][A-Za-z0-9_]*/
+NUMBER: /\d+(\.\d+)?/
+STRING: /"[^"\n]*"/ | /'[^'\n]*'/
+%ignore /[ \t\r\n]+/
+%ignore /#[^\n]*/
+"""
+
+_parser = Lark(GRAMMAR, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+@dataclass(frozen=True)
+class Node:
+    span: Span = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Num(Node):
+    value: float
+    is_int: bool = False
+
+
+@dataclass(frozen=True)
+class Percent(Node):
+    value: float  # as a fraction: 0.5% -> 0.005
+
+
+@dataclass(frozen=True)
+class Str(Node):
+    value: str
+
+
+@dataclass(frozen=True)
+class Bool(Node):
+    value: bool
+
+
+@dataclass(frozen=True)
+class Name(Node):
+    parts: tuple[str, ...]  # ("efi",) or ("activity", "cost")
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.parts)
+
+
+@dataclass(frozen=True)
+class Call(Node):
+    func: str
+    args: tuple[Node, ...]
+    kwargs: tuple[tuple[str, Node], ...]
+
+    def kw(self, name: str) -> Node | None:
+        return dict(self.kwargs).get(name)
+
+
+@dataclass(frozen=True)
+class BinOp(Node):
+    op: str  # + - * / == != < <= > >= and or
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class Not(Node):
+    operand: Node
+
+
+@dataclass(frozen=True)
+class Neg(Node):
+    operand: Node
+
+
+@dataclass(frozen=True)
+class In(Node):
+    operand: Node
+    options: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class At(Node):
+    operand: Node
+    when: Node
+
+
+@dataclass(frozen=True)
+class Tuple(Node):
+    items: tuple[Node, ...]
+
+
+class _Build(Transformer):
+    def __init__(self, origin: Span):
+        super().__init__()
+        self.origin = origin
+
+    def _span(self, item) -> Span:
+        line = getattr(item, "line", None) or getattr(getattr(item, "meta", None), "line", 1) or 1
+        col = getattr(item, "column", None) or getattr(getattr(item, "meta", None), "column", 1) or 1
+        return self.origin.shifted(line, col)
+
+    @v_args(meta=True)
+    def number(self, meta, c):
+        (tok,) = c
+        return Num(self._span(tok), float(tok), "." not in tok)
+
+    @v_args(meta=True)
+    def percent(self, meta, c):
+        return Percent(self._span(c[0]), float(c[0]) / 100)
+
+    @v_args(meta=True)
+    def string(self, meta, c):
+        return Str(self._span(c[0]), str(c[0])[1:-1])
+
+    @v_args(meta=True)
+    def true(self, meta, c):
+        return Bool(self.origin.shifted(meta.line, meta.column), True)
+
+    @v_args(meta=True)
+    def false(self, meta, c):
+        return Bool(self.origin.shifted(meta.line, meta.column), False)
+
+    @v_args(meta=True)
+    def dotted(self, meta, c):
+        return Name(self._span(c[0]), tuple(str(t) for t in c))
+
+    @v_args(meta=True)
+    def call(self, meta, c):
+        name, *args = c
+        pos = tuple(a for a in args if not isinstance(a, tuple))
+        kws = tuple(a for a in args if isinstance(a, tuple))
+        return Call(self._span(name), str(name), pos, kws)
+
+    def kwarg(self, c):
+        return (str(c[0]), c[1])
+
+    def arg(self, c):
+        return c[0]
+
+    @v_args(meta=True)
+    def tuple(self, meta, c):
+        return Tuple(self.origin.shifted(meta.line, meta.column), tuple(c))
+
+    def _chain(self, c, op_of=None):
+        node = c[0]
+        i = 1
+        while i < len(c):
+            if isinstance(c[i], Token):
+                op, right = str(c[i]), c[i + 1]
+                i += 2
+            else:
+                op, right = op_of, c[i]
+                i += 1
+            node = BinOp(node.span, op, node, right)
+        return node
+
+    def or_(self, c):
+        return self._chain(c, "or")
+
+    def and_(self, c):
+        return self._chain(c, "and")
+
+    def comparison(self, c):
+        return self._chain(c)
+
+    def sum(self, c):
+        return self._chain(c)
+
+    def product(self, c):
+        return self._chain(c)
+
+    @v_args(meta=True)
+    def not_op(self, meta, c):
+        return Not(self.origin.shifted(meta.line, meta.column), c[0])
+
+    @v_args(meta=True)
+    def neg(self, meta, c):
+        return Neg(self.origin.shifted(meta.line, meta.column), c[0])
+
+    def in_op(self, c):
+        return In(c[0].span, c[0], tuple(c[1:]))
+
+    def at_(self, c):
+        return At(c[0].span, c[0], c[1])
+
+
+def parse_expression(text: str, origin: Span) -> Node:
+    """Parse one expression; ``origin`` is where its first character sits in the file."""
+    text = str(text)
+    try:
+        tree = _parser.parse(text)
+    except UnexpectedEOF:
+        raise RuleError(origin.shifted(1, len(text) + 1), f"the expression ends too early: {text!r}",
+                        "is a closing bracket or an operand missing?") from None
+    except UnexpectedCharacters as e:
+        raise RuleError(origin.shifted(e.line, e.column),
+                        f"unexpected character {text.splitlines()[e.line - 1][e.column - 1]!r}",
+                        "strings need double quotes; operators are and, or, not, ==, !=, <, <=, >, >=, + - * /") from None
+    except UnexpectedToken as e:
+        tok = e.token
+        if tok.type == "$END":
+            raise RuleError(origin.shifted(1, len(text.rstrip()) + 1), f"the expression ends too early: {text!r}",
+                            "is a closing bracket or an operand missing?") from None
+        where = origin.shifted(getattr(tok, "line", 1) or 1, getattr(tok, "column", 1) or 1)
+        raise RuleError(where, f"unexpected {str(tok)!r}",
+                        "check for a missing operator, comma or bracket just before it") from None
+    except UnexpectedInput as e:  # pragma: no cover - other lark errors
+        raise RuleError(origin, f"cannot parse the expression ({e.__class__.__name__})") from None
+    return _Build(origin).transform(tree)
