@@ -151,3 +151,24 @@ def test_open_errors_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(StoreError, match="not a casefind store"):
         Store.open(tmp_path / "empty")
+
+
+def test_a_second_writer_is_refused_while_one_holds_the_store(tmp_path, tiny_source):
+    root = tmp_path / "store"
+    run_ingest(tiny_source, root)
+    first = store_writer.SnapshotBuilder(root)  # an ingest in progress
+    try:
+        with pytest.raises(StoreError, match="another ingest is writing"):
+            run_ingest(tiny_source, root)
+        assert first.dir.exists()  # its build was not swept away
+    finally:
+        first.abort()
+    run_ingest(tiny_source, root)  # free again
+
+
+def test_leftovers_of_a_killed_build_are_cleared(tmp_path, tiny_source):
+    root = tmp_path / "store"
+    run_ingest(tiny_source, root)
+    (root / ".build-deadbeef").mkdir()
+    run_ingest(tiny_source, root)
+    assert not (root / ".build-deadbeef").exists()

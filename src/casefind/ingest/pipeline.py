@@ -20,7 +20,7 @@ from casefind.ingest import encode
 from casefind.ingest.normalise import NormalTable, normalise, unify_patient_ids
 from casefind.ingest.sources import IngestError, read_source
 from casefind.ingest.validate import PatientContext, quarantine_rows, validate
-from casefind.store.writer import SnapshotBuilder, remove_stale_builds
+from casefind.store.writer import SnapshotBuilder
 from casefind_native import gather, group_by_patient
 
 
@@ -251,7 +251,6 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
         raise StrictModeError(summary)
 
     tables_meta: dict = {}
-    remove_stale_builds(store)
     with SnapshotBuilder(store) as build:
         offsets: dict[str, np.ndarray] = {}
         build.write_arrow("practices.arrow", practices_out)
@@ -323,7 +322,6 @@ def _write_identities(root: Path, it: NormalTable, verdict, pidx: np.ndarray, qu
     take = pa.array(rows, pa.int64())
     tbl = pa.table({"patient": pidx[rows].astype(np.int32),
                     **{n: it.columns[n].take(take) for n in TABLES["identities"].names}})
-    remove_stale_builds(root)
     with SnapshotBuilder(root, mode=0o700) as b:
         b.write_arrow("identities.arrow", tbl)
         if quarantined is not None:

@@ -16,6 +16,7 @@ is replaced, so a failed or interrupted build leaves the previous snapshot in pl
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ FORMAT = "casefind-store"
 FORMAT_VERSION = 1
 CURRENT = "current"
 SNAPSHOTS = "snapshots"
+LOCK = ".lock"
 
 
 class StoreError(Exception):
@@ -49,8 +51,8 @@ def check_store_path(root: Path) -> None:
     if root.exists():
         if not root.is_dir():
             raise StoreError(f"{root} exists and is not a directory")
-        entries = {p.name for p in root.iterdir()} - {CURRENT, SNAPSHOTS}
-        entries = {e for e in entries if not e.startswith(".build-")}
+        entries = {p.name for p in root.iterdir()} - {CURRENT, SNAPSHOTS, LOCK}
+        entries = {e for e in entries if not e.startswith((".build-", ".current-"))}
         if entries:
             raise StoreError(
                 f"{root} is not empty and is not a casefind store (found {sorted(entries)[:3]}); "
@@ -66,6 +68,13 @@ class SnapshotBuilder:
         self.created_root = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, mode)
+        self._lock = open(self.root / LOCK, "w")
+        try:  # one writer at a time; readers never need the lock
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise StoreError(f"another ingest is writing to {self.root}; wait for it to finish") from None
+        remove_stale_builds(self.root)
         self.mode = mode
         self.dir = self.root / f".build-{uuid.uuid4().hex[:12]}"
         self.dir.mkdir()
@@ -110,12 +119,19 @@ class SnapshotBuilder:
         for old in snapshots.iterdir():  # readers holding old maps keep them (POSIX unlink)
             if old.name != snapshot_id:
                 shutil.rmtree(old, ignore_errors=True)
+        self._release()
         return snapshot_id
+
+    def _release(self) -> None:
+        if not self._lock.closed:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
 
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
-        if self.created_root and not any(self.root.iterdir()):
-            self.root.rmdir()
+        self._release()
+        if self.created_root and {p.name for p in self.root.iterdir()} <= {LOCK}:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self):
         return self
