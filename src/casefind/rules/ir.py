@@ -171,6 +171,9 @@ class Codelist:
 
 @dataclass(frozen=True)
 class InCodelist(Node):
+    """True for rows whose code is in the codelist (a listed code, or one starting with a
+    listed prefix) and whose code system is the codelist's."""
+
     column: Node
     codelist: Codelist
     type: T = field(default=T.BOOL, init=False)
@@ -204,7 +207,7 @@ class Binary(Node):
                 raise IRTypeError(f"'{self.op}' joins true/false values, not {lt.value} and {rt.value}",
                                   "compare a number first, e.g. count >= 1")
         elif self.op in _COMPARE:
-            same = lt == rt or (lt in NUMERIC and rt in NUMERIC)
+            same = lt == rt or (lt in NUMERIC and rt in NUMERIC) or {lt, rt} <= {T.TEXT, T.CODE}
             if not same:
                 raise IRTypeError(f"cannot compare a {lt.value} with a {rt.value}",
                                   "compare dates with dates (e.g. as_of - months(6)) and numbers with numbers")
@@ -271,7 +274,9 @@ class IsIn(Node):
 
     def __post_init__(self):
         for o in self.options:
-            if o.type != self.operand.type and not (o.type in NUMERIC and self.operand.type in NUMERIC):
+            ok = o.type == self.operand.type or {o.type, self.operand.type} <= {T.TEXT, T.CODE} \
+                or (o.type in NUMERIC and self.operand.type in NUMERIC)
+            if not ok:
                 raise IRTypeError(f"'in' compares a {self.operand.type.value} with a {o.type.value}")
 
     @property
