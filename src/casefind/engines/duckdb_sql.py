@@ -1,0 +1,363 @@
+"""The reference engine: the IR as DuckDB SQL over the store, kept simple and obviously right.
+
+It is the executable specification the native engine is tested against, so it favours
+readable SQL over speed: the store's encoded columns are decoded into plain views (dates,
+text), every aggregation is its own grouped subquery, and every rule of the semantics is
+written out where it applies:
+
+- a comparison (or ``in``) with a missing value is false, never null; ``not`` of it is true;
+- age is whole years at the evaluation date D (a 29 February birthday falls on 1 March);
+  registered: start <= D and (no end or end >= D); alive: no death date or death after D;
+- an aggregation sees rows dated on or before D, within its window:
+  range (D - start, D - end] in calendar months and days (the day clamps to month end);
+- over no rows: exists false, count and count_distinct 0, sum and scores 0, the others null;
+- first/last take the earliest/latest row by date, ties by store order; sum/mean/min/max
+  skip missing values;
+- count_distinct of a codelist's categories counts each category once (a code in two
+  categories counts for both); a weighted score adds each category's weight once (the
+  largest weight among its codes);
+- trend: counts (or sums) in n monthly buckets (D - (i+1) months, D - i months], slope of a
+  least-squares line per month; 0 when fewer than two buckets have any rows;
+- percentile: 100 × (population members with a smaller value) / (members with a value);
+  top(x, p): fewer than p × (members with a value) have a larger value. Missing values are
+  never top and have no percentile. Both rank within the rule's population.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from casefind.contract import EVENT_TABLES, TABLES
+from casefind.contract.dates import NULL_DAY
+from casefind.rules import ir
+from casefind.store import Store
+
+
+def _q(value) -> str:
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _shift(date_sql: str, months: int, days: int) -> str:
+    s = date_sql
+    if months:
+        s = f"({s} + INTERVAL ({months}) MONTH)"
+    if days:
+        s = f"({s} + INTERVAL ({days}) DAY)"
+    return f"CAST({s} AS DATE)" if (months or days) else s
+
+
+def _date_col(name: str) -> str:
+    return f"CASE WHEN {name} = {int(NULL_DAY)} THEN NULL ELSE DATE '1970-01-01' + {name} END AS {name}"
+
+
+def register_store(con: duckdb.DuckDBPyConnection, store: Store) -> None:
+    """Decoded views of the store: one row per stored row, dates as DATE, codes as text."""
+    for name, d in store.manifest["dictionaries"].items():
+        con.register(f"dict_{name.replace('.', '_')}",
+                     pa.table({"idx": pa.array(np.arange(d["size"], dtype=np.int32)),
+                               "value": pa.array(store.dictionary(name).tolist(), pa.string())}))
+    practices = store.table("practices").arrow
+    con.register("raw_practices", practices)
+    pt = store.table("patients")
+    con.register("raw_patients", pt.arrow)
+    enc = pt.encodings
+    con.execute(f"""
+        CREATE OR REPLACE VIEW patients AS
+        SELECT p.patient, p.patient_id,
+               {_date_col('birth_date')}, {_date_col('registration_start')},
+               {_date_col('registration_end')}, {_date_col('death_date')},
+               CASE p.sex {' '.join(f'WHEN {i} THEN {_q(v)}' for i, v in enumerate(enc['sex']['values']))} END AS sex,
+               CASE WHEN p.imd_decile = 0 THEN NULL ELSE p.imd_decile END AS imd_decile,
+               pr.practice_code AS practice, pr.locality_code AS locality, pr.system_code AS system
+        FROM (SELECT (row_number() OVER () - 1)::INTEGER AS patient, * FROM raw_patients) p
+        JOIN (SELECT (row_number() OVER () - 1)::INTEGER AS i, * FROM raw_practices) pr ON pr.i = p.practice
+    """)
+    for name in EVENT_TABLES:
+        t = store.table(name)
+        con.register(f"raw_{name}", t.arrow)
+        cols = ["(row_number() OVER () - 1)::BIGINT AS row", "e.patient"]
+        joins = []
+        for c in TABLES[name].columns:
+            if c.kind == "patient_id":
+                continue
+            e = t.encodings[c.name]
+            if c.kind == "date":
+                cols.append(_date_col(f"e.{c.name}").replace(f"AS e.{c.name}", f"AS {c.name}"))
+            elif c.kind == "enum":
+                cases = " ".join(f"WHEN {i} THEN {_q(v)}" for i, v in enumerate(e["values"]))
+                cols.append(f"CASE e.{c.name} {cases} END AS {c.name}")
+            elif c.kind == "text":
+                alias = f"d_{c.name}"
+                joins.append(f"LEFT JOIN dict_{e['dictionary'].replace('.', '_')} {alias} ON {alias}.idx = e.{c.name}")
+                cols.append(f"{alias}.value AS {c.name}")
+            elif c.kind == "code":
+                systems = list(e["dictionaries"])
+                parts = []
+                for i, s in enumerate(systems):
+                    dname = f"code.{s}"
+                    if dname not in store.manifest["dictionaries"]:
+                        continue
+                    alias = f"c_{c.name}_{s}"
+                    cond = f"e.{e['system_column']} = {i} AND " if e["system_column"] else ""
+                    joins.append(f"LEFT JOIN dict_code_{s} {alias} ON {cond}{alias}.idx = e.{c.name}")
+                    parts.append(f"{alias}.value")
+                cols.append(f"COALESCE({', '.join(parts)}) AS {c.name}" if parts else f"NULL::VARCHAR AS {c.name}")
+            else:
+                cols.append(f"CASE WHEN isnan(e.{c.name}) THEN NULL ELSE e.{c.name} END AS {c.name}"
+                            if c.kind == "float" else f"e.{c.name}")
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {', '.join(cols)} "
+                    f"FROM (SELECT * FROM raw_{name}) e {' '.join(joins)}")
+
+
+@dataclass
+class _Query:
+    """Collects one grouped subquery per (aggregation, evaluation date)."""
+
+    ctes: dict[tuple, str] = field(default_factory=dict)
+    sql: list[str] = field(default_factory=list)
+
+
+class SqlCompiler:
+    """IR → SQL expressions. Patient expressions refer to the ``patients`` view by ``alias``;
+    subqueries (one per aggregation and date) are shared by every alias."""
+
+    def __init__(self, population: ir.Node | None = None, alias: str = "p", query: _Query | None = None):
+        self.q = query or _Query()
+        self.population = population
+        self.a = alias
+
+    def with_alias(self, alias: str) -> "SqlCompiler":
+        return SqlCompiler(self.population, alias, self.q)
+
+    # --- patient domain -----------------------------------------------------------------
+    def patient(self, n: ir.Node, d: str) -> str:
+        if isinstance(n, (ir.Const, ir.Param)):
+            return _q(n.value) if n.value is not None else "NULL"
+        if isinstance(n, ir.AsOf):
+            return d
+        if isinstance(n, ir.Attr):
+            return self.attr(n.name, d)
+        if isinstance(n, ir.Shift):
+            return _shift(self.patient(n.date, d), n.months, n.days)
+        if isinstance(n, ir.At):
+            return self.patient(n.operand, self.const_date(n.when, d))
+        if isinstance(n, ir.Aggregate):
+            return self.aggregate(n, d)
+        if isinstance(n, ir.Trend):
+            return self.trend(n, d)
+        if isinstance(n, ir.PopulationRank):
+            return self.rank(n, d)
+        return self.expr(n, lambda m: self.patient(m, d), d)
+
+    def const_date(self, n: ir.Node, d: str) -> str:
+        if not isinstance(n, (ir.AsOf, ir.Shift, ir.Const, ir.Param)) or n.domain != ir.PATIENT:
+            raise NotImplementedError("'at' needs a date that is the same for every patient")
+        return self.patient(n, d)
+
+    def attr(self, name: str, d: str) -> str:
+        a = self.a
+        if name == "age":
+            return (f"(year({d}) - year({a}.birth_date) - CASE WHEN month({d}) < month({a}.birth_date) OR "
+                    f"(month({d}) = month({a}.birth_date) AND day({d}) < day({a}.birth_date)) THEN 1 ELSE 0 END)")
+        if name == "registered":
+            return (f"({a}.registration_start <= {d} AND "
+                    f"({a}.registration_end IS NULL OR {a}.registration_end >= {d}))")
+        if name == "alive":
+            return f"({a}.death_date IS NULL OR {a}.death_date > {d})"
+        return f"{a}.{name}"
+
+    def expr(self, n: ir.Node, sub, d: str) -> str:
+        if isinstance(n, ir.Binary):
+            left, right = sub(n.left), sub(n.right)
+            if n.op in ("and", "or"):
+                return f"({left} {n.op.upper()} {right})"
+            if n.op in ("==", "!=", "<", "<=", ">", ">="):
+                op = {"==": "=", "!=": "<>"}.get(n.op, n.op)
+                return f"COALESCE({left} {op} {right}, FALSE)"
+            if n.op == "/":
+                return f"(CAST({left} AS DOUBLE) / NULLIF(CAST({right} AS DOUBLE), 0))"
+            return f"({left} {n.op} {right})"
+        if isinstance(n, ir.Not):
+            return f"(NOT {sub(n.operand)})"
+        if isinstance(n, ir.Neg):
+            return f"(-{sub(n.operand)})"
+        if isinstance(n, ir.IsIn):
+            return f"COALESCE({sub(n.operand)} IN ({', '.join(_q(o.value) for o in n.options)}), FALSE)"
+        if isinstance(n, ir.Case):
+            whens = " ".join(f"WHEN {sub(c)} THEN {sub(v)}" for c, v in n.whens)
+            default = sub(n.default) if n.default is not None else "NULL"
+            return f"(CASE {whens} ELSE {default} END)"
+        if isinstance(n, ir.Func):
+            args = [sub(a) for a in n.args]
+            if n.name == "logistic":
+                return f"(1.0 / (1.0 + exp(-({args[0]}))))"
+            if n.name == "days_between":
+                return f"date_diff('day', {args[0]}, {args[1]})"
+            if n.name in ("min", "max"):
+                return f"{'least' if n.name == 'min' else 'greatest'}({', '.join(args)})"
+            if n.name == "log":
+                return f"ln({args[0]})"
+            if n.name == "round":
+                return f"CAST(round({args[0]}) AS BIGINT)"
+            return f"{n.name}({args[0]})"
+        if isinstance(n, (ir.Const, ir.Param)):
+            return _q(n.value)
+        raise NotImplementedError(f"{type(n).__name__} in this position")
+
+    # --- event domain -------------------------------------------------------------------
+    def event(self, n: ir.Node, d: str) -> str:
+        if isinstance(n, ir.Column):
+            return f"e.{n.column}"
+        if isinstance(n, ir.InCodelist):
+            return self.in_codelist(n)
+        if n.domain.per_patient:
+            return self.patient(n, d)
+        return self.expr(n, lambda m: self.event(m, d), d)
+
+    def in_codelist(self, n: ir.InCodelist) -> str:
+        cl, col = n.codelist, n.column
+        parts = []
+        if cl.codes:
+            parts.append(f"e.{col.column} IN ({', '.join(_q(c) for c in cl.codes)})")
+        parts += [f"starts_with(e.{col.column}, {_q(p)})" for p in cl.prefixes]
+        system = ""
+        if TABLES[col.table].column(col.column).code_system == "code_system":
+            system = f"e.code_system = {_q(cl.system)} AND "
+        elif TABLES[col.table].column(col.column).code_system != cl.system:
+            return "FALSE"
+        return f"COALESCE({system}({' OR '.join(parts)}), FALSE)"
+
+    def codelist_rows(self, cl: ir.Codelist, what: str) -> str:
+        """(code, is_prefix, category, weight) rows of a codelist, as an inline table."""
+        entries = list(cl.codes) + list(cl.prefixes)
+        rows = []
+        for i, code in enumerate(entries):
+            cat = cl.categories[i] if cl.categories else None
+            w = cl.weights[i] if cl.weights else None
+            rows.append(f"({_q(code)}, {_q(i >= len(cl.codes))}, {_q(cat) if cat else 'NULL'}, "
+                        f"{_q(float(w)) if w is not None else 'NULL'})")
+        return f"(VALUES {', '.join(rows)}) {what}(code, is_prefix, category, weight)"
+
+    def window(self, n: ir.Aggregate | ir.Trend, table: str, d: str) -> str:
+        date = f"e.{TABLES[table].sort_date}"
+        if isinstance(n, ir.Trend):
+            return f"{date} <= {d} AND {date} > {_shift(d, -n.months, 0)}"
+        w = n.window
+        if w.kind == "active":
+            return f"e.start_date <= {d} AND (e.end_date IS NULL OR e.end_date >= {d})"
+        cond = f"{date} <= {d}"
+        if w.kind == "range":
+            cond = f"{date} <= {_shift(d, -w.end[0], -w.end[1])} AND {date} > {_shift(d, -w.start[0], -w.start[1])}"
+        return cond
+
+    def aggregate(self, n: ir.Aggregate, d: str) -> str:
+        key = (n, d)
+        if key not in self.q.ctes:
+            name = f"agg{len(self.q.ctes)}"
+            t = n.table
+            where = [self.window(n, t, d)]
+            if n.where is not None:
+                where.append(self.event(n.where, d))
+            f = n.func
+            cat_join = ""
+            if n.value is not None and ":" in n.value.column or f == "weighted_categories":
+                cl = n.codelist
+                code_col = "primary_diagnosis" if t == "activity" else "code"
+                cat_join = (f" JOIN {self.codelist_rows(cl, 'cl')} ON (NOT cl.is_prefix AND e.{code_col} = cl.code)"
+                            f" OR (cl.is_prefix AND starts_with(e.{code_col}, cl.code))")
+            value = None
+            if n.value is not None:
+                value = f"cl.category" if n.value.column.startswith("category:") else self.event(n.value, d)
+            order = f"e.{TABLES[t].sort_date}, e.row"
+            agg = {
+                "exists": "TRUE",
+                "count": "count(*)",
+                "count_distinct": f"count(DISTINCT {value})",
+                "sum": f"sum({value})",
+                "mean": f"avg({value})",
+                "min": f"min({value})",
+                "max": f"max({value})",
+                "first": f"arg_min({value}, ({order}))" if value else None,
+                "last": f"arg_max({value}, ({order}))" if value else None,
+                "days_since": f"date_diff('day', max(e.{TABLES[t].sort_date}), {d})",
+                "weighted_categories": None,
+            }[f]
+            if f == "weighted_categories":
+                sql = (f"SELECT patient, sum(w) AS v FROM (SELECT e.patient, cl.category, max(cl.weight) AS w "
+                       f"FROM {t} e{cat_join} WHERE {' AND '.join(where)} GROUP BY e.patient, cl.category) "
+                       f"GROUP BY patient")
+            else:
+                sql = (f"SELECT e.patient, {agg} AS v FROM {t} e{cat_join} "
+                       f"WHERE {' AND '.join(where)} GROUP BY e.patient")
+            self.q.ctes[key] = (name, sql)
+        name, _ = self.q.ctes[key]
+        empty = {"exists": "FALSE", "count": "0", "count_distinct": "0", "sum": "0",
+                 "weighted_categories": "0.0"}.get(n.func)
+        ref = f"(SELECT v FROM {name} WHERE {name}.patient = {self.a}.patient)"
+        return f"COALESCE({ref}, {empty})" if empty else ref
+
+    def trend(self, n: ir.Trend, d: str) -> str:
+        key = (n, d)
+        if key not in self.q.ctes:
+            name = f"agg{len(self.q.ctes)}"
+            t = n.table
+            date = f"e.{TABLES[t].sort_date}"
+            where = [self.window(n, t, d)]
+            if n.where is not None:
+                where.append(self.event(n.where, d))
+            y = "count(*)" if n.value is None else f"coalesce(sum({self.event(n.value, d)}), 0)"
+            # bucket i: (D - (i+1) months, D - i months]; x runs forward in time
+            bucket = " ".join(f"WHEN {date} > {_shift(d, -(i + 1), 0)} THEN {n.months - 1 - i}"
+                              for i in range(n.months))
+            xs = list(range(n.months))
+            mx = sum(xs) / len(xs)
+            sxx = sum((x - mx) ** 2 for x in xs)
+            sql = (f"SELECT patient, CASE WHEN count(*) < 2 THEN 0.0 ELSE "
+                   f"sum((x - {mx}) * y) / {sxx} END AS v FROM ("
+                   f"SELECT e.patient, CASE {bucket} END AS x, {y} AS y FROM {t} e "
+                   f"WHERE {' AND '.join(where)} GROUP BY e.patient, x) GROUP BY patient")
+            # empty buckets contribute (x - mean) * 0 = 0 to the numerator, so summing over
+            # non-empty buckets only is exact
+            self.q.ctes[key] = (name, sql)
+        name, _ = self.q.ctes[key]
+        return f"COALESCE((SELECT v FROM {name} WHERE {name}.patient = {self.a}.patient), 0.0)"
+
+    def rank(self, n: ir.PopulationRank, d: str) -> str:
+        x = self.patient(n.operand, d)
+        inner = self.with_alias("p2")
+        pop = inner.patient(self.population, d) if self.population is not None else "TRUE"
+        values = f"(SELECT {inner.patient(n.operand, d)} AS x FROM patients p2 WHERE {pop})"
+        if n.kind == "percentile":
+            return (f"(CASE WHEN {x} IS NULL THEN NULL ELSE 100.0 * (SELECT count(*) FROM {values} o WHERE o.x < {x}) "
+                    f"/ (SELECT count(*) FROM {values} o WHERE o.x IS NOT NULL) END)")
+        return (f"(CASE WHEN {x} IS NULL THEN FALSE ELSE (SELECT count(*) FROM {values} o WHERE o.x > {x}) "
+                f"< {n.fraction} * (SELECT count(*) FROM {values} o WHERE o.x IS NOT NULL) END)")
+
+
+def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
+             population: ir.Node | None = None, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    """One row per stored patient: ``patient`` (store index) and each named expression at
+    ``as_of``. ``population`` is what percentile/top rank within."""
+    con = con or duckdb.connect()
+    register_store(con, store)
+    d = _q(as_of)
+    comp = SqlCompiler(population)
+    cols = [f"{comp.patient(node, d)} AS \"{name}\"" for name, node in exprs.items()]
+    ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.q.ctes.values())
+    sql = (f"{'WITH ' + ctes if ctes else ''} SELECT p.patient{', ' if cols else ''}{', '.join(cols)} "
+           f"FROM patients p ORDER BY p.patient")
+    rel = con.sql(sql)
+    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
+    return fetch()
