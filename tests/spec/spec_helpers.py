@@ -9,13 +9,13 @@ import datetime as dt
 import math
 from pathlib import Path
 
-from casefind.engines import duckdb_sql
+from casefind.engines import duckdb_sql, native
 from casefind.ingest import run_ingest
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
 from conftest import write_source
 
-ENGINES = {"duckdb": duckdb_sql.evaluate}
+ENGINES = {"duckdb": duckdb_sql.evaluate, "native": native.evaluate}
 
 PRACTICES = [("Z00001", "Elm", "LOC001", "North", "SYS01", "Demo")]
 

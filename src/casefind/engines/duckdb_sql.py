@@ -181,8 +181,8 @@ class SqlCompiler:
     def expr(self, n: ir.Node, sub, d: str) -> str:
         if isinstance(n, ir.Binary):
             left, right = sub(n.left), sub(n.right)
-            if n.op in ("and", "or"):
-                return f"({left} {n.op.upper()} {right})"
+            if n.op in ("and", "or"):  # booleans are never missing: a missing one is false
+                return f"(COALESCE({left}, FALSE) {n.op.upper()} COALESCE({right}, FALSE))"
             if n.op in ("==", "!=", "<", "<=", ">", ">="):
                 op = {"==": "=", "!=": "<>"}.get(n.op, n.op)
                 return f"COALESCE({left} {op} {right}, FALSE)"
@@ -190,7 +190,7 @@ class SqlCompiler:
                 return f"(CAST({left} AS DOUBLE) / NULLIF(CAST({right} AS DOUBLE), 0))"
             return f"({left} {n.op} {right})"
         if isinstance(n, ir.Not):
-            return f"(NOT {sub(n.operand)})"
+            return f"(NOT COALESCE({sub(n.operand)}, FALSE))"
         if isinstance(n, ir.Neg):
             return f"(-{sub(n.operand)})"
         if isinstance(n, ir.IsIn):

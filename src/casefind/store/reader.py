@@ -25,9 +25,9 @@ def _map_arrow(path: Path) -> pa.Table:
 
 def _column_numpy(table: pa.Table, name: str) -> np.ndarray:
     col = table.column(name)
-    chunk = col.chunk(0) if col.num_chunks == 1 else pa.concat_arrays(col.chunks)
     if col.num_chunks == 0:
         return np.empty(0, dtype=col.type.to_pandas_dtype())
+    chunk = col.chunk(0) if col.num_chunks == 1 else pa.concat_arrays(col.chunks)
     try:
         return chunk.to_numpy(zero_copy_only=True)
     except pa.ArrowInvalid:

@@ -1,0 +1,56 @@
+"""Small helpers the generated kernels call (numba-compiled, numpy only)."""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True, inline="always")
+def bucket(d, bounds):
+    """Index (0 = oldest) of the monthly bucket holding day ``d``; ``bounds`` are
+    [D, D - 1 month, ..., D - n months], bucket i from the end being (bounds[i+1], bounds[i]]."""
+    n = bounds.shape[0] - 1
+    for i in range(n):
+        if d > bounds[i + 1]:
+            return n - 1 - i
+    return 0
+
+
+@nb.njit(cache=True)
+def monthly_slope(y, rows):
+    """Least-squares slope of y over 0..n-1 per month; 0 when fewer than two buckets have rows."""
+    n = y.shape[0]
+    busy = 0
+    for i in range(n):
+        if rows[i] > 0:
+            busy += 1
+    if busy < 2:
+        return 0.0
+    mx = (n - 1) / 2.0
+    num = 0.0
+    den = 0.0
+    for i in range(n):
+        num += (i - mx) * y[i]
+        den += (i - mx) * (i - mx)
+    return num / den
+
+
+@nb.njit(cache=True)
+def count_unique(values):
+    if values.shape[0] == 0:
+        return 0
+    s = np.sort(values)
+    k = 1
+    for i in range(1, s.shape[0]):
+        if s[i] != s[i - 1]:
+            k += 1
+    return k
+
+
+@nb.njit(cache=True)
+def weighted(seen, weights):
+    total = 0.0
+    for i in range(seen.shape[0]):
+        if seen[i]:
+            total += weights[i]
+    return total
