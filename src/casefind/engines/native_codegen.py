@@ -201,19 +201,23 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
         n, d = slot.node, slot.as_of
         D = to_day(d)
         filt = g.cond(n.where, d) if n.where is not None else "True"
+        # dates are arguments, not literals: a new as_of reuses the compiled kernel
         if isinstance(n, ir.Trend):
             bounds = np.array([to_day(shift_date(d, -i)) for i in range(n.months + 1)], dtype=np.int32)
             b = g.arg(f"bounds{k}", bounds)
             lo, hi = int(bounds[-1]), D
-            window = f"d > {lo} and d <= {hi}"
+            window = f"d > {b}[{n.months}] and d <= {b}[0]"
         elif n.window.kind == "active":
             start, end = g.col("start_date"), g.col("end_date")
-            window = f"{start}[r] <= {D} and ({end}[r] == {NULL} or {end}[r] >= {D})"
+            dk = g.arg(f"D{k}", np.int64(D))
+            window = f"{start}[r] <= {dk} and ({end}[r] == {NULL} or {end}[r] >= {dk})"
             hi = D
         else:
             hi = to_day(shift_date(d, -n.window.end[0], -n.window.end[1]))
-            lo = to_day(shift_date(d, -n.window.start[0], -n.window.start[1])) if n.window.kind == "range" else None
-            window = f"d <= {hi}" + (f" and d > {lo}" if lo is not None else "")
+            window = f"d <= {g.arg(f'hi{k}', np.int64(hi))}"
+            if n.window.kind == "range":
+                lo = to_day(shift_date(d, -n.window.start[0], -n.window.start[1]))
+                window += f" and d > {g.arg(f'lo{k}', np.int64(lo))}"
         max_hi.append(hi)
         out = g.arg(f"out{k}", ("out", k))
         ok = None
@@ -251,7 +255,8 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
             ok = g.arg(f"ok{k}", ("ok", k))
             init.append(f"        a{k} = {NULL}")
             body.append(f"            if {test}:\n                a{k} = d")
-            finish.append(f"        {out}[p] = {D} - a{k}\n        {ok}[p] = a{k} != {NULL}")
+            dk = g.arg(f"D{k}", np.int64(D))
+            finish.append(f"        {out}[p] = {dk} - a{k}\n        {ok}[p] = a{k} != {NULL}")
         elif f in ("count_distinct", "weighted_categories"):
             if f == "weighted_categories" or n.value.column.startswith("category:"):
                 ptr, ids, weights, ncat = g.categories(n.codelist)
@@ -285,7 +290,7 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
         else:  # pragma: no cover
             raise NotImplementedError(f)
         outputs.append((slot, out, ok))
-    stop = max(max_hi) if max_hi else 0
+    stop = g.arg("stop", np.int64(max(max_hi) if max_hi else 0))
     params = ", ".join(g.args)
     name = f"scan_{table}"
     src = [
