@@ -13,7 +13,7 @@ import click
 from casefind import __version__
 from casefind.ui import console, err_console, stage_progress
 
-EXIT_FAILED, EXIT_USAGE, EXIT_STRICT = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_STRICT, EXIT_RULE = 1, 2, 3, 4
 
 
 def _fail(message: str, hint: str | None = None, code: int = EXIT_FAILED):
@@ -48,8 +48,14 @@ def main():
       casefind ingest data/ --store pop/             # validate, quarantine, build the store
       casefind info --store pop/                     # what is in it
 
+    \b
+      casefind run rules/frail.yml --store pop/      # a validated review list per practice
+      casefind check rules/frail.yml                 # is the rule valid? (no data needed)
+      casefind explain rules/frail.yml               # its IR, plan and generated kernels
+
     With no --store, commands use a demo workspace with 50,000 synthetic patients,
-    created on first use. Exit codes: 0 ok, 1 failed, 2 usage, 3 --strict found bad rows.
+    created on first use. Exit codes: 0 ok, 1 failed, 2 usage, 3 --strict found bad rows,
+    4 the rule has an error (file:line:col, what, and a hint).
     """
 
 
@@ -150,6 +156,117 @@ def info(store, as_json):
         click.echo(json.dumps(st.manifest, indent=2))
     else:
         store_info(st, console)
+
+
+def _params(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for v in values:
+        if "=" not in v:
+            raise click.BadParameter(f"{v!r}: write NAME=VALUE", param_hint="--param")
+        k, _, val = v.partition("=")
+        out[k.strip()] = val.strip()
+    return out
+
+
+def _rule_error(e) -> None:
+    err_console.print(f"[bold red]{e.span}:[/] {e.message}" if e.span else f"[bold red]error:[/] {e.message}",
+                      soft_wrap=True, highlight=False)
+    if e.hint:
+        err_console.print(f"  [dim]hint:[/] {e.hint}", soft_wrap=True, highlight=False)
+    sys.exit(EXIT_RULE)
+
+
+@main.command()
+@click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
+@_store_option
+@click.option("--as-of", help="Evaluation date (YYYY-MM-DD); overrides the rule's as_of.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a rule parameter (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
+              help="Folder for the run's outputs: OUT/<rule>-<as_of>/.")
+@click.option("--engine", type=click.Choice(["native", "duckdb"]), default="native", show_default=True,
+              help="native: fused Numba kernels; duckdb: the reference SQL engine.")
+def run(rule, store, as_of, params, out, engine):
+    """Run RULE over a store and write a validated review list per practice.
+
+    \b
+    Writes OUT/<rule>-<as_of>/: list.parquet and list.csv (every listed patient with
+    rank, segment, output columns, each criterion, the reasons and their evidence),
+    practices/<code>.csv (one file per practice), and manifest.json (rule hash, store
+    snapshot, parameters, engine and versions, counts at each step, timings).
+
+    Before writing, the list is validated: nobody dead, deregistered or opted out
+    (type 1), no duplicates, and listed patients re-checked against the reference
+    engine. Outputs are swapped in only when complete.
+    """
+    from casefind.lists.run import ValidationError, run as run_rule
+    from casefind.rules.errors import RuleError
+    from casefind.ui import run_summary
+
+    store = _resolve_store(store)
+    try:
+        with stage_progress(f"run {rule.name}") as say:
+            result = run_rule(rule, store, out, as_of=as_of, params=_params(params), engine=engine, progress=say)
+    except RuleError as e:
+        _rule_error(e)
+    except ValidationError as e:
+        _fail(str(e))
+    run_summary(result, console)
+
+
+@main.command()
+@click.argument("rules", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE")
+def check(rules, params):
+    """Check rule files without running them: syntax, names, types, codelists, cycles."""
+    from casefind.rules.compile import compile_rule
+    from casefind.rules.errors import RuleError
+
+    for path in rules:
+        try:
+            r = compile_rule(path, params=_params(params))
+        except RuleError as e:
+            _rule_error(e)
+        console.print(f"[green]ok[/] {path}: rule {r.name!r}, {len(r.features)} features, "
+                      f"{len(r.include)} include / {len(r.exclude)} exclude criteria, as_of {r.as_of}")
+
+
+@main.command()
+@click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
+@_store_option
+@click.option("--as-of", help="Evaluation date (YYYY-MM-DD).")
+def explain(rule, store, as_of):
+    """Show how RULE compiles: the IR of each feature, the plan (one scan per table, a
+    slot per aggregation and date) and the generated Numba kernel source."""
+    from casefind.engines.native_codegen import generate
+    from casefind.lists.run import _exprs
+    from casefind.plan import make_plan
+    from casefind.rules.compile import compile_rule
+    from casefind.rules.errors import RuleError
+    from casefind.store import Store
+
+    try:
+        r = compile_rule(rule, as_of=as_of)
+    except RuleError as e:
+        _rule_error(e)
+    console.rule(f"IR of {r.name} (as_of {r.as_of})")
+    for name, node in r.features.items():
+        console.print(f"[bold]{name}[/] : {node.type.value}", highlight=False)
+        console.print(f"  {node!r}", highlight=False, soft_wrap=True)
+    plan = make_plan(_exprs(r), r.as_of, r.population)
+    console.rule(f"Plan {plan.key}: one scan per table")
+    for table, slots in plan.scans.items():
+        console.print(f"[bold]{table}[/]: {len(slots)} slot(s)")
+        for i, slot in enumerate(slots):
+            console.print(f"  slot {i}: {type(slot.node).__name__} "
+                          f"{getattr(slot.node, 'func', 'trend')} at {slot.as_of}", highlight=False)
+    st = Store.open(_resolve_store(store))
+    from casefind.engines.native import NativeEngine
+
+    eng = NativeEngine(st)
+    for table, slots in plan.scans.items():
+        ks = generate(table, slots, st, lambda n, d: eng._pv(n, d))
+        console.rule(f"kernel {ks.name}")
+        click.echo(ks.source)
 
 
 if __name__ == "__main__":

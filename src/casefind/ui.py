@@ -126,3 +126,34 @@ def store_info(store, out: Console) -> None:
         out.print("Code dictionaries: " + ", ".join(f"{s} {n:,}" for s, n in codes.items()))
     if m.get("identities", {}).get("stored_apart"):
         out.print("Identities: held in a separate restricted store, not in this one.")
+
+
+def run_summary(result, out: Console) -> None:
+    m = result.manifest
+    t = Table(title=f"{result.rule.name} (as_of {result.rule.as_of}) → {result.out_dir}", title_justify="left")
+    t.add_column("step")
+    t.add_column("patients", justify="right")
+    for k in ("population", "meets_criteria", "eligible", "listed"):
+        t.add_row(k.replace("_", " "), f"{result.counts.get(k, 0):,}")
+    for k, v in result.excluded.items():
+        t.add_row(f"  excluded: {k.replace('policy:', '')}", f"{v:,}")
+    t.add_row("  capped (over the limits)", f"{m['counts']['capped']:,}")
+    out.print(t)
+    if result.segments:
+        s = Table(title="Segments", title_justify="left")
+        for c in ("segment", "people", "share", "cost share"):
+            s.add_column(c, justify="left" if c == "segment" else "right")
+        for name, seg in result.segments.items():
+            cs = seg["cost_share"]
+            s.add_row(name, f"{seg['people']:,}", f"{seg['share']:.1%}", "" if cs is None else f"{cs:.1%}")
+        out.print(s)
+    if result.per_practice:
+        p = Table(title="Listed per practice", title_justify="left")
+        p.add_column("practice")
+        p.add_column("listed", justify="right")
+        for code, n in result.per_practice.items():
+            p.add_row(code, f"{n:,}")
+        out.print(p)
+    out.print(f"Run {result.run_id}: list in {result.out_dir}/list.csv (per practice: practices/), "
+              f"manifest.json; {m['counts']['rechecked_against_reference']:,} patients re-checked "
+              f"against the reference engine.", soft_wrap=True)

@@ -347,17 +347,23 @@ class SqlCompiler:
 
 
 def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
-             population: ir.Node | None = None, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
-    """One row per stored patient: ``patient`` (store index) and each named expression at
-    ``as_of``. ``population`` is what percentile/top rank within."""
+             population: ir.Node | None = None, con: duckdb.DuckDBPyConnection | None = None,
+             patients: np.ndarray | None = None) -> pa.Table:
+    """One row per stored patient (or per patient in ``patients``): ``patient`` (store
+    index) and each named expression at ``as_of``. ``population`` is what percentile/top
+    rank within (always the whole population, whoever is returned)."""
     con = con or duckdb.connect()
     register_store(con, store)
+    only = ""
+    if patients is not None:
+        con.register("only_patients", pa.table({"patient": pa.array(np.asarray(patients), pa.int32())}))
+        only = "WHERE p.patient IN (SELECT patient FROM only_patients)"
     d = _q(as_of)
     comp = SqlCompiler(population)
     cols = [f"{comp.patient(node, d)} AS \"{name}\"" for name, node in exprs.items()]
     ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.q.ctes.values())
     sql = (f"{'WITH ' + ctes if ctes else ''} SELECT p.patient{', ' if cols else ''}{', '.join(cols)} "
-           f"FROM patients p ORDER BY p.patient")
+           f"FROM patients p {only} ORDER BY p.patient")
     rel = con.sql(sql)
     fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
     return fetch()

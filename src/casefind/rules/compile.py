@@ -42,6 +42,7 @@ class CompiledRule:
     features: dict[str, ir.Node]
     segments: tuple[tuple[str, ir.Node], ...] = ()
     include: tuple[tuple[str, ir.Node], ...] = ()
+    reasons: dict[str, str] = field(default_factory=dict)  # criterion -> sentence template
     require: ir.Node | None = None
     exclude: tuple[tuple[str, ir.Node], ...] = ()
     rank_by: tuple[tuple[str, ir.Node, bool], ...] = ()  # (feature name, node, descending)
@@ -463,8 +464,26 @@ class _Compiler:
             self.feature(name, src.features[name].span)
         population = self.condition(src.population, "the population") if src.population else ir.Const(True, ir.T.BOOL)
         segments = tuple((k, self.condition(v, f"segment {k!r}")) for k, v in src.segments)
-        include = tuple((k, self.condition(v, f"include {k!r}")) for k, v in src.include.items())
-        exclude = tuple((k, self.condition(v, f"exclude {k!r}")) for k, v in src.exclude.items())
+        reasons: dict[str, str] = {}
+
+        def criterion(kind: str, name: str, loc: Located) -> ir.Node:
+            v = loc.value
+            if isinstance(v, dict):  # {when: condition, reason: "sentence with {feature} values"}
+                unknown = set(v) - {"when", "reason"}
+                if unknown or "when" not in v:
+                    raise RuleError(loc.span, f"{kind} {name!r}: write a condition, or when: and reason:",
+                                    'e.g. {when: "emergency_12m >= 2", reason: "{emergency_12m} emergency admissions in 12 months"}')
+                if "reason" in v:
+                    reasons[name] = str(v["reason"])
+                    for field_name in _template_fields(reasons[name]):
+                        if field_name not in self.features and field_name not in ir.PATIENT_ATTRIBUTES:
+                            raise RuleError(loc.span, f"reason of {name!r} uses {{{field_name}}}, which is not a feature",
+                                            did_you_mean(field_name, self.features))
+                loc = Located(v["when"], loc.span)
+            return self.condition(loc, f"{kind} {name!r}")
+
+        include = tuple((k, criterion("include", k, v)) for k, v in src.include.items())
+        exclude = tuple((k, criterion("exclude", k, v)) for k, v in src.exclude.items())
         require = None
         if include:
             mode = (src.require.value if src.require else "all").strip()
@@ -503,8 +522,15 @@ class _Compiler:
             file_sha256=hashlib.sha256(src.path.read_bytes()).hexdigest(),
             as_of=self.as_of, parameters=self.params, codelists=self.codelists,
             population=population, features=dict(self.features), segments=segments, include=include,
+            reasons=reasons,
             require=require, exclude=exclude, rank_by=tuple(rank), limit=limit,
             output_columns=tuple(c.value for c in src.output_columns), evidence=evidence)
+
+
+def _template_fields(template: str) -> list[str]:
+    import string
+
+    return [f.split(":")[0].split("!")[0] for _, f, _, _ in string.Formatter().parse(template) if f]
 
 
 def _is_table_ref(n: syn.Node) -> bool:

@@ -1,0 +1,75 @@
+"""Reasons a GP can read: why each patient is on the list.
+
+A criterion's ``reason:`` template is filled with the patient's values
+("3 emergency admissions in the last 12 months (threshold 2)"); without one, the sentence
+is built from the condition itself, naming each feature with its value and threshold.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from casefind.rules import ir
+
+_OPS = {">=": "at least", ">": "more than", "<=": "at most", "<": "less than", "==": "equal to", "!=": "not"}
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "none recorded"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:,.2f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, dt.date):
+        return v.strftime("%d %b %Y").lstrip("0")
+    return str(v)
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+class Describer:
+    def __init__(self, features: dict[str, ir.Node]):
+        self.names = {}
+        for name, node in features.items():
+            self.names.setdefault(node, name)
+
+    def sentence(self, name: str, node: ir.Node, row: dict, template: str | None) -> str:
+        if template:
+            return template.format(**{k: fmt(v) for k, v in row.items()})
+        return self.describe(node, row) or _label(name)
+
+    def describe(self, n: ir.Node, row: dict) -> str | None:
+        if n in self.names:
+            feature = self.names[n]
+            return f"{_label(feature)}: {fmt(row.get(feature))}"
+        if isinstance(n, ir.Binary) and n.op in ("and", "or"):
+            parts = [self.describe(n.left, row), self.describe(n.right, row)]
+            parts = [p for p in parts if p]
+            return f" {n.op} ".join(parts) if parts else None
+        if isinstance(n, ir.Binary) and n.op in _OPS:
+            left = self.names.get(n.left)
+            if left is not None and isinstance(n.right, (ir.Const, ir.Param)):
+                return f"{_label(left)}: {fmt(row.get(left))} (threshold {_OPS[n.op]} {fmt(n.right.value)})"
+            if isinstance(n.left, ir.Attr) and isinstance(n.right, (ir.Const, ir.Param)):
+                return f"{n.left.name} {fmt(row.get(n.left.name))} ({_OPS[n.op]} {fmt(n.right.value)})"
+        return None
+
+
+def aggregates_in(n: ir.Node) -> list[ir.Aggregate]:
+    """The aggregations a criterion rests on: where its evidence comes from."""
+    from casefind.plan import _children
+
+    out, stack = [], [n]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, ir.Aggregate) and x not in out:
+            out.append(x)
+        elif isinstance(x, ir.At):
+            stack.append(x.operand)
+        else:
+            stack.extend(_children(x))
+    return out

@@ -1,0 +1,269 @@
+"""``casefind run``: a rule over a store → a validated review list per practice.
+
+The list is validated before anything is written: nobody dead, deregistered or opted out
+(per policy), no duplicates, and every listed patient re-checked against the reference
+engine (all of them up to 10,000; a random 10,000 beyond). Outputs go to a temporary
+folder that is renamed into place, with a manifest that makes the run reproducible.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from casefind import __version__
+from casefind.contract.dates import NULL_DAY, to_day
+from casefind.engines import duckdb_sql, native
+from casefind.lists.evidence import collect
+from casefind.lists.reasons import Describer, aggregates_in
+from casefind.lists.select import ListPolicy, select
+from casefind.rules import ir
+from casefind.rules.compile import CompiledRule, compile_rule
+from casefind.store import Store
+
+RECHECK_ALL_UP_TO = 10_000
+
+
+class ValidationError(Exception):
+    """The list failed its checks; nothing was written."""
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    out_dir: Path
+    rule: CompiledRule
+    counts: dict[str, int]
+    excluded: dict[str, int]
+    per_practice: dict[str, int]
+    segments: dict[str, dict] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
+
+
+def _exprs(rule: CompiledRule) -> dict[str, ir.Node]:
+    exprs: dict[str, ir.Node] = dict(rule.features)
+    exprs["population"] = rule.population
+    for name, node in rule.include:
+        exprs[f"include:{name}"] = node
+    for name, node in rule.exclude:
+        exprs[f"exclude:{name}"] = node
+    if rule.require is not None:
+        exprs["require"] = rule.require
+    if rule.segments:
+        exprs["segment"] = ir.Case(tuple((cond, ir.Const(name, ir.T.TEXT)) for name, cond in rule.segments), None)
+    for attr in ("age", "sex"):
+        exprs.setdefault(attr, ir.Attr(attr))
+    return exprs
+
+
+def _policy_masks(store: Store, as_of: dt.date, policy: ListPolicy) -> dict[str, np.ndarray]:
+    p = store.table("patients")
+    D = to_day(as_of)
+    out = {}
+    if policy.exclude_dead:
+        death = p["death_date"]
+        out["died"] = (death != NULL_DAY) & (death <= D)
+    if policy.exclude_deregistered:
+        end = p["registration_end"]
+        out["deregistered"] = ((end != NULL_DAY) & (end < D)) | (p["registration_start"] > D)
+    if policy.opt_out_kinds:
+        oo = store.table("opt_outs")
+        kinds = oo.encodings["kind"]["values"]
+        wanted = np.isin(oo["kind"], [kinds.index(k) for k in policy.opt_out_kinds if k in kinds])
+        hit = wanted & (oo["date"] <= D)
+        mask = np.zeros(store.n_patients, bool)
+        mask[oo["patient"][hit]] = True
+        out["opted_out"] = mask
+    return out
+
+
+def _recheck(store: Store, rule: CompiledRule, exprs, values: pa.Table, listed: np.ndarray,
+             con: duckdb.DuckDBPyConnection) -> int:
+    """Re-evaluate listed patients with the reference engine; raise on any difference."""
+    check = listed
+    if len(listed) > RECHECK_ALL_UP_TO:
+        check = np.sort(np.random.default_rng(0).choice(listed, RECHECK_ALL_UP_TO, replace=False))
+    ref = duckdb_sql.evaluate(store, exprs, rule.as_of, rule.population, con=con, patients=check)
+    ref_rows = {r["patient"]: r for r in ref.to_pylist()}
+    mine = values.take(pa.array(check)).to_pylist()
+    for row in mine:
+        other = ref_rows[row["patient"]]
+        for k, v in row.items():
+            w = other.get(k)
+            if isinstance(v, float) and isinstance(w, float):
+                ok = abs(v - w) <= 1e-9 * max(1.0, abs(v), abs(w))
+            else:
+                ok = v == w
+            if not ok:
+                raise ValidationError(f"engines disagree for patient {row['patient']} on {k}: "
+                                      f"native {v!r}, reference {w!r}; nothing was written")
+    return len(check)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:6]}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of=None,
+        params: dict[str, str] | None = None, engine: str = "native", policy: ListPolicy = ListPolicy(),
+        progress: Callable[[str], None] | None = None) -> RunResult:
+    say = progress or (lambda s: None)
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    say("compiling the rule")
+    rule = compile_rule(rule_path, as_of=as_of, params=params)
+    store = Store.open(store_path)
+    timings["compile"] = time.perf_counter() - t
+    exprs = _exprs(rule)
+
+    t = time.perf_counter()
+    say(f"evaluating ({engine} engine)")
+    if engine == "native":
+        values = native.evaluate(store, exprs, rule.as_of, rule.population)
+    else:
+        values = duckdb_sql.evaluate(store, exprs, rule.as_of, rule.population)
+    timings["evaluate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("selecting and ranking")
+    patients = store.table("patients")
+    practices = store.table("practices")
+    practice = patients["practice"]
+    locality = practices["locality"][practice]
+    policy_out = _policy_masks(store, rule.as_of, policy)
+    ids = np.asarray(patients.arrow.column("patient_id").to_pylist(), dtype=object)
+    sel = select(rule, values, practice, locality, policy_out, ids)
+    timings["select"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("validating the list")
+    if len(np.unique(sel.patients)) != len(sel.patients):
+        raise ValidationError("a patient appears twice on the list; nothing was written")
+    for name, mask in policy_out.items():
+        if mask[sel.patients].any():
+            raise ValidationError(f"a listed patient is {name}; nothing was written")
+    con = duckdb.connect()
+    rechecked = _recheck(store, rule, exprs, values, sel.patients, con) if engine == "native" and len(sel.patients) else 0
+    timings["validate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("reasons and evidence")
+    listed = values.take(pa.array(sel.patients, pa.int64())).to_pylist()
+    describer = Describer(rule.features)
+    evidence = {}
+    if rule.evidence:
+        if engine == "native":
+            duckdb_sql.register_store(con, store)
+        for name, node in rule.include:
+            evidence[name] = collect(con, aggregates_in(node), sel.patients.tolist(), rule.as_of, rule.evidence)
+    practice_codes = np.asarray(practices.arrow.column("practice_code").to_pylist(), dtype=object)
+    locality_codes = np.asarray(practices.arrow.column("locality_code").to_pylist(), dtype=object)
+    run_id = hashlib.sha256(f"{rule.file_sha256}{store.snapshot_id}{rule.as_of}{sorted((params or {}).items())}"
+                            f"{time.time_ns()}".encode()).hexdigest()[:12]
+    rows = []
+    for rank, row in zip(sel.rank, listed):
+        p = row["patient"]
+        rec = {"run_id": run_id, "practice": practice_codes[practice[p]],
+               "locality": locality_codes[practice[p]], "patient_id": str(ids[p]), "rank": int(rank)}
+        if rule.segments:
+            rec["segment"] = row["segment"]
+        for c in rule.output_columns:
+            rec[c] = row[c]
+        reasons = []
+        for name, _ in rule.include:
+            rec[f"include:{name}"] = bool(row[f"include:{name}"])
+            if row[f"include:{name}"]:
+                reasons.append(describer.sentence(name, dict(rule.include)[name], row, rule.reasons.get(name)))
+                if rule.evidence:
+                    rec[f"evidence:{name}"] = "; ".join(evidence[name].get(p, []))
+        for name, _ in rule.exclude:
+            rec[f"exclude:{name}"] = bool(row[f"exclude:{name}"])
+        rec["reasons"] = " | ".join(reasons)
+        rows.append(rec)
+    timings["reasons"] = time.perf_counter() - t
+
+    # segments: size and cost share over the population, when the rule has segments
+    segments = {}
+    if rule.segments:
+        pop = np.asarray(values.column("population").fill_null(False).to_numpy(zero_copy_only=False), bool)
+        seg = np.asarray(values.column("segment").to_pylist(), dtype=object)
+        cost_name = next((c for c in ("cost_12m", "cost") if c in values.column_names), None)
+        cost = values.column(cost_name).fill_null(0).to_numpy(zero_copy_only=False) if cost_name else None
+        total = float(cost[pop].sum()) if cost is not None else 0.0
+        for name, _ in list(rule.segments) + [(None, None)]:
+            m = pop & (seg == name) if name else pop & np.array([s is None for s in seg])
+            if name is None and not m.any():
+                continue
+            segments[name or "(none)"] = {"people": int(m.sum()), "share": float(m.sum() / max(pop.sum(), 1)),
+                                          "cost_share": float(cost[m].sum() / total) if cost is not None and total else None}
+
+    t = time.perf_counter()
+    say("writing")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / f"{rule.name}-{rule.as_of.isoformat()}"
+    tmp = out / f".tmp-{run_id}"
+    tmp.mkdir()
+    try:
+        table = pa.Table.from_pylist(rows) if rows else pa.table({"run_id": pa.array([], pa.string())})
+        pq.write_table(table, tmp / "list.parquet")
+        pacsv.write_csv(table, tmp / "list.csv")
+        (tmp / "practices").mkdir()
+        per_practice: dict[str, int] = {}
+        for code in sorted({r["practice"] for r in rows}):
+            sub = table.filter(pa.compute.equal(table.column("practice"), code))
+            pacsv.write_csv(sub, tmp / "practices" / f"{code}.csv")
+            per_practice[code] = sub.num_rows
+        manifest = {
+            "run_id": run_id, "rule": rule.name, "rule_file": str(Path(rule.path).resolve()),
+            "rule_sha256": rule.file_sha256, "rule_version": rule.version, "as_of": rule.as_of.isoformat(),
+            "parameters": {k: (v.value.isoformat() if isinstance(v.value, dt.date) else v.value)
+                           for k, v in rule.parameters.items()},
+            "store": str(Path(store_path).resolve()), "store_snapshot": store.snapshot_id,
+            "engine": engine, "versions": {"casefind": __version__, "python": platform.python_version(),
+                                           "numba": _version("numba"), "duckdb": duckdb.__version__,
+                                           "pyarrow": pa.__version__},
+            "policy": {"exclude_dead": policy.exclude_dead, "exclude_deregistered": policy.exclude_deregistered,
+                       "opt_out_kinds": list(policy.opt_out_kinds)},
+            "counts": {**sel.counts, "capped": sel.capped, "rechecked_against_reference": rechecked},
+            "excluded": sel.excluded, "per_practice": per_practice, "segments": segments,
+            "timings_s": {k: round(v, 4) for k, v in timings.items()},
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    timings["write"] = time.perf_counter() - t
+    return RunResult(run_id, final, rule, sel.counts, sel.excluded, per_practice, segments, timings, manifest)
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import version
+
+    try:
+        return version(pkg)
+    except Exception:  # pragma: no cover
+        return "?"
