@@ -20,7 +20,8 @@ written out where it applies:
   least-squares line per month; 0 when fewer than two buckets have any rows;
 - percentile: 100 × (population members with a smaller value) / (members with a value);
   top(x, p): fewer than p × (members with a value) have a larger value. Missing values are
-  never top and have no percentile. Both rank within the rule's population.
+  never top and have no percentile, nor has anyone when no member has a value. Both rank
+  within the rule's population.
 """
 from __future__ import annotations
 
@@ -341,7 +342,7 @@ class SqlCompiler:
         values = f"(SELECT {inner.patient(n.operand, d)} AS x FROM patients p2 WHERE {pop})"
         if n.kind == "percentile":
             return (f"(CASE WHEN {x} IS NULL THEN NULL ELSE 100.0 * (SELECT count(*) FROM {values} o WHERE o.x < {x}) "
-                    f"/ (SELECT count(*) FROM {values} o WHERE o.x IS NOT NULL) END)")
+                    f"/ NULLIF((SELECT count(*) FROM {values} o WHERE o.x IS NOT NULL), 0) END)")
         return (f"(CASE WHEN {x} IS NULL THEN FALSE ELSE (SELECT count(*) FROM {values} o WHERE o.x > {x}) "
                 f"< {n.fraction} * (SELECT count(*) FROM {values} o WHERE o.x IS NOT NULL) END)")
 
