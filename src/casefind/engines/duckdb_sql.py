@@ -43,8 +43,8 @@ def _q(value) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
-    if isinstance(value, float):
-        return repr(value)
+    if isinstance(value, float):  # a bare 7.1 would be DECIMAL in DuckDB; the IR says double
+        return f"CAST({value!r} AS DOUBLE)"
     if isinstance(value, dt.date):
         return f"DATE '{value.isoformat()}'"
     return "'" + str(value).replace("'", "''") + "'"

@@ -1,0 +1,59 @@
+"""The Hospital Frailty Risk Score against its source (Gilbert et al., Lancet 2018)."""
+import csv
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
+from spec_helpers import ENGINES, PRACTICES, patient  # noqa: E402
+
+from casefind.engines import duckdb_sql  # noqa: F401,E402
+from casefind.ingest import run_ingest  # noqa: E402
+from casefind.rules.compile import compile_rule  # noqa: E402
+from casefind.store import Store  # noqa: E402
+from conftest import write_source  # noqa: E402
+
+RULE = Path(__file__).parents[2] / "rules" / "hfrs.yml"
+
+
+def test_codelist_is_the_published_table():
+    rows = list(csv.DictReader(open(RULE.parent / "codelists" / "hfrs_icd10.csv")))
+    assert len(rows) == 109
+    points = {r["category"]: float(r["weight"]) for r in rows}
+    # spot checks against the paper's table: the highest, some middle, the lowest
+    assert points["F00"] == 7.1 and points["G81"] == 4.4 and points["W19"] == 3.2
+    assert points["N18"] == 1.4 and points["J18"] == 1.1 and points["R50"] == 0.1
+    assert round(sum(points.values()), 1) == 173.2
+
+
+def dx(pid, date, code):
+    return (pid, date, "icd10", code, "acute")
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_worked_examples(tmp_path, engine):
+    tables = {
+        "practices": PRACTICES,
+        "patients": [patient(p, birth="1940-01-01") for p in ("ex", "dup", "old", "high", "gp")],
+        "diagnoses": [
+            # the Strategy Unit's example: dementia F00 (7.1) + unspecified fall W19 (3.2) = 10.3
+            dx("ex", "2026-01-10", "F00.1"), dx("ex", "2025-06-01", "W19"),
+            # each category once: F00 twice and F001/F009 still 7.1
+            dx("dup", "2026-01-10", "F001"), dx("dup", "2026-02-10", "F009"),
+            # outside two years: not counted
+            dx("old", "2024-10-30", "F00"), dx("old", "2025-01-01", "R50"),
+            # high: 7.1 + 4.4 + 4.0 = 15.5
+            dx("high", "2026-01-01", "F00"), dx("high", "2026-01-01", "G81"), dx("high", "2026-01-01", "G30"),
+            # recorded in primary care, not hospital: not counted
+            ("gp", "2026-01-01", "icd10", "F00", "primary_care"),
+        ],
+    }
+    run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
+    rule = compile_rule(RULE)
+    store = Store.open(tmp_path / "store")
+    out = ENGINES[engine](store, rule.features, rule.as_of, rule.population).to_pylist()
+    ids = store.table("patients")["patient_id"].tolist()
+    got = {ids[r["patient"]]: (round(r["hfrs"], 6), r["hfrs_band"]) for r in out}
+    assert got == {"ex": (10.3, "intermediate"), "dup": (7.1, "intermediate"), "old": (0.1, "low"),
+                   "high": (15.5, "high"), "gp": (0.0, "low")}
