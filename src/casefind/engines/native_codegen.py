@@ -169,7 +169,7 @@ class _Gen:
         dname = f"code.{cl.system}"
         dictionary = self.store.dictionary(dname) if dname in self.store.manifest["dictionaries"] else np.array([], object)
         per_code: list[set[int]] = [set() for _ in range(len(dictionary))]
-        weights = np.zeros(max(len(names), 1))
+        weights = np.full(max(len(names), 1), -np.inf)  # the largest weight among a category's codes
         entries = list(cl.codes) + list(cl.prefixes)
         for i, entry in enumerate(entries):
             cat = cl.categories[i] if cl.categories else None
@@ -184,6 +184,7 @@ class _Gen:
             while hi < len(dictionary) and (str(dictionary[hi]).startswith(entry) if is_prefix else dictionary[hi] == entry):
                 per_code[hi].add(cat_no[cat])
                 hi += 1
+        weights[np.isinf(weights)] = 0.0  # a category with no weighted code scores 0
         ptr = np.zeros(len(dictionary) + 1, dtype=np.int64)
         ptr[1:] = np.cumsum([len(s) for s in per_code])
         ids = np.array([c for s in per_code for c in sorted(s)], dtype=np.int32)
