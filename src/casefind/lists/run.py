@@ -171,6 +171,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     say("reasons and evidence")
     listed = values.take(pa.array(sel.patients, pa.int64())).to_pylist()
     describer = Describer(rule.features)
+    param_values = {k: v.value for k, v in rule.parameters.items()}
     evidence = {}
     if rule.evidence:
         if engine == "native":
@@ -194,7 +195,8 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
         for name, _ in rule.include:
             rec[f"include:{name}"] = bool(row[f"include:{name}"])
             if row[f"include:{name}"]:
-                reasons.append(describer.sentence(name, dict(rule.include)[name], row, rule.reasons.get(name)))
+                reasons.append(describer.sentence(name, dict(rule.include)[name], {**param_values, **row},
+                                                  rule.reasons.get(name)))
                 if rule.evidence:
                     rec[f"evidence:{name}"] = "; ".join(evidence[name].get(p, []))
         for name, _ in rule.exclude:

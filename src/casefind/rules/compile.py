@@ -476,7 +476,8 @@ class _Compiler:
                 if "reason" in v:
                     reasons[name] = str(v["reason"])
                     for field_name in _template_fields(reasons[name]):
-                        if field_name not in self.features and field_name not in ir.PATIENT_ATTRIBUTES:
+                        if field_name not in self.features and field_name not in ir.PATIENT_ATTRIBUTES \
+                                and field_name not in self.params:
                             raise RuleError(loc.span, f"reason of {name!r} uses {{{field_name}}}, which is not a feature",
                                             did_you_mean(field_name, self.features))
                 loc = Located(v["when"], loc.span)
