@@ -134,13 +134,15 @@ class SqlCompiler:
     """IR → SQL expressions. Patient expressions refer to the ``patients`` view by ``alias``;
     subqueries (one per aggregation and date) are shared by every alias."""
 
-    def __init__(self, population: ir.Node | None = None, alias: str = "p", query: _Query | None = None):
+    def __init__(self, population: ir.Node | None = None, alias: str = "p", query: _Query | None = None,
+                 restrict: str | None = None):
         self.q = query or _Query()
         self.population = population
         self.a = alias
+        self.restrict = restrict  # a condition on e.patient limiting every scan (or None)
 
     def with_alias(self, alias: str) -> "SqlCompiler":
-        return SqlCompiler(self.population, alias, self.q)
+        return SqlCompiler(self.population, alias, self.q, self.restrict)
 
     # --- patient domain -----------------------------------------------------------------
     def patient(self, n: ir.Node, d: str) -> str:
@@ -268,7 +270,7 @@ class SqlCompiler:
         if key not in self.q.ctes:
             name = f"agg{len(self.q.ctes)}"
             t = n.table
-            where = [self.window(n, t, d)]
+            where = [self.window(n, t, d)] + ([self.restrict] if self.restrict else [])
             if n.where is not None:
                 where.append(self.event(n.where, d))
             f = n.func
@@ -315,7 +317,7 @@ class SqlCompiler:
             name = f"agg{len(self.q.ctes)}"
             t = n.table
             date = f"e.{TABLES[t].sort_date}"
-            where = [self.window(n, t, d)]
+            where = [self.window(n, t, d)] + ([self.restrict] if self.restrict else [])
             if n.where is not None:
                 where.append(self.event(n.where, d))
             y = "count(*)" if n.value is None else f"coalesce(sum({self.event(n.value, d)}), 0)"
@@ -360,7 +362,10 @@ def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
         con.register("only_patients", pa.table({"patient": pa.array(np.asarray(patients), pa.int32())}))
         only = "WHERE p.patient IN (SELECT patient FROM only_patients)"
     d = _q(as_of)
-    comp = SqlCompiler(population)
+    ranks = "PopulationRank(" in repr(list(exprs.values()))
+    # only some patients wanted: scan only their rows, unless a rank needs everyone's values
+    restrict = "e.patient IN (SELECT patient FROM only_patients)" if patients is not None and not ranks else None
+    comp = SqlCompiler(population, restrict=restrict)
     cols = [f"{comp.patient(node, d)} AS \"{name}\"" for name, node in exprs.items()]
     ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.q.ctes.values())
     sql = (f"{'WITH ' + ctes if ctes else ''} SELECT p.patient{', ' if cols else ''}{', '.join(cols)} "

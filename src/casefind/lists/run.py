@@ -152,7 +152,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     practice = patients["practice"]
     locality = practices["locality"][practice]
     policy_out = _policy_masks(store, rule.as_of, policy)
-    ids = np.asarray(patients.arrow.column("patient_id").to_pylist(), dtype=object)
+    ids = patients.arrow.column("patient_id").to_numpy(zero_copy_only=False)
     sel = select(rule, values, practice, locality, policy_out, ids)
     timings["select"] = time.perf_counter() - t
 
