@@ -475,7 +475,12 @@ class _Compiler:
                                     'e.g. {when: "emergency_12m >= 2", reason: "{emergency_12m} emergency admissions in 12 months"}')
                 if "reason" in v:
                     reasons[name] = str(v["reason"])
-                    for field_name in _template_fields(reasons[name]):
+                    try:
+                        fields = _template_fields(reasons[name])
+                    except ValueError as e:
+                        raise RuleError(loc.span, f"reason of {name!r} is not a valid template: {e}",
+                                        "name values in braces: {emergency_12m}; write {{ for a literal brace") from None
+                    for field_name in fields:
                         if field_name not in self.features and field_name not in ir.PATIENT_ATTRIBUTES \
                                 and field_name not in self.params:
                             raise RuleError(loc.span, f"reason of {name!r} uses {{{field_name}}}, which is not a feature",
