@@ -62,7 +62,7 @@ def calibration_table(rows) -> Table:
     for c in ("measure", "target", "range", "actual", ""):
         t.add_column(c, justify="left" if c == "measure" else "right")
     for r in rows:
-        t.add_row(r.measure, f"{r.target:,.3g}", f"{r.low:,.3g}–{r.high:,.3g}", f"{r.actual:,.3g}",
+        t.add_row(r.measure, f"{r.target:,.4g}", f"{r.low:,.4g}–{r.high:,.4g}", f"{r.actual:,.4g}",
                   "[green]ok[/]" if r.ok else "[red]OFF[/]")
     return t
 

@@ -1,0 +1,136 @@
+"""Synthetic population generator: a linked, England-like population in the input contract's
+tables, deterministic per seed, vectorised so a million patients take about a minute."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from casefind.contract import TABLES
+from casefind.contract import schema as S
+from casefind.synth import events as E
+from casefind.synth import population as P
+from casefind.synth._common import NULL
+from casefind.synth.errors import inject
+from casefind.synth.identities import identities, pseudonyms
+from casefind.synth.write import stringify, to_arrow, write
+
+__all__ = ["generate", "SynthResult"]
+
+
+@dataclass
+class SynthResult:
+    out: pathlib.Path
+    rows: dict = field(default_factory=dict)
+    injected: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def generate(patients: int, seed: int, out: pathlib.Path, *, inject_errors: float = 0.0,
+             fmt: str = "parquet", as_of: dt.date = dt.date(2026, 10, 31),
+             progress: Callable[[str], None] | None = None) -> SynthResult:
+    if fmt not in ("parquet", "csv"):
+        raise ValueError("fmt must be 'parquet' or 'csv'")
+    if patients < 1:
+        raise ValueError("patients must be at least 1")
+    t0 = time.perf_counter()
+    say = progress or (lambda s: None)
+    out = pathlib.Path(out)
+    A = (as_of - dt.date(1970, 1, 1)).days
+    say("population")
+    pop = P.build(patients, seed, A)
+    say("conditions")
+    P.add_conditions(pop, seed)
+    P.add_risk(pop, seed)
+    pids = pseudonyms(np.arange(patients), seed)
+    pid_arrow = pa.array(pids, pa.string())
+    pr = pop.practices
+    prac_codes = np.array(pr["practice_code"])
+
+    out.parent.mkdir(parents=True, exist_ok=True)  # the build sits beside OUT, so the swap is a rename
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    (tmp / "restricted").mkdir()
+    (tmp / "_truth").mkdir()
+    ext = "csv" if fmt == "csv" else "parquet"
+    as_strings = fmt == "csv" or inject_errors > 0
+    tables: dict[str, pa.Table] = {}
+
+    def emit(name, cols):
+        t = to_arrow(name, cols, pid_arrow)
+        if as_strings:
+            t = stringify(t, numbers=inject_errors > 0)
+        tables[name] = t
+
+    say("patients")
+    emit("patients", {
+        "patient_id": np.arange(patients, dtype=np.int32), "birth_date": pop.birth,
+        "sex": (list(S.SEX), pop.sex), "practice_code": prac_codes[pop.practice],
+        "registration_start": pop.reg_start, "registration_end": pop.reg_end, "death_date": pop.death,
+        "imd_decile": pop.imd, "ethnicity": (list(S.ETHNIC_CATEGORIES), pop.eth),
+        "lsoa_code": np.char.add("ZZ01", np.char.zfill(pop.lsoa.astype("U7"), 6)),
+    })
+    emit("practices", {k: np.array(pr[k]) for k in S.PRACTICES.names})
+    say("activity")
+    act, emerg = E.activity(pop, seed)
+    emit("activity", act)
+    del act
+    say("diagnoses")
+    emit("diagnoses", E.merge(E.primary_diagnoses(pop, seed), E.hospital_diagnoses(emerg)))
+    say("medications")
+    emit("medications", E.medications(pop, seed, E.medication_plan(pop, seed)))
+    say("observations")
+    emit("observations", E.observations(pop, seed))
+    emit("experience", E.experience(pop, seed))
+    say("registers")
+    emit("registers", E.registers(pop, seed))
+    emit("opt_outs", E.opt_outs(pop, seed))
+    say("identities")
+    emit("identities", identities(pids, prac_codes[pop.practice], seed))
+
+    injected: dict[str, int] = {}
+    if inject_errors > 0:
+        say("errors")
+        index = {p: i for i, p in enumerate(pids)}
+        r = np.random.Generator(np.random.PCG64([seed, 98]))
+        dead = np.flatnonzero(pop.death != NULL)
+
+        def life(col):
+            ix = np.array([index.get(p, 0) for p in col.to_pylist()], np.int64)
+            return pop.birth[ix].astype(np.int64), pop.death[ix].astype(np.int64)
+
+        def dead_rows(k):
+            if len(dead) == 0:
+                return [], np.zeros(0, np.int64)
+            ix = dead[r.integers(0, len(dead), k)]
+            return pids[ix], pop.death[ix].astype(np.int64)
+
+        tables, injected = inject(tables, inject_errors, seed, lambda i: pseudonyms(i, seed), life, dead_rows)
+
+    say("write")
+    rows = {}
+    for name, t in tables.items():
+        path = tmp / ("restricted" if TABLES[name].restricted else "") / f"{name}.{ext}"
+        write(t, path, fmt)
+        rows[name] = t.num_rows
+    traj = np.array(["stable", "rising", "falling"])[pop.trajectory]
+    pq.write_table(pa.table({"patient_id": pid_arrow, "latent_risk": pa.array(pop.risk.astype(np.float64)),
+                             "trajectory": pa.array(traj)}), tmp / "_truth" / "latent.parquet")
+    (tmp / "_truth" / "injected.json").write_text(json.dumps(injected, indent=1, sort_keys=True))
+    if out.exists():  # swap: the old folder goes only once the new one is complete
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+    return SynthResult(out=out, rows=rows, injected=injected, seconds=time.perf_counter() - t0)

@@ -1,0 +1,385 @@
+"""Event tables, vectorised: each table is a dict column -> numpy array, where a date is an int32
+day number (NULL for missing), a number a float (nan for missing) and a string a pair
+(vocabulary, int index; -1 for missing). patient_id holds the patient's row index."""
+from __future__ import annotations
+
+import numpy as np
+
+from casefind.contract import schema as S
+from casefind.synth._common import NULL, load_csv, rng
+from casefind.synth.population import Population
+
+WINDOW = 1096  # 36 months of activity history
+MONTH = WINDOW / 36
+
+_CODES = load_csv("codes.csv")
+_MEDS = load_csv("medicines.csv")
+_OBS = {r["condition"]: r["code"] for r in load_csv("observation_codes.csv")}
+
+
+def _codes(cond: str, system: str) -> list[str]:
+    return [r["code"] for r in _CODES if r["condition"] == cond and r["code_system"] == system]
+
+
+def _in_life(pop: Population, pid: np.ndarray, d: np.ndarray) -> np.ndarray:
+    return (d >= np.maximum(pop.reg_start[pid], pop.as_of - WINDOW)) & (d <= pop.exit[pid])
+
+
+# ---------------------------------------------------------------- diagnoses (primary care)
+def primary_diagnoses(pop: Population, seed: int):
+    """One SNOMED record per condition per person, dated at onset (years back, never before
+    birth, never after death), and a repeat record for a third of them in the last year."""
+    r = rng(seed, 10)
+    pid_parts, day_parts, code_parts = [], [], []
+    vocab: list[str] = []
+    ref = np.where(pop.death != NULL, pop.death, pop.as_of)
+    for j, cond in enumerate(pop.conditions):
+        idx = np.flatnonzero(pop.has[:, j])
+        codes = _codes(cond, "snomed")
+        base = len(vocab)
+        vocab += codes
+        span = np.maximum(ref[idx] - pop.birth[idx], 1)
+        back = np.minimum(r.exponential(6 * 365, len(idx)), span - 1)
+        when = (ref[idx] - back).astype(np.int32)
+        k = base + r.integers(0, len(codes), len(idx))
+        pid_parts.append(idx); day_parts.append(when); code_parts.append(k)
+        rep = idx[r.random(len(idx)) < 0.33]
+        rd = (ref[rep] - r.integers(0, 365, len(rep))).astype(np.int32)
+        ok = rd >= pop.birth[rep]
+        pid_parts.append(rep[ok]); day_parts.append(rd[ok]); code_parts.append(base + np.zeros(ok.sum(), int))
+    pid = np.concatenate(pid_parts).astype(np.int32)
+    return {
+        "patient_id": pid,
+        "date": np.concatenate(day_parts).astype(np.int32),
+        "code_system": (list(S.CLINICAL_CODE_SYSTEMS), np.zeros(len(pid), np.int8)),
+        "code": (vocab, np.concatenate(code_parts).astype(np.int32)),
+        "source": (list(S.SOURCES), np.zeros(len(pid), np.int8)),
+    }
+
+
+# ---------------------------------------------------------------- activity
+# setting: (target per person-year, exponent on latent risk, age knots, age multipliers, unit cost)
+_AGEK = [0, 5, 18, 45, 65, 80, 95]
+_SETTINGS = {
+    "ae": (0.40, 0.55, [1.6, 0.8, 1.0, 0.9, 1.0, 1.6, 2.4], 250),
+    "outpatient": (1.70, 0.35, [0.6, 0.4, 0.6, 1.0, 1.8, 2.4, 2.0], 150),
+    "gp": (5.0, 0.25, [1.2, 0.6, 0.7, 1.0, 1.5, 2.0, 2.2], 42),
+    "elective_admission": (0.12, 0.35, [0.2, 0.1, 0.4, 1.0, 2.0, 2.2, 1.4], 1200),
+    "community": (1.2, 0.8, [0.3, 0.1, 0.1, 0.3, 1.0, 4.0, 8.0], 60),
+    "mental_health": (0.25, 0.3, [0.1, 0.6, 1.2, 1.0, 0.6, 0.8, 0.8], 180),
+    "social_care": (0.30, 0.8, [0.05, 0.05, 0.1, 0.2, 0.8, 4.0, 9.0], 120),
+    "ambulance": (0.14, 0.8, [0.5, 0.3, 0.6, 0.7, 1.0, 2.2, 3.5], 300),
+    "out_of_hours": (0.25, 0.4, [1.6, 0.8, 0.9, 0.9, 1.0, 1.5, 2.0], 80),
+}
+# monthly weight over the 36 months (index 35 = latest): stable, rising, falling ("crisis curve")
+_m = np.arange(36)
+_SHAPES = np.stack([
+    np.ones(36),
+    np.where(_m < 26, 1.0, 1.0 + 2.5 * (_m - 25) / 10),
+    np.where(_m < 14, 1.0, np.where(_m < 24, 5.0, np.maximum(0.5, 5.0 - 0.6 * (_m - 23)))),
+])
+
+
+def _events(pop: Population, r, rate_per_year: np.ndarray):
+    """Poisson events over the window shaped by each person's trajectory, thinned to the
+    days the person was registered and alive."""
+    tot = _SHAPES.sum(1)[pop.trajectory] / 36
+    cnt = r.poisson(rate_per_year * 3 * tot)
+    pid = np.repeat(np.arange(pop.n, dtype=np.int32), cnt)
+    cdf = np.cumsum(_SHAPES, 1) / _SHAPES.sum(1, keepdims=True)
+    tr = pop.trajectory[pid]
+    u = r.random(len(pid))
+    month = np.empty(len(pid), np.int64)
+    for t in range(3):
+        sel = tr == t
+        month[sel] = np.searchsorted(cdf[t], u[sel], side="right")
+    month = np.minimum(month, 35)
+    d = (pop.as_of - WINDOW + 1 + (month + r.random(len(pid))) * MONTH).astype(np.int32)
+    d = np.minimum(d, pop.as_of)
+    keep = _in_life(pop, pid, d)
+    return pid[keep], d[keep]
+
+
+def activity(pop: Population, seed: int):
+    r = rng(seed, 20)
+    cols = {k: [] for k in ("pid", "start", "end", "setting", "cost", "diag", "prov", "dest")}
+    icd_vocab: list[str] = []
+    icd_index: dict[str, int] = {}
+
+    def icd(code):
+        if code not in icd_index:
+            icd_index[code] = len(icd_vocab); icd_vocab.append(code)
+        return icd_index[code]
+
+    setting_ix = {s: i for i, s in enumerate(S.SETTINGS)}
+    n_prov = 3 * (pop.practices["system"].max() + 1)
+    sys_of = pop.practices["system"][pop.practice]
+
+    def add(setting, pid, start, end, cost, diag=None, dest=None, prov=None):
+        m = len(pid)
+        cols["pid"].append(pid); cols["start"].append(start)
+        cols["end"].append(end if end is not None else np.full(m, NULL, np.int32))
+        cols["setting"].append(np.full(m, setting_ix[setting], np.int8))
+        c = cost * r.lognormal(0, 0.15, m)
+        c[r.random(m) < 0.005] = np.nan
+        cols["cost"].append(np.round(c, 2))
+        cols["diag"].append(diag if diag is not None else np.full(m, -1, np.int32))
+        cols["dest"].append(dest if dest is not None else np.full(m, -1, np.int8))
+        cols["prov"].append(prov if prov is not None else np.full(m, -1, np.int32))
+
+    # emergency admissions: rate = latent risk
+    pid, start = _events(pop, r, pop.risk)
+    m = len(pid)
+    age = pop.age[pid]
+    mean_los = np.interp(age, [0, 65, 85, 100], [1.5, 3.5, 7, 9])
+    los = np.where(r.random(m) < 0.3, 0, np.ceil(r.exponential(mean_los))).astype(np.int32)
+    end = start + los
+    dest = r.choice(5, m, p=[0.88, 0.03, 0.0, 0.04, 0.05]).astype(np.int8)
+    dest = np.where((dest == 1) & (age < 65), 0, dest).astype(np.int8)
+    dth = pop.death[pid]
+    died = (dth != NULL) & (dth - start >= 0) & (dth - start <= 30) & (r.random(m) < 0.6)
+    end = np.where(died, dth, end)
+    dest = np.where(died, 2, dest).astype(np.int8)
+    over = (end > np.minimum(pop.exit[pid], pop.as_of)) & ~died
+    end = np.where(over, NULL, end).astype(np.int32)
+    dest = np.where(over, -1, dest).astype(np.int8)
+    # diagnosis: the person's own LTC for ~45% if they have one, else a common acute reason
+    ltc_icd = [(j, _codes(c, "icd10")) for j, c in enumerate(pop.conditions) if _codes(c, "icd10") and c != "hypertension"]
+    older = [icd(c) for c in _codes("acute_older", "icd10")]
+    younger = [icd(c) for c in _codes("acute_younger", "icd10")]
+    diag = np.where(age >= 60, np.array(older)[r.integers(0, len(older), m)],
+                    np.array(younger)[r.integers(0, len(younger), m)]).astype(np.int32)
+    pick = r.random(m)
+    for k, (j, codes) in enumerate(ltc_icd):
+        sel = pop.has[pid, j] & (pick < 0.45) & (r.random(m) < 0.5)
+        diag[sel] = np.array([icd(c) for c in codes])[r.integers(0, len(codes), sel.sum())]
+    cost = 3000 + 350 * np.maximum(0, np.where(end == NULL, 0, end - start) - 5)
+    prov = (sys_of[pid] * 3 + r.integers(0, 3, m)).astype(np.int32)
+    add("emergency_admission", pid, start, end, cost.astype(float), diag, dest, prov)
+    emerg = (pid, start, diag)
+
+    for setting, (target, gamma, mult, unit) in _SETTINGS.items():
+        g = np.interp(pop.age, _AGEK, mult) * pop.risk ** gamma
+        if setting == "mental_health":
+            g = g * (1 + 8 * pop.flag("serious_mental_illness") + 2 * pop.flag("depression") + 2 * pop.flag("dementia"))
+        rate = g * target / g[pop.current].mean()
+        pid, start = _events(pop, r, rate)
+        m = len(pid)
+        end = diag = dest = prov = None
+        if setting == "elective_admission":
+            el = [icd(c) for c in _codes("elective", "icd10")]
+            diag = np.array(el)[r.integers(0, len(el), m)].astype(np.int32)
+            los = np.where(r.random(m) < 0.7, 0, r.integers(1, 5, m)).astype(np.int32)
+            end = np.minimum(start + los, pop.exit[pid]).astype(np.int32)
+            dest = np.zeros(m, np.int8)
+        if setting in ("elective_admission", "ae", "outpatient"):
+            prov = (sys_of[pid] * 3 + r.integers(0, 3, m)).astype(np.int32)
+        add(setting, pid, start, end, np.full(m, float(unit)), diag, dest, prov)
+
+    # care homes: residents billed in 28-day periods
+    ch = care_home_residents(pop, seed)
+    pid_l, st_l = [], []
+    for k in range(40):
+        s = pop.as_of - WINDOW + 28 * k
+        sel = ch[0][(ch[1] <= s) & (pop.exit[ch[0]] >= s)]
+        pid_l.append(sel); st_l.append(np.full(len(sel), s, np.int32))
+    pid = np.concatenate(pid_l).astype(np.int32); start = np.concatenate(st_l)
+    end = np.minimum(start + 27, pop.exit[pid]).astype(np.int32)
+    add("care_home", pid, start, end, 900 * 4 * np.ones(len(pid)))
+
+    prov_vocab = [f"ZT{i + 1:03d}" for i in range(n_prov)]
+    table = {
+        "patient_id": np.concatenate(cols["pid"]).astype(np.int32),
+        "start_date": np.concatenate(cols["start"]).astype(np.int32),
+        "end_date": np.concatenate(cols["end"]).astype(np.int32),
+        "setting": (list(S.SETTINGS), np.concatenate(cols["setting"])),
+        "cost": np.concatenate(cols["cost"]),
+        "primary_diagnosis": (icd_vocab, np.concatenate(cols["diag"])),
+        "provider_code": (prov_vocab, np.concatenate(cols["prov"])),
+        "discharge_destination": (list(S.DISCHARGE_DESTINATIONS), np.concatenate(cols["dest"])),
+    }
+    return table, (emerg[0], emerg[1], icd_vocab, emerg[2])
+
+
+def hospital_diagnoses(emerg):
+    pid, start, vocab, diag = emerg
+    n = len(pid)
+    return {
+        "patient_id": pid, "date": start,
+        "code_system": (list(S.CLINICAL_CODE_SYSTEMS), np.ones(n, np.int8)),
+        "code": (vocab, diag),
+        "source": (list(S.SOURCES), np.ones(n, np.int8)),
+    }
+
+
+def merge(a, b):
+    out = {}
+    for k in a:
+        if isinstance(a[k], tuple):
+            va, ia = a[k]; vb, ib = b[k]
+            vocab = list(dict.fromkeys(va + vb))
+            pos = {v: i for i, v in enumerate(vocab)}
+            mb = np.array([pos[v] for v in vb] + [-1], np.int64)
+            ma = np.array([pos[v] for v in va] + [-1], np.int64)
+            out[k] = (vocab, np.concatenate([ma[ia], mb[ib]]))
+        else:
+            out[k] = np.concatenate([a[k], b[k]])
+    return out
+
+
+def care_home_residents(pop: Population, seed: int):
+    """About 0.7% of the population, mostly 80+, frail, with dementia more often."""
+    r = rng(seed, 30)
+    score = 0.12 * (pop.age - 85) + 0.9 * pop.frail + 1.5 * pop.flag("dementia") + r.gumbel(0, 1, pop.n)
+    score = np.where(pop.age >= 65, score, -np.inf)
+    k = int(0.007 * pop.n)
+    idx = np.sort(np.argpartition(-score, k)[:k]) if k else np.zeros(0, np.int64)
+    start = np.maximum(pop.as_of - r.integers(30, 5 * 365, len(idx)), pop.birth[idx] + 60 * 365).astype(np.int32)
+    start = np.minimum(start, pop.exit[idx])
+    return idx.astype(np.int32), start
+
+
+# ---------------------------------------------------------------- medications
+def medication_plan(pop: Population, seed: int):
+    """Which medicines each person is on: each condition brings its usual drugs with a
+    probability, so more LTCs mean more medicines (the polypharmacy eFI deficit follows)."""
+    r = rng(seed, 40)
+    drugs = list(dict.fromkeys(m["code"] for m in _MEDS))
+    on = np.zeros((pop.n, len(drugs)), bool)
+    for m in _MEDS:
+        j = drugs.index(m["code"])
+        if m["condition"] == "older_general":
+            on[:, j] |= (pop.age >= 65) & (r.random(pop.n) < 0.25)
+        else:
+            on[:, j] |= pop.flag(m["condition"]) & (r.random(pop.n) < 0.7)
+    return drugs, on
+
+
+def medications(pop: Population, seed: int, plan):
+    r = rng(seed, 41)
+    drugs, on = plan
+    pid, drug = np.nonzero(on)
+    pid = pid.astype(np.int32)
+    interval = np.where(r.random(len(pid)) < 0.6, 28, 56)
+    first = pop.as_of - 364 + (r.random(len(pid)) * interval).astype(np.int32)
+    last = pop.exit[pid]
+    lo = np.maximum(first, pop.reg_start[pid])
+    cnt = np.where(last >= lo, (last - lo) // interval + 1, 0)
+    rp = np.repeat(np.arange(len(pid)), cnt)
+    k = np.arange(len(rp)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    d = (lo[rp] + k * interval[rp]).astype(np.int32)
+    qty = np.where(np.isin(np.array(drugs)[drug[rp]], ["0301011R0", "0302000C0"]), 1.0, interval[rp].astype(float))
+    return {
+        "patient_id": pid[rp], "date": d,
+        "code_system": (list(S.MEDICATION_CODE_SYSTEMS), np.ones(len(rp), np.int8)),
+        "code": (drugs, drug[rp].astype(np.int32)),
+        "quantity": qty,
+    }
+
+
+# ---------------------------------------------------------------- observations, experience
+def observations(pop: Population, seed: int):
+    r = rng(seed, 50)
+    vocab = ["sbp", "dbp", "bmi", "hba1c", "egfr"]
+    units = ["mm[Hg]", "mm[Hg]", "kg/m2", "mmol/mol", "mL/min/1.73m2"]
+    adult = pop.age >= 18
+    ht = pop.flag("hypertension") | pop.flag("diabetes") | pop.flag("chronic_kidney_disease") | pop.flag("coronary_heart_disease")
+    parts = []
+
+    def take(kind, who, per_year):
+        pid, d = _events(pop, r, np.where(who, per_year, 0.0))
+        parts.append((kind, pid, d))
+
+    take(0, adult, np.where(ht, 2.0, 0.25))
+    take(2, adult, np.where(ht | pop.flag("obesity"), 1.0, 0.15))
+    take(3, pop.flag("diabetes"), 2.0)
+    take(4, pop.flag("chronic_kidney_disease") | pop.flag("diabetes"), 1.0)
+    kinds, pids, days = [], [], []
+    for kind, pid, d in parts:
+        kinds.append(np.full(len(pid), kind, np.int32)); pids.append(pid); days.append(d)
+        if kind == 0:
+            kinds.append(np.full(len(pid), 1, np.int32)); pids.append(pid); days.append(d)
+    kind = np.concatenate(kinds); pid = np.concatenate(pids); d = np.concatenate(days)
+    n = len(pid)
+    z = r.normal(0, 1, n)
+    val = np.select(
+        [kind == 0, kind == 1, kind == 2, kind == 3, kind == 4],
+        [np.where(pop.flag("hypertension")[pid], 142, 124) + 14 * z,
+         np.where(pop.flag("hypertension")[pid], 84, 76) + 9 * z,
+         np.where(pop.flag("obesity")[pid], 34 + 3 * np.abs(z), 25.5 + 2.5 * z.clip(-3, 1.5)),
+         58 + 12 * z, np.where(pop.flag("chronic_kidney_disease")[pid], 45 + 9 * z.clip(-3, 1.5), 80 + 12 * z)])
+    return {
+        "patient_id": pid, "date": d,
+        "code_system": (list(S.CLINICAL_CODE_SYSTEMS), np.zeros(n, np.int8)),
+        "code": ([_OBS[v] for v in vocab], kind),
+        "value": np.round(val, 1),
+        "unit": (units, kind),
+    }
+
+
+def experience(pop: Population, seed: int):
+    """Patient-reported measures for a quarter of people with an LTC; worse with frailty."""
+    r = rng(seed, 60)
+    ltc = pop.has[:, :19].any(1)
+    pid, d = _events(pop, r, np.where(ltc & (pop.age >= 16) & (r.random(pop.n) < 0.25), 0.5, 0.0))
+    n = len(pid)
+    measure = np.tile(np.arange(4), n)
+    pid4 = np.repeat(pid, 4); d4 = np.repeat(d, 4)
+    f = pop.frail[pid4]
+    z = r.normal(0, 1, 4 * n)
+    val = np.select([measure == 0, measure == 1, measure == 2, measure == 3],
+                    [np.clip(60 - 5 * f + 10 * z, 0, 100).round(1), np.clip(6.5 - 0.6 * f + 1.5 * z, 1, 10).round(0),
+                     np.clip(0.8 - 0.1 * f + 0.15 * z, -0.59, 1).round(3), (z + 0.5 - 0.3 * f > 0).astype(float)])
+    return {"patient_id": pid4, "date": d4,
+            "measure": (["pam", "outcomes_star", "eq5d_index", "supported_to_manage"], measure), "value": val}
+
+
+# ---------------------------------------------------------------- registers, opt-outs
+def registers(pop: Population, seed: int):
+    r = rng(seed, 70)
+    parts = []
+    names = ["case_management", "palliative_care", "virtual_ward", "care_home", "learning_disability"]
+    alive = pop.current
+    # palliative: ~0.5% of the living, the most likely to die; plus a third of recent deaths
+    haz = np.log(np.maximum(pop.risk, 1e-6)) + 0.1 * pop.age + r.gumbel(0, 0.5, pop.n)
+    k = int(0.005 * alive.sum())
+    cand = np.flatnonzero(alive)
+    pal = cand[np.argsort(-haz[cand], kind="stable")[:k]]
+    st = np.maximum(pop.as_of - r.integers(14, 540, len(pal)), pop.birth[pal])
+    parts.append((1, pal, st, np.full(len(pal), NULL, np.int32)))
+    dead = np.flatnonzero((pop.death != NULL) & (r.random(pop.n) < 0.35))
+    st = np.maximum(pop.death[dead] - r.integers(7, 365, len(dead)), pop.birth[dead])
+    parts.append((1, dead, st, pop.death[dead]))
+    # case management: ~1.5% of the highest latent risk, some discharged
+    k = int(0.015 * alive.sum())
+    cm = cand[np.argsort(-(np.log(pop.risk[cand] + 1e-6) + r.gumbel(0, 0.7, len(cand))), kind="stable")[:k]]
+    st = np.maximum(pop.as_of - r.integers(7, 730, len(cm)), pop.birth[cm])
+    en = np.where(r.random(len(cm)) < 0.3, np.minimum(st + r.integers(30, 300, len(cm)), pop.as_of), NULL)
+    parts.append((0, cm, st, en.astype(np.int32)))
+    # virtual ward: short stays for a few of the very high risk
+    vw = cand[pop.risk[cand] > np.quantile(pop.risk[cand], 0.995)]
+    vw = vw[r.random(len(vw)) < 0.3]
+    st = np.maximum(pop.as_of - r.integers(1, 700, len(vw)), pop.birth[vw])
+    parts.append((2, vw, st, np.minimum(st + r.integers(5, 15, len(vw)), pop.as_of)))
+    ch, st = care_home_residents(pop, seed)
+    parts.append((3, ch, st, np.where(pop.exit[ch] < pop.as_of, pop.exit[ch], NULL)))
+    ld = np.flatnonzero(pop.flag("learning_disability"))
+    st = pop.birth[ld] + r.integers(3 * 365, 10 * 365, len(ld))
+    st = np.minimum(st, pop.exit[ld])
+    parts.append((4, ld, st, np.where(pop.death[ld] != NULL, pop.death[ld], NULL)))
+    return {
+        "patient_id": np.concatenate([p[1] for p in parts]).astype(np.int32),
+        "register": (names, np.concatenate([np.full(len(p[1]), p[0], np.int8) for p in parts])),
+        "start_date": np.concatenate([p[2] for p in parts]).astype(np.int32),
+        "end_date": np.concatenate([p[3] for p in parts]).astype(np.int32),
+    }
+
+
+def opt_outs(pop: Population, seed: int):
+    r = rng(seed, 80)
+    u = r.random(pop.n)
+    kind = np.where(u < 0.012, 0, np.where(u < 0.045, 1, -1))
+    pid = np.flatnonzero(kind >= 0).astype(np.int32)
+    d = np.maximum(pop.as_of - r.integers(1, 6 * 365, len(pid)), pop.birth[pid]).astype(np.int32)
+    d = np.minimum(d, pop.exit[pid])
+    return {"patient_id": pid, "kind": (list(S.OPT_OUT_KINDS), kind[pid].astype(np.int8)), "date": d}

@@ -1,0 +1,50 @@
+"""Turning the internal column arrays into Arrow tables with the contract's columns, and writing
+them (Parquet or CSV) into a fresh folder that replaces the target atomically."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from casefind.contract import TABLES
+from casefind.synth._common import NULL
+
+
+def to_arrow(name: str, cols: dict, pid_vocab: pa.Array) -> pa.Table:
+    """Contract column order; dates as date32, codes/enums as strings, patient_id as pseudonym."""
+    t = TABLES[name]
+    arrays = []
+    for c in t.columns:
+        v = cols[c.name]
+        if c.kind == "patient_id" and isinstance(v, np.ndarray) and v.dtype.kind == "i":
+            arrays.append(pid_vocab.take(pa.array(v)))
+        elif isinstance(v, tuple):
+            vocab, idx = v
+            idx = np.asarray(idx)
+            arrays.append(pa.array(list(vocab), pa.string()).take(pa.array(idx, mask=idx < 0)))
+        elif c.kind == "date":
+            arrays.append(pa.array(v.astype(np.int32), mask=v == NULL).cast(pa.date32()))
+        elif c.kind == "float":
+            arrays.append(pa.array(v.astype(float), mask=np.isnan(v)))
+        elif c.kind == "int":
+            arrays.append(pa.array(v.astype(np.int64)))
+        else:
+            arrays.append(pa.array(v, pa.string()))
+    return pa.Table.from_arrays(arrays, names=list(t.names))
+
+
+def stringify(tbl: pa.Table, numbers: bool) -> pa.Table:
+    """ISO strings for dates (and numbers, when asked) so that bad values can be written."""
+    for i, f in enumerate(tbl.schema):
+        if pa.types.is_date(f.type) or (numbers and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))):
+            tbl = tbl.set_column(i, f.name, pc.cast(tbl.column(i), pa.string()))
+    return tbl
+
+
+def write(tbl: pa.Table, path, fmt: str) -> None:
+    if fmt == "csv":
+        pacsv.write_csv(tbl, str(path))
+    else:
+        pq.write_table(tbl, str(path), compression="snappy")
