@@ -1,0 +1,32 @@
+"""Benchmark populations: CASEFIND_BENCH_PATIENTS (default 100,000, the CI smoke size;
+1,000,000 for the figures in docs/benchmarks.md), generated once per session."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from casefind.synth import generate
+
+PATIENTS = int(os.environ.get("CASEFIND_BENCH_PATIENTS", "100000"))
+
+
+@pytest.fixture(scope="session")
+def bench_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="session")
+def population(bench_dir):
+    out = bench_dir / "source"
+    generate(PATIENTS, 7, out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def store(population, bench_dir):
+    from casefind.ingest import run_ingest
+
+    path = bench_dir / "store-rules"
+    run_ingest(population, path)
+    return path
