@@ -9,7 +9,8 @@ RULES = sorted((Path(__file__).parents[2] / "rules").glob("*.yml"))
 
 
 def test_rules_are_shipped():
-    assert {p.stem for p in RULES} >= {"hfrs", "charlson", "high_utilisers", "rising_risk"}
+    assert {p.stem for p in RULES} == {"frail", "multimorbidity", "rising_risk", "high_utilisers", "segments",
+                                       "hfrs", "charlson"}
 
 
 @pytest.mark.parametrize("path", RULES, ids=[p.stem for p in RULES])

@@ -31,7 +31,9 @@ def _event_text(table: str, row: dict) -> str:
 
 def collect(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: list[int],
             as_of: dt.date, limit: int) -> dict[int, list[str]]:
-    """Up to ``limit`` events per patient (most recent first) matching any of ``aggs``."""
+    """Up to ``limit`` events per patient matching ``aggs``, taken in turn from each
+    aggregation (most recent first within each), so one busy table cannot hide another."""
+    per_agg: list[dict[int, list[str]]] = []
     out: dict[int, list[str]] = {p: [] for p in patients}
     if not aggs or not patients or limit <= 0:
         return out
@@ -48,10 +50,20 @@ def collect(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: 
         sql = (f"SELECT e.patient, e.{date} AS date{', ' + cols if cols else ''} FROM {t} e "
                f"WHERE e.patient IN (SELECT patient FROM listed_patients) AND {' AND '.join(where)} "
                f"QUALIFY row_number() OVER (PARTITION BY e.patient ORDER BY e.{date} DESC, e.row DESC) <= {limit}")
-        for row in con.sql(sql).fetchall():
+        found: dict[int, list[str]] = {}
+        for row in sorted(con.sql(sql).fetchall(), key=lambda r: (r[0], str(r[1])), reverse=True):
             rec = dict(zip(["patient", "date"] + _SHOW.get(t, []), row))
-            out[rec["patient"]].append(_event_text(t, rec))
-    return {p: sorted(set(v), reverse=True)[:limit] for p, v in out.items()}
+            found.setdefault(rec["patient"], []).append(_event_text(t, rec))
+        per_agg.append(found)
+    for p in patients:
+        queues = [list(found.get(p, [])) for found in per_agg]
+        while len(out[p]) < limit and any(queues):
+            for q in queues:
+                if q and len(out[p]) < limit:
+                    event = q.pop(0)
+                    if event not in out[p]:
+                        out[p].append(event)
+    return out
 
 
 def _ids_table(patients: list[int]):
