@@ -338,15 +338,30 @@ class SqlCompiler:
         return f"COALESCE((SELECT v FROM {name} WHERE {name}.patient = {self.a}.patient), 0.0)"
 
     def rank(self, n: ir.PopulationRank, d: str) -> str:
-        x = self.patient(n.operand, d)
-        inner = self.with_alias("p2")
-        pop = inner.patient(self.population, d) if self.population is not None else "TRUE"
-        values = f"(SELECT {inner.patient(n.operand, d)} AS x FROM patients p2 WHERE {pop})"
+        """One subquery per ranked value: the population's values with cumulative counts,
+        and for every patient (member or not) how many members have a smaller value
+        (an ASOF join finds the last member value below theirs)."""
+        key = (n, d)
+        if key not in self.q.ctes:
+            inner = self.with_alias("p2")
+            x = inner.patient(n.operand, d)
+            member = inner.patient(self.population, d) if self.population is not None else "TRUE"
+            name = f"rank{len(self.q.ctes)}"
+            sql = (f"WITH vals AS (SELECT p2.patient, CAST({x} AS DOUBLE) AS x, COALESCE({member}, FALSE) AS member "
+                   f"FROM patients p2), "
+                   f"m AS (SELECT x, count(*) AS c FROM vals WHERE member AND x IS NOT NULL GROUP BY x), "
+                   f"cum AS (SELECT x, sum(c) OVER (ORDER BY x) AS le FROM m) "
+                   f"SELECT v.patient, v.x, (SELECT coalesce(sum(c), 0) FROM m) AS n, "
+                   f"lt.le AS below, le.le AS at_or_below FROM vals v "
+                   f"ASOF LEFT JOIN cum lt ON v.x > lt.x ASOF LEFT JOIN cum le ON v.x >= le.x")
+            self.q.ctes[key] = (name, sql)
+        name, _ = self.q.ctes[key]
+        row = f"(SELECT {{}} FROM {name} WHERE {name}.patient = {self.a}.patient)"
         if n.kind == "percentile":
-            return (f"(CASE WHEN {x} IS NULL THEN NULL ELSE 100.0 * (SELECT count(*) FROM {values} o WHERE o.x < {x}) "
-                    f"/ NULLIF((SELECT count(*) FROM {values} o WHERE o.x IS NOT NULL), 0) END)")
-        return (f"(CASE WHEN {x} IS NULL THEN FALSE ELSE (SELECT count(*) FROM {values} o WHERE o.x > {x}) "
-                f"< {n.fraction} * (SELECT count(*) FROM {values} o WHERE o.x IS NOT NULL) END)")
+            value = "CASE WHEN x IS NULL THEN NULL ELSE 100.0 * coalesce(below, 0) / NULLIF(n, 0) END"
+        else:
+            value = f"CASE WHEN x IS NULL THEN FALSE ELSE (n - coalesce(at_or_below, 0)) < {n.fraction!r} * n END"
+        return row.format(value)
 
 
 def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
