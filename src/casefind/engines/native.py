@@ -153,7 +153,7 @@ class NativeEngine:
             return pa.array(np.where(v.valid, v.values, 0).astype(np.int64), mask=mask)
         if t is ir.T.FLOAT:
             return pa.array(np.where(v.valid, v.values, 0).astype(np.float64), mask=mask)
-        return pa.array([x if ok else None for x, ok in zip(v.values, v.valid)], pa.string())
+        return pa.array(v.values, pa.string(), mask=mask)
 
     def n(self) -> int:
         return self.store.n_patients
