@@ -85,6 +85,42 @@ CASES = {
 }
 
 
+CODELIST_CASES = {
+    "a code in two categories counts for both; categories versus codes": dict(
+        tables={"patients": [patient("a"), patient("b")], "diagnoses": [
+            ("a", "2020-01-01", "snomed", "111", None), ("a", "2021-01-01", "snomed", "222", None),
+            ("a", "2022-01-01", "snomed", "222", None), ("b", "2020-01-01", "snomed", "333", None)]},
+        codelists="  groups: {file: groups.csv}\n",
+        csv="code,system,category,weight\n111,snomed,heart,2\n222,snomed,heart,5\n222,snomed,lung,1\n333,snomed,lung,1\n",
+        features="  cats: count_distinct(diagnoses.category, codelist=groups)\n"
+                 "  codes: count_distinct(diagnoses.code, codelist=groups)\n"
+                 "  rows: count(diagnoses, codelist=groups)\n"
+                 "  points: score(diagnoses, codelist=groups)\n",
+        expected={"a": {"cats": 2, "codes": 2, "rows": 3, "points": 6.0},   # heart max(2,5) + lung 1
+                  "b": {"cats": 1, "codes": 1, "rows": 1, "points": 1.0}}),
+    "missing end dates and costs: spells still count, sums skip them": dict(
+        tables={"patients": [patient("a")], "activity": [
+            act("a", "2026-01-01", "emergency_admission", cost=None, end=None),
+            act("a", "2026-02-01", "emergency_admission", cost="1000", end="2026-02-05")]},
+        features="  n: count(activity, setting == \"emergency_admission\")\n"
+                 "  ended: count(activity, end_date >= date(\"2026-01-01\"))\n"
+                 "  s: sum(activity.cost)\n  latest_end: max(activity.end_date)\n",
+        expected={"a": {"n": 2, "ended": 1, "s": 1000.0, "latest_end": "2026-02-05"}}),
+}
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+@pytest.mark.parametrize("name", list(CODELIST_CASES))
+def test_spec_codelists(tmp_path, engine, name):
+    case = CODELIST_CASES[name]
+    if "csv" in case:
+        (tmp_path / "groups.csv").write_text(case["csv"])
+    got = evaluate_case(tmp_path, engine, case["tables"], case["features"], AS_OF, codelists=case.get("codelists", ""))
+    for pid, expected in case["expected"].items():
+        for feature, value in expected.items():
+            assert same(got[pid][feature], value), (pid, feature, got[pid][feature], value)
+
+
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 @pytest.mark.parametrize("name", list(CASES))
 def test_spec(tmp_path, engine, name):
