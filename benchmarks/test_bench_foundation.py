@@ -14,7 +14,7 @@ import duckdb
 from casefind.contract import EVENT_TABLES, TABLES
 from casefind.ingest import run_ingest
 from casefind.store import Store
-from conftest import PATIENTS, _median_of, ratio
+from bench_support import PATIENTS, _median_of, ratio
 
 
 def _child_peak_gb() -> float:

@@ -19,7 +19,7 @@ from casefind.lists.run import _exprs, run
 from casefind.plan import make_plan
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
-from conftest import _median_of, ratio
+from bench_support import _median_of, ratio
 
 RULES_DIR = Path(__file__).parents[1] / "rules"
 SHIPPED = sorted(p for p in RULES_DIR.glob("*.yml"))

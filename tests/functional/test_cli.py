@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from casefind.cli import main
 from casefind.store import Store
-from conftest import with_bad_rows, write_source
+from casefind_testdata import with_bad_rows, write_source
 
 
 def run(*args, **kw):

@@ -19,7 +19,7 @@ from casefind.engines import duckdb_sql, native  # noqa: E402
 from casefind.ingest import run_ingest  # noqa: E402
 from casefind.rules.compile import compile_rule  # noqa: E402
 from casefind.store import Store  # noqa: E402
-from conftest import write_source  # noqa: E402
+from casefind_testdata import write_source  # noqa: E402
 
 BASE = dt.date(2024, 1, 1)
 SETTINGS = ["ae", "gp", "emergency_admission", "outpatient"]

@@ -11,7 +11,7 @@ from spec_helpers import ENGINES, PRACTICES, patient  # noqa: E402
 from casefind.ingest import run_ingest  # noqa: E402
 from casefind.rules.compile import compile_rule  # noqa: E402
 from casefind.store import Store  # noqa: E402
-from conftest import write_source  # noqa: E402
+from casefind_testdata import write_source  # noqa: E402
 
 RULE = Path(__file__).parents[2] / "rules" / "charlson.yml"
 

@@ -12,7 +12,7 @@ from spec_helpers import ENGINES, PRACTICES, patient  # noqa: E402
 from casefind.ingest import run_ingest  # noqa: E402
 from casefind.rules.compile import compile_rule  # noqa: E402
 from casefind.store import Store  # noqa: E402
-from conftest import write_source  # noqa: E402
+from casefind_testdata import write_source  # noqa: E402
 
 RULE = Path(__file__).parents[2] / "rules" / "frail.yml"
 ROWS = list(csv.DictReader(open(RULE.parent / "codelists" / "efi_deficits_snomed.csv")))

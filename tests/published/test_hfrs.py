@@ -12,7 +12,7 @@ from casefind.engines import duckdb_sql  # noqa: F401,E402
 from casefind.ingest import run_ingest  # noqa: E402
 from casefind.rules.compile import compile_rule  # noqa: E402
 from casefind.store import Store  # noqa: E402
-from conftest import write_source  # noqa: E402
+from casefind_testdata import write_source  # noqa: E402
 
 RULE = Path(__file__).parents[2] / "rules" / "hfrs.yml"
 

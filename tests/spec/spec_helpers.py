@@ -13,7 +13,7 @@ from casefind.engines import duckdb_sql, native
 from casefind.ingest import run_ingest
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
-from conftest import write_source
+from casefind_testdata import write_source
 
 ENGINES = {"duckdb": duckdb_sql.evaluate, "native": native.evaluate}
 

@@ -6,7 +6,7 @@ import pytest
 from casefind.contract.quarantine import REASONS
 from casefind.ingest import IngestError, StrictModeError, run_ingest
 from casefind.store import Store
-from conftest import BAD, GOOD, with_bad_rows, write_source
+from casefind_testdata import BAD, GOOD, with_bad_rows, write_source
 
 
 def test_every_reason_is_exercised():

@@ -14,7 +14,7 @@ from casefind.ingest import run_ingest  # noqa: E402
 from casefind.lists.run import run  # noqa: E402
 from casefind.rules.compile import compile_rule  # noqa: E402
 from casefind.store import Store  # noqa: E402
-from conftest import write_source  # noqa: E402
+from casefind_testdata import write_source  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 DOC = (ROOT / "docs" / "rules-language.md").read_text()

@@ -14,7 +14,7 @@ from casefind.contract.dates import NULL_DAY, from_day, to_day
 from casefind.ingest import run_ingest
 from casefind.store import Store, StoreError
 from casefind.store import writer as store_writer
-from conftest import GOOD, as_table, with_bad_rows, write_source
+from casefind_testdata import GOOD, as_table, with_bad_rows, write_source
 
 
 @pytest.fixture
