@@ -63,8 +63,21 @@ def _date_col(name: str) -> str:
     return f"CASE WHEN {name} = {int(NULL_DAY)} THEN NULL ELSE DATE '1970-01-01' + {name} END AS {name}"
 
 
-def register_store(con: duckdb.DuckDBPyConnection, store: Store) -> None:
-    """Decoded views of the store: one row per stored row, dates as DATE, codes as text."""
+def rows_of(offsets: np.ndarray, patients: np.ndarray) -> np.ndarray:
+    """Row numbers of the given patients' rows (each patient's rows are contiguous)."""
+    patients = np.asarray(patients, dtype=np.int64)
+    starts, ends = offsets[patients], offsets[patients + 1]
+    lengths = ends - starts
+    if lengths.sum() == 0:
+        return np.empty(0, dtype=np.int64)
+    base = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return base + np.arange(lengths.sum(), dtype=np.int64)
+
+
+def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarray | None = None) -> None:
+    """Decoded views of the store: one row per stored row, dates as DATE, codes as text.
+    With ``only``, event tables hold just those patients' rows (a list's re-check and
+    evidence need nothing else), which keeps the reference engine fast at any size."""
     for name, d in store.manifest["dictionaries"].items():
         con.register(f"dict_{name.replace('.', '_')}",
                      pa.table({"idx": pa.array(np.arange(d["size"], dtype=np.int32)),
@@ -87,7 +100,8 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store) -> None:
     """)
     for name in EVENT_TABLES:
         t = store.table(name)
-        con.register(f"raw_{name}", t.arrow)
+        arrow = t.arrow if only is None else t.arrow.take(pa.array(rows_of(t.offsets, np.sort(only))))
+        con.register(f"raw_{name}", arrow)
         cols = ["(row_number() OVER () - 1)::BIGINT AS row", "e.patient"]
         joins = []
         for c in TABLES[name].columns:
@@ -134,15 +148,13 @@ class SqlCompiler:
     """IR → SQL expressions. Patient expressions refer to the ``patients`` view by ``alias``;
     subqueries (one per aggregation and date) are shared by every alias."""
 
-    def __init__(self, population: ir.Node | None = None, alias: str = "p", query: _Query | None = None,
-                 restrict: str | None = None):
+    def __init__(self, population: ir.Node | None = None, alias: str = "p", query: _Query | None = None):
         self.q = query or _Query()
         self.population = population
         self.a = alias
-        self.restrict = restrict  # a condition on e.patient limiting every scan (or None)
 
     def with_alias(self, alias: str) -> "SqlCompiler":
-        return SqlCompiler(self.population, alias, self.q, self.restrict)
+        return SqlCompiler(self.population, alias, self.q)
 
     # --- patient domain -----------------------------------------------------------------
     def patient(self, n: ir.Node, d: str) -> str:
@@ -270,7 +282,7 @@ class SqlCompiler:
         if key not in self.q.ctes:
             name = f"agg{len(self.q.ctes)}"
             t = n.table
-            where = [self.window(n, t, d)] + ([self.restrict] if self.restrict else [])
+            where = [self.window(n, t, d)]
             if n.where is not None:
                 where.append(self.event(n.where, d))
             f = n.func
@@ -317,7 +329,7 @@ class SqlCompiler:
             name = f"agg{len(self.q.ctes)}"
             t = n.table
             date = f"e.{TABLES[t].sort_date}"
-            where = [self.window(n, t, d)] + ([self.restrict] if self.restrict else [])
+            where = [self.window(n, t, d)]
             if n.where is not None:
                 where.append(self.event(n.where, d))
             y = "count(*)" if n.value is None else f"coalesce(sum({self.event(n.value, d)}), 0)"
@@ -371,16 +383,15 @@ def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
     index) and each named expression at ``as_of``. ``population`` is what percentile/top
     rank within (always the whole population, whoever is returned)."""
     con = con or duckdb.connect()
-    register_store(con, store)
+    ranks = "PopulationRank(" in repr(list(exprs.values()))
+    # only some patients wanted and no rank needs everyone's values: scan only their rows
+    register_store(con, store, only=np.asarray(patients) if patients is not None and not ranks else None)
     only = ""
     if patients is not None:
         con.register("only_patients", pa.table({"patient": pa.array(np.asarray(patients), pa.int32())}))
         only = "WHERE p.patient IN (SELECT patient FROM only_patients)"
     d = _q(as_of)
-    ranks = "PopulationRank(" in repr(list(exprs.values()))
-    # only some patients wanted: scan only their rows, unless a rank needs everyone's values
-    restrict = "e.patient IN (SELECT patient FROM only_patients)" if patients is not None and not ranks else None
-    comp = SqlCompiler(population, restrict=restrict)
+    comp = SqlCompiler(population)
     cols = [f"{comp.patient(node, d)} AS \"{name}\"" for name, node in exprs.items()]
     ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.q.ctes.values())
     sql = (f"{'WITH ' + ctes if ctes else ''} SELECT p.patient{', ' if cols else ''}{', '.join(cols)} "

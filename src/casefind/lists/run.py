@@ -175,7 +175,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     evidence = {}
     if rule.evidence:
         if engine == "native":
-            duckdb_sql.register_store(con, store)
+            duckdb_sql.register_store(con, store, only=sel.patients)
         for name, node in rule.include:
             evidence[name] = collect(con, aggregates_in(node), sel.patients.tolist(), rule.as_of, rule.evidence)
     practice_codes = np.asarray(practices.arrow.column("practice_code").to_pylist(), dtype=object)
