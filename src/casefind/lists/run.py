@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import time
 import uuid
@@ -251,6 +252,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
             "counts": {**sel.counts, "capped": sel.capped, "rechecked_against_reference": rechecked},
             "excluded": sel.excluded, "per_practice": per_practice, "segments": segments,
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
+            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
