@@ -37,8 +37,18 @@ def monthly_slope(y, rows):
 
 @nb.njit(cache=True)
 def count_unique(values):
-    if values.shape[0] == 0:
-        return 0
+    n = values.shape[0]
+    if n <= 32:  # a patient's few values: compare pairwise, no sort (the common case)
+        k = 0
+        for i in range(n):
+            seen = False
+            for j in range(i):
+                if values[j] == values[i]:
+                    seen = True
+                    break
+            if not seen:
+                k += 1
+        return k
     s = np.sort(values)
     k = 1
     for i in range(1, s.shape[0]):

@@ -191,12 +191,19 @@ class _Gen:
         return ptr, ids, weights, len(names)
 
 
+CHUNK = 1024  # patients per parallel work item
+
+
+def _indent(lines: list[str]) -> list[str]:
+    return ["\n".join("    " + ln for ln in block.split("\n")) for block in lines]
+
+
 def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSource:
     g = _Gen(table, store, patient_values)
     spec = TABLES[table]
     date = g.col(spec.sort_date)
     offsets = g.arg("offsets", ("offsets", None))
-    init, body, finish, outputs = [], [], [], []
+    init, body, finish, outputs, scratch = [], [], [], [], []
     max_hi = []
     for k, slot in enumerate(slots):
         n, d = slot.node, slot.as_of
@@ -263,7 +270,8 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
                 ptr, ids, weights, ncat = g.categories(n.codelist)
                 cp, ci = g.arg(f"catptr{k}", ptr), g.arg(f"catid{k}", ids)
                 code = g.col("primary_diagnosis" if table == "activity" else "code")
-                init.append(f"        seen{k} = np.zeros({max(ncat, 1)}, dtype=np.bool_)")
+                scratch.append(f"        seen{k} = np.zeros({max(ncat, 1)}, dtype=np.bool_)")
+                init.append(f"        seen{k}[:] = False")
                 body.append(f"            if {test} and {code}[r] >= 0:\n"
                             f"                for j in range({cp}[{code}[r]], {cp}[{code}[r] + 1]):\n"
                             f"                    seen{k}[{ci}[j]] = True")
@@ -278,13 +286,16 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
                 if n.value.type is ir.T.CODE and g.enc[n.value.column]["system_column"]:
                     key = f"np.int64({g.col(g.enc[n.value.column]['system_column'])}[r]) * 4294967296 + {v}"
                 has = f"not ({vn})" if vn else "True"
-                init.append(f"        buf{k} = np.empty(hi - lo, dtype=np.float64)\n        n{k} = 0")
+                rows_max = g.arg("maxrows", np.int64(np.diff(store.table(table).offsets).max(initial=0)))
+                scratch.append(f"        buf{k} = np.empty({rows_max}, dtype=np.float64)")
+                init.append(f"        n{k} = 0")
                 body.append(f"            if {test} and {has}:\n                buf{k}[n{k}] = {key}\n                n{k} += 1")
                 finish.append(f"        {out}[p] = rt.count_unique(buf{k}[:n{k}])")
         elif f == "trend":
             y = "1.0" if n.value is None else g.value(n.value, d)[0]
-            init.append(f"        y{k} = np.zeros({n.months}, dtype=np.float64)\n"
-                        f"        rows{k} = np.zeros({n.months}, dtype=np.int64)")
+            scratch.append(f"        y{k} = np.zeros({n.months}, dtype=np.float64)\n"
+                           f"        rows{k} = np.zeros({n.months}, dtype=np.int64)")
+            init.append(f"        y{k}[:] = 0.0\n        rows{k}[:] = 0")
             body.append(f"            if {test}:\n                x = rt.bucket(d, {b})\n"
                         f"                y{k}[x] += {y}\n                rows{k}[x] += 1")
             finish.append(f"        {out}[p] = rt.monthly_slope(y{k}, rows{k})")
@@ -302,15 +313,19 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
         "",
         f"@nb.njit(parallel=True, cache=True)",
         f"def {name}({params}):",
-        f"    for p in nb.prange({offsets}.shape[0] - 1):",
-        f"        lo, hi = {offsets}[p], {offsets}[p + 1]",
-        *init,
-        "        for r in range(lo, hi):",
-        f"            d = {date}[r]",
-        f"            if d > {stop}:  # rows are in date order: nothing later is in any window",
-        "                break",
-        *body,
-        *finish,
+        f"    n = {offsets}.shape[0] - 1",
+        f"    # patients in chunks of {CHUNK}, chunks in parallel; scratch space is allocated per chunk",
+        f"    for c in nb.prange((n + {CHUNK - 1}) // {CHUNK}):",
+        *scratch,
+        f"        for p in range(c * {CHUNK}, min(n, (c + 1) * {CHUNK})):",
+        f"            lo, hi = {offsets}[p], {offsets}[p + 1]",
+        *_indent(init),
+        "            for r in range(lo, hi):",
+        f"                d = {date}[r]",
+        f"                if d > {stop}:  # rows are in date order: nothing later is in any window",
+        "                    break",
+        *_indent(body),
+        *_indent(finish),
         "",
     ]
     return KernelSource(table, name, "\n".join(src), list(g.args.items()), outputs)
