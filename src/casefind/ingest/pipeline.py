@@ -115,11 +115,13 @@ def _code_columns(spec: Table, cols: dict[str, pa.Array]):
 
 
 def _encode_columns(spec: Table, cols: dict[str, pa.Array], encoder: _Encoder,
-                    dictionaries: dict[str, pa.Array]) -> tuple[dict[str, np.ndarray], dict]:
+                    dictionaries: dict[str, pa.Array], code_parts: list | None = None,
+                    ) -> tuple[dict[str, np.ndarray], dict]:
     """Encode the (already filtered) contract columns of one table; returns arrays and
     the encodings recorded in the manifest."""
     out, encodings = {}, {}
-    code_cols = {name: (systems, idx, codes) for name, systems, idx, codes in _code_columns(spec, cols)}
+    parts = code_parts if code_parts is not None else _code_columns(spec, cols)
+    code_cols = {name: (systems, idx, codes) for name, systems, idx, codes in parts}
     for c in spec.columns:
         if c.kind == "patient_id":
             continue
@@ -222,7 +224,7 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
                              **{x: pt.raw.column(x).take(take) for x in pt.extras}})
 
     # --- event tables: validate, collect codes, then encode and group by patient ------------
-    events: dict[str, tuple[dict, np.ndarray]] = {}
+    events: dict[str, tuple] = {}  # name -> (columns, patient index, kept rows, code parts)
     for name in EVENT_TABLES:
         if name not in normal:
             continue
@@ -232,7 +234,8 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
         record(name, t, verdict, quarantined_ids)
         keep = verdict.good
         cols = {k: _good(v, keep) for k, v in t.columns.items()}
-        for _, systems, idx, codes in _code_columns(TABLES[name], cols):
+        code_parts = list(_code_columns(TABLES[name], cols))  # normalised once, used twice
+        for _, systems, idx, codes in code_parts:
             if idx is None:
                 encoder.collect_codes(systems[0], codes)
             else:
@@ -240,7 +243,7 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
                     m = idx == i
                     if m.any():
                         encoder.collect_codes(s, codes.filter(pa.array(m)))
-        events[name] = (cols, pidx[keep], keep)
+        events[name] = (cols, pidx[keep], keep, code_parts)
     encoder.finish_codes()
     if "identities" in normal:  # validated here, stored apart below
         say("validating: identities")
@@ -261,8 +264,8 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
             spec = TABLES[name]
             if name in events:
                 say(f"building the store: encoding {name}")
-                cols, pidx, keep = events[name]
-                arrays, enc = _encode_columns(spec, cols, encoder, dictionaries)
+                cols, pidx, keep, code_parts = events[name]
+                arrays, enc = _encode_columns(spec, cols, encoder, dictionaries, code_parts)
                 extras = {x: _good(normal[name].raw.column(x).combine_chunks(), keep) for x in normal[name].extras}
             else:  # a missing optional table is an empty table
                 arrays, enc = _encode_columns(spec, {c.name: pa.nulls(0, pa.string()) for c in spec.columns},
