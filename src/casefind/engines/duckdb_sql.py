@@ -59,8 +59,10 @@ def _shift(date_sql: str, months: int, days: int) -> str:
     return f"CAST({s} AS DATE)" if (months or days) else s
 
 
-def _date_col(name: str) -> str:
-    return f"CASE WHEN {name} = {int(NULL_DAY)} THEN NULL ELSE DATE '1970-01-01' + {name} END AS {name}"
+def _date_col(name: str, source: str | None = None) -> str:
+    """A stored day number as a DATE column named ``name`` (the sentinel becomes NULL)."""
+    src = source or name
+    return f"CASE WHEN {src} = {int(NULL_DAY)} THEN NULL ELSE DATE '1970-01-01' + {src} END AS {name}"
 
 
 def rows_of(offsets: np.ndarray, patients: np.ndarray) -> np.ndarray:
@@ -109,7 +111,7 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
                 continue
             e = t.encodings[c.name]
             if c.kind == "date":
-                cols.append(_date_col(f"e.{c.name}").replace(f"AS e.{c.name}", f"AS {c.name}"))
+                cols.append(_date_col(c.name, f"e.{c.name}"))
             elif c.kind == "enum":
                 cases = " ".join(f"WHEN {i} THEN {_q(v)}" for i, v in enumerate(e["values"]))
                 cols.append(f"CASE e.{c.name} {cases} END AS {c.name}")
@@ -383,7 +385,7 @@ def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
     index) and each named expression at ``as_of``. ``population`` is what percentile/top
     rank within (always the whole population, whoever is returned)."""
     con = con or duckdb.connect()
-    ranks = "PopulationRank(" in repr(list(exprs.values()))
+    ranks = any(ir.contains(node, ir.PopulationRank) for node in exprs.values())
     # only some patients wanted and no rank needs everyone's values: scan only their rows
     register_store(con, store, only=np.asarray(patients) if patients is not None and not ranks else None)
     only = ""

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,9 @@ class NativeEngine:
     def __init__(self, store: Store):
         self.store = store
         self.kernels: dict[str, KernelSource] = {}
+        self.slots: dict = {}
+        self.cache: dict = {}  # (node, date) -> Vec, for one evaluation
+        self.population: ir.Node | None = None
 
     # --- scans ----------------------------------------------------------------------------
     def run_scans(self, plan: Plan) -> dict:
@@ -135,9 +139,8 @@ class NativeEngine:
     def evaluate(self, exprs: dict[str, ir.Node], as_of: dt.date, population: ir.Node | None = None) -> pa.Table:
         self.plan = make_plan(exprs, as_of, population)
         self.population = population
-        self.slots = {}
+        self.cache = {}  # per-patient values used in row filters are computed once, here too
         self.slots = self.run_scans(self.plan)
-        self.cache: dict = {}
         cols = {"patient": pa.array(np.arange(self.store.n_patients, dtype=np.int32))}
         for name, node in exprs.items():
             cols[name] = self.to_arrow(node.type, self.eval(node, as_of))
@@ -170,12 +173,9 @@ class NativeEngine:
 
     def eval(self, node: ir.Node, d: dt.date) -> Vec:
         key = (node, d)
-        if hasattr(self, "cache") and key in self.cache:
-            return self.cache[key]
-        v = self._eval(node, d)
-        if hasattr(self, "cache"):
-            self.cache[key] = v
-        return v
+        if key not in self.cache:
+            self.cache[key] = self._eval(node, d)
+        return self.cache[key]
 
     def _eval(self, n: ir.Node, d: dt.date) -> Vec:
         if isinstance(n, (ir.Const, ir.Param)):
@@ -289,12 +289,9 @@ class NativeEngine:
         if n.name in ("min", "max"):  # least/greatest: missing values are skipped
             stack = np.stack([np.where(a.valid, a.values, np.nan).astype(np.float64) for a in args])
             valid = np.any([a.valid for a in args], axis=0)
-            with np.errstate(all="ignore"):
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    out = np.nanmin(stack, axis=0) if n.name == "min" else np.nanmax(stack, axis=0)
+            with warnings.catch_warnings():  # all-missing columns: nan, masked by valid
+                warnings.simplefilter("ignore", RuntimeWarning)
+                out = np.nanmin(stack, axis=0) if n.name == "min" else np.nanmax(stack, axis=0)
             return Vec(np.where(valid, out, 0), valid)
         a = args[0]
         x = np.where(a.valid, a.values, 0).astype(np.float64)

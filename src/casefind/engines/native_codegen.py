@@ -213,7 +213,7 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
         if isinstance(n, ir.Trend):
             bounds = np.array([to_day(shift_date(d, -i)) for i in range(n.months + 1)], dtype=np.int32)
             b = g.arg(f"bounds{k}", bounds)
-            lo, hi = int(bounds[-1]), D
+            hi = D
             window = f"d > {b}[{n.months}] and d <= {b}[0]"
         elif n.window.kind == "active":
             start, end = g.col("start_date"), g.col("end_date")

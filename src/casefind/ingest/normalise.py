@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from casefind.contract import Table
+from casefind.ingest.encode import mask
 from casefind.ingest.sources import IngestError
 
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
@@ -36,12 +37,6 @@ class NormalTable:
 
 def _single(col: pa.ChunkedArray) -> pa.Array:
     return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-
-
-def _mask(arr: pa.Array) -> np.ndarray:
-    if arr.null_count:
-        arr = arr.fill_null(False)
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -119,12 +114,12 @@ def normalise(spec: Table, raw: pa.Table) -> NormalTable:
         else:
             typed = _text(src)
         if c.kind in ("date", "float", "int") and _is_text(src.type):
-            present[c.name] = _mask(pc.is_valid(_text(src)))  # "" and "  " count as missing
+            present[c.name] = mask(pc.is_valid(_text(src)))  # "" and "  " count as missing
         elif c.kind in ("date", "float", "int"):
-            present[c.name] = _mask(pc.is_valid(src))
+            present[c.name] = mask(pc.is_valid(src))
         else:
-            present[c.name] = _mask(pc.is_valid(typed))
-        failed[c.name] = present[c.name] & ~_mask(pc.is_valid(typed))
+            present[c.name] = mask(pc.is_valid(typed))
+        failed[c.name] = present[c.name] & ~mask(pc.is_valid(typed))
         columns[c.name] = typed
     extras = [nm for nm in raw.column_names if nm not in spec.names]
     return NormalTable(spec.name, raw, columns, present, failed, extras, missing)

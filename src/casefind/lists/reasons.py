@@ -61,8 +61,6 @@ class Describer:
 
 def aggregates_in(n: ir.Node) -> list[ir.Aggregate]:
     """The aggregations a criterion rests on: where its evidence comes from."""
-    from casefind.plan import _children
-
     out, stack = [], [n]
     while stack:
         x = stack.pop()
@@ -71,5 +69,5 @@ def aggregates_in(n: ir.Node) -> list[ir.Aggregate]:
         elif isinstance(x, ir.At):
             stack.append(x.operand)
         else:
-            stack.extend(_children(x))
+            stack.extend(ir.children(x))
     return out

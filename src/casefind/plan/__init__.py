@@ -53,10 +53,6 @@ class Plan:
     population: ir.Node | None
     scans: dict[str, list[Slot]] = field(default_factory=dict)
 
-    def slot_index(self, node, as_of: dt.date) -> tuple[str, int]:
-        slots = self.scans[node.table]
-        return node.table, slots.index(Slot(node, as_of))
-
     @property
     def key(self) -> str:
         """A hash of what the kernels compute (not of the data): the kernel cache key."""
@@ -77,44 +73,15 @@ def make_plan(outputs: dict[str, ir.Node], as_of: dt.date, population: ir.Node |
             slots = plan.scans.setdefault(n.table, [])
             if Slot(n, d) not in slots:
                 slots.append(Slot(n, d))
-            for part in (n.where, n.value):
-                if part is not None:
-                    visit_patient_parts(part, d)
             return
         if isinstance(n, ir.At):
             visit(n.operand, constant_date(n.when, d))
             return
-        for child in _children(n):
+        for child in ir.children(n):
             visit(child, d)
-
-    def visit_patient_parts(n, d):
-        """Per-patient values used inside an event filter (e.g. birth_date) need no scan,
-        but aggregations nested there would; the IR forbids nesting, so only walk."""
-        for child in _children(n):
-            visit_patient_parts(child, d)
 
     for node in outputs.values():
         visit(node, as_of)
     if population is not None:
         visit(population, as_of)
     return plan
-
-
-def _children(n) -> list:
-    if isinstance(n, ir.Binary):
-        return [n.left, n.right]
-    if isinstance(n, (ir.Not, ir.Neg)):
-        return [n.operand]
-    if isinstance(n, ir.IsIn):
-        return [n.operand]
-    if isinstance(n, ir.Case):
-        return [x for pair in n.whens for x in pair] + ([n.default] if n.default is not None else [])
-    if isinstance(n, ir.Func):
-        return list(n.args)
-    if isinstance(n, ir.Shift):
-        return [n.date]
-    if isinstance(n, ir.PopulationRank):
-        return [n.operand]
-    if isinstance(n, ir.InCodelist):
-        return [n.column]
-    return []

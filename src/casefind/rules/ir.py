@@ -492,3 +492,34 @@ class PopulationRank(Node):
     @property
     def type(self) -> T:
         return T.BOOL if self.kind == "top" else T.FLOAT
+
+
+# --- walking the tree ----------------------------------------------------------------------
+
+def children(n: Node) -> list[Node]:
+    """The operands of an operator node. Aggregate, Trend and At are not opened: their parts
+    are evaluated per row or at another date, which callers handle themselves."""
+    if isinstance(n, Binary):
+        return [n.left, n.right]
+    if isinstance(n, (Not, Neg, IsIn, PopulationRank)):
+        return [n.operand]
+    if isinstance(n, Case):
+        return [x for pair in n.whens for x in pair] + ([n.default] if n.default is not None else [])
+    if isinstance(n, Func):
+        return list(n.args)
+    if isinstance(n, Shift):
+        return [n.date]
+    if isinstance(n, InCodelist):
+        return [n.column]
+    return []
+
+
+def contains(n: Node, kind: type) -> bool:
+    """Whether ``kind`` occurs anywhere in the tree under ``n`` (through ``at`` too)."""
+    stack = [n]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, kind):
+            return True
+        stack.extend(children(x) + ([x.operand, x.when] if isinstance(x, At) else []))
+    return False
