@@ -11,7 +11,7 @@ import time
 
 import duckdb
 
-from casefind.contract import EVENT_TABLES, TABLES
+from casefind.contract import INPUT_EVENT_TABLES, TABLES
 from casefind.ingest import run_ingest
 from casefind.store import Store
 from bench_support import PATIENTS, _median_of, ratio
@@ -35,7 +35,7 @@ def test_synth(benchmark, bench_dir):
     rows = {}
     import pyarrow.parquet as pq
 
-    for name in EVENT_TABLES:
+    for name in INPUT_EVENT_TABLES:
         path = out / f"{name}.parquet"
         rows[name] = pq.ParquetFile(path).metadata.num_rows if path.exists() else 0
     benchmark.extra_info["event_rows"] = rows
@@ -51,7 +51,7 @@ def test_ingest(benchmark, population, bench_dir):
     # peer: DuckDB loading the same files into tables sorted by patient and date (no validation)
     con = duckdb.connect(str(bench_dir / "peer.duckdb"))
     t0 = time.perf_counter()
-    for name in EVENT_TABLES:
+    for name in INPUT_EVENT_TABLES:
         path = population / f"{name}.parquet"
         if path.exists():
             con.execute(f"create or replace table {name} as select * from read_parquet('{path}') "

@@ -52,6 +52,7 @@ def main():
       casefind run rules/frail.yml --store pop/      # a validated review list per practice
       casefind check rules/frail.yml                 # is the rule valid? (no data needed)
       casefind explain rules/frail.yml               # its IR, plan and generated kernels
+      casefind review import lists/.../Z00001.csv    # record clinicians' decisions
 
     With no --store, commands use a demo workspace with 50,000 synthetic patients,
     created on first use. Exit codes: 0 ok, 1 failed, 2 usage, 3 --strict found bad rows,
@@ -267,6 +268,90 @@ def explain(rule, store, as_of):
         ks = generate(table, slots, st, lambda n, d: eng._pv(n, d))
         console.rule(f"kernel {ks.name}")
         click.echo(ks.source)
+
+
+@main.group()
+def review():
+    """Record and show clinicians' review of case-finding lists.
+
+    \b
+    The loop:
+      casefind run rules/frail.yml --out lists/     # practices/<code>.csv per practice
+      # the practice fills in decision (accepted / declined / already_known, blank
+      # while undecided), and optionally decided_on, reviewer, note
+      casefind review import lists/frail-2026-10-31/practices/Z00001.csv
+      casefind review show                          # listed, reviewed, accepted ...
+
+    Decisions are kept beside the store (STORE/decisions/), survive new ingests, and
+    rules read them: reviewed(decision == "declined", within=months(6)) keeps a patient
+    declined in the last six months off the next list. Importing the same file twice
+    records nothing new.
+    """
+
+
+@review.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True))
+@_store_option
+@click.option("--reviewer", help="Who reviewed, for rows whose reviewer column is empty.")
+@click.option("--on", "decided_on", type=click.DateTime(["%Y-%m-%d"]),
+              help="Decision date for rows whose decided_on is empty (default: today).")
+def review_import(files, store, reviewer, decided_on):
+    """Record the decisions filled in on list FILES (a list's .csv or .parquet, or a run
+    folder). Every row is recorded as listed; rows with a decision also as decided.
+    A file with any bad row records nothing and lists every problem (exit code 1)."""
+    from casefind.lists.review import ReviewImportError, import_reviews
+    from casefind.store import StoreError
+    from casefind.ui import review_import_summary
+
+    store = _resolve_store(store)
+    summaries = []
+    for f in files:
+        try:
+            summaries.append(import_reviews(f, store, reviewer=reviewer,
+                                            decided_on=decided_on.date() if decided_on else None))
+        except (ReviewImportError, StoreError) as e:
+            review_import_summary(summaries, console)
+            _fail(str(e), "fix the rows named and import the file again; rows already recorded are not doubled")
+    review_import_summary(summaries, console)
+
+
+@review.command("record")
+@_store_option
+@click.option("--rule", required=True, help="The rule whose list the patient was on (e.g. frail).")
+@click.option("--patient", "patient_id", required=True, help="Pseudonymised patient id, as on the list.")
+@click.option("--decision", required=True, help="accepted, declined or already_known.")
+@click.option("--on", "decided_on", type=click.DateTime(["%Y-%m-%d"]), help="Decision date (default: today).")
+@click.option("--reviewer")
+@click.option("--note")
+def review_record(store, rule, patient_id, decision, decided_on, reviewer, note):
+    """Record one decision without a list file."""
+    from casefind.lists.review import record_decision
+    from casefind.store import StoreError
+
+    try:
+        new = record_decision(_resolve_store(store), rule=rule, patient_id=patient_id, decision=decision,
+                              on=decided_on.date() if decided_on else None, reviewer=reviewer, note=note)
+    except (ValueError, StoreError) as e:
+        _fail(str(e))
+    console.print("recorded" if new else "already recorded; nothing added")
+
+
+@review.command("show")
+@_store_option
+@click.option("--rule", help="Only this rule's lists.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON rows instead of a table.")
+def review_show(store, rule, as_json):
+    """Per rule and practice: patients listed, reviewed, and the latest decisions."""
+    from casefind.lists.review import review_status
+    from casefind.ui import review_table
+
+    t = review_status(_resolve_store(store), rule)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(t.to_pylist(), indent=2))
+    else:
+        review_table(t, console)
 
 
 if __name__ == "__main__":

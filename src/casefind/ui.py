@@ -107,6 +107,8 @@ def store_info(store, out: Console) -> None:
     for col in ("table", "rows", "date range", "read", "quarantined"):
         t.add_column(col, justify="left" if col in ("table", "date range") else "right")
     for name, meta in m["tables"].items():
+        if meta.get("file") is None:  # the review log, shown below
+            continue
         ing = m["ingest"].get(name, {})
         q = sum(ing.get("quarantined", {}).values())
         dr = meta.get("date_range")
@@ -124,6 +126,9 @@ def store_info(store, out: Console) -> None:
     codes = {k.split(".", 1)[1]: v["size"] for k, v in m["dictionaries"].items() if k.startswith("code.")}
     if codes:
         out.print("Code dictionaries: " + ", ".join(f"{s} {n:,}" for s, n in codes.items()))
+    rv = m.get("reviews", {})
+    out.print(f"Review log: {rv.get('rows', 0):,} rows in {rv.get('batches', 0):,} batches "
+              "(`casefind review show`)")
     if m.get("identities", {}).get("stored_apart"):
         out.print("Identities: held in a separate restricted store, not in this one.")
 
@@ -157,3 +162,29 @@ def run_summary(result, out: Console) -> None:
     out.print(f"Run {result.run_id}: list in {result.out_dir}/list.csv (per practice: practices/), "
               f"manifest.json; {m['counts']['rechecked_against_reference']:,} patients re-checked "
               f"against the reference engine.", soft_wrap=True)
+
+
+def review_import_summary(summaries, out: Console) -> None:
+    if not summaries:
+        return
+    t = Table(title="Review decisions recorded", title_justify="left")
+    for c in ("file", "rows", "listed", "accepted", "declined", "already known", "undecided", "already recorded"):
+        t.add_column(c, justify="left" if c == "file" else "right")
+    for s in summaries:
+        d = s.decisions_added
+        t.add_row(str(s.path), f"{s.rows:,}", f"{s.listed_added:,}", f"{d.get('accepted', 0):,}",
+                  f"{d.get('declined', 0):,}", f"{d.get('already_known', 0):,}", f"{s.undecided:,}",
+                  f"{s.already_recorded:,}")
+    out.print(t)
+
+
+def review_table(rows, out: Console) -> None:
+    t = Table(title="Review of case-finding lists (latest decision per patient)", title_justify="left")
+    for c in rows.column_names:
+        t.add_column(c.replace("_", " "), justify="left" if c in ("rule", "practice") else "right")
+    for r in rows.to_pylist():
+        t.add_row(*(f"{v:,}" if isinstance(v, int) else str(v) for v in r.values()))
+    if not rows.num_rows:
+        out.print("No lists recorded yet: `casefind review import LIST` after a practice has reviewed one.")
+        return
+    out.print(t)

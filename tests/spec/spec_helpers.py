@@ -9,10 +9,12 @@ import datetime as dt
 import math
 from pathlib import Path
 
+import pyarrow as pa
+
 from casefind.engines import duckdb_sql, native
 from casefind.ingest import run_ingest
 from casefind.rules.compile import compile_rule
-from casefind.store import Store
+from casefind.store import Store, decisions
 from casefind_testdata import write_source
 
 ENGINES = {"duckdb": duckdb_sql.evaluate, "native": native.evaluate}
@@ -27,7 +29,10 @@ def patient(pid, birth="1950-01-01", sex="F", reg_start="2000-01-01", reg_end=No
 def evaluate_case(tmp_path: Path, engine: str, tables: dict, features: str, as_of: str,
                   codelists: str = "", population: str | None = None) -> dict[str, dict]:
     tables = {"practices": PRACTICES, **tables}
+    reviews = tables.pop("reviews", None)
     run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
+    if reviews:  # the review log is recorded beside the store, not ingested
+        decisions.append(tmp_path / "store", review_rows(reviews))
     body = f'rule: spec\nas_of: "{as_of}"\n'
     if population:
         body += f"population: {population}\n"
@@ -40,6 +45,15 @@ def evaluate_case(tmp_path: Path, engine: str, tables: dict, features: str, as_o
     out = ENGINES[engine](store, rule.features, rule.as_of, rule.population).to_pylist()
     ids = store.table("patients")["patient_id"].tolist()
     return {ids[row["patient"]]: {k: v for k, v in row.items() if k != "patient"} for row in out}
+
+
+def review_rows(rows) -> pa.Table:
+    """(patient_id, date, rule, decision[, run_id]) tuples as review-log rows."""
+    schema = pa.schema([f for f in decisions.SCHEMA if f.name not in ("recorded_at", "batch")])
+    return pa.Table.from_pylist([
+        {"patient_id": r[0], "date": dt.date.fromisoformat(r[1]), "rule": r[2], "decision": r[3],
+         "run_id": r[4] if len(r) > 4 else f"run{i}", "practice": "Z00001", "reviewer": None, "note": None}
+        for i, r in enumerate(rows)], schema=schema)
 
 
 def same(a, b) -> bool:

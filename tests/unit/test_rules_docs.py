@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
-from spec_helpers import PRACTICES, patient, same  # noqa: E402
+from spec_helpers import PRACTICES, patient, review_rows, same  # noqa: E402
 
 from casefind.engines import duckdb_sql, native  # noqa: E402
 from casefind.ingest import run_ingest  # noqa: E402
 from casefind.lists.run import run  # noqa: E402
 from casefind.rules.compile import compile_rule  # noqa: E402
-from casefind.store import Store  # noqa: E402
+from casefind.store import Store, decisions  # noqa: E402
 from casefind_testdata import write_source  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
@@ -42,6 +42,8 @@ def store(tmp_path_factory):
         "registers": [("b", "palliative_care", "2026-06-01", None)],
     }
     run_ingest(write_source(tmp / "src", tables), tmp / "store")
+    decisions.append(tmp / "store", review_rows([("a", "2026-08-01", "declined_demo", "listed"),
+                                                  ("a", "2026-08-15", "declined_demo", "declined")]))
     return tmp / "store"
 
 
@@ -50,7 +52,7 @@ def test_doc_has_examples_of_every_construct():
     for construct in ("exists(", "count(", "count_distinct(", "sum(", "mean(", "max(", "first(", "last(",
                       "days_since(", "score(", "trend(", " at as_of", "percentile(", "top(", "case(", "logistic(",
                       "within=", "between=", "active", "prefixes", ".csv", "segments:", "require:", "exclude:",
-                      "rank_by:", "limit:", "parameters:", "evidence:"):
+                      "rank_by:", "limit:", "parameters:", "evidence:", "reviewed(", "reviews,"):
         assert construct in text, construct
 
 

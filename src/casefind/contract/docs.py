@@ -43,7 +43,8 @@ def render() -> str:
         "",
     ]
     for t in TABLES.values():
-        flags = ["required" if t.required else "optional"]
+        flags = [f"recorded by `{t.recorded_by}`, not loaded" if t.recorded_by
+                 else "required" if t.required else "optional"]
         if t.restricted:
             flags.append("restricted")
         out += [f"## {t.name} ({', '.join(flags)})", "", t.doc, "",

@@ -26,6 +26,7 @@ KNOWN_REGISTERS = (
     "case_management", "palliative_care", "virtual_ward", "care_home", "learning_disability",
 )
 KNOWN_MEASURES = ("pam", "outcomes_star", "eq5d_index", "supported_to_manage")
+REVIEW_DECISIONS = ("listed", "accepted", "declined", "already_known")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Table:
     event_dates: tuple[str, ...] = ()  # dates that must fall within the patient's life
     unique: str | None = None  # column whose values must be unique
     checks: tuple[str, ...] = field(default=())  # named extra checks, see ingest.validate
+    recorded_by: str | None = None  # None: loaded by ingest; else the command that records it
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -253,13 +255,31 @@ IDENTITIES = Table(
     checks=("known_practice", "nhs_number"),
 )
 
+REVIEWS = Table(
+    "reviews",
+    (
+        _pid(),
+        Column("date", "date", doc="when the patient was listed, or the decision was made"),
+        Column("rule", "text", doc="the rule whose list it was (e.g. frail)"),
+        Column("decision", "enum", values=REVIEW_DECISIONS,
+               doc="listed (sent for review), accepted, declined, already_known"),
+    ),
+    doc="Clinicians' review of case-finding lists. Not loaded by ingest: `casefind review "
+        "import` records it beside the store, and it survives new snapshots. Rules read it with "
+        "`reviewed(...)` or as any event table.",
+    sort_date="date",
+    recorded_by="casefind review",
+)
+
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (PATIENTS, PRACTICES, DIAGNOSES, ACTIVITY, MEDICATIONS, OBSERVATIONS, EXPERIENCE,
-              REGISTERS, OPT_OUTS, IDENTITIES)
+              REGISTERS, OPT_OUTS, IDENTITIES, REVIEWS)
 }
-EVENT_TABLES = tuple(n for n, t in TABLES.items() if t.per_patient_events)
-ANALYSIS_TABLES = tuple(n for n, t in TABLES.items() if not t.restricted)
+INPUT_TABLES = tuple(n for n, t in TABLES.items() if t.recorded_by is None)  # what ingest loads
+EVENT_TABLES = tuple(n for n, t in TABLES.items() if t.per_patient_events)  # what rules aggregate
+INPUT_EVENT_TABLES = tuple(n for n in EVENT_TABLES if n in INPUT_TABLES)
+ANALYSIS_TABLES = tuple(n for n in INPUT_TABLES if not TABLES[n].restricted)
 
 
 def table(name: str) -> Table:

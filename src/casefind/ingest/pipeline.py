@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from casefind import __version__
-from casefind.contract import CONTRACT_VERSION, EVENT_TABLES, TABLES, Table
+from casefind.contract import CONTRACT_VERSION, INPUT_EVENT_TABLES, TABLES, Table
 from casefind.contract.dates import NULL_DAY, from_day
 from casefind.contract.schema import CODE_SYSTEMS
 from casefind.ingest import encode
@@ -225,7 +225,7 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
 
     # --- event tables: validate, collect codes, then encode and group by patient ------------
     events: dict[str, tuple] = {}  # name -> (columns, patient index, kept rows, code parts)
-    for name in EVENT_TABLES:
+    for name in INPUT_EVENT_TABLES:
         if name not in normal:
             continue
         say(f"validating: {name}")
@@ -260,7 +260,7 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
         tables_meta["practices"] = {"file": "practices.arrow", "rows": practices_out.num_rows}
         build.write_arrow("patients.arrow", patients_out)
         tables_meta["patients"] = {"file": "patients.arrow", "rows": n_patients, "encodings": pat_enc}
-        for name in EVENT_TABLES:
+        for name in INPUT_EVENT_TABLES:
             spec = TABLES[name]
             if name in events:
                 say(f"building the store: encoding {name}")

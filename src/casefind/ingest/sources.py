@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from casefind.contract import TABLES
+from casefind.contract import INPUT_TABLES, TABLES
 
 
 class IngestError(Exception):
@@ -55,7 +55,7 @@ def _read_folder(root: Path) -> Source:
     for path in sorted(list(root.iterdir()) + list((root / "restricted").glob("*"))):
         if path.is_dir():
             continue
-        if path.suffix in readers and path.stem in TABLES:
+        if path.suffix in readers and path.stem in INPUT_TABLES:
             found.setdefault(path.stem, []).append(path)
         elif not path.name.startswith((".", "_")):
             src.ignored.append(str(path.relative_to(root)))
@@ -80,7 +80,7 @@ def _read_duckdb(path: Path) -> Source:
         names = [r[0] for r in con.execute(
             "select table_name from information_schema.tables").fetchall()]
         for name in names:
-            if name in TABLES:
+            if name in INPUT_TABLES:
                 rel = con.table(name)
                 fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
                 src.tables[name] = fetch()

@@ -37,6 +37,8 @@ from casefind.rules.compile import CompiledRule, compile_rule
 from casefind.store import Store
 
 RECHECK_ALL_UP_TO = 10_000
+# Empty on the list; the reviewing clinician fills them in and `casefind review import` reads them.
+REVIEW_COLUMNS = ("decision", "decided_on", "reviewer", "note")
 
 
 class ValidationError(Exception):
@@ -175,8 +177,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     param_values = {k: v.value for k, v in rule.parameters.items()}
     evidence = {}
     if rule.evidence:
-        if engine == "native":
-            duckdb_sql.register_store(con, store, only=sel.patients)
+        duckdb_sql.register_store(con, store, only=sel.patients)
         for name, node in rule.include:
             evidence[name] = collect(con, aggregates_in(node), sel.patients.tolist(), rule.as_of, rule.evidence)
     practice_codes = np.asarray(practices.arrow.column("practice_code").to_pylist(), dtype=object)
@@ -186,7 +187,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     rows = []
     for rank, row in zip(sel.rank, listed):
         p = row["patient"]
-        rec = {"run_id": run_id, "practice": practice_codes[practice[p]],
+        rec = {"run_id": run_id, "rule": rule.name, "as_of": rule.as_of, "practice": practice_codes[practice[p]],
                "locality": locality_codes[practice[p]], "patient_id": str(ids[p]), "rank": int(rank)}
         if rule.segments:
             rec["segment"] = row["segment"]
@@ -203,6 +204,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
         for name, _ in rule.exclude:
             rec[f"exclude:{name}"] = bool(row[f"exclude:{name}"])
         rec["reasons"] = " | ".join(reasons)
+        rec.update({c: None for c in REVIEW_COLUMNS})  # for the reviewing clinician to fill in
         rows.append(rec)
     timings["reasons"] = time.perf_counter() - t
 
@@ -229,7 +231,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     tmp = out / f".tmp-{run_id}"
     tmp.mkdir()
     try:
-        table = pa.Table.from_pylist(rows) if rows else pa.table({"run_id": pa.array([], pa.string())})
+        table = _list_table(rows)
         pq.write_table(table, tmp / "list.parquet")
         pacsv.write_csv(table, tmp / "list.csv")
         (tmp / "practices").mkdir()
@@ -244,6 +246,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
             "parameters": {k: (v.value.isoformat() if isinstance(v.value, dt.date) else v.value)
                            for k, v in rule.parameters.items()},
             "store": str(Path(store_path).resolve()), "store_snapshot": store.snapshot_id,
+            "review_log": {k: store.manifest["reviews"][k] for k in ("batches", "rows", "digest")},
             "engine": engine, "versions": {"casefind": __version__, "python": platform.python_version(),
                                            "numba": _version("numba"), "duckdb": duckdb.__version__,
                                            "pyarrow": pa.__version__},
@@ -262,6 +265,16 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
         raise
     timings["write"] = time.perf_counter() - t
     return RunResult(run_id, final, rule, sel.counts, sel.excluded, per_practice, segments, timings, manifest)
+
+
+def _list_table(rows: list[dict]) -> pa.Table:
+    """The list as Arrow; the review columns are text even while every cell is empty."""
+    if not rows:
+        return pa.table({"run_id": pa.array([], pa.string())})
+    table = pa.Table.from_pylist(rows)
+    for c in REVIEW_COLUMNS:
+        table = table.set_column(table.schema.get_field_index(c), c, table.column(c).cast(pa.string()))
+    return table
 
 
 def _version(pkg: str) -> str:

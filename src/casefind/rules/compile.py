@@ -339,9 +339,10 @@ class _Compiler:
                 raise RuleError(n.span, f"{f}() cannot be nested inside another aggregation")
             return self.aggregate(n)
         if f == "reviewed":
-            raise RuleError(n.span, "reviewed() reads clinicians' review decisions, which this version "
-                            "cannot record yet", "remove it for now")
-        allowed = sorted(_EVENT_AGGS | {"score", "case", "percentile", "top", "logistic", "date",
+            if table is not None:
+                raise RuleError(n.span, "reviewed() cannot be nested inside another aggregation")
+            return self.reviewed(n)
+        allowed = sorted(_EVENT_AGGS | {"score", "case", "percentile", "top", "logistic", "date", "reviewed",
                                         "days_between", "months", "days", "years", "exp", "log", "abs", "round"})
         raise RuleError(n.span, f"unknown function {f!r}", did_you_mean(f, allowed) or f"functions: {', '.join(allowed)}")
 
@@ -457,6 +458,22 @@ class _Compiler:
             raise RuleError(n.span, f"count_distinct() needs what to count: {table}.code or {table}.category")
         return self._wrap(n.span, lambda: ir.Aggregate(func, table, where, window, value, codelist))
 
+    def reviewed(self, n: syn.Call) -> ir.Node:
+        """reviewed(filter, window): whether a clinician recorded a decision (not a mere
+        listing) on this rule's list for the patient, in the window. A filter that names
+        ``rule`` chooses the rules itself; otherwise only this rule's decisions count."""
+        for k, v in n.kwargs:
+            if k not in ("within", "between"):
+                raise RuleError(v.span, f"reviewed() has no argument {k}=",
+                                did_you_mean(k, ["within", "between"]) or "give within= or between=")
+        agg = self.aggregate(syn.Call(n.span, "exists", (syn.Name(n.span, ("reviews",)),) + n.args, n.kwargs))
+        decided = ir.Binary("!=", ir.Column("reviews", "decision", ir.T.TEXT), ir.Const("listed", ir.T.TEXT))
+        if agg.where is None or not _names_column(agg.where, "rule"):
+            this_rule = ir.Binary("==", ir.Column("reviews", "rule", ir.T.TEXT), ir.Const(self.src.name.value, ir.T.TEXT))
+            decided = ir.Binary("and", decided, this_rule)
+        where = decided if agg.where is None else ir.Binary("and", decided, agg.where)
+        return ir.Aggregate("exists", "reviews", where, agg.window)
+
     # --- the rule ----------------------------------------------------------------------------
     def rule(self) -> CompiledRule:
         src = self.src
@@ -537,6 +554,16 @@ def _template_fields(template: str) -> list[str]:
     import string
 
     return [f.split(":")[0].split("!")[0] for _, f, _, _ in string.Formatter().parse(template) if f]
+
+
+def _names_column(n: ir.Node, column: str) -> bool:
+    stack = [n]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, ir.Column) and x.column == column:
+            return True
+        stack.extend(ir.children(x))
+    return False
 
 
 def _is_table_ref(n: syn.Node) -> bool:

@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from casefind.contract.schema import REVIEW_DECISIONS
+from casefind.store import decisions
 from casefind.store.writer import CURRENT, FORMAT, FORMAT_VERSION, StoreError
 
 
@@ -57,14 +60,32 @@ class StoredTable:
 
 
 class Store:
-    """A read-only view of one snapshot of a population store."""
+    """A read-only view of one snapshot of a population store, plus the review log beside it.
+
+    The review log (``store/decisions.py``) is not part of the snapshot: it is read when the
+    store is opened and served as the event table ``reviews``, encoded like the others, so
+    both engines read clinicians' decisions as they read any table. The manifest gains a
+    ``reviews`` entry (batches, rows, digest) that run manifests record."""
 
     def __init__(self, root: Path, snapshot_dir: Path, manifest: dict):
         self.root = root
         self.dir = snapshot_dir
-        self.manifest = manifest
         self._tables: dict[str, StoredTable] = {}
         self._dicts: dict[str, np.ndarray] = {}
+        self._review_log = decisions.read_log(root)
+        rules = np.asarray(sorted(set(self._review_log.column("rule").to_pylist())), dtype=object)
+        self._dicts["text.reviews.rule"] = rules
+        self.manifest = {
+            **manifest,
+            "tables": {**manifest["tables"], "reviews": {
+                "file": None, "rows": None, "sort_date": "date",
+                "encodings": {"date": {"kind": "date", "null": int(np.iinfo(np.int32).min)},
+                              "rule": {"kind": "text", "dictionary": "text.reviews.rule", "null": -1},
+                              "decision": {"kind": "enum", "values": list(REVIEW_DECISIONS), "null": -1}}}},
+            "dictionaries": {**manifest["dictionaries"], "text.reviews.rule": {"file": None, "size": len(rules)}},
+            "reviews": {"batches": len(decisions.batches(root)), "rows": self._review_log.num_rows,
+                        "digest": decisions.digest(root)},
+        }
 
     @classmethod
     def open(cls, root: str | Path) -> "Store":
@@ -100,6 +121,8 @@ class Store:
         return _map_arrow(path) if path.exists() else pa.table({})
 
     def table(self, name: str) -> StoredTable:
+        if name == "reviews" and name not in self._tables:
+            self._tables[name] = self._reviews()
         if name not in self._tables:
             meta = self.manifest["tables"].get(name)
             if meta is None:
@@ -109,6 +132,27 @@ class Store:
                        if name in self._offsets.column_names else None)
             self._tables[name] = StoredTable(name, arrow, offsets, meta.get("encodings", {}))
         return self._tables[name]
+
+    def _reviews(self) -> StoredTable:
+        """The review log as an event table of this snapshot's patients (rows for patients
+        not in it, e.g. after they left, are counted in the manifest and left out)."""
+        log = self._review_log
+        ids = self.table("patients").arrow.column("patient_id").cast(pa.string())
+        pidx = pc.index_in(log.column("patient_id"), value_set=ids).fill_null(-1).to_numpy(zero_copy_only=False)
+        known = pidx >= 0
+        self.manifest["reviews"]["rows_for_other_patients"] = int((~known).sum())
+        log = log.filter(pa.array(known))
+        pidx = pidx[known].astype(np.int32)
+        day = pc.cast(log.column("date"), pa.int32()).to_numpy(zero_copy_only=False).astype(np.int32)
+        order = np.lexsort((day, pidx))
+        rule = np.searchsorted(self._dicts["text.reviews.rule"], np.asarray(log.column("rule").to_pylist(), dtype=object))
+        decision = pc.index_in(log.column("decision"), value_set=pa.array(REVIEW_DECISIONS)).fill_null(-1)
+        arrow = pa.table({"patient": pidx[order], "date": day[order],
+                          "rule": rule.astype(np.int32)[order],
+                          "decision": decision.to_numpy(zero_copy_only=False).astype(np.int8)[order]})
+        offsets = np.searchsorted(pidx[order], np.arange(self.n_patients + 1)).astype(np.int64)
+        self.manifest["tables"]["reviews"]["rows"] = arrow.num_rows
+        return StoredTable("reviews", arrow, offsets, self.manifest["tables"]["reviews"]["encodings"])
 
     def dictionary(self, name: str) -> np.ndarray:
         """Values of a dictionary (e.g. ``code.icd10``, ``text.activity.provider_code``);

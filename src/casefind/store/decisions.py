@@ -1,0 +1,126 @@
+"""The review log: clinicians' decisions on case-finding lists, kept beside the store.
+
+Decisions are not data that ingest loads; they accumulate across snapshots, so they live in
+``STORE/decisions/``, outside any snapshot. Each import is one immutable Parquet batch,
+written under a temporary name and renamed, so a crash never leaves half a batch and a reader
+never sees one. Appends take the store's decisions lock; a row already in the log (same
+patient, rule, decision and list run) is not added twice, so re-importing a file is safe.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from casefind.store.writer import StoreError
+
+DECISIONS_DIR = "decisions"
+LOCK = ".decisions.lock"
+
+SCHEMA = pa.schema([
+    ("patient_id", pa.string()), ("rule", pa.string()), ("decision", pa.string()),
+    ("date", pa.date32()), ("practice", pa.string()), ("run_id", pa.string()),
+    ("reviewer", pa.string()), ("note", pa.string()),
+    ("recorded_at", pa.timestamp("s", tz="UTC")), ("batch", pa.string()),
+])
+# A decision on a list's row is recorded once per list run, whatever date a re-import gives
+# it; a decision made outside a list (no run id) is one per date.
+KEY = ("patient_id", "rule", "decision", "run_id")
+
+
+def log_dir(store_root: str | Path) -> Path:
+    return Path(store_root) / DECISIONS_DIR
+
+
+def batches(store_root: str | Path) -> list[Path]:
+    folder = log_dir(store_root)
+    return sorted(folder.glob("batch-*.parquet")) if folder.is_dir() else []
+
+
+def read_log(store_root: str | Path) -> pa.Table:
+    """Every recorded row, oldest batch first (empty, with the schema, when there are none)."""
+    files = batches(store_root)
+    if not files:
+        return SCHEMA.empty_table()
+    return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
+
+
+def digest(store_root: str | Path) -> str:
+    """Identifies the log's content for run manifests: batch names are unique and immutable."""
+    h = hashlib.sha256()
+    for f in batches(store_root):
+        h.update(f.name.encode())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def _locked(store_root: Path):
+    store_root.mkdir(parents=True, exist_ok=True)
+    with open(store_root / LOCK, "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StoreError(f"another process is recording review decisions in {store_root}; "
+                             "try again when it has finished") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _keys(t: pa.Table) -> list[tuple]:
+    cols = [t.column(k).to_pylist() for k in KEY]
+    dates = t.column("date").to_pylist()
+    return [k + ((d,) if k[-1] is None else ()) for k, d in zip(zip(*cols), dates)]
+
+
+def append(store_root: str | Path, rows: pa.Table) -> tuple[str | None, int, int]:
+    """Add ``rows`` (the SCHEMA's columns up to ``note``) as one batch.
+
+    Returns (batch name or None when nothing was new, rows added, rows already recorded)."""
+    root = Path(store_root)
+    if not (root / "current").exists():
+        raise StoreError(f"no store at {root}; decisions are recorded beside a store")
+    with _locked(root):
+        seen = set(_keys(read_log(root)))
+        fresh, keep = set(), []
+        for i, k in enumerate(_keys(rows)):
+            if k not in seen and k not in fresh:
+                fresh.add(k)
+                keep.append(i)
+        duplicates = rows.num_rows - len(keep)
+        if not keep:
+            return None, 0, duplicates
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        name = f"batch-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        new = rows.take(pa.array(keep, pa.int64()))
+        new = new.append_column("recorded_at", pa.array([now] * new.num_rows, SCHEMA.field("recorded_at").type))
+        new = new.append_column("batch", pa.array([name] * new.num_rows, pa.string()))
+        new = new.select(SCHEMA.names).cast(SCHEMA)
+        folder = log_dir(root)
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{name}.tmp"
+        pq.write_table(new, tmp)
+        os.replace(tmp, folder / f"{name}.parquet")
+        return name, new.num_rows, duplicates
+
+
+def latest(log: pa.Table) -> pa.Table:
+    """The latest decision per (rule, patient), ignoring 'listed' rows."""
+    decided = log.filter(pc.not_equal(log.column("decision"), "listed"))
+    if decided.num_rows == 0:
+        return decided
+    order = pc.sort_indices(decided, [("rule", "ascending"), ("patient_id", "ascending"),
+                                      ("date", "descending"), ("recorded_at", "descending")])
+    decided = decided.take(order)
+    rule, pid = decided.column("rule").to_pylist(), decided.column("patient_id").to_pylist()
+    first = [i for i in range(len(rule)) if i == 0 or (rule[i], pid[i]) != (rule[i - 1], pid[i - 1])]
+    return decided.take(pa.array(first, pa.int64()))
