@@ -82,6 +82,15 @@ CASES = {
             ("c", "case_management", "2026-01-01", "2026-10-30"), ("d", "case_management", "2026-11-01", N)]},
         features="  cm: exists(registers, register == \"case_management\", active)\n",
         expected={"a": {"cm": True}, "b": {"cm": True}, "c": {"cm": False}, "d": {"cm": False}}),
+    "value= computes per row: length of stay from two dates, a missing end skipped": dict(
+        tables={"patients": [patient("a")], "activity": [
+            act("a", "2026-01-01", "emergency_admission", end="2026-01-05"),
+            act("a", "2026-02-01", "emergency_admission", end="2026-02-01"),
+            act("a", "2026-03-01", "emergency_admission"), act("a", "2026-04-01", "ae", end="2026-04-03")]},
+        features="  bed_days: sum(activity, setting == \"emergency_admission\", value=days_between(start_date, end_date))\n"
+                 "  los: mean(activity, setting == \"emergency_admission\", value=days_between(start_date, end_date))\n"
+                 "  longest: max(activity, value=days_between(start_date, end_date) * 2)\n",
+        expected={"a": {"bed_days": 4, "los": 2.0, "longest": 8}}),
 }
 
 

@@ -289,14 +289,15 @@ class SqlCompiler:
                 where.append(self.event(n.where, d))
             f = n.func
             cat_join = ""
-            if n.value is not None and ":" in n.value.column or f == "weighted_categories":
+            by_category = isinstance(n.value, ir.Column) and n.value.column.startswith("category:")
+            if by_category or f == "weighted_categories":
                 cl = n.codelist
                 code_col = "primary_diagnosis" if t == "activity" else "code"
                 cat_join = (f" JOIN {self.codelist_rows(cl, 'cl')} ON (NOT cl.is_prefix AND e.{code_col} = cl.code)"
                             f" OR (cl.is_prefix AND starts_with(e.{code_col}, cl.code))")
             value = None
             if n.value is not None:
-                value = f"cl.category" if n.value.column.startswith("category:") else self.event(n.value, d)
+                value = "cl.category" if by_category else self.event(n.value, d)
             order = f"e.{TABLES[t].sort_date}, e.row"
             agg = {
                 "exists": "TRUE",

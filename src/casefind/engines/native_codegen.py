@@ -78,6 +78,9 @@ class _Gen:
         if isinstance(n, ir.Neg):
             a, an = self.value(n.operand, d, r)
             return f"(-{a})", an
+        if isinstance(n, ir.Func) and n.name == "days_between":  # day numbers: a difference
+            (a, an), (b, bn) = self.value(n.args[0], d, r), self.value(n.args[1], d, r)
+            return f"({b} - {a})", " or ".join(x for x in (an, bn) if x) or None
         raise NotImplementedError(f"{type(n).__name__} inside a row filter (native engine)")
 
     def encode_const(self, column_node: ir.Node, const) -> str:

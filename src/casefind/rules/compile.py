@@ -155,6 +155,7 @@ class _Compiler:
         self.features: dict[str, ir.Node] = {}
         self.in_progress: list[str] = []
         self.criteria_names: dict[str, ir.Node] = {}  # include names, inside require:
+        self.period_days: int | None = None  # KPI files: within=period is the period's days
 
     # --- entry points ---------------------------------------------------------------------
     def expression(self, loc: Located) -> ir.Node:
@@ -237,6 +238,11 @@ class _Compiler:
         raise RuleError(n.span, f"cannot use {type(n).__name__} here")  # pragma: no cover
 
     def duration(self, n: syn.Node) -> tuple[int, int] | None:
+        if isinstance(n, syn.Name) and n.parts == ("period",):
+            if self.period_days is None:
+                raise RuleError(n.span, "'period' is the reporting period of a KPI file",
+                                "in a rule, give a duration: within=months(12)")
+            return (0, self.period_days)
         if isinstance(n, syn.Call) and n.func in _DURATIONS:
             if len(n.args) != 1 or not isinstance(n.args[0], syn.Num) or not n.args[0].is_int:
                 raise RuleError(n.span, f"{n.func}() takes one whole number, e.g. {n.func}(6)")
@@ -400,7 +406,7 @@ class _Compiler:
         if table not in TABLES or not TABLES[table].per_patient_events:
             raise RuleError(first.span, f"unknown event table {table!r}",
                             did_you_mean(table, _event_tables()) or f"tables: {', '.join(_event_tables())}")
-        allowed_kw = {"within", "between", "codelist", "over", "per"}
+        allowed_kw = {"within", "between", "codelist", "over", "per", "value"}
         for k, v in n.kwargs:
             if k not in allowed_kw:
                 raise RuleError(v.span, f"{f}() has no argument {k}=", did_you_mean(k, allowed_kw))
@@ -419,6 +425,15 @@ class _Compiler:
             value = self.column(table, first.parts[1], first.span, codelist)
         elif len(first.parts) > 2:
             raise RuleError(first.span, "write table.column")
+        given = n.kw("value")
+        if given is not None:  # a value computed per row, e.g. value=days_between(start_date, end_date)
+            if value is not None or f not in ("sum", "mean", "min", "max"):
+                raise RuleError(given.span, f"value= is for sum, mean, min and max over a table: "
+                                f"{f}({table}, value=...)")
+            value = self.node(given, table, codelist)
+            if value.domain.per_patient:
+                raise RuleError(given.span, f"value= must be computed from {table}'s columns",
+                                "e.g. value=days_between(start_date, end_date)")
         flags, filters = [], []
         for a in n.args[1:]:
             if isinstance(a, syn.Name) and a.parts in (("ever",), ("active",)):
@@ -446,7 +461,7 @@ class _Compiler:
                 raise RuleError(per.span, "trends are per month: per=month")
             return self._wrap(n.span, lambda: ir.Trend(table, where, months[0], value))
         func = f
-        if f == "score" or (f == "sum" and value is not None and value.column.startswith("weight:")):
+        if f == "score" or (f == "sum" and isinstance(value, ir.Column) and value.column.startswith("weight:")):
             func, value = "weighted_categories", None
             if codelist is None:
                 raise RuleError(n.span, f"{f}() of weights needs codelist=NAME (a codelist with a weight column)")

@@ -97,13 +97,13 @@ def _scalars(file: str, node: CommentedMap) -> dict[str, Located]:
     return out
 
 
-def load_rule(path: str | Path) -> RuleSource:
-    path = Path(path)
+def read_yaml(path: Path, not_a_mapping: str) -> CommentedMap:
+    """A YAML file as a mapping that keeps positions; RuleErrors at file:line:col otherwise."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise RuleError(None, f"cannot read rule file {path}: {e.strerror}") from None
+        raise RuleError(None, f"cannot read {path}: {e.strerror}") from None
     try:
         data = YAML(typ="rt").load(text)
     except MarkedYAMLError as e:
@@ -114,7 +114,14 @@ def load_rule(path: str | Path) -> RuleSource:
     except Exception as e:  # ruamel raises a few unmarked errors on odd bytes
         raise RuleError(Span(file, 1, 1), f"not valid YAML: {e}") from None
     if not isinstance(data, CommentedMap):
-        raise RuleError(Span(file, 1, 1), "a rule file is a YAML mapping (rule:, population:, features:, ...)")
+        raise RuleError(Span(file, 1, 1), not_a_mapping)
+    return data
+
+
+def load_rule(path: str | Path) -> RuleSource:
+    path = Path(path)
+    file = str(path)
+    data = read_yaml(path, "a rule file is a YAML mapping (rule:, population:, features:, ...)")
     _check_keys(file, data, TOP_LEVEL, "the rule file")
     if "rule" not in data:
         raise RuleError(Span(file, 1, 1), "the rule has no name", "add a first line such as: rule: frail")
