@@ -1,7 +1,8 @@
 """The ``casefind`` command line.
 
 Exit codes (for schedulers): 0 success; 1 the job failed (bad source, bad store, I/O);
-2 the command was used wrongly; 3 --strict and some rows broke the data contract.
+2 the command was used wrongly; 3 --strict and some rows broke the data contract; 4 the
+rule or KPI file has an error; 5 another run holds the KPI history (retry later).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import click
 from casefind import __version__
 from casefind.ui import console, err_console, stage_progress
 
-EXIT_FAILED, EXIT_USAGE, EXIT_STRICT, EXIT_RULE = 1, 2, 3, 4
+EXIT_FAILED, EXIT_USAGE, EXIT_STRICT, EXIT_RULE, EXIT_BUSY = 1, 2, 3, 4, 5
 
 
 def _fail(message: str, hint: str | None = None, code: int = EXIT_FAILED):
@@ -53,6 +54,8 @@ def main():
       casefind check rules/frail.yml                 # is the rule valid? (no data needed)
       casefind explain rules/frail.yml               # its IR, plan and generated kernels
       casefind review import lists/.../Z00001.csv    # record clinicians' decisions
+      casefind kpi rules/kpis/triple_aim.yml --period 2026-10   # monthly KPIs
+      casefind report --period 2026-10               # the KPI pack (one HTML file)
 
     With no --store, commands use a demo workspace with 50,000 synthetic patients,
     created on first use. Exit codes: 0 ok, 1 failed, 2 usage, 3 --strict found bad rows,
@@ -352,6 +355,140 @@ def review_show(store, rule, as_json):
         click.echo(json.dumps(t.to_pylist(), indent=2))
     else:
         review_table(t, console)
+
+
+def _periods(period, first, last):
+    from casefind.kpis.periods import PeriodError, parse, span
+
+    try:
+        if period and (first or last):
+            raise click.UsageError("give --period, or --from and --to, not both")
+        if period:
+            return [parse(p) for p in period]
+        if first or last:
+            if not (first and last):
+                raise click.UsageError("--from and --to go together")
+            return span(first, last)
+    except PeriodError as e:
+        raise click.BadParameter(str(e)) from None
+    return []
+
+
+@main.command()
+@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@_store_option
+@click.option("--period", multiple=True, metavar="YYYY-MM|YYYY-Qn",
+              help="A reporting month (2026-10) or quarter (2026-Q3); repeatable.")
+@click.option("--from", "first", metavar="PERIOD", help="Backfill: first period of a range ...")
+@click.option("--to", "last", metavar="PERIOD", help="... and its last (inclusive).")
+@click.option("--history", "history_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="KPI history database. Default: STORE/kpi/history.duckdb.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a parameter of FILE.")
+@click.option("--engine", type=click.Choice(["native", "duckdb"]), default="native", show_default=True)
+@click.option("--export", "export", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the history (this KPI file's, these periods if given) to .csv or .parquet for BI tools.")
+def kpi(file, store, period, first, last, history_path, params, engine, export):
+    """Compute the KPIs of FILE for reporting periods into the KPI history.
+
+    \b
+    Monthly:   casefind kpi rules/kpis/triple_aim.yml --period 2026-10
+    Backfill:  casefind kpi rules/kpis/triple_aim.yml --from 2025-11 --to 2026-10
+    Export:    casefind kpi --export kpis.csv [--period 2026-10]
+    The pack:  casefind report --period 2026-10
+
+    Every measure and period is computed in one pass over the store, at practice,
+    locality and system level (and the file's breakdowns), with 95% intervals (Wilson,
+    Byar, Dobson for age-standardised rates) and disclosure control applied last.
+    Re-running a period replaces it; the run log keeps every run. Exit codes: 0 ok,
+    1 failed, 2 usage, 4 error in FILE (file:line:col), 5 another run is writing the
+    history (nothing changed; retry).
+    """
+    from casefind.kpis import history
+    from casefind.rules.errors import RuleError
+
+    periods = _periods(period, first, last)
+    if file is None and export is None:
+        raise click.UsageError("give a KPI FILE to compute, or --export PATH")
+    if file is not None and not periods:
+        raise click.UsageError("give --period YYYY-MM (or --from and --to)")
+    store = _resolve_store(store)
+    hist = history_path or history.default_path(store)
+    kpi_set = None
+    if file is not None:
+        from casefind.kpis.run import run_kpis
+        from casefind.ui import kpi_summary
+
+        try:
+            with stage_progress(f"kpi {file.name}") as say:
+                result = run_kpis(file, store, periods, history_path=hist, engine=engine,
+                                  params=_params(params), progress=say)
+        except RuleError as e:
+            _rule_error(e)
+        except history.HistoryLocked as e:
+            _fail(str(e), code=EXIT_BUSY)
+        kpi_summary(result, console)
+        kpi_set = result.kpi_set
+    if export is not None:
+        _export(hist, export, kpi_set, [p.label for p in periods])
+
+
+def _export(hist: Path, path: Path, kpi_set, periods) -> None:
+    import os
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from casefind.kpis import history
+
+    try:
+        table = history.read(hist, kpi_set, periods or None)
+    except (history.HistoryError, history.HistoryLocked) as e:
+        _fail(str(e), code=EXIT_BUSY if isinstance(e, history.HistoryLocked) else EXIT_FAILED)
+    if path.suffix not in (".csv", ".parquet"):
+        raise click.BadParameter("--export writes .csv or .parquet", param_hint="--export")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    (pacsv.write_csv if path.suffix == ".csv" else pq.write_table)(table, tmp)
+    os.replace(tmp, path)
+    console.print(f"exported {table.num_rows:,} rows to {path}")
+
+
+@main.command()
+@_store_option
+@click.option("--period", required=True, metavar="YYYY-MM|YYYY-Qn", help="The pack's period (the latest shown).")
+@click.option("--history", "history_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="KPI history database. Default: STORE/kpi/history.duckdb.")
+@click.option("--kpis", "kpi_set", default="triple_aim", show_default=True, help="Which KPI file's results.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="HTML file to write. Default: kpi-pack-<kpis>-<period>.html in the current folder.")
+def report(store, period, history_path, kpi_set, out):
+    """Write the monthly KPI pack: one self-contained HTML file (opens offline, prints).
+
+    \b
+    A triple-aim summary per system and locality; for each KPI a statistical process
+    control chart (XmR, Making Data Count rules) of its trend, a funnel plot of the
+    practices against the system, and a table per practice. Every number comes from
+    the KPI history (`casefind kpi` first); nothing is recomputed.
+    """
+    from casefind.kpis import history
+    from casefind.reports.pack import render_pack
+
+    hist = history_path or history.default_path(_resolve_store(store))
+    try:
+        table = history.read(hist, kpi_set, through=period)
+    except history.HistoryLocked as e:
+        _fail(str(e), code=EXIT_BUSY)
+    except history.HistoryError as e:
+        _fail(str(e))
+    if period not in set(table.column("period").to_pylist()):
+        _fail(f"the KPI history has no {kpi_set} results for {period}",
+              f"casefind kpi rules/kpis/{kpi_set}.yml --period {period}")
+    out = out or Path(f"kpi-pack-{kpi_set}-{period}.html")
+    runs = history.runs(hist)
+    path = render_pack(table, period, out, title=f"casefind KPI pack: {kpi_set}",
+                       meta={"history": str(hist), "runs": sorted(set(table.column("run_id").to_pylist()))})
+    console.print(f"KPI pack for {period}: {path} ({len(set(table.column('kpi').to_pylist()))} KPIs, "
+                  f"{runs.num_rows} runs in the log)")
 
 
 if __name__ == "__main__":

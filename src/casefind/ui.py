@@ -188,3 +188,22 @@ def review_table(rows, out: Console) -> None:
         out.print("No lists recorded yet: `casefind review import LIST` after a practice has reviewed one.")
         return
     out.print(t)
+
+
+def kpi_summary(result, out: Console) -> None:
+    levels = {}
+    if result.results is not None:
+        for lv in result.results.column("level").to_pylist():
+            levels[lv] = levels.get(lv, 0) + 1
+    t = Table(title=f"KPIs {result.kpi_set} → {result.history}", title_justify="left")
+    t.add_column("")
+    t.add_column("", justify="right")
+    t.add_row("periods", ", ".join(result.periods) if len(result.periods) <= 4
+              else f"{result.periods[0]} … {result.periods[-1]} ({len(result.periods)})")
+    t.add_row("measures", f"{result.measures}")
+    for lv, n in levels.items():
+        t.add_row(f"rows: {lv}", f"{n:,}")
+    t.add_row("suppressed (disclosure control)", f"{result.suppressed:,}")
+    t.add_row("run id", result.run_id)
+    out.print(t)
+    out.print("Timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))

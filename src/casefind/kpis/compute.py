@@ -1,0 +1,269 @@
+"""Compute a KPI file for many periods in one evaluation, then roll up and add intervals.
+
+Every measure's population and value, for every period, is one expression evaluated at the
+period's end (``x at <end>``); all of them go to the engine together, so the native engine
+fuses every period into the same scan of each table. What follows is per-patient numpy:
+sums per practice (and breakdown), then localities as sums of their practices and the
+system as the sum of its localities, so counts roll up exactly. Intervals come after the
+sums; disclosure control comes last (kpis/disclosure.py), never before roll-up.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from casefind.engines import duckdb_sql, native
+from casefind.kpis import stats
+from casefind.kpis.define import KpiSet, Measure, load_kpis
+from casefind.kpis.periods import Period
+from casefind.rules import ir
+from casefind.store import Store
+
+LEVELS = ("practice", "locality", "system")
+AGE_BANDS = ((0, 17, "0-17"), (18, 64, "18-64"), (65, 74, "65-74"), (75, 84, "75-84"), (85, 200, "85+"))
+
+RESULT_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("kpi_set", pa.string()), ("kpi", pa.string()), ("title", pa.string()),
+    ("domain", pa.string()), ("kind", pa.string()), ("unit_label", pa.string()), ("multiplier", pa.float64()),
+    ("direction", pa.string()), ("target", pa.float64()), ("period", pa.string()),
+    ("period_start", pa.date32()), ("period_end", pa.date32()), ("level", pa.string()),
+    ("unit_code", pa.string()), ("unit_name", pa.string()), ("parent_code", pa.string()),
+    ("breakdown", pa.string()), ("breakdown_value", pa.string()), ("numerator", pa.float64()),
+    ("denominator", pa.float64()), ("value", pa.float64()), ("lower", pa.float64()), ("upper", pa.float64()),
+    ("standardised", pa.bool_()), ("suppressed", pa.bool_()),
+])
+
+
+@dataclass(frozen=True)
+class Hierarchy:
+    """practice → locality → system, as indexes, with codes and names for the output."""
+
+    practice_of_patient: np.ndarray
+    locality_of_practice: np.ndarray
+    system_of_locality: np.ndarray
+    codes: dict[str, list[str]]
+    names: dict[str, list[str]]
+
+    @classmethod
+    def of(cls, store: Store) -> "Hierarchy":
+        pr = store.table("practices").arrow
+        col = {c: pr.column(c).to_pylist() for c in pr.column_names}
+        loc_codes = sorted(set(col["locality_code"]))
+        sys_codes = sorted(set(col["system_code"]))
+        loc_of_pr = np.array([loc_codes.index(x) for x in col["locality_code"]], np.int64)
+        sys_of_loc = np.zeros(len(loc_codes), np.int64)
+        loc_name, sys_name = [""] * len(loc_codes), [""] * len(sys_codes)
+        for i, (lc, ln, sc, sn) in enumerate(zip(col["locality_code"], col["locality_name"],
+                                                 col["system_code"], col["system_name"])):
+            sys_of_loc[loc_codes.index(lc)] = sys_codes.index(sc)
+            loc_name[loc_codes.index(lc)] = ln
+            sys_name[sys_codes.index(sc)] = sn
+        return cls(store.table("patients")["practice"].astype(np.int64), loc_of_pr, sys_of_loc,
+                   {"practice": col["practice_code"], "locality": loc_codes, "system": sys_codes},
+                   {"practice": col["practice_name"], "locality": loc_name, "system": sys_name})
+
+    def parents(self, level: str) -> list[str | None]:
+        if level == "practice":
+            return [self.codes["locality"][i] for i in self.locality_of_practice]
+        if level == "locality":
+            return [self.codes["system"][i] for i in self.system_of_locality]
+        return [None] * len(self.codes["system"])
+
+
+def expressions(ksets: dict[Period, KpiSet]) -> dict[str, ir.Node]:
+    """Every measure's population and value at every period's end, plus what breakdowns and
+    standardisation need (age, sex, IMD, segment at that date)."""
+    exprs: dict[str, ir.Node] = {}
+    for p, ks in ksets.items():
+        end = ir.Const(p.end, ir.T.DATE)
+        for m in ks.measures.values():
+            exprs[f"{m.name}|pop|{p.label}"] = ir.At(m.population, end)
+            exprs[f"{m.name}|val|{p.label}"] = ir.At(m.value, end)
+        exprs[f"age|{p.label}"] = ir.At(ir.Attr("age"), end)
+        if ks.segment is not None:
+            exprs[f"segment|{p.label}"] = ir.At(ks.segment, end)
+    exprs["sex"] = ir.Attr("sex")
+    exprs["imd_decile"] = ir.Attr("imd_decile")
+    return exprs
+
+
+def compile_for(path, periods: list[Period], params: dict[str, str] | None = None) -> dict[Period, KpiSet]:
+    """The KPI file compiled once per distinct period length (within=period is in days)."""
+    by_days: dict[int, KpiSet] = {}
+    for p in periods:
+        if p.days not in by_days:
+            by_days[p.days] = load_kpis(path, period_days=p.days, params=params)
+    return {p: by_days[p.days] for p in periods}
+
+
+def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native") -> pa.Table:
+    exprs = expressions(ksets)
+    as_of = max(p.end for p in ksets)
+    run = native.evaluate if engine == "native" else duckdb_sql.evaluate
+    return run(store, exprs, as_of, None)
+
+
+def _column(values: pa.Table, name: str, fill) -> np.ndarray:
+    col = values.column(name)
+    if pa.types.is_boolean(col.type):
+        return np.asarray(col.fill_null(False).to_numpy(zero_copy_only=False), bool)
+    return np.asarray(col.cast(pa.float64()).fill_null(fill).to_numpy(zero_copy_only=False), np.float64)
+
+
+def _labels(values: pa.Table, name: str, period: Period, kind: str) -> tuple[np.ndarray, list[str]]:
+    """Breakdown codes per patient (int) and their labels."""
+    if kind == "age_band":
+        age = _column(values, f"age|{period.label}", -1)
+        code = np.full(len(age), len(AGE_BANDS), np.int64)
+        for i, (lo, hi, _) in enumerate(AGE_BANDS):
+            code[(age >= lo) & (age <= hi)] = i
+        return code, [b[2] for b in AGE_BANDS] + ["unknown"]
+    if kind == "imd_quintile":
+        dec = _column(values, "imd_decile", 0)
+        code = np.where(dec > 0, (dec.astype(np.int64) + 1) // 2 - 1, 5)
+        return code, ["1 (most deprived)", "2", "3", "4", "5 (least deprived)", "unknown"]
+    column = "sex" if kind == "sex" else f"segment|{period.label}"
+    text = np.asarray(values.column(column).fill_null("(none)").to_pylist(), dtype=object)
+    labels, code = np.unique(text, return_inverse=True)
+    return code.astype(np.int64), [str(x) for x in labels]
+
+
+def _sums(group: np.ndarray, n_groups: int, mask: np.ndarray, v: np.ndarray, valid: np.ndarray) -> dict:
+    """Additive pieces per group: people, sum, sum of squares, people with a value."""
+    g, m = group[mask], mask
+    ok = valid[m]
+    w = v[m]
+    return {"n": np.bincount(g, minlength=n_groups).astype(np.float64),
+            "k": np.bincount(g[ok], minlength=n_groups).astype(np.float64),
+            "s": np.bincount(g[ok], weights=w[ok], minlength=n_groups),
+            "ss": np.bincount(g[ok], weights=w[ok] ** 2, minlength=n_groups)}
+
+
+def _roll(sums: dict, parent: np.ndarray, n_parent: int, nb: int) -> dict:
+    """Sum groups (unit × breakdown) into their parents' groups: exact roll-up."""
+    units = len(parent)
+    to = (parent[:, None] * nb + np.arange(nb)[None, :]).ravel()
+    return {k: np.bincount(to, weights=a[: units * nb], minlength=n_parent * nb) for k, a in sums.items()}
+
+
+def _medians(group: np.ndarray, n_groups: int, mask: np.ndarray, v: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    keep = mask & valid
+    g, x = group[keep], v[keep]
+    order = np.lexsort((x, g))
+    g, x = g[order], x[order]
+    starts = np.searchsorted(g, np.arange(n_groups))
+    ends = np.searchsorted(g, np.arange(n_groups), side="right")
+    out = np.full(n_groups, np.nan)
+    has = ends > starts
+    lo = (starts + (ends - starts - 1) // 2)[has]
+    hi = (starts + (ends - starts) // 2)[has]
+    out[has] = (x[lo] + x[hi]) / 2
+    return out
+
+
+def _finish(m: Measure, s: dict, level: float = 0.95) -> tuple[np.ndarray, ...]:
+    """numerator, denominator, value, lower, upper from the additive pieces."""
+    n, k, tot, ss = s["n"], s["k"], s["s"], s["ss"]
+    nan = np.full(len(n), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if m.kind == "proportion":
+            lo, hi = stats.wilson(tot, n, level)
+            return tot, n, tot / n * m.multiplier, lo * m.multiplier, hi * m.multiplier
+        if m.kind == "rate":
+            value, lo, hi = stats.rate_ci(tot, n, m.multiplier, level)
+            return tot, n, value, lo, hi
+        if m.kind in ("mean", "per_head"):
+            count = k if m.kind == "mean" else n
+            mean = tot / count
+            var = np.maximum(ss / count - mean ** 2, 0) * count / np.maximum(count - 1, 1)
+            half = stats.z_value(level) * np.sqrt(var / count)
+            return tot, count, mean * m.multiplier, (mean - half) * m.multiplier, (mean + half) * m.multiplier
+        if m.kind == "total":
+            return tot, n, tot * m.multiplier, nan, nan
+    raise ValueError(m.kind)  # pragma: no cover - medians are finished apart
+
+
+def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id: str,
+            level: float = 0.95) -> pa.Table:
+    """The long-format results (before disclosure control) for every period, measure, level,
+    unit and breakdown."""
+    h = Hierarchy.of(store)
+    n_units = {"practice": len(h.codes["practice"]), "locality": len(h.codes["locality"]),
+               "system": len(h.codes["system"])}
+    parents = {lv: h.parents(lv) for lv in LEVELS}
+    esp = stats.european_standard_population()
+    cols: dict[str, list] = {f.name: [] for f in RESULT_SCHEMA}
+
+    def emit(p: Period, ks: KpiSet, m: Measure, lv: str, breakdown: str, labels: list[str],
+             parts: tuple, standardised: bool = False):
+        num, den, val, lo, hi = parts
+        nb = len(labels)
+        before = len(cols["level"])
+        for u in range(n_units[lv]):
+            for b in range(nb):
+                i = u * nb + b
+                if breakdown and den[i] == 0:
+                    continue  # no one in this breakdown cell: no row
+                for name, x in (("numerator", num[i]), ("denominator", den[i]), ("value", val[i]),
+                                ("lower", lo[i]), ("upper", hi[i])):
+                    cols[name].append(None if x is None or not np.isfinite(x) else float(x))
+                cols["level"].append(lv)
+                cols["unit_code"].append(h.codes[lv][u])
+                cols["unit_name"].append(h.names[lv][u])
+                cols["parent_code"].append(parents[lv][u])
+                cols["breakdown"].append(breakdown)
+                cols["breakdown_value"].append(labels[b] if breakdown else "")
+                cols["standardised"].append(standardised)
+        rows = len(cols["level"]) - before
+        for name, x in (("run_id", run_id), ("kpi_set", ks.name), ("kpi", m.name), ("title", m.title),
+                        ("domain", m.domain), ("kind", m.kind),
+                        ("unit_label", m.unit_label + (", age-standardised (ESP 2013)" if standardised else "")),
+                        ("multiplier", m.multiplier), ("direction", m.direction), ("target", m.target),
+                        ("period", p.label), ("period_start", p.start), ("period_end", p.end), ("suppressed", False)):
+            cols[name].extend([x] * rows)
+
+    practice = h.practice_of_patient
+    for p, ks in ksets.items():
+        splits = {"": (np.zeros(len(practice), np.int64), ["all"])}
+        for b in sorted({b for m in ks.measures.values() for b in m.breakdowns}):
+            splits[b] = _labels(values, b, p, b)
+        esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
+        for m in ks.measures.values():
+            mask = _column(values, f"{m.name}|pop|{p.label}", False)
+            raw = values.column(f"{m.name}|val|{p.label}")
+            valid = np.asarray(raw.is_valid().to_numpy(zero_copy_only=False), bool)
+            v = _column(values, f"{m.name}|val|{p.label}", 0.0).astype(np.float64)
+            if m.kind in ("rate", "total", "per_head", "proportion"):
+                valid = np.ones(len(v), bool)  # a missing count or cost is none
+            for breakdown in [""] + list(m.breakdowns):
+                code, labels = splits[breakdown]
+                nb = len(labels)
+                group = practice * nb + code
+                if m.kind == "median":
+                    for lv, g in (("practice", group), ("locality", h.locality_of_practice[practice] * nb + code),
+                                  ("system", h.system_of_locality[h.locality_of_practice[practice]] * nb + code)):
+                        sums = _sums(g, n_units[lv] * nb, mask, v, valid)
+                        med = _medians(g, n_units[lv] * nb, mask, v, valid)
+                        nan = np.full(len(med), np.nan)
+                        emit(p, ks, m, lv, breakdown, labels, (nan, sums["k"], med * m.multiplier, nan, nan))
+                    continue
+                pr = _sums(group, n_units["practice"] * nb, mask, v, valid)
+                loc = _roll(pr, h.locality_of_practice, n_units["locality"], nb)
+                sy = _roll(loc, h.system_of_locality, n_units["system"], nb)
+                for lv, s in (("practice", pr), ("locality", loc), ("system", sy)):
+                    emit(p, ks, m, lv, breakdown, labels, _finish(m, s, level))
+            if m.standardise == "esp2013":
+                nbands = len(esp.weights)
+                group = practice * nbands + esp_band
+                pr = _sums(group, n_units["practice"] * nbands, mask, v, valid)
+                loc = _roll(pr, h.locality_of_practice, n_units["locality"], nbands)
+                sy = _roll(loc, h.system_of_locality, n_units["system"], nbands)
+                for lv, s in (("practice", pr), ("locality", loc), ("system", sy)):
+                    counts = s["s"].reshape(-1, nbands)
+                    pops = s["n"].reshape(-1, nbands)
+                    value, lo, hi = stats.dsr(counts, pops, esp.weights, m.multiplier, level)
+                    emit(p, ks, m, lv, "", ["all"], (counts.sum(1), pops.sum(1), value, lo, hi), standardised=True)
+    return pa.table({f.name: pa.array(cols[f.name], f.type) for f in RESULT_SCHEMA})
+

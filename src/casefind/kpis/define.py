@@ -1,0 +1,177 @@
+"""KPI files: YAML that names measures in the rules language, compiled to the same typed IR.
+
+A KPI file has the rule file's ``parameters``, ``codelists`` and shared ``features``, plus
+``measures``: for each, a per-patient ``population`` (the denominator) and ``value`` (the
+numerator, or the per-patient amount), a ``kind``, a triple-aim ``domain``, a ``direction``
+and optionally a ``target``. ``within=period`` in an expression is the reporting period, a
+calendar month or quarter: it compiles to the period's length in days, so that (end − period,
+end] is exactly the month (counting back one month from 30 April would include 31 March). Errors are RuleErrors at file:line:col,
+exactly as for rules, because the same compiler reads the expressions.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from casefind.rules import ir
+from casefind.rules.compile import _Compiler, compile_rule
+from casefind.rules.errors import RuleError, Span, did_you_mean
+from casefind.rules.load import Located, RuleSource, _check_keys, _key_span, _mapping, _span, read_yaml
+
+TOP_LEVEL = ("kpis", "title", "version", "description", "parameters", "codelists", "features",
+             "breakdowns", "segments_from", "disclosure", "measures")
+MEASURE_KEYS = ("title", "domain", "kind", "per", "population", "value", "direction", "target",
+                "standardise", "unit", "source", "breakdowns")
+DOMAINS = ("population_health", "experience", "cost", "process")
+KINDS = ("proportion", "rate", "mean", "per_head", "total", "median")
+DIRECTIONS = ("higher_is_better", "lower_is_better", "neutral")
+BREAKDOWNS = ("age_band", "sex", "imd_quintile", "segment")
+STANDARDS = ("esp2013",)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One KPI. ``value`` is per patient: true/false for a proportion, a count for a rate,
+    an amount for a mean, total or median. Missing values count as 0 for rates, totals and
+    per-head amounts, and are left out of means and medians."""
+
+    name: str
+    title: str
+    domain: str
+    kind: str
+    population: ir.Node
+    value: ir.Node
+    multiplier: float = 1.0
+    direction: str = "neutral"
+    target: float | None = None
+    standardise: str | None = None
+    unit_label: str = ""
+    source: str = ""
+    breakdowns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KpiSet:
+    name: str
+    title: str
+    version: str
+    path: Path
+    file_sha256: str
+    period_days: int
+    measures: dict[str, Measure]
+    segment: ir.Node | None = None      # the segment of each patient, when a breakdown needs it
+    disclosure: dict = field(default_factory=dict)
+
+
+def _default_unit(kind: str, multiplier: float) -> str:
+    if kind == "proportion":
+        return "%" if multiplier == 100 else "proportion"
+    if kind == "rate":
+        return f"per {multiplier:,.0f} people"
+    return {"mean": "mean", "per_head": "per head", "total": "total", "median": "median"}[kind]
+
+
+def _str(loc_node, key, file, node, allowed=None) -> str:
+    v = node.get(key)
+    if v is None:
+        return ""
+    if allowed is not None and str(v) not in allowed:
+        raise RuleError(_span(file, node, key), f"{key} {v!r} is not one of {', '.join(allowed)}",
+                        did_you_mean(str(v), allowed))
+    return str(v)
+
+
+def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str] | None = None) -> KpiSet:
+    path = Path(path)
+    file = str(path)
+    data = read_yaml(path, "a KPI file is a YAML mapping (kpis:, measures:, ...)")
+    _check_keys(file, data, TOP_LEVEL, "the KPI file")
+    if "kpis" not in data:
+        raise RuleError(Span(file, 1, 1), "the KPI file has no name", "add a first line such as: kpis: triple_aim")
+    if "measures" not in data or not data["measures"]:
+        raise RuleError(Span(file, 1, 1), "the KPI file has no measures", "add measures: with at least one KPI")
+    src = RuleSource(path, Located(str(data["kpis"]), _span(file, data, "kpis")), span=Span(file, 1, 1))
+    for key, what in (("parameters", "name: value"), ("codelists", "codelists"), ("features", "name: expression")):
+        if data.get(key) is not None:
+            node = _mapping(file, data, key, what)
+            setattr(src, key, {str(k): Located(v, _span(file, node, k)) for k, v in node.items()})
+    c = _Compiler(src, dict(params or {}))
+    c.period_days = period_days
+    for name in src.features:
+        c.feature(name, src.features[name].span)
+
+    default_breakdowns = _breakdowns(file, data, "breakdowns")
+    measures: dict[str, Measure] = {}
+    node = _mapping(file, data, "measures", "name: {title, domain, kind, population, value, ...}")
+    for name, m in node.items():
+        name = str(name)
+        if not isinstance(m, CommentedMap):
+            raise RuleError(_span(file, node, name), f"measure {name!r} must be a mapping",
+                            "give title:, domain:, kind:, population: and value:")
+        _check_keys(file, m, MEASURE_KEYS, f"measure {name!r}")
+        for required in ("title", "domain", "kind", "population", "value"):
+            if required not in m:
+                raise RuleError(_key_span(file, node, name), f"measure {name!r} has no {required}:")
+        kind = _str(None, "kind", file, m, KINDS)
+        population = c.condition(Located(m["population"], _span(file, m, "population")), f"{name}: population")
+        value = c.expression(Located(m["value"], _span(file, m, "value")))
+        vspan = _span(file, m, "value")
+        if not value.domain.per_patient:
+            raise RuleError(vspan, f"{name}: value must be one per patient, not {value.domain}",
+                            "aggregate it: count(...), sum(...), exists(...)")
+        if kind == "proportion" and value.type is not ir.T.BOOL:
+            raise RuleError(vspan, f"{name}: a proportion's value is true/false, not a {value.type.value}",
+                            "e.g. exists(activity, setting == \"emergency_admission\", within=period)")
+        if kind != "proportion" and value.type not in ir.NUMERIC + (ir.T.BOOL,):  # true counts 1
+            raise RuleError(vspan, f"{name}: a {kind}'s value is a number, not a {value.type.value}",
+                            "use kind: proportion for true/false values")
+        per = m.get("per", 100 if kind == "proportion" else 1000 if kind == "rate" else 1)
+        if not isinstance(per, (int, float)) or isinstance(per, bool) or per <= 0:
+            raise RuleError(_span(file, m, "per"), f"{name}: per must be a positive number (100, 1000, 100000)")
+        target = m.get("target")
+        if target is not None and (not isinstance(target, (int, float)) or isinstance(target, bool)):
+            raise RuleError(_span(file, m, "target"), f"{name}: target must be a number in the KPI's unit")
+        standardise = _str(None, "standardise", file, m, STANDARDS) or None
+        if standardise and kind != "rate":
+            raise RuleError(_span(file, m, "standardise"), f"{name}: only rates are age-standardised")
+        measures[name] = Measure(
+            name=name, title=str(m["title"]), domain=_str(None, "domain", file, m, DOMAINS), kind=kind,
+            population=population, value=value, multiplier=float(per),
+            direction=_str(None, "direction", file, m, DIRECTIONS) or "neutral",
+            target=float(target) if target is not None else None, standardise=standardise,
+            unit_label=str(m.get("unit") or _default_unit(kind, float(per))), source=str(m.get("source") or ""),
+            breakdowns=_breakdowns(file, m, "breakdowns") if "breakdowns" in m else default_breakdowns)
+
+    segment = None
+    if any("segment" in m.breakdowns for m in measures.values()):
+        if "segments_from" not in data:
+            raise RuleError(_span(file, data, "breakdowns"), "a segment breakdown needs segments_from:",
+                            "segments_from: ../segments.yml (a rule file with segments:)")
+        seg_path = (path.parent / str(data["segments_from"])).resolve()
+        seg_rule = compile_rule(seg_path)
+        if not seg_rule.segments:
+            raise RuleError(_span(file, data, "segments_from"), f"{seg_path} has no segments:")
+        segment = ir.Case(tuple((cond, ir.Const(n, ir.T.TEXT)) for n, cond in seg_rule.segments), None)
+    disclosure = {}
+    if data.get("disclosure") is not None:
+        disclosure = dict(_mapping(file, data, "disclosure", "suppress_below / round_to / ..."))
+    return KpiSet(name=src.name.value, title=str(data.get("title") or src.name.value),
+                  version=str(data.get("version") or ""), path=path,
+                  file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), period_days=period_days,
+                  measures=measures, segment=segment, disclosure=disclosure)
+
+
+def _breakdowns(file: str, node, key: str) -> tuple[str, ...]:
+    v = node.get(key)
+    if v is None:
+        return ()
+    if not isinstance(v, CommentedSeq):
+        raise RuleError(_span(file, node, key), f"{key} must be a list, e.g. [age_band, sex]")
+    for i, b in enumerate(v):
+        if str(b) not in BREAKDOWNS:
+            raise RuleError(_span(file, v, index=i), f"unknown breakdown {b!r}",
+                            did_you_mean(str(b), BREAKDOWNS) or f"breakdowns: {', '.join(BREAKDOWNS)}")
+    return tuple(str(b) for b in v)

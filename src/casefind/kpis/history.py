@@ -1,0 +1,150 @@
+"""The KPI history: one DuckDB database of results in long format, and a log of every run.
+
+Writes are all-or-nothing: the results of a run replace those of the same KPI file and
+periods inside one transaction, so a crash (or a kill) mid-write leaves the history as it
+was, and a re-run of a period replaces it while the run log keeps both runs. One writer at
+a time: a second run finds the lock taken and is told who holds it, rather than waiting or
+corrupting anything. The history lives beside the store (``STORE/kpi/history.duckdb``)
+unless given elsewhere.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from casefind.kpis.compute import RESULT_SCHEMA
+
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.date32(): "DATE", pa.bool_(): "BOOLEAN"}
+RUN_LOG_COLUMNS = ("log_id", "run_id", "kpi_set", "kpi_file", "kpi_sha256", "store_snapshot", "review_log",
+                   "periods", "engine", "casefind_version", "started", "finished", "status", "rows", "message")
+
+
+class HistoryLocked(Exception):
+    """Another KPI run is writing this history."""
+
+
+class HistoryError(Exception):
+    pass
+
+
+def default_path(store_root: str | Path) -> Path:
+    return Path(store_root) / "kpi" / "history.duckdb"
+
+
+@contextmanager
+def writer_lock(path: Path):
+    """Exclusive, non-blocking: a second writer fails at once with the holder's details."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    fh = open(lock, "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.seek(0)
+        holder = fh.read().strip() or "another process"
+        fh.close()
+        raise HistoryLocked(f"the KPI history {path} is being written by {holder}; "
+                            "this run changed nothing: run it again when that one has finished") from None
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"casefind kpi (pid {os.getpid()}, started {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%SZ})")
+        fh.flush()
+        yield
+    finally:
+        fh.seek(0)
+        fh.truncate()
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def _create(con: duckdb.DuckDBPyConnection) -> None:
+    cols = ", ".join(f"{f.name} {_SQL_TYPES[f.type]}" for f in RESULT_SCHEMA)
+    con.execute(f"CREATE TABLE IF NOT EXISTS kpi_results ({cols})")
+    con.execute("CREATE TABLE IF NOT EXISTS kpi_runs (" + ", ".join(
+        f"{c} {'TIMESTAMPTZ' if c in ('started', 'finished') else 'BIGINT' if c == 'rows' else 'VARCHAR'}"
+        for c in RUN_LOG_COLUMNS) + ")")
+    # a run that started but never finished was killed: say so (its results never landed)
+    con.execute("UPDATE kpi_runs SET status = 'interrupted', message = 'the run stopped before "
+                "committing; the history kept the results it had' WHERE status = 'running'")
+
+
+def write(path: Path, results: pa.Table, run: dict, *, before_commit=None) -> str:
+    """Replace the results for (kpi_set, periods) with ``results`` and log the run.
+    ``before_commit`` (tests) is called inside the transaction, to simulate a crash."""
+    log_id = f"{run['run_id']}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}"
+    with writer_lock(path):
+        con = duckdb.connect(str(path))
+        try:
+            _create(con)
+            con.execute("INSERT INTO kpi_runs VALUES (" + ", ".join("?" * len(RUN_LOG_COLUMNS)) + ")",
+                        [log_id, run["run_id"], run["kpi_set"], run["kpi_file"], run["kpi_sha256"],
+                         run["store_snapshot"], run.get("review_log"), json.dumps(run["periods"]), run["engine"],
+                         run["casefind_version"], run["started"], None, "running", None, None])
+            try:
+                con.execute("BEGIN TRANSACTION")
+                con.execute("DELETE FROM kpi_results WHERE kpi_set = ? AND period IN (SELECT unnest(?))",
+                            [run["kpi_set"], run["periods"]])
+                con.register("new_rows", results)
+                con.execute("INSERT INTO kpi_results SELECT * FROM new_rows")
+                con.unregister("new_rows")
+                if before_commit is not None:
+                    before_commit()
+                con.execute("UPDATE kpi_runs SET status = 'ok', finished = ?, rows = ? WHERE log_id = ?",
+                            [dt.datetime.now(dt.timezone.utc), results.num_rows, log_id])
+                con.execute("COMMIT")
+            except BaseException as e:
+                con.execute("ROLLBACK")
+                con.execute("UPDATE kpi_runs SET status = 'failed', finished = ?, message = ? WHERE log_id = ?",
+                            [dt.datetime.now(dt.timezone.utc), f"{type(e).__name__}: {e}"[:500], log_id])
+                raise
+        finally:
+            con.close()
+    return log_id
+
+
+def _connect_read(path: Path) -> duckdb.DuckDBPyConnection:
+    if not path.exists():
+        raise HistoryError(f"no KPI history at {path}; compute one with `casefind kpi rules/kpis/triple_aim.yml "
+                           "--period YYYY-MM`")
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.IOException:
+        raise HistoryLocked(f"the KPI history {path} is being written by a KPI run; try again when it has finished") from None
+
+
+def read(path: Path, kpi_set: str | None = None, periods: list[str] | None = None,
+         through: str | None = None) -> pa.Table:
+    """Results, ordered; optionally one KPI file, some periods, or every period up to one."""
+    con = _connect_read(path)
+    try:
+        where, args = [], []
+        if kpi_set:
+            where.append("kpi_set = ?")
+            args.append(kpi_set)
+        if periods:
+            where.append("period IN (SELECT unnest(?))")
+            args.append(list(periods))
+        if through:
+            where.append("period_end <= (SELECT max(period_end) FROM kpi_results WHERE period = ?)")
+            args.append(through)
+        sql = "SELECT * FROM kpi_results" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY kpi_set, kpi, standardised, period_end, level, unit_code, breakdown, breakdown_value"
+        return con.sql(sql, params=args).to_arrow_table().cast(RESULT_SCHEMA)
+    finally:
+        con.close()
+
+
+def runs(path: Path) -> pa.Table:
+    con = _connect_read(path)
+    try:
+        return con.sql("SELECT * FROM kpi_runs ORDER BY started").to_arrow_table()
+    finally:
+        con.close()

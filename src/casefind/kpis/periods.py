@@ -1,0 +1,72 @@
+"""Reporting periods: calendar months (2026-10) and quarters (2026-Q3), and ranges of them.
+
+A period is evaluated at its last day: ``within=period`` in a KPI is (end - period, end].
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+from casefind.plan import shift_date
+
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+
+
+class PeriodError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, order=True)
+class Period:
+    end: dt.date
+    label: str
+    months: int
+
+    @property
+    def start(self) -> dt.date:
+        return _month_end(*_back(self.end, self.months)) + dt.timedelta(days=1)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+
+def _back(d: dt.date, months: int) -> tuple[int, int]:
+    total = d.year * 12 + d.month - 1 - months
+    return total // 12, total % 12 + 1
+
+
+def _month_end(year: int, month: int) -> dt.date:
+    first_next = dt.date(year + month // 12, month % 12 + 1, 1)
+    return first_next - dt.timedelta(days=1)
+
+
+def parse(text: str) -> Period:
+    text = text.strip()
+    if m := _MONTH.match(text):
+        y, mo = int(m.group(1)), int(m.group(2))
+        if not 1 <= mo <= 12:
+            raise PeriodError(f"period {text!r}: month {mo} is not 01-12")
+        return Period(_month_end(y, mo), f"{y:04d}-{mo:02d}", 1)
+    if m := _QUARTER.match(text):
+        y, q = int(m.group(1)), int(m.group(2))
+        return Period(_month_end(y, 3 * q), f"{y:04d}-Q{q}", 3)
+    raise PeriodError(f"period {text!r} is not a month (2026-10) or a quarter (2026-Q3)")
+
+
+def span(first: str, last: str) -> list[Period]:
+    """Every period from ``first`` to ``last`` inclusive, of the same kind."""
+    a, b = parse(first), parse(last)
+    if a.months != b.months:
+        raise PeriodError(f"--from {first} and --to {last} are not the same kind of period")
+    if b.end < a.end:
+        raise PeriodError(f"--from {first} is after --to {last}")
+    out, p = [], a
+    while p.end <= b.end:
+        out.append(p)
+        nxt = shift_date(p.end.replace(day=1), p.months)
+        p = parse(f"{nxt.year:04d}-{nxt.month:02d}") if p.months == 1 else \
+            parse(f"{nxt.year:04d}-Q{(nxt.month - 1) // 3 + 1}")
+    return out

@@ -1,0 +1,83 @@
+"""``casefind kpi``: a KPI file over a store for some periods → the KPI history.
+
+compile (once per period length) → one evaluation of every measure at every period end →
+sums per practice, rolled up → intervals → disclosure control → one transaction into the
+history. The run id is a hash of the inputs (KPI file, store snapshot, review log, periods,
+parameters), so re-running the same inputs writes identical rows.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from casefind import __version__
+from casefind.kpis import compute, disclosure, history
+from casefind.kpis.periods import Period
+from casefind.store import Store
+
+
+@dataclass
+class KpiRunResult:
+    run_id: str
+    kpi_set: str
+    periods: list[str]
+    history: Path
+    rows: int
+    suppressed: int
+    measures: int
+    timings: dict[str, float] = field(default_factory=dict)
+    results: pa.Table | None = None
+
+
+def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *, history_path: Path | None = None,
+             engine: str = "native", params: dict[str, str] | None = None,
+             progress: Callable[[str], None] | None = None, before_commit=None) -> KpiRunResult:
+    say = progress or (lambda s: None)
+    timings: dict[str, float] = {}
+    started = dt.datetime.now(dt.timezone.utc)
+    t = time.perf_counter()
+    say("compiling the KPI file")
+    ksets = compute.compile_for(path, periods, params)
+    first = next(iter(ksets.values()))
+    store = Store.open(store_root)
+    timings["compile"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say(f"evaluating {len(first.measures)} measures × {len(periods)} periods ({engine} engine, one pass)")
+    values = compute.evaluate(store, ksets, engine)
+    timings["evaluate"] = time.perf_counter() - t
+
+    labels = [p.label for p in periods]
+    review_digest = store.manifest["reviews"]["digest"]
+    run_id = hashlib.sha256(json.dumps([first.file_sha256, store.snapshot_id, review_digest, labels,
+                                        sorted((params or {}).items())]).encode()).hexdigest()[:12]
+    t = time.perf_counter()
+    say("rolling up and adding intervals")
+    results = compute.compute(store, ksets, values, run_id)
+    timings["aggregate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("disclosure control")
+    policy = disclosure.DisclosurePolicy.from_mapping(first.disclosure)
+    results = disclosure.apply_table(results, policy)
+    timings["disclosure"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    hist = history_path or history.default_path(store_root)
+    say(f"writing the KPI history {hist}")
+    history.write(hist, results, {
+        "run_id": run_id, "kpi_set": first.name, "kpi_file": str(Path(path).resolve()),
+        "kpi_sha256": first.file_sha256, "store_snapshot": store.snapshot_id, "review_log": review_digest,
+        "periods": labels, "engine": engine, "casefind_version": __version__, "started": started,
+    }, before_commit=before_commit)
+    timings["write"] = time.perf_counter() - t
+    suppressed = int(sum(results.column("suppressed").to_pylist()))
+    return KpiRunResult(run_id, first.name, labels, hist, results.num_rows, suppressed, len(first.measures),
+                        timings, results)
