@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from casefind.engines import duckdb_sql, native
+from casefind_native.aggregate import group_sums
 from casefind.kpis import stats
 from casefind.kpis.define import KpiSet, Measure, load_kpis
 from casefind.kpis.periods import Period
@@ -125,20 +127,19 @@ def _labels(values: pa.Table, name: str, period: Period, kind: str) -> tuple[np.
         code = np.where(dec > 0, (dec.astype(np.int64) + 1) // 2 - 1, 5)
         return code, ["1 (most deprived)", "2", "3", "4", "5 (least deprived)", "unknown"]
     column = "sex" if kind == "sex" else f"segment|{period.label}"
-    text = np.asarray(values.column(column).fill_null("(none)").to_pylist(), dtype=object)
-    labels, code = np.unique(text, return_inverse=True)
-    return code.astype(np.int64), [str(x) for x in labels]
+    enc = pc.dictionary_encode(values.column(column).fill_null("(none)")).combine_chunks()
+    labels = enc.dictionary.to_pylist()
+    order = np.argsort(np.array(labels, dtype=object))  # labels sorted, codes renumbered to match
+    rank = np.empty(len(labels), np.int64)
+    rank[order] = np.arange(len(labels))
+    code = rank[enc.indices.to_numpy(zero_copy_only=False)] if len(labels) else np.zeros(len(enc), np.int64)
+    return code, [str(labels[i]) for i in order]
 
 
 def _sums(group: np.ndarray, n_groups: int, mask: np.ndarray, v: np.ndarray, valid: np.ndarray) -> dict:
-    """Additive pieces per group: people, sum, sum of squares, people with a value."""
-    g, m = group[mask], mask
-    ok = valid[m]
-    w = v[m]
-    return {"n": np.bincount(g, minlength=n_groups).astype(np.float64),
-            "k": np.bincount(g[ok], minlength=n_groups).astype(np.float64),
-            "s": np.bincount(g[ok], weights=w[ok], minlength=n_groups),
-            "ss": np.bincount(g[ok], weights=w[ok] ** 2, minlength=n_groups)}
+    """Additive pieces per group: people, people with a value, sum, sum of squares."""
+    n, k, s, ss = group_sums(group, n_groups, mask, v, valid)
+    return {"n": n, "k": k, "s": s, "ss": ss}
 
 
 def _roll(sums: dict, parent: np.ndarray, n_parent: int, nb: int) -> dict:
