@@ -195,41 +195,39 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
                "system": len(h.codes["system"])}
     parents = {lv: h.parents(lv) for lv in LEVELS}
     esp = stats.european_standard_population()
-    cols: dict[str, list] = {f.name: [] for f in RESULT_SCHEMA}
+    chunks: list[dict] = []  # one dict of equal-length columns per emit, concatenated at the end
+    unit_cols = {lv: {"unit_code": np.array(h.codes[lv], dtype=object), "unit_name": np.array(h.names[lv], dtype=object),
+                      "parent_code": np.array(parents[lv], dtype=object)} for lv in LEVELS}
 
     def emit(p: Period, ks: KpiSet, m: Measure, lv: str, breakdown: str, labels: list[str],
              parts: tuple, standardised: bool = False):
-        num, den, val, lo, hi = parts
+        """Rows for every unit (× breakdown cell) of one level; a breakdown cell with no
+        one in it gets no row."""
         nb = len(labels)
-        before = len(cols["level"])
-        for u in range(n_units[lv]):
-            for b in range(nb):
-                i = u * nb + b
-                if breakdown and den[i] == 0:
-                    continue  # no one in this breakdown cell: no row
-                for name, x in (("numerator", num[i]), ("denominator", den[i]), ("value", val[i]),
-                                ("lower", lo[i]), ("upper", hi[i])):
-                    cols[name].append(None if x is None or not np.isfinite(x) else float(x))
-                cols["level"].append(lv)
-                cols["unit_code"].append(h.codes[lv][u])
-                cols["unit_name"].append(h.names[lv][u])
-                cols["parent_code"].append(parents[lv][u])
-                cols["breakdown"].append(breakdown)
-                cols["breakdown_value"].append(labels[b] if breakdown else "")
-                cols["standardised"].append(standardised)
-        rows = len(cols["level"]) - before
-        for name, x in (("run_id", run_id), ("kpi_set", ks.name), ("kpi", m.name), ("title", m.title),
-                        ("domain", m.domain), ("kind", m.kind),
-                        ("unit_label", m.unit_label + (", age-standardised (ESP 2013)" if standardised else "")),
-                        ("multiplier", m.multiplier), ("direction", m.direction), ("target", m.target),
-                        ("period", p.label), ("period_start", p.start), ("period_end", p.end), ("suppressed", False)):
-            cols[name].extend([x] * rows)
+        unit = np.repeat(np.arange(n_units[lv]), nb)
+        cell = np.tile(np.arange(nb), n_units[lv])
+        keep = parts[1] != 0 if breakdown else np.ones(len(unit), bool)
+        chunk = {name: np.where(np.isfinite(x[keep]), x[keep], np.nan)
+                 for name, x in zip(("numerator", "denominator", "value", "lower", "upper"), parts)}
+        chunk.update({k: v[unit[keep]] for k, v in unit_cols[lv].items()})
+        chunk["breakdown_value"] = np.array(labels if breakdown else [""] * nb, dtype=object)[cell[keep]]
+        chunk["_constants"] = {
+            "run_id": run_id, "kpi_set": ks.name, "kpi": m.name, "title": m.title, "domain": m.domain,
+            "kind": m.kind, "unit_label": m.unit_label + (", age-standardised (ESP 2013)" if standardised else ""),
+            "multiplier": m.multiplier, "direction": m.direction, "target": m.target, "period": p.label,
+            "period_start": p.start, "period_end": p.end, "level": lv, "breakdown": breakdown,
+            "standardised": standardised, "suppressed": False}
+        chunks.append(chunk)
 
     practice = h.practice_of_patient
+    static: dict[str, tuple] = {}  # sex and IMD do not change with the period
     for p, ks in ksets.items():
         splits = {"": (np.zeros(len(practice), np.int64), ["all"])}
         for b in sorted({b for m in ks.measures.values() for b in m.breakdowns}):
-            splits[b] = _labels(values, b, p, b)
+            if b in ("sex", "imd_quintile"):
+                splits[b] = static.setdefault(b, _labels(values, b, p, b))
+            else:
+                splits[b] = _labels(values, b, p, b)
         esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
         for m in ks.measures.values():
             mask = _column(values, f"{m.name}|pop|{p.label}", False)
@@ -266,5 +264,19 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
                     pops = s["n"].reshape(-1, nbands)
                     value, lo, hi = stats.dsr(counts, pops, esp.weights, m.multiplier, level)
                     emit(p, ks, m, lv, "", ["all"], (counts.sum(1), pops.sum(1), value, lo, hi), standardised=True)
-    return pa.table({f.name: pa.array(cols[f.name], f.type) for f in RESULT_SCHEMA})
+    return _assemble(chunks)
+
+
+def _assemble(chunks: list[dict]) -> pa.Table:
+    sizes = np.array([len(c["numerator"]) for c in chunks], np.int64)
+    out = {}
+    for f in RESULT_SCHEMA:
+        if chunks and f.name in chunks[0] and f.name != "_constants":
+            arr = np.concatenate([c[f.name] for c in chunks])
+            out[f.name] = pa.array(arr, f.type, from_pandas=True) if arr.dtype != object else pa.array(arr.tolist(), f.type)
+        else:
+            consts = [c["_constants"][f.name] for c in chunks]
+            idx = np.repeat(np.arange(len(chunks)), sizes)
+            out[f.name] = pa.array(consts, f.type).take(pa.array(idx)) if chunks else pa.array([], f.type)
+    return pa.table(out)
 
