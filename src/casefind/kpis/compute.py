@@ -225,7 +225,9 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
         splits = {"": (np.zeros(len(practice), np.int64), ["all"])}
         for b in sorted({b for m in ks.measures.values() for b in m.breakdowns}):
             if b in ("sex", "imd_quintile"):
-                splits[b] = static.setdefault(b, _labels(values, b, p, b))
+                if b not in static:
+                    static[b] = _labels(values, b, p, b)
+                splits[b] = static[b]
             else:
                 splits[b] = _labels(values, b, p, b)
         esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
