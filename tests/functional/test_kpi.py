@@ -47,7 +47,7 @@ def test_both_engines_agree_on_every_kpi(store, tmp_path):
         for c in ("numerator", "denominator", "value", "lower", "upper", "suppressed"):
             x, y = r[c], rows_b[k][c]
             assert (x is None and y is None) or x == pytest.approx(y, rel=1e-9, abs=1e-12), (k, c, x, y)
-    assert len({r["kpi"] for r in a.to_pylist()}) == 22
+    assert len({r["kpi"] for r in a.to_pylist()}) == 23
 
 
 def test_counts_roll_up_exactly_before_disclosure_control(store):
