@@ -485,8 +485,10 @@ def report(store, period, history_path, kpi_set, out):
               f"casefind kpi rules/kpis/{kpi_set}.yml --period {period}")
     out = out or Path(f"kpi-pack-{kpi_set}-{period}.html")
     runs = history.runs(hist)
+    run_ids = sorted(set(table.column("run_id").to_pylist()))
+    snapshots = sorted({r["store_snapshot"] for r in runs.to_pylist() if r["run_id"] in run_ids})
     path = render_pack(table, period, out, title=f"casefind KPI pack: {kpi_set}",
-                       meta={"history": str(hist), "runs": sorted(set(table.column("run_id").to_pylist()))})
+                       meta={"run_ids": run_ids, "snapshot_ids": snapshots, "history": str(hist)})
     console.print(f"KPI pack for {period}: {path} ({len(set(table.column('kpi').to_pylist()))} KPIs, "
                   f"{runs.num_rows} runs in the log)")
 
