@@ -378,7 +378,7 @@ def _periods(period, first, last):
 @click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @_store_option
 @click.option("--period", multiple=True, metavar="YYYY-MM|YYYY-Qn",
-              help="A reporting month (2026-10) or quarter (2026-Q3); repeatable.")
+              help="A reporting month (2026-10), quarter (2026-Q3) or rolling year (12m-to-2026-10); repeatable.")
 @click.option("--from", "first", metavar="PERIOD", help="Backfill: first period of a range ...")
 @click.option("--to", "last", metavar="PERIOD", help="... and its last (inclusive).")
 @click.option("--history", "history_path", type=click.Path(path_type=Path, dir_okay=False),

@@ -1,4 +1,5 @@
-"""Reporting periods: calendar months (2026-10) and quarters (2026-Q3), and ranges of them.
+"""Reporting periods: calendar months (2026-10), quarters (2026-Q3) and rolling years
+(12m-to-2026-10, the 12 months to the end of October 2026), and ranges of them.
 
 A period is evaluated at its last day: ``within=period`` in a KPI is (end - period, end].
 """
@@ -12,6 +13,7 @@ from casefind.plan import shift_date
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+_ROLLING = re.compile(r"^12m-to-(\d{4})-(\d{2})$")
 
 
 class PeriodError(ValueError):
@@ -53,7 +55,11 @@ def parse(text: str) -> Period:
     if m := _QUARTER.match(text):
         y, q = int(m.group(1)), int(m.group(2))
         return Period(_month_end(y, 3 * q), f"{y:04d}-Q{q}", 3)
-    raise PeriodError(f"period {text!r} is not a month (2026-10) or a quarter (2026-Q3)")
+    if m := _ROLLING.match(text):
+        month = parse(f"{m.group(1)}-{m.group(2)}")
+        return Period(month.end, f"12m-to-{month.label}", 12)
+    raise PeriodError(f"period {text!r} is not a month (2026-10), a quarter (2026-Q3) "
+                      "or a rolling year (12m-to-2026-10)")
 
 
 def span(first: str, last: str) -> list[Period]:
@@ -66,7 +72,9 @@ def span(first: str, last: str) -> list[Period]:
     out, p = [], a
     while p.end <= b.end:
         out.append(p)
-        nxt = shift_date(p.end.replace(day=1), p.months)
-        p = parse(f"{nxt.year:04d}-{nxt.month:02d}") if p.months == 1 else \
-            parse(f"{nxt.year:04d}-Q{(nxt.month - 1) // 3 + 1}")
+        step = 3 if p.months == 3 else 1  # rolling years move a month at a time
+        nxt = shift_date(p.end.replace(day=1), step)
+        label = {1: f"{nxt.year:04d}-{nxt.month:02d}", 3: f"{nxt.year:04d}-Q{(nxt.month - 1) // 3 + 1}",
+                 12: f"12m-to-{nxt.year:04d}-{nxt.month:02d}"}[p.months]
+        p = parse(label)
     return out
