@@ -1,7 +1,10 @@
 """Rules at scale, each beside its peer in the same run (issue 3 targets at 1M patients):
 the kernel phase of frail.yml <= 0.15 s and >= 5x faster than the same rule as DuckDB SQL;
 casefind run end to end <= 2 s warm, first compile <= 5 s; all shipped rules together well
-under the sum of one by one (shared scans); peak memory <= 2x the store on disk."""
+under the sum of one by one (shared scans); peak memory <= 2x the store on disk.
+
+CASEFIND_BENCH_STORE=PATH measures an existing store (e.g. a 1M store built once with
+``casefind synth`` and ``casefind ingest``) instead of generating one."""
 from __future__ import annotations
 
 import json
@@ -26,6 +29,12 @@ SHIPPED = sorted(p for p in RULES_DIR.glob("*.yml"))
 MAIN_RULE = RULES_DIR / "frail.yml" if (RULES_DIR / "frail.yml").exists() else SHIPPED[0]
 
 
+@pytest.fixture(scope="module")
+def rules_store(request):
+    path = os.environ.get("CASEFIND_BENCH_STORE")
+    return Path(path) if path else request.getfixturevalue("store")
+
+
 def _median(f, n=5):
     times = []
     for _ in range(n):
@@ -36,8 +45,8 @@ def _median(f, n=5):
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
-def test_kernel_phase_vs_duckdb(benchmark, store, path):
-    st = Store.open(store)
+def test_kernel_phase_vs_duckdb(benchmark, rules_store, path):
+    st = Store.open(rules_store)
     rule = compile_rule(path)
     exprs = _exprs(rule)
     plan = make_plan(exprs, rule.as_of, rule.population)
@@ -49,14 +58,15 @@ def test_kernel_phase_vs_duckdb(benchmark, store, path):
                                 speedup_vs_duckdb=ratio(peer, _median_of(benchmark), 1))
 
 
-def test_run_end_to_end_warm(benchmark, store, bench_dir):
-    run(MAIN_RULE, store, bench_dir / "runs")  # warm the kernel cache
-    result = benchmark.pedantic(lambda: run(MAIN_RULE, store, bench_dir / "runs"), rounds=3, iterations=1)
+def test_run_end_to_end_warm(benchmark, rules_store, bench_dir):
+    run(MAIN_RULE, rules_store, bench_dir / "runs")  # warm the kernel cache
+    result = benchmark.pedantic(lambda: run(MAIN_RULE, rules_store, bench_dir / "runs"), rounds=3, iterations=1)
     benchmark.extra_info.update(rule=MAIN_RULE.stem, listed=result.counts["listed"],
                                 timings=result.manifest["timings_s"])
 
 
-def test_first_compile_in_a_fresh_process(benchmark, store, bench_dir, tmp_path):
+def test_first_compile_in_a_fresh_process(benchmark, rules_store, bench_dir, tmp_path):
+    store = rules_store
     env = {**os.environ, "CASEFIND_KERNEL_CACHE": str(tmp_path / "kernels"), "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
 
     def cold():
@@ -71,8 +81,8 @@ def test_first_compile_in_a_fresh_process(benchmark, store, bench_dir, tmp_path)
                                 peak_over_store=round(manifest["peak_memory_mb"] * 1024**2 / size, 2))
 
 
-def test_all_rules_together_vs_one_by_one(benchmark, store):
-    st = Store.open(store)
+def test_all_rules_together_vs_one_by_one(benchmark, rules_store):
+    st = Store.open(rules_store)
     rules = [compile_rule(p) for p in SHIPPED]
     union = {}
     for r in rules:

@@ -5,6 +5,18 @@ import numba as nb
 import numpy as np
 
 
+@nb.njit(cache=True)
+def rows_upto(dates, lo, hi, i, day):
+    """The index just past the last of rows lo..hi-1 (sorted by date) dated on or before
+    ``day``, found by walking from index ``i``: kernels start at the end of the patient's
+    rows, then from the previous (later) bound, so the walk only passes rows a window holds."""
+    while i > lo and dates[i - 1] > day:
+        i -= 1
+    while i < hi and dates[i] <= day:
+        i += 1
+    return i
+
+
 @nb.njit(cache=True, inline="always")
 def bucket(d, bounds):
     """Index (0 = oldest) of the monthly bucket holding day ``d``; ``bounds`` are
@@ -58,9 +70,10 @@ def count_unique(values):
 
 
 @nb.njit(cache=True)
-def weighted(seen, weights):
+def weighted(stamp, weights, p):
+    """Sum of the weights of the categories stamped with patient ``p``, in category order."""
     total = 0.0
-    for i in range(seen.shape[0]):
-        if seen[i]:
+    for i in range(stamp.shape[0]):
+        if stamp[i] == p:
             total += weights[i]
     return total

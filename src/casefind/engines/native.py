@@ -6,12 +6,15 @@ directory, keyed by a hash of their source, so a second run does not recompile.
 """
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +33,20 @@ NULL = int(NULL_DAY)
 
 @dataclass
 class Vec:
-    """One value per patient and whether it is present."""
+    """One value per patient and whether it is present. Text comes as dictionary codes:
+    ``values`` index ``labels`` (and are 0 where the value is missing)."""
 
     values: np.ndarray
     valid: np.ndarray
+    labels: np.ndarray | None = None
+
+    def text(self) -> np.ndarray:
+        """Text values as Python strings (an object array)."""
+        if self.labels is None:
+            return self.values
+        if len(self.labels) == 0:
+            return np.full(len(self.values), None, dtype=object)
+        return self.labels[self.values]
 
 
 def kernel_cache_dir() -> Path:
@@ -62,12 +75,66 @@ def load_kernel(ks: KernelSource):
     return getattr(module, ks.name)
 
 
+SPLIT_WORK = 400_000  # rows + 4 x patients: less is one work item
+
+
+def scan_threads() -> int:
+    """Threads that run kernels: NUMBA_NUM_THREADS (default: the CPU count)."""
+    import numba
+
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (process id, pool): a forked child makes its own
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(scan_threads(), thread_name_prefix="casefind-scan"))
+    return _POOL[1]
+
+
+def work_items(offsets: np.ndarray) -> list[tuple[int, int]]:
+    """Ranges of patients of about equal work (rows, plus a little per patient): four per
+    thread, so a thread that finishes early takes another."""
+    n = len(offsets) - 1
+
+    def work(p: int) -> int:  # the work before patient p
+        return int(offsets[p]) + 4 * p
+
+    total = work(n)
+    k = min(n, 4 * scan_threads()) if total >= SPLIT_WORK else 1
+    if k <= 1:
+        return [(0, n)]
+    cuts = sorted({0, n, *(bisect.bisect_left(range(n + 1), total * j // k, key=work) for j in range(1, k))})
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _civil(days: np.ndarray):
+    """Year, month and day of day numbers (days since 1970-01-01), in integer arithmetic
+    (the proleptic Gregorian calendar; H. Hinnant's civil_from_days)."""
+    z = days.astype(np.int64) + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    m = np.where(mp < 10, mp + 3, mp - 9)
+    return yoe + era * 400 + (m <= 2), m, day
+
+
 def _ymd(days: np.ndarray):
-    d = days.astype("datetime64[D]")
-    y = d.astype("datetime64[Y]").astype(np.int64) + 1970
-    m = d.astype("datetime64[M]").astype(np.int64) % 12 + 1
-    day = (d - d.astype("datetime64[M]")).astype(np.int64) + 1
-    return y, m, day
+    """Year, month and day of day numbers. Many patients, few distinct days (a century is
+    36,525): the calendar of the days' range, then a look-up per patient."""
+    if len(days) < 4096:
+        return _civil(days)
+    first, last = int(days.min()), int(days.max())
+    if last - first >= len(days):
+        return _civil(days)
+    at = days.astype(np.intp) - first
+    return tuple(part[at] for part in _civil(np.arange(first, last + 1)))
 
 
 def shift_days(days: np.ndarray, months: int, extra_days: int) -> np.ndarray:
@@ -84,8 +151,37 @@ def shift_days(days: np.ndarray, months: int, extra_days: int) -> np.ndarray:
     return out + extra_days
 
 
+_MALLOC_TUNED = False
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed patient-sized arrays for reuse (once per process).
+
+    Evaluation makes and drops many arrays of one value per patient (8 MB each at 1M
+    patients). By default glibc maps each from the OS and unmaps it when freed, so the next
+    one is faulted in again page by page: about 1 ms per MB in a virtual machine, more than
+    the arithmetic. Serving arrays up to 32 MB from the heap and keeping up to 1 GB freed
+    at its top makes the next array reuse the memory. Skipped where the user set glibc's
+    MALLOC_* variables, or off glibc."""
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    if any(k.startswith("MALLOC_") for k in os.environ) or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 class NativeEngine:
     def __init__(self, store: Store):
+        keep_freed_memory()
         self.store = store
         self.kernels: dict[str, KernelSource] = {}
         self.slots: dict = {}
@@ -94,11 +190,13 @@ class NativeEngine:
 
     # --- scans ----------------------------------------------------------------------------
     def run_scans(self, plan: Plan) -> dict:
-        results = {}
+        """Every table's kernel over its work items, all tables' items on one thread pool."""
+        results, calls = {}, []
         for table, slots in plan.scans.items():
             ks = generate(table, slots, self.store, lambda n, d: self._pv(n, d))
             self.kernels[table] = ks
             t = self.store.table(table)
+            rowless = int(t.offsets[-1]) == 0  # e.g. no reviews recorded yet
             args, outs = [], {}
             for name, spec in ks.args:
                 if isinstance(spec, tuple) and spec and spec[0] == "column":
@@ -108,15 +206,28 @@ class NativeEngine:
                 elif isinstance(spec, tuple) and spec and spec[0] in ("out", "ok"):
                     slot = slots[spec[1]]
                     dtype = np.bool_ if spec[0] == "ok" else self._out_dtype(slot.node)
-                    outs[name] = np.zeros(self.store.n_patients, dtype=dtype)
+                    if rowless:  # what a kernel gives over no rows: 0 / false, and a sum of none is 0
+                        empty_sum = spec[0] == "ok" and getattr(slot.node, "func", None) == "sum"
+                        outs[name] = (np.ones if empty_sum else np.zeros)(self.store.n_patients, dtype=dtype)
+                    else:
+                        outs[name] = np.empty(self.store.n_patients, dtype=dtype)  # kernels set every patient
                     args.append(outs[name])
                 else:
                     args.append(spec)
-            load_kernel(ks)(*args)
+            if not rowless:  # a table without rows needs no kernel (nor its compile)
+                kernel = load_kernel(ks)
+                kernel(0, 0, *args)  # compile (or load from the cache) here, not on the pool
+                calls += [(kernel, p0, p1, args) for p0, p1 in work_items(t.offsets)]
             for slot, out, ok in ks.outputs:
                 values = outs[out]
                 valid = outs[ok] if ok else np.ones(len(values), dtype=np.bool_)
                 results[(slot.node, slot.as_of)] = Vec(values, valid)
+        if len(calls) > 1 and scan_threads() > 1:
+            for f in [_pool().submit(k, p0, p1, *args) for k, p0, p1, args in calls]:
+                f.result()
+        else:
+            for k, p0, p1, args in calls:
+                k(p0, p1, *args)
         return results
 
     @staticmethod
@@ -142,20 +253,61 @@ class NativeEngine:
         self.cache = {}  # per-patient values used in row filters are computed once, here too
         self.slots = self.run_scans(self.plan)
         cols = {"patient": pa.array(np.arange(self.store.n_patients, dtype=np.int32))}
-        for name, node in exprs.items():
+        # an output's sub-expressions are computed once (memoised per node and date) and let
+        # go once no later output needs them: new columns then reuse freed memory
+        needs = [self.reaches(node, as_of) for node in exprs.values()]
+        later: set = set()
+        needed_after = []
+        for keys in reversed(needs):
+            needed_after.append(later)
+            later = later | keys
+        needed_after.reverse()
+        for (name, node), keep in zip(exprs.items(), needed_after):
             cols[name] = self.to_arrow(node.type, self.eval(node, as_of))
+            for key in [k for k in self.cache if k not in keep and k not in self.sticky]:
+                del self.cache[key]
+        self.cache, self.slots = {}, {}  # the table holds what it needs; let the rest go
         return pa.table(cols)
 
+    sticky = frozenset({"birth ymd"})  # cache entries kept for the whole evaluation
+
+    def reaches(self, node: ir.Node, d: dt.date) -> set:
+        """The cache keys evaluating ``node`` at ``d`` uses."""
+        keys, stack = set(), [(node, d)]
+        while stack:
+            n, d = stack.pop()
+            if (n, d) in keys:
+                continue
+            keys.add((n, d))
+            if isinstance(n, ir.At):
+                stack.append((n.operand, constant_date(n.when, d)))
+            elif isinstance(n, ir.PopulationRank):
+                keys.add(("standing", n.operand, d))
+                if self.population is not None:
+                    stack.append((self.population, d))
+            if not isinstance(n, (ir.Aggregate, ir.Trend)):
+                stack.extend((c, d) for c in ir.children(n))
+        return keys
+
     def to_arrow(self, t: ir.T, v: Vec) -> pa.Array:
-        mask = ~v.valid
+        full = bool(v.valid.all())
+        mask = None if full else ~v.valid
+
+        def present(dtype):  # missing values as 0, so that casts cannot overflow
+            return (v.values if full else np.where(v.valid, v.values, 0)).astype(dtype, copy=False)
+
         if t is ir.T.DATE:
-            return pa.array(np.where(v.valid, v.values, 0).astype(np.int32), pa.int32(), mask=mask).cast(pa.date32())
+            return pa.array(present(np.int32), pa.int32(), mask=mask).cast(pa.date32())
         if t is ir.T.BOOL:
-            return pa.array(v.values.astype(bool), mask=mask)
+            return pa.array(v.values.astype(bool, copy=False), mask=mask)
         if t is ir.T.INT:
-            return pa.array(np.where(v.valid, v.values, 0).astype(np.int64), mask=mask)
+            return pa.array(present(np.int64), mask=mask)
         if t is ir.T.FLOAT:
-            return pa.array(np.where(v.valid, v.values, 0).astype(np.float64), mask=mask)
+            return pa.array(present(np.float64), mask=mask)
+        if v.labels is not None:  # the codes pick their labels: no string per patient in Python
+            if len(v.labels) == 0:
+                return pa.nulls(len(v.values), pa.string())
+            return pa.array(v.labels, pa.string()).take(pa.array(v.values, mask=mask))
         return pa.array(v.values, pa.string(), mask=mask)
 
     def n(self) -> int:
@@ -166,9 +318,9 @@ class NativeEngine:
         if t is ir.T.DATE:
             return Vec(np.full(n, to_day(value), dtype=np.int64), np.ones(n, bool))
         if t is ir.T.TEXT:
-            arr = np.empty(n, dtype=object)
-            arr[:] = value
-            return Vec(arr, np.ones(n, bool))
+            labels = np.empty(1, dtype=object)
+            labels[0] = value
+            return Vec(np.zeros(n, dtype=np.int32), np.ones(n, bool), labels)
         return Vec(np.full(n, value), np.ones(n, bool))
 
     def eval(self, node: ir.Node, d: dt.date) -> Vec:
@@ -205,6 +357,10 @@ class NativeEngine:
             return Vec(-v.values, v.valid)
         if isinstance(n, ir.IsIn):
             v = self.eval(n.operand, d)
+            if v.labels is not None:
+                match = np.array([any(x == o.value for o in n.options) for x in v.labels], dtype=bool)
+                hit = match[v.values] if len(match) else np.zeros(self.n(), bool)
+                return Vec(hit & v.valid, np.ones(self.n(), bool))
             hit = np.zeros(self.n(), bool)
             for o in n.options:
                 hit |= v.values == (to_day(o.value) if o.type is ir.T.DATE else o.value)
@@ -221,7 +377,9 @@ class NativeEngine:
         D = to_day(d)
         yes = np.ones(n, bool)
         if name == "age":
-            by, bm, bd = _ymd(p["birth_date"])
+            if "birth ymd" not in self.cache:  # the same at every evaluation date
+                self.cache["birth ymd"] = _ymd(p["birth_date"])
+            by, bm, bd = self.cache["birth ymd"]
             before = (d.month < bm) | ((d.month == bm) & (d.day < bd))
             return Vec(d.year - by - before.astype(np.int64), yes)
         if name == "registered":
@@ -239,50 +397,126 @@ class NativeEngine:
         if name == "sex":
             values = np.array(p.encodings["sex"]["values"], dtype=object)
             codes = p["sex"]
-            return Vec(values[np.maximum(codes, 0)], codes >= 0)
+            return Vec(np.maximum(codes, 0).astype(np.int32), codes >= 0, values)
         practices = self.store.table("practices")
         column = {"practice": "practice_code", "locality": "locality_code", "system": "system_code"}[name]
         codes = np.array(practices.arrow.column(column).to_pylist(), dtype=object)
-        return Vec(codes[p["practice"]], yes)
+        return Vec(p["practice"].astype(np.int32, copy=False), yes, codes)
+
+    def scalar(self, n: ir.Node):
+        """A constant number, date (its day number) or true/false as a scalar, else None:
+        operators broadcast it rather than fill a column with it."""
+        if isinstance(n, (ir.Const, ir.Param)) and n.type in (ir.T.INT, ir.T.FLOAT, ir.T.BOOL, ir.T.DATE):
+            return to_day(n.value) if n.type is ir.T.DATE else n.value
+        return None
+
+    def masked(self, n: ir.Node, d: dt.date, dtype=None):
+        """(values with missing ones as 0, validity or None when all are valid); a constant
+        stays a scalar."""
+        c = self.scalar(n)
+        if c is not None:
+            return (dtype(c) if dtype else c), None
+        v = self.eval(n, d)
+        values = v.values
+        if values.dtype != object and not v.valid.all():
+            values = np.where(v.valid, values, 0)
+        return (values.astype(dtype, copy=False) if dtype else values), v.valid
 
     def binary(self, n: ir.Binary, d: dt.date) -> Vec:
-        a, b = self.eval(n.left, d), self.eval(n.right, d)
         yes = np.ones(self.n(), bool)
         if n.op in ("and", "or"):
-            x, y = a.values.astype(bool) & a.valid, b.values.astype(bool) & b.valid
+            a, b = self.eval(n.left, d), self.eval(n.right, d)
+            x, y = a.values.astype(bool, copy=False) & a.valid, b.values.astype(bool, copy=False) & b.valid
             return Vec(x & y if n.op == "and" else x | y, yes)
-        valid = a.valid & b.valid
-        if n.op in ("==", "!=", "<", "<=", ">", ">="):
-            av = np.where(a.valid, a.values, 0) if a.values.dtype != object else a.values
-            bv = np.where(b.valid, b.values, 0) if b.values.dtype != object else b.values
+        if n.op in ("==", "!=") and ir.T.TEXT in (n.left.type, n.right.type):
+            return self.text_equal(n, d)
+        dtype = None
+        if n.op not in ("==", "!=", "<", "<=", ">", ">="):
+            dtype = np.float64 if n.type is ir.T.FLOAT else np.int64
+        av, a_ok = self.masked(n.left, d, dtype)
+        bv, b_ok = self.masked(n.right, d, dtype)
+        if a_ok is None and b_ok is None:  # two constants: one of them as a column
+            av, valid = np.full(self.n(), av), yes
+        else:
+            valid = a_ok if b_ok is None else b_ok if a_ok is None else a_ok & b_ok
+        if dtype is None:
             op = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
                   ">": np.greater, ">=": np.greater_equal}[n.op]
-            return Vec(op(av, bv).astype(bool) & valid, yes)
-        av = np.where(a.valid, a.values, 0).astype(np.float64 if n.type is ir.T.FLOAT else np.int64)
-        bv = np.where(b.valid, b.values, 0).astype(np.float64 if n.type is ir.T.FLOAT else np.int64)
+            return Vec(np.asarray(op(av, bv), dtype=bool) & valid, yes)
         if n.op == "/":
             ok = valid & (bv != 0)
             return Vec(np.divide(av, np.where(ok, bv, 1)), ok)
         return Vec({"+": np.add, "-": np.subtract, "*": np.multiply}[n.op](av, bv), valid)
 
+    def text_equal(self, n: ir.Binary, d: dt.date) -> Vec:
+        """Text ``==``/``!=``: a comparison of each label, then a look-up per patient."""
+        a, b = self.eval(n.left, d), self.eval(n.right, d)
+        yes = np.ones(self.n(), bool)
+        if b.labels is not None and len(b.labels) == 1 and b.valid.all() and a.labels is not None:
+            a, b = b, a  # the constant on the left
+        if a.labels is not None and len(a.labels) == 1 and a.valid.all() and b.labels is not None:
+            hit = b.labels == a.labels[0]
+            if n.op == "!=":
+                hit = ~hit
+            return Vec((hit[b.values] if len(hit) else np.zeros(self.n(), bool)) & b.valid, yes)
+        op = np.equal if n.op == "==" else np.not_equal
+        return Vec(np.asarray(op(a.text(), b.text()), dtype=bool) & a.valid & b.valid, yes)
+
     def case(self, n: ir.Case, d: dt.date) -> Vec:
+        if n.type is ir.T.TEXT:
+            v = self.text_case(n, d)
+            if v is not None:
+                return v
         size = self.n()
         text = n.type is ir.T.TEXT
         values = np.empty(size, dtype=object) if text else np.zeros(size, dtype=np.float64)
         valid = np.zeros(size, bool)
+
+        def put(where, node):  # where: a mask, or None for everyone
+            c = self.scalar(node) if not text else (node.value if isinstance(node, (ir.Const, ir.Param)) else None)
+            if c is not None:
+                np.copyto(values, c, where=True if where is None else where)
+                np.copyto(valid, True, where=True if where is None else where)
+            else:
+                v = self.eval(node, d)
+                np.copyto(values, v.text() if text else v.values, where=True if where is None else where)
+                np.copyto(valid, v.valid, where=True if where is None else where)
+
         if n.default is not None:
-            dv = self.eval(n.default, d)
-            values[:] = dv.values
-            valid[:] = dv.valid
+            put(None, n.default)
         for cond, val in reversed(n.whens):  # the first true condition wins
             c = self.eval(cond, d)
-            hit = c.values.astype(bool) & c.valid
-            v = self.eval(val, d)
-            values[hit] = v.values[hit]
-            valid[hit] = v.valid[hit]
+            put(c.values.astype(bool, copy=False) & c.valid, val)
         if n.type is ir.T.INT:
             values = values.astype(np.int64)
         return Vec(values, valid)
+
+    def text_case(self, n: ir.Case, d: dt.date) -> Vec | None:
+        """A text case as codes into the labels of its branches; None when a branch's text
+        has no labels."""
+        branches = [self.eval(v, d) for _, v in n.whens] + ([self.eval(n.default, d)] if n.default is not None else [])
+        if any(v.labels is None for v in branches):
+            return None
+        index: dict = {}
+        remaps = [np.array([index.setdefault(x, len(index)) for x in v.labels], dtype=np.int32) for v in branches]
+        codes = np.zeros(self.n(), dtype=np.int32)
+        valid = np.zeros(self.n(), bool)
+
+        def put(where, v, remap):  # where: a mask, or None for everyone
+            if len(remap) == 0:
+                np.copyto(valid, False, where=True if where is None else where)
+            else:
+                np.copyto(codes, remap[v.values], where=True if where is None else where)
+                np.copyto(valid, v.valid, where=True if where is None else where)
+
+        if n.default is not None:
+            put(None, branches[-1], remaps[-1])
+        for i in reversed(range(len(n.whens))):  # the first true condition wins
+            c = self.eval(n.whens[i][0], d)
+            put(c.values.astype(bool, copy=False) & c.valid, branches[i], remaps[i])
+        labels = np.empty(len(index), dtype=object)
+        labels[:] = list(index)
+        return Vec(codes, valid, labels)
 
     def func(self, n: ir.Func, d: dt.date) -> Vec:
         args = [self.eval(a, d) for a in n.args]
@@ -294,14 +528,17 @@ class NativeEngine:
                 out = np.nanmin(stack, axis=0) if n.name == "min" else np.nanmax(stack, axis=0)
             return Vec(np.where(valid, out, 0), valid)
         a = args[0]
-        x = np.where(a.valid, a.values, 0).astype(np.float64)
+        x = np.where(a.valid, a.values, 0.0).astype(np.float64, copy=False)  # a new array: worked in place
         with np.errstate(all="ignore"):
-            if n.name == "logistic":
-                return Vec(1.0 / (1.0 + np.exp(-x)), a.valid)
+            if n.name == "logistic":  # 1 / (1 + exp(-x))
+                np.negative(x, out=x)
+                np.exp(x, out=x)
+                np.add(x, 1.0, out=x)
+                return Vec(np.divide(1.0, x, out=x), a.valid)
             if n.name == "exp":
-                return Vec(np.exp(x), a.valid)
+                return Vec(np.exp(x, out=x), a.valid)
             if n.name == "log":
-                return Vec(np.log(x), a.valid)
+                return Vec(np.log(x, out=x), a.valid)
             if n.name == "abs":
                 return Vec(np.abs(a.values), a.valid)
             if n.name == "round":  # half away from zero, as SQL rounds
@@ -311,23 +548,58 @@ class NativeEngine:
                 return Vec(b.values - a.values, a.valid & b.valid)
         raise NotImplementedError(n.name)
 
-    def rank(self, n: ir.PopulationRank, d: dt.date) -> Vec:
-        x = self.eval(n.operand, d)
-        if self.population is not None:
-            pop = self.eval(self.population, d)
-            member = pop.values.astype(bool) & pop.valid
-        else:
-            member = np.ones(self.n(), bool)
-        pool = np.sort(x.values[member & x.valid].astype(np.float64))
-        vals = x.values.astype(np.float64)
-        if n.kind == "percentile":
-            if len(pool) == 0:
-                return Vec(np.zeros(self.n()), np.zeros(self.n(), bool))
-            below = np.searchsorted(pool, vals, side="left")
-            return Vec(100.0 * below / len(pool), x.valid)
-        above = len(pool) - np.searchsorted(pool, vals, side="right")
-        return Vec((above < n.fraction * len(pool)) & x.valid, np.ones(self.n(), bool))
+    def members(self, x: Vec, d: dt.date) -> np.ndarray:
+        """Patients whose value counts in a ranking: in the rule's population, with a value."""
+        if self.population is None:
+            return x.valid
+        pop = self.eval(self.population, d)
+        return pop.values.astype(bool, copy=False) & pop.valid & x.valid
 
+    def standing(self, operand: ir.Node, d: dt.date):
+        """For each patient, how many of the population's values are below theirs and how many
+        are at most theirs, and how many values the population has: one sort serves every
+        percentile and top of the same value."""
+        key = ("standing", operand, d)
+        if key not in self.cache:
+            from casefind_native import ranking
+
+            x = self.eval(operand, d)
+            member = self.members(x, d)
+            vals = np.ascontiguousarray(x.values, dtype=np.float64)
+            below, at_most = np.empty(len(vals), dtype=np.int64), np.empty(len(vals), dtype=np.int64)
+            pool = ranking.standing(vals, np.ascontiguousarray(member), below, at_most)
+            self.cache[key] = (below, at_most, int(pool), x.valid)
+        return self.cache[key]
+
+    def top(self, n: ir.PopulationRank, d: dt.date) -> Vec | None:
+        """top(x, f) without sorting: x is top when fewer than f × (members) values exceed
+        it, that is when x is at least the (m+1)-th largest member value, m = ceil(f × members) - 1,
+        found by a partial sort. None (sort instead) when values include nan."""
+        x = self.eval(n.operand, d)
+        vals = x.values.astype(np.float64, copy=False)
+        pool = vals[self.members(x, d)]
+        if np.isnan(vals[x.valid]).any():
+            return None
+        m = math.ceil(n.fraction * len(pool)) - 1  # how many member values may exceed a top value
+        if len(pool) == 0 or m < 0:
+            return Vec(np.zeros(self.n(), bool), np.ones(self.n(), bool))
+        if m >= len(pool):
+            return Vec(x.valid.copy(), np.ones(self.n(), bool))
+        k = len(pool) - 1 - m
+        return Vec((vals >= np.partition(pool, k)[k]) & x.valid, np.ones(self.n(), bool))
+
+    def rank(self, n: ir.PopulationRank, d: dt.date) -> Vec:
+        if n.kind == "top" and ("standing", n.operand, d) not in self.cache:
+            v = self.top(n, d)
+            if v is not None:
+                return v
+        below, at_most, pool, valid = self.standing(n.operand, d)
+        if n.kind == "percentile":
+            if pool == 0:
+                return Vec(np.zeros(self.n()), np.zeros(self.n(), bool))
+            return Vec(100.0 * below / pool, valid)
+        above = pool - at_most
+        return Vec((above < n.fraction * pool) & valid, np.ones(self.n(), bool))
 
 def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
              population: ir.Node | None = None) -> pa.Table:

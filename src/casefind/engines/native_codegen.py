@@ -1,13 +1,20 @@
 """Generate one fused Numba kernel per table from the plan's slots.
 
-The kernel walks each patient's rows once (rows are in date order), and for every slot tests
-its window and filter and updates its accumulator. Generated code is plain Python that a
-reader can follow (``casefind explain`` prints it); helpers it calls live in casefind_native.
+A kernel runs over a range of patients. A patient's rows are in date order, so each window
+is a run of rows found from its bounds; the slots over the same rows share one loop, which
+tests only their filters. Generated code is plain Python that a reader can follow
+(``casefind explain`` prints it); the helpers it calls live in casefind_native.runtime and are
+compiled (and cached) once, not per kernel.
 """
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
+import importlib.util
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -109,6 +116,7 @@ class _Gen:
             if n.operand.type in (ir.T.TEXT, ir.T.CODE):
                 a, an = self.value(n.operand, d, r)
                 opts = [self.encode_const(n.operand, o.value) for o in n.options]
+                an = None  # a null index (-1) equals no encoded constant (>= 0, or -2 if absent)
             else:
                 (a, an), opts = self.value(n.operand, d, r), [self.value(o, d, r)[0] for o in n.options]
             test = " or ".join(f"{a} == {o}" for o in opts)
@@ -120,6 +128,8 @@ class _Gen:
                 a, an = self.value(col, d, r)
                 b = self.encode_const(col, const.value)
                 test = f"{a} {op} {b}"
+                if op == "==":  # a null index (-1) equals no encoded constant (>= 0, or -2 if absent)
+                    return f"({test})"
                 return f"(not ({an}) and {test})" if an else f"({test})"
             (a, an), (b, bn) = self.value(n.left, d, r), self.value(n.right, d, r)
             nulls = " or ".join(f"({x})" for x in (an, bn) if x)
@@ -164,6 +174,18 @@ class _Gen:
             sys_test = f"{sys_col}[{r}] == {list(e['dictionaries']).index(cl.system)} and "
         return f"({sys_test}{code}[{r}] >= 0 and {member}[{code}[{r}]])"
 
+    def code_space(self, c) -> tuple[np.ndarray, int]:
+        """Dictionary-coded values as one range of integers: value v of code system s (the
+        system column's index) is base[s] + v; returns (base, size of the range)."""
+        e = self.enc[c.name]
+        if c.kind == "enum":
+            return np.zeros(1, dtype=np.int64), len(e["values"])
+        names = [e["dictionary"]] if c.kind == "text" else list(e["dictionaries"].values())
+        sizes = [len(self.store.dictionary(d)) if d in self.store.manifest["dictionaries"] else 0 for d in names]
+        base = np.zeros(len(sizes), dtype=np.int64)
+        base[1:] = np.cumsum(sizes)[:-1]
+        return base, int(sum(sizes))
+
     def categories(self, cl: ir.Codelist):
         """CSR map from code index to category numbers, and each category's weight (the
         largest among its codes)."""
@@ -194,141 +216,259 @@ class _Gen:
         return ptr, ids, weights, len(names)
 
 
-CHUNK = 1024  # patients per parallel work item
+def _and(*tests: str) -> str:
+    kept = [t for t in tests if t != "True"]
+    return " and ".join(kept) if kept else "True"
 
 
-def _indent(lines: list[str]) -> list[str]:
-    return ["\n".join("    " + ln for ln in block.split("\n")) for block in lines]
+def _ago(label: str, months: int, days: int) -> str:
+    parts = [f"{months} months" if months else "", f"{days} days" if days else ""]
+    back = " ".join(x for x in parts if x)
+    return f"{label} - {back}" if back else label
+
+
+class _Block:
+    """The slots that share one loop over a range of a patient's rows."""
+
+    def __init__(self, what: str, rows: str):
+        self.what, self.rows = what, rows
+        self.slots: list[str] = []
+        self.init: list[str] = []
+        self.body: list[str] = []
+        self.finish: list[str] = []
+
+    def lines(self) -> list[str]:
+        name = "slot" if len(self.slots) == 1 else "slots"
+        out = [f"        # {name} {', '.join(self.slots)}: {self.what}", *self.init]
+        if self.body:
+            out.append(f"        for r in {self.rows}:")
+            out += self.body
+        return out + self.finish
+
+
+@functools.lru_cache(maxsize=1)
+def _runtime_digest() -> str:
+    """A hash of the runtime helpers' source, part of every kernel's source: a changed
+    runtime changes the kernels' cache key (numba's own cache would not notice)."""
+    origin = importlib.util.find_spec("casefind_native.runtime").origin
+    return hashlib.sha256(Path(origin).read_bytes()).hexdigest()[:12]
+
+
+def _searches(date: str, searches: list[tuple[int, int, str]]) -> list[str]:
+    """Each window bound's row index, latest bound first, each walk starting where the
+    previous one stopped (the walk is right in either direction, quick in this one)."""
+    lines, start = [], "hi"
+    for _, j, what in sorted(searches):
+        lines.append(f"        i{j} = rt.rows_upto({date}, lo, hi, {start}, b{j})  # b{j} = {what}")
+        start = f"i{j}"
+    return lines
 
 
 def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSource:
+    """One kernel per table, over patients p0..p1-1 (a work item; the engine runs work items
+    on threads, in parallel). Per patient it finds the row just past each window bound,
+    latest bound first, so a slot visits only the rows inside its window and tests no dates.
+    Slots over the same rows share one loop; an exists/first/last/days_since alone in its
+    rows stops at the first row that decides it. Dates, codelists and sizes are arguments,
+    not literals: the source depends on the plan's shape (and the order of its window bounds),
+    so another as_of or store mostly reuses the compiled kernel."""
     g = _Gen(table, store, patient_values)
     spec = TABLES[table]
-    date = g.col(spec.sort_date)
     offsets = g.arg("offsets", ("offsets", None))
-    init, body, finish, outputs, scratch = [], [], [], [], []
-    max_hi = []
-    for k, slot in enumerate(slots):
+    date = g.col(spec.sort_date)
+    labels: dict[dt.date, str] = {}
+    bounds: dict[tuple, tuple[str, str]] = {}  # (date, months, days) -> (row index var, day arg)
+    searches: list[tuple[int, int, str]] = []  # (-day, bound number, what)
+    scratch: list[str] = []
+    shared: dict[tuple[str, str], _Block] = {}  # (first row, end row) -> block
+    blocks: list[_Block] = []
+    outputs = []
+
+    def upto(d: dt.date, months: int = 0, days: int = 0) -> tuple[str, str]:
+        """The index just past the patient's last row dated on or before D - months - days."""
+        key = (d, months, days)
+        if key not in bounds:
+            j = len(bounds)
+            label = labels.setdefault(d, f"D{len(labels)}")
+            day = to_day(shift_date(d, -months, -days))
+            bounds[key] = (f"i{j}", g.arg(f"b{j}", np.int64(day)))
+            searches.append((-day, j, _ago(label, months, days)))
+        return bounds[key]
+
+    def window(slot: Slot) -> tuple[str, str, str, str]:
+        """(first row, end row, what the rows are, the slot's row test)."""
         n, d = slot.node, slot.as_of
-        D = to_day(d)
         filt = g.cond(n.where, d) if n.where is not None else "True"
-        # dates are arguments, not literals: a new as_of reuses the compiled kernel
+        label = labels.setdefault(d, f"D{len(labels)}")
         if isinstance(n, ir.Trend):
-            bounds = np.array([to_day(shift_date(d, -i)) for i in range(n.months + 1)], dtype=np.int32)
-            b = g.arg(f"bounds{k}", bounds)
-            hi = D
-            window = f"d > {b}[{n.months}] and d <= {b}[0]"
-        elif n.window.kind == "active":
-            start, end = g.col("start_date"), g.col("end_date")
-            dk = g.arg(f"D{k}", np.int64(D))
-            window = f"{start}[r] <= {dk} and ({end}[r] == {NULL} or {end}[r] >= {dk})"
-            hi = D
-        else:
-            hi = to_day(shift_date(d, -n.window.end[0], -n.window.end[1]))
-            window = f"d <= {g.arg(f'hi{k}', np.int64(hi))}"
-            if n.window.kind == "range":
-                lo = to_day(shift_date(d, -n.window.start[0], -n.window.start[1]))
-                window += f" and d > {g.arg(f'lo{k}', np.int64(lo))}"
-        max_hi.append(hi)
+            return upto(d, n.months)[0], upto(d)[0], f"({_ago(label, n.months, 0)}, {label}]", filt
+        if n.window.kind == "active":
+            if spec.sort_date != "start_date":  # pragma: no cover - the IR allows registers only
+                raise NotImplementedError("'active' needs rows sorted by start date")
+            end, dk = upto(d)
+            e = g.col("end_date")
+            return "lo", end, f"active on {label}", _and(f"({e}[r] == {NULL} or {e}[r] >= {dk})", filt)
+        end = upto(d, *n.window.end)[0]
+        if n.window.kind == "range":
+            what = f"({_ago(label, *n.window.start)}, {_ago(label, *n.window.end)}]"
+            return upto(d, *n.window.start)[0], end, what, filt
+        return "lo", end, f"up to {_ago(label, *n.window.end)}", filt
+
+    windows = [window(slot) for slot in slots]
+    funcs = [s.node.func if isinstance(s.node, ir.Aggregate) else "trend" for s in slots]
+    # slots that read rows, per range of rows (exists and count without a filter need none)
+    readers = Counter((w[0], w[1]) for w, f in zip(windows, funcs)
+                      if not (f in ("exists", "count") and w[3] == "True"))
+
+    for k, slot in enumerate(slots):
+        n, d, f = slot.node, slot.as_of, funcs[k]
+        first, end, what, test = windows[k]
         out = g.arg(f"out{k}", ("out", k))
         ok = None
-        f = n.func if isinstance(n, ir.Aggregate) else "trend"
-        comment = f"        # slot {k}: {f} at {d.isoformat()}"
-        init.append(comment)
-        test = f"{window} and {filt}"
+        # decided by one row and alone in its rows: a loop of its own from the end that
+        # decides it, stopping at the first match (else it shares the loop, checking every row)
+        brk = f in ("exists", "first", "last", "days_since") and readers[(first, end)] == 1 \
+            and not (f == "exists" and test == "True")
+        if brk:
+            backwards = f in ("last", "days_since")
+            rows = f"range({end} - 1, {first} - 1, -1)" if backwards else f"range({first}, {end})"
+            b = _Block(f"rows {what}" + (", latest first" if backwards else "") + ", up to the first match", rows)
+            blocks.append(b)
+        else:
+            b = shared.get((first, end))
+            if b is None:
+                b = shared[(first, end)] = _Block(f"rows {what}", f"range({first}, {end})")
+                blocks.append(b)
+        b.slots.append(f"{k} ({f})")
         if f == "exists":
-            init.append(f"        a{k} = False")
-            body.append(f"            if not a{k} and {test}:\n                a{k} = True")
-            finish.append(f"        {out}[p] = a{k}")
+            b.init.append(f"        a{k} = False")
+            if test == "True":
+                b.finish.append(f"        {out}[p] = {end} > {first}")
+            elif brk:
+                b.body.append(f"            if {test}:\n                a{k} = True\n                break")
+                b.finish.append(f"        {out}[p] = a{k}")
+            else:
+                b.body.append(f"            if not a{k} and {test}:\n                a{k} = True")
+                b.finish.append(f"        {out}[p] = a{k}")
         elif f == "count":
-            init.append(f"        a{k} = 0")
-            body.append(f"            if {test}:\n                a{k} += 1")
-            finish.append(f"        {out}[p] = a{k}")
+            if test == "True":
+                b.finish.append(f"        {out}[p] = {end} - {first}")
+            else:
+                b.init.append(f"        a{k} = 0")
+                b.body.append(f"            if {test}:\n                a{k} += 1")
+                b.finish.append(f"        {out}[p] = a{k}")
         elif f in ("sum", "mean", "min", "max", "first", "last"):
             v, vn = g.value(n.value, d)
-            is_date = n.value.type is ir.T.DATE
             ok = g.arg(f"ok{k}", ("ok", k))
             has = f"not ({vn})" if vn else "True"
-            init.append(f"        a{k} = 0.0\n        n{k} = 0")
-            upd = {"sum": f"a{k} += {v}", "mean": f"a{k} += {v}",
-                   "min": f"a{k} = {v} if n{k} == 0 or {v} < a{k} else a{k}",
-                   "max": f"a{k} = {v} if n{k} == 0 or {v} > a{k} else a{k}",
-                   "first": f"a{k} = {v} if n{k} == 0 else a{k}",
-                   "last": f"a{k} = {v}"}[f]
-            body.append(f"            if {test} and {has}:\n                {upd}\n                n{k} += 1")
+            b.init.append(f"        a{k} = 0.0\n        n{k} = 0")
+            upd = {"sum": f"a{k} += {v}\n                n{k} += 1",
+                   "mean": f"a{k} += {v}\n                n{k} += 1",
+                   "min": f"a{k} = {v} if n{k} == 0 or {v} < a{k} else a{k}\n                n{k} += 1",
+                   "max": f"a{k} = {v} if n{k} == 0 or {v} > a{k} else a{k}\n                n{k} += 1",
+                   "first": f"a{k} = {v}\n                n{k} = 1" + ("\n                break" if brk else ""),
+                   "last": f"a{k} = {v}\n                n{k} = 1" + ("\n                break" if brk else "")}[f]
+            once = f"n{k} == 0" if f == "first" and not brk else "True"
+            b.body.append(f"            if {_and(once, test, has)}:\n                {upd}")
             if f == "sum":
-                finish.append(f"        {out}[p] = a{k}\n        {ok}[p] = True")
+                b.finish.append(f"        {out}[p] = a{k}\n        {ok}[p] = True")
             elif f == "mean":
-                finish.append(f"        {out}[p] = a{k} / n{k} if n{k} else 0.0\n        {ok}[p] = n{k} > 0")
+                b.finish.append(f"        {out}[p] = a{k} / n{k} if n{k} else 0.0\n        {ok}[p] = n{k} > 0")
             else:
-                finish.append(f"        {out}[p] = a{k}\n        {ok}[p] = n{k} > 0")
+                b.finish.append(f"        {out}[p] = a{k}\n        {ok}[p] = n{k} > 0")
         elif f == "days_since":
             ok = g.arg(f"ok{k}", ("ok", k))
-            init.append(f"        a{k} = {NULL}")
-            body.append(f"            if {test}:\n                a{k} = d")
-            dk = g.arg(f"D{k}", np.int64(D))
-            finish.append(f"        {out}[p] = {dk} - a{k}\n        {ok}[p] = a{k} != {NULL}")
+            dk = g.arg(f"D{k}", np.int64(to_day(d)))
+            b.init.append(f"        a{k} = {NULL}")
+            stop = "\n                break" if brk else ""
+            b.body.append(f"            if {test}:\n                a{k} = {date}[r]{stop}")
+            b.finish.append(f"        {out}[p] = {dk} - a{k}\n        {ok}[p] = a{k} != {NULL}")
         elif f in ("count_distinct", "weighted_categories"):
             if f == "weighted_categories" or n.value.column.startswith("category:"):
+                # a category counts once per patient: stamp[category] == p once it is counted
                 ptr, ids, weights, ncat = g.categories(n.codelist)
                 cp, ci = g.arg(f"catptr{k}", ptr), g.arg(f"catid{k}", ids)
+                size = g.arg(f"ncat{k}", np.int64(max(ncat, 1)))
                 code = g.col("primary_diagnosis" if table == "activity" else "code")
-                scratch.append(f"        seen{k} = np.zeros({max(ncat, 1)}, dtype=np.bool_)")
-                init.append(f"        seen{k}[:] = False")
-                body.append(f"            if {test} and {code}[r] >= 0:\n"
-                            f"                for j in range({cp}[{code}[r]], {cp}[{code}[r] + 1]):\n"
-                            f"                    seen{k}[{ci}[j]] = True")
+                scratch.append(f"    stamp{k} = np.full({size}, -1, dtype=np.int32)"
+                               "  # the last patient who had each category")
+                b.init.append(f"        a{k} = 0")
+                b.body.append(f"            if {_and(test, f'{code}[r] >= 0')}:\n"
+                              f"                for j in range({cp}[{code}[r]], {cp}[{code}[r] + 1]):\n"
+                              f"                    if stamp{k}[{ci}[j]] != p:\n"
+                              f"                        stamp{k}[{ci}[j]] = p\n"
+                              f"                        a{k} += 1")
                 if f == "weighted_categories":
                     w = g.arg(f"weights{k}", weights)
-                    finish.append(f"        {out}[p] = rt.weighted(seen{k}, {w})")
+                    b.finish.append(f"        {out}[p] = rt.weighted(stamp{k}, {w}, p) if a{k} else 0.0")
                 else:
-                    finish.append(f"        {out}[p] = seen{k}.sum()")
-            else:  # distinct codes (or other values)
+                    b.finish.append(f"        {out}[p] = a{k}")
+            elif isinstance(n.value, ir.Column) and g.spec.column(n.value.column).kind in ("code", "text", "enum"):
+                # dictionary-coded values: stamp[value] == p once the patient's value is counted
+                c = g.spec.column(n.value.column)
+                v = g.col(c.name)
+                base, size = g.code_space(c)
+                bs = g.arg(f"base{k}", base)
+                sz = g.arg(f"size{k}", np.int64(max(size, 1)))
+                sys_col = g.enc[c.name].get("system_column") if c.kind == "code" else None
+                if sys_col:
+                    s_ = g.col(sys_col)
+                    has, key = f"{v}[r] >= 0 and {s_}[r] >= 0", f"{bs}[{s_}[r]] + {v}[r]"
+                else:
+                    has, key = f"{v}[r] >= 0", f"{bs}[0] + {v}[r]"
+                scratch.append(f"    stamp{k} = np.full({sz}, -1, dtype=np.int32)"
+                               "  # the last patient who had each value")
+                b.init.append(f"        a{k} = 0")
+                b.body.append(f"            if {_and(test, has)}:\n"
+                              f"                x{k} = {key}\n"
+                              f"                if stamp{k}[x{k}] != p:\n"
+                              f"                    stamp{k}[x{k}] = p\n"
+                              f"                    a{k} += 1")
+                b.finish.append(f"        {out}[p] = a{k}")
+            else:  # other values: collect them, then count the distinct ones
                 v, vn = g.value(n.value, d)
-                key = v
-                if n.value.type is ir.T.CODE and g.enc[n.value.column]["system_column"]:
-                    key = f"np.int64({g.col(g.enc[n.value.column]['system_column'])}[r]) * 4294967296 + {v}"
                 has = f"not ({vn})" if vn else "True"
                 rows_max = g.arg("maxrows", np.int64(np.diff(store.table(table).offsets).max(initial=0)))
-                scratch.append(f"        buf{k} = np.empty({rows_max}, dtype=np.float64)")
-                init.append(f"        n{k} = 0")
-                body.append(f"            if {test} and {has}:\n                buf{k}[n{k}] = {key}\n                n{k} += 1")
-                finish.append(f"        {out}[p] = rt.count_unique(buf{k}[:n{k}])")
+                scratch.append(f"    buf{k} = np.empty({rows_max}, dtype=np.float64)")
+                b.init.append(f"        n{k} = 0")
+                b.body.append(f"            if {_and(test, has)}:\n"
+                              f"                buf{k}[n{k}] = {v}\n                n{k} += 1")
+                b.finish.append(f"        {out}[p] = rt.count_unique(buf{k}[:n{k}])")
         elif f == "trend":
             y = "1.0" if n.value is None else g.value(n.value, d)[0]
-            scratch.append(f"        y{k} = np.zeros({n.months}, dtype=np.float64)\n"
-                           f"        rows{k} = np.zeros({n.months}, dtype=np.int64)")
-            init.append(f"        y{k}[:] = 0.0\n        rows{k}[:] = 0")
-            body.append(f"            if {test}:\n                x = rt.bucket(d, {b})\n"
-                        f"                y{k}[x] += {y}\n                rows{k}[x] += 1")
-            finish.append(f"        {out}[p] = rt.monthly_slope(y{k}, rows{k})")
+            bk = g.arg(f"bounds{k}", np.array([to_day(shift_date(d, -i)) for i in range(n.months + 1)], dtype=np.int64))
+            m = g.arg(f"months{k}", np.int64(n.months))
+            scratch.append(f"    y{k} = np.zeros({m}, dtype=np.float64)\n    rows{k} = np.zeros({m}, dtype=np.int64)")
+            # the monthly buckets are cleared at the patient's first row in the window, so
+            # patients with none (most) cost nothing
+            b.init.append(f"        t{k} = 0")
+            b.body.append(f"            if {test}:\n"
+                          f"                if t{k} == 0:\n"
+                          f"                    y{k}[:] = 0.0\n                    rows{k}[:] = 0\n"
+                          f"                t{k} += 1\n"
+                          f"                x{k} = rt.bucket({date}[r], {bk})\n"
+                          f"                y{k}[x{k}] += {y}\n                rows{k}[x{k}] += 1")
+            b.finish.append(f"        {out}[p] = rt.monthly_slope(y{k}, rows{k}) if t{k} else 0.0")
         else:  # pragma: no cover
             raise NotImplementedError(f)
         outputs.append((slot, out, ok))
-    stop = g.arg("stop", np.int64(max(max_hi) if max_hi else 0))
-    params = ", ".join(g.args)
+    params = ", ".join(["p0", "p1", *g.args])
     name = f"scan_{table}"
     src = [
         "import numba as nb",
         "import numpy as np",
-        "from casefind_native import runtime as rt",
+        f"from casefind_native import runtime as rt  # runtime source {_runtime_digest()}",
         "",
         "",
-        f"@nb.njit(parallel=True, cache=True)",
+        "@nb.njit(nogil=True, cache=True)",
         f"def {name}({params}):",
-        f"    n = {offsets}.shape[0] - 1",
-        f"    # patients in chunks of {CHUNK}, chunks in parallel; scratch space is allocated per chunk",
-        f"    for c in nb.prange((n + {CHUNK - 1}) // {CHUNK}):",
+        "    # patients p0 <= p < p1: one work item (the engine runs work items on threads);",
+        "    # scratch space is per work item",
         *scratch,
-        f"        for p in range(c * {CHUNK}, min(n, (c + 1) * {CHUNK})):",
-        f"            lo, hi = {offsets}[p], {offsets}[p + 1]",
-        *_indent(init),
-        "            for r in range(lo, hi):",
-        f"                d = {date}[r]",
-        f"                if d > {stop}:  # rows are in date order: nothing later is in any window",
-        "                    break",
-        *_indent(body),
-        *_indent(finish),
+        "    for p in range(p0, p1):",
+        f"        lo, hi = {offsets}[p], {offsets}[p + 1]  # the patient's rows, in date order",
+        *_searches(date, searches),
+        *[line for blk in blocks for line in blk.lines()],
         "",
     ]
     return KernelSource(table, name, "\n".join(src), list(g.args.items()), outputs)
