@@ -2,6 +2,9 @@
 1,000,000 for the figures in docs/benchmarks.md), generated once per session."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from bench_support import PATIENTS
@@ -27,3 +30,11 @@ def store(population, bench_dir):
     path = bench_dir / "store-rules"
     run_ingest(population, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def rules_store(request):
+    """CASEFIND_BENCH_STORE=PATH measures an existing store (e.g. a 1M store built once)
+    instead of generating and ingesting one."""
+    path = os.environ.get("CASEFIND_BENCH_STORE")
+    return Path(path) if path else request.getfixturevalue("store")

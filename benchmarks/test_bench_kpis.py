@@ -46,7 +46,8 @@ def _peer(store_path, periods) -> float:
     return time.perf_counter() - t
 
 
-def test_triple_aim_12_months_all_levels(benchmark, store, bench_dir):
+def test_triple_aim_12_months_all_levels(benchmark, rules_store, bench_dir):
+    store = rules_store
     history = bench_dir / "kpi-history.duckdb"
     run_kpis(TRIPLE_AIM, store, PERIODS, history_path=history)  # compile (or load cached) kernels first
     result = benchmark.pedantic(lambda: run_kpis(TRIPLE_AIM, store, PERIODS, history_path=history),

@@ -29,12 +29,6 @@ SHIPPED = sorted(p for p in RULES_DIR.glob("*.yml"))
 MAIN_RULE = RULES_DIR / "frail.yml" if (RULES_DIR / "frail.yml").exists() else SHIPPED[0]
 
 
-@pytest.fixture(scope="module")
-def rules_store(request):
-    path = os.environ.get("CASEFIND_BENCH_STORE")
-    return Path(path) if path else request.getfixturevalue("store")
-
-
 def _median(f, n=5):
     times = []
     for _ in range(n):
