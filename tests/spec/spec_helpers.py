@@ -49,11 +49,10 @@ def evaluate_case(tmp_path: Path, engine: str, tables: dict, features: str, as_o
 
 def review_rows(rows) -> pa.Table:
     """(patient_id, date, rule, decision[, run_id]) tuples as review-log rows."""
-    schema = pa.schema([f for f in decisions.SCHEMA if f.name not in ("recorded_at", "batch")])
     return pa.Table.from_pylist([
         {"patient_id": r[0], "date": dt.date.fromisoformat(r[1]), "rule": r[2], "decision": r[3],
          "run_id": r[4] if len(r) > 4 else f"run{i}", "practice": "Z00001", "reviewer": None, "note": None}
-        for i, r in enumerate(rows)], schema=schema)
+        for i, r in enumerate(rows)], schema=decisions.INPUT_SCHEMA)
 
 
 def same(a, b) -> bool:

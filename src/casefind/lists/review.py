@@ -74,9 +74,8 @@ def read_list(path: Path) -> pa.Table:
     if path.suffix == ".parquet":
         t = pq.read_table(path)
     elif path.suffix == ".csv":
-        names = pacsv.read_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 20)).column_names
         t = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in names if c in _TEXT}, strings_can_be_null=True))
+            column_types={c: pa.string() for c in _TEXT}, strings_can_be_null=True))
     else:
         raise ReviewImportError(path, ["not a list file: give the list's .csv or .parquet, or its run folder"])
     missing = [c for c in _REQUIRED if c not in t.column_names]
@@ -141,8 +140,7 @@ def decision_rows(t: pa.Table, path: Path, known_patients: set[str], *, reviewer
                     "note": r["note"]})
     if problems:
         raise ReviewImportError(path, problems)
-    schema = pa.schema([f for f in decisions.SCHEMA if f.name not in ("recorded_at", "batch")])
-    return pa.Table.from_pylist(out, schema=schema), undecided
+    return pa.Table.from_pylist(out, schema=decisions.INPUT_SCHEMA), undecided
 
 
 def import_reviews(path: str | Path, store_root: str | Path, *, reviewer: str | None = None,
@@ -153,15 +151,13 @@ def import_reviews(path: str | Path, store_root: str | Path, *, reviewer: str | 
     ids = set(store.table("patients").arrow.column("patient_id").cast(pa.string()).to_pylist())
     rows, undecided = decision_rows(t, path, ids, reviewer=reviewer, decided_on=decided_on,
                                     today=today or dt.date.today())
-    batch, _, duplicates = decisions.append(store_root, rows)
+    batch, added, duplicates = decisions.append(store_root, rows)
     summary = ImportSummary(path, t.num_rows, 0, {}, undecided, duplicates, batch)
-    if batch is not None:  # count what this batch added (re-imported rows are not in it)
-        added = pq.read_table(decisions.log_dir(store_root) / f"{batch}.parquet", columns=["decision"])
-        for d in added.column("decision").to_pylist():
-            if d == "listed":
-                summary.listed_added += 1
-            else:
-                summary.decisions_added[d] = summary.decisions_added.get(d, 0) + 1
+    for d in added.column("decision").to_pylist():  # re-imported rows are not among them
+        if d == "listed":
+            summary.listed_added += 1
+        else:
+            summary.decisions_added[d] = summary.decisions_added.get(d, 0) + 1
     return summary
 
 
@@ -205,9 +201,8 @@ def record_decision(store_root: str | Path, *, rule: str, patient_id: str, decis
     if i < 0:
         raise ValueError(f"patient {patient_id} is not in the store's current snapshot")
     practice = store.table("practices").arrow.column("practice_code")[int(patients["practice"][i])].as_py()
-    schema = pa.schema([f for f in decisions.SCHEMA if f.name not in ("recorded_at", "batch")])
     row = pa.Table.from_pylist([{"patient_id": patient_id, "rule": rule, "decision": value, "date": when,
                                  "practice": practice, "run_id": None, "reviewer": reviewer, "note": note}],
-                               schema=schema)
+                               schema=decisions.INPUT_SCHEMA)
     batch, _, _ = decisions.append(store_root, row)
     return batch is not None

@@ -34,6 +34,8 @@ SCHEMA = pa.schema([
 # A decision on a list's row is recorded once per list run, whatever date a re-import gives
 # it; a decision made outside a list (no run id) is one per date.
 KEY = ("patient_id", "rule", "decision", "run_id")
+# What a caller gives to append(); the batch adds when and in which batch it was recorded.
+INPUT_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in ("recorded_at", "batch")])
 
 
 def log_dir(store_root: str | Path) -> Path:
@@ -45,18 +47,19 @@ def batches(store_root: str | Path) -> list[Path]:
     return sorted(folder.glob("batch-*.parquet")) if folder.is_dir() else []
 
 
-def read_log(store_root: str | Path) -> pa.Table:
-    """Every recorded row, oldest batch first (empty, with the schema, when there are none)."""
-    files = batches(store_root)
+def read_log(store_root: str | Path, files: list[Path] | None = None) -> pa.Table:
+    """Every recorded row, oldest batch first (empty, with the schema, when there are none).
+    ``files``: the batches, when the caller has listed them already."""
+    files = batches(store_root) if files is None else files
     if not files:
         return SCHEMA.empty_table()
     return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
 
 
-def digest(store_root: str | Path) -> str:
+def digest(files: list[Path]) -> str:
     """Identifies the log's content for run manifests: batch names are unique and immutable."""
     h = hashlib.sha256()
-    for f in batches(store_root):
+    for f in files:
         h.update(f.name.encode())
     return h.hexdigest()[:16]
 
@@ -82,10 +85,10 @@ def _keys(t: pa.Table) -> list[tuple]:
     return [k + ((d,) if k[-1] is None else ()) for k, d in zip(zip(*cols), dates)]
 
 
-def append(store_root: str | Path, rows: pa.Table) -> tuple[str | None, int, int]:
-    """Add ``rows`` (the SCHEMA's columns up to ``note``) as one batch.
+def append(store_root: str | Path, rows: pa.Table) -> tuple[str | None, pa.Table, int]:
+    """Add ``rows`` (INPUT_SCHEMA) as one batch.
 
-    Returns (batch name or None when nothing was new, rows added, rows already recorded)."""
+    Returns (batch name or None when nothing was new, the rows added, rows already recorded)."""
     root = Path(store_root)
     if not (root / "current").exists():
         raise StoreError(f"no store at {root}; decisions are recorded beside a store")
@@ -98,7 +101,7 @@ def append(store_root: str | Path, rows: pa.Table) -> tuple[str | None, int, int
                 keep.append(i)
         duplicates = rows.num_rows - len(keep)
         if not keep:
-            return None, 0, duplicates
+            return None, SCHEMA.empty_table(), duplicates
         now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
         name = f"batch-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         new = rows.take(pa.array(keep, pa.int64()))
@@ -110,7 +113,7 @@ def append(store_root: str | Path, rows: pa.Table) -> tuple[str | None, int, int
         tmp = folder / f".{name}.tmp"
         pq.write_table(new, tmp)
         os.replace(tmp, folder / f"{name}.parquet")
-        return name, new.num_rows, duplicates
+        return name, new, duplicates
 
 
 def latest(log: pa.Table) -> pa.Table:

@@ -72,7 +72,8 @@ class Store:
         self.dir = snapshot_dir
         self._tables: dict[str, StoredTable] = {}
         self._dicts: dict[str, np.ndarray] = {}
-        self._review_log = decisions.read_log(root)
+        batches = decisions.batches(root)
+        self._review_log = decisions.read_log(root, batches)
         rules = np.asarray(sorted(set(self._review_log.column("rule").to_pylist())), dtype=object)
         self._dicts["text.reviews.rule"] = rules
         self.manifest = {
@@ -83,8 +84,8 @@ class Store:
                               "rule": {"kind": "text", "dictionary": "text.reviews.rule", "null": -1},
                               "decision": {"kind": "enum", "values": list(REVIEW_DECISIONS), "null": -1}}}},
             "dictionaries": {**manifest["dictionaries"], "text.reviews.rule": {"file": None, "size": len(rules)}},
-            "reviews": {"batches": len(decisions.batches(root)), "rows": self._review_log.num_rows,
-                        "digest": decisions.digest(root)},
+            "reviews": {"batches": len(batches), "rows": self._review_log.num_rows,
+                        "digest": decisions.digest(batches)},
         }
 
     @classmethod
