@@ -483,7 +483,9 @@ class _Compiler:
                                 did_you_mean(k, ["within", "between"]) or "give within= or between=")
         agg = self.aggregate(syn.Call(n.span, "exists", (syn.Name(n.span, ("reviews",)),) + n.args, n.kwargs))
         decided = ir.Binary("!=", ir.Column("reviews", "decision", ir.T.TEXT), ir.Const("listed", ir.T.TEXT))
-        if agg.where is None or not _names_column(agg.where, "rule"):
+        names_rule = agg.where is not None and any(isinstance(x, ir.Column) and x.column == "rule"
+                                                   for x in ir.walk(agg.where))
+        if not names_rule:
             this_rule = ir.Binary("==", ir.Column("reviews", "rule", ir.T.TEXT), ir.Const(self.src.name.value, ir.T.TEXT))
             decided = ir.Binary("and", decided, this_rule)
         where = decided if agg.where is None else ir.Binary("and", decided, agg.where)
@@ -569,16 +571,6 @@ def _template_fields(template: str) -> list[str]:
     import string
 
     return [f.split(":")[0].split("!")[0] for _, f, _, _ in string.Formatter().parse(template) if f]
-
-
-def _names_column(n: ir.Node, column: str) -> bool:
-    stack = [n]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, ir.Column) and x.column == column:
-            return True
-        stack.extend(ir.children(x))
-    return False
 
 
 def _is_table_ref(n: syn.Node) -> bool:

@@ -514,12 +514,15 @@ def children(n: Node) -> list[Node]:
     return []
 
 
-def contains(n: Node, kind: type) -> bool:
-    """Whether ``kind`` occurs anywhere in the tree under ``n`` (through ``at`` too)."""
+def walk(n: Node):
+    """Every node in the tree under ``n``, ``n`` first (through ``at`` too)."""
     stack = [n]
     while stack:
         x = stack.pop()
-        if isinstance(x, kind):
-            return True
+        yield x
         stack.extend(children(x) + ([x.operand, x.when] if isinstance(x, At) else []))
-    return False
+
+
+def contains(n: Node, kind: type) -> bool:
+    """Whether ``kind`` occurs anywhere in the tree under ``n`` (through ``at`` too)."""
+    return any(isinstance(x, kind) for x in walk(n))
