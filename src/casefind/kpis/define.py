@@ -19,7 +19,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from casefind.rules import ir
 from casefind.rules.compile import _Compiler, compile_rule
 from casefind.rules.errors import RuleError, Span, did_you_mean
-from casefind.rules.load import Located, RuleSource, _check_keys, _key_span, _mapping, _span, read_yaml
+from casefind.rules.load import (Located, RuleSource, _check_keys, _key_span, _mapping, _span, read_shared_sections,
+                                 read_yaml)
 
 TOP_LEVEL = ("kpis", "title", "version", "description", "parameters", "codelists", "features",
              "breakdowns", "segments_from", "disclosure", "measures")
@@ -74,7 +75,7 @@ def _default_unit(kind: str, multiplier: float) -> str:
     return {"mean": "mean", "per_head": "per head", "total": "total", "median": "median"}[kind]
 
 
-def _str(loc_node, key, file, node, allowed=None) -> str:
+def _str(key, file, node, allowed=None) -> str:
     v = node.get(key)
     if v is None:
         return ""
@@ -94,10 +95,7 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
     if "measures" not in data or not data["measures"]:
         raise RuleError(Span(file, 1, 1), "the KPI file has no measures", "add measures: with at least one KPI")
     src = RuleSource(path, Located(str(data["kpis"]), _span(file, data, "kpis")), span=Span(file, 1, 1))
-    for key, what in (("parameters", "name: value"), ("codelists", "codelists"), ("features", "name: expression")):
-        if data.get(key) is not None:
-            node = _mapping(file, data, key, what)
-            setattr(src, key, {str(k): Located(v, _span(file, node, k)) for k, v in node.items()})
+    read_shared_sections(file, data, src)
     c = _Compiler(src, dict(params or {}))
     c.period_days = period_days
     for name in src.features:
@@ -115,7 +113,7 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
         for required in ("title", "domain", "kind", "population", "value"):
             if required not in m:
                 raise RuleError(_key_span(file, node, name), f"measure {name!r} has no {required}:")
-        kind = _str(None, "kind", file, m, KINDS)
+        kind = _str("kind", file, m, KINDS)
         population = c.condition(Located(m["population"], _span(file, m, "population")), f"{name}: population")
         value = c.expression(Located(m["value"], _span(file, m, "value")))
         vspan = _span(file, m, "value")
@@ -134,13 +132,13 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
         target = m.get("target")
         if target is not None and (not isinstance(target, (int, float)) or isinstance(target, bool)):
             raise RuleError(_span(file, m, "target"), f"{name}: target must be a number in the KPI's unit")
-        standardise = _str(None, "standardise", file, m, STANDARDS) or None
+        standardise = _str("standardise", file, m, STANDARDS) or None
         if standardise and kind != "rate":
             raise RuleError(_span(file, m, "standardise"), f"{name}: only rates are age-standardised")
         measures[name] = Measure(
-            name=name, title=str(m["title"]), domain=_str(None, "domain", file, m, DOMAINS), kind=kind,
+            name=name, title=str(m["title"]), domain=_str("domain", file, m, DOMAINS), kind=kind,
             population=population, value=value, multiplier=float(per),
-            direction=_str(None, "direction", file, m, DIRECTIONS) or "neutral",
+            direction=_str("direction", file, m, DIRECTIONS) or "neutral",
             target=float(target) if target is not None else None, standardise=standardise,
             unit_label=str(m.get("unit") or _default_unit(kind, float(per))), source=str(m.get("source") or ""),
             breakdowns=_breakdowns(file, m, "breakdowns") if "breakdowns" in m else default_breakdowns)

@@ -118,6 +118,14 @@ def read_yaml(path: Path, not_a_mapping: str) -> CommentedMap:
     return data
 
 
+def read_shared_sections(file: str, data: CommentedMap, src: RuleSource) -> None:
+    """parameters, codelists and features: the sections rule files and KPI files share."""
+    for key, what in (("parameters", "name: value"), ("codelists", "codelists"), ("features", "name: expression")):
+        if data.get(key) is not None:
+            node = _mapping(file, data, key, what)
+            setattr(src, key, {str(k): Located(v, _span(file, node, k)) for k, v in node.items()})
+
+
 def load_rule(path: str | Path) -> RuleSource:
     path = Path(path)
     file = str(path)
@@ -133,11 +141,7 @@ def load_rule(path: str | Path) -> RuleSource:
         src.as_of = Located(str(data["as_of"]), _span(file, data, "as_of"))
     if "population" in data:
         src.population = Located(data["population"], _span(file, data, "population"))
-    for key, attr, what in (("parameters", "parameters", "name: value"), ("codelists", "codelists", "codelists"),
-                            ("features", "features", "name: expression")):
-        if key in data and data[key] is not None:
-            node = _mapping(file, data, key, what)
-            setattr(src, attr, {str(k): Located(v, _span(file, node, k)) for k, v in node.items()})
+    read_shared_sections(file, data, src)
     if "segments" in data and data["segments"] is not None:
         seq = data["segments"]
         if not isinstance(seq, CommentedSeq):
