@@ -133,3 +133,7 @@ def test_kpi_file_errors_are_located(tmp_path, store):
                    "    population: registered\n    value: count(activity, within=period)\n")
     r = cli("kpi", bad, "--store", store, "--period", "2026-10", "--history", tmp_path / "h.duckdb")
     assert r.exit_code == 4 and "a proportion's value is true/false" in r.output
+    bad.write_text("kpis: x\ndisclosure: {supress_below: 5}\nmeasures:\n  m:\n    title: t\n    domain: cost\n"
+                   "    kind: total\n    population: registered\n    value: count(activity, within=period)\n")
+    r = cli("kpi", bad, "--store", store, "--period", "2026-10", "--history", tmp_path / "h.duckdb")
+    assert r.exit_code == 4 and "bad.yml:2:" in r.output and "suppress_below" in r.output

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from casefind.kpis.disclosure import DisclosurePolicy
 from casefind.rules import ir
 from casefind.rules.compile import _Compiler, compile_rule
 from casefind.rules.errors import RuleError, Span, did_you_mean
@@ -64,7 +65,7 @@ class KpiSet:
     period_days: int
     measures: dict[str, Measure]
     segment: ir.Node | None = None      # the segment of each patient, when a breakdown needs it
-    disclosure: dict = field(default_factory=dict)
+    disclosure: DisclosurePolicy = field(default_factory=DisclosurePolicy)
 
 
 def _default_unit(kind: str, multiplier: float) -> str:
@@ -153,13 +154,18 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
         if not seg_rule.segments:
             raise RuleError(_span(file, data, "segments_from"), f"{seg_path} has no segments:")
         segment = ir.Case(tuple((cond, ir.Const(n, ir.T.TEXT)) for n, cond in seg_rule.segments), None)
-    disclosure = {}
+    policy = DisclosurePolicy()
     if data.get("disclosure") is not None:
-        disclosure = dict(_mapping(file, data, "disclosure", "suppress_below / round_to / ..."))
+        settings = dict(_mapping(file, data, "disclosure", "suppress_below / round_to / ..."))
+        try:
+            policy = DisclosurePolicy.from_mapping(settings)
+        except ValueError as e:
+            raise RuleError(_span(file, data, "disclosure"), f"disclosure: {e}",
+                            "e.g. disclosure: {suppress_below: 5, round_to: 5}") from None
     return KpiSet(name=src.name.value, title=str(data.get("title") or src.name.value),
                   version=str(data.get("version") or ""), path=path,
                   file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(), period_days=period_days,
-                  measures=measures, segment=segment, disclosure=disclosure)
+                  measures=measures, segment=segment, disclosure=policy)
 
 
 def _breakdowns(file: str, node, key: str) -> tuple[str, ...]:

@@ -65,8 +65,7 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
 
     t = time.perf_counter()
     say("disclosure control")
-    policy = disclosure.DisclosurePolicy.from_mapping(first.disclosure)
-    results = disclosure.apply_table(results, policy)
+    results = disclosure.apply_table(results, first.disclosure)
     timings["disclosure"] = time.perf_counter() - t
 
     t = time.perf_counter()
