@@ -52,18 +52,15 @@ class Hierarchy:
     def of(cls, store: Store) -> "Hierarchy":
         pr = store.table("practices").arrow
         col = {c: pr.column(c).to_pylist() for c in pr.column_names}
-        loc_codes = sorted(set(col["locality_code"]))
-        sys_codes = sorted(set(col["system_code"]))
-        loc_of_pr = np.array([loc_codes.index(x) for x in col["locality_code"]], np.int64)
+        loc_codes, loc_of_pr = np.unique(np.array(col["locality_code"], dtype=object), return_inverse=True)
+        sys_codes, sys_of_pr = np.unique(np.array(col["system_code"], dtype=object), return_inverse=True)
         sys_of_loc = np.zeros(len(loc_codes), np.int64)
+        sys_of_loc[loc_of_pr] = sys_of_pr  # every practice of a locality is in the same system
         loc_name, sys_name = [""] * len(loc_codes), [""] * len(sys_codes)
-        for i, (lc, ln, sc, sn) in enumerate(zip(col["locality_code"], col["locality_name"],
-                                                 col["system_code"], col["system_name"])):
-            sys_of_loc[loc_codes.index(lc)] = sys_codes.index(sc)
-            loc_name[loc_codes.index(lc)] = ln
-            sys_name[sys_codes.index(sc)] = sn
-        return cls(store.table("patients")["practice"].astype(np.int64), loc_of_pr, sys_of_loc,
-                   {"practice": col["practice_code"], "locality": loc_codes, "system": sys_codes},
+        for li, si, ln, sn in zip(loc_of_pr, sys_of_pr, col["locality_name"], col["system_name"]):
+            loc_name[li], sys_name[si] = ln, sn
+        return cls(store.table("patients")["practice"].astype(np.int64), loc_of_pr.astype(np.int64), sys_of_loc,
+                   {"practice": col["practice_code"], "locality": loc_codes.tolist(), "system": sys_codes.tolist()},
                    {"practice": col["practice_name"], "locality": loc_name, "system": sys_name})
 
     def parents(self, level: str) -> list[str | None]:
@@ -222,6 +219,7 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
     practice = h.practice_of_patient
     static: dict[str, tuple] = {}  # sex and IMD do not change with the period
     for p, ks in ksets.items():
+        esp_band = None
         splits = {"": (np.zeros(len(practice), np.int64), ["all"])}
         for b in sorted({b for m in ks.measures.values() for b in m.breakdowns}):
             if b in ("sex", "imd_quintile"):
@@ -230,7 +228,6 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
                 splits[b] = static[b]
             else:
                 splits[b] = _labels(values, b, p, b)
-        esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
         for m in ks.measures.values():
             mask = _column(values, f"{m.name}|pop|{p.label}", False)
             raw = values.column(f"{m.name}|val|{p.label}")
@@ -256,6 +253,8 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
                 for lv, s in (("practice", pr), ("locality", loc), ("system", sy)):
                     emit(p, ks, m, lv, breakdown, labels, _finish(m, s, level))
             if m.standardise == "esp2013":
+                if esp_band is None:  # per period, and only when a measure is standardised
+                    esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
                 nbands = len(esp.weights)
                 group = practice * nbands + esp_band
                 pr = _sums(group, n_units["practice"] * nbands, mask, v, valid)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from casefind import __version__
 from casefind.kpis import compute, disclosure, history
@@ -77,6 +78,6 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
         "periods": labels, "engine": engine, "casefind_version": __version__, "started": started,
     }, before_commit=before_commit)
     timings["write"] = time.perf_counter() - t
-    suppressed = int(sum(results.column("suppressed").to_pylist()))
+    suppressed = int(pc.sum(results.column("suppressed")).as_py() or 0)
     return KpiRunResult(run_id, first.name, labels, hist, results.num_rows, suppressed, len(first.measures),
                         timings, results)
