@@ -11,6 +11,16 @@ from casefind.contract import TABLES
 
 N = None  # a null cell
 
+
+def cli(*args, **kw):
+    """Run the casefind command line in-process; arguments may be paths or numbers."""
+    from click.testing import CliRunner
+
+    from casefind.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kw)
+
+
 GOOD = {
     "practices": [
         ("Z00001", "Elm Surgery", "LOC001", "North", "SYS01", "Demo ICB"),

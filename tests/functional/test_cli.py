@@ -1,15 +1,9 @@
 """The casefind CLI end to end, as an analyst (or a scheduler reading exit codes) meets it."""
 from __future__ import annotations
 
-from click.testing import CliRunner
-
-from casefind.cli import main
 from casefind.store import Store
+from casefind_testdata import cli as run
 from casefind_testdata import with_bad_rows, write_source
-
-
-def run(*args, **kw):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kw)
 
 
 def test_help_teaches():

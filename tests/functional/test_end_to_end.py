@@ -5,14 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
-
-from casefind.cli import main
 from casefind.store import Store
-
-
-def run(*args, env=None):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, env=env)
+from casefind_testdata import cli as run
 
 
 @pytest.fixture(scope="module")

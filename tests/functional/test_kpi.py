@@ -5,22 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
-from click.testing import CliRunner
 
-from casefind.cli import main
 from casefind.kpis import history
 from casefind.kpis.periods import parse, span
 from casefind.kpis.run import run_kpis
+from casefind_testdata import cli
 
 ROOT = Path(__file__).parents[2]
 TRIPLE_AIM = ROOT / "rules" / "kpis" / "triple_aim.yml"
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

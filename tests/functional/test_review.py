@@ -8,16 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from casefind.cli import main
 from casefind.store import decisions
+from casefind_testdata import cli
 
 RULE = Path(__file__).parents[2] / "rules" / "frail.yml"
-
-
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")
