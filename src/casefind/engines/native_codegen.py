@@ -216,6 +216,17 @@ class _Gen:
         return ptr, ids, weights, len(names)
 
 
+def _stamps(k: int, size: str, what: str) -> str:
+    """Scratch for a distinct count: stamp[v] == p once patient p's v has been counted."""
+    return f"    stamp{k} = np.full({size}, -1, dtype=np.int32)  # the last patient who had each {what}"
+
+
+def _count_once(k: int, key: str, indent: str) -> str:
+    return (f"{indent}if stamp{k}[{key}] != p:\n"
+            f"{indent}    stamp{k}[{key}] = p\n"
+            f"{indent}    a{k} += 1")
+
+
 def _and(*tests: str) -> str:
     kept = [t for t in tests if t != "True"]
     return " and ".join(kept) if kept else "True"
@@ -390,14 +401,11 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
                 cp, ci = g.arg(f"catptr{k}", ptr), g.arg(f"catid{k}", ids)
                 size = g.arg(f"ncat{k}", np.int64(max(ncat, 1)))
                 code = g.col("primary_diagnosis" if table == "activity" else "code")
-                scratch.append(f"    stamp{k} = np.full({size}, -1, dtype=np.int32)"
-                               "  # the last patient who had each category")
+                scratch.append(_stamps(k, size, "category"))
                 b.init.append(f"        a{k} = 0")
                 b.body.append(f"            if {_and(test, f'{code}[r] >= 0')}:\n"
                               f"                for j in range({cp}[{code}[r]], {cp}[{code}[r] + 1]):\n"
-                              f"                    if stamp{k}[{ci}[j]] != p:\n"
-                              f"                        stamp{k}[{ci}[j]] = p\n"
-                              f"                        a{k} += 1")
+                              + _count_once(k, f"{ci}[j]", "                    "))
                 if f == "weighted_categories":
                     w = g.arg(f"weights{k}", weights)
                     b.finish.append(f"        {out}[p] = rt.weighted(stamp{k}, {w}, p) if a{k} else 0.0")
@@ -416,14 +424,10 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
                     has, key = f"{v}[r] >= 0 and {s_}[r] >= 0", f"{bs}[{s_}[r]] + {v}[r]"
                 else:
                     has, key = f"{v}[r] >= 0", f"{bs}[0] + {v}[r]"
-                scratch.append(f"    stamp{k} = np.full({sz}, -1, dtype=np.int32)"
-                               "  # the last patient who had each value")
+                scratch.append(_stamps(k, sz, "value"))
                 b.init.append(f"        a{k} = 0")
                 b.body.append(f"            if {_and(test, has)}:\n"
-                              f"                x{k} = {key}\n"
-                              f"                if stamp{k}[x{k}] != p:\n"
-                              f"                    stamp{k}[x{k}] = p\n"
-                              f"                    a{k} += 1")
+                              f"                x{k} = {key}\n" + _count_once(k, f"x{k}", "                "))
                 b.finish.append(f"        {out}[p] = a{k}")
             else:  # other values: collect them, then count the distinct ones
                 v, vn = g.value(n.value, d)
