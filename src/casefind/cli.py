@@ -1,27 +1,78 @@
 """The ``casefind`` command line.
 
-Exit codes (for schedulers): 0 success; 1 the job failed (bad source, bad store, I/O);
-2 the command was used wrongly; 3 --strict and some rows broke the data contract; 4 the
-rule or KPI file has an error; 5 another run holds the KPI history (retry later).
+Exit codes (for schedulers): 0 success; 1 the job failed (bad source, bad store, I/O); 2 the
+command was used wrongly; 3 --strict and some rows broke the data contract; 4 the rule or
+KPI file has an error; 5 another process holds the KPI history or store (retry later).
+
+Every user-caused failure is a ``casefind.errors.CasefindError``; it is caught once, here,
+and printed as one ``error:`` line with a hint. Anything else is a bug: it is reported as
+one, and its traceback is shown only with ``--debug`` (or CASEFIND_DEBUG=1).
 """
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
 from casefind import __version__
-from casefind.ui import console, err_console, stage_progress
+from casefind.errors import EXIT_FAILED, CasefindError, UsageError
+from casefind.ui import console, current_stage, err_console, reset_stage, stage_progress
 
-EXIT_FAILED, EXIT_USAGE, EXIT_STRICT, EXIT_RULE, EXIT_BUSY = 1, 2, 3, 4, 5
+ISSUES_URL = "the casefind issue tracker (include the command, the output of `casefind --version` and the traceback from --debug)"
 
 
-def _fail(message: str, hint: str | None = None, code: int = EXIT_FAILED):
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False)
+def _print_error(message: str, hint: str | None = None) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False, markup=True)
     if hint:
         err_console.print(f"[dim]hint:[/] {hint}", soft_wrap=True, highlight=False)
-    sys.exit(code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class CasefindGroup(click.Group):
+    """Catches every CasefindError once, for every command: one error line, the right exit
+    code, and the stage that failed. Unexpected exceptions are bugs, reported as such."""
+
+    def invoke(self, ctx: click.Context):
+        reset_stage()
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except OSError as e:  # the machine said no (a full disk, a name too long, no permission)
+            what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
+            _print_error(_escape(f"cannot read or write a file: {what}"[:1000]),
+                         "check the path, its permissions and the free disk space")
+            ctx.exit(EXIT_FAILED)
+        except CasefindError as e:
+            stage = current_stage()
+            where = f" (while {stage})" if stage and not isinstance(e, UsageError) else ""
+            _print_error(_escape(e.describe()) + _escape(where), _escape(e.hint) if e.hint else None)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            _print_error("interrupted; outputs written before this run are unchanged")
+            ctx.exit(130)
+        except Exception as e:  # a bug in casefind, not the user's mistake
+            if _debug(ctx):
+                traceback.print_exc()
+            stage = current_stage()
+            _print_error(_escape(f"casefind failed unexpectedly{f' while {stage}' if stage else ''}: "
+                                 f"{type(e).__name__}: {e}"[:2000]),
+                         "this is a bug in casefind, not in your input: run again with --debug for the traceback "
+                         f"and report it to {ISSUES_URL}" if not _debug(ctx) else f"please report it to {ISSUES_URL}")
+            ctx.exit(EXIT_FAILED)
+
+
+def _debug(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool((root.params or {}).get("debug")) or os.environ.get("CASEFIND_DEBUG", "") not in ("", "0")
 
 
 def _store_option(f):
@@ -38,9 +89,10 @@ def _resolve_store(store: Path | None) -> Path:
     return ensure_demo_store(say=lambda m: err_console.print(f"[cyan]{m}[/]"))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=CasefindGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="casefind")
-def main():
+@click.option("--debug", is_flag=True, help="Show the full traceback if casefind fails unexpectedly (a bug).")
+def main(debug):
     """casefind: rules-based case-finding and outcomes for integrated care.
 
     \b
@@ -58,8 +110,10 @@ def main():
       casefind report --period 2026-10               # the KPI pack (one HTML file)
 
     With no --store, commands use a demo workspace with 50,000 synthetic patients,
-    created on first use. Exit codes: 0 ok, 1 failed, 2 usage, 3 --strict found bad rows,
-    4 the rule has an error (file:line:col, what, and a hint).
+    created on first use. Exit codes: 0 ok, 1 failed, 2 usage (a bad option value, a
+    date outside the data), 3 --strict found bad rows, 4 the rule or KPI file has an
+    error (file:line:col, what, and a hint), 5 busy: another process is writing (retry).
+    Every failure is one 'error:' line; --debug shows a traceback if casefind itself fails.
     """
 
 
@@ -67,8 +121,8 @@ def main():
 @click.option("--patients", "-n", type=click.IntRange(min=10), default=50_000, show_default=True,
               help="How many patients (everyone registered at some point in the 36 months before --as-of).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same population.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Folder to write the contract's tables to (replaced if it exists).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Folder to write the contract's tables to: new, empty, or an earlier synth output (replaced).")
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True)
 @click.option("--inject-errors", type=click.FloatRange(0, 0.5), default=0.0, show_default=True,
               help="Add contract-breaking rows of every kind at this rate, to exercise ingest's quarantine.")
@@ -79,10 +133,14 @@ def synth(patients, seed, out, fmt, inject_errors, as_of, report):
     """Generate a realistic synthetic population in the data contract's format.
 
     Deterministic per seed. Identities (NHS numbers, names) are written apart, to
-    OUT/restricted/. Nothing here is real patient data.
+    OUT/restricted/. Nothing here is real patient data. OUT must be a new or empty
+    folder, or one an earlier `casefind synth` wrote (it is replaced only when the new
+    population is complete); any other folder is refused, never overwritten.
     """
-    from casefind.synth import generate
+    from casefind.synth import check_out_folder, check_size, generate
 
+    check_size(patients)
+    check_out_folder(out)
     with stage_progress("synth") as say:
         result = generate(patients, seed, out, inject_errors=inject_errors, fmt=fmt,
                           as_of=as_of.date(), progress=say)
@@ -105,9 +163,9 @@ def synth(patients, seed, out, fmt, inject_errors, as_of, report):
 
 @main.command()
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("--store", type=click.Path(path_type=Path), default=None,
+@click.option("--store", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Store to build or replace. Default: the demo workspace's store.")
-@click.option("--identities", "identities_store", type=click.Path(path_type=Path), default=None,
+@click.option("--identities", "identities_store", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Restricted store for identities. Default: STORE-identities beside the store.")
 @click.option("--strict", is_flag=True, help="Fail (exit 3) if any row breaks the contract; the store is left unchanged.")
 def ingest(source, store, identities_store, strict):
@@ -115,15 +173,17 @@ def ingest(source, store, identities_store, strict):
 
     \b
     SOURCE is a folder of Parquet or CSV files named after the contract's tables
-    (patients.parquet, activity.csv, ...; identities may sit in SOURCE/restricted/),
-    or a DuckDB database holding those tables. See docs/data-contract.md.
+    (patients.parquet, activity.csv, ...; a table may also be a folder of Parquet parts,
+    hive-partitioned or not; identities may sit in SOURCE/restricted/), or a DuckDB
+    database holding those tables. See docs/data-contract.md.
 
     Every row that breaks the contract is quarantined with its reason (nothing is
     dropped silently); the summary counts them. The new store is built beside the old
-    one and swapped in only when complete, so a failed ingest changes nothing.
+    one and swapped in only when complete, so a failed ingest changes nothing. The
+    review log (STORE/decisions/), the lists runs wrote (STORE/lists/) and the KPI
+    history (STORE/kpi/) are kept across ingests.
     """
-    from casefind.ingest import IngestError, StrictModeError, run_ingest
-    from casefind.store import StoreError
+    from casefind.ingest import StrictModeError, run_ingest
     from casefind.ui import ingest_summary
 
     if store is None:
@@ -136,9 +196,8 @@ def ingest(source, store, identities_store, strict):
             summary = run_ingest(source, store, identities_store=identities_store, strict=strict, progress=say)
     except StrictModeError as e:
         ingest_summary(e.summary, console)
-        _fail(str(e), "look at the reasons above; without --strict the bad rows go to quarantine", EXIT_STRICT)
-    except (IngestError, StoreError) as e:
-        _fail(str(e))
+        e.hint = "look at the reasons above; without --strict the bad rows go to quarantine"
+        raise
     ingest_summary(summary, console)
 
 
@@ -147,13 +206,10 @@ def ingest(source, store, identities_store, strict):
 @click.option("--json", "as_json", is_flag=True, help="Print the store's manifest as JSON instead.")
 def info(store, as_json):
     """Show what a population store holds: patients, hierarchy, rows, dates, quarantine."""
-    from casefind.store import Store, StoreError
+    from casefind.store import Store
     from casefind.ui import store_info
 
-    try:
-        st = Store.open(_resolve_store(store))
-    except StoreError as e:
-        _fail(str(e))
+    st = Store.open(_resolve_store(store))
     if as_json:
         import json
 
@@ -165,31 +221,39 @@ def info(store, as_json):
 def _params(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for v in values:
-        if "=" not in v:
+        k, eq, val = v.partition("=")
+        if not eq or not k.strip():
             raise click.BadParameter(f"{v!r}: write NAME=VALUE", param_hint="--param")
-        k, _, val = v.partition("=")
         out[k.strip()] = val.strip()
     return out
 
 
-def _rule_error(e) -> None:
-    err_console.print(f"[bold red]{e.span}:[/] {e.message}" if e.span else f"[bold red]error:[/] {e.message}",
-                      soft_wrap=True, highlight=False)
-    if e.hint:
-        err_console.print(f"  [dim]hint:[/] {e.hint}", soft_wrap=True, highlight=False)
-    sys.exit(EXIT_RULE)
+def _as_of_option(f):
+    return click.option("--as-of", metavar="YYYY-MM-DD", help="Evaluation date; overrides the rule's as_of.")(f)
+
+
+def _allow_partial_option(f):
+    return click.option("--allow-partial", is_flag=True,
+                        help="Run even if the store's data only partly covers the dates evaluated "
+                             "(recorded in the outputs). Dates wholly outside the data are always refused.")(f)
+
+
+def _warn(messages) -> None:
+    for m in messages:
+        err_console.print(f"[bold yellow]warning:[/] {_escape(m)}", soft_wrap=True, highlight=False)
 
 
 @main.command()
 @click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
 @_store_option
-@click.option("--as-of", help="Evaluation date (YYYY-MM-DD); overrides the rule's as_of.")
+@_as_of_option
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a rule parameter (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("out"), show_default=True,
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True,
               help="Folder for the run's outputs: OUT/<rule>-<as_of>/.")
 @click.option("--engine", type=click.Choice(["native", "duckdb"]), default="native", show_default=True,
               help="native: fused Numba kernels; duckdb: the reference SQL engine.")
-def run(rule, store, as_of, params, out, engine):
+@_allow_partial_option
+def run(rule, store, as_of, params, out, engine, allow_partial):
     """Run RULE over a store and write a validated review list per practice.
 
     \b
@@ -200,20 +264,17 @@ def run(rule, store, as_of, params, out, engine):
 
     Before writing, the list is validated: nobody dead, deregistered or opted out
     (type 1), no duplicates, and listed patients re-checked against the reference
-    engine. Outputs are swapped in only when complete.
+    engine. Outputs are swapped in only when complete. An as_of the store's data does
+    not cover is refused (exit 2); see --allow-partial.
     """
-    from casefind.lists.run import ValidationError, run as run_rule
-    from casefind.rules.errors import RuleError
+    from casefind.lists.run import run as run_rule
     from casefind.ui import run_summary
 
     store = _resolve_store(store)
-    try:
-        with stage_progress(f"run {rule.name}") as say:
-            result = run_rule(rule, store, out, as_of=as_of, params=_params(params), engine=engine, progress=say)
-    except RuleError as e:
-        _rule_error(e)
-    except ValidationError as e:
-        _fail(str(e))
+    with stage_progress(f"run {rule.name}") as say:
+        result = run_rule(rule, store, out, as_of=as_of, params=_params(params), engine=engine,
+                          allow_partial=allow_partial, progress=say)
+    _warn(result.warnings)
     run_summary(result, console)
 
 
@@ -223,49 +284,40 @@ def run(rule, store, as_of, params, out, engine):
 def check(rules, params):
     """Check rule files without running them: syntax, names, types, codelists, cycles."""
     from casefind.rules.compile import compile_rule
-    from casefind.rules.errors import RuleError
 
     for path in rules:
-        try:
-            r = compile_rule(path, params=_params(params))
-        except RuleError as e:
-            _rule_error(e)
-        console.print(f"[green]ok[/] {path}: rule {r.name!r}, {len(r.features)} features, "
+        r = compile_rule(path, params=_params(params))
+        console.print(f"[green]ok[/] {_escape(str(path))}: rule {r.name!r}, {len(r.features)} features, "
                       f"{len(r.include)} include / {len(r.exclude)} exclude criteria, as_of {r.as_of}")
 
 
 @main.command()
 @click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
 @_store_option
-@click.option("--as-of", help="Evaluation date (YYYY-MM-DD).")
+@_as_of_option
 def explain(rule, store, as_of):
     """Show how RULE compiles: the IR of each feature, the plan (one scan per table, a
     slot per aggregation and date) and the generated Numba kernel source."""
+    from casefind.engines.native import NativeEngine
     from casefind.engines.native_codegen import generate
     from casefind.lists.run import _exprs
     from casefind.plan import make_plan
     from casefind.rules.compile import compile_rule
-    from casefind.rules.errors import RuleError
     from casefind.store import Store
 
-    try:
-        r = compile_rule(rule, as_of=as_of)
-    except RuleError as e:
-        _rule_error(e)
+    r = compile_rule(rule, as_of=as_of)
+    st = Store.open(_resolve_store(store))
     console.rule(f"IR of {r.name} (as_of {r.as_of})")
     for name, node in r.features.items():
         console.print(f"[bold]{name}[/] : {node.type.value}", highlight=False)
-        console.print(f"  {node!r}", highlight=False, soft_wrap=True)
+        console.print(f"  {node!r}", highlight=False, soft_wrap=True, markup=False)
     plan = make_plan(_exprs(r), r.as_of, r.population)
     console.rule(f"Plan {plan.key}: one scan per table")
     for table, slots in plan.scans.items():
         console.print(f"[bold]{table}[/]: {len(slots)} slot(s)")
         for i, slot in enumerate(slots):
             console.print(f"  slot {i}: {type(slot.node).__name__} "
-                          f"{getattr(slot.node, 'func', 'trend')} at {slot.as_of}", highlight=False)
-    st = Store.open(_resolve_store(store))
-    from casefind.engines.native import NativeEngine
-
+                          f"{getattr(slot.node, 'func', 'trend')} at {slot.as_of}", highlight=False, markup=False)
     eng = NativeEngine(st)
     for table, slots in plan.scans.items():
         ks = generate(table, slots, st, lambda n, d: eng._pv(n, d))
@@ -288,7 +340,8 @@ def review():
     Decisions are kept beside the store (STORE/decisions/), survive new ingests, and
     rules read them: reviewed(decision == "declined", within=months(6)) keeps a patient
     declined in the last six months off the next list. Importing the same file twice
-    records nothing new.
+    records nothing new. Every row is checked against the run that wrote the list: its
+    rule, its practice and the patients it listed.
     """
 
 
@@ -298,24 +351,24 @@ def review():
 @click.option("--reviewer", help="Who reviewed, for rows whose reviewer column is empty.")
 @click.option("--on", "decided_on", type=click.DateTime(["%Y-%m-%d"]),
               help="Decision date for rows whose decided_on is empty (default: today).")
-def review_import(files, store, reviewer, decided_on):
+@click.option("--practice", metavar="CODE",
+              help="Whose files these are: a row for another practice's patient is refused. "
+                   "(A file named practices/<CODE>.csv is taken to be CODE's.)")
+def review_import(files, store, reviewer, decided_on, practice):
     """Record the decisions filled in on list FILES (a list's .csv or .parquet, or a run
     folder). Every row is recorded as listed; rows with a decision also as decided.
     A file with any bad row records nothing and lists every problem (exit code 1)."""
-    from casefind.lists.review import ReviewImportError, import_reviews
-    from casefind.store import StoreError
+    from casefind.lists.review import import_reviews
     from casefind.ui import review_import_summary
 
     store = _resolve_store(store)
     summaries = []
-    for f in files:
-        try:
-            summaries.append(import_reviews(f, store, reviewer=reviewer,
+    try:
+        for f in files:
+            summaries.append(import_reviews(f, store, reviewer=reviewer, practice=practice,
                                             decided_on=decided_on.date() if decided_on else None))
-        except (ReviewImportError, StoreError) as e:
-            review_import_summary(summaries, console)
-            _fail(str(e), "fix the rows named and import the file again; rows already recorded are not doubled")
-    review_import_summary(summaries, console)
+    finally:
+        review_import_summary(summaries, console)
 
 
 @review.command("record")
@@ -327,15 +380,11 @@ def review_import(files, store, reviewer, decided_on):
 @click.option("--reviewer")
 @click.option("--note")
 def review_record(store, rule, patient_id, decision, decided_on, reviewer, note):
-    """Record one decision without a list file."""
+    """Record one decision without a list file (for a patient a run of RULE listed)."""
     from casefind.lists.review import record_decision
-    from casefind.store import StoreError
 
-    try:
-        new = record_decision(_resolve_store(store), rule=rule, patient_id=patient_id, decision=decision,
-                              on=decided_on.date() if decided_on else None, reviewer=reviewer, note=note)
-    except (ValueError, StoreError) as e:
-        _fail(str(e))
+    new = record_decision(_resolve_store(store), rule=rule, patient_id=patient_id, decision=decision,
+                          on=decided_on.date() if decided_on else None, reviewer=reviewer, note=note)
     console.print("recorded" if new else "already recorded; nothing added")
 
 
@@ -370,7 +419,7 @@ def _periods(period, first, last):
                 raise click.UsageError("--from and --to go together")
             return span(first, last)
     except PeriodError as e:
-        raise click.BadParameter(str(e)) from None
+        raise click.BadParameter(e.message, param_hint="--period" if period else "--from/--to") from None
     return []
 
 
@@ -387,70 +436,68 @@ def _periods(period, first, last):
 @click.option("--engine", type=click.Choice(["native", "duckdb"]), default="native", show_default=True)
 @click.option("--export", "export", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the history (this KPI file's, these periods if given) to .csv or .parquet for BI tools.")
-def kpi(file, store, period, first, last, history_path, params, engine, export):
+@click.option("--drop-period", "drop", multiple=True, metavar="PERIOD",
+              help="Remove a period's results from the history (with --kpis, or FILE's set); logged. Repeatable.")
+@click.option("--kpis", "kpi_set", help="Which KPI set --drop-period or --export applies to (default: FILE's).")
+@_allow_partial_option
+def kpi(file, store, period, first, last, history_path, params, engine, export, drop, kpi_set, allow_partial):
     """Compute the KPIs of FILE for reporting periods into the KPI history.
 
     \b
     Monthly:   casefind kpi rules/kpis/triple_aim.yml --period 2026-10
     Backfill:  casefind kpi rules/kpis/triple_aim.yml --from 2025-11 --to 2026-10
     Export:    casefind kpi --export kpis.csv [--period 2026-10]
+    Mend:      casefind kpi --kpis triple_aim --drop-period 2019-01
     The pack:  casefind report --period 2026-10
 
     Every measure and period is computed in one pass over the store, at practice,
     locality and system level (and the file's breakdowns), with 95% intervals (Wilson,
     Byar, Dobson for age-standardised rates) and disclosure control applied last.
-    Re-running a period replaces it; the run log keeps every run. Exit codes: 0 ok,
+    Re-running a period replaces it; the run log keeps every run. A period the store's
+    data does not cover is refused (exit 2); see --allow-partial. Exit codes: 0 ok,
     1 failed, 2 usage, 4 error in FILE (file:line:col), 5 another run is writing the
     history (nothing changed; retry).
     """
     from casefind.kpis import history
-    from casefind.rules.errors import RuleError
 
     periods = _periods(period, first, last)
-    if file is None and export is None:
-        raise click.UsageError("give a KPI FILE to compute, or --export PATH")
+    if file is None and export is None and not drop:
+        raise click.UsageError("give a KPI FILE to compute, --export PATH or --drop-period PERIOD")
     if file is not None and not periods:
         raise click.UsageError("give --period YYYY-MM (or --from and --to)")
+    if drop and file is None and not kpi_set:
+        raise click.UsageError("--drop-period needs --kpis NAME (or a KPI FILE) to say which KPI set")
     store = _resolve_store(store)
     hist = history_path or history.default_path(store)
-    kpi_set = None
     if file is not None:
         from casefind.kpis.run import run_kpis
         from casefind.ui import kpi_summary
 
-        try:
-            with stage_progress(f"kpi {file.name}") as say:
-                result = run_kpis(file, store, periods, history_path=hist, engine=engine,
-                                  params=_params(params), progress=say)
-        except RuleError as e:
-            _rule_error(e)
-        except history.HistoryLocked as e:
-            _fail(str(e), code=EXIT_BUSY)
+        with stage_progress(f"kpi {file.name}") as say:
+            result = run_kpis(file, store, periods, history_path=hist, engine=engine,
+                              params=_params(params), allow_partial=allow_partial, progress=say)
+        _warn(result.warnings)
         kpi_summary(result, console)
-        kpi_set = result.kpi_set
+        kpi_set = kpi_set or result.kpi_set
+    if drop:
+        from casefind.kpis.periods import parse
+
+        labels = [_drop_label(parse, p) for p in drop]
+        removed = history.drop_periods(hist, kpi_set, labels)
+        console.print(f"dropped {removed:,} rows of {_escape(kpi_set)} for {', '.join(labels)} from {hist} "
+                      "(logged in the run log)")
     if export is not None:
-        _export(hist, export, kpi_set, [p.label for p in periods])
+        n = history.export(hist, export, kpi_set, [p.label for p in periods])
+        console.print(f"exported {n:,} rows to {_escape(str(export))}")
 
 
-def _export(hist: Path, path: Path, kpi_set, periods) -> None:
-    import os
-
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from casefind.kpis import history
+def _drop_label(parse, text: str) -> str:
+    from casefind.kpis.periods import PeriodError
 
     try:
-        table = history.read(hist, kpi_set, periods or None)
-    except (history.HistoryError, history.HistoryLocked) as e:
-        _fail(str(e), code=EXIT_BUSY if isinstance(e, history.HistoryLocked) else EXIT_FAILED)
-    if path.suffix not in (".csv", ".parquet"):
-        raise click.BadParameter("--export writes .csv or .parquet", param_hint="--export")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    (pacsv.write_csv if path.suffix == ".csv" else pq.write_table)(table, tmp)
-    os.replace(tmp, path)
-    console.print(f"exported {table.num_rows:,} rows to {path}")
+        return parse(text).label
+    except PeriodError as e:
+        raise click.BadParameter(e.message, param_hint="--drop-period") from None
 
 
 @main.command()
@@ -471,26 +518,23 @@ def report(store, period, history_path, kpi_set, out):
     the KPI history (`casefind kpi` first); nothing is recomputed.
     """
     from casefind.kpis import history
+    from casefind.kpis.periods import PeriodError, parse
     from casefind.reports.pack import render_pack
 
-    hist = history_path or history.default_path(_resolve_store(store))
     try:
-        table = history.read(hist, kpi_set, through=period)
-    except history.HistoryLocked as e:
-        _fail(str(e), code=EXIT_BUSY)
-    except history.HistoryError as e:
-        _fail(str(e))
+        period = parse(period).label
+    except PeriodError as e:
+        raise click.BadParameter(e.message, param_hint="--period") from None
+    hist = history_path or history.default_path(_resolve_store(store))
+    table = history.read(hist, kpi_set, through=period)
     if period not in set(table.column("period").to_pylist()):
-        _fail(f"the KPI history has no {kpi_set} results for {period}",
-              f"casefind kpi rules/kpis/{kpi_set}.yml --period {period}")
+        raise CasefindError(f"the KPI history has no {kpi_set} results for {period}",
+                            f"casefind kpi rules/kpis/{kpi_set}.yml --period {period}")
     out = out or Path(f"kpi-pack-{kpi_set}-{period}.html")
-    runs = history.runs(hist)
-    run_ids = sorted(set(table.column("run_id").to_pylist()))
-    snapshots = sorted({r["store_snapshot"] for r in runs.to_pylist() if r["run_id"] in run_ids})
     path = render_pack(table, period, out, title=f"casefind KPI pack: {kpi_set}",
-                       meta={"run_ids": run_ids, "snapshot_ids": snapshots, "history": str(hist)})
-    console.print(f"KPI pack for {period}: {path} ({len(set(table.column('kpi').to_pylist()))} KPIs, "
-                  f"{runs.num_rows} runs in the log)")
+                       meta={"run_ids": sorted(set(table.column("run_id").to_pylist())),
+                             "snapshot_ids": history.snapshots_of(hist, table), "history": str(hist)})
+    console.print(f"KPI pack for {period}: {_escape(str(path))} ({len(set(table.column('kpi').to_pylist()))} KPIs)")
 
 
 if __name__ == "__main__":

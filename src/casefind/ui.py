@@ -10,6 +10,20 @@ from rich.table import Table
 
 console = Console()
 err_console = Console(stderr=True)
+_STAGE: list[str] = []  # the stage each running job is in (a stack: jobs may nest)
+_FAILED: list[str] = []  # the stage a job was in when it failed
+
+
+def reset_stage() -> None:
+    """Forget the stage of an earlier command (the CLI calls this as each command starts)."""
+    _STAGE.clear()
+    _FAILED.clear()
+
+
+def current_stage() -> str | None:
+    """The stage of the innermost running job, or of the job that just failed, e.g.
+    'ingest: validating: patients', so an error can say where it happened."""
+    return _STAGE[-1] if _STAGE else (_FAILED[-1] if _FAILED else None)
 
 
 @contextmanager
@@ -31,18 +45,23 @@ def stage_progress(job: str):
             done(now)
         if head != state["stage"]:
             state.update(stage=head, t=now)
+        _STAGE[-1] = f"{job}: {stage}"
         if state["task"] is None:
             state["task"] = progress.add_task(f"{job}: {stage}")
         else:
             progress.update(state["task"], description=f"{job}: {stage}")
 
+    _STAGE.append(job)
+    _FAILED.clear()
     with progress:
         try:
             yield say
         except BaseException:
+            _FAILED.append(_STAGE.pop())
             if state["stage"] is not None:
                 done(time.perf_counter(), "[red]✗[/]")
             raise
+        _STAGE.pop()
         if state["stage"] is not None:
             done(time.perf_counter())
 
@@ -88,6 +107,14 @@ def ingest_summary(summary, out: Console) -> None:
                   f"{summary.store}/current/quarantine/<table>.parquet")
     for name, cols in summary.missing_columns.items():
         out.print(f"[yellow]note:[/] {name} has no column(s) {', '.join(cols)}: read as empty")
+    for name, cols in summary.identifier_columns.items():
+        out.print(f"[yellow]note:[/] {name}: {len(cols)} column(s) that identify people removed, never "
+                  f"stored: {', '.join(cols)} (identities belong in restricted/identities)")
+    for name, why in summary.dropped_columns.items():
+        out.print(f"[yellow]note:[/] {name}: column(s) not kept: "
+                  + "; ".join(f"{col} ({reason})" for col, reason in why.items()))
+    for name, cols in summary.extras.items():
+        out.print(f"Extra columns kept in {name} (as extra__<name>): {', '.join(cols)}")
     if summary.ignored:
         out.print(f"[yellow]note:[/] ignored (not contract tables): {', '.join(summary.ignored)}")
     if summary.snapshot_id:
@@ -129,8 +156,15 @@ def store_info(store, out: Console) -> None:
     rv = m.get("reviews", {})
     out.print(f"Review log: {rv.get('rows', 0):,} rows in {rv.get('batches', 0):,} batches "
               "(`casefind review show`)")
-    if m.get("identities", {}).get("stored_apart"):
-        out.print("Identities: held in a separate restricted store, not in this one.")
+    from casefind.store.identities import identities_state
+
+    ids = identities_state(store)
+    if ids.matches:
+        out.print(f"Identities: held apart in a restricted store ({ids.root}), for this snapshot.")
+    elif ids.root is None:
+        out.print("Identities: none held for this snapshot (ingested without identities).")
+    else:
+        out.print(f"[yellow]Identities: {ids.problem}: {ids.hint}.[/]")
 
 
 def run_summary(result, out: Console) -> None:
@@ -168,11 +202,12 @@ def review_import_summary(summaries, out: Console) -> None:
     if not summaries:
         return
     t = Table(title="Review decisions recorded", title_justify="left")
-    for c in ("file", "rows", "listed", "accepted", "declined", "already known", "undecided", "already recorded"):
-        t.add_column(c, justify="left" if c == "file" else "right")
+    for c in ("file", "read as", "rows", "listed", "accepted", "declined", "already known", "undecided",
+              "already recorded"):
+        t.add_column(c, justify="left" if c in ("file", "read as") else "right")
     for s in summaries:
         d = s.decisions_added
-        t.add_row(str(s.path), f"{s.rows:,}", f"{s.listed_added:,}", f"{d.get('accepted', 0):,}",
+        t.add_row(str(s.path), s.encoding or "", f"{s.rows:,}", f"{s.listed_added:,}", f"{d.get('accepted', 0):,}",
                   f"{d.get('declined', 0):,}", f"{d.get('already_known', 0):,}", f"{s.undecided:,}",
                   f"{s.already_recorded:,}")
     out.print(t)

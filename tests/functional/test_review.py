@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import fcntl
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
-from casefind.store import decisions
+from casefind.store import decisions, listings
 from casefind_testdata import cli
 
 RULE = Path(__file__).parents[2] / "rules" / "frail.yml"
+
+
+def registered(run_dir: Path, store: Path) -> Path:
+    """The run folder, its run registered in the store's list registry unless `casefind run`
+    has registered it already."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    if listings.get(store, manifest["run_id"]) is None:
+        listings.record(store, run_id=manifest["run_id"], rule=manifest["rule"],
+                        as_of=dt.date.fromisoformat(manifest["as_of"]), snapshot_id=manifest["store_snapshot"],
+                        listed=pq.read_table(run_dir / "list.parquet", columns=["practice", "patient_id", "rank"]))
+    return run_dir
+
+
+def run_list(root: Path, as_of: str, rule: Path = RULE) -> Path:
+    """`casefind run` over root/store into root/lists; the run folder, registered."""
+    r = cli("run", rule, "--store", root / "store", "--out", root / "lists", "--as-of", as_of)
+    assert r.exit_code == 0, r.output
+    return registered(root / "lists" / f"{rule.stem}-{as_of}", root / "store")
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +40,7 @@ def listed(tmp_path_factory):
     root = tmp_path_factory.mktemp("review")
     assert cli("synth", "--patients", 6000, "--seed", 4, "--out", root / "src").exit_code == 0
     assert cli("ingest", root / "src", "--store", root / "store").exit_code == 0
-    r = cli("run", RULE, "--store", root / "store", "--out", root / "lists", "--as-of", "2026-09-30")
-    assert r.exit_code == 0, r.output
-    return root, root / "lists" / "frail-2026-09-30"
+    return root, run_list(root, "2026-09-30")
 
 
 def _fill(src: Path, dst: Path, decisions_by_row: dict[int, dict]) -> list[dict]:
@@ -78,9 +96,7 @@ def test_import_records_once_and_the_next_run_leaves_declined_patients_off(liste
     assert cli("review", "import", filled, "--store", root / "store").exit_code == 0  # today's date now
     assert decisions.read_log(root / "store").num_rows == n_rows  # nothing doubled
 
-    r = cli("run", RULE, "--store", root / "store", "--out", root / "lists", "--as-of", "2026-10-31")
-    assert r.exit_code == 0, r.output
-    again = root / "lists" / "frail-2026-10-31"
+    again = run_list(root, "2026-10-31")
     manifest = json.loads((again / "manifest.json").read_text())
     assert manifest["excluded"]["declined_recently"] >= 1
     assert manifest["excluded"]["already_known"] >= 2
@@ -97,9 +113,9 @@ def test_record_one_decision_and_a_second_writer_is_refused(listed):
     with open(root / "store" / decisions.LOCK, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         r = cli(*args)
-        assert r.exit_code == 1 and "another process is recording" in r.output
+        assert r.exit_code == 5 and "another process is recording" in r.output
     assert "recorded" in cli(*args).output
     assert "already recorded" in cli(*args).output
     r = cli("review", "record", "--store", root / "store", "--rule", "frail", "--patient", "nobody",
             "--decision", "declined")
-    assert r.exit_code == 1 and "not in the store" in r.output
+    assert r.exit_code == 2 and "patient 'nobody' was never listed by rule frail" in r.output

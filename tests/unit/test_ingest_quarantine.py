@@ -6,14 +6,22 @@ import pytest
 from casefind.contract.quarantine import REASONS
 from casefind.ingest import IngestError, StrictModeError, run_ingest
 from casefind.store import Store
-from casefind_testdata import BAD, GOOD, with_bad_rows, write_source
+from casefind_testdata import BAD, GOOD, N, with_bad_rows, write_source
+
+# reasons added by the ingest hardening (the shared BAD list does not have them yet)
+HARDENING_BAD = [
+    ("practices", ("../../evil", "Escape", "LOC001", "North", "SYS01", "Demo ICB"), "invalid_code"),
+    ("patients", ("b11", "1851-01-01", "F", "Z00001", "2000-01-01", N, N, N, N, N), "out_of_range"),
+    ("activity", ("p1", "2025-01-01", N, "gp", "1e400", N, N, N), "out_of_range"),
+]
+ALL_BAD = BAD + HARDENING_BAD
 
 
 def test_every_reason_is_exercised():
-    assert {reason for _, _, reason in BAD} == set(REASONS)
+    assert {reason for _, _, reason in ALL_BAD} == set(REASONS)
 
 
-@pytest.mark.parametrize("table,row,reason", BAD, ids=[f"{t}-{r}" for t, _, r in BAD])
+@pytest.mark.parametrize("table,row,reason", ALL_BAD, ids=[f"{t}-{r}-{i}" for i, (t, _, r) in enumerate(ALL_BAD)])
 def test_one_bad_row(tmp_path, table, row, reason):
     tables = {k: list(v) for k, v in GOOD.items()}
     tables[table].append(row)

@@ -3,7 +3,8 @@ a test keeps the two the same)."""
 from __future__ import annotations
 
 from casefind.contract.quarantine import REASONS
-from casefind.contract.schema import CONTRACT_VERSION, TABLES, Column
+from casefind.contract.schema import (CODE_PATTERN, CODE_PATTERN_DOC, CONTRACT_VERSION, EARLIEST_DATE, EXTRA_PREFIX,
+                                      IDENTIFIER_NAMES, IDENTIFIER_PREFIXES, LATEST_DATE, TABLES, Column, Table)
 
 _KIND = {"patient_id": "id (text or integer)", "date": "date (YYYY-MM-DD)", "enum": "text, one of",
          "code": "code (text)", "text": "text", "float": "number", "int": "integer"}
@@ -22,6 +23,16 @@ def _type(c: Column) -> str:
     return t
 
 
+def _pattern_rules(t: Table) -> list[str]:
+    by_pattern: dict[str, list[str]] = {}
+    for c in t.columns:
+        if c.pattern:
+            by_pattern.setdefault(c.pattern, []).append(f"`{c.name}`")
+    doc = {CODE_PATTERN: f" ({CODE_PATTERN_DOC}; `invalid_code` otherwise)"}
+    return [f"{', '.join(names)} match{'es' if len(names) == 1 else ''} `{pattern}`{doc.get(pattern, '')}"
+            for pattern, names in by_pattern.items()]
+
+
 def render() -> str:
     out = [
         f"# The data contract (v{CONTRACT_VERSION})",
@@ -31,15 +42,33 @@ def render() -> str:
         "",
         "The tables an analyst gives `casefind ingest`: one file per table (Parquet preferred, CSV "
         "accepted) named after the table (`patients.parquet`, `activity.csv`, ...) in one folder, "
-        "or the same tables in a DuckDB database. Column names are exact and lower-case; extra "
-        "columns are kept; a missing optional table is an empty table; a missing nullable column "
-        "is read as empty. Codes are compared exactly after trimming spaces; ICD-10 codes are "
-        "stored without the dot (a dot is removed on ingest: `I50.9` → `I509`). Dates are ISO "
-        "(`2026-10-31`); `2026-02-30` is not a date.",
+        "or the same tables in a DuckDB database. A table may also be a folder of Parquet parts "
+        "named after it (`activity/part-0.parquet`, ...), hive-partitioned or not "
+        "(`activity/year=2026/month=01/part-0.parquet`: each `key=value` folder gives a column of "
+        "that name, as text). Anything else in the source is listed as ignored. Column names are "
+        "exact and lower-case, and a name given twice is an error; a missing optional table is an "
+        "empty table; a missing nullable column is read as empty. Codes are compared exactly after "
+        "trimming spaces; ICD-10 codes are stored without the dot (a dot is removed on ingest: "
+        "`I50.9` → `I509`). Dates are ISO (`2026-10-31`) or Parquet dates or timestamps; "
+        "`2026-02-30` is not a date, and a date before "
+        f"{EARLIEST_DATE} or after {LATEST_DATE} is out of range. A number that is NaN or infinite "
+        "(`1e400` in a CSV) is out of range.",
+        "",
+        "Column types: text (dictionary-encoded and large text included), numbers, booleans, dates "
+        "and timestamps are read; a contract column of any other type (lists, structs, maps, "
+        "binary, durations, intervals) is an error naming the table, column and type.",
+        "",
+        f"Extra columns are kept, stored as `{EXTRA_PREFIX}<name>` so that they never take the place "
+        "of a store or quarantine column; the summary lists them. Extra columns that identify "
+        "people are removed and never stored: in any table but identities, a column named "
+        + ", ".join(f"`{n}`" for n in IDENTIFIER_NAMES) + " or starting "
+        + ", ".join(f"`{p}`" for p in IDENTIFIER_PREFIXES) + " (in any case, spaces read as `_`), or "
+        "whose values are mostly (more than half) valid NHS numbers. Extra columns of types the "
+        "store cannot hold (lists, structs, maps, intervals) are dropped. The summary lists both.",
         "",
         "Identities are restricted: put `identities` in a subfolder `restricted/` (or beside the "
         "others); ingest writes it to its own store, readable only by its owner, never into the "
-        "analysis store.",
+        "analysis store, and bound to the snapshot it was ingested with.",
         "",
     ]
     for t in TABLES.values():
@@ -59,6 +88,7 @@ def render() -> str:
         if t.event_dates:
             rules.append("the patient exists in `patients`, and " + ", ".join(f"`{d}`" for d in t.event_dates)
                          + " fall(s) between their birth and death")
+        rules += _pattern_rules(t)
         if "known_practice" in t.checks:
             rules.append("`practice_code` exists in `practices`")
         if "nhs_number" in t.checks:
@@ -71,12 +101,14 @@ def render() -> str:
     out += ["## What bad data gets", "",
             "Ingest never drops a row silently. A row that breaks the contract goes to the store's "
             "quarantine (`STORE/current/quarantine/<table>.parquet`, identities' to the identities "
-            "store) exactly as the source gave it, with its source row number, one reason (the "
+            "store) exactly as the source gave it (extra columns named as in the store, identifying ones "
+            "removed), with its source row number, one reason (the "
             "first that applies, in this order), the column concerned and a detail. The ingest "
             "summary and `casefind info` count rows by table and reason; `--strict` fails the "
             "ingest (exit code 3) instead, leaving the store unchanged. A patient whose own row is "
             "quarantined has their events quarantined as `unknown_patient`, with the detail "
-            "saying so.", "", "| reason | meaning |", "|---|---|"]
+            "saying so. An ingest in which no patient can be stored (an empty patients table, or "
+            "every row quarantined) fails, leaving the store unchanged.", "", "| reason | meaning |", "|---|---|"]
     out += [f"| `{r}` | {m} |" for r, m in REASONS.items()]
     return "\n".join(out) + "\n"
 

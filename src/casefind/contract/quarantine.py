@@ -2,10 +2,13 @@
 that applies, in this order); the synthetic generator's error injection produces each."""
 from __future__ import annotations
 
+from casefind.contract.schema import CODE_PATTERN_DOC, EARLIEST_DATE, LATEST_DATE
+
 REASONS: dict[str, str] = {
     "missing_value": "a required column is empty",
     "unparseable_date": "a date that is not an ISO date (YYYY-MM-DD)",
     "unparseable_number": "a number that cannot be read as one",
+    "invalid_code": f"a practice, locality or system code that is not {CODE_PATTERN_DOC}",
     "duplicate_practice": "practice_code already seen in practices (the first row is kept)",
     "duplicate_patient": "patient_id already seen in this table (the first row is kept)",
     "unknown_practice": "practice_code not in practices",
@@ -18,7 +21,8 @@ REASONS: dict[str, str] = {
     "unknown_discharge_destination": "discharge_destination is not a known destination",
     "unknown_kind": "opt-out kind is not type1 or ndo",
     "negative_cost": "cost below zero",
-    "out_of_range": "a number outside its valid range (e.g. imd_decile not 1-10)",
+    "out_of_range": ("a number outside its valid range (e.g. imd_decile not 1-10) or not finite "
+                     f"(NaN, inf), or a date before {EARLIEST_DATE} or after {LATEST_DATE}"),
     "death_before_birth": "death_date before birth_date",
     "end_before_start": "an end date before its start date",
     "event_before_birth": "an event dated before the patient's birth",

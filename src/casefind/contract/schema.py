@@ -28,6 +28,30 @@ KNOWN_REGISTERS = (
 KNOWN_MEASURES = ("pam", "outcomes_star", "eq5d_index", "supported_to_manage")
 REVIEW_DECISIONS = ("listed", "accepted", "declined", "already_known")
 
+# --- Rules every table shares --------------------------------------------------------------
+# Codes of the hierarchy become folder and file names (lists per practice, KPI rows), so they
+# keep to ODS style: upper-case letters, digits, '_' and '-', starting with a letter or digit,
+# at most 16 characters. Nothing that matches can be a path ('..', '/'), hidden, or a formula.
+CODE_PATTERN = r"[A-Z0-9][A-Z0-9_-]{0,15}"
+CODE_PATTERN_DOC = ("an ODS-style code: upper-case letters, digits, `_` and `-`, starting with a "
+                    "letter or digit, at most 16 characters")
+# Dates outside this window are not dates of anyone's care: a year typed wrongly, a sentinel
+# (0001-01-01, 9999-12-31) or an overflowed timestamp. They are quarantined as out_of_range.
+EARLIEST_DATE = "1900-01-01"
+LATEST_DATE = "2099-12-31"
+# Extra source columns are stored under this prefix, so they can never collide with a
+# store column (patient, practice, ...) or a quarantine column (_reason, ...).
+EXTRA_PREFIX = "extra__"
+# An extra column of an analysis table named like one of these (compared in lower case, with
+# spaces and punctuation read as '_'), or starting with one of the prefixes, or whose values
+# are mostly valid NHS numbers, is removed on ingest: identities are only ever held apart.
+IDENTIFIER_NAMES = (
+    "nhs_number", "nhs_no", "given_name", "family_name", "forename", "surname", "first_name",
+    "last_name", "full_name", "name", "patient_name", "postcode", "post_code", "email", "phone",
+    "telephone", "mobile", "date_of_birth", "dob",
+)
+IDENTIFIER_PREFIXES = ("address",)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -41,6 +65,8 @@ class Column:
                   ``code_system`` names the column holding the system, or a fixed system
       text        free text; stored dictionary-encoded (int32 index, -1 for null)
       float, int  numbers; ``minimum``/``maximum`` bound the valid range
+    ``pattern`` (text only): a regular expression every value must match in full
+    (``invalid_code`` otherwise), for values that become names of files and folders.
     """
 
     name: str
@@ -50,6 +76,7 @@ class Column:
     code_system: str | None = None
     minimum: float | None = None
     maximum: float | None = None
+    pattern: str | None = None
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -60,6 +87,8 @@ class Column:
             raise ValueError(f"column {self.name}: an enum needs values")
         if self.kind == "code" and not self.code_system:
             raise ValueError(f"column {self.name}: a code needs its code_system")
+        if self.pattern and self.kind != "text":
+            raise ValueError(f"column {self.name}: only a text column can have a pattern")
 
 
 @dataclass(frozen=True)
@@ -100,7 +129,8 @@ PATIENTS = Table(
         _pid("pseudonymised patient identifier; unique"),
         Column("birth_date", "date", doc="month precision is enough (day may be the 1st)"),
         Column("sex", "enum", values=SEX, doc="F, M, U (unknown / other)"),
-        Column("practice_code", "text", doc="current (or last) registered practice; must exist in practices"),
+        Column("practice_code", "text", pattern=CODE_PATTERN,
+               doc="current (or last) registered practice; must exist in practices"),
         Column("registration_start", "date"),
         Column("registration_end", "date", nullable=True, doc="null while registered"),
         Column("death_date", "date", nullable=True),
@@ -121,11 +151,11 @@ PATIENTS = Table(
 PRACTICES = Table(
     "practices",
     (
-        Column("practice_code", "text", doc="unique (ODS code)"),
+        Column("practice_code", "text", pattern=CODE_PATTERN, doc="unique (ODS code)"),
         Column("practice_name", "text"),
-        Column("locality_code", "text", doc="neighbourhood / PCN / locality"),
+        Column("locality_code", "text", pattern=CODE_PATTERN, doc="neighbourhood / PCN / locality"),
         Column("locality_name", "text"),
-        Column("system_code", "text", doc="ICB or place"),
+        Column("system_code", "text", pattern=CODE_PATTERN, doc="ICB or place"),
         Column("system_name", "text"),
     ),
     doc="The reporting hierarchy: practice → locality → system.",
@@ -245,7 +275,7 @@ IDENTITIES = Table(
         Column("nhs_number", "text", doc="10 digits with a valid modulus-11 check digit"),
         Column("given_name", "text"),
         Column("family_name", "text"),
-        Column("practice_code", "text"),
+        Column("practice_code", "text", pattern=CODE_PATTERN),
     ),
     doc="Restricted. Never in the analysis store: held apart, read only to re-identify a "
         "patient for direct care by their own practice.",

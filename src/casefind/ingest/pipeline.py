@@ -15,17 +15,21 @@ import pyarrow.compute as pc
 from casefind import __version__
 from casefind.contract import CONTRACT_VERSION, INPUT_EVENT_TABLES, TABLES, Table
 from casefind.contract.dates import NULL_DAY, from_day
-from casefind.contract.schema import CODE_SYSTEMS
+from casefind.contract.schema import CODE_SYSTEMS, EXTRA_PREFIX
+from casefind.errors import EXIT_STRICT
 from casefind.ingest import encode
 from casefind.ingest.normalise import NormalTable, normalise, unify_patient_ids
 from casefind.ingest.sources import IngestError, read_source
 from casefind.ingest.validate import PatientContext, quarantine_rows, validate
-from casefind.store.writer import SnapshotBuilder
+from casefind.store.identities import IdentitiesCommit, check_apart, default_root
+from casefind.store.writer import SnapshotBuilder, check_store_path
 from casefind_native import gather, group_by_patient
 
 
 class StrictModeError(IngestError):
     """--strict and at least one row was quarantined; the store was not changed."""
+
+    exit_code = EXIT_STRICT
 
     def __init__(self, summary: "IngestSummary"):
         self.summary = summary
@@ -48,6 +52,9 @@ class IngestSummary:
     tables: dict[str, TableSummary] = field(default_factory=dict)
     ignored: list[str] = field(default_factory=list)
     missing_columns: dict[str, list[str]] = field(default_factory=dict)
+    extras: dict[str, list[str]] = field(default_factory=dict)  # kept, as extra__<name>
+    identifier_columns: dict[str, list[str]] = field(default_factory=dict)  # removed, never stored
+    dropped_columns: dict[str, dict[str, str]] = field(default_factory=dict)  # removed: name -> why
     seconds: float = 0.0
 
     @property
@@ -159,15 +166,22 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
     t0 = time.perf_counter()
     say = progress or (lambda stage: None)
     store = Path(store)
-    identities_store = Path(identities_store) if identities_store else store.with_name(store.name + "-identities")
+    identities_store = Path(identities_store) if identities_store else default_root(store)
+    check_apart(store, identities_store)
     say("reading source")
     src = read_source(source)
     say("checking types")
     normal: dict[str, NormalTable] = {name: normalise(TABLES[name], raw) for name, raw in src.tables.items()}
     unify_patient_ids(normal)
+    if "identities" in normal:  # before the build, not after it
+        check_store_path(identities_store)
     summary = IngestSummary(store, identities_store if "identities" in normal else None, None,
                             ignored=src.ignored,
-                            missing_columns={n: t.missing_columns for n, t in normal.items() if t.missing_columns})
+                            missing_columns={n: t.missing_columns for n, t in normal.items() if t.missing_columns},
+                            extras={n: [x.removeprefix(EXTRA_PREFIX) for x in t.extras]
+                                    for n, t in normal.items() if t.extras},
+                            identifier_columns={n: t.identifiers for n, t in normal.items() if t.identifiers},
+                            dropped_columns={n: t.dropped for n, t in normal.items() if t.dropped})
 
     quarantine: dict[str, pa.Table] = {}
 
@@ -201,6 +215,8 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
     verdict, _ = validate(pt, TABLES["patients"], practices=practice_codes)
     record("patients", pt, verdict)
     keep = verdict.good
+    if not keep.any():
+        raise _no_patients(summary.tables["patients"])
     ids = _good(pt.columns["patient_id"], keep)
     practice_idx = encode.lookup(_good(pt.columns["practice_code"], keep), practice_codes)
     id_rank = pc.rank(ids, sort_keys="ascending", tiebreaker="first").to_numpy() if len(ids) else np.empty(0, np.uint64)
@@ -295,11 +311,10 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
                 build.write_parquet(f"quarantine/{name}.parquet", q)
 
         say("committing the snapshot")
-        if "identities" in normal:
-            _write_identities(identities_store, it, id_verdict, id_pidx, quarantine.get("identities"))
         counts = {"patients": n_patients, "practices": practices_out.num_rows,
                   "localities": len(loc_codes), "systems": len(sys_codes)}
-        summary.snapshot_id = build.commit({
+        held = "identities" in normal
+        snapshot_id = build.seal({
             "contract_version": CONTRACT_VERSION,
             "casefind_version": __version__,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -310,28 +325,46 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
             "dictionaries": dict_meta,
             "ingest": {n: {"read": s.read, "stored": s.stored, "quarantined": s.quarantined}
                        for n, s in summary.tables.items() if n != "identities"},
-            "identities": {"stored_apart": "identities" in normal},
+            "identities": {"stored_apart": held, **({"store": str(identities_store.resolve())} if held else {})},
         })
+        identities = _identities_table(it, id_verdict, id_pidx) if held else None
+        _publish_with_identities(build, snapshot_id, identities_store, identities,
+                                 quarantine.get("identities"), summary.tables.get("identities"))
+        summary.snapshot_id = snapshot_id
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _write_identities(root: Path, it: NormalTable, verdict, pidx: np.ndarray, quarantined: pa.Table | None) -> None:
-    """Identities live in their own store (owner-only permissions), keyed by the store's
-    patient index as well as the pseudonymised id."""
+def _publish_with_identities(build: SnapshotBuilder, snapshot_id: str, identities_root: Path,
+                             identities: pa.Table | None, quarantined: pa.Table | None,
+                             counts: TableSummary | None) -> None:
+    """Identities of the new snapshot are written beside the current one's, then the store's
+    ``current`` is swapped, then identities of other snapshots are removed: a kill at any
+    point leaves the current snapshot with its own identities or none."""
+    ingest = None if counts is None else {"read": counts.read, "stored": counts.stored,
+                                          "quarantined": counts.quarantined}
+    with IdentitiesCommit(identities_root) as ids:
+        ids.prepare(snapshot_id, identities, quarantined=quarantined, ingest=ingest)
+        build.publish()
+        ids.finish()
+
+
+def _no_patients(patients: TableSummary) -> IngestError:
+    if patients.read == 0:
+        why = "the patients table has no rows"
+    else:
+        reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(patients.quarantined.items(), key=lambda kv: -kv[1]))
+        why = f"all {patients.read:,} rows of patients break the contract ({reasons})"
+    return IngestError(f"no patients could be stored: {why}; the store was left unchanged",
+                       "check the patients table (and practices, which every patient must be in)")
+
+
+def _identities_table(it: NormalTable, verdict, pidx: np.ndarray) -> pa.Table:
+    """Good identities rows in store patient order, keyed by the store's patient index as
+    well as the pseudonymised id."""
     keep = verdict.good
     order = np.argsort(pidx[keep], kind="stable")
     rows = np.flatnonzero(keep)[order]
     take = pa.array(rows, pa.int64())
-    tbl = pa.table({"patient": pidx[rows].astype(np.int32),
-                    **{n: it.columns[n].take(take) for n in TABLES["identities"].names}})
-    with SnapshotBuilder(root, mode=0o700) as b:
-        b.write_arrow("identities.arrow", tbl)
-        if quarantined is not None:
-            b.write_parquet("quarantine/identities.parquet", quarantined)
-        b.commit({"restricted": True, "contract_version": CONTRACT_VERSION,
-                  "counts": {"identities": tbl.num_rows},
-                  "tables": {"identities": {"file": "identities.arrow", "rows": tbl.num_rows}},
-                  "dictionaries": {},
-                  "ingest": {"identities": {"read": it.num_rows, "stored": int(keep.sum()),
-                                            "quarantined": verdict.counts()}}})
+    return pa.table({"patient": pidx[rows].astype(np.int32),
+                     **{n: it.columns[n].take(take) for n in TABLES["identities"].names}})

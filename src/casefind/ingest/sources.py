@@ -1,5 +1,8 @@
 """Find and read an ingest source: a folder of Parquet/CSV files, or a DuckDB database.
 
+A table is one file (``activity.parquet``, ``activity.csv``) or a folder of Parquet parts
+(``activity/part-0.parquet``), possibly hive-partitioned (``activity/year=2026/...``: each
+``key=value`` folder gives a column). Whatever else the source holds is listed as ignored.
 Reading keeps every value as the source gave it (CSV columns as text); typing and
 validation happen later, so a bad value can be quarantined verbatim.
 """
@@ -8,14 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collections import Counter
+from urllib.parse import unquote
+
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from casefind.contract import INPUT_TABLES, TABLES
+from casefind.errors import DataError
 
 
-class IngestError(Exception):
+class IngestError(DataError):
     """A source that cannot be ingested at all (as opposed to bad rows, which are quarantined)."""
 
 
@@ -29,11 +36,22 @@ class Source:
 
 
 _NULLS = ["", "NULL", "null"]
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+RESTRICTED = "restricted"  # the subfolder identities may sit in
 
 
-def _read_csv(path: Path) -> pa.Table:
+def check_unique_names(table: str, names: list[str], where: str) -> None:
+    """Two columns of one name cannot both be kept, nor one chosen silently."""
+    dup = sorted(n for n, k in Counter(names).items() if k > 1)
+    if dup:
+        raise IngestError(f"table {table}: column {dup[0]!r} appears more than once in {where}",
+                          "rename or remove the duplicate column")
+
+
+def _read_csv(path: Path, table: str) -> pa.Table:
     try:
         names = pacsv.open_csv(path).schema.names
+        check_unique_names(table, names, f"the header of {path}")
         return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names},
             strings_can_be_null=True, null_values=_NULLS))
@@ -41,30 +59,121 @@ def _read_csv(path: Path) -> pa.Table:
         raise IngestError(f"{path}: cannot read as CSV ({e})") from e
 
 
-def _read_parquet(path: Path) -> pa.Table:
+def _read_parquet(path: Path, table: str) -> pa.Table:
     try:
-        return pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as e:
+        f = pq.ParquetFile(path)
+        check_unique_names(table, f.schema_arrow.names, str(path))
+        return f.read()
+    except (pa.ArrowException, OSError) as e:
         raise IngestError(f"{path}: cannot read as Parquet ({e})") from e
+
+
+def _hidden(rel: Path) -> bool:
+    """Bookkeeping of the tools that write datasets (_SUCCESS, .crc, _delta_log/), but not
+    a partition folder whose key starts with '_'."""
+    return any(part.startswith(".") or (part.startswith("_") and "=" not in part) for part in rel.parts)
+
+
+def _partition_values(table: str, rel_folder: Path) -> dict[str, str | None]:
+    """``year=2026/month=01`` → {"year": "2026", "month": "01"}, as text, as the path gives them."""
+    out = {}
+    for part in rel_folder.parts:
+        if "=" in part:
+            key, value = (unquote(x) for x in part.split("=", 1))
+            if key in out:
+                raise IngestError(f"table {table}: partition key {key!r} appears twice in {rel_folder}")
+            out[key] = None if value in ("", _HIVE_NULL) else value
+    return out
+
+
+def _concat_parts(table: str, parts: list[pa.Table], folder: Path) -> pa.Table:
+    """One table from parts whose schemas may differ: a column missing from a part is empty
+    there; a column typed differently across parts is read as text."""
+    try:
+        return pa.concat_tables(parts, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    types: dict[str, set] = {}
+    for t in parts:
+        for f in t.schema:
+            types.setdefault(f.name, set()).add(f.type)
+    mixed = [n for n, ts in types.items() if len(ts - {pa.null()}) > 1]
+    out = []
+    for t in parts:
+        for name in mixed:
+            if name in t.column_names:
+                i = t.schema.get_field_index(name)
+                try:
+                    t = t.set_column(i, name, t.column(i).cast(pa.string()))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                    kinds = ", ".join(sorted(str(x) for x in types[name]))
+                    raise IngestError(f"table {table}: column {name!r} has different types in the "
+                                      f"parts of {folder} ({kinds})",
+                                      "write every part with the same types") from e
+        out.append(t)
+    try:
+        return pa.concat_tables(out, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise IngestError(f"table {table}: the parts of {folder} cannot be read as one table ({e})",
+                          "write every part with the same columns and types") from e
+
+
+def _read_parts(table: str, folder: Path, root: Path, src: "Source") -> pa.Table:
+    """A table written as a folder of Parquet parts (a dataset), hive partitions included."""
+    parquet = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        hidden = _hidden(path.relative_to(folder))
+        if path.suffix == ".parquet" and not hidden:
+            parquet.append(path)
+        elif not hidden or path.suffix == ".parquet":  # a hidden part is data left out: say so
+            src.ignored.append(str(path.relative_to(root)))
+    if not parquet:
+        raise IngestError(f"table {table}: the folder {folder} holds no Parquet parts (*.parquet)",
+                          f"give {table} as {table}.parquet, {table}.csv or a folder of Parquet parts")
+    parts = []
+    for path in parquet:
+        t = _read_parquet(path, table)
+        for key, value in _partition_values(table, path.relative_to(folder).parent).items():
+            if key in t.column_names:
+                raise IngestError(f"table {table}: column {key!r} is both in {path} and a "
+                                  "partition folder above it", "keep one of the two")
+            t = t.append_column(key, pa.array([value] * t.num_rows, pa.string()))
+        parts.append(t)
+    merged = _concat_parts(table, parts, folder)
+    check_unique_names(table, merged.column_names, str(folder))
+    return merged
+
+
+def _candidates(root: Path) -> list[Path]:
+    """What a source folder offers: its entries, and those of its restricted/ subfolder."""
+    restricted = root / RESTRICTED
+    inner = sorted(restricted.iterdir()) if restricted.is_dir() else []
+    return sorted(p for p in root.iterdir() if p != restricted) + inner
 
 
 def _read_folder(root: Path) -> Source:
     src = Source(root, "folder")
     readers = {".parquet": _read_parquet, ".csv": _read_csv}
     found: dict[str, list[Path]] = {}
-    for path in sorted(list(root.iterdir()) + list((root / "restricted").glob("*"))):
-        if path.is_dir():
+    for path in _candidates(root):
+        if path.name.startswith((".", "_")):
             continue
-        if path.suffix in readers and path.stem in INPUT_TABLES:
-            found.setdefault(path.stem, []).append(path)
-        elif not path.name.startswith((".", "_")):
-            src.ignored.append(str(path.relative_to(root)))
+        table = path.name if path.is_dir() else path.stem
+        if table in INPUT_TABLES and (path.is_dir() or path.suffix in readers):
+            found.setdefault(table, []).append(path)
+        else:
+            src.ignored.append(str(path.relative_to(root)) + ("/" if path.is_dir() else ""))
     for name, paths in found.items():
         if len(paths) > 1:
             raise IngestError(f"{root}: table {name} is given more than once "
                               f"({', '.join(str(p.relative_to(root)) for p in paths)}); keep one")
-        src.tables[name] = readers[paths[0].suffix](paths[0])
-        src.origins[name] = str(paths[0].relative_to(root))
+        path = paths[0]
+        if path.is_dir():
+            src.tables[name] = _read_parts(name, path, root, src)
+            src.origins[name] = str(path.relative_to(root)) + "/"
+        else:
+            src.tables[name] = readers[path.suffix](path, name)
+            src.origins[name] = str(path.relative_to(root))
     return src
 
 
@@ -83,7 +192,10 @@ def _read_duckdb(path: Path) -> Source:
             if name in INPUT_TABLES:
                 rel = con.table(name)
                 fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
-                src.tables[name] = fetch()
+                try:
+                    src.tables[name] = fetch()
+                except duckdb.Error as e:
+                    raise IngestError(f"{path}: cannot read table {name} ({e})") from e
                 src.origins[name] = f"{path.name}:{name}"
             else:
                 src.ignored.append(name)

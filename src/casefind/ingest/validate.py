@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from casefind.contract import Table
+from casefind.contract import Column, Table
 from casefind.contract.dates import NULL_DAY
 from casefind.contract.nhs_number import valid_mask
 from casefind.contract.quarantine import REASONS, unknown_value_reason
@@ -85,6 +85,27 @@ def _first_occurrence_duplicates(ids: pa.Array, eligible: np.ndarray) -> np.ndar
     return dup
 
 
+def _matches(values: pa.Array, pattern: str) -> np.ndarray:
+    """Whole-value regular expression match (False where null)."""
+    return encode.mask(pc.match_substring_regex(values, f"^(?:{pattern})$"))
+
+
+def _check_number(chk: _Checks, c: Column, v: np.ndarray, present: np.ndarray) -> None:
+    """NaN and ±inf are out of range wherever they come from (a Parquet NaN, CSV 1e400);
+    finite values are held to the column's bounds."""
+    finite = np.isfinite(v)
+    chk.add("out_of_range", present & ~finite, c.name)
+    with np.errstate(invalid="ignore"):
+        low = finite & (v < c.minimum) if c.minimum is not None else np.zeros(len(v), bool)
+        high = finite & (v > c.maximum) if c.maximum is not None else np.zeros(len(v), bool)
+        fractional = finite & (v != np.round(v)) if c.kind == "int" else np.zeros(len(v), bool)
+    if c.name == "cost":
+        chk.add("negative_cost", low, c.name)
+        chk.add("out_of_range", high | fractional, c.name)
+    else:
+        chk.add("out_of_range", low | high | fractional, c.name)
+
+
 def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
              patients: PatientContext | None = None) -> tuple[Verdict, np.ndarray | None]:
     """Return the verdict and, for tables keyed by patient, each row's store patient index
@@ -96,21 +117,16 @@ def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
             chk.add("missing_value", ~t.present[c.name], c.name)
         if c.kind == "date":
             chk.add("unparseable_date", t.failed[c.name], c.name)
+            chk.add("out_of_range", t.implausible[c.name], c.name)
         elif c.kind in ("float", "int"):
             chk.add("unparseable_number", t.failed[c.name], c.name)
+        if c.pattern:
+            chk.add("invalid_code", t.present[c.name] & ~_matches(cols[c.name], c.pattern), c.name)
         if c.kind == "enum":
             known = encode.enum(cols[c.name], c.values) >= 0
             chk.add(unknown_value_reason(c.name), t.present[c.name] & ~known, c.name)
         if c.kind in ("float", "int"):
-            v = encode.numbers(cols[c.name])
-            with np.errstate(invalid="ignore"):
-                low = v < c.minimum if c.minimum is not None else np.zeros(len(v), bool)
-                bad = low.copy()
-                if c.maximum is not None:
-                    bad |= v > c.maximum
-                if c.kind == "int":
-                    bad |= np.isfinite(v) & (v != np.round(v))
-            chk.add("negative_cost" if c.name == "cost" else "out_of_range", bad, c.name)
+            _check_number(chk, c, encode.numbers(cols[c.name]), t.present[c.name])
     for start, end in spec.ends:
         s, e = encode.days(cols[start]), encode.days(cols[end])
         bad = (s != NULL_DAY) & (e != NULL_DAY) & (e < s)
@@ -146,6 +162,15 @@ def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
     return verdict, patient_index
 
 
+def _as_text(col: pa.ChunkedArray) -> pa.Array:
+    """A column as text, for the quarantine: cast where Arrow can (bytes that are not UTF-8,
+    lists, times: written as Python prints them)."""
+    try:
+        return pc.cast(col, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+
+
 def quarantine_rows(t: NormalTable, spec: Table, verdict: Verdict,
                     quarantined_patients: pa.Array | None = None) -> pa.Table:
     """The bad rows exactly as the source gave them (as text), with row number, reason,
@@ -153,7 +178,7 @@ def quarantine_rows(t: NormalTable, spec: Table, verdict: Verdict,
     quarantined."""
     rows = np.flatnonzero(~verdict.good)
     raw = t.raw.take(pa.array(rows, pa.int64()))
-    out = {name: pc.cast(raw.column(name), pa.string()) for name in raw.column_names}
+    out = {name: _as_text(raw.column(name)) for name in raw.column_names}
     reasons = [REASON_LIST[i] for i in verdict.reason[rows]]
     columns = [spec.names[i] if i >= 0 else None for i in verdict.column[rows]]
     detail = [None] * len(rows)

@@ -19,6 +19,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from casefind import __version__
+from casefind.errors import BusyError, CasefindError
 from casefind.kpis.compute import RESULT_SCHEMA
 
 _SQL_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.date32(): "DATE", pa.bool_(): "BOOLEAN"}
@@ -26,12 +28,12 @@ RUN_LOG_COLUMNS = ("log_id", "run_id", "kpi_set", "kpi_file", "kpi_sha256", "sto
                    "periods", "engine", "casefind_version", "started", "finished", "status", "rows", "message")
 
 
-class HistoryLocked(Exception):
+class HistoryLocked(BusyError):
     """Another KPI run is writing this history."""
 
 
-class HistoryError(Exception):
-    pass
+class HistoryError(CasefindError):
+    """A KPI history that cannot be read (missing, or not a casefind history)."""
 
 
 def default_path(store_root: str | Path) -> Path:
@@ -87,7 +89,7 @@ def write(path: Path, results: pa.Table, run: dict, *, before_commit=None) -> st
             con.execute("INSERT INTO kpi_runs VALUES (" + ", ".join("?" * len(RUN_LOG_COLUMNS)) + ")",
                         [log_id, run["run_id"], run["kpi_set"], run["kpi_file"], run["kpi_sha256"],
                          run["store_snapshot"], run.get("review_log"), json.dumps(run["periods"]), run["engine"],
-                         run["casefind_version"], run["started"], None, "running", None, None])
+                         run["casefind_version"], run["started"], None, "running", None, run.get("message")])
             try:
                 con.execute("BEGIN TRANSACTION")
                 con.execute("DELETE FROM kpi_results WHERE kpi_set = ? AND period IN (SELECT unnest(?))",
@@ -148,3 +150,54 @@ def runs(path: Path) -> pa.Table:
         return con.sql("SELECT * FROM kpi_runs ORDER BY started").to_arrow_table()
     finally:
         con.close()
+
+
+def drop_periods(path: Path, kpi_set: str, periods: list[str]) -> int:
+    """Remove ``kpi_set``'s results for ``periods`` (e.g. zeros computed before the data
+    began), in one transaction, logged in the run log as a 'dropped' entry."""
+    if not path.exists():
+        raise HistoryError(f"no KPI history at {path}")
+    now = dt.datetime.now(dt.timezone.utc)
+    with writer_lock(path):
+        con = duckdb.connect(str(path))
+        try:
+            _create(con)
+            con.execute("BEGIN TRANSACTION")
+            n = con.execute("SELECT count(*) FROM kpi_results WHERE kpi_set = ? AND period IN (SELECT unnest(?))",
+                            [kpi_set, periods]).fetchone()[0]
+            con.execute("DELETE FROM kpi_results WHERE kpi_set = ? AND period IN (SELECT unnest(?))",
+                        [kpi_set, periods])
+            con.execute("INSERT INTO kpi_runs VALUES (" + ", ".join("?" * len(RUN_LOG_COLUMNS)) + ")",
+                        [f"drop-{now:%Y%m%dT%H%M%S%f}", None, kpi_set, None, None, None, None, json.dumps(periods),
+                         None, __version__, now, now, "dropped", -n, f"removed {n} rows for {', '.join(periods)}"])
+            con.execute("COMMIT")
+        finally:
+            con.close()
+    return n
+
+
+def export(path: Path, out: Path, kpi_set: str | None, periods: list[str]) -> int:
+    """Write the history (one KPI set, some periods) to .csv (spreadsheet-safe) or .parquet,
+    replacing ``out`` only when complete. Returns the rows written."""
+    import pyarrow.parquet as pq
+
+    from casefind.errors import UsageError
+    from casefind.outputs import write_atomic, write_csv
+
+    out = Path(out)
+    if out.suffix not in (".csv", ".parquet"):
+        raise UsageError(f"{out}: write .csv or .parquet", option="--export")
+    if not out.parent.is_dir():
+        raise UsageError(f"the folder {out.parent} does not exist", option="--export")
+    table = read(path, kpi_set, periods or None)
+    if out.suffix == ".csv":
+        write_csv(table, out)
+    else:
+        write_atomic(out, lambda tmp: pq.write_table(table, tmp))
+    return table.num_rows
+
+
+def snapshots_of(path: Path, table: pa.Table) -> list[str]:
+    """The store snapshots behind the runs whose rows ``table`` holds (from the run log)."""
+    run_ids = set(table.column("run_id").to_pylist())
+    return sorted({r["store_snapshot"] for r in runs(path).to_pylist() if r["run_id"] in run_ids})

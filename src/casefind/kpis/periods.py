@@ -9,6 +9,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from casefind.errors import UsageError
 from casefind.plan import shift_date
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -16,8 +17,8 @@ _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 _ROLLING = re.compile(r"^12m-to-(\d{4})-(\d{2})$")
 
 
-class PeriodError(ValueError):
-    pass
+class PeriodError(UsageError, ValueError):
+    """A reporting period that cannot be read, or a range that runs backwards."""
 
 
 @dataclass(frozen=True, order=True)
@@ -45,15 +46,25 @@ def _month_end(year: int, month: int) -> dt.date:
     return first_next - dt.timedelta(days=1)
 
 
+FIRST_YEAR, LAST_YEAR = 1900, 2099  # the dates the data contract accepts
+MAX_PERIODS = 120  # in one run: ten years of months
+
+
+def _year(text: str, y: int) -> int:
+    if not FIRST_YEAR <= y <= LAST_YEAR:
+        raise PeriodError(f"period {text!r}: the year must be between {FIRST_YEAR} and {LAST_YEAR}")
+    return y
+
+
 def parse(text: str) -> Period:
     text = text.strip()
     if m := _MONTH.match(text):
-        y, mo = int(m.group(1)), int(m.group(2))
+        y, mo = _year(text, int(m.group(1))), int(m.group(2))
         if not 1 <= mo <= 12:
             raise PeriodError(f"period {text!r}: month {mo} is not 01-12")
         return Period(_month_end(y, mo), f"{y:04d}-{mo:02d}", 1)
     if m := _QUARTER.match(text):
-        y, q = int(m.group(1)), int(m.group(2))
+        y, q = _year(text, int(m.group(1))), int(m.group(2))
         return Period(_month_end(y, 3 * q), f"{y:04d}-Q{q}", 3)
     if m := _ROLLING.match(text):
         month = parse(f"{m.group(1)}-{m.group(2)}")
@@ -69,6 +80,9 @@ def span(first: str, last: str) -> list[Period]:
         raise PeriodError(f"--from {first} and --to {last} are not the same kind of period")
     if b.end < a.end:
         raise PeriodError(f"--from {first} is after --to {last}")
+    months = (b.end.year - a.end.year) * 12 + b.end.month - a.end.month
+    if months // (3 if a.months == 3 else 1) >= MAX_PERIODS:
+        raise PeriodError(f"--from {first} --to {last} is more than {MAX_PERIODS} periods; run it in parts")
     out, p = [], a
     while p.end <= b.end:
         out.append(p)

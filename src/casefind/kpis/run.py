@@ -22,6 +22,7 @@ from casefind import __version__
 from casefind.kpis import compute, disclosure, history
 from casefind.kpis.periods import Period
 from casefind.store import Store
+from casefind.store.coverage import Coverage, check_span
 
 
 @dataclass
@@ -35,10 +36,20 @@ class KpiRunResult:
     measures: int
     timings: dict[str, float] = field(default_factory=dict)
     results: pa.Table | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_periods(store: Store, periods: list[Period], allow_partial: bool) -> list[str]:
+    """Refuse periods the store's data does not cover, so no history row is a count of
+    days nobody recorded (see store/coverage.py); warnings for those allowed partly."""
+    cov = Coverage.of(store.manifest)
+    found = (check_span(cov, p.start, p.end, what=f"period {p.label}", option="--period",
+                        allow_partial=allow_partial) for p in periods)
+    return [w for w in found if w]
 
 
 def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *, history_path: Path | None = None,
-             engine: str = "native", params: dict[str, str] | None = None,
+             engine: str = "native", params: dict[str, str] | None = None, allow_partial: bool = False,
              progress: Callable[[str], None] | None = None, before_commit=None) -> KpiRunResult:
     say = progress or (lambda s: None)
     timings: dict[str, float] = {}
@@ -47,7 +58,10 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
     say("compiling the KPI file")
     ksets = compute.compile_for(path, periods, params)
     first = next(iter(ksets.values()))
+    say("opening the store")
     store = Store.open(store_root)
+    say("checking the periods against the data")
+    warnings = check_periods(store, periods, allow_partial)
     timings["compile"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -76,8 +90,9 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
         "run_id": run_id, "kpi_set": first.name, "kpi_file": str(Path(path).resolve()),
         "kpi_sha256": first.file_sha256, "store_snapshot": store.snapshot_id, "review_log": review_digest,
         "periods": labels, "engine": engine, "casefind_version": __version__, "started": started,
+        "message": "; ".join(warnings) or None,
     }, before_commit=before_commit)
     timings["write"] = time.perf_counter() - t
     suppressed = int(pc.sum(results.column("suppressed")).as_py() or 0)
     return KpiRunResult(run_id, first.name, labels, hist, results.num_rows, suppressed, len(first.measures),
-                        timings, results)
+                        timings, results, warnings)

@@ -23,25 +23,30 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from casefind import __version__
+from casefind.errors import CasefindError, UsageError
 from casefind.contract.dates import NULL_DAY, to_day
 from casefind.engines import duckdb_sql, native
 from casefind.lists.evidence import collect
 from casefind.lists.reasons import Describer, aggregates_in
 from casefind.lists.select import ListPolicy, select
+from casefind.outputs import UnsafePathError, safe_child, write_csv
+from casefind.plan import make_plan
+from casefind.plan.lookback import read_span
 from casefind.rules import ir
 from casefind.rules.compile import CompiledRule, compile_rule
-from casefind.store import Store
+from casefind.store import Store, listings
+from casefind.store.coverage import Coverage, check_span
 
 RECHECK_ALL_UP_TO = 10_000
 # Empty on the list; the reviewing clinician fills them in and `casefind review import` reads them.
 REVIEW_COLUMNS = ("decision", "decided_on", "reviewer", "note")
 
 
-class ValidationError(Exception):
+class ValidationError(CasefindError):
     """The list failed its checks; nothing was written."""
 
 
@@ -56,6 +61,7 @@ class RunResult:
     segments: dict[str, dict] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _exprs(rule: CompiledRule) -> dict[str, ir.Node]:
@@ -69,9 +75,49 @@ def _exprs(rule: CompiledRule) -> dict[str, ir.Node]:
         exprs["require"] = rule.require
     if rule.segments:
         exprs["segment"] = ir.Case(tuple((cond, ir.Const(name, ir.T.TEXT)) for name, cond in rule.segments), None)
-    for attr in ("age", "sex"):
+    for attr in _attributes_shown(rule):
         exprs.setdefault(attr, ir.Attr(attr))
     return exprs
+
+
+def _attributes_shown(rule: CompiledRule) -> list[str]:
+    """Patient attributes the list shows: age and sex always, and any named as an output
+    column or in a reason template."""
+    named = set(rule.output_columns) | {a for a in ir.PATIENT_ATTRIBUTES
+                                        for t in rule.reasons.values() if "{" + a + "}" in t}
+    return ["age", "sex"] + sorted(a for a in named if a in ir.PATIENT_ATTRIBUTES and a not in ("age", "sex"))
+
+
+def _check_coverage(store: Store, rule: CompiledRule, exprs: dict[str, ir.Node], allow_partial: bool) -> str | None:
+    """Refuse an as_of whose windows the store's data does not cover (see store/coverage.py)."""
+    first, last = read_span(make_plan(exprs, rule.as_of, rule.population))
+    return check_span(Coverage.of(store.manifest), first, last, what=f"as_of {rule.as_of}",
+                      option="--as-of", allow_partial=allow_partial)
+
+
+def _output_folder(out: Path, rule: CompiledRule) -> Path:
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; give a folder for the run's outputs", option="--out")
+    try:
+        return safe_child(out, f"{rule.name}-{rule.as_of.isoformat()}")
+    except UnsafePathError as e:
+        raise ValidationError(f"the rule name {rule.name!r} cannot name an output folder: {e.message}") from None
+
+
+def _practice_files(folder: Path, codes: list[str]) -> dict[str, Path]:
+    """One file per practice, refusing codes that are not plain names or that would share a
+    file on a case-insensitive file system."""
+    files, seen = {}, {}
+    for code in codes:
+        try:
+            files[code] = safe_child(folder, code, ".csv")
+        except UnsafePathError as e:
+            raise ValidationError(f"practice code {code!r} cannot name a file: {e.message}; "
+                                  "nothing was written", "re-ingest: ingest quarantines such codes") from None
+        other = seen.setdefault(code.casefold(), code)
+        if other != code:
+            raise ValidationError(f"practice codes {other!r} and {code!r} would share one file; nothing was written")
+    return files
 
 
 def _policy_masks(store: Store, as_of: dt.date, policy: ListPolicy) -> dict[str, np.ndarray]:
@@ -130,15 +176,20 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of=None,
         params: dict[str, str] | None = None, engine: str = "native", policy: ListPolicy = ListPolicy(),
-        progress: Callable[[str], None] | None = None) -> RunResult:
+        allow_partial: bool = False, progress: Callable[[str], None] | None = None) -> RunResult:
     say = progress or (lambda s: None)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     say("compiling the rule")
     rule = compile_rule(rule_path, as_of=as_of, params=params)
+    say("opening the store")
     store = Store.open(store_path)
     timings["compile"] = time.perf_counter() - t
     exprs = _exprs(rule)
+    out = Path(out)
+    final = _output_folder(out, rule)
+    say("checking the dates against the data")
+    warnings = [w for w in [_check_coverage(store, rule, exprs, allow_partial)] if w]
 
     t = time.perf_counter()
     say(f"evaluating ({engine} engine)")
@@ -225,20 +276,18 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
 
     t = time.perf_counter()
     say("writing")
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    final = out / f"{rule.name}-{rule.as_of.isoformat()}"
     tmp = out / f".tmp-{run_id}"
     tmp.mkdir()
     try:
         table = _list_table(rows)
         pq.write_table(table, tmp / "list.parquet")
-        pacsv.write_csv(table, tmp / "list.csv")
+        write_csv(table, tmp / "list.csv")
         (tmp / "practices").mkdir()
         per_practice: dict[str, int] = {}
-        for code in sorted({r["practice"] for r in rows}):
-            sub = table.filter(pa.compute.equal(table.column("practice"), code))
-            pacsv.write_csv(sub, tmp / "practices" / f"{code}.csv")
+        for code, path in _practice_files(tmp / "practices", sorted({r["practice"] for r in rows})).items():
+            sub = table.filter(pc.equal(table.column("practice"), code))
+            write_csv(sub, path)
             per_practice[code] = sub.num_rows
         manifest = {
             "run_id": run_id, "rule": rule.name, "rule_file": str(Path(rule.path).resolve()),
@@ -257,14 +306,29 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
             "timings_s": {k: round(v, 4) for k, v in timings.items()},
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "coverage": {"store": str(Coverage.of(store.manifest)), "partial": warnings[0] if warnings else None},
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        _register(store_path, run_id, rule, store.snapshot_id, table)
         _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     timings["write"] = time.perf_counter() - t
-    return RunResult(run_id, final, rule, sel.counts, sel.excluded, per_practice, segments, timings, manifest)
+    return RunResult(run_id, final, rule, sel.counts, sel.excluded, per_practice, segments, timings, manifest,
+                     warnings)
+
+
+def _register(store_root, run_id: str, rule: CompiledRule, snapshot_id: str, table: pa.Table) -> None:
+    """Record who this run listed, so `casefind review import` can check every row against it."""
+    if table.num_rows:
+        listed = table.select(["practice", "patient_id", "rank"]).cast(
+            pa.schema([("practice", pa.string()), ("patient_id", pa.string()), ("rank", pa.int64())]))
+    else:
+        listed = pa.table({"practice": pa.array([], pa.string()), "patient_id": pa.array([], pa.string()),
+                           "rank": pa.array([], pa.int64())})
+    listings.record(store_root, run_id=run_id, rule=rule.name, as_of=rule.as_of, snapshot_id=snapshot_id,
+                    listed=listed)
 
 
 def _list_table(rows: list[dict]) -> pa.Table:

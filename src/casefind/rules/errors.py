@@ -4,6 +4,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from casefind.errors import EXIT_RULE, CasefindError
+
 
 @dataclass(frozen=True)
 class Span:
@@ -23,11 +25,22 @@ class Span:
         return Span(self.file, self.line + line - 1, col)
 
 
-class RuleError(Exception):
+class RuleError(CasefindError):
+    """An error in a rule, KPI or codelist file, located at file:line:col where known."""
+
+    exit_code = EXIT_RULE
+
     def __init__(self, span: Span | None, message: str, hint: str | None = None):
-        self.span, self.message, self.hint = span, message, hint
+        super().__init__(message, hint)
+        self.span = span
         where = f"{span}: " if span else ""
-        super().__init__(f"{where}{message}" + (f"\n  hint: {hint}" if hint else ""))
+        self.args = (f"{where}{message}" + (f"\n  hint: {hint}" if hint else ""),)
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+    def describe(self) -> str:
+        return f"{self.span}: {self.message}" if self.span else self.message
 
 
 def did_you_mean(name: str, candidates) -> str | None:

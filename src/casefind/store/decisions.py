@@ -5,6 +5,8 @@ Decisions are not data that ingest loads; they accumulate across snapshots, so t
 written under a temporary name and renamed, so a crash never leaves half a batch and a reader
 never sees one. Appends take the store's decisions lock; a row already in the log (same
 patient, rule, decision and list run) is not added twice, so re-importing a file is safe.
+Reviews add one rule (``one_per_day``): one decision per patient, rule and day, so the same
+decision again is a no-op whichever run it names, and a different one that day is refused.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from casefind.store.writer import StoreError
+from casefind.errors import DataError
+from casefind.store.writer import StoreBusy, StoreError
 
 DECISIONS_DIR = "decisions"
 LOCK = ".decisions.lock"
@@ -71,12 +74,26 @@ def _locked(store_root: Path):
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreError(f"another process is recording review decisions in {store_root}; "
+            raise StoreBusy(f"another process is recording review decisions in {store_root}; "
                              "try again when it has finished") from None
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class DecisionConflict(DataError):
+    """A second, different decision for one patient, rule and day; nothing was recorded.
+    ``conflicts``: (index into the rows given, the decision already recorded that day)."""
+
+    def __init__(self, rows: pa.Table, conflicts: list[tuple[int, str]]):
+        self.conflicts = conflicts
+        i, existing = conflicts[0]
+        r = rows.slice(i, 1).to_pylist()[0]
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        super().__init__(f"patient {r['patient_id']} already has the decision {existing} for rule {r['rule']} "
+                         f"on {r['date']}, so {r['decision']} that day is refused{more}; nothing was recorded",
+                         "one decision per patient, rule and day: record a changed decision on the day it was made")
 
 
 def _keys(t: pa.Table) -> list[tuple]:
@@ -85,20 +102,58 @@ def _keys(t: pa.Table) -> list[tuple]:
     return [k + ((d,) if k[-1] is None else ()) for k, d in zip(zip(*cols), dates)]
 
 
-def append(store_root: str | Path, rows: pa.Table) -> tuple[str | None, pa.Table, int]:
-    """Add ``rows`` (INPUT_SCHEMA) as one batch.
+def _day_keys(t: pa.Table) -> list[tuple | None]:
+    """(patient, rule, decision, day) for each decision row; None for 'listed' rows."""
+    cols = [t.column(k).to_pylist() for k in ("patient_id", "rule", "decision", "date")]
+    return [k if k[2] != "listed" else None for k in zip(*cols)]
+
+
+def decided_by_day(log: pa.Table) -> dict[tuple, set[str]]:
+    """(patient, rule, day) → the decisions recorded that day (one, unless recorded before
+    the one-per-day rule)."""
+    out: dict[tuple, set[str]] = {}
+    for k in _day_keys(log):
+        if k is not None:
+            out.setdefault((k[0], k[1], k[3]), set()).add(k[2])
+    return out
+
+
+def day_conflicts(log: pa.Table, rows: pa.Table) -> list[tuple[int, str]]:
+    """(index, the decision already there) for each decision in ``rows`` that differs from
+    one the log, or an earlier row, has for the same patient, rule and day."""
+    decided, out = decided_by_day(log), []
+    for i, k in enumerate(_day_keys(rows)):
+        if k is None:
+            continue
+        day = decided.setdefault((k[0], k[1], k[3]), set())
+        if day and k[2] not in day:
+            out.append((i, sorted(day)[0]))
+        day.add(k[2])
+    return out
+
+
+def append(store_root: str | Path, rows: pa.Table, *, one_per_day: bool = False) -> tuple[str | None, pa.Table, int]:
+    """Add ``rows`` (INPUT_SCHEMA) as one batch. ``one_per_day``: refuse (DecisionConflict,
+    nothing recorded) a decision that differs from the one recorded for that patient, rule
+    and day, and treat the same decision that day as already recorded, whatever run it names.
 
     Returns (batch name or None when nothing was new, the rows added, rows already recorded)."""
     root = Path(store_root)
     if not (root / "current").exists():
         raise StoreError(f"no store at {root}; decisions are recorded beside a store")
     with _locked(root):
-        seen = set(_keys(read_log(root)))
-        fresh, keep = set(), []
-        for i, k in enumerate(_keys(rows)):
-            if k not in seen and k not in fresh:
-                fresh.add(k)
-                keep.append(i)
+        log = read_log(root)
+        if one_per_day and (conflicts := day_conflicts(log, rows)):
+            raise DecisionConflict(rows, conflicts)
+        seen, seen_days = set(_keys(log)), set(_day_keys(log)) if one_per_day else set()
+        keep = []
+        for i, (key, day) in enumerate(zip(_keys(rows), _day_keys(rows))):
+            day = day if one_per_day else None
+            if key in seen or (day is not None and day in seen_days):
+                continue
+            seen.add(key)
+            seen_days.add(day)
+            keep.append(i)
         duplicates = rows.num_rows - len(keep)
         if not keep:
             return None, SCHEMA.empty_table(), duplicates

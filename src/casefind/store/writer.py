@@ -11,8 +11,14 @@ Layout of a store directory::
         dict/<name>.arrow                    dictionaries (codes per code system, text columns)
         quarantine/<table>.parquet           rows that broke the contract, with the reason
 
+Beside the snapshots, a store holds what accumulates across them and is never touched by an
+ingest: ``decisions/`` (the review log), ``kpi/`` (the KPI history) and ``lists/`` (the
+registry of review lists).
+
 A build happens in ``STORE/.build-*``; nothing a reader can see changes until the symlink
-is replaced, so a failed or interrupted build leaves the previous snapshot in place.
+is replaced, so a failed or interrupted build leaves the previous snapshot in place. A commit
+is two steps, ``seal`` (the snapshot gets its id and its place in ``snapshots/``) then
+``publish`` (``current`` is re-pointed), so a second store can be committed between them.
 """
 from __future__ import annotations
 
@@ -27,15 +33,24 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from casefind.errors import BusyError, CasefindError
+
 FORMAT = "casefind-store"
 FORMAT_VERSION = 1
 CURRENT = "current"
 SNAPSHOTS = "snapshots"
 LOCK = ".lock"
+# What else a store folder may hold: kept across snapshots, never touched by an ingest.
+BESIDE_SNAPSHOTS = frozenset({"decisions", ".decisions.lock", "kpi", "lists"})
+_TRANSIENT = (".build-", ".current-", ".retired-")  # left by an interrupted build
 
 
-class StoreError(Exception):
+class StoreError(CasefindError):
     """A store that cannot be opened or written, with a message for the analyst."""
+
+
+class StoreBusy(StoreError, BusyError):
+    """Another process is writing the store (or its review log); nothing changed."""
 
 
 def _sha256(path: Path) -> str:
@@ -51,16 +66,35 @@ def check_store_path(root: Path) -> None:
     if root.exists():
         if not root.is_dir():
             raise StoreError(f"{root} exists and is not a directory")
-        entries = {p.name for p in root.iterdir()} - {CURRENT, SNAPSHOTS, LOCK}
-        entries = {e for e in entries if not e.startswith((".build-", ".current-"))}
+        entries = {p.name for p in root.iterdir()} - {CURRENT, SNAPSHOTS, LOCK} - BESIDE_SNAPSHOTS
+        entries = {e for e in entries if not e.startswith(_TRANSIENT)}
         if entries:
             raise StoreError(
                 f"{root} is not empty and is not a casefind store (found {sorted(entries)[:3]}); "
                 "choose a new --store path or an existing store")
 
 
+def lock_store(root: Path):
+    """Take the store's writer lock (one writer at a time; readers never need it); returns
+    the open lock file, for ``unlock_store``."""
+    fh = open(root / LOCK, "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise StoreBusy(f"another ingest is writing to {root}; wait for it to finish") from None
+    return fh
+
+
+def unlock_store(fh) -> None:
+    if not fh.closed:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
 class SnapshotBuilder:
-    """Collects the files of one snapshot in a build directory; ``commit`` swaps it in."""
+    """Collects the files of one snapshot in a build directory; ``commit`` swaps it in
+    (``seal`` then ``publish``, when something must happen between the two)."""
 
     def __init__(self, root: Path, mode: int = 0o755):
         self.root = Path(root)
@@ -68,18 +102,14 @@ class SnapshotBuilder:
         self.created_root = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, mode)
-        self._lock = open(self.root / LOCK, "w")
-        try:  # one writer at a time; readers never need the lock
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise StoreError(f"another ingest is writing to {self.root}; wait for it to finish") from None
+        self._lock = lock_store(self.root)
         remove_stale_builds(self.root)
         self.mode = mode
         self.dir = self.root / f".build-{uuid.uuid4().hex[:12]}"
         self.dir.mkdir()
         os.chmod(self.dir, mode)
         self.files: list[str] = []
+        self.sealed: str | None = None
 
     def write_arrow(self, relpath: str, table: pa.Table) -> None:
         path = self.dir / relpath
@@ -95,11 +125,20 @@ class SnapshotBuilder:
         self.files.append(relpath)
 
     def commit(self, manifest: dict) -> str:
-        """Hash the files, write the manifest, and make this snapshot current.
-        Returns the snapshot id (a content hash: same data in, same id out)."""
+        """Seal and publish: returns the snapshot id (a content hash: same data in, same id out)."""
+        snapshot_id = self.seal(manifest)
+        self.publish()
+        return snapshot_id
+
+    def seal(self, manifest: dict, snapshot_id: str | None = None) -> str:
+        """Hash the files, write the manifest and move the build to ``snapshots/<id>``;
+        ``current`` is not touched. The id is the content hash unless ``snapshot_id`` names
+        it (a snapshot belonging to another store's snapshot), which then replaces any
+        snapshot of that name."""
         hashes = {f: _sha256(self.dir / f) for f in sorted(self.files)}
-        content = json.dumps(hashes, sort_keys=True).encode()
-        snapshot_id = hashlib.sha256(content).hexdigest()[:16]
+        named = snapshot_id is not None
+        if not named:
+            snapshot_id = hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "snapshot_id": snapshot_id, **manifest, "files": hashes}
         tmp = self.dir / "manifest.json.tmp"
@@ -109,23 +148,28 @@ class SnapshotBuilder:
         snapshots = self.root / SNAPSHOTS
         snapshots.mkdir(exist_ok=True)
         target = snapshots / snapshot_id
-        if target.exists():  # identical content already stored: keep it, drop the build
+        if target.exists() and not named:  # identical content already stored: keep its files,
+            os.replace(self.dir / "manifest.json", target / "manifest.json")  # take this manifest
             shutil.rmtree(self.dir)
         else:
+            if target.exists():  # moved aside first: a directory cannot be renamed onto another
+                aside = self.root / f".retired-{uuid.uuid4().hex[:12]}"
+                os.replace(target, aside)
+                shutil.rmtree(aside, ignore_errors=True)
             os.replace(self.dir, target)
-        link_tmp = self.root / f".current-{uuid.uuid4().hex[:8]}"
-        os.symlink(Path(SNAPSHOTS) / snapshot_id, link_tmp)
-        os.replace(link_tmp, self.root / CURRENT)  # the atomic step
-        for old in snapshots.iterdir():  # readers holding old maps keep them (POSIX unlink)
-            if old.name != snapshot_id:
-                shutil.rmtree(old, ignore_errors=True)
-        self._release()
+        self.sealed = snapshot_id
         return snapshot_id
 
+    def publish(self) -> None:
+        """Make the sealed snapshot current (the atomic step), remove the others, and
+        release the store."""
+        if self.sealed is None:
+            raise RuntimeError("publish() before seal()")
+        point_current(self.root, self.sealed)
+        self._release()
+
     def _release(self) -> None:
-        if not self._lock.closed:
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+        unlock_store(self._lock)
 
     def abort(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -142,10 +186,27 @@ class SnapshotBuilder:
         return False
 
 
+def point_current(root: Path, snapshot_id: str | None) -> None:
+    """Re-point ``current`` at ``snapshots/<snapshot_id>`` in one atomic step (or remove it,
+    for None), then remove every other snapshot; readers holding old maps keep them (POSIX
+    unlink)."""
+    snapshots = root / SNAPSHOTS
+    if snapshot_id is None:
+        (root / CURRENT).unlink(missing_ok=True)
+    else:
+        link_tmp = root / f".current-{uuid.uuid4().hex[:8]}"
+        os.symlink(Path(SNAPSHOTS) / snapshot_id, link_tmp)
+        os.replace(link_tmp, root / CURRENT)
+    if snapshots.is_dir():
+        for old in snapshots.iterdir():
+            if old.name != snapshot_id:
+                shutil.rmtree(old, ignore_errors=True)
+
+
 def remove_stale_builds(root: Path) -> None:
     """Builds left by a killed process are never read; clear them before a new one."""
     if root.is_dir():
-        for p in root.glob(".build-*"):
+        for p in [*root.glob(".build-*"), *root.glob(".retired-*")]:
             shutil.rmtree(p, ignore_errors=True)
         for p in root.glob(".current-*"):
             p.unlink(missing_ok=True)

@@ -18,14 +18,50 @@ import pyarrow.parquet as pq
 
 from casefind.contract import TABLES
 from casefind.contract import schema as S
+from casefind.errors import UsageError
 from casefind.synth import events as E
 from casefind.synth import population as P
 from casefind.synth._common import NULL
 from casefind.synth.errors import inject
-from casefind.synth.identities import identities, pseudonyms
+from casefind.synth.identities import CAPACITY, identities, pseudonyms
 from casefind.synth.write import stringify, to_arrow, write
 
-__all__ = ["generate", "SynthResult"]
+__all__ = ["generate", "SynthResult", "check_size", "check_out_folder"]
+
+MARKER = ".casefind-synth"  # written at the top of every synth output, so it can be replaced
+
+
+def check_size(patients: int) -> None:
+    """Refuse at once a population the synthetic NHS number ranges cannot number."""
+    if patients > CAPACITY:
+        raise UsageError(f"at most {CAPACITY:,} patients: synthetic NHS numbers come only from the ranges "
+                         "reserved for testing (999 and 998), which hold that many", option="--patients")
+
+
+def _is_synth_output(folder: pathlib.Path) -> bool:
+    return (folder / MARKER).is_file() or (folder / "_truth" / "latent.parquet").is_file()
+
+
+def check_out_folder(out: pathlib.Path) -> None:
+    """OUT must be new, empty, or an earlier synth output: never a folder of someone else's
+    files (it is replaced whole), nor the working folder or one above it."""
+    out = pathlib.Path(out)
+    resolved = out.resolve()
+    if resolved == pathlib.Path.cwd().resolve() or resolved in pathlib.Path.cwd().resolve().parents:
+        raise UsageError(f"{out} is the current folder (or holds it); give a new folder, e.g. --out data/",
+                         option="--out")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; give a folder", option="--out")
+    if out.is_dir() and any(out.iterdir()) and not _is_synth_output(out):
+        raise UsageError(f"{out} is not empty and was not written by casefind synth; nothing was changed",
+                         "give a new or empty folder", option="--out")
+
+
+def _remove_stale_builds(out: pathlib.Path) -> None:
+    """Builds a killed synth left beside OUT hold identities: clear them."""
+    for old in out.parent.glob(f".{out.name}.*"):
+        if old.is_dir() and (old / "restricted").is_dir():
+            shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass
@@ -43,9 +79,11 @@ def generate(patients: int, seed: int, out: pathlib.Path, *, inject_errors: floa
         raise ValueError("fmt must be 'parquet' or 'csv'")
     if patients < 1:
         raise ValueError("patients must be at least 1")
+    check_size(patients)
+    out = pathlib.Path(out).absolute()
+    check_out_folder(out)
     t0 = time.perf_counter()
     say = progress or (lambda s: None)
-    out = pathlib.Path(out)
     A = (as_of - dt.date(1970, 1, 1)).days
     say("population")
     pop = P.build(patients, seed, A)
@@ -54,13 +92,22 @@ def generate(patients: int, seed: int, out: pathlib.Path, *, inject_errors: floa
     P.add_risk(pop, seed)
     pids = pseudonyms(np.arange(patients), seed)
     pid_arrow = pa.array(pids, pa.string())
-    pr = pop.practices
-    prac_codes = np.array(pr["practice_code"])
+    prac_codes = np.array(pop.practices["practice_code"])
 
     out.parent.mkdir(parents=True, exist_ok=True)  # the build sits beside OUT, so the swap is a rename
+    _remove_stale_builds(out)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        return _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject_errors, say, t0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap succeeded
+
+
+def _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject_errors, say, t0) -> SynthResult:
     (tmp / "restricted").mkdir()
     (tmp / "_truth").mkdir()
+    (tmp / MARKER).write_text("written by casefind synth; `casefind synth --out` may replace this folder\n")
+    pr = pop.practices
     ext = "csv" if fmt == "csv" else "parquet"
     as_strings = fmt == "csv" or inject_errors > 0
     tables: dict[str, pa.Table] = {}
@@ -73,7 +120,7 @@ def generate(patients: int, seed: int, out: pathlib.Path, *, inject_errors: floa
 
     say("patients")
     emit("patients", {
-        "patient_id": np.arange(patients, dtype=np.int32), "birth_date": pop.birth,
+        "patient_id": np.arange(len(pids), dtype=np.int32), "birth_date": pop.birth,
         "sex": (list(S.SEX), pop.sex), "practice_code": prac_codes[pop.practice],
         "registration_start": pop.reg_start, "registration_end": pop.reg_end, "death_date": pop.death,
         "imd_decile": pop.imd, "ethnicity": (list(S.ETHNIC_CATEGORIES), pop.eth),

@@ -97,6 +97,7 @@ def inject(tables: dict, rate: float, seed: int, new_pid, life, dead_rows):
     out["practices"] = inj.table("practices", pr, {
         "duplicate_practice": lambda r: r.slice(0, 1),
         "missing_value": lambda r: _set(_set(r.slice(0, 1), "practice_name", [None]), "practice_code", ["Z99998"]),
+        "invalid_code": lambda r: _set(r.slice(0, 1), "practice_code", ["../Z99997"]),
     })
 
     bad_vals = {

@@ -29,11 +29,20 @@ def pseudonyms(index: np.ndarray, seed: int) -> np.ndarray:
     return _HEX[nib.astype(np.intp)].view("S12").ravel().astype("U12")
 
 
-def nhs_numbers(n: int, seed: int) -> np.ndarray:
+def _stem_pool() -> np.ndarray:
+    """Nine-digit stems from the 999 and 998 ranges whose check digit is not 10."""
     stems = np.arange(999_999_999, 997_999_999, -1, dtype=np.int64)
     digits = (stems[:, None] // (10 ** np.arange(8, -1, -1, dtype=np.int64))) % 10
     ok = (11 - (digits @ np.arange(10, 1, -1)) % 11) != 10
-    pool = stems[ok]
+    return stems[ok]
+
+
+# How many distinct synthetic NHS numbers the ranges hold: the most patients synth can make.
+CAPACITY = 1_818_182
+
+
+def nhs_numbers(n: int, seed: int) -> np.ndarray:
+    pool = _stem_pool()
     if n > len(pool):
         raise ValueError("too many patients for the synthetic NHS number ranges")
     pick = rng(seed, 91).permutation(len(pool))[:n]

@@ -1,0 +1,28 @@
+"""The span of dates a plan reads: from the earliest start of a bounded window (``within=``,
+``between=``, a trend's months, at any ``at`` date) to its latest evaluation date. Windows
+that reach back for ever (``ever``, ``active``) read history, not the data's coverage."""
+from __future__ import annotations
+
+import datetime as dt
+
+from casefind.plan import Plan, shift_date
+from casefind.rules import ir
+
+
+def _window_start(slot) -> dt.date | None:
+    node = slot.node
+    if isinstance(node, ir.Trend):
+        return shift_date(slot.as_of, -node.months)
+    if node.window.kind == "range":
+        months, days = node.window.start
+        return shift_date(slot.as_of, -months, -days)
+    return None
+
+
+def read_span(plan: Plan) -> tuple[dt.date, dt.date]:
+    """(earliest date a bounded window reads, latest evaluation date); the plan's as_of for
+    both when no window is bounded."""
+    slots = [s for table_slots in plan.scans.values() for s in table_slots]
+    starts = [d for d in map(_window_start, slots) if d is not None]
+    ends = [s.as_of for s in slots]
+    return (min(starts, default=plan.as_of), max(ends + [plan.as_of]))
