@@ -51,7 +51,10 @@ def test_deterministic_per_seed(small):
 
 
 def test_contract_columns_and_enums(clean):
-    codes = {r["code"] for f in ("codes.csv", "medicines.csv", "observation_codes.csv") for r in load_csv(f)}
+    # every code comes from the packaged reference data (the vocabularies the generator draws
+    # from: full published code sets, resolved codes, background and hospital codes)
+    codes = {r["code"] for f in ("codes.csv", "medicines.csv", "observation_codes.csv", "primary_codes.csv",
+                                 "resolved_codes.csv", "other_codes.csv", "hospital_codes.csv") for r in load_csv(f)}
     for name in INPUT_TABLES:
         t = TABLES[name]
         tbl = pq.read_table(_path(clean, name))

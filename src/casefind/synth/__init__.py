@@ -26,7 +26,7 @@ from casefind.synth.errors import inject
 from casefind.synth.identities import CAPACITY, identities, pseudonyms
 from casefind.synth.write import stringify, to_arrow, write
 
-__all__ = ["generate", "SynthResult", "check_size", "check_out_folder"]
+__all__ = ["generate", "SynthResult", "check_size", "check_out_folder", "frailty_category"]
 
 MARKER = ".casefind-synth"  # written at the top of every synth output, so it can be replaced
 
@@ -62,6 +62,32 @@ def _remove_stale_builds(out: pathlib.Path) -> None:
     for old in out.parent.glob(f".{out.name}.*"):
         if old.is_dir() and (old / "restricted").is_dir():
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _pairs(pid_arrow, mat: np.ndarray, names: list[str], column: str) -> pa.Table:
+    rows, cols = np.nonzero(mat)
+    return pa.table({"patient_id": pid_arrow.take(pa.array(rows.astype(np.int64))),
+                     column: pa.array(np.array(names, dtype=object)[cols].tolist(), pa.string())})
+
+
+def _write_truth(folder: pathlib.Path, pop, pid_arrow, polypharmacy: np.ndarray) -> None:
+    """What is really so, before coding: the QOF conditions each person has now, their eFI
+    deficits (the 35 coded kinds and polypharmacy), and the frailty category those give."""
+    qof = len(P.QOF)
+    pq.write_table(_pairs(pid_arrow, pop.has[:, :qof], pop.conditions[:qof], "condition"), folder / "conditions.parquet")
+    deficits = np.column_stack([pop.deficits, polypharmacy])
+    names = pop.deficit_names + ["polypharmacy"]
+    pq.write_table(_pairs(pid_arrow, deficits, names, "deficit"), folder / "deficits.parquet")
+    count = deficits.sum(1)
+    pq.write_table(pa.table({"patient_id": pid_arrow, "true_frailty": pa.array(frailty_category(count).tolist()),
+                             "true_deficits": pa.array(count.astype(np.int32))}), folder / "frailty.parquet")
+
+
+def frailty_category(deficits: np.ndarray) -> np.ndarray:
+    """eFI category of a deficit count (Clegg et al. 2016: fit <= 0.12, mild <= 0.24,
+    moderate <= 0.36, severe above), as the frail rule writes it."""
+    efi = np.asarray(deficits) / 36
+    return np.select([efi > 0.36, efi > 0.24, efi > 0.12], ["severe", "moderate", "mild"], "fit")
 
 
 @dataclass
@@ -132,9 +158,13 @@ def _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject
     emit("activity", act)
     del act
     say("diagnoses")
-    emit("diagnoses", E.merge(E.primary_diagnoses(pop, seed), E.hospital_diagnoses(emerg)))
+    emit("diagnoses", E.merge(E.primary_diagnoses(pop, seed), E.hospital_diagnoses(pop, seed, emerg)))
+    del emerg
     say("medications")
-    emit("medications", E.medications(pop, seed, E.medication_plan(pop, seed)))
+    plan = E.medication_plan(pop, seed)
+    emit("medications", E.medications(pop, seed, plan))
+    polypharmacy = plan[1].sum(1) >= 5
+    del plan
     say("observations")
     emit("observations", E.observations(pop, seed))
     emit("experience", E.experience(pop, seed))
@@ -173,6 +203,7 @@ def _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject
     pq.write_table(pa.table({"patient_id": pid_arrow, "latent_risk": pa.array(pop.risk.astype(np.float64)),
                              "trajectory": pa.array(traj)}), tmp / "_truth" / "latent.parquet")
     (tmp / "_truth" / "injected.json").write_text(json.dumps(injected, indent=1, sort_keys=True))
+    _write_truth(tmp / "_truth", pop, pid_arrow, polypharmacy)
     if out.exists():  # swap: the old folder goes only once the new one is complete
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)

@@ -26,33 +26,103 @@ def _in_life(pop: Population, pid: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- diagnoses (primary care)
+class _Vocab:
+    """One SNOMED CT vocabulary for primary care: each state's codes with their long-tail
+    weights (diagnostic codes for the first record, all codes for follow-ups), the resolved
+    codes per condition, and background codes no shipped list holds."""
+
+    def __init__(self):
+        self.codes: list[str] = []
+        self.index: dict[str, int] = {}
+        self.dx: dict[str, tuple] = {}
+        self.all: dict[str, tuple] = {}
+        by: dict[str, list] = {}
+        for r in load_csv("primary_codes.csv"):
+            by.setdefault(r["state"], []).append(r)
+        for state, rows in by.items():
+            self.all[state] = self._dist([r["code"] for r in rows], [float(r["weight"]) for r in rows])
+            dx = [r for r in rows if r["role"] == "dx"]
+            self.dx[state] = self._dist([r["code"] for r in dx], [float(r["weight"]) for r in dx])
+        res: dict[str, list] = {}
+        for r in load_csv("resolved_codes.csv"):
+            res.setdefault(r["category"], []).append(r)
+        self.resolved = {}
+        for cond, rows in res.items():
+            main = [r for r in rows if r["cluster"].endswith("res_cod")]
+            rest = [r for r in rows if not r["cluster"].endswith("res_cod")]
+            w = [1.0 / len(main)] * len(main) if not rest else [0.5 / len(main)] * len(main) + [0.5 / len(rest)] * len(rest)
+            self.resolved[cond] = self._dist([r["code"] for r in main + rest], w)
+        other = load_csv("other_codes.csv")
+        self.other = self._dist([r["code"] for r in other], [float(r["weight"]) for r in other])
+
+    def _dist(self, codes, weights):
+        for c in codes:
+            if c not in self.index:
+                self.index[c] = len(self.codes)
+                self.codes.append(c)
+        w = np.asarray(weights, float)
+        return np.array([self.index[c] for c in codes], np.int32), np.cumsum(w / w.sum())
+
+    @staticmethod
+    def draw(dist, r, m: int) -> np.ndarray:
+        idx, cum = dist
+        return idx[np.minimum(np.searchsorted(cum, r.random(m), side="right"), len(idx) - 1)]
+
+
+VOCAB = _Vocab()
+FOLLOW_UPS = 2.0  # mean further records of a coded state after its first (reviews, repeats)
+OTHER_PER_YEAR = 0.5  # background codes a person-year
+
+
 def primary_diagnoses(pop: Population, seed: int):
-    """One SNOMED record per condition per person, dated at onset (years back, never before
-    birth, never after death), and a repeat record for a third of them in the last year."""
+    """Each coded state: a first record dated at onset (years back, never before birth, never
+    after death) with a diagnostic code, and a Poisson number of follow-up records between
+    onset and the end, each code drawn from the state's long-tailed vocabulary. A resolved
+    condition: its records, then a resolved code, the latest. Background codes that no
+    shipped list holds, for everyone."""
     r = rng(seed, 10)
     pid_parts, day_parts, code_parts = [], [], []
-    vocab: list[str] = []
-    ref = np.where(pop.death != NULL, pop.death, pop.as_of)
+    ref = np.where(pop.death != NULL, pop.death, pop.as_of).astype(np.int64)
+    care_day = np.full(pop.n, NULL, np.int64)
+    care_day[pop.care_home[0]] = pop.care_home[1]
+
+    def add(pid, day, code):
+        pid_parts.append(pid.astype(np.int32)); day_parts.append(day.astype(np.int32)); code_parts.append(code)
+
     for j, cond in enumerate(pop.conditions):
-        idx = np.flatnonzero(pop.has[:, j])
-        codes = _codes(cond, "snomed")
-        base = len(vocab)
-        vocab += codes
-        span = np.maximum(ref[idx] - pop.birth[idx], 1)
-        back = np.minimum(r.exponential(6 * 365, len(idx)), span - 1)
-        when = (ref[idx] - back).astype(np.int32)
-        k = base + r.integers(0, len(codes), len(idx))
-        pid_parts.append(idx); day_parts.append(when); code_parts.append(k)
-        rep = idx[r.random(len(idx)) < 0.33]
-        rd = (ref[rep] - r.integers(0, 365, len(rep))).astype(np.int32)
-        ok = rd >= pop.birth[rep]
-        pid_parts.append(rep[ok]); day_parts.append(rd[ok]); code_parts.append(base + np.zeros(ok.sum(), int))
-    pid = np.concatenate(pid_parts).astype(np.int32)
+        if cond not in VOCAB.all:
+            continue
+        for resolved in (False, True):
+            idx = np.flatnonzero(pop.resolved[:, j] if resolved else pop.coded[:, j])
+            m = len(idx)
+            if m == 0:
+                continue
+            span = np.maximum(ref[idx] - pop.birth[idx], 2)
+            back = np.minimum(r.exponential((9 if resolved else 6) * 365, m), span - 1).astype(np.int64)
+            onset = ref[idx] - back
+            if cond == "care_home":
+                onset = np.maximum(care_day[idx], pop.birth[idx])
+            end = ref[idx]
+            if resolved:  # resolved at least a day after onset, before the end
+                end = onset + 1 + np.floor(r.uniform(0.2, 0.95, m) * np.maximum(ref[idx] - onset - 1, 0)).astype(np.int64)
+                end = np.minimum(end, ref[idx])
+            add(idx, onset, VOCAB.draw(VOCAB.dx[cond], r, m))
+            k = r.poisson(FOLLOW_UPS, m)
+            fu = np.repeat(np.arange(m), k)
+            lo, hi = onset[fu], np.where(resolved, end[fu] - 1, end[fu])
+            d = lo + np.floor(r.random(len(fu)) * (np.maximum(hi - lo, 0) + 1)).astype(np.int64)
+            add(idx[fu], d, VOCAB.draw(VOCAB.all[cond], r, len(fu)))
+            if resolved:
+                ok = end > onset
+                add(idx[ok], end[ok], VOCAB.draw(VOCAB.resolved[cond], r, int(ok.sum())))
+    pid, d = _events(pop, r, np.full(pop.n, OTHER_PER_YEAR))
+    add(pid, d, VOCAB.draw(VOCAB.other, r, len(pid)))
+    pid = np.concatenate(pid_parts)
     return {
         "patient_id": pid,
-        "date": np.concatenate(day_parts).astype(np.int32),
+        "date": np.concatenate(day_parts),
         "code_system": (list(S.CLINICAL_CODE_SYSTEMS), np.zeros(len(pid), np.int8)),
-        "code": (vocab, np.concatenate(code_parts).astype(np.int32)),
+        "code": (VOCAB.codes, np.concatenate(code_parts).astype(np.int32)),
         "source": (list(S.SOURCES), np.zeros(len(pid), np.int8)),
     }
 
@@ -201,13 +271,61 @@ def activity(pop: Population, seed: int):
     return table, (emerg[0], emerg[1], icd_vocab, emerg[2])
 
 
-def hospital_diagnoses(emerg):
+_HOSP: dict[str, tuple[list[str], np.ndarray]] = {}
+for _r in load_csv("hospital_codes.csv"):
+    _HOSP.setdefault(_r["driver"], ([], []))
+    _HOSP[_r["driver"]][0].append(_r["code"]); _HOSP[_r["driver"]][1].append(float(_r["weight"]))
+_PER_SPELL = {r["driver"]: float(r["per_spell"]) for r in load_csv("hospital_drivers.csv")}
+# acute secondary diagnoses a spell: the mean at age 75 with no true deficit is
+# _PER_SPELL["acute"], times these age multipliers, times exp(ACUTE_PER_DEFICIT * deficits)
+_ACUTE_AGE = ([0, 18, 45, 65, 75, 85, 95], [0.15, 0.2, 0.35, 0.65, 1.0, 1.3, 1.5])
+ACUTE_PER_DEFICIT = 0.12
+
+
+def hospital_diagnoses(pop: Population, seed: int, emerg):
+    """Every emergency spell's diagnoses (source acute, dated at admission): its primary
+    diagnosis, then each true state of the person recorded with the state's per-spell
+    probability (hospital_drivers.csv; a state primary care has not coded is found here too),
+    then a Poisson number of acute and frailty-syndrome diagnoses that rises with age and
+    true eFI deficits. This is what puts the Hospital Frailty Risk Score's high band among
+    the old and frail, and every Charlson condition in the data."""
+    r = rng(seed, 21)
     pid, start, vocab, diag = emerg
-    n = len(pid)
+    vocab = list(vocab)
+    index = {c: i for i, c in enumerate(vocab)}
+
+    def ix(codes):
+        out = []
+        for c in codes:
+            if c not in index:
+                index[c] = len(vocab); vocab.append(c)
+            out.append(index[c])
+        return np.array(out, np.int32)
+
+    dists = {d: (ix(codes), np.cumsum(np.asarray(w) / np.sum(w))) for d, (codes, w) in _HOSP.items()}
+    spell = np.arange(len(pid))
+    sp_parts, code_parts = [spell], [diag.astype(np.int32)]
+    for j, cond in enumerate(pop.conditions):
+        if cond not in dists:
+            continue
+        sel = spell[pop.has[pid, j]]
+        sel = sel[r.random(len(sel)) < _PER_SPELL[cond]]
+        sp_parts.append(sel); code_parts.append(_Vocab.draw(dists[cond], r, len(sel)))
+    lam = (_PER_SPELL["acute"] * np.interp(pop.age[pid], *_ACUTE_AGE)
+           * np.exp(ACUTE_PER_DEFICIT * pop.deficits[pid].sum(1)))
+    k = r.poisson(lam)
+    sel = np.repeat(spell, k)
+    sp_parts.append(sel); code_parts.append(_Vocab.draw(dists["acute"], r, len(sel)))
+    sp = np.concatenate(sp_parts).astype(np.int64)
+    code = np.concatenate(code_parts).astype(np.int64)
+    keep = code >= 0
+    key = np.unique(sp[keep] * (len(vocab) + 1) + code[keep])  # one row per spell and code
+    sp, code = key // (len(vocab) + 1), key % (len(vocab) + 1)
+    n = len(sp)
     return {
-        "patient_id": pid, "date": start,
+        "patient_id": pid[sp], "date": start[sp],
         "code_system": (list(S.CLINICAL_CODE_SYSTEMS), np.ones(n, np.int8)),
-        "code": (vocab, diag),
+        "code": (vocab, code.astype(np.int32)),
         "source": (list(S.SOURCES), np.ones(n, np.int8)),
     }
 
@@ -228,15 +346,9 @@ def merge(a, b):
 
 
 def care_home_residents(pop: Population, seed: int):
-    """About 0.7% of the population, mostly 80+, frail, with dementia more often."""
-    r = rng(seed, 30)
-    score = 0.12 * (pop.age - 85) + 0.9 * pop.frail + 1.5 * pop.flag("dementia") + r.gumbel(0, 1, pop.n)
-    score = np.where(pop.age >= 65, score, -np.inf)
-    k = int(0.007 * pop.n)
-    idx = np.sort(np.argpartition(-score, k)[:k]) if k else np.zeros(0, np.int64)
-    start = np.maximum(pop.as_of - r.integers(30, 5 * 365, len(idx)), pop.birth[idx] + 60 * 365).astype(np.int32)
-    start = np.minimum(start, pop.exit[idx])
-    return idx.astype(np.int32), start
+    """About 0.7% of the population, mostly 80+, frail, with dementia more often (chosen with
+    the conditions: see population.care_home_residents)."""
+    return pop.care_home
 
 
 # ---------------------------------------------------------------- medications
@@ -251,7 +363,7 @@ def medication_plan(pop: Population, seed: int):
         if m["condition"] == "older_general":
             on[:, j] |= (pop.age >= 65) & (r.random(pop.n) < 0.25)
         else:
-            on[:, j] |= pop.flag(m["condition"]) & (r.random(pop.n) < 0.7)
+            on[:, j] |= pop.coded_flag(m["condition"]) & (r.random(pop.n) < 0.7)
     return drugs, on
 
 
@@ -283,7 +395,8 @@ def observations(pop: Population, seed: int):
     vocab = ["sbp", "dbp", "bmi", "hba1c", "egfr"]
     units = ["mm[Hg]", "mm[Hg]", "kg/m2", "mmol/mol", "mL/min/1.73m2"]
     adult = pop.age >= 18
-    ht = pop.flag("hypertension") | pop.flag("diabetes") | pop.flag("chronic_kidney_disease") | pop.flag("coronary_heart_disease")
+    ht = (pop.coded_flag("hypertension") | pop.coded_flag("diabetes") | pop.coded_flag("chronic_kidney_disease")
+          | pop.coded_flag("coronary_heart_disease"))
     parts = []
 
     def take(kind, who, per_year):
@@ -291,9 +404,9 @@ def observations(pop: Population, seed: int):
         parts.append((kind, pid, d))
 
     take(0, adult, np.where(ht, 2.0, 0.25))
-    take(2, adult, np.where(ht | pop.flag("obesity"), 1.0, 0.15))
-    take(3, pop.flag("diabetes"), 2.0)
-    take(4, pop.flag("chronic_kidney_disease") | pop.flag("diabetes"), 1.0)
+    take(2, adult, np.where(ht | pop.coded_flag("obesity"), 1.0, 0.15))
+    take(3, pop.coded_flag("diabetes"), 2.0)
+    take(4, pop.coded_flag("chronic_kidney_disease") | pop.coded_flag("diabetes"), 1.0)
     kinds, pids, days = [], [], []
     for kind, pid, d in parts:
         kinds.append(np.full(len(pid), kind, np.int32)); pids.append(pid); days.append(d)
@@ -320,7 +433,7 @@ def observations(pop: Population, seed: int):
 def experience(pop: Population, seed: int):
     """Patient-reported measures for a quarter of people with an LTC; worse with frailty."""
     r = rng(seed, 60)
-    ltc = pop.has[:, :19].any(1)
+    ltc = pop.coded[:, :19].any(1)
     pid, d = _events(pop, r, np.where(ltc & (pop.age >= 16) & (r.random(pop.n) < 0.25), 0.5, 0.0))
     n = len(pid)
     measure = np.tile(np.arange(4), n)
@@ -363,7 +476,7 @@ def registers(pop: Population, seed: int):
     parts.append((2, vw, st, np.minimum(st + r.integers(5, 15, len(vw)), pop.as_of)))
     ch, st = care_home_residents(pop, seed)
     parts.append((3, ch, st, np.where(pop.exit[ch] < pop.as_of, pop.exit[ch], NULL)))
-    ld = np.flatnonzero(pop.flag("learning_disability"))
+    ld = np.flatnonzero(pop.coded_flag("learning_disability"))
     st = pop.birth[ld] + r.integers(3 * 365, 10 * 365, len(ld))
     st = np.minimum(st, pop.exit[ld])
     parts.append((4, ld, st, np.where(pop.death[ld] != NULL, pop.death[ld], NULL)))

@@ -39,7 +39,21 @@ EFI_ONLY = {
     "efi_social_vulnerability": (0.12, 0.5, 0.6), "efi_urinary_incontinence": (0.10, 0.6, 0.9),
     "efi_urinary_system_disease": (0.10, 0.4, 0.8), "efi_visual_impairment": (0.18, 0.6, 0.6),
     "efi_weight_loss_anorexia": (0.06, 0.5, 1.0),
+    "efi_respiratory_other": (0.05, 0.4, 0.8), "efi_thyroid_other": (0.02, 0.1, 0.2),
 }
+# states only hospital coding names (Charlson conditions with no QOF register):
+# (parent state or None, share of the parent's people or of the eligible, minimum age,
+#  age slope per decade, frailty loading)
+HOSPITAL_ONLY = {
+    "diabetes_complications": ("diabetes", 0.30, 0, 0.2, 0.4),
+    "metastatic_cancer": ("cancer", 0.15, 0, 0.0, 0.5),
+    "hemiplegia": ("stroke_tia", 0.12, 0, 0.0, 0.5),
+    "liver_disease": (None, 0.008, 18, 0.2, 0.5),
+    "severe_liver_disease": ("liver_disease", 0.20, 0, 0.0, 0.5),
+    "hiv": (None, 0.0025, 15, -0.2, 0.2),
+    "ctd_other": (None, 0.010, 50, 0.6, 0.4),
+}
+QOF = list(_SHAPE)
 
 
 @dataclass
@@ -58,8 +72,13 @@ class Population:
     age: np.ndarray
     frail: np.ndarray
     practices: dict
-    conditions: list = field(default_factory=list)
-    has: np.ndarray | None = None  # bool (n, len(conditions))
+    conditions: list = field(default_factory=list)  # every true state: QOF, eFI-only, hospital-only
+    has: np.ndarray | None = None  # bool (n, len(conditions)): the person truly has the state now
+    coded: np.ndarray | None = None  # bool: has it and it is coded in primary care
+    resolved: np.ndarray | None = None  # bool: coded once, resolved since (not in `has`)
+    deficits: np.ndarray | None = None  # bool (n, 35): the true coded-type eFI deficits
+    deficit_names: list = field(default_factory=list)
+    care_home: tuple | None = None  # (row indexes, move-in day) of care-home residents
     risk: np.ndarray | None = None
     trajectory: np.ndarray | None = None  # 0 stable, 1 rising, 2 falling
 
@@ -76,19 +95,30 @@ class Population:
         return (self.death == NULL) & (self.reg_end == NULL)
 
     def flag(self, name: str) -> np.ndarray:
+        """Truly has the state."""
         return self.has[:, self.conditions.index(name)]
+
+    def coded_flag(self, name: str) -> np.ndarray:
+        """Has the state and primary care knows it (a diagnosis is coded)."""
+        return self.coded[:, self.conditions.index(name)]
 
 
 def _practices(n: int, r: np.random.Generator) -> dict:
     k = max(1, round(n / 8000))
     size = np.clip(r.lognormal(np.log(7000), 0.5, k), 2000, 30000)
-    n_loc = max(1, round(k / 7.5))
+    # 5-10 practices a locality, and never one locality for two or more practices, so that
+    # locality figures differ from the system's
+    n_loc = min(k, max(2, round(k / 7.5)))
     loc = np.repeat(np.arange(n_loc), [len(a) for a in np.array_split(np.arange(k), n_loc)])
-    n_sys = max(1, round(n / 600_000))
+    n_sys = max(1, min(n_loc, round(n / 600_000)))
     sys_of_loc = np.repeat(np.arange(n_sys), [len(a) for a in np.array_split(np.arange(n_loc), n_sys)])
     names = [f"{_PLACES[i % len(_PLACES)]} {_KINDS[(i // len(_PLACES)) % len(_KINDS)]}"
              + ("" if i < len(_PLACES) * len(_KINDS) else f" {i // (len(_PLACES) * len(_KINDS)) + 1}")
              for i in range(k)]
+    # deprivation clusters by locality (a deprived and a less deprived neighbourhood)
+    loc_imd = r.uniform(2.5, 8.5, n_loc)
+    if n_loc >= 2:
+        loc_imd[:2] = [3.5, 7.5]
     return {
         "practice_code": [f"Z{i + 1:05d}" for i in range(k)],
         "practice_name": names,
@@ -97,7 +127,7 @@ def _practices(n: int, r: np.random.Generator) -> dict:
         "system_code": [f"SYS{sys_of_loc[loc[i]] + 1:02d}" for i in range(k)],
         "system_name": [f"Synthetic Integrated Care System {sys_of_loc[loc[i]] + 1}" for i in range(k)],
         "weight": size / size.sum(),
-        "imd_mean": r.uniform(2, 9, k),
+        "imd_mean": np.clip(loc_imd[loc] + r.normal(0, 1.0, k), 2, 9),
         "system": sys_of_loc[loc],
     }
 
@@ -151,6 +181,8 @@ def _fit_level(base: np.ndarray, mask: np.ndarray, target: float) -> float:
     """Bisection on the logit intercept so that mean(sigmoid(c + base[mask])) == target."""
     lo, hi = -20.0, 10.0
     b = base[mask]
+    if len(b) > 200_000:  # a fixed stride sample fits the level as well, and faster
+        b = b[:: len(b) // 200_000]
     for _ in range(30):
         mid = (lo + hi) / 2
         if sigmoid(mid + b).mean() < target:
@@ -160,13 +192,29 @@ def _fit_level(base: np.ndarray, mask: np.ndarray, target: float) -> float:
     return (lo + hi) / 2
 
 
+def _completeness() -> dict[str, float]:
+    rows = {r["state"]: float(r["completeness"]) for r in load_csv("completeness.csv")}
+    default = rows.pop("default")
+    return {**{k: default for k in EFI_ONLY}, **rows}
+
+
+def completeness() -> dict[str, float]:
+    """The probability that a true state is coded (synth/data/completeness.csv)."""
+    return dict(_COMPLETENESS)
+
+
 def add_conditions(pop: Population, seed: int) -> None:
-    """LTCs at age-shaped, frailty-loaded prevalence fitted to the QOF-like reference among
-    currently registered people, then the eFI-only deficits fitted among the 65+."""
+    """True LTCs at age-shaped, frailty-loaded prevalence, each coded with its completeness, the
+    level fitted so that CODED prevalence among currently registered people in the register's
+    age group matches the QOF-like reference; then the eFI-only deficits fitted the same way
+    among the 65+; resolved conditions (coded once, resolved since); hospital-only states;
+    care-home residence; and the true eFI deficits that follow."""
     r = rng(seed, 2)
     ref = {row["condition"]: row for row in load_csv("ltc_prevalence.csv")}
+    resolve = {row["condition"]: float(row["resolved_share"]) for row in load_csv("resolution.csv")}
+    p_code = _COMPLETENESS
     cur = pop.current
-    names, cols = [], []
+    names, cols, coded, resolved = [], [], [], []
     for cond, (slope, load) in _SHAPE.items():
         row = ref[cond]
         min_age = 0 if row["register_age"] == "all" else int(row["register_age"].rstrip("+"))
@@ -174,17 +222,63 @@ def add_conditions(pop: Population, seed: int) -> None:
         elig = pop.age >= min_age
         if cond == "learning_disability":
             elig = np.ones(pop.n, bool)
-        c = _fit_level(base, cur & elig, float(row["percent_of_register_population"]) / 100)
+        target = float(row["percent_of_register_population"]) / 100
+        c = _fit_level(base, cur & elig, min(0.95, target / p_code[cond]))
+        has = (r.random(pop.n) < sigmoid(c + base)) & elig
         names.append(cond)
-        cols.append((r.random(pop.n) < sigmoid(c + base)) & elig)
+        cols.append(has)
+        coded.append(has & (r.random(pop.n) < p_code[cond]))
+        res = np.zeros(pop.n, bool)
+        if cond in resolve:
+            share = resolve[cond]
+            c = _fit_level(base, cur & elig & ~has, target * share / (1 - share))
+            res = (r.random(pop.n) < sigmoid(c + base)) & elig & ~has
+        resolved.append(res)
     old = cur & (pop.age >= 65)
     for cond, (share, slope, load) in EFI_ONLY.items():
         base = slope * (pop.age - 75) / 10 + load * pop.frail
-        c = _fit_level(base, old, share)
+        c = _fit_level(base, old, min(0.95, share / p_code[cond]))
+        has = r.random(pop.n) < sigmoid(c + base)
         names.append(cond)
-        cols.append(r.random(pop.n) < sigmoid(c + base))
+        cols.append(has)
+        coded.append(has & (r.random(pop.n) < p_code[cond]))
+        resolved.append(np.zeros(pop.n, bool))
+    for cond, (parent, share, min_age, slope, load) in HOSPITAL_ONLY.items():
+        base = slope * (pop.age - 50) / 10 + load * pop.frail
+        elig = cols[names.index(parent)] if parent else pop.age >= min_age
+        c = _fit_level(base, elig, share)
+        names.append(cond)
+        cols.append(elig & (r.random(pop.n) < sigmoid(c + base)))
+        coded.append(np.zeros(pop.n, bool))  # no primary-care codelist holds them
+        resolved.append(np.zeros(pop.n, bool))
     pop.conditions = names
     pop.has = np.stack(cols, axis=1)
+    pop.coded = np.stack(coded, axis=1)
+    pop.resolved = np.stack(resolved, axis=1)
+    # care homes: residents are a true state, coded with the care-home codes
+    pop.care_home = care_home_residents(pop, seed)
+    ch = np.zeros(pop.n, bool)
+    ch[pop.care_home[0]] = True
+    pop.conditions.append("care_home")
+    pop.has = np.column_stack([pop.has, ch])
+    pop.coded = np.column_stack([pop.coded, ch & (r.random(pop.n) < p_code["care_home"])])
+    pop.resolved = np.column_stack([pop.resolved, np.zeros(pop.n, bool)])
+    defs = [d for d in load_csv("efi_deficits.csv") if d["conditions"]]
+    pop.deficit_names = [d["deficit"] for d in defs]
+    pop.deficits = np.stack([pop.has[:, [pop.conditions.index(c) for c in d["conditions"].split(";")]].any(1)
+                             for d in defs], axis=1)
+
+
+def care_home_residents(pop: Population, seed: int):
+    """About 0.7% of the population, mostly 80+, frail, with dementia more often."""
+    r = rng(seed, 30)
+    score = 0.12 * (pop.age - 85) + 0.9 * pop.frail + 1.5 * pop.flag("dementia") + r.gumbel(0, 1, pop.n)
+    score = np.where(pop.age >= 65, score, -np.inf)
+    k = int(0.007 * pop.n)
+    idx = np.sort(np.argpartition(-score, k)[:k]) if k else np.zeros(0, np.int64)
+    start = np.maximum(pop.as_of - r.integers(30, 5 * 365, len(idx)), pop.birth[idx] + 60 * 365).astype(np.int32)
+    start = np.minimum(start, pop.exit[idx])
+    return idx.astype(np.int32), start
 
 
 def add_risk(pop: Population, seed: int) -> None:
@@ -195,10 +289,13 @@ def add_risk(pop: Population, seed: int) -> None:
     knots_rate = np.log([0.12, 0.035, 0.05, 0.06, 0.11, 0.2, 0.32, 0.42])
     a = np.interp(pop.age, knots_age, knots_rate)
     n_ltc = pop.has[:, : len(_SHAPE)].sum(1)
-    logr = a + 0.22 * (n_ltc - n_ltc.mean()) + 0.06 * (5.5 - pop.imd) + r.normal(0, 0.5, pop.n)
+    logr = a + 0.19 * (n_ltc - n_ltc.mean()) + 0.06 * (5.5 - pop.imd) + r.normal(0, 0.5, pop.n)
     risk = np.exp(logr)
     risk *= 0.085 / risk[pop.current].mean()
     pop.risk = np.minimum(risk, 15).astype(np.float32)
     hi = pop.risk > np.quantile(pop.risk, 0.8)
     u = r.random(pop.n)
     pop.trajectory = np.where(hi & (u < 0.10), 1, np.where(hi & (u > 0.94), 2, 0)).astype(np.int8)
+
+
+_COMPLETENESS = _completeness()

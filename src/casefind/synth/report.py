@@ -1,10 +1,15 @@
-"""Calibration report: reads a generated folder (not the casefind store) and compares each
-measure with its England target, so drift in the generator shows up as a failed row."""
+"""Calibration and truth reports: read a generated folder (not the casefind store). The
+calibration report compares each measure with its England target, so drift in the generator
+shows up as a failed row; the truth report scores the shipped rules' logic against the
+population's truth (_truth/), so a codelist gap or a missing rule step shows up as a low
+sensitivity or positive predictive value."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 import pathlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +17,15 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from casefind.plan import shift_date
 from casefind.synth._common import load_csv
+
+NUL = -(2 ** 31)
+QOF_CONDITIONS = [r["condition"] for r in load_csv("ltc_prevalence.csv") if r["condition"] != "palliative_care"]
+# the HFRS high band (> 15) among people 75+ with an emergency admission: Gilbert et al.,
+# Lancet 2018;391:1775-82, national validation cohort (202,718 of 1,013,590, 20.0%); see
+# docs/synthetic-data.md
+HFRS_HIGH_TARGET = (20.0, 14.0, 26.0)
 
 
 @dataclass
@@ -47,20 +60,177 @@ def _num(col) -> np.ndarray:
     return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
+def _strings(col) -> pa.Array:
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return col if pa.types.is_string(col.type) else pc.cast(col, pa.string())
+
+
+def _codelist(name: str) -> list[dict]:
+    """A packaged codelist (code, system, category[, weight]); `*` ends a prefix."""
+    return load_csv(name)
+
+
+class _Folder:
+    """A generated folder read once: patients, and diagnoses with codes dictionary-encoded,
+    so that mapping codes to a codelist's categories touches each distinct code once."""
+
+    def __init__(self, out, as_of: dt.date):
+        self.out = pathlib.Path(out)
+        self.as_of = as_of
+        self.A = (as_of - dt.date(1970, 1, 1)).days
+        pat = _read(self.out, "patients")
+        self.pid = _strings(pat.column("patient_id"))
+        self.birth = _days(pat.column("birth_date"))
+        self.death = _days(pat.column("death_date"))
+        self.rend = _days(pat.column("registration_end"))
+        self.rstart = _days(pat.column("registration_start"))
+        self.n = len(self.pid)
+        self.age = (self.A - self.birth) / 365.25
+        self.cur = (self.death == NUL) & (self.rend == NUL)
+        ex = np.where(self.death != NUL, self.death, np.where(self.rend != NUL, self.rend, self.A))
+        self.exit = np.where((self.rend != NUL) & (self.rend < ex), self.rend, ex)
+
+    def index(self, col) -> np.ndarray:
+        return pc.index_in(_strings(col), value_set=self.pid).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def day(self, months: int) -> int:
+        return (shift_date(self.as_of, months=-months) - dt.date(1970, 1, 1)).days
+
+    @cached_property
+    def dx(self) -> dict:
+        t = _read(self.out, "diagnoses")
+        enc = pc.dictionary_encode(_strings(t.column("code")))
+        return {"pid": self.index(t.column("patient_id")), "date": _days(t.column("date")),
+                "codes": enc.dictionary.to_pylist(),
+                "code": enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64),
+                "system": _strings(t.column("code_system")).to_numpy(zero_copy_only=False),
+                "source": _strings(t.column("source")).to_numpy(zero_copy_only=False)}
+
+    @cached_property
+    def medicines_12m(self) -> np.ndarray:
+        med = _read(self.out, "medications")
+        mi = self.index(med.column("patient_id"))
+        md = _days(med.column("date"))
+        mc = pc.dictionary_encode(_strings(med.column("code"))).indices.to_numpy(zero_copy_only=False)
+        ok = (md > self.day(12)) & (md <= self.A) & (mi >= 0)
+        pairs = np.unique(mi[ok] * 100_000 + mc[ok])
+        return np.bincount(pairs // 100_000, minlength=self.n)
+
+    def categories(self, rows: list[dict], system: str = "snomed"):
+        """(category names, per distinct code the list of category indexes) for a codelist."""
+        cats = sorted({r["category"] for r in rows if r["system"] == system})
+        ci = {c: i for i, c in enumerate(cats)}
+        exact: dict[str, list[int]] = {}
+        prefix: list[tuple[str, int]] = []
+        for r in rows:
+            if r["system"] != system:
+                continue
+            if r["code"].endswith("*"):
+                prefix.append((r["code"][:-1], ci[r["category"]]))
+            else:
+                exact.setdefault(r["code"], []).append(ci[r["category"]])
+        per_code = []
+        for c in self.dx["codes"]:
+            hit = set(exact.get(c, ()))
+            hit.update(k for p, k in prefix if c.startswith(p))
+            per_code.append(sorted(hit))
+        return cats, per_code
+
+    def pairs(self, rows, system="snomed", source=None, since=None):
+        """(person, category, date) of every diagnosis row whose code the list holds."""
+        cats, per_code = self.categories(rows, system)
+        d = self.dx
+        ok = (d["pid"] >= 0) & (d["code"] >= 0) & (d["system"] == system) & (d["date"] <= self.A)
+        if source:
+            ok &= d["source"] == source
+        if since is not None:
+            ok &= d["date"] > since
+        lens = np.array([len(x) for x in per_code] + [0])
+        flat = np.array([k for x in per_code for k in x] + [0], np.int64)
+        starts = np.concatenate([[0], np.cumsum(lens[:-1])])
+        code = np.where(ok, d["code"], len(per_code))
+        cnt = lens[code]
+        row = np.repeat(np.arange(len(code)), cnt)
+        off = np.arange(len(row)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        cat = flat[starts[code[row]] + off]
+        return cats, d["pid"][row], cat, d["date"][row]
+
+    def has(self, rows, **kw):
+        cats, who, cat, _ = self.pairs(rows, **kw)
+        m = np.zeros((self.n, len(cats)), bool)
+        m[who, cat] = True
+        return cats, m
+
+    def latest(self, rows, **kw):
+        cats, who, cat, day = self.pairs(rows, **kw)
+        m = np.full((self.n, len(cats)), NUL, np.int64)
+        np.maximum.at(m, (who, cat), day)
+        return cats, m
+
+    def register(self) -> dict[str, np.ndarray]:
+        """QOF-style registers: latest diagnosis code (the published cluster; cancer: the
+        generator's codes) later than the latest resolved code."""
+        dx_rows = [{"code": r["code"], "system": "snomed", "category": r["state"]}
+                   for r in load_csv("primary_codes.csv") if r["role"] == "dx" and r["state"] in QOF_CONDITIONS]
+        cats, last_dx = self.latest(dx_rows)
+        rcats, last_res = self.latest(load_csv("resolved_codes.csv"))
+        out = {}
+        for i, c in enumerate(cats):
+            on = last_dx[:, i] != NUL
+            if c in rcats:
+                on &= last_dx[:, i] > last_res[:, rcats.index(c)]
+            out[c] = on
+        return out
+
+    def efi_deficits(self, rows) -> np.ndarray:
+        """Deficits counted as the frail rule counts them: distinct coded categories of the
+        list, plus polypharmacy (5+ distinct medicines issued in the last 12 months)."""
+        _, m = self.has(rows)
+        return m.sum(1) + (self.medicines_12m >= 5)
+
+    def hfrs(self, months: int = 24) -> np.ndarray:
+        rows = _codelist("rule_hfrs_icd10.csv")
+        cats, m = self.has(rows, system="icd10", source="acute", since=self.day(months))
+        w = {r["category"]: float(r["weight"]) for r in rows}
+        return m @ np.array([w[c] for c in cats])
+
+    @cached_property
+    def activity(self) -> dict:
+        act = _read(self.out, "activity")
+        return {"pid": self.index(act.column("patient_id")), "start": _days(act.column("start_date")),
+                "setting": _strings(act.column("setting")).to_numpy(zero_copy_only=False), "table": act}
+
+    def emergency_12m(self) -> np.ndarray:
+        a = self.activity
+        ok = (a["setting"] == "emergency_admission") & (a["start"] > self.day(12)) & (a["start"] <= self.A) & (a["pid"] >= 0)
+        return np.bincount(a["pid"][ok], minlength=self.n)
+
+    def truth(self, name: str, column: str) -> tuple[list[str], np.ndarray]:
+        t = pq.read_table(self.out / "_truth" / f"{name}.parquet")
+        i = self.index(t.column("patient_id"))
+        vals = _strings(t.column(column)).to_numpy(zero_copy_only=False)
+        names = sorted(set(vals))
+        m = np.zeros((self.n, len(names)), bool)
+        pos = {v: k for k, v in enumerate(names)}
+        ok = i >= 0
+        m[i[ok], np.array([pos[v] for v in vals[ok]], np.int64)] = True
+        return names, m
+
+
+def hfrs_high_share(folder: _Folder) -> tuple[float, int]:
+    """% with HFRS > 15 (24 months of hospital diagnoses) among people aged 75+ with an
+    emergency admission in the last 12 months (alive or not), and how many such people."""
+    age_at = (np.minimum(folder.exit, folder.A) - folder.birth) / 365.25
+    cohort = (age_at >= 75) & (folder.emergency_12m() > 0)
+    score = folder.hfrs()
+    k = int(cohort.sum())
+    return (100 * float((score[cohort] > 15).sum()) / k if k else float("nan")), k
+
+
 def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[CalibrationRow]:
-    out = pathlib.Path(out_dir)
-    A = (as_of - dt.date(1970, 1, 1)).days
-    NUL = -(2 ** 31)
-    pat = _read(out, "patients")
-    pid = pat.column("patient_id").combine_chunks()
-    birth = _days(pat.column("birth_date"))
-    death = _days(pat.column("death_date")); rend = _days(pat.column("registration_end"))
-    rstart = _days(pat.column("registration_start"))
-    n = len(pid)
-    age = (A - birth) / 365.25
-    cur = (death == NUL) & (rend == NUL)
-    exit_ = np.where(death != NUL, death, np.where(rend != NUL, rend, A))
-    exit_ = np.where((rend != NUL) & (rend < exit_), rend, exit_)
+    f = _Folder(out_dir, as_of)
+    out, A, n, age, cur = f.out, f.A, f.n, f.age, f.cur
+    death, rstart, exit_ = f.death, f.rstart, f.exit
     y0 = A - 365
     expo = np.clip(np.minimum(exit_, A) - np.maximum(rstart, y0), 0, 365) / 365.0
     py = expo.sum()
@@ -70,28 +240,15 @@ def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[
         rows.append(CalibrationRow(m, round(target, 3), round(lo, 3), round(hi, 3), round(float(actual), 3),
                                    bool(lo <= actual <= hi)))
 
-    def idx(col):
-        i = pc.index_in(col, value_set=pid).to_numpy(zero_copy_only=False)
-        return np.where(np.isnan(i.astype(float)), -1, i).astype(np.int64) if i.dtype == object else i
-
     for a in load_csv("age_structure.csv"):
         lo, hi = int(a["lower"]), int(a["upper"] or 200) + 1
         t = float(a["percent_of_population"])
         add(f"population % aged {a['age_band']}", t, t * 0.75, t * 1.25, 100 * (cur & (age >= lo) & (age < hi)).sum() / cur.sum())
 
-    codes = {r["code"]: r["condition"] for r in load_csv("codes.csv") if r["code_system"] == "snomed"}
-    dx = _read(out, "diagnoses")
-    di = pc.index_in(dx.column("patient_id"), value_set=pid).fill_null(-1).to_numpy(zero_copy_only=False)
-    dcode = dx.column("code").to_numpy(zero_copy_only=False)
-    conds = sorted(set(codes.values()))
-    cidx = {c: i for i, c in enumerate(conds)}
-    code_to_c = np.array([cidx.get(codes.get(c, ""), -1) for c in dcode])
-    keep = (code_to_c >= 0) & (di >= 0)
-    has = np.zeros((n, len(conds)), bool)
-    has[di[keep], code_to_c[keep]] = True
+    register = f.register()
     regs = _read(out, "registers")
-    ri = pc.index_in(regs.column("patient_id"), value_set=pid).fill_null(-1).to_numpy(zero_copy_only=False)
-    rname = regs.column("register").to_numpy(zero_copy_only=False)
+    ri = f.index(regs.column("patient_id"))
+    rname = _strings(regs.column("register")).to_numpy(zero_copy_only=False)
     rendd = _days(regs.column("end_date"))
     for row in load_csv("ltc_prevalence.csv"):
         c = row["condition"]
@@ -102,33 +259,19 @@ def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[
             on = np.zeros(n, bool)
             on[ri[(rname == "palliative_care") & (rendd == NUL) & (ri >= 0)]] = True
         else:
-            on = has[:, cidx[c]]
+            on = register[c]
         add(f"prevalence % {c} ({row['register_age']})", t, t * 0.75, t * 1.25, 100 * (on & den).sum() / den.sum())
 
-    # eFI: 36 deficits from coded conditions plus polypharmacy
-    defs = load_csv("efi_deficits.csv")
-    count = np.zeros(n, np.int32)
-    for d in defs:
-        cs = [cidx[c] for c in d["conditions"].split(";") if c in cidx]
-        if cs:
-            count += has[:, cs].any(1)
-    med = _read(out, "medications")
-    mi = pc.index_in(med.column("patient_id"), value_set=pid).fill_null(-1).to_numpy(zero_copy_only=False)
-    md = _days(med.column("date"))
-    mc = pc.dictionary_encode(med.column("code").combine_chunks()).indices.to_numpy(zero_copy_only=False)
-    ok = (md > A - 365) & (mi >= 0)
-    pairs = np.unique(mi[ok].astype(np.int64) * 100_000 + mc[ok])
-    distinct = np.bincount((pairs // 100_000).astype(np.int64), minlength=n)
-    count += distinct >= 5
-    efi = count / 36
+    # eFI: the 35 coded deficits of the published eFI code set, plus polypharmacy
+    efi = f.efi_deficits(_codelist("published_efi_snomed.csv")) / 36
     old = cur & (age >= 65)
     add("% of 65+ with eFI > 0.24 (moderate/severe)", 12.5, 10, 15, 100 * (old & (efi > 0.24)).sum() / old.sum())
     add("% of 65+ fit (eFI <= 0.12)", 50, 35, 65, 100 * (old & (efi <= 0.12)).sum() / old.sum())
+    share, _ = hfrs_high_share(f)
+    add("% HFRS > 15 among 75+ with an emergency admission", *HFRS_HIGH_TARGET, share)
 
-    act = _read(out, "activity")
-    ai = pc.index_in(act.column("patient_id"), value_set=pid).fill_null(-1).to_numpy(zero_copy_only=False)
-    ad = _days(act.column("start_date"))
-    setting = act.column("setting").to_numpy(zero_copy_only=False)
+    act = f.activity
+    ai, ad, setting = act["pid"], act["start"], act["setting"]
     last = (ad > y0) & (ad <= A) & (ai >= 0)
 
     def per_person(s):
@@ -139,7 +282,7 @@ def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[
     o85 = age >= 85
     add("emergency admissions per 1,000 a year, 85+", 450, 250, 800, 1000 * np.isin(ai[em], np.flatnonzero(o85)).sum() / expo[o85].sum())
     truth = pq.read_table(out / "_truth" / "latent.parquet")
-    ti = pc.index_in(truth.column("patient_id"), value_set=pid).to_numpy(zero_copy_only=False)
+    ti = f.index(truth.column("patient_id"))
     risk = np.zeros(n); risk[ti] = truth.column("latent_risk").to_numpy()
     live = expo > 0
     k = max(1, int(0.005 * live.sum()))
@@ -152,13 +295,17 @@ def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[
     add("GP appointments a person a year", 5.0, 4.0, 6.0, per_person("gp"))
     add("deaths per 1,000 a year", 10, 7, 13, 1000 * ((death > y0) & (death <= A)).sum() / py)
     oo = _read(out, "opt_outs")
-    oi = pc.index_in(oo.column("patient_id"), value_set=pid).fill_null(-1).to_numpy(zero_copy_only=False)
+    oi = f.index(oo.column("patient_id"))
     opted = np.zeros(n, bool); opted[oi[oi >= 0]] = True
     add("% opted out (type1 or ndo)", 4, 2, 6, 100 * (opted & cur).sum() / cur.sum())
     pr = _read(out, "practices")
     add("mean practice list size", 8000, 5000, 11000, cur.sum() / pr.num_rows)
-    add("practices per locality", 7.5, 5, 10, pr.num_rows / len(set(pr.column("locality_code").to_pylist())))
-    cost = _num(act.column("cost"))
+    k_pr = pr.num_rows
+    # 5-10 a locality; a population of under 10 practices still has 2 localities, so there
+    # the floor is half the practices
+    add("practices per locality", 7.5, min(5, k_pr / 2), 10,
+        k_pr / len(set(_strings(pr.column("locality_code")).to_pylist())))
+    cost = _num(act["table"].column("cost"))
     add("mean cost per emergency spell (GBP)", 3200, 2600, 4200, np.nanmean(cost[setting == "emergency_admission"]))
     return rows
 
@@ -167,4 +314,125 @@ def format_markdown(rows: list[CalibrationRow]) -> str:
     lines = ["| measure | target | range | actual | ok |", "|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.measure} | {r.target:g} | {r.low:g}–{r.high:g} | {r.actual:g} | {'yes' if r.ok else '**no**'} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- truth report
+@dataclass
+class TruthRow:
+    """One shipped rule (or register) scored against the truth: among `people` (the rule's
+    population), `true` truly positive, `flagged` positive by the rule's logic, `both` both."""
+    rule: str
+    measure: str
+    codelist: str  # "shipped": the codelist the rule ships with; "published": the full set
+    people: int
+    true: int
+    flagged: int
+    both: int
+    sensitivity: float  # both / true (nan when nobody is truly positive)
+    ppv: float  # both / flagged (nan when nobody is flagged)
+    expected: float | None = None  # the sensitivity the generator's coding completeness implies
+
+
+def _row(rule, measure, codelist, pop, truth, flag, expected=None) -> TruthRow:
+    t, f_, b = int((pop & truth).sum()), int((pop & flag).sum()), int((pop & truth & flag).sum())
+    return TruthRow(rule, measure, codelist, int(pop.sum()), t, f_, b,
+                    round(b / t, 3) if t else math.nan, round(b / f_, 3) if f_ else math.nan,
+                    None if expected is None else round(expected, 3))
+
+
+def truth_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[TruthRow]:
+    """Each shipped rule's sensitivity and positive predictive value against the generated
+    population's truth (_truth/). The rules' logic is recomputed here from the generated
+    tables, with the codelists the shipped rules use (packaged copies: synth/data/rule_*.csv)
+    and, for comparison, the full published sets: no store, no engine, no rules/ folder.
+
+    Rows: per QOF condition, coded (the multimorbidity rule's list, any code ever) and on the
+    register (published cluster, latest code not a resolved code) against the true condition,
+    with the coding completeness as the expected sensitivity; the multimorbidity rule's
+    inclusion; the frail rule's frailty (eFI > 0.24) against true moderate/severe frailty; the
+    HFRS rule (>= 5) against true moderate/severe frailty; and, code by code, how many of the
+    published sets' records the shipped lists hold."""
+    from casefind.synth.population import completeness
+
+    f = _Folder(out_dir, as_of)
+    p_code = completeness()
+    age = np.floor(f.age)
+    registered = f.cur & (f.rstart <= f.A)
+    names, true_c = f.truth("conditions", "condition")
+    truth = {c: (true_c[:, names.index(c)] if c in names else np.zeros(f.n, bool)) for c in QOF_CONDITIONS}
+    ltc_rows = _codelist("rule_ltc_qof_snomed.csv")
+    cats, coded = f.has(ltc_rows)
+    shipped = {c: (coded[:, cats.index(c)] if c in cats else np.zeros(f.n, bool)) for c in QOF_CONDITIONS}
+    register = f.register()
+    rows: list[TruthRow] = []
+    ages = {r["condition"]: (0 if r["register_age"] == "all" else int(r["register_age"].rstrip("+")))
+            for r in load_csv("ltc_prevalence.csv")}
+    for c in QOF_CONDITIONS:
+        pop = registered & (age >= ages[c])
+        rows.append(_row(f"register: {c}", "coded vs true condition", "shipped", pop, truth[c], shipped[c], p_code[c]))
+        rows.append(_row(f"register: {c}", "on register (resolved codes honoured) vs true", "published",
+                         pop, truth[c], register.get(c, np.zeros(f.n, bool)), p_code[c]))
+
+    # multimorbidity: ltc_count >= 4, or >= 2 with SMI or LD (codes or the LD register)
+    adults = registered & (age >= 18)
+    n_true = sum(truth[c].astype(int) for c in QOF_CONDITIONS)
+    smi_ld_true = truth["serious_mental_illness"] | truth["learning_disability"]
+    mm_true = (n_true >= 4) | ((n_true >= 2) & smi_ld_true)
+    regs = _read(f.out, "registers")
+    ri = f.index(regs.column("patient_id"))
+    ld_reg = np.zeros(f.n, bool)
+    active = ((_strings(regs.column("register")).to_numpy(zero_copy_only=False) == "learning_disability")
+              & (_days(regs.column("start_date")) <= f.A) & (ri >= 0))
+    end = _days(regs.column("end_date"))
+    ld_reg[ri[active & ((end == NUL) | (end > f.A))]] = True
+    n_coded = coded.sum(1)
+    _, smi_ld = f.has([{"code": c, "system": "snomed", "category": k}
+                       for c, k in (("58214004", "smi"), ("13746004", "smi"), ("110359009", "ld"))])
+    mm_flag = (n_coded >= 4) | ((n_coded >= 2) & (smi_ld.any(1) | ld_reg))
+    rows.append(_row("multimorbidity", "include (4+ LTCs, or 2+ with SMI/LD) vs true", "shipped", adults, mm_true, mm_flag))
+    n_reg = sum(register[c].astype(int) for c in register)
+    mm_reg = (n_reg >= 4) | ((n_reg >= 2) & (register["serious_mental_illness"] | register["learning_disability"] | ld_reg))
+    rows.append(_row("multimorbidity", "include (4+ LTCs, or 2+ with SMI/LD) vs true", "published", adults, mm_true, mm_reg))
+
+    # frail: frailty moderate or severe (eFI > 0.24) at 65+
+    fr = pq.read_table(f.out / "_truth" / "frailty.parquet")
+    fi = f.index(fr.column("patient_id"))
+    true_frail = np.zeros(f.n, bool)
+    cat = _strings(fr.column("true_frailty")).to_numpy(zero_copy_only=False)
+    ok = fi >= 0
+    true_frail[fi[ok]] = np.isin(cat[ok], ["moderate", "severe"])
+    old = registered & (age >= 65)
+    for which, name in (("shipped", "rule_efi_deficits_snomed.csv"), ("published", "published_efi_snomed.csv")):
+        efi = f.efi_deficits(_codelist(name)) / 36
+        rows.append(_row("frail", "frailty moderate/severe (eFI > 0.24) vs true", which, old, true_frail, efi > 0.24))
+    # hfrs: score >= 5 at 75+, against true moderate/severe frailty
+    rows.append(_row("hfrs", "HFRS >= 5 vs true moderate/severe frailty", "shipped",
+                     registered & (age >= 75), true_frail, f.hfrs() >= 5))
+
+    # code level: of the diagnosis records whose code a published set holds, how many the
+    # shipped list holds too (sensitivity), and of the shipped list's, how many are published
+    for rule, shipped_name, published_name in (
+            ("codes: multimorbidity ltc list", "rule_ltc_qof_snomed.csv", "published_qof_snomed.csv"),
+            ("codes: frail efi list", "rule_efi_deficits_snomed.csv", "published_efi_snomed.csv")):
+        _, sw, sc, _ = f.pairs(_codelist(shipped_name))
+        pcats, pw, pcat, _ = f.pairs(_codelist(published_name))
+        scats = f.categories(_codelist(shipped_name))[0]
+        s_keys = set(zip(sw.tolist(), [scats[k] for k in sc.tolist()]))
+        p_keys = set(zip(pw.tolist(), [pcats[k] for k in pcat.tolist()]))
+        both = len(s_keys & p_keys)
+        rows.append(TruthRow(rule, "people x categories coded: shipped list vs published set", "shipped",
+                             f.n, len(p_keys), len(s_keys), both,
+                             round(both / len(p_keys), 3) if p_keys else math.nan,
+                             round(both / len(s_keys), 3) if s_keys else math.nan))
+    return rows
+
+
+def format_truth_markdown(rows: list[TruthRow]) -> str:
+    lines = ["| rule | measure | codelist | people | true | flagged | sensitivity | PPV | expected |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e = "" if r.expected is None else f"{r.expected:g}"
+        lines.append(f"| {r.rule} | {r.measure} | {r.codelist} | {r.people:,} | {r.true:,} | {r.flagged:,} | "
+                     f"{r.sensitivity:g} | {r.ppv:g} | {e} |")
     return "\n".join(lines)
