@@ -71,9 +71,121 @@ def count_unique(values):
 
 @nb.njit(cache=True)
 def weighted(stamp, weights, p):
-    """Sum of the weights of the categories stamped with patient ``p``, in category order."""
-    total = 0.0
+    """Sum of the (whole-number, scaled) weights of the categories stamped with patient
+    ``p``: exact in 64 bits, whatever the order."""
+    total = 0
     for i in range(stamp.shape[0]):
         if stamp[i] == p:
             total += weights[i]
     return total
+
+
+@nb.njit(cache=True)
+def weighted_hierarchy(stamp, weights, p, above_ptr, above):
+    """``weighted``, leaving out each category that one of the categories above it (CSR
+    ``above_ptr``/``above``) is also stamped with patient ``p``: only the higher counts."""
+    total = 0
+    for i in range(stamp.shape[0]):
+        if stamp[i] == p:
+            counted = True
+            for j in range(above_ptr[i], above_ptr[i + 1]):
+                if stamp[above[j]] == p:
+                    counted = False
+                    break
+            if counted:
+                total += weights[i]
+    return total
+
+
+# --- per-row values (a filter or value= computed on each event row) -------------------------
+# Arithmetic on row values is done in float64 with nan for a missing value, as the reference
+# engine's SQL defines it: a result that is not finite (or, for whole numbers, beyond 64 bits)
+# is missing, and so is a division by zero. nan propagates, so a missing operand needs no test.
+
+TWO_63 = 9223372036854775808.0
+
+
+@nb.njit(cache=True, inline="always")
+def finite(r):
+    return r if np.isfinite(r) else np.nan
+
+
+@nb.njit(cache=True, inline="always")
+def add(x, y):
+    return finite(x + y)
+
+
+@nb.njit(cache=True, inline="always")
+def sub(x, y):
+    return finite(x - y)
+
+
+@nb.njit(cache=True, inline="always")
+def mul(x, y):
+    return finite(x * y)
+
+
+@nb.njit(cache=True, inline="always")
+def div(x, y):
+    if y == 0 or y != y:
+        return np.nan
+    return finite(x / y)
+
+
+@nb.njit(cache=True, inline="always")
+def whole(r):
+    """A whole-number result: missing beyond 64 bits."""
+    if r >= -TWO_63 and r < TWO_63:
+        return r
+    return np.nan
+
+
+@nb.njit(cache=True, inline="always")
+def differ(a, b):
+    """``a != b`` where either may be nan (missing): false then, as for every comparison."""
+    return a == a and b == b and a != b
+
+
+@nb.njit(cache=True)
+def in_sorted(values, x):
+    """Whether ``x`` is one of the sorted ``values`` (binary search; nan is never found)."""
+    lo, hi = 0, values.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if values[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < values.shape[0] and values[lo] == x
+
+
+@nb.njit(cache=True)
+def shift_day(day, months, days):
+    """A day number moved by calendar months (the day clamped to the month's end) and days,
+    as the engines move per-patient dates (H. Hinnant's civil calendar algorithms)."""
+    if months != 0:
+        z = day + 719468
+        era = (z if z >= 0 else z - 146096) // 146097
+        doe = z - era * 146097
+        yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+        doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+        mp = (5 * doy + 2) // 153
+        d = doy - (153 * mp + 2) // 5 + 1
+        m = mp + 3 if mp < 10 else mp - 9
+        y = yoe + era * 400 + (1 if m <= 2 else 0)
+        total = y * 12 + (m - 1) + months
+        y, m = total // 12, total % 12 + 1
+        last = 31
+        if m == 4 or m == 6 or m == 9 or m == 11:
+            last = 30
+        elif m == 2:
+            last = 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28
+        d = min(d, last)
+        y -= 1 if m <= 2 else 0
+        era = (y if y >= 0 else y - 399) // 400
+        yoe = y - era * 400
+        mp = m - 3 if m > 2 else m + 9
+        doy = (153 * mp + 2) // 5 + d - 1
+        doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+        day = era * 146097 + doe - 719468
+    return day + days

@@ -21,11 +21,18 @@ written out where it applies:
 - percentile: 100 × (population members with a smaller value) / (members with a value);
   top(x, p): fewer than p × (members with a value) have a larger value. Missing values are
   never top and have no percentile, nor has anyone when no member has a value. Both rank
-  within the rule's population.
+  within the rule's population;
+- a result too large for its type is missing: whole-number arithmetic beyond 64 bits (done
+  in 128 bits, then TRY_CAST back), a decimal result that is not finite, round() of a value
+  beyond the whole numbers; log of zero or less is missing.
+
+Values reach SQL as literals (``_q``), never as pasted text; long ``in`` lists and
+codelists are registered as tables and looked up, not written out.
 """
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 
 import duckdb
@@ -38,16 +45,37 @@ from casefind.rules import ir
 from casefind.store import Store
 
 
+INLINE_UP_TO = 32  # values an `in` list or codelist writes into the SQL; more: a registered table
+
+
 def _q(value) -> str:
-    if isinstance(value, bool):
+    """A Python value as a SQL literal (never pasted text)."""
+    if isinstance(value, (bool, np.bool_)):
         return "TRUE" if value else "FALSE"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
-    if isinstance(value, float):  # a bare 7.1 would be DECIMAL in DuckDB; the IR says double
+    if isinstance(value, (float, np.floating)):  # a bare 7.1 would be DECIMAL in DuckDB; the IR says double
+        value = float(value)
+        if not math.isfinite(value):
+            return f"'{value}'::DOUBLE"  # 'inf', '-inf', 'nan'
         return f"CAST({value!r} AS DOUBLE)"
     if isinstance(value, dt.date):
         return f"DATE '{value.isoformat()}'"
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def _finite(sql: str) -> str:
+    """A DOUBLE that is missing unless finite (x appears once: nesting stays linear)."""
+    return f"nullif(nullif(nullif({sql}, 'inf'::DOUBLE), '-inf'::DOUBLE), 'nan'::DOUBLE)"
+
+
+def _int64(sql: str) -> str:
+    """A 128-bit whole number as BIGINT, missing when it does not fit."""
+    return f"TRY_CAST({sql} AS BIGINT)"
+
+
+_ARROW_TYPE = {ir.T.INT: pa.int64(), ir.T.FLOAT: pa.float64(), ir.T.DATE: pa.date32(), ir.T.BOOL: pa.bool_(),
+               ir.T.TEXT: pa.string(), ir.T.CODE: pa.string()}
 
 
 def _shift(date_sql: str, months: int, days: int) -> str:
@@ -140,23 +168,66 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
 
 @dataclass
 class _Query:
-    """Collects one grouped subquery per (aggregation, evaluation date)."""
+    """Collects one grouped subquery per (aggregation, evaluation date), and the lookup
+    tables of long ``in`` lists and codelists (registered on the connection)."""
 
     ctes: dict[tuple, str] = field(default_factory=dict)
     sql: list[str] = field(default_factory=list)
+    lookups: dict[tuple, str] = field(default_factory=dict)  # (kind, key) -> registered table name
+    joins: dict[str, list[str]] = field(default_factory=dict)  # alias -> subqueries joined to its patients
+    aliases: int = 0  # patients aliases made for rank subqueries
 
 
 class SqlCompiler:
     """IR → SQL expressions. Patient expressions refer to the ``patients`` view by ``alias``;
-    subqueries (one per aggregation and date) are shared by every alias."""
+    subqueries (one per aggregation and date) are shared by every alias. With ``con``, long
+    value lists become tables registered on it; without, they are written inline."""
 
-    def __init__(self, population: ir.Node | None = None, alias: str = "p", query: _Query | None = None):
+    def __init__(self, population: ir.Node | None = None, alias: str = "p", query: _Query | None = None,
+                 con: duckdb.DuckDBPyConnection | None = None):
         self.q = query or _Query()
         self.population = population
         self.a = alias
+        self.con = con
 
     def with_alias(self, alias: str) -> "SqlCompiler":
-        return SqlCompiler(self.population, alias, self.q)
+        return SqlCompiler(self.population, alias, self.q, self.con)
+
+    def joined(self, name: str) -> str:
+        """Subquery ``name`` (one row per patient) joined once to this alias's patients,
+        however many times expressions use it: its alias there."""
+        used = self.q.joins.setdefault(self.a, [])
+        if name not in used:
+            used.append(name)
+        return f"{self.a}_{name}"
+
+    def patients_from(self) -> str:
+        """``patients {alias}`` with the subqueries its expressions use joined."""
+        joins = "".join(f" LEFT JOIN {name} {self.a}_{name} ON {self.a}_{name}.patient = {self.a}.patient"
+                        for name in self.q.joins.get(self.a, []))
+        return f"patients {self.a}{joins}"
+
+    def values_in(self, sql: str, values: tuple, t: ir.T) -> str:
+        """``sql IN values`` (false, not null, when sql is missing): a lookup in a registered
+        table for a long list, a literal list for a short one."""
+        if not values:
+            return "FALSE"
+        if self.con is None or len(values) <= INLINE_UP_TO:
+            return f"COALESCE({sql} IN ({', '.join(_q(v) for v in values)}), FALSE)"
+        key = ("in", t, values)
+        if key not in self.q.lookups:
+            name = f"lookup{len(self.q.lookups)}"
+            kind = ir.T.FLOAT if t in ir.NUMERIC and any(isinstance(v, float) for v in values) else t
+            self.con.register(name, pa.table({"v": pa.array(list(values), _ARROW_TYPE[kind])}))
+            self.q.lookups[key] = name
+        return f"COALESCE({sql} IN (SELECT v FROM {self.q.lookups[key]}), FALSE)"
+
+    def rows(self, n: ir.Aggregate | ir.Trend) -> str:
+        """The FROM of an aggregation's rows: the event table, joined to the patients when
+        its filter or value uses a patient attribute (``cost > age``)."""
+        uses_patient = any(ir.contains(part, ir.Attr) for part in (n.where, n.value) if part is not None)
+        join = f" JOIN patients {self.a} ON {self.a}.patient = e.patient" if uses_patient else ""
+        return f"{n.table} e{join}"
 
     # --- patient domain -----------------------------------------------------------------
     def patient(self, n: ir.Node, d: str) -> str:
@@ -204,14 +275,20 @@ class SqlCompiler:
                 op = {"==": "=", "!=": "<>"}.get(n.op, n.op)
                 return f"COALESCE({left} {op} {right}, FALSE)"
             if n.op == "/":
-                return f"(CAST({left} AS DOUBLE) / NULLIF(CAST({right} AS DOUBLE), 0))"
-            return f"({left} {n.op} {right})"
+                return _finite(f"(CAST({left} AS DOUBLE) / NULLIF(CAST({right} AS DOUBLE), 0))")
+            if n.type is ir.T.INT:
+                return _int64(f"(CAST({left} AS HUGEINT) {n.op} {right})")
+            return _finite(f"({left} {n.op} {right})")
+        if isinstance(n, ir.Shift):  # a row's date moved (per-patient dates: patient())
+            return _shift(sub(n.date), n.months, n.days)
         if isinstance(n, ir.Not):
             return f"(NOT COALESCE({sub(n.operand)}, FALSE))"
         if isinstance(n, ir.Neg):
+            if n.type is ir.T.INT:
+                return _int64(f"(-CAST({sub(n.operand)} AS HUGEINT))")
             return f"(-{sub(n.operand)})"
         if isinstance(n, ir.IsIn):
-            return f"COALESCE({sub(n.operand)} IN ({', '.join(_q(o.value) for o in n.options)}), FALSE)"
+            return self.values_in(sub(n.operand), tuple(o.value for o in n.options), n.operand.type)
         if isinstance(n, ir.Case):
             whens = " ".join(f"WHEN {sub(c)} THEN {sub(v)}" for c, v in n.whens)
             default = sub(n.default) if n.default is not None else "NULL"
@@ -224,10 +301,14 @@ class SqlCompiler:
                 return f"date_diff('day', {args[0]}, {args[1]})"
             if n.name in ("min", "max"):
                 return f"{'least' if n.name == 'min' else 'greatest'}({', '.join(args)})"
-            if n.name == "log":
-                return f"ln({args[0]})"
+            if n.name == "log":  # of zero or less: missing
+                return f"ln(nullif(greatest(CAST({args[0]} AS DOUBLE), 0.0), 0.0))"
             if n.name == "round":
-                return f"CAST(round({args[0]}) AS BIGINT)"
+                return _int64(f"round({args[0]})")
+            if n.name == "exp":
+                return _finite(f"exp({args[0]})")
+            if n.name == "abs" and n.type is ir.T.INT:
+                return _int64(f"abs(CAST({args[0]} AS HUGEINT))")
             return f"{n.name}({args[0]})"
         if isinstance(n, (ir.Const, ir.Param)):
             return _q(n.value)
@@ -247,7 +328,7 @@ class SqlCompiler:
         cl, col = n.codelist, n.column
         parts = []
         if cl.codes:
-            parts.append(f"e.{col.column} IN ({', '.join(_q(c) for c in cl.codes)})")
+            parts.append(self.values_in(f"e.{col.column}", cl.codes, ir.T.CODE))
         parts += [f"starts_with(e.{col.column}, {_q(p)})" for p in cl.prefixes]
         system = ""
         if TABLES[col.table].column(col.column).code_system == "code_system":
@@ -257,14 +338,23 @@ class SqlCompiler:
         return f"COALESCE({system}({' OR '.join(parts)}), FALSE)"
 
     def codelist_rows(self, cl: ir.Codelist, what: str) -> str:
-        """(code, is_prefix, category, weight) rows of a codelist, as an inline table."""
+        """(code, is_prefix, category, weight) rows of a codelist: an inline table, or for a
+        long codelist a registered one."""
         entries = list(cl.codes) + list(cl.prefixes)
-        rows = []
-        for i, code in enumerate(entries):
-            cat = cl.categories[i] if cl.categories else None
-            w = cl.weights[i] if cl.weights else None
-            rows.append(f"({_q(code)}, {_q(i >= len(cl.codes))}, {_q(cat) if cat else 'NULL'}, "
-                        f"{_q(float(w)) if w is not None else 'NULL'})")
+        cats = list(cl.categories) if cl.categories else [None] * len(entries)
+        weights = [None if w is None else float(w) for w in cl.weights] if cl.weights else [None] * len(entries)
+        prefix = [i >= len(cl.codes) for i in range(len(entries))]
+        if self.con is not None and len(entries) > INLINE_UP_TO:
+            key = ("codelist", cl)
+            if key not in self.q.lookups:
+                name = f"lookup{len(self.q.lookups)}"
+                self.con.register(name, pa.table({"code": pa.array(entries, pa.string()), "is_prefix": prefix,
+                                                  "category": pa.array(cats, pa.string()),
+                                                  "weight": pa.array(weights, pa.float64())}))
+                self.q.lookups[key] = name
+            return f"{self.q.lookups[key]} {what}"
+        rows = [f"({_q(code)}, {_q(p)}, {_q(cat) if cat else 'NULL'}, {_q(w) if w is not None else 'NULL'})"
+                for code, p, cat, w in zip(entries, prefix, cats, weights)]
         return f"(VALUES {', '.join(rows)}) {what}(code, is_prefix, category, weight)"
 
     def window(self, n: ir.Aggregate | ir.Trend, table: str, d: str) -> str:
@@ -303,8 +393,8 @@ class SqlCompiler:
                 "exists": "TRUE",
                 "count": "count(*)",
                 "count_distinct": f"count(DISTINCT {value})",
-                "sum": f"sum({value})",
-                "mean": f"avg({value})",
+                "sum": f"CAST(sum({value}) AS DOUBLE)",
+                "mean": f"CAST(avg({value}) AS DOUBLE)",
                 "min": f"min({value})",
                 "max": f"max({value})",
                 "first": f"arg_min({value}, ({order}))" if value else None,
@@ -314,16 +404,16 @@ class SqlCompiler:
             }[f]
             if f == "weighted_categories":
                 sql = (f"SELECT patient, sum(w) AS v FROM (SELECT e.patient, cl.category, max(cl.weight) AS w "
-                       f"FROM {t} e{cat_join} WHERE {' AND '.join(where)} GROUP BY e.patient, cl.category) "
+                       f"FROM {self.rows(n)}{cat_join} WHERE {' AND '.join(where)} GROUP BY e.patient, cl.category) "
                        f"GROUP BY patient")
             else:
-                sql = (f"SELECT e.patient, {agg} AS v FROM {t} e{cat_join} "
+                sql = (f"SELECT e.patient, {agg} AS v FROM {self.rows(n)}{cat_join} "
                        f"WHERE {' AND '.join(where)} GROUP BY e.patient")
             self.q.ctes[key] = (name, sql)
         name, _ = self.q.ctes[key]
         empty = {"exists": "FALSE", "count": "0", "count_distinct": "0", "sum": "0",
                  "weighted_categories": "0.0"}.get(n.func)
-        ref = f"(SELECT v FROM {name} WHERE {name}.patient = {self.a}.patient)"
+        ref = f"{self.joined(name)}.v"
         return f"COALESCE({ref}, {empty})" if empty else ref
 
     def trend(self, n: ir.Trend, d: str) -> str:
@@ -344,13 +434,13 @@ class SqlCompiler:
             sxx = sum((x - mx) ** 2 for x in xs)
             sql = (f"SELECT patient, CASE WHEN count(*) < 2 THEN 0.0 ELSE "
                    f"sum((x - {mx}) * y) / {sxx} END AS v FROM ("
-                   f"SELECT e.patient, CASE {bucket} END AS x, {y} AS y FROM {t} e "
+                   f"SELECT e.patient, CASE {bucket} END AS x, {y} AS y FROM {self.rows(n)} "
                    f"WHERE {' AND '.join(where)} GROUP BY e.patient, x) GROUP BY patient")
             # empty buckets contribute (x - mean) * 0 = 0 to the numerator, so summing over
             # non-empty buckets only is exact
             self.q.ctes[key] = (name, sql)
         name, _ = self.q.ctes[key]
-        return f"COALESCE((SELECT v FROM {name} WHERE {name}.patient = {self.a}.patient), 0.0)"
+        return f"COALESCE({self.joined(name)}.v, 0.0)"
 
     def rank(self, n: ir.PopulationRank, d: str) -> str:
         """One subquery per ranked value: the population's values with cumulative counts,
@@ -358,12 +448,13 @@ class SqlCompiler:
         (an ASOF join finds the last member value below theirs)."""
         key = (n, d)
         if key not in self.q.ctes:
-            inner = self.with_alias("p2")
+            self.q.aliases += 1
+            inner = self.with_alias(f"r{self.q.aliases}")
             x = inner.patient(n.operand, d)
             member = inner.patient(self.population, d) if self.population is not None else "TRUE"
             name = f"rank{len(self.q.ctes)}"
-            sql = (f"WITH vals AS (SELECT p2.patient, CAST({x} AS DOUBLE) AS x, COALESCE({member}, FALSE) AS member "
-                   f"FROM patients p2), "
+            sql = (f"WITH vals AS (SELECT {inner.a}.patient, CAST({x} AS DOUBLE) AS x, "
+                   f"COALESCE({member}, FALSE) AS member FROM {inner.patients_from()}), "
                    f"m AS (SELECT x, count(*) AS c FROM vals WHERE member AND x IS NOT NULL GROUP BY x), "
                    f"cum AS (SELECT x, sum(c) OVER (ORDER BY x) AS le FROM m) "
                    f"SELECT v.patient, v.x, (SELECT coalesce(sum(c), 0) FROM m) AS n, "
@@ -371,12 +462,11 @@ class SqlCompiler:
                    f"ASOF LEFT JOIN cum lt ON v.x > lt.x ASOF LEFT JOIN cum le ON v.x >= le.x")
             self.q.ctes[key] = (name, sql)
         name, _ = self.q.ctes[key]
-        row = f"(SELECT {{}} FROM {name} WHERE {name}.patient = {self.a}.patient)"
+        j = self.joined(name)
         if n.kind == "percentile":
-            value = "CASE WHEN x IS NULL THEN NULL ELSE 100.0 * coalesce(below, 0) / NULLIF(n, 0) END"
-        else:
-            value = f"CASE WHEN x IS NULL THEN FALSE ELSE (n - coalesce(at_or_below, 0)) < {n.fraction!r} * n END"
-        return row.format(value)
+            return f"(CASE WHEN {j}.x IS NULL THEN NULL ELSE 100.0 * coalesce({j}.below, 0) / NULLIF({j}.n, 0) END)"
+        return (f"(CASE WHEN {j}.x IS NULL THEN FALSE ELSE "
+                f"({j}.n - coalesce({j}.at_or_below, 0)) < {_q(float(n.fraction))} * {j}.n END)")
 
 
 def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
@@ -394,11 +484,11 @@ def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
         con.register("only_patients", pa.table({"patient": pa.array(np.asarray(patients), pa.int32())}))
         only = "WHERE p.patient IN (SELECT patient FROM only_patients)"
     d = _q(as_of)
-    comp = SqlCompiler(population)
+    comp = SqlCompiler(population, con=con)
     cols = [f"{comp.patient(node, d)} AS \"{name}\"" for name, node in exprs.items()]
     ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.q.ctes.values())
     sql = (f"{'WITH ' + ctes if ctes else ''} SELECT p.patient{', ' if cols else ''}{', '.join(cols)} "
-           f"FROM patients p {only} ORDER BY p.patient")
+           f"FROM {comp.patients_from()} {only} ORDER BY p.patient")
     rel = con.sql(sql)
     fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
     return fetch()

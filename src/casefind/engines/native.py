@@ -29,6 +29,8 @@ from casefind.rules import ir
 from casefind.store import Store
 
 NULL = int(NULL_DAY)
+INT_MIN = np.iinfo(np.int64).min
+TWO_63 = 2.0 ** 63
 
 
 @dataclass
@@ -221,14 +223,14 @@ class NativeEngine:
             for slot, out, ok in ks.outputs:
                 values = outs[out]
                 valid = outs[ok] if ok else np.ones(len(values), dtype=np.bool_)
-                results[(slot.node, slot.as_of)] = Vec(values, valid)
+                results[(slot.node, slot.as_of)] = Vec(values, valid, ks.labels.get(out))
         if len(calls) > 1 and scan_threads() > 1:
             for f in [_pool().submit(k, p0, p1, *args) for k, p0, p1, args in calls]:
                 f.result()
         else:
             for k, p0, p1, args in calls:
                 k(p0, p1, *args)
-        return results
+        return {key: _as_codes(v) if v.labels is not None else v for key, v in results.items()}
 
     @staticmethod
     def _out_dtype(node) -> type:
@@ -344,7 +346,7 @@ class NativeEngine:
             return self.eval(n.operand, constant_date(n.when, d))
         if isinstance(n, (ir.Aggregate, ir.Trend)):
             v = self.slots[(n, d)]
-            return Vec(v.values.astype(np.int64) if n.type is ir.T.DATE else v.values, v.valid)
+            return Vec(v.values.astype(np.int64) if n.type is ir.T.DATE else v.values, v.valid, v.labels)
         if isinstance(n, ir.PopulationRank):
             return self.rank(n, d)
         if isinstance(n, ir.Binary):
@@ -354,22 +356,29 @@ class NativeEngine:
             return Vec(~(v.values.astype(bool) & v.valid), np.ones(self.n(), bool))
         if isinstance(n, ir.Neg):
             v = self.eval(n.operand, d)
+            if n.type is ir.T.INT:  # -(-2**63) does not fit: missing, as in SQL
+                return Vec(-v.values, v.valid & (v.values != INT_MIN))
             return Vec(-v.values, v.valid)
         if isinstance(n, ir.IsIn):
-            v = self.eval(n.operand, d)
-            if v.labels is not None:
-                match = np.array([any(x == o.value for o in n.options) for x in v.labels], dtype=bool)
-                hit = match[v.values] if len(match) else np.zeros(self.n(), bool)
-                return Vec(hit & v.valid, np.ones(self.n(), bool))
-            hit = np.zeros(self.n(), bool)
-            for o in n.options:
-                hit |= v.values == (to_day(o.value) if o.type is ir.T.DATE else o.value)
-            return Vec(hit & v.valid, np.ones(self.n(), bool))
+            return self.is_in(n, d)
         if isinstance(n, ir.Case):
             return self.case(n, d)
         if isinstance(n, ir.Func):
             return self.func(n, d)
         raise NotImplementedError(f"{type(n).__name__} (native engine)")
+
+    def is_in(self, n: ir.IsIn, d: dt.date) -> Vec:
+        """``x in (...)`` as one set look-up per label (text) or np.isin (numbers, dates),
+        however long the list."""
+        v = self.eval(n.operand, d)
+        yes = np.ones(self.n(), bool)
+        if v.labels is not None:
+            wanted = {o.value for o in n.options}
+            match = np.array([x in wanted for x in v.labels], dtype=bool)
+            hit = match[v.values] if len(match) else np.zeros(self.n(), bool)
+            return Vec(hit & v.valid, yes)
+        options = np.array([to_day(o.value) if o.type is ir.T.DATE else o.value for o in n.options])
+        return Vec(np.isin(v.values, options) & v.valid, yes)
 
     def attr(self, name: str, d: dt.date) -> Vec:
         p = self.store.table("patients")
@@ -443,10 +452,15 @@ class NativeEngine:
             op = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
                   ">": np.greater, ">=": np.greater_equal}[n.op]
             return Vec(np.asarray(op(av, bv), dtype=bool) & valid, yes)
-        if n.op == "/":
-            ok = valid & (bv != 0)
-            return Vec(np.divide(av, np.where(ok, bv, 1)), ok)
-        return Vec({"+": np.add, "-": np.subtract, "*": np.multiply}[n.op](av, bv), valid)
+        with np.errstate(all="ignore"):
+            if n.op == "/":
+                ok = valid & (bv != 0)
+                out = np.divide(av, np.where(ok, bv, 1))
+                return Vec(out, ok & np.isfinite(out))
+            out = {"+": np.add, "-": np.subtract, "*": np.multiply}[n.op](av, bv)
+        if n.type is ir.T.INT:
+            return Vec(out, valid & ~_int_overflow(n.op, av, bv, out))
+        return Vec(out, valid & np.isfinite(out))
 
     def text_equal(self, n: ir.Binary, d: dt.date) -> Vec:
         """Text ``==``/``!=``: a comparison of each label, then a look-up per patient."""
@@ -469,7 +483,8 @@ class NativeEngine:
                 return v
         size = self.n()
         text = n.type is ir.T.TEXT
-        values = np.empty(size, dtype=object) if text else np.zeros(size, dtype=np.float64)
+        values = np.empty(size, dtype=object) if text else \
+            np.zeros(size, dtype=np.int64 if n.type is ir.T.INT else np.float64)  # whole numbers stay exact
         valid = np.zeros(size, bool)
 
         def put(where, node):  # where: a mask, or None for everyone
@@ -520,6 +535,12 @@ class NativeEngine:
 
     def func(self, n: ir.Func, d: dt.date) -> Vec:
         args = [self.eval(a, d) for a in n.args]
+        if n.name in ("min", "max") and n.type is ir.T.INT:  # whole numbers: exact, in 64 bits
+            fill = np.iinfo(np.int64).max if n.name == "min" else INT_MIN
+            stack = np.stack([np.where(a.valid, a.values, fill).astype(np.int64) for a in args])
+            valid = np.any([a.valid for a in args], axis=0)
+            out = stack.min(axis=0) if n.name == "min" else stack.max(axis=0)
+            return Vec(np.where(valid, out, 0), valid)
         if n.name in ("min", "max"):  # least/greatest: missing values are skipped
             stack = np.stack([np.where(a.valid, a.values, np.nan).astype(np.float64) for a in args])
             valid = np.any([a.valid for a in args], axis=0)
@@ -536,13 +557,20 @@ class NativeEngine:
                 np.add(x, 1.0, out=x)
                 return Vec(np.divide(1.0, x, out=x), a.valid)
             if n.name == "exp":
-                return Vec(np.exp(x, out=x), a.valid)
-            if n.name == "log":
-                return Vec(np.log(x, out=x), a.valid)
+                out = np.exp(x, out=x)
+                return Vec(out, a.valid & np.isfinite(out))
+            if n.name == "log":  # of zero or less: missing
+                positive = x > 0
+                return Vec(np.log(np.where(positive, x, 1.0)), a.valid & positive)
             if n.name == "abs":
-                return Vec(np.abs(a.values), a.valid)
-            if n.name == "round":  # half away from zero, as SQL rounds
-                return Vec((np.sign(x) * np.floor(np.abs(x) + 0.5)).astype(np.int64), a.valid)
+                fits = a.values != INT_MIN if n.type is ir.T.INT else True
+                return Vec(np.abs(a.values), a.valid & fits)
+            if n.name == "round":  # half away from zero, as SQL rounds; beyond 64 bits: missing
+                if n.args[0].type is ir.T.INT:
+                    return Vec(a.values, a.valid)
+                r = np.sign(x) * np.floor(np.abs(x) + 0.5)
+                fits = (r >= -TWO_63) & (r < TWO_63)
+                return Vec(np.where(fits, r, 0).astype(np.int64), a.valid & fits)
             if n.name == "days_between":
                 b = args[1]
                 return Vec(b.values - a.values, a.valid & b.valid)
@@ -600,6 +628,27 @@ class NativeEngine:
             return Vec(100.0 * below / pool, valid)
         above = pool - at_most
         return Vec((above < n.fraction * pool) & valid, np.ones(self.n(), bool))
+
+def _as_codes(v: Vec) -> Vec:
+    """A scan's text output (indices into its labels, held as floats) as label codes."""
+    if len(v.labels) == 0:
+        return Vec(np.zeros(len(v.values), np.int32), np.zeros(len(v.values), bool), v.labels)
+    return Vec(np.where(v.valid, v.values, 0).astype(np.int32), v.valid, v.labels)
+
+
+def _int_overflow(op: str, a, b, out) -> np.ndarray:
+    """Where 64-bit whole-number ``a op b`` (computed, wrapping, as ``out``) overflowed."""
+    a, b, out = (np.asarray(x, dtype=np.int64) for x in (a, b, out))
+    if op == "+":
+        return ((a ^ out) & (b ^ out)) < 0
+    if op == "-":
+        return ((a ^ b) & (a ^ out)) < 0
+    nonzero = a != 0  # a product is exact when dividing it by one factor gives the other
+    with np.errstate(all="ignore"):
+        back = out // np.where(nonzero, a, 1)
+    edge = ((a == -1) & (b == INT_MIN)) | ((b == -1) & (a == INT_MIN))
+    return (nonzero & (back != b)) | edge
+
 
 def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
              population: ir.Node | None = None) -> pa.Table:

@@ -24,6 +24,7 @@ from casefind.plan import Slot, shift_date
 from casefind.rules import ir
 
 NULL = int(NULL_DAY)
+IN_BAND = "nan"  # the null part of a row value that is nan when missing
 
 
 @dataclass
@@ -35,6 +36,7 @@ class KernelSource:
     source: str
     args: list[tuple[str, object]] = field(default_factory=list)   # (arg name, array or spec)
     outputs: list[tuple[Slot, str, str | None]] = field(default_factory=list)  # slot, value arr, valid arr
+    labels: dict[str, np.ndarray] = field(default_factory=dict)  # value arr -> labels, for text values
 
 
 class _Gen:
@@ -54,6 +56,8 @@ class _Gen:
         return self.arg(f"c_{column}", ("column", column))
 
     # --- row-level expressions: (python expression, expression that is True when null) ---
+    # The null part is None (never missing), a test, or IN_BAND: the value is a float that
+    # is nan when missing (row arithmetic, see casefind_native.runtime), tested by consumers.
     def value(self, n: ir.Node, d: dt.date, r: str = "r") -> tuple[str, str | None]:
         if isinstance(n, ir.Column):
             c = self.spec.column(n.column)
@@ -66,7 +70,9 @@ class _Gen:
                 return str(to_day(n.value)), None
             if n.type is ir.T.BOOL:
                 return ("True" if n.value else "False"), None
-            return repr(n.value), None
+            if n.type in ir.NUMERIC:
+                return repr(float(n.value) if n.type is ir.T.FLOAT else int(n.value)), None
+            raise NotImplementedError("text is compared by its dictionary index (encode_const)")
         if n.domain.per_patient:  # a per-patient value used in a row filter: precomputed
             values, valid = self.patient_values(n, d)
             k = len([a for a in self.args if a.startswith("pv")]) // 2
@@ -76,36 +82,87 @@ class _Gen:
         if n.type is ir.T.BOOL:
             return self.cond(n, d, r), None
         if isinstance(n, ir.Binary) and n.op in ("+", "-", "*", "/"):
-            (a, an), (b, bn) = self.value(n.left, d, r), self.value(n.right, d, r)
-            nulls = " or ".join(x for x in (an, bn) if x)
-            if n.op == "/":
-                nulls = f"{nulls} or {b} == 0" if nulls else f"{b} == 0"
-                return f"({a} / {b})", nulls
-            return f"({a} {n.op} {b})", nulls or None
+            x, y = self.as_float(n.left, d, r), self.as_float(n.right, d, r)
+            op = {"+": "add", "-": "sub", "*": "mul", "/": "div"}[n.op]
+            out = f"rt.{op}({x}, {y})"
+            return (f"rt.whole({out})" if n.type is ir.T.INT else out), IN_BAND
         if isinstance(n, ir.Neg):
             a, an = self.value(n.operand, d, r)
             return f"(-{a})", an
         if isinstance(n, ir.Func) and n.name == "days_between":  # day numbers: a difference
             (a, an), (b, bn) = self.value(n.args[0], d, r), self.value(n.args[1], d, r)
             return f"({b} - {a})", " or ".join(x for x in (an, bn) if x) or None
+        if isinstance(n, ir.Shift):  # a row's date moved by calendar months and days
+            a, an = self.value(n.date, d, r)
+            if not n.months:
+                return f"({a} + {n.days})", an
+            return f"rt.shift_day({a}, {n.months}, {n.days})", an
         raise NotImplementedError(f"{type(n).__name__} inside a row filter (native engine)")
+
+    def as_float(self, n: ir.Node, d: dt.date, r: str) -> str:
+        """A numeric row value as a float that is nan when missing."""
+        v, vn = self.value(n, d, r)
+        if vn == IN_BAND or (isinstance(n, ir.Column) and n.type is ir.T.FLOAT):
+            return v
+        return f"float({v})" if vn is None else f"(np.nan if {vn} else float({v}))"
+
+    def code_key(self, column: str, r: str) -> tuple[str, str, np.ndarray]:
+        """An encoded text, enum or code column's row value as one integer over its code
+        space (see code_space), the test that it is present, and every label in that space."""
+        c = self.spec.column(column)
+        v = self.col(column)
+        base, _ = self.code_space(c)
+        labels = self.labels(c)
+        sys_col = self.enc[column].get("system_column") if c.kind == "code" else None
+        if sys_col:
+            s_ = self.col(sys_col)
+            bs = self.arg(f"base_{column}", base)
+            return f"{bs}[{s_}[{r}]] + {v}[{r}]", f"{v}[{r}] >= 0 and {s_}[{r}] >= 0", labels
+        return f"{v}[{r}]", f"{v}[{r}] >= 0", labels
+
+    def labels(self, c) -> np.ndarray:
+        """The labels of an encoded column's code space, in code_space order."""
+        e = self.enc[c.name]
+        if c.kind == "enum":
+            return np.array(e["values"], dtype=object)
+        names = [e["dictionary"]] if c.kind == "text" else list(e["dictionaries"].values())
+        parts = [self.store.dictionary(x) if x in self.store.manifest["dictionaries"] else np.array([], object)
+                 for x in names]
+        return np.concatenate(parts).astype(object) if parts else np.array([], object)
+
+    def text_test(self, column_node: ir.Node, values, negate: bool, r: str) -> str:
+        """An encoded column's row value is (not) one of ``values``; false when missing."""
+        if not isinstance(column_node, ir.Column):  # pragma: no cover - refused when compiling
+            raise NotImplementedError("text in a row filter is compared with a column")
+        c = self.spec.column(column_node.column)
+        if c.kind in ("enum", "text") and len(values) == 1:  # the common case: one index
+            a = self.col(c.name)
+            b = self.encode_const(column_node, values[0])
+            # a null index (-1) equals no encoded constant (>= 0, or -2 if absent)
+            return f"({a}[{r}] >= 0 and {a}[{r}] != {b})" if negate else f"({a}[{r}] == {b})"
+        key, present, labels = self.code_key(c.name, r)
+        wanted = set(values)
+        member = np.array([x in wanted for x in labels], dtype=np.bool_)
+        k = len([a for a in self.args if a.startswith("member")])
+        m = self.arg(f"member{k}", member)
+        return f"({present} and {'not ' if negate else ''}{m}[{key}])"
 
     def encode_const(self, column_node: ir.Node, const) -> str:
         """A text constant compared with an encoded column becomes its index (-2: absent)."""
-        if not isinstance(column_node, ir.Column):
-            raise NotImplementedError("text comparisons in a row filter need a column on the left")
         c = self.spec.column(column_node.column)
         e = self.enc[c.name]
         if c.kind == "enum":
             vals = e["values"]
             return str(vals.index(const) if const in vals else -2)
-        if c.kind == "text":
-            dictionary = self.store.dictionary(e["dictionary"])
-            i = np.searchsorted(dictionary, const) if len(dictionary) else 0
-            return str(int(i) if i < len(dictionary) and dictionary[i] == const else -2)
-        raise NotImplementedError(f"comparing codes with text: use a codelist ({c.name})")
+        dictionary = self.store.dictionary(e["dictionary"]) if e["dictionary"] in self.store.manifest["dictionaries"] \
+            else np.array([], object)
+        i = np.searchsorted(dictionary, const) if len(dictionary) else 0
+        return str(int(i) if i < len(dictionary) and dictionary[i] == const else -2)
 
     def cond(self, n: ir.Node, d: dt.date, r: str = "r") -> str:
+        if n.domain.per_patient and not isinstance(n, (ir.Const, ir.Param)):
+            v, vn = self.value(n, d, r)  # one value per patient: computed before the scan
+            return f"(not ({vn}) and {v})"
         if isinstance(n, ir.Binary) and n.op in ("and", "or"):
             return f"({self.cond(n.left, d, r)} {n.op} {self.cond(n.right, d, r)})"
         if isinstance(n, ir.Not):
@@ -114,33 +171,28 @@ class _Gen:
             return self.in_codelist(n, r)
         if isinstance(n, ir.IsIn):
             if n.operand.type in (ir.T.TEXT, ir.T.CODE):
-                a, an = self.value(n.operand, d, r)
-                opts = [self.encode_const(n.operand, o.value) for o in n.options]
-                an = None  # a null index (-1) equals no encoded constant (>= 0, or -2 if absent)
+                return self.text_test(n.operand, [o.value for o in n.options], False, r)
+            a, an = self.value(n.operand, d, r)
+            opts = sorted({float(to_day(o.value)) if o.type is ir.T.DATE else float(o.value) for o in n.options})
+            if len(opts) <= 8:
+                test = " or ".join(f"{a} == {o!r}" for o in opts)
             else:
-                (a, an), opts = self.value(n.operand, d, r), [self.value(o, d, r)[0] for o in n.options]
-            test = " or ".join(f"{a} == {o}" for o in opts)
-            return f"(not ({an}) and ({test}))" if an else f"({test})"
+                test = f"rt.in_sorted({self.arg(f'in{len(self.args)}', np.array(opts, dtype=np.float64))}, {a})"
+            return f"(not ({an}) and ({test}))" if an and an != IN_BAND else f"({test})"
         if isinstance(n, ir.Binary):
             op = n.op
             if n.left.type in (ir.T.TEXT, ir.T.CODE) or n.right.type in (ir.T.TEXT, ir.T.CODE):
-                col, const = (n.left, n.right) if isinstance(n.right, ir.Const) else (n.right, n.left)
-                a, an = self.value(col, d, r)
-                b = self.encode_const(col, const.value)
-                test = f"{a} {op} {b}"
-                if op == "==":  # a null index (-1) equals no encoded constant (>= 0, or -2 if absent)
-                    return f"({test})"
-                return f"(not ({an}) and {test})" if an else f"({test})"
+                fixed = (ir.Const, ir.Param)
+                col, const = (n.left, n.right) if isinstance(n.right, fixed) else (n.right, n.left)
+                return self.text_test(col, [const.value], op == "!=", r)
             (a, an), (b, bn) = self.value(n.left, d, r), self.value(n.right, d, r)
-            nulls = " or ".join(f"({x})" for x in (an, bn) if x)
-            return f"(not ({nulls}) and {a} {op} {b})" if nulls else f"({a} {op} {b})"
+            nulls = " or ".join(f"({x})" for x in (an, bn) if x and x != IN_BAND)
+            test = f"rt.differ({a}, {b})" if op == "!=" and IN_BAND in (an, bn) else f"{a} {op} {b}"
+            return f"(not ({nulls}) and {test})" if nulls else f"({test})"
         if isinstance(n, ir.Column) and n.type is ir.T.BOOL:
             return self.value(n, d, r)[0]
         if isinstance(n, (ir.Const, ir.Param)):
             return "True" if n.value else "False"
-        if n.domain.per_patient:
-            v, vn = self.value(n, d, r)
-            return f"(not ({vn}) and {v})"
         raise NotImplementedError(f"{type(n).__name__} as a row condition (native engine)")
 
     def lookup(self, cl: ir.Codelist) -> np.ndarray:
@@ -188,32 +240,44 @@ class _Gen:
 
     def categories(self, cl: ir.Codelist):
         """CSR map from code index to category numbers, and each category's weight (the
-        largest among its codes)."""
+        largest among its codes) as a whole number of 10^-k units (ir.Codelist.scaled_weights)."""
         names = sorted({c for c in cl.categories if c is not None})
         cat_no = {c: i for i, c in enumerate(names)}
         dname = f"code.{cl.system}"
         dictionary = self.store.dictionary(dname) if dname in self.store.manifest["dictionaries"] else np.array([], object)
         per_code: list[set[int]] = [set() for _ in range(len(dictionary))]
-        weights = np.full(max(len(names), 1), -np.inf)  # the largest weight among a category's codes
+        weights = np.zeros(max(len(names), 1), dtype=np.int64)
+        if cl.weights:
+            for c, w in cl.category_weights.items():
+                weights[cat_no[c]] = w
         entries = list(cl.codes) + list(cl.prefixes)
         for i, entry in enumerate(entries):
             cat = cl.categories[i] if cl.categories else None
             if cat is None:
                 continue
-            w = cl.weights[i] if cl.weights else None
-            if w is not None:
-                weights[cat_no[cat]] = max(weights[cat_no[cat]], w)
             is_prefix = i >= len(cl.codes)
             lo = np.searchsorted(dictionary, entry)
             hi = lo
             while hi < len(dictionary) and (str(dictionary[hi]).startswith(entry) if is_prefix else dictionary[hi] == entry):
                 per_code[hi].add(cat_no[cat])
                 hi += 1
-        weights[np.isinf(weights)] = 0.0  # a category with no weighted code scores 0
         ptr = np.zeros(len(dictionary) + 1, dtype=np.int64)
         ptr[1:] = np.cumsum([len(s) for s in per_code])
         ids = np.array([c for s in per_code for c in sorted(s)], dtype=np.int32)
         return ptr, ids, weights, len(names)
+
+    @staticmethod
+    def above(cl: ir.Codelist, hierarchy) -> tuple[np.ndarray, np.ndarray]:
+        """CSR map from category number to the numbers of the categories above it (a
+        category does not count when one of those is present too)."""
+        names = sorted({c for c in cl.categories if c is not None})
+        cat_no = {c: i for i, c in enumerate(names)}
+        higher: list[set[int]] = [set() for _ in range(max(len(names), 1))]
+        for hi, lo in hierarchy:
+            higher[cat_no[lo]].add(cat_no[hi])
+        ptr = np.zeros(len(higher) + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum([len(s) for s in higher])
+        return ptr, np.array([c for s in higher for c in sorted(s)], dtype=np.int64)
 
 
 def _stamps(k: int, size: str, what: str) -> str:
@@ -294,6 +358,7 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
     shared: dict[tuple[str, str], _Block] = {}  # (first row, end row) -> block
     blocks: list[_Block] = []
     outputs = []
+    text_labels: dict[str, np.ndarray] = {}  # output array -> labels of the codes it holds (text values)
 
     def upto(d: dt.date, months: int = 0, days: int = 0) -> tuple[str, str]:
         """The index just past the patient's last row dated on or before D - months - days."""
@@ -369,7 +434,15 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
                 b.body.append(f"            if {test}:\n                a{k} += 1")
                 b.finish.append(f"        {out}[p] = a{k}")
         elif f in ("sum", "mean", "min", "max", "first", "last"):
-            v, vn = g.value(n.value, d)
+            encoded = isinstance(n.value, ir.Column) and n.value.type in (ir.T.TEXT, ir.T.CODE)
+            if encoded:  # text: its index in the column's code space, named by the labels
+                v, present, text_labels[out] = g.code_key(n.value.column, "r")
+                vn = f"not ({present})"
+            else:
+                v, vn = g.value(n.value, d)
+            in_band, computed = vn == IN_BAND, v
+            if in_band:  # computed per row, nan when missing: computed once, then tested
+                v, vn = f"x{k}", None
             ok = g.arg(f"ok{k}", ("ok", k))
             has = f"not ({vn})" if vn else "True"
             b.init.append(f"        a{k} = 0.0\n        n{k} = 0")
@@ -380,7 +453,12 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
                    "first": f"a{k} = {v}\n                n{k} = 1" + ("\n                break" if brk else ""),
                    "last": f"a{k} = {v}\n                n{k} = 1" + ("\n                break" if brk else "")}[f]
             once = f"n{k} == 0" if f == "first" and not brk else "True"
-            b.body.append(f"            if {_and(once, test, has)}:\n                {upd}")
+            if in_band:
+                nested = upd.replace("\n                ", "\n                    ")
+                b.body.append(f"            if {_and(once, test)}:\n                x{k} = {computed}\n"
+                              f"                if x{k} == x{k}:\n                    {nested}")
+            else:
+                b.body.append(f"            if {_and(once, test, has)}:\n                {upd}")
             if f == "sum":
                 b.finish.append(f"        {out}[p] = a{k}\n        {ok}[p] = True")
             elif f == "mean":
@@ -407,8 +485,15 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
                               f"                for j in range({cp}[{code}[r]], {cp}[{code}[r] + 1]):\n"
                               + _count_once(k, f"{ci}[j]", "                    "))
                 if f == "weighted_categories":
+                    # whole units added in 64 bits, divided once: the double nearest the exact sum
                     w = g.arg(f"weights{k}", weights)
-                    b.finish.append(f"        {out}[p] = rt.weighted(stamp{k}, {w}, p) if a{k} else 0.0")
+                    sc = g.arg(f"scale{k}", np.float64(10 ** n.codelist.weight_places))
+                    if n.hierarchy:
+                        hp, hi = (g.arg(f"{x}{k}", a) for x, a in zip(("aboveptr", "above"), g.above(n.codelist, n.hierarchy)))
+                        total = f"rt.weighted_hierarchy(stamp{k}, {w}, p, {hp}, {hi})"
+                    else:
+                        total = f"rt.weighted(stamp{k}, {w}, p)"
+                    b.finish.append(f"        {out}[p] = {total} / {sc} if a{k} else 0.0")
                 else:
                     b.finish.append(f"        {out}[p] = a{k}")
             elif isinstance(n.value, ir.Column) and g.spec.column(n.value.column).kind in ("code", "text", "enum"):
@@ -439,7 +524,10 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
                               f"                buf{k}[n{k}] = {v}\n                n{k} += 1")
                 b.finish.append(f"        {out}[p] = rt.count_unique(buf{k}[:n{k}])")
         elif f == "trend":
-            y = "1.0" if n.value is None else g.value(n.value, d)[0]
+            y = "1.0"
+            if n.value is not None:  # a missing value adds nothing (the row still counts)
+                yv, yn = g.value(n.value, d)
+                y = f"(0.0 if {yn} else {yv})" if yn else yv
             bk = g.arg(f"bounds{k}", np.array([to_day(shift_date(d, -i)) for i in range(n.months + 1)], dtype=np.int64))
             m = g.arg(f"months{k}", np.int64(n.months))
             scratch.append(f"    y{k} = np.zeros({m}, dtype=np.float64)\n    rows{k} = np.zeros({m}, dtype=np.int64)")
@@ -475,4 +563,4 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
         *[line for blk in blocks for line in blk.lines()],
         "",
     ]
-    return KernelSource(table, name, "\n".join(src), list(g.args.items()), outputs)
+    return KernelSource(table, name, "\n".join(src), list(g.args.items()), outputs, text_labels)

@@ -20,8 +20,8 @@ from casefind.kpis.disclosure import DisclosurePolicy
 from casefind.rules import ir
 from casefind.rules.compile import _Compiler, compile_rule
 from casefind.rules.errors import RuleError, Span, did_you_mean
-from casefind.rules.load import (Located, RuleSource, _check_keys, _key_span, _mapping, _span, read_shared_sections,
-                                 read_yaml)
+from casefind.rules.load import (Located, RuleSource, _check_keys, _key_span, _mapping, _span, check_name,
+                                 check_set_name, confined, read_shared_sections, read_yaml)
 
 TOP_LEVEL = ("kpis", "title", "version", "description", "parameters", "codelists", "features",
              "breakdowns", "segments_from", "disclosure", "measures")
@@ -95,7 +95,8 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
         raise RuleError(Span(file, 1, 1), "the KPI file has no name", "add a first line such as: kpis: triple_aim")
     if "measures" not in data or not data["measures"]:
         raise RuleError(Span(file, 1, 1), "the KPI file has no measures", "add measures: with at least one KPI")
-    src = RuleSource(path, Located(str(data["kpis"]), _span(file, data, "kpis")), span=Span(file, 1, 1))
+    name = check_set_name(_span(file, data, "kpis"), data["kpis"], "the KPI set")
+    src = RuleSource(path, Located(name, _span(file, data, "kpis")), span=Span(file, 1, 1))
     read_shared_sections(file, data, src)
     c = _Compiler(src, dict(params or {}))
     c.period_days = period_days
@@ -106,7 +107,7 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
     measures: dict[str, Measure] = {}
     node = _mapping(file, data, "measures", "name: {title, domain, kind, population, value, ...}")
     for name, m in node.items():
-        name = str(name)
+        name = check_name(_key_span(file, node, name), name, "measure")
         if not isinstance(m, CommentedMap):
             raise RuleError(_span(file, node, name), f"measure {name!r} must be a mapping",
                             "give title:, domain:, kind:, population: and value:")
@@ -149,7 +150,7 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
         if "segments_from" not in data:
             raise RuleError(_span(file, data, "breakdowns"), "a segment breakdown needs segments_from:",
                             "segments_from: ../segments.yml (a rule file with segments:)")
-        seg_path = (path.parent / str(data["segments_from"])).resolve()
+        seg_path = confined(path, str(data["segments_from"]), _span(file, data, "segments_from"), "segments_from file")
         seg_rule = compile_rule(seg_path)
         if not seg_rule.segments:
             raise RuleError(_span(file, data, "segments_from"), f"{seg_path} has no segments:")

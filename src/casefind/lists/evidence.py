@@ -38,7 +38,7 @@ def collect(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: 
     if not aggs or not patients or limit <= 0:
         return out
     d = _q(as_of)
-    comp = SqlCompiler()
+    comp = SqlCompiler(con=con)
     con.register("listed_patients", _ids_table(patients))
     for a in aggs:
         t = a.table
@@ -47,7 +47,7 @@ def collect(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: 
         if a.where is not None:
             where.append(comp.event(a.where, d))
         cols = ", ".join(f"e.{c}" for c in _SHOW.get(t, []) if c in TABLES[t].names)
-        sql = (f"SELECT e.patient, e.{date} AS date{', ' + cols if cols else ''} FROM {t} e "
+        sql = (f"SELECT e.patient, e.{date} AS date{', ' + cols if cols else ''} FROM {comp.rows(a)} "
                f"WHERE e.patient IN (SELECT patient FROM listed_patients) AND {' AND '.join(where)} "
                f"QUALIFY row_number() OVER (PARTITION BY e.patient ORDER BY e.{date} DESC, e.row DESC) <= {limit}")
         found: dict[int, list[str]] = {}

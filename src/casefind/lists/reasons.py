@@ -7,6 +7,7 @@ is built from the condition itself, naming each feature with its value and thres
 from __future__ import annotations
 
 import datetime as dt
+import string
 
 from casefind.rules import ir
 
@@ -27,6 +28,18 @@ def fmt(v) -> str:
     return str(v)
 
 
+def fill(template: str, row: dict) -> str:
+    """A reason template with each {name} replaced by the patient's value, formatted by its
+    type (fmt). Only plain names are filled (the compiler allows nothing else): no format
+    spec or attribute access runs, whatever the template says; {{ and }} are braces."""
+    out = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        out.append(literal)
+        if name is not None:
+            out.append(fmt(row.get(name)))
+    return "".join(out)
+
+
 def _label(name: str) -> str:
     return name.replace("_", " ")
 
@@ -39,7 +52,7 @@ class Describer:
 
     def sentence(self, name: str, node: ir.Node, row: dict, template: str | None) -> str:
         if template:
-            return template.format(**{k: fmt(v) for k, v in row.items()})
+            return fill(template, row)
         return self.describe(node, row) or _label(name)
 
     def describe(self, n: ir.Node, row: dict) -> str | None:

@@ -37,7 +37,7 @@ from casefind.outputs import UnsafePathError, safe_child, write_csv
 from casefind.plan import make_plan
 from casefind.plan.lookback import read_span
 from casefind.rules import ir
-from casefind.rules.compile import CompiledRule, compile_rule
+from casefind.rules.compile import CompiledRule, attributes_used, compile_rule
 from casefind.store import Store, listings
 from casefind.store.coverage import Coverage, check_span
 
@@ -75,17 +75,9 @@ def _exprs(rule: CompiledRule) -> dict[str, ir.Node]:
         exprs["require"] = rule.require
     if rule.segments:
         exprs["segment"] = ir.Case(tuple((cond, ir.Const(name, ir.T.TEXT)) for name, cond in rule.segments), None)
-    for attr in _attributes_shown(rule):
+    for attr in ["age", "sex"] + sorted(attributes_used(rule) - {"age", "sex"}):
         exprs.setdefault(attr, ir.Attr(attr))
     return exprs
-
-
-def _attributes_shown(rule: CompiledRule) -> list[str]:
-    """Patient attributes the list shows: age and sex always, and any named as an output
-    column or in a reason template."""
-    named = set(rule.output_columns) | {a for a in ir.PATIENT_ATTRIBUTES
-                                        for t in rule.reasons.values() if "{" + a + "}" in t}
-    return ["age", "sex"] + sorted(a for a in named if a in ir.PATIENT_ATTRIBUTES and a not in ("age", "sex"))
 
 
 def _check_coverage(store: Store, rule: CompiledRule, exprs: dict[str, ir.Node], allow_partial: bool) -> str | None:

@@ -3,21 +3,34 @@
 Name resolution, in order: inside an aggregation over table X, bare names are X's columns
 (and ``category``/``weight`` of the aggregation's codelist); everywhere, names are features,
 parameters, ``as_of`` or patient attributes. Features may use each other in any order; a
-cycle is an error that lists it. Every failure is a RuleError at the offending position.
+cycle is an error that lists it. Every failure is a RuleError at the offending position;
+a bad ``--as-of`` or ``--param`` value is a UsageError naming the option.
+
+Whatever passes here runs on both engines in bounded time and memory: expressions nest at
+most ``MAX_DEPTH`` levels and expand to at most ``MAX_SIZE`` nodes (features counted at each
+use; ``MAX_RULE_SIZE`` for the whole rule), numbers fit 64 bits, dates lie between ``DATE_MIN`` and ``DATE_MAX``, durations are at
+most 200 years, and an expression looks at most ``MAX_REACH_DAYS`` away from its date.
 """
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import hashlib
+import io
+import math
+import re
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from casefind.contract import TABLES
+from casefind.contract.schema import CODE_SYSTEMS
+from casefind.errors import UsageError
+from casefind.plan import make_plan
 from casefind.rules import expr as syn
 from casefind.rules import ir
 from casefind.rules.errors import RuleError, Span, did_you_mean
-from casefind.rules.load import Located, RuleSource, load_rule
+from casefind.rules.load import Located, RuleSource, confined, load_rule, read_text_file
 
 _KIND_TYPE = {"date": ir.T.DATE, "enum": ir.T.TEXT, "code": ir.T.CODE, "text": ir.T.TEXT,
               "float": ir.T.FLOAT, "int": ir.T.INT, "patient_id": ir.T.TEXT}
@@ -26,6 +39,26 @@ _CODE_COLUMN = {"diagnoses": "code", "medications": "code", "observations": "cod
 _DURATIONS = {"days": (0, 1), "months": (1, 0), "years": (12, 0)}
 _EVENT_AGGS = {"exists", "count", "count_distinct", "sum", "mean", "min", "max", "first", "last",
                "days_since", "trend"}
+
+MAX_DEPTH = 100                     # levels of an expression, counting through the features it uses
+MAX_SIZE = 10_000                   # nodes of an expression, each use of a feature counted again
+MAX_RULE_SIZE = 50_000              # nodes of all a rule's expressions together (SQL grows with it)
+MAX_AGGREGATIONS = 100              # distinct aggregations, each at each date `at` needs it (kernel size)
+MAX_DURATION = {"days": 73_050, "months": 2_400, "years": 200}   # 200 years
+MAX_REACH_DAYS = 1_000 * 366        # windows, at and shifts added up along an expression
+DATE_MIN, DATE_MAX = dt.date(1800, 1, 1), dt.date(2299, 12, 31)
+INT_MIN, INT_MAX = -(2 ** 63), 2 ** 63 - 1
+MAX_IN_VALUES = 100_000             # values of one in (...) list
+MAX_REASON_CHARS = 1_000
+MAX_EVIDENCE = 100                  # events shown per reason
+MAX_TEXT_PARAM_CHARS = 1_000
+# columns every list file has: a feature of the same name cannot be an output column
+LIST_COLUMNS = ("run_id", "rule", "as_of", "practice", "locality", "patient_id", "rank", "segment",
+                "reasons", "decision", "decided_on", "reviewer", "note")
+_ROW_FUNCS = ("days_between",)      # functions the native engine computes per event row
+_TEMPLATE_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_INT_TEXT = re.compile(r"[-+]?\d+")
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass(frozen=True)
@@ -51,22 +84,121 @@ class CompiledRule:
     evidence: int = 0
 
 
+def attributes_used(rule: CompiledRule) -> set[str]:
+    """The patient attributes a list shows by name, rather than through a feature: in
+    output columns, reason templates and rank_by. Each must be evaluated with the rule's
+    expressions so the list can show (or rank by) it."""
+    named = set(rule.output_columns) | {name for name, _, _ in rule.rank_by}
+    for template in rule.reasons.values():
+        named |= set(template_fields(template))
+    return {n for n in named if n in ir.PATIENT_ATTRIBUTES and n not in rule.features}
+
+
 def _column_type(table: str, column: str) -> ir.T:
     return _KIND_TYPE[TABLES[table].column(column).kind]
 
 
-def _parse_value(v: object) -> object:
-    """A parameter's value: YAML gives numbers and booleans; command-line text may be a
-    number, a date or plain text."""
-    if isinstance(v, bool) or isinstance(v, (int, float)):
-        return v
-    text = str(v)
-    for parse in (int, float, dt.date.fromisoformat):
-        try:
-            return parse(text)
-        except ValueError:
-            pass
+# --- values: parameters, literals, dates ----------------------------------------------------
+
+def _in_range(value: object) -> bool:
+    """A value both engines hold exactly: a 64-bit whole number, a finite decimal, a date
+    in the supported range, or text and true/false."""
+    if isinstance(value, bool) or isinstance(value, str):
+        return True
+    if isinstance(value, int):
+        return INT_MIN <= value <= INT_MAX
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dt.date):
+        return DATE_MIN <= value <= DATE_MAX
+    return False
+
+
+def _out_of_range(value: object) -> str:
+    """Why a value is refused (see _in_range)."""
+    if isinstance(value, dt.date):
+        return f"dates must lie between {DATE_MIN} and {DATE_MAX}"
+    if isinstance(value, float):
+        return "decimals must be finite (not inf or nan)"
+    return f"whole numbers must lie between {INT_MIN:,} and {INT_MAX:,}"
+
+
+def _parse_text(text: str) -> object:
+    """A parameter written as text in the rule file: a number, a date, true/false, or text."""
+    if _INT_TEXT.fullmatch(text):
+        return _whole(text)
+    if _FLOAT_TEXT.fullmatch(text):
+        return float(text)
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        pass
     return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _whole(text: str) -> int:
+    """A whole number written out; one too long to hold is INT_MAX + 1, so it is refused as
+    out of range (Python refuses to convert over 4,300 digits)."""
+    return int(text) if len(text) <= 25 else INT_MAX + 1
+
+
+def _rule_parameter(name: str, loc: Located) -> object:
+    """A parameter's value as the rule file gives it; RuleErrors at its line otherwise."""
+    v = loc.value
+    if isinstance(v, dt.datetime):
+        raise RuleError(loc.span, f"parameter {name!r} is a date and time: give a date (YYYY-MM-DD)")
+    if isinstance(v, (list, dict, tuple, set)) or v is None:
+        raise RuleError(loc.span, f"parameter {name!r} must be one value: a number, a date, true/false or text",
+                        f"e.g. {name}: 65")
+    value = v if isinstance(v, (bool, int, float, dt.date)) else _parse_text(str(v))
+    if not _in_range(value):
+        raise RuleError(loc.span, f"parameter {name!r} = {str(v)[:40]}: {_out_of_range(value)}")
+    return value
+
+
+def _override(name: str, rule_value: object, given: object) -> object:
+    """``--param name=given``, with the type of the rule's own value: a number stays a
+    number (a decimal may replace a whole number), a date a date, true/false true/false,
+    text text. A value of another type is a UsageError naming --param."""
+    text = given.isoformat() if isinstance(given, dt.date) else str(given)
+
+    def refuse(kind: str, hint: str | None = None) -> UsageError:
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        return UsageError(f"{name} is {kind} ({_shown_value(rule_value)} in the rule); {shown!r} is not",
+                          hint, option="--param")
+
+    if isinstance(rule_value, bool):
+        if text.lower() not in ("true", "false"):
+            raise refuse("true/false", f"--param {name}=true or --param {name}=false")
+        return text.lower() == "true"
+    if isinstance(rule_value, (int, float)):
+        value: object = None
+        if _INT_TEXT.fullmatch(text.strip()) and isinstance(rule_value, int):
+            value = _whole(text.strip())
+        elif _FLOAT_TEXT.fullmatch(text.strip()) or _INT_TEXT.fullmatch(text.strip()):
+            value = float(text)
+        if value is None or not _in_range(value):
+            raise refuse("a number", _out_of_range(value) if value is not None else f"e.g. --param {name}={rule_value}")
+        return value
+    if isinstance(rule_value, dt.date):
+        try:
+            value = dt.date.fromisoformat(text.strip())
+        except ValueError:
+            raise refuse("a date", "write it YYYY-MM-DD") from None
+        if not _in_range(value):
+            raise refuse("a date", _out_of_range(value))
+        return value
+    if len(text) > MAX_TEXT_PARAM_CHARS:
+        raise UsageError(f"{name}: text is at most {MAX_TEXT_PARAM_CHARS:,} characters", option="--param")
+    return text
+
+
+def _shown_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return repr(v)
+    return str(v)
 
 
 def _const_of(v: object) -> ir.Const:
@@ -81,81 +213,53 @@ def _const_of(v: object) -> ir.Const:
     return ir.Const(str(v), ir.T.TEXT)
 
 
-def load_codelist(name: str, loc: Located, base: Path) -> ir.Codelist:
-    v, span = loc.value, loc.span
-    if isinstance(v, str):
-        v = {"file": v}
-    if not isinstance(v, dict):
-        raise RuleError(span, f"codelist {name!r} must be a CSV path or a mapping",
-                        '{system: snomed, codes: ["..."]} or codelists/name.csv')
-    unknown = set(v) - {"file", "system", "codes", "prefixes"}
-    if unknown:
-        raise RuleError(span, f"codelist {name!r}: unknown key {sorted(unknown)[0]!r}",
-                        "keys are file, system, codes, prefixes")
-    system = str(v.get("system", "")) or None
-    codes, prefixes, cats, weights = [], [], [], []
-    if "file" in v:
-        path = (base / str(v["file"])).resolve()
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        except OSError:
-            raise RuleError(span, f"codelist file {v['file']} not found (looked in {path.parent})") from None
-        if not rows or "code" not in rows[0]:
-            raise RuleError(span, f"codelist file {v['file']} needs a 'code' column (OpenCodelists style)")
-        file_systems = {r.get("system") or None for r in rows}
-        if file_systems - {None}:
-            if len(file_systems) > 1 or (system and system not in file_systems):
-                raise RuleError(span, f"codelist file {v['file']} mixes code systems; use one file per system")
-            system = system or file_systems.pop()
-        for r in rows:
-            code = (r["code"] or "").strip()
-            if not code:
-                continue
-            is_prefix = code.endswith("*")
-            (prefixes if is_prefix else codes).append(code.rstrip("*").replace(".", "") if system == "icd10" else code.rstrip("*"))
-            cats.append((r.get("category") or "").strip() or None)
-            w = (r.get("weight") or "").strip()
-            weights.append(float(w) if w else None)
-        order = [i for i, r in enumerate(rows) if (r["code"] or "").strip()]
-        # keep categories/weights parallel to codes + prefixes (codes first, then prefixes)
-        is_pref = [(rows[i]["code"] or "").strip().endswith("*") for i in order]
-        cats = [c for c, p in zip(cats, is_pref) if not p] + [c for c, p in zip(cats, is_pref) if p]
-        weights = [w for w, p in zip(weights, is_pref) if not p] + [w for w, p in zip(weights, is_pref) if p]
+def check_as_of(text: object, span: Span | None, option: str | None) -> dt.date:
+    """The evaluation date: from the rule file (a RuleError at its line) or from an option
+    such as --as-of (a UsageError naming it)."""
+    def refuse(message: str, hint: str) -> Exception:
+        if option:
+            return UsageError(message, hint, option=option)
+        return RuleError(span, message, hint)
+
+    if isinstance(text, dt.date) and not isinstance(text, dt.datetime):
+        value = text
     else:
-        codes = [str(c).strip() for c in v.get("codes", []) or []]
-        prefixes = [str(c).strip().replace(".", "") for c in v.get("prefixes", []) or []]
-    if not system:
-        raise RuleError(span, f"codelist {name!r} does not say its code system",
-                        "add system: snomed (or icd10, dmd, bnf, read2, ctv3, opcs4)")
-    if system == "icd10":
-        codes = [c.replace(".", "") for c in codes]
-    try:
-        return ir.Codelist(name, system, tuple(codes), tuple(prefixes),
-                           tuple(cats) if any(cats) else (), tuple(weights) if any(w is not None for w in weights) else ())
-    except ir.IRTypeError as e:
-        raise RuleError(span, str(e), e.hint) from None
+        try:
+            value = dt.date.fromisoformat(str(text).strip())
+        except ValueError:
+            raise refuse(f"the date must be YYYY-MM-DD: {str(text)[:40]!r} is not",
+                         'e.g. 2026-10-31' if option else 'as_of: "2026-10-31"') from None
+    if not _in_range(value):
+        raise refuse(f"as_of {value}: {_out_of_range(value)}", "give a date in the data's years")
+    return value
+
+
+# --- codelists: read by casefind.rules.codelists (CSV files, their provenance sidecars) -------------
+
+from casefind.rules.codelists import MAX_CODELIST_BYTES, load_codelist  # noqa: E402,F401
 
 
 class _Compiler:
-    def __init__(self, src: RuleSource, overrides: dict[str, str]):
+    def __init__(self, src: RuleSource, overrides: dict[str, object]):
         self.src = src
-        self.base = src.path.parent
         self.params: dict[str, ir.Param] = {}
+        unknown = sorted(set(overrides) - set(src.parameters) - {"as_of"})
+        if unknown:
+            raise UsageError(f"{unknown[0]}: the rule has no such parameter",
+                             did_you_mean(unknown[0], src.parameters) or
+                             f"parameters: {', '.join(src.parameters) or 'none'}", option="--param")
         for name, loc in src.parameters.items():
-            value = _parse_value(overrides.get(name, loc.value))
+            value = _rule_parameter(name, loc)
+            if name in overrides:
+                value = _override(name, value, overrides[name])
             c = _const_of(value)
             self.params[name] = ir.Param(name, c.value, c.type)
-        unknown = set(overrides) - set(src.parameters) - {"as_of"}
-        if unknown:
-            raise RuleError(src.span, f"--param {sorted(unknown)[0]}: the rule has no such parameter",
-                            did_you_mean(sorted(unknown)[0], src.parameters) or
-                            f"parameters: {', '.join(src.parameters) or 'none'}")
-        self.codelists = {n: load_codelist(n, loc, self.base) for n, loc in src.codelists.items()}
+        self.codelists = {n: load_codelist(n, loc, src.path) for n, loc in src.codelists.items()}
         self.features: dict[str, ir.Node] = {}
         self.in_progress: list[str] = []
         self.criteria_names: dict[str, ir.Node] = {}  # include names, inside require:
         self.period_days: int | None = None  # KPI files: within=period is the period's days
+        self.nesting = 0  # how deep node() is: features used inside count too
 
     # --- entry points ---------------------------------------------------------------------
     def expression(self, loc: Located) -> ir.Node:
@@ -163,6 +267,8 @@ class _Compiler:
         if isinstance(value, bool):
             return ir.Const(value, ir.T.BOOL)
         if isinstance(value, (int, float)):
+            if not _in_range(value):
+                raise RuleError(loc.span, f"{str(value)[:30]} is out of range: {_out_of_range(value)}")
             return _const_of(value)
         return self.node(syn.parse_expression(str(value), loc.span), None)
 
@@ -201,6 +307,20 @@ class _Compiler:
             raise RuleError(span, str(e), e.hint) from None
 
     def node(self, n: syn.Node, table: str | None, codelist: ir.Codelist | None = None) -> ir.Node:
+        """The IR of ``n``, refused when it nests, expands or reaches too far (each limit is
+        checked where it is first exceeded, so the error points there)."""
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_DEPTH:
+                raise RuleError(n.span, f"this nests more than {MAX_DEPTH} levels deep (counting the features it uses)",
+                                "simplify it, or split it into fewer nested steps")
+            out = self._node(n, table, codelist)
+        finally:
+            self.nesting -= 1
+        _check_limits(out, n.span)
+        return out
+
+    def _node(self, n: syn.Node, table: str | None, codelist: ir.Codelist | None) -> ir.Node:
         if isinstance(n, syn.Num):
             return ir.Const(int(n.value), ir.T.INT) if n.is_int else ir.Const(n.value, ir.T.FLOAT)
         if isinstance(n, syn.Percent):
@@ -219,23 +339,38 @@ class _Compiler:
                 return ir.Const(-inner.value, inner.type)
             return self._wrap(n.span, lambda: ir.Neg(inner))
         if isinstance(n, syn.In):
+            if len(n.options) > MAX_IN_VALUES:
+                raise RuleError(n.span, f"'in' lists at most {MAX_IN_VALUES:,} values, not {len(n.options):,}",
+                                "use a codelist for long lists of codes")
             operand = self.node(n.operand, table, codelist)
-            opts = tuple(self.node(o, table, codelist) for o in n.options)
-            for o, so in zip(opts, n.options):
-                if not isinstance(o, ir.Const):
-                    raise RuleError(so.span, "the options of 'in' must be literal values")
+            opts = tuple(self.literal(o, table, codelist) for o in n.options)
             return self._wrap(n.span, lambda: ir.IsIn(operand, opts))
         if isinstance(n, syn.BinOp):
             return self.binop(n, table, codelist)
         if isinstance(n, syn.At):
             operand = self.node(n.operand, table, codelist)
             when = self.node(n.when, None)
+            if when.type is ir.T.DATE and not _same_for_everyone(when):
+                raise RuleError(n.when.span, "'at' needs a date that is the same for everyone",
+                                'as_of - months(6), date("2026-04-30") or a date parameter')
             return self._wrap(n.span, lambda: ir.At(operand, when))
         if isinstance(n, syn.Call):
             return self.call(n, table, codelist)
         if isinstance(n, syn.Tuple):
             raise RuleError(n.span, "a bracketed list is only allowed as between=(start, end)")
         raise RuleError(n.span, f"cannot use {type(n).__name__} here")  # pragma: no cover
+
+    def literal(self, n: syn.Node, table, codelist) -> ir.Const:
+        """A value of an ``in`` list: a literal, compiled without the checks an expression
+        needs (a list may hold 100,000 of them)."""
+        if isinstance(n, syn.Str):
+            return ir.Const(n.value, ir.T.TEXT)
+        if isinstance(n, syn.Num) and n.is_int:
+            return ir.Const(int(n.value), ir.T.INT)
+        node = self._node(n, table, codelist)
+        if not isinstance(node, ir.Const):
+            raise RuleError(n.span, "the options of 'in' must be literal values")
+        return node
 
     def duration(self, n: syn.Node) -> tuple[int, int] | None:
         if isinstance(n, syn.Name) and n.parts == ("period",):
@@ -247,6 +382,9 @@ class _Compiler:
             if len(n.args) != 1 or not isinstance(n.args[0], syn.Num) or not n.args[0].is_int:
                 raise RuleError(n.span, f"{n.func}() takes one whole number, e.g. {n.func}(6)")
             k = int(n.args[0].value)
+            if k > MAX_DURATION[n.func]:
+                raise RuleError(n.span, f"{n.func}({k:,}) is more than 200 years: durations are at most "
+                                + ", ".join(f"{u}({m:,})" for u, m in MAX_DURATION.items()))
             m, d = _DURATIONS[n.func]
             return (m * k, d * k)
         return None
@@ -304,11 +442,16 @@ class _Compiler:
                         f"{table} column)" if table else " (not a feature, parameter or patient attribute)"),
                         hint or "define it under features:")
 
-    def column(self, table: str, col: str, span: Span, codelist) -> ir.Node:
+    def column(self, table: str, col: str, span: Span, codelist, aggregated: bool = False) -> ir.Node:
+        """A column of ``table``; ``aggregated``: it is what the aggregation aggregates (the
+        only place a codelist's category or weight may appear)."""
         if col in ("category", "weight"):
             if codelist is None:
                 raise RuleError(span, f"{table}.{col} comes from a codelist",
                                 f"add codelist=NAME to the aggregation")
+            if not aggregated:
+                raise RuleError(span, f"a codelist's {col} is only what an aggregation counts or adds up",
+                                f"count_distinct({table}.category, codelist=...) or score({table}, codelist=...)")
             return ir.Column(table, f"{col}:{codelist.name}", ir.T.TEXT if col == "category" else ir.T.FLOAT)
         if col not in TABLES[table].names or col == "patient_id":
             raise RuleError(span, f"{table} has no column {col!r}",
@@ -325,9 +468,12 @@ class _Compiler:
             if len(n.args) != 1 or not isinstance(n.args[0], syn.Str):
                 raise RuleError(n.span, 'date() takes an ISO date in quotes: date("2026-04-01")')
             try:
-                return ir.Const(dt.date.fromisoformat(n.args[0].value), ir.T.DATE)
+                value = dt.date.fromisoformat(n.args[0].value)
             except ValueError:
-                raise RuleError(n.args[0].span, f"{n.args[0].value!r} is not a date (YYYY-MM-DD)") from None
+                raise RuleError(n.args[0].span, f"{n.args[0].value[:40]!r} is not a date (YYYY-MM-DD)") from None
+            if not _in_range(value):
+                raise RuleError(n.args[0].span, f"date {value}: {_out_of_range(value)}")
+            return ir.Const(value, ir.T.DATE)
         if f == "case":
             return self.case(n, table, codelist)
         if f in ("percentile", "top"):
@@ -406,7 +552,7 @@ class _Compiler:
         if table not in TABLES or not TABLES[table].per_patient_events:
             raise RuleError(first.span, f"unknown event table {table!r}",
                             did_you_mean(table, _event_tables()) or f"tables: {', '.join(_event_tables())}")
-        allowed_kw = {"within", "between", "codelist", "over", "per", "value"}
+        allowed_kw = {"within", "between", "codelist", "over", "per", "value", "hierarchy"}
         for k, v in n.kwargs:
             if k not in allowed_kw:
                 raise RuleError(v.span, f"{f}() has no argument {k}=", did_you_mean(k, allowed_kw))
@@ -422,7 +568,8 @@ class _Compiler:
                 raise RuleError(cl.span, f"{table} has no codes to match a codelist against")
         value = None
         if len(first.parts) == 2:
-            value = self.column(table, first.parts[1], first.span, codelist)
+            value = self.column(table, first.parts[1], first.span, codelist, aggregated=True)
+            _check_aggregated_value(f, value, first.span)
         elif len(first.parts) > 2:
             raise RuleError(first.span, "write table.column")
         given = n.kw("value")
@@ -434,6 +581,7 @@ class _Compiler:
             if value.domain.per_patient:
                 raise RuleError(given.span, f"value= must be computed from {table}'s columns",
                                 "e.g. value=days_between(start_date, end_date)")
+            _check_row_expression(value, given.span, "value=")
         flags, filters = [], []
         for a in n.args[1:]:
             if isinstance(a, syn.Name) and a.parts in (("ever",), ("active",)):
@@ -446,6 +594,7 @@ class _Compiler:
             if node.type is not ir.T.BOOL:
                 raise RuleError(flt.span, f"a filter must be true/false, but this is a {node.type.value}",
                                 'e.g. setting == "emergency_admission"')
+            _check_row_expression(node, flt.span, "a filter")
             where = node if where is None else ir.Binary("and", where, node)
         if codelist is not None:
             match = ir.InCodelist(ir.Column(table, _CODE_COLUMN[table], ir.T.CODE), codelist)
@@ -461,17 +610,64 @@ class _Compiler:
                 raise RuleError(per.span, "trends are per month: per=month")
             return self._wrap(n.span, lambda: ir.Trend(table, where, months[0], value))
         func = f
+        hierarchy = ()
         if f == "score" or (f == "sum" and isinstance(value, ir.Column) and value.column.startswith("weight:")):
             func, value = "weighted_categories", None
             if codelist is None:
                 raise RuleError(n.span, f"{f}() of weights needs codelist=NAME (a codelist with a weight column)")
+            self.check_weights(codelist, cl.span)
+            if n.kw("hierarchy") is not None:
+                hierarchy = self.hierarchy(n.kw("hierarchy"), codelist)
+        elif n.kw("hierarchy") is not None:
+            raise RuleError(n.kw("hierarchy").span, "hierarchy= orders the categories of a weighted score",
+                            f"score({table}, codelist=..., hierarchy=(severe > mild))")
         if f in ("first", "last") and value is None:
             value = ir.Column(table, TABLES[table].sort_date, ir.T.DATE)
         if f in ("min", "max") and value is None:
             raise RuleError(n.span, f"{f}() needs a column: {f}({table}.{TABLES[table].sort_date})")
         if f == "count_distinct" and value is None:
             raise RuleError(n.span, f"count_distinct() needs what to count: {table}.code or {table}.category")
-        return self._wrap(n.span, lambda: ir.Aggregate(func, table, where, window, value, codelist))
+        return self._wrap(n.span, lambda: ir.Aggregate(func, table, where, window, value, codelist, hierarchy))
+
+    def hierarchy(self, given: syn.Node, cl: ir.Codelist) -> tuple[tuple[str, str], ...]:
+        """``hierarchy=(higher > lower, ...)``: pairs of the codelist's categories, each
+        written as a name (or a quoted category); when a patient has both categories of a
+        pair only the higher counts."""
+        items = given.items if isinstance(given, syn.Tuple) else (given,)
+        cats = sorted({c for c in cl.categories if c is not None})
+        pairs = []
+        for item in items:
+            if not (isinstance(item, syn.BinOp) and item.op == ">"):
+                raise RuleError(item.span, "hierarchy= lists pairs of categories, the higher first: higher > lower",
+                                "hierarchy=(diabetes_complications > diabetes, severe_liver_disease > liver_disease)")
+            pair = []
+            for side in (item.left, item.right):
+                if isinstance(side, syn.Name) and len(side.parts) == 1:
+                    name = side.parts[0]
+                elif isinstance(side, syn.Str):
+                    name = side.value
+                else:
+                    raise RuleError(side.span, "name a category of the codelist (or write it in quotes)")
+                if name not in cats:
+                    raise RuleError(side.span, f"codelist {cl.name!r} has no category {name[:40]!r}",
+                                    did_you_mean(name, cats) or f"its categories: {', '.join(cats[:20])}"
+                                    + (", ..." if len(cats) > 20 else ""))
+                pair.append(name)
+            pairs.append(tuple(pair))
+        try:
+            ir.check_hierarchy(tuple(pairs), cl)
+        except ir.IRTypeError as e:
+            raise RuleError(given.span, str(e), e.hint) from None
+        return tuple(pairs)
+
+    def check_weights(self, cl: ir.Codelist, span: Span) -> None:
+        """A score's weights, checked where they are used: refused at the CSV line of a
+        weight with more than ir.MAX_WEIGHT_PLACES decimal places (elsewhere at ``span``)."""
+        try:
+            ir.check_score_weights(cl)
+        except ir.IRTypeError as e:
+            line = _weight_line(cl, self.src.path, span) if cl.weight_places > ir.MAX_WEIGHT_PLACES else None
+            raise RuleError(line or span, str(e), e.hint) from None
 
     def reviewed(self, n: syn.Call) -> ir.Node:
         """reviewed(filter, window): whether a clinician recorded a decision (not a mere
@@ -497,6 +693,9 @@ class _Compiler:
         for name in src.features:
             self.feature(name, src.features[name].span)
         population = self.condition(src.population, "the population") if src.population else ir.Const(True, ir.T.BOOL)
+        if ir.contains(population, ir.PopulationRank):
+            raise RuleError(src.population.span, "the population cannot use percentile or top (nor a feature that does)",
+                            "they rank within the population: use them in features and criteria")
         segments = tuple((k, self.condition(v, f"segment {k!r}")) for k, v in src.segments)
         reasons: dict[str, str] = {}
 
@@ -508,17 +707,7 @@ class _Compiler:
                     raise RuleError(loc.span, f"{kind} {name!r}: write a condition, or when: and reason:",
                                     'e.g. {when: "emergency_12m >= 2", reason: "{emergency_12m} emergency admissions in 12 months"}')
                 if "reason" in v:
-                    reasons[name] = str(v["reason"])
-                    try:
-                        fields = _template_fields(reasons[name])
-                    except ValueError as e:
-                        raise RuleError(loc.span, f"reason of {name!r} is not a valid template: {e}",
-                                        "name values in braces: {emergency_12m}; write {{ for a literal brace") from None
-                    for field_name in fields:
-                        if field_name not in self.features and field_name not in ir.PATIENT_ATTRIBUTES \
-                                and field_name not in self.params:
-                            raise RuleError(loc.span, f"reason of {name!r} uses {{{field_name}}}, which is not a feature",
-                                            did_you_mean(field_name, self.features))
+                    reasons[name] = self.reason(name, v["reason"], loc.span)
                 loc = Located(v["when"], loc.span)
             return self.condition(loc, f"{kind} {name!r}")
 
@@ -529,20 +718,12 @@ class _Compiler:
             mode = (src.require.value if src.require else "all").strip()
             names = [node for _, node in include]
             if mode in ("all", "any"):
-                op = "and" if mode == "all" else "or"
-                require = names[0]
-                for node in names[1:]:
-                    require = ir.Binary(op, require, node)
+                require = _joined("and" if mode == "all" else "or", names)
             else:  # an expression over the include names
                 self.criteria_names = dict(include)
                 require = self.condition(src.require, "require")
                 self.criteria_names = {}
-        rank = []
-        for loc in src.rank_by:
-            text = loc.value.strip()
-            desc = text.endswith(" desc")
-            name = text.rsplit(" ", 1)[0] if text.endswith((" desc", " asc")) else text
-            rank.append((name, self.expression(Located(name, loc.span)), desc))
+        rank = [self.rank_entry(loc) for loc in src.rank_by]
         limit = {}
         for k, loc in src.limit.items():
             if not isinstance(loc.value, int) or isinstance(loc.value, bool) or loc.value < 1:
@@ -550,13 +731,18 @@ class _Compiler:
             limit[k] = loc.value
         for c in src.output_columns:
             if c.value not in self.features and c.value not in ir.PATIENT_ATTRIBUTES:
-                raise RuleError(c.span, f"output column {c.value!r} is not a feature or attribute",
+                raise RuleError(c.span, f"output column {c.value[:40]!r} is not a feature or attribute",
                                 did_you_mean(c.value, list(self.features) + list(ir.PATIENT_ATTRIBUTES)))
+            if c.value in LIST_COLUMNS and c.value in self.features:
+                raise RuleError(c.span, f"output column {c.value!r}: every list already has a column {c.value!r}",
+                                "rename the feature")
+        self.check_totals(population, segments, include, exclude, require)
         evidence = 0
         if src.evidence is not None:
-            if not isinstance(src.evidence.value, int) or src.evidence.value < 0:
-                raise RuleError(src.evidence.span, "evidence is how many events to show per reason (0 or more)")
-            evidence = src.evidence.value
+            value = src.evidence.value
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EVIDENCE:
+                raise RuleError(src.evidence.span, f"evidence is how many events to show per reason (0 to {MAX_EVIDENCE})")
+            evidence = value
         return CompiledRule(
             name=src.name.value, title=src.title, version=src.version, path=src.path,
             file_sha256=hashlib.sha256(src.path.read_bytes()).hexdigest(),
@@ -567,10 +753,168 @@ class _Compiler:
             output_columns=tuple(c.value for c in src.output_columns), evidence=evidence)
 
 
-def _template_fields(template: str) -> list[str]:
-    import string
+    def check_totals(self, population, segments, include, exclude, require) -> None:
+        """Every feature and condition is evaluated; together they are at most
+        MAX_RULE_SIZE nodes (the reference engine's SQL is about 0.2 ms a node to plan) and
+        MAX_AGGREGATIONS aggregations (a kernel's compile time grows faster than its size)."""
+        src = self.src
+        named = [(src.features[k].span, node) for k, node in self.features.items()]
+        named += [(src.population.span if src.population else src.span, population)]
+        named += [(loc.span, node) for (_, loc), (_, node) in zip(src.segments, segments)]
+        named += [(src.include[k].span, node) for k, node in include]
+        named += [(src.exclude[k].span, node) for k, node in exclude]
+        if require is not None:
+            named.append((src.require.span if src.require else src.span, require))
+        total, slots = 0, set()
+        for span, node in named:
+            total += node.size
+            if total > MAX_RULE_SIZE:
+                raise RuleError(span, f"the rule's expressions add up to more than {MAX_RULE_SIZE:,} operations "
+                                "(each use of a feature counts its whole expression again)",
+                                "use fewer or smaller features")
+            slots |= {s for table in make_plan({"x": node}, self.as_of).scans.values() for s in table}
+            if len(slots) > MAX_AGGREGATIONS:
+                raise RuleError(span, f"the rule needs more than {MAX_AGGREGATIONS} different aggregations "
+                                "(each aggregation at each date that at moves it to counts once)",
+                                "share windows and filters between features")
 
-    return [f.split(":")[0].split("!")[0] for _, f, _, _ in string.Formatter().parse(template) if f]
+    def reason(self, criterion: str, template: object, span: Span) -> str:
+        """A reason template: text with {name} fields, each a feature, parameter or patient
+        attribute."""
+        if not isinstance(template, str):
+            raise RuleError(span, f"reason of {criterion!r} must be text", 'reason: "{n} admissions in 12 months"')
+        if len(template) > MAX_REASON_CHARS:
+            raise RuleError(span, f"reason of {criterion!r} is {len(template):,} characters: at most {MAX_REASON_CHARS:,}")
+        try:
+            fields = template_fields(template)
+        except ValueError as e:
+            raise RuleError(span, f"reason of {criterion!r} is not a valid template: {e}",
+                            "name values in braces: {emergency_12m}; write {{ for a literal brace") from None
+        known = list(self.features) + list(self.params) + list(ir.PATIENT_ATTRIBUTES)
+        for name in fields:
+            if name not in known:
+                raise RuleError(span, f"reason of {criterion!r} uses {{{name}}}, which is not a feature, "
+                                "parameter or patient attribute", did_you_mean(name, known))
+        return template
+
+    def rank_entry(self, loc: Located) -> tuple[str, ir.Node, bool]:
+        """``name``, ``name desc`` or ``name asc``: a feature or patient attribute that
+        orders (a number, date or true/false)."""
+        words = str(loc.value).split()
+        desc = len(words) == 2 and words[1] == "desc"
+        if not words or len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
+            raise RuleError(loc.span, f"rank_by entry {str(loc.value)[:40]!r}: write a feature, then desc or asc",
+                            "rank_by: [emergency_12m desc, age desc]")
+        name = words[0]
+        if name not in self.features and name not in ir.PATIENT_ATTRIBUTES:
+            raise RuleError(loc.span, f"rank_by {name[:40]!r} is not a feature or patient attribute",
+                            did_you_mean(name, list(self.features) + list(ir.PATIENT_ATTRIBUTES)))
+        node = self.features.get(name) or ir.Attr(name)
+        if node.type in (ir.T.TEXT, ir.T.CODE):
+            raise RuleError(loc.span, f"rank_by {name}: {name} is text, which has no order to rank by",
+                            "rank by a number, a date or true/false")
+        return name, node, desc
+
+
+def _weight_line(cl: ir.Codelist, rule_path: Path, span: Span) -> Span | None:
+    """The line of ``cl``'s CSV file holding its first weight with too many decimal places."""
+    if not cl.file:
+        return None
+    try:
+        path = confined(rule_path, cl.file, span, "codelist file")
+        text = read_text_file(path, span, "codelist file", MAX_CODELIST_BYTES)
+        reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+        for row in reader:
+            w = (row.get("weight") or "").strip()
+            try:
+                if w and ir.decimal_places(float(w)) > ir.MAX_WEIGHT_PLACES:
+                    return Span(str(path), reader.line_num, 1)
+            except ValueError:
+                continue
+    except (RuleError, csv.Error):
+        return None
+    return None
+
+
+def _same_for_everyone(n: ir.Node) -> bool:
+    """A date an ``at`` can move the evaluation to: as_of, a fixed date or date parameter,
+    or one of those moved by months or days."""
+    if isinstance(n, ir.Shift):
+        return _same_for_everyone(n.date)
+    return isinstance(n, (ir.AsOf, ir.Const, ir.Param))
+
+
+def _joined(op: str, nodes: list[ir.Node]) -> ir.Node:
+    """``op`` (and / or) over many conditions as a balanced tree: shallow however many."""
+    if len(nodes) == 1:
+        return nodes[0]
+    mid = len(nodes) // 2
+    return ir.Binary(op, _joined(op, nodes[:mid]), _joined(op, nodes[mid:]))
+
+
+def _check_limits(node: ir.Node, span: Span) -> None:
+    """Refuse an expression that every stage after this one (planning, SQL text, kernels,
+    evaluation) would find too deep, too large, or reaching dates no calendar holds."""
+    if node.depth > MAX_DEPTH:
+        raise RuleError(span, f"this nests more than {MAX_DEPTH} levels deep (counting the features it uses)",
+                        "simplify it, or split it into fewer nested steps")
+    if node.size > MAX_SIZE:
+        raise RuleError(span, f"this expands to {node.size:,} operations, more than {MAX_SIZE:,} "
+                        "(each use of a feature counts its whole expression again)",
+                        "use fewer features that repeat others")
+    if node.reach > MAX_REACH_DAYS:
+        raise RuleError(span, f"this looks about {node.reach // 365:,} years away from as_of: at most "
+                        f"{MAX_REACH_DAYS // 366:,} (windows, at and date shifts added up)")
+
+
+def _check_aggregated_value(func: str, value: ir.Node, span: Span) -> None:
+    """What an aggregation may aggregate: numbers for sums and means, numbers and dates for
+    min and max, and a codelist's category or weight only where they mean something."""
+    column = value.column if isinstance(value, ir.Column) else ""
+    if column.startswith("category:") and func != "count_distinct":
+        raise RuleError(span, f"{func}() of a codelist's category: only count_distinct counts categories")
+    if column.startswith("weight:") and func not in ("sum", "score"):
+        raise RuleError(span, f"{func}() of a codelist's weight: weights are added up by score() or sum()")
+    if func in ("min", "max") and value.type not in (ir.T.INT, ir.T.FLOAT, ir.T.DATE):
+        raise RuleError(span, f"{func}() needs numbers or dates, not {value.type.value}",
+                        "for the earliest or latest text, use first() or last()")
+
+
+def _check_row_expression(node: ir.Node, span: Span, what: str) -> None:
+    """What an expression evaluated per event row may use, so that both engines can: no
+    other aggregation (nor percentile or top) inside it, even through a feature; per row,
+    comparisons, and/or/not, in, arithmetic, date shifts and days_between; and text
+    compared with a fixed value (a literal or a parameter)."""
+    for x in ir.walk(node):
+        if isinstance(x, (ir.Aggregate, ir.Trend, ir.PopulationRank)) and x is not node:
+            raise RuleError(span, f"{what} cannot use another aggregation, percentile or top "
+                            "(nor a feature that does)", "compare with a per-row value or a fixed one")
+        if x.domain.per_patient:
+            continue  # one value per patient: computed before the rows are read
+        if isinstance(x, ir.Case):
+            raise RuleError(span, f"{what} cannot use case() on each row", "write the conditions with and / or")
+        if isinstance(x, ir.Func) and x.name not in _ROW_FUNCS:
+            raise RuleError(span, f"{what} cannot use {x.name}() on each row",
+                            "per row: comparisons, and, or, not, in, + - * /, days_between and date shifts")
+        if isinstance(x, ir.Binary) and x.op in ("==", "!=") and {x.left.type, x.right.type} & {ir.T.TEXT, ir.T.CODE}:
+            if not any(isinstance(side, (ir.Const, ir.Param)) for side in (x.left, x.right)):
+                raise RuleError(span, f"{what} compares text with text that is not a fixed value",
+                                'compare a column with a literal or a parameter: setting == "ae"')
+
+
+def template_fields(template: str) -> list[str]:
+    """The names a reason template fills in; ValueError unless every field is a plain
+    {name} (no format, conversion, index or attribute: a format such as {x:>50000000}
+    would write gigabytes, {x:d} fails on text)."""
+    fields = []
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not _TEMPLATE_FIELD.fullmatch(name) or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"{shown[:40]} is not a plain {{name}}: values are formatted by their type")
+        fields.append(name)
+    return fields
 
 
 def _is_table_ref(n: syn.Node) -> bool:
@@ -582,15 +926,18 @@ def _event_tables() -> list[str]:
 
 
 def compile_rule(path: str | Path, *, as_of: str | dt.date | None = None,
-                 params: dict[str, str] | None = None) -> CompiledRule:
-    """Load and compile a rule file. ``as_of`` and ``params`` override the file's values."""
+                 params: dict[str, object] | None = None) -> CompiledRule:
+    """Load and compile a rule file. ``as_of`` and ``params`` override the file's values
+    (--as-of and --param: a bad value is a UsageError naming the option)."""
     src = load_rule(path)
-    c = _Compiler(src, dict(params or {}))
-    text = as_of if as_of is not None else (params or {}).get("as_of") or (src.as_of.value if src.as_of else None)
-    if text is None:
+    params = dict(params or {})
+    c = _Compiler(src, params)
+    if as_of is not None:
+        c.as_of = check_as_of(as_of, None, "--as-of")
+    elif params.get("as_of") is not None:
+        c.as_of = check_as_of(params["as_of"], None, "--param")
+    elif src.as_of is not None:
+        c.as_of = check_as_of(src.as_of.value, src.as_of.span, None)
+    else:
         raise RuleError(src.span, "the rule has no as_of date", 'add as_of: "2026-10-31" or pass --as-of')
-    try:
-        c.as_of = text if isinstance(text, dt.date) else dt.date.fromisoformat(str(text))
-    except ValueError:
-        raise RuleError(src.as_of.span if src.as_of else src.span, f"as_of {text!r} is not a date (YYYY-MM-DD)") from None
     return c.rule()

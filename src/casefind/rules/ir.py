@@ -14,7 +14,9 @@ Windows count back from it in calendar months or days:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import Enum
+from functools import cached_property
 
 
 class T(str, Enum):
@@ -63,8 +65,30 @@ def _join_domains(*domains: Domain) -> Domain:
 
 
 class Node:
+    """An IR node. ``type``, ``domain`` and the sizes below are worked out once per node
+    (cached): features share sub-trees, so a value recomputed from its operands on every
+    use would cost as much as the tree with every shared feature written out, which a
+    hostile rule can make astronomically large."""
+
     type: T
     domain: Domain
+
+    @cached_property
+    def depth(self) -> int:
+        """Levels of nodes, counting through features, ``at`` and aggregations."""
+        return 1 + max((p.depth for p in parts(self)), default=0)
+
+    @cached_property
+    def size(self) -> int:
+        """Nodes in the tree with every shared feature counted at each use: what SQL text
+        and per-node work grow with (``in`` lists count once, as one lookup)."""
+        return 1 + sum(p.size for p in parts(self))
+
+    @cached_property
+    def reach(self) -> int:
+        """About how many days away from its evaluation date this value can look, or move
+        a date (windows, ``at`` and ``months()``/``days()`` shifts added up)."""
+        return max((p.reach for p in parts(self)), default=0)
 
 
 # --- values ------------------------------------------------------------------------------
@@ -112,7 +136,7 @@ class Attr(Node):
             raise IRTypeError(f"no patient attribute {self.name!r}",
                               f"attributes are {', '.join(PATIENT_ATTRIBUTES)}")
 
-    @property
+    @cached_property
     def type(self) -> T:
         return PATIENT_ATTRIBUTES[self.name]
 
@@ -130,7 +154,11 @@ class Shift(Node):
         if self.date.type is not T.DATE:
             raise IRTypeError(f"only a date can be moved by months or days, not a {self.date.type.value}")
 
-    @property
+    @cached_property
+    def reach(self) -> int:
+        return self.date.reach + _offset_days((abs(self.months), abs(self.days)))
+
+    @cached_property
     def domain(self) -> Domain:
         return self.date.domain
 
@@ -143,7 +171,7 @@ class Column(Node):
     column: str
     type: T
 
-    @property
+    @cached_property
     def domain(self) -> Domain:
         return Domain(self.table)
 
@@ -151,7 +179,13 @@ class Column(Node):
 @dataclass(frozen=True)
 class Codelist:
     """Codes of one system; optional category (condition group) and weight per code. ICD-10
-    prefixes match every code that starts with them."""
+    prefixes match every code that starts with them.
+
+    ``file``, ``digest`` and ``provenance`` say where the codes came from (the CSV as the
+    rule names it, the sha256 of its bytes, and the key/value pairs of its
+    ``<name>.provenance.json`` sidecar: source, release, date retrieved, licence, counts).
+    They are records, not meaning: two codelists with the same codes are equal and hash
+    alike wherever they came from, and they stay out of ``repr`` (the kernel cache key)."""
 
     name: str
     system: str
@@ -159,6 +193,10 @@ class Codelist:
     prefixes: tuple[str, ...] = ()
     categories: tuple[str | None, ...] = ()   # parallel to codes + prefixes, or empty
     weights: tuple[float | None, ...] = ()    # parallel to codes + prefixes, or empty
+    file: str = field(default="", compare=False, repr=False)    # as the rule names it; "" inline
+    digest: str = field(default="", compare=False, repr=False)  # sha256 of the file's bytes
+    provenance: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
+    selected: tuple[str, ...] = field(default=(), compare=False, repr=False)  # category: chosen in the rule
 
     def __post_init__(self):
         n = len(self.codes) + len(self.prefixes)
@@ -167,6 +205,40 @@ class Codelist:
         for what, values in (("categories", self.categories), ("weights", self.weights)):
             if values and len(values) != n:
                 raise IRTypeError(f"codelist {self.name!r}: {what} must be given for every code")
+
+    @cached_property
+    def weight_places(self) -> int:
+        """Decimal places a score of this codelist is exact to: the most any weight has as
+        written (its shortest decimal form: 7.1 has 1, 3 has 0, 0.25 has 2)."""
+        return max((decimal_places(w) for w in self.weights if w is not None), default=0)
+
+    @cached_property
+    def scaled_weights(self) -> tuple[int | None, ...]:
+        """Each weight as a whole number of 10^-weight_places units (7.1 at 1 place is 71):
+        scores add these exactly in 64 bits and divide once by 10^weight_places."""
+        k = self.weight_places
+        return tuple(None if w is None else int(Decimal(repr(float(w))).scaleb(k)) for w in self.weights)
+
+    @cached_property
+    def category_weights(self) -> dict[str, int]:
+        """Each category's scaled weight: the largest among its codes (0 when none has one)."""
+        best: dict[str, int | None] = {}
+        weights = self.scaled_weights or (None,) * len(self.categories)
+        for cat, w in zip(self.categories, weights):
+            if cat is not None:
+                known = best.get(cat)
+                best[cat] = w if known is None else known if w is None else max(known, w)
+        return {cat: 0 if w is None else w for cat, w in best.items()}
+
+
+MAX_WEIGHT_PLACES = 4          # decimal places of a codelist weight (HFRS has 1)
+MAX_SCALED_TOTAL = 2 ** 53 - 1  # a score's scaled weights added up: exact as int64 and as a double
+
+
+def decimal_places(w: float) -> int:
+    """Decimal places of a number as its shortest decimal form (repr) writes it."""
+    exponent = Decimal(repr(float(w))).as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 @dataclass(frozen=True)
@@ -182,7 +254,7 @@ class InCodelist(Node):
         if self.column.type is not T.CODE:
             raise IRTypeError(f"a codelist matches codes, not a {self.column.type.value}")
 
-    @property
+    @cached_property
     def domain(self) -> Domain:
         return self.column.domain
 
@@ -222,7 +294,7 @@ class Binary(Node):
             raise IRTypeError(f"unknown operator {self.op!r}")
         _join_domains(self.left.domain, self.right.domain)
 
-    @property
+    @cached_property
     def type(self) -> T:
         if self.op in _COMPARE or self.op in _LOGIC:
             return T.BOOL
@@ -230,7 +302,7 @@ class Binary(Node):
             return T.FLOAT
         return T.INT if (self.left.type is T.INT and self.right.type is T.INT) else T.FLOAT
 
-    @property
+    @cached_property
     def domain(self) -> Domain:
         return _join_domains(self.left.domain, self.right.domain)
 
@@ -244,7 +316,7 @@ class Not(Node):
         if self.operand.type is not T.BOOL:
             raise IRTypeError(f"'not' needs a true/false value, not a {self.operand.type.value}")
 
-    @property
+    @cached_property
     def domain(self) -> Domain:
         return self.operand.domain
 
@@ -257,11 +329,11 @@ class Neg(Node):
         if self.operand.type not in NUMERIC:
             raise IRTypeError(f"'-' needs a number, not a {self.operand.type.value}")
 
-    @property
+    @cached_property
     def type(self) -> T:
         return self.operand.type
 
-    @property
+    @cached_property
     def domain(self) -> Domain:
         return self.operand.domain
 
@@ -279,7 +351,7 @@ class IsIn(Node):
             if not ok:
                 raise IRTypeError(f"'in' compares a {self.operand.type.value} with a {o.type.value}")
 
-    @property
+    @cached_property
     def domain(self) -> Domain:
         return self.operand.domain
 
@@ -303,12 +375,12 @@ class Case(Node):
                 raise IRTypeError(f"a case condition must be true/false, not a {cond.type.value}")
         _join_domains(*(n.domain for pair in self.whens for n in pair))
 
-    @property
+    @cached_property
     def type(self) -> T:
         kinds = {v.type for _, v in self.whens} | ({self.default.type} if self.default is not None else set())
         return kinds.pop() if len(kinds) == 1 else T.FLOAT
 
-    @property
+    @cached_property
     def domain(self) -> Domain:
         nodes = [n for pair in self.whens for n in pair] + ([self.default] if self.default else [])
         return _join_domains(*(n.domain for n in nodes))
@@ -337,7 +409,7 @@ class Func(Node):
                 raise IRTypeError(f"{self.name} needs {'dates' if need else 'numbers'}, not a {a.type.value}")
         _join_domains(*(a.domain for a in self.args))
 
-    @property
+    @cached_property
     def type(self) -> T:
         if self.name in ("days_between", "round"):
             return T.INT
@@ -345,7 +417,7 @@ class Func(Node):
             return T.INT if all(a.type is T.INT for a in self.args) else T.FLOAT
         return T.FLOAT
 
-    @property
+    @cached_property
     def domain(self) -> Domain:
         return _join_domains(*(a.domain for a in self.args))
 
@@ -379,6 +451,11 @@ def _approx_days(offset: tuple[int, int]) -> float:
     return offset[0] * 30.44 + offset[1]
 
 
+def _offset_days(offset: tuple[int, int]) -> int:
+    """At least the days in (months, days): a month counts 31."""
+    return offset[0] * 31 + offset[1]
+
+
 AGGREGATES = ("exists", "count", "count_distinct", "sum", "mean", "min", "max", "first", "last",
               "days_since", "weighted_categories")
 
@@ -389,7 +466,11 @@ class Aggregate(Node):
 
     ``value`` is the per-row value aggregated (a column, or the codelist category for
     count_distinct of categories); ``first``/``last`` order rows by the table's date.
-    ``weighted_categories`` sums the codelist weight of each distinct category present once.
+    ``weighted_categories`` sums the codelist weight of each distinct category present once,
+    exactly: weights are whole numbers of 10^-k units (k = the codelist's ``weight_places``),
+    added in 64 bits and divided once by 10^k, so the score is the double nearest to the exact
+    decimal sum (and compares exactly with a threshold such as 5 or 15). ``hierarchy`` pairs
+    (higher, lower) of its categories: when a patient has both, only the higher counts.
     """
 
     func: str
@@ -398,6 +479,7 @@ class Aggregate(Node):
     window: Window = Window()
     value: Node | None = None
     codelist: Codelist | None = None
+    hierarchy: tuple[tuple[str, str], ...] = ()
     domain: Domain = field(default=PATIENT, init=False)
 
     def __post_init__(self):
@@ -414,13 +496,26 @@ class Aggregate(Node):
             raise IRTypeError(f"{self.func} needs a column, e.g. {self.func}({self.table}.cost)")
         if self.func in ("sum", "mean") and self.value.type not in NUMERIC:
             raise IRTypeError(f"{self.func} needs numbers, not {self.value.type.value}")
-        if self.func == "weighted_categories" and (self.codelist is None or not self.codelist.weights):
-            raise IRTypeError("a weighted score needs a codelist with a weight column")
+        if self.func == "weighted_categories":
+            if self.codelist is None or not self.codelist.weights:
+                raise IRTypeError("a weighted score needs a codelist with a weight column")
+            check_score_weights(self.codelist)
+        if self.hierarchy:
+            if self.func != "weighted_categories":
+                raise IRTypeError("a hierarchy orders the categories of a weighted score",
+                                  "score(diagnoses, codelist=c, hierarchy=(severe > mild))")
+            check_hierarchy(self.hierarchy, self.codelist)
         if self.window.kind == "active" and self.table != "registers":
             raise IRTypeError("'active' applies to registers (start and end dates)",
                               "for other tables use within=months(n)")
 
-    @property
+    @cached_property
+    def reach(self) -> int:
+        w = self.window
+        back = max(_offset_days(w.start), _offset_days(w.end)) if w.kind == "range" else 0
+        return back + max((p.reach for p in parts(self)), default=0)
+
+    @cached_property
     def type(self) -> T:
         f = self.func
         if f == "exists":
@@ -430,6 +525,48 @@ class Aggregate(Node):
         if f in ("sum", "mean", "weighted_categories"):
             return T.FLOAT
         return self.value.type if self.value is not None else T.DATE  # first/last/min/max
+
+
+def check_score_weights(cl: Codelist) -> None:
+    """Weights a score can add exactly: at most MAX_WEIGHT_PLACES decimal places, and
+    together (each category's, as whole units) at most MAX_SCALED_TOTAL."""
+    if cl.weight_places > MAX_WEIGHT_PLACES:
+        w = next(w for w in cl.weights if w is not None and decimal_places(w) > MAX_WEIGHT_PLACES)
+        raise IRTypeError(f"codelist {cl.name!r}: weight {w!r} has {decimal_places(w)} decimal places; "
+                          f"a score adds weights of at most {MAX_WEIGHT_PLACES}",
+                          f"round the weights to {MAX_WEIGHT_PLACES} places or fewer")
+    if sum(abs(w) for w in cl.category_weights.values()) > MAX_SCALED_TOTAL:
+        raise IRTypeError(f"codelist {cl.name!r}: the weights are too large to add exactly",
+                          f"together at most {MAX_SCALED_TOTAL / 10 ** cl.weight_places:,.0f}")
+
+
+def check_hierarchy(pairs: tuple[tuple[str, str], ...], cl: Codelist) -> None:
+    """(higher, lower) pairs of the codelist's categories, without a category above itself
+    (directly or through others)."""
+    cats = {c for c in cl.categories if c is not None}
+    above: dict[str, set[str]] = {}
+    for hi, lo in pairs:
+        for c in (hi, lo):
+            if c not in cats:
+                raise IRTypeError(f"codelist {cl.name!r} has no category {c!r}")
+        if hi == lo:
+            raise IRTypeError(f"{hi} > {lo}: a category cannot be above itself")
+        above.setdefault(lo, set()).add(hi)
+
+    def reaches(start: str, target: str) -> bool:
+        seen, stack = set(), [start]
+        while stack:
+            c = stack.pop()
+            if c == target:
+                return True
+            if c not in seen:
+                seen.add(c)
+                stack.extend(above.get(c, ()))
+        return False
+
+    for hi, lo in pairs:
+        if reaches(hi, lo):
+            raise IRTypeError(f"the hierarchy goes round in a circle: {lo} is above {hi} and {hi} above {lo}")
 
 
 @dataclass(frozen=True)
@@ -448,6 +585,10 @@ class Trend(Node):
         if self.months < 2:
             raise IRTypeError("a trend needs at least 2 months", "over=months(6) or more")
 
+    @cached_property
+    def reach(self) -> int:
+        return _offset_days((self.months, 0)) + max((p.reach for p in parts(self)), default=0)
+
 
 @dataclass(frozen=True)
 class At(Node):
@@ -462,11 +603,15 @@ class At(Node):
         if not self.operand.domain.per_patient:
             raise IRTypeError("'at' applies to per-patient values")
 
-    @property
+    @cached_property
+    def reach(self) -> int:
+        return self.when.reach + self.operand.reach
+
+    @cached_property
     def type(self) -> T:
         return self.operand.type
 
-    @property
+    @cached_property
     def domain(self) -> Domain:
         return PATIENT
 
@@ -489,7 +634,7 @@ class PopulationRank(Node):
         if self.kind == "top" and not (self.fraction and 0 < self.fraction <= 1):
             raise IRTypeError("top needs a share between 0% and 100%, e.g. top(cost_12m, 0.5%)")
 
-    @property
+    @cached_property
     def type(self) -> T:
         return T.BOOL if self.kind == "top" else T.FLOAT
 
@@ -514,6 +659,16 @@ def children(n: Node) -> list[Node]:
     return []
 
 
+def parts(n: Node) -> list[Node]:
+    """Every node ``n`` is computed from: its operands, and also the parts of ``at`` and
+    the filter and value of an aggregation (which ``children`` leaves closed)."""
+    if isinstance(n, At):
+        return [n.operand, n.when]
+    if isinstance(n, (Aggregate, Trend)):
+        return [x for x in (n.where, n.value) if x is not None]
+    return children(n)
+
+
 def walk(n: Node):
     """Every node in the tree under ``n``, ``n`` first (through ``at`` too)."""
     stack = [n]
@@ -526,3 +681,26 @@ def walk(n: Node):
 def contains(n: Node, kind: type) -> bool:
     """Whether ``kind`` occurs anywhere in the tree under ``n`` (through ``at`` too)."""
     return any(isinstance(x, kind) for x in walk(n))
+
+
+def _cache_hash(cls: type) -> None:
+    """Hash a node once: the dataclass hash walks the whole tree on every call, and nodes
+    are dictionary keys all through planning and evaluation."""
+    plain = cls.__hash__
+
+    def __hash__(self) -> int:
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self.__dict__["_hash"] = plain(self)
+        return cached
+
+    def __getstate__(self) -> dict:  # pickled without it: string hashes differ between processes
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+    cls.__hash__ = __hash__
+    cls.__getstate__ = __getstate__
+
+
+for _cls in (Const, Param, AsOf, Attr, Shift, Column, Codelist, InCodelist, Binary, Not, Neg, IsIn, Case, Func,
+             Aggregate, Trend, At, PopulationRank):
+    _cache_hash(_cls)

@@ -2,17 +2,34 @@
 
 The result is plain data plus a Span for each value, so that later stages can point at the
 exact line and column of whatever they reject.
+
+A rule file may come from anyone, so reading it is bounded: the file is at most
+``MAX_DOCUMENT_BYTES``, UTF-8, its mappings and lists nest at most ``MAX_YAML_DEPTH`` deep, and YAML
+aliases may not expand it beyond ``MAX_EXPANDED`` (a "billion laughs" file is refused before
+anything walks it). Names are identifiers, because they become folder names, column names
+and names in generated code.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.composer import MaxDepthExceededError
 
 from casefind.rules.errors import RuleError, Span, did_you_mean
+
+MAX_DOCUMENT_BYTES = 512 * 1024   # a rule or KPI file; the shipped ones are under 12 KB
+MAX_YAML_DEPTH = 50               # nested mappings and lists
+MAX_EXPANDED = 1_000_000          # characters (each value at least 1) once aliases are expanded
+RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")        # the name of a rule or KPI set: a folder name
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")       # features, parameters, codelists, criteria
+KEYWORDS = ("and", "or", "not", "in", "at", "true", "false")
+RESERVED = ("patient", "population", "require", "segment")  # columns every evaluation already has
+SUBFOLDERS = ("kpis", "budgets")  # files here belong to the rules folder above them
 
 TOP_LEVEL = ("rule", "title", "version", "description", "as_of", "parameters", "population",
              "codelists", "features", "segments", "criteria", "rank_by", "limit", "output")
@@ -100,22 +117,131 @@ def _scalars(file: str, node: CommentedMap) -> dict[str, Located]:
 def read_yaml(path: Path, not_a_mapping: str) -> CommentedMap:
     """A YAML file as a mapping that keeps positions; RuleErrors at file:line:col otherwise."""
     file = str(path)
+    text = read_text_file(path, None, "rule file", MAX_DOCUMENT_BYTES)
+    yaml = YAML(typ="rt")
+    yaml.max_depth = MAX_YAML_DEPTH  # checked as it parses: deep nesting costs nothing first
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RuleError(None, f"cannot read {path}: {e.strerror}") from None
-    try:
-        data = YAML(typ="rt").load(text)
+        data = yaml.load(text)
+    except MaxDepthExceededError as e:
+        mark = e.problem_mark
+        raise RuleError(Span(file, mark.line + 1, mark.column + 1), f"the YAML nests more than {MAX_YAML_DEPTH} "
+                        "levels deep", "a rule file is a few levels of mappings and lists") from None
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         span = Span(file, mark.line + 1, mark.column + 1) if mark else Span(file, 1, 1)
         raise RuleError(span, f"not valid YAML: {e.problem or e.context}",
                         "check indentation, and quote values that contain ': ' or start with a symbol") from None
+    except RecursionError:
+        raise RuleError(Span(file, 1, 1), f"the YAML nests too deeply (more than {MAX_YAML_DEPTH} levels)",
+                        "a rule file is a few levels of mappings and lists") from None
     except Exception as e:  # ruamel raises a few unmarked errors on odd bytes
         raise RuleError(Span(file, 1, 1), f"not valid YAML: {e}") from None
     if not isinstance(data, CommentedMap):
         raise RuleError(Span(file, 1, 1), not_a_mapping)
+    _check_expansion(file, data)
     return data
+
+
+def read_text_file(path: Path, span: Span | None, what: str, max_bytes: int) -> str:
+    """A file's text, refused when too large or not UTF-8 (located at the first bad byte).
+    ``span`` is where the file is named (a codelist entry), or None for the file itself."""
+    try:
+        size = path.stat().st_size
+        raw = path.read_bytes() if size <= max_bytes else b""
+    except OSError as e:
+        raise RuleError(span, f"cannot read {path}: {e.strerror}") from None
+    if size > max_bytes:
+        raise RuleError(span or Span(str(path), 1, 1), f"{path} is {size:,} bytes: a {what} may be at most "
+                        f"{max_bytes:,}", "split it, or check that this is the file you meant")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise RuleError(Span(str(path), line, col), f"{path} is not UTF-8 text: byte 0x{raw[e.start]:02x} "
+                        f"cannot be decoded", "save the file as UTF-8") from None
+
+
+def _check_expansion(file: str, data) -> None:
+    """Refuse a document whose aliases expand it beyond MAX_EXPANDED characters. Aliased
+    collections are shared objects, so each is sized once (memoised by id), without expanding."""
+    size: dict[int, int] = {}
+    in_progress: set[int] = set()  # an alias to one of these from inside it is a cycle
+    stack = [(data, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in size or (not children_done and id(node) in in_progress):
+            continue
+        items = _yaml_children(node)
+        if not children_done:
+            in_progress.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in items if isinstance(c, (dict, list)) and id(c) not in size)
+            continue
+        total = 1
+        for c in items:
+            if isinstance(c, (dict, list)):
+                if id(c) not in size:
+                    raise RuleError(_span(file, node), "a YAML alias refers to a collection that contains it")
+                total += size[id(c)]
+            else:
+                total += max(1, len(str(c)) if isinstance(c, str) else 1)
+        if total > MAX_EXPANDED:
+            raise RuleError(_span(file, node), f"YAML aliases expand this to more than {MAX_EXPANDED:,} characters",
+                            "write the values out, or use fewer aliases (&name / *name)")
+        in_progress.discard(id(node))
+        size[id(node)] = total
+
+
+def _yaml_children(node) -> list:
+    if isinstance(node, dict):
+        return [x for kv in node.items() for x in kv]
+    if isinstance(node, list):
+        return list(node)
+    return []
+
+
+def check_name(span: Span, name: object, what: str) -> str:
+    """A feature, parameter, codelist, criterion or segment name: an identifier expressions
+    can refer to (and that generated code and list columns can carry)."""
+    text = str(name)
+    if not NAME.fullmatch(text) or text in KEYWORDS:
+        raise RuleError(span, f"{what} name {_shown(text)} is not a name: use letters, digits and _, "
+                        "starting with a letter or _, at most 64 characters", "e.g. emergency_12m")
+    return text
+
+
+def check_set_name(span: Span, name: object, what: str) -> str:
+    """The name of a rule (or KPI set): it names the output folder, so it is a plain
+    lower-case identifier, never a path."""
+    text = str(name)
+    if not RULE_NAME.fullmatch(text):
+        raise RuleError(span, f"{what} name {_shown(text)} must be lower-case letters, digits and _, "
+                        "starting with a letter, at most 64 characters",
+                        "it names the output folder, e.g. frail_crisis")
+    return text
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def rules_root(path: Path) -> Path:
+    """The folder tree a rule file's codelists (and other files) must lie in: the rule's own
+    folder, or the rules folder above it for a file in its kpis/ or budgets/ subfolder."""
+    folder = path.resolve().parent
+    return folder.parent if folder.name in SUBFOLDERS else folder
+
+
+def confined(path: Path, given: str, span: Span, what: str) -> Path:
+    """``given`` (relative to the rule file's folder) resolved, refused when it leaves the
+    rules folder tree: a rule file must not read arbitrary files on the machine."""
+    root = rules_root(path)
+    target = (path.resolve().parent / given).resolve()
+    if not target.is_relative_to(root):
+        raise RuleError(span, f"{what} {given!r} is outside the rules folder {root}",
+                        "keep codelists beside the rules, e.g. codelists/name.csv")
+    return target
 
 
 def read_shared_sections(file: str, data: CommentedMap, src: RuleSource) -> None:
@@ -123,7 +249,18 @@ def read_shared_sections(file: str, data: CommentedMap, src: RuleSource) -> None
     for key, what in (("parameters", "name: value"), ("codelists", "codelists"), ("features", "name: expression")):
         if data.get(key) is not None:
             node = _mapping(file, data, key, what)
-            setattr(src, key, {str(k): Located(v, _span(file, node, k)) for k, v in node.items()})
+            setattr(src, key, _named(file, node, key.rstrip("s")))
+
+
+def _named(file: str, node: CommentedMap, what: str) -> dict[str, Located]:
+    """name: value entries of a section, each name checked."""
+    out = {}
+    for k, v in node.items():
+        name = check_name(_key_span(file, node, k), k, what)
+        if what == "feature" and name in RESERVED:
+            raise RuleError(_key_span(file, node, k), f"{name!r} is used by casefind itself: choose another feature name")
+        out[name] = Located(v, _span(file, node, k))
+    return out
 
 
 def load_rule(path: str | Path) -> RuleSource:
@@ -133,7 +270,8 @@ def load_rule(path: str | Path) -> RuleSource:
     _check_keys(file, data, TOP_LEVEL, "the rule file")
     if "rule" not in data:
         raise RuleError(Span(file, 1, 1), "the rule has no name", "add a first line such as: rule: frail")
-    src = RuleSource(path, Located(str(data["rule"]), _span(file, data, "rule")), span=Span(file, 1, 1))
+    name = check_set_name(_span(file, data, "rule"), data["rule"], "the rule")
+    src = RuleSource(path, Located(name, _span(file, data, "rule")), span=Span(file, 1, 1))
     src.title = str(data.get("title", "") or "")
     src.version = str(data.get("version", "") or "")
     src.description = str(data.get("description", "") or "")
@@ -152,14 +290,14 @@ def load_rule(path: str | Path) -> RuleSource:
             if not isinstance(item, CommentedMap) or len(item) != 1:
                 raise RuleError(_span(file, seq, index=i), "each segment is one 'name: condition'")
             (k, v), = item.items()
-            src.segments.append((str(k), Located(v, _span(file, item, k))))
+            src.segments.append((check_name(_key_span(file, item, k), k, "segment"), Located(v, _span(file, item, k))))
     if "criteria" in data and data["criteria"] is not None:
         crit = _mapping(file, data, "criteria", "include / require / exclude")
         _check_keys(file, crit, CRITERIA_KEYS, "criteria")
         for key in ("include", "exclude"):
             if key in crit and crit[key] is not None:
                 node = _mapping(file, crit, key, "name: condition")
-                setattr(src, key, {str(k): Located(v, _span(file, node, k)) for k, v in node.items()})
+                setattr(src, key, _named(file, node, "criterion"))
         if "require" in crit:
             src.require = Located(str(crit["require"]), _span(file, crit, "require"))
     if "rank_by" in data and data["rank_by"] is not None:

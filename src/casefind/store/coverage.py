@@ -16,6 +16,9 @@ from casefind.errors import UsageError
 # Within a month after the data ends, an evaluation still sees nearly all of its windows: it
 # is partly covered. Beyond that it sees nothing recent at all: it is outside the data.
 _GRACE = dt.timedelta(days=31)
+# An extract often ends a few days before its date (a weekend, a bank holiday, a reporting
+# lag): up to a week after the last event still counts as covered.
+_LAG = dt.timedelta(days=7)
 
 
 class CoverageError(UsageError):
@@ -53,7 +56,7 @@ def check_span(cov: Coverage, first: dt.date, last: dt.date, *, what: str, optio
     gaps = []
     if first < cov.first:
         gaps.append(f"it reads back to {first}, before the data starts on {cov.first}")
-    if last > cov.last:
+    if last > cov.last + _LAG:
         gaps.append(f"it runs to {last}, after the data ends on {cov.last}")
     if not gaps:
         return None
