@@ -157,6 +157,10 @@ def synth(patients, seed, out, fmt, inject_errors, as_of, report):
 
         rows = calibration_report(out, as_of=as_of.date())
         console.print(calibration_table(rows))
+        from casefind.synth.report import truth_report
+        from casefind.ui import truth_table
+
+        console.print(truth_table(truth_report(out, as_of=as_of.date())))
         if not all(r.ok for r in rows):
             sys.exit(EXIT_FAILED)
 
@@ -535,6 +539,112 @@ def report(store, period, history_path, kpi_set, out):
                        meta={"run_ids": sorted(set(table.column("run_id").to_pylist())),
                              "snapshot_ids": history.snapshots_of(hist, table), "history": str(hist)})
     console.print(f"KPI pack for {period}: {_escape(str(path))} ({len(set(table.column('kpi').to_pylist()))} KPIs)")
+
+
+# --- casefind dataset: one row per patient of a rule's population, every feature (issue 9) ---
+@main.command("dataset")
+@click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--output", "-o", "output", type=click.Path(path_type=Path), required=True,
+              help="File to write; the format follows its extension: .parquet, .csv (with FILE.meta.json "
+                   "beside it), .arrow or .feather. Its folder must exist.")
+@_store_option
+@click.option("--as-of", "as_of", multiple=True, metavar="YYYY-MM-DD",
+              help="Evaluation date; overrides the rule's as_of. Repeat it for several dates: one block of rows "
+                   "per date, with an as_of column (long form), all evaluated in one pass.")
+@click.option("--columns", metavar="a,b,c",
+              help="Only these columns (features, attributes such as age, include:NAME / exclude:NAME, "
+                   "segment, eligible); patient_id, practice and locality always come. Default: all.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a rule parameter (repeatable).")
+@click.option("--engine", type=click.Choice(["native", "duckdb"]), default="native", show_default=True,
+              help="native: fused Numba kernels; duckdb: the reference SQL engine (same values, slower).")
+@click.option("--opt-out", "opt_out", type=click.Choice(["exclude-ndo-and-type1", "exclude-type1", "none"]),
+              default="exclude-ndo-and-type1", show_default=True,
+              help="Whose records are left out: by default anyone with a type 1 or national data opt-out "
+                   "(secondary use), from every as_of whatever the opt-out's date. exclude-type1 and none are "
+                   "only for direct care, or with a legal basis that sets the opt-out aside.")
+@_allow_partial_option
+def dataset_command(rule, output, store, as_of, columns, params, engine, opt_out, allow_partial):
+    """Write RULE's dataset: one row per patient of its population, every feature.
+
+    \b
+    Examples:
+      casefind dataset rules/frail.yml --output frail.parquet
+      casefind dataset rules/frail.yml --as-of 2026-04-30 --as-of 2026-10-31 \\
+          --columns efi,frailty,emergency_12m --output frail-trend.csv
+
+    \b
+    Columns: patient_id (pseudonymised), as_of (with several dates), practice,
+    locality, age, sex, then every feature, each criterion (include:NAME,
+    exclude:NAME) and eligible (would `casefind run` list the patient before its
+    caps). Dates are dates, numbers numbers, true/false booleans; missing is empty.
+
+    This is secondary use of the data (planning, research), so the national data
+    opt-out applies: by default patients with a type 1 or a national data opt-out
+    are left out (from every as_of: the opt-out governs this use, made now), and
+    counted. Nobody else is removed: the rule's population alone decides who is
+    in (the dead or deregistered stay unless it leaves them out). The rule, its
+    version and hash, the store snapshot, dates, engine, opt-out policy and counts
+    are recorded in the file's metadata (Parquet/Arrow key "casefind";
+    FILE.meta.json beside a CSV). An as_of the store's data does not cover is
+    refused (exit 2); see --allow-partial. The file is replaced only once
+    complete. See docs/datasets.md.
+    """
+    import time
+
+    from casefind.lists.dataset import check_output, dataset as make_dataset, metadata, write
+
+    t0 = time.perf_counter()
+    check_output(output)
+    store = _resolve_store(store)
+    with stage_progress(f"dataset {rule.name}") as say:
+        table = make_dataset(rule, store, as_of=list(as_of) or None, params=_params(params),
+                             columns=None if columns is None else columns.split(","), engine=engine,
+                             opt_out=opt_out, allow_partial=allow_partial, progress=say)
+        say("writing")
+        write(table, output)
+    meta = metadata(table)
+    _warn(meta["coverage"]["partial"])
+    excluded = sum(c["excluded_opt_out_total"] for c in meta["counts"])
+    kinds = " or ".join(meta["opt_out"]["excluded_kinds"]) or "none"
+    dates = ", ".join(meta["as_of"]) if len(meta["as_of"]) <= 3 else f"{len(meta['as_of'])} dates"
+    console.print(f"dataset {_escape(meta['rule'])}: {table.num_rows:,} rows × {table.num_columns} columns "
+                  f"(as_of {dates}) → {_escape(str(output))} in {time.perf_counter() - t0:.1f} s; "
+                  f"opt-outs left out ({kinds}): {excluded:,}", highlight=False)
+
+
+# --- casefind codelists check: a rule's codelists against a store, with provenance (issue 9) ---
+@main.group("codelists")
+def codelists_group():
+    """Look at the codelists a rule uses.
+
+    \b
+      casefind codelists check rules/frail.yml --store pop/
+    """
+
+
+@codelists_group.command("check")
+@click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
+@_store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (every code never seen, "
+              "the whole provenance) instead of tables.")
+def codelists_check(rule, store, as_json):
+    """Each codelist of RULE against a store: its codes, prefixes and categories, how many
+    the store holds (its dictionary for the code system), which it never holds, and where
+    the codes came from (the file's .provenance.json sidecar: source, release, licence,
+    date retrieved; the file's sha256)."""
+    from casefind.codelists_report import codelist_check, codelist_check_table
+    from casefind.rules.compile import compile_rule
+    from casefind.store import Store
+
+    compiled = compile_rule(rule)
+    path = _resolve_store(store)
+    report = codelist_check(compiled, Store.open(path), path)
+    if as_json:
+        import json
+
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        codelist_check_table(report, console)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Terminal output: progress while work runs, summary tables when it ends (rich)."""
 from __future__ import annotations
 
+import math
 import time
 from contextlib import contextmanager
 
@@ -83,6 +84,21 @@ def calibration_table(rows) -> Table:
     for r in rows:
         t.add_row(r.measure, f"{r.target:,.4g}", f"{r.low:,.4g}–{r.high:,.4g}", f"{r.actual:,.4g}",
                   "[green]ok[/]" if r.ok else "[red]OFF[/]")
+    return t
+
+
+def truth_table(rows) -> Table:
+    """Each shipped rule against the synthetic population's truth: sensitivity and PPV."""
+    t = Table(title="Shipped rules against the truth (_truth/)", title_justify="left")
+    for c in ("rule", "measure", "codelist", "people", "true", "flagged", "both", "sensitivity", "PPV", "expected"):
+        t.add_column(c, justify="left" if c in ("rule", "measure", "codelist") else "right")
+
+    def share(x) -> str:
+        return "–" if x is None or math.isnan(x) else f"{x:.3f}"
+
+    for r in rows:
+        t.add_row(r.rule, r.measure, r.codelist, f"{r.people:,}", f"{r.true:,}", f"{r.flagged:,}",
+                  f"{r.both:,}", share(r.sensitivity), share(r.ppv), "" if r.expected is None else f"{r.expected:.2f}")
     return t
 
 

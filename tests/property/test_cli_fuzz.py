@@ -32,6 +32,9 @@ COMMANDS = {
     ("kpi",): ["ARG", "--store", "--period", "--from", "--to", "--history", "--param", "--engine", "--export",
                "--drop-period", "--kpis", "--allow-partial"],
     ("report",): ["--store", "--period", "--history", "--kpis", "--out"],
+    ("dataset",): ["ARG", "--output", "--store", "--as-of", "--columns", "--param", "--engine", "--opt-out",
+                   "--allow-partial"],
+    ("codelists", "check"): ["ARG", "--store", "--json"],
 }
 FLAGS = {"--strict", "--json", "--allow-partial"}
 
@@ -40,6 +43,7 @@ TEXT = ["", " ", ".", "..", "-", "--", "0", "-1", "1e400", "inf", "nan", "abc", 
         "min_age=seventy", "n=inf", "as_of=2030-01-31", "=", "a=b=c", "2026-10", "2026-13", "0000-01",
         "9999-12", "2019-01", "12m-to-2026-10", "2026-Q5", "2026-10-31", "31/10/2026", "2030-01-31",
         "2026-02-30", "declined", "accepted", "maybe", "native", "duckdb", "csv", "parquet", "triple_aim",
+        "out.parquet", "out.csv", "out.xlsx", "none", "exclude-type1", "efi,age", "nosuch,efi",
         "999999999999999999999", "0.6", "50000000"]
 
 

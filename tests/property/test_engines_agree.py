@@ -2,11 +2,14 @@
 
 Rules are drawn from the language's constructs (aggregations of every kind, filters,
 windows, codelists, attributes, arithmetic, case, at, percentile/top); populations include
-deaths, deregistrations, missing costs and same-day duplicates."""
+deaths, deregistrations, missing costs and same-day duplicates. Weighted scores with the
+published HFRS and Charlson (SHMI, with its hierarchy) weights must be identical to the bit,
+and equal to the exact sum of the published points."""
 from __future__ import annotations
 
 import datetime as dt
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -80,6 +83,7 @@ agg = st.one_of(
     st.builds(lambda w: f"count_distinct(diagnoses.category, codelist=ltc{w})", window),
     st.builds(lambda w: f"count_distinct(diagnoses.code{w})", window),
     st.builds(lambda w: f"score(diagnoses, codelist=ltc{w})", window),
+    st.builds(lambda w: f"score(diagnoses, codelist=ltc, hierarchy=(hypertension > diabetes){w})", window),
     st.builds(lambda f, m: f"trend(activity{f}, over=months({m}))", filt, st.sampled_from([3, 6, 12])),
     st.just('exists(registers, register == "case_management", active)'),
 )
@@ -108,7 +112,7 @@ def rules(draw):
 
 CODELISTS = ('  hf: {system: icd10, prefixes: ["I50"]}\n'
              "  ltc: {file: ltc.csv}\n")
-LTC_CSV = "code,system,category,weight\n38341003,snomed,hypertension,1\n44054006,snomed,diabetes,2\n"
+LTC_CSV = "code,system,category,weight\n38341003,snomed,hypertension,1\n44054006,snomed,diabetes,2.5\n"
 LTC_ICD = "code,category,weight\nI509,heart_failure,3\nI500,heart_failure,4\n"
 
 
@@ -140,3 +144,88 @@ def test_native_equals_reference(tmp_path_factory, pop, rule):
                 assert a[k] is None and b[k] is None, (k, feats[k], a, b, body)
             else:
                 assert same(b[k], a[k]), (k, feats[k], a[k], b[k], body)
+
+
+# --- weighted scores with the published HFRS and Charlson (SHMI) weights: identical to the bit ---
+
+ROOT = Path(__file__).parents[2]
+
+
+def _published(name: str) -> list[dict]:
+    import csv
+
+    return list(csv.DictReader(open(ROOT / "rules" / "codelists" / name)))
+
+
+HFRS_ROWS = _published("hfrs_icd10.csv")
+CHARLSON_ROWS = _published("charlson_shmi_icd10.csv")
+CHARLSON_HIERARCHY = (("diabetes_complications", "diabetes"), ("severe_liver_disease", "liver_disease"),
+                      ("metastatic_cancer", "cancer"))
+SCORE_CODES = sorted({r["code"].rstrip("*") + s for r in HFRS_ROWS + CHARLSON_ROWS for s in ("", "9")})
+
+
+@st.composite
+def coded_populations(draw):
+    n = draw(st.integers(1, 8))
+    pats = [patient(f"p{i}", birth="1940-01-01") for i in range(n)]
+    diagnoses = []
+    for i in range(n):
+        for _ in range(draw(st.integers(0, 9))):
+            source = draw(st.sampled_from(["acute", "acute", None, "primary_care"]))
+            diagnoses.append((f"p{i}", draw(day), "icd10", draw(st.sampled_from(SCORE_CODES)), source))
+    return {"practices": PRACTICES, "patients": pats, "diagnoses": diagnoses}
+
+
+def _exact_score(rows: list[dict], codes: list[str], hierarchy=()) -> Fraction:
+    """The published score of these codes, in exact arithmetic: each category once, at its
+    largest weight; a category below a present one in the hierarchy does not count."""
+    weight: dict[str, Fraction] = {}
+    for r in rows:
+        w = Fraction(r["weight"])
+        weight[r["category"]] = max(weight.get(r["category"], w), w)
+    present = {r["category"] for r in rows for c in codes
+               if (c.startswith(r["code"][:-1]) if r["code"].endswith("*") else c == r["code"])}
+    lower = {lo for hi, lo in hierarchy if hi in present}
+    return sum((weight[c] for c in present - lower), Fraction(0))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(coded_populations(), window, st.sampled_from(["", 'source == "acute", ']),
+       st.sampled_from([0, 1, 4.9, 5, 15, 15.1, 21]))
+def test_weighted_scores_are_exact_and_identical_on_both_engines(tmp_path_factory, pop, win, flt, threshold):
+    import shutil
+
+    tmp = tmp_path_factory.mktemp("scores")
+    run_ingest(write_source(tmp / "src", pop), tmp / "store")
+    for name in ("hfrs_icd10.csv", "charlson_shmi_icd10.csv"):
+        shutil.copyfile(ROOT / "rules" / "codelists" / name, tmp / name)
+    pairs = ", ".join(f"{hi} > {lo}" for hi, lo in CHARLSON_HIERARCHY)
+    feats = {
+        "hfrs": "score(diagnoses, codelist=hfrs)",
+        "hfrs_w": f"score(diagnoses, {flt}codelist=hfrs{win})",
+        "band": 'case(hfrs_w > 15, "high", hfrs_w >= 5, "intermediate", "low")',
+        "at_or_over": f"hfrs_w >= {threshold}", "over": f"hfrs_w > {threshold}", "equal": f"hfrs == {threshold}",
+        "charlson_points": f"score(diagnoses, codelist=charlson, hierarchy=({pairs}))",
+        "charlson_w": f"sum(diagnoses.weight, {flt}codelist=charlson{win}, hierarchy=({pairs}))",
+        "charlson": "max(charlson_w, 0)",
+        "charlson_flat": "score(diagnoses, codelist=charlson)",
+        "sum_of_both": "hfrs_w + charlson",
+    }
+    body = ('rule: prop\nas_of: "2026-10-31"\ncodelists:\n  hfrs: hfrs_icd10.csv\n  charlson: charlson_shmi_icd10.csv\n'
+            "features:\n" + "".join(f"  {k}: {v}\n" for k, v in feats.items()))
+    (tmp / "r.yml").write_text(body)
+    r = compile_rule(tmp / "r.yml")
+    store = Store.open(tmp / "store")
+    ref = duckdb_sql.evaluate(store, r.features, r.as_of, r.population).to_pylist()
+    nat = native.evaluate(store, r.features, r.as_of, r.population).to_pylist()
+    ids = store.table("patients")["patient_id"].tolist()
+    for a, b in zip(ref, nat):
+        for k in feats:  # to the bit: repr of a double is exact
+            assert repr(a[k]) == repr(b[k]), (k, feats[k], a[k], b[k], body)
+        # every diagnosis on or before as_of counts for the unwindowed scores
+        codes = [d[3] for d in pop["diagnoses"] if d[0] == ids[a["patient"]] and d[1] <= "2026-10-31"]
+        for k, rows, hierarchy in (("hfrs", HFRS_ROWS, ()), ("charlson_points", CHARLSON_ROWS, CHARLSON_HIERARCHY),
+                                   ("charlson_flat", CHARLSON_ROWS, ())):
+            want = _exact_score(rows, codes, hierarchy)
+            assert a[k] == float(want), (k, codes, a[k], want)  # the double nearest the exact sum
+        assert a["equal"] == (_exact_score(HFRS_ROWS, codes) == Fraction(str(threshold)))

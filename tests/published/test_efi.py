@@ -1,7 +1,11 @@
 """The electronic Frailty Index against its definition (Clegg et al., Age Ageing 2016):
-eFI = deficits / 36; fit <= 0.12 < mild <= 0.24 < moderate <= 0.36 < severe."""
+eFI = deficits / 36; fit <= 0.12 < mild <= 0.24 < moderate <= 0.36 < severe. The rule counts
+deficits with the complete published eFI code set (codelists/published/efi_snomed.csv), so
+the deficits here are coded from it: one code per deficit that no other deficit holds (a
+code in two deficits' sets counts for both)."""
 import csv
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -15,8 +19,9 @@ from casefind.store import Store  # noqa: E402
 from casefind_testdata import write_source  # noqa: E402
 
 RULE = Path(__file__).parents[2] / "rules" / "frail.yml"
-ROWS = list(csv.DictReader(open(RULE.parent / "codelists" / "efi_deficits_snomed.csv")))
-ONE_CODE_PER_DEFICIT = list({r["category"]: r["code"] for r in ROWS}.items())
+ROWS = list(csv.DictReader(open(RULE.parent / "codelists" / "published" / "efi_snomed.csv")))
+_SHARED = {c for c, n in Counter(r["code"] for r in ROWS).items() if n > 1}
+ONE_CODE_PER_DEFICIT = list({r["category"]: r["code"] for r in ROWS if r["code"] not in _SHARED}.items())
 
 # (deficits coded, medicines issued in 12 months) -> (deficits, eFI, category)
 CASES = {
@@ -31,6 +36,8 @@ CASES = {
 
 def test_codelist_covers_35_coded_deficits():
     assert len({r["category"] for r in ROWS}) == 35  # the 36th, polypharmacy, is from medicines
+    assert len(ONE_CODE_PER_DEFICIT) == 35
+    assert compile_rule(RULE).codelists["efi"].file == "codelists/published/efi_snomed.csv"
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))

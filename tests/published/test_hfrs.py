@@ -57,3 +57,51 @@ def test_worked_examples(tmp_path, engine):
     got = {ids[r["patient"]]: (round(r["hfrs"], 6), r["hfrs_band"]) for r in out}
     assert got == {"ex": (10.3, "intermediate"), "dup": (7.1, "intermediate"), "old": (0.1, "low"),
                    "high": (15.5, "high"), "gp": (0.0, "low")}
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_points_that_add_to_exactly_5_and_15_band_as_the_paper_says(tmp_path, engine):
+    """Low risk is < 5, intermediate 5-15, high > 15 (Gilbert et al.). Published points
+    that add to exactly 5.0 or 15.0 are intermediate: the score is exact (added as whole
+    tenths), not the binary floating point sum (4.999999999999999, 15.000000000000002)."""
+    tables = {
+        "practices": PRACTICES,
+        "patients": [patient(p, birth="1940-01-01") for p in ("five", "fifteen", "fifteen_1")],
+        "diagnoses": [
+            # E53 1.9 + E86 2.3 + I63 0.8 = 5.0
+            dx("five", "2026-01-10", "E538"), dx("five", "2025-06-01", "E86"), dx("five", "2026-03-01", "I639"),
+            # F00 7.1 + F05 3.2 + G81 4.4 + K52 0.3 = 15.0
+            dx("fifteen", "2026-01-01", "F001"), dx("fifteen", "2026-01-01", "F059"),
+            dx("fifteen", "2026-01-01", "G819"), dx("fifteen", "2026-01-01", "K529"),
+            # F00 7.1 + F05 3.2 + M25 2.3 + S06 2.4 = 15.0, then R50 0.1: 15.1
+            dx("fifteen_1", "2026-01-01", "F00"), dx("fifteen_1", "2026-01-01", "F05"),
+            dx("fifteen_1", "2026-01-01", "M255"), dx("fifteen_1", "2026-01-01", "S060"),
+            dx("fifteen_1", "2026-02-01", "R509"),
+        ],
+    }
+    run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
+    rule = compile_rule(RULE)
+    store = Store.open(tmp_path / "store")
+    exprs = {**rule.features, **{f"include:{k}": v for k, v in rule.include}}
+    out = ENGINES[engine](store, exprs, rule.as_of, rule.population).to_pylist()
+    ids = store.table("patients")["patient_id"].tolist()
+    got = {ids[r["patient"]]: (repr(r["hfrs"]), r["hfrs_band"], r["include:hfrs_5_or_more"]) for r in out}
+    assert got == {"five": ("5.0", "intermediate", True), "fifteen": ("15.0", "intermediate", True),
+                   "fifteen_1": ("15.1", "high", True)}
+
+
+def test_a_run_lists_the_patient_at_exactly_5_and_its_recheck_agrees(tmp_path):
+    """`casefind run rules/hfrs.yml` re-checks the listed patients on the reference engine
+    and aborts when the engines disagree; at 5.0 they agree, and the patient is listed."""
+    from casefind.lists.run import run
+
+    tables = {
+        "practices": PRACTICES,
+        "patients": [patient(p, birth="1940-01-01") for p in ("five", "under")],
+        "diagnoses": [dx("five", "2026-01-10", "E538"), dx("five", "2025-06-01", "E86"), dx("five", "2026-03-01", "I639"),
+                      dx("under", "2026-01-10", "E538"), dx("under", "2025-06-01", "E86"), dx("under", "2026-03-01", "R509")],
+    }
+    run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
+    result = run(RULE, tmp_path / "store", tmp_path / "out", allow_partial=True)
+    listed = list(csv.DictReader(open(result.out_dir / "list.csv")))
+    assert [(r["hfrs"], r["hfrs_band"]) for r in listed] == [("5", "intermediate")]

@@ -20,3 +20,20 @@ def test_rule_compiles_and_explains_itself(path):
     assert "Rationale" in head and ("Source" in head or "source" in head), "header must give rationale and sources"
     assert rule.include, "a shipped rule lists people for a reason"
     assert rule.output_columns
+
+
+def test_frailty_and_conditions_use_the_complete_published_sets():
+    """frail, multimorbidity and segments count eFI deficits and QOF registers with the complete
+    published code sets (each with a provenance sidecar); the one starter list left is cancer's
+    (the QOF cancer cluster was not found), and hypothyroidism, no longer a QOF register, is gone."""
+    by_name = {p.stem: compile_rule(p) for p in RULES if p.stem in ("frail", "multimorbidity", "segments")}
+    for name, rule in by_name.items():
+        for cl_name, cl in rule.codelists.items():
+            assert cl.file, (name, cl_name)  # no inline codes any more
+            if cl.file.startswith("codelists/published/"):
+                assert dict(cl.provenance)["date_retrieved"], (name, cl_name)
+            else:
+                assert (cl.file, cl.selected) == ("codelists/ltc_qof_snomed.csv", ("cancer",)), (name, cl_name)
+        assert "hypothyroidism" not in rule.features
+    assert by_name["frail"].codelists["efi"].file == "codelists/published/efi_snomed.csv"
+    assert by_name["segments"].codelists["efi"] == by_name["frail"].codelists["efi"]

@@ -15,7 +15,9 @@ written out where it applies:
   skip missing values;
 - count_distinct of a codelist's categories counts each category once (a code in two
   categories counts for both); a weighted score adds each category's weight once (the
-  largest weight among its codes);
+  largest weight among its codes, whichever of them the patient has) exactly, as whole
+  10^-k units divided once by 10^k, leaving out a category when one above it in the
+  score's hierarchy is present;
 - trend: counts (or sums) in n monthly buckets (D - (i+1) months, D - i months], slope of a
   least-squares line per month; 0 when fewer than two buckets have any rows;
 - percentile: 100 × (population members with a smaller value) / (members with a value);
@@ -65,8 +67,10 @@ def _q(value) -> str:
 
 
 def _finite(sql: str) -> str:
-    """A DOUBLE that is missing unless finite (x appears once: nesting stays linear)."""
-    return f"nullif(nullif(nullif({sql}, 'inf'::DOUBLE), '-inf'::DOUBLE), 'nan'::DOUBLE)"
+    """A DOUBLE that is missing unless finite. ``x`` is evaluated once, inside a one-element
+    list: DuckDB expands nullif/CASE into copies of their argument, so nesting those grows the
+    plan exponentially (six levels took minutes); a list filter keeps it linear."""
+    return f"list_extract(list_filter([CAST({sql} AS DOUBLE)], lambda v: isfinite(v)), 1)"
 
 
 def _int64(sql: str) -> str:
@@ -339,10 +343,11 @@ class SqlCompiler:
 
     def codelist_rows(self, cl: ir.Codelist, what: str) -> str:
         """(code, is_prefix, category, weight) rows of a codelist: an inline table, or for a
-        long codelist a registered one."""
+        long codelist a registered one. Weights are whole numbers of 10^-k units
+        (ir.Codelist.scaled_weights), so that scores add them exactly."""
         entries = list(cl.codes) + list(cl.prefixes)
         cats = list(cl.categories) if cl.categories else [None] * len(entries)
-        weights = [None if w is None else float(w) for w in cl.weights] if cl.weights else [None] * len(entries)
+        weights = list(cl.scaled_weights) if cl.weights else [None] * len(entries)
         prefix = [i >= len(cl.codes) for i in range(len(entries))]
         if self.con is not None and len(entries) > INLINE_UP_TO:
             key = ("codelist", cl)
@@ -350,10 +355,10 @@ class SqlCompiler:
                 name = f"lookup{len(self.q.lookups)}"
                 self.con.register(name, pa.table({"code": pa.array(entries, pa.string()), "is_prefix": prefix,
                                                   "category": pa.array(cats, pa.string()),
-                                                  "weight": pa.array(weights, pa.float64())}))
+                                                  "weight": pa.array(weights, pa.int64())}))
                 self.q.lookups[key] = name
             return f"{self.q.lookups[key]} {what}"
-        rows = [f"({_q(code)}, {_q(p)}, {_q(cat) if cat else 'NULL'}, {_q(w) if w is not None else 'NULL'})"
+        rows = [f"({_q(code)}, {_q(p)}, {_q(cat) if cat else 'NULL'}, {f'CAST({w} AS BIGINT)' if w is not None else 'NULL::BIGINT'})"
                 for code, p, cat, w in zip(entries, prefix, cats, weights)]
         return f"(VALUES {', '.join(rows)}) {what}(code, is_prefix, category, weight)"
 
@@ -403,9 +408,10 @@ class SqlCompiler:
                 "weighted_categories": None,
             }[f]
             if f == "weighted_categories":
-                sql = (f"SELECT patient, sum(w) AS v FROM (SELECT e.patient, cl.category, max(cl.weight) AS w "
-                       f"FROM {self.rows(n)}{cat_join} WHERE {' AND '.join(where)} GROUP BY e.patient, cl.category) "
-                       f"GROUP BY patient")
+                weights = ", ".join(f"({_q(c)}, CAST({w} AS BIGINT))" for c, w in sorted(n.codelist.category_weights.items()))
+                sql = self.weighted(n, f"SELECT p.patient, p.category, cw.w FROM (SELECT DISTINCT e.patient, cl.category "
+                                       f"FROM {self.rows(n)}{cat_join} WHERE {' AND '.join(where)} AND cl.category "
+                                       f"IS NOT NULL) p JOIN (VALUES {weights}) cw(category, w) ON cw.category = p.category")
             else:
                 sql = (f"SELECT e.patient, {agg} AS v FROM {self.rows(n)}{cat_join} "
                        f"WHERE {' AND '.join(where)} GROUP BY e.patient")
@@ -415,6 +421,22 @@ class SqlCompiler:
                  "weighted_categories": "0.0"}.get(n.func)
         ref = f"{self.joined(name)}.v"
         return f"COALESCE({ref}, {empty})" if empty else ref
+
+    @staticmethod
+    def weighted(n: ir.Aggregate, present: str) -> str:
+        """A weighted score from ``present`` (patient, category, w: each category a patient
+        has, with the category's weight, the largest among its codes, in whole 10^-k units):
+        the sum as a whole number, then one
+        division by 10^k, the double nearest the exact sum. With a hierarchy, a category
+        does not count when a category above it is present too."""
+        scale = _q(float(10 ** n.codelist.weight_places))
+        if not n.hierarchy:
+            return f"SELECT patient, CAST(sum(w) AS DOUBLE) / {scale} AS v FROM ({present}) GROUP BY patient"
+        pairs = ", ".join(f"({_q(hi)}, {_q(lo)})" for hi, lo in n.hierarchy)
+        return (f"WITH present AS ({present}), hierarchy(higher, lower) AS (VALUES {pairs}) "
+                f"SELECT c.patient, CAST(sum(c.w) AS DOUBLE) / {scale} AS v FROM present c "
+                f"WHERE NOT EXISTS (SELECT 1 FROM hierarchy h JOIN present s ON s.category = h.higher "
+                f"WHERE h.lower = c.category AND s.patient = c.patient) GROUP BY c.patient")
 
     def trend(self, n: ir.Trend, d: str) -> str:
         key = (n, d)

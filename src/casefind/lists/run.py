@@ -37,7 +37,8 @@ from casefind.outputs import UnsafePathError, safe_child, write_csv
 from casefind.plan import make_plan
 from casefind.plan.lookback import read_span
 from casefind.rules import ir
-from casefind.rules.compile import CompiledRule, attributes_used, compile_rule
+from casefind.rules.codelists import codelist_manifest
+from casefind.rules.compile import CompiledRule, attributes_used, compile_rule, rounded
 from casefind.store import Store, listings
 from casefind.store.coverage import Coverage, check_span
 
@@ -234,8 +235,8 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
                "locality": locality_codes[practice[p]], "patient_id": str(ids[p]), "rank": int(rank)}
         if rule.segments:
             rec["segment"] = row["segment"]
-        for c in rule.output_columns:
-            rec[c] = row[c]
+        for c in rule.output_columns:  # as published (HFRS 1 place, eFI 2); ranking used the full value
+            rec[c] = rounded(row[c], rule.output_round.get(c))
         reasons = []
         for name, _ in rule.include:
             rec[f"include:{name}"] = bool(row[f"include:{name}"])
@@ -299,6 +300,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
             "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "coverage": {"store": str(Coverage.of(store.manifest)), "partial": warnings[0] if warnings else None},
+            "codelists": codelist_manifest(rule),
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
         _register(store_path, run_id, rule, store.snapshot_id, table)

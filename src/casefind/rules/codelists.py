@@ -244,9 +244,10 @@ def codelist_manifest(rule) -> dict:
     """What a run records of each of ``rule``'s codelists (a CompiledRule, or anything with
     ``codelists``): name -> file (as the rule names it; null inline), digest (sha256 of its
     bytes), system, rows (code or prefix, category pairs), distinct codes, prefixes and
-    categories, the categories chosen with
-    category: (if any), and the provenance sidecar's source, release, date retrieved,
-    licence and counts (null without one)."""
+    categories, the categories chosen with category: (if any), and the provenance
+    sidecar's source, release, date retrieved, licence, total counts and the sidecar's own
+    sha256 (null without one). Per codelist, so codelists taken from one file repeat that
+    file's digest and provenance."""
     out = {}
     for name, cl in rule.codelists.items():
         out[name] = {
@@ -255,6 +256,15 @@ def codelist_manifest(rule) -> dict:
             "codes": len(set(cl.codes)), "prefixes": len(set(cl.prefixes)),
             "categories": len({c for c in cl.categories if c}),
             "selected_categories": list(cl.selected) or None,
-            "provenance": dict(cl.provenance) or None,
+            "provenance": _recorded(dict(cl.provenance)) or None,
         }
     return out
+
+
+def _recorded(provenance: dict) -> dict:
+    """Provenance as a run records it: the counts cut to the totals (the per-category and
+    per-cluster counts stay in the sidecar, which ``sidecar_sha256`` pins)."""
+    counts = provenance.get("counts")
+    if isinstance(counts, dict):
+        provenance["counts"] = {k: v for k, v in counts.items() if not isinstance(v, (dict, list))}
+    return provenance

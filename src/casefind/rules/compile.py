@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import difflib
 import hashlib
 import io
 import math
 import re
 import string
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from casefind.contract import TABLES
-from casefind.contract.schema import CODE_SYSTEMS
+from casefind.contract.schema import CODE_SYSTEMS, KNOWN_MEASURES, KNOWN_REGISTERS, SEX
 from casefind.errors import UsageError
 from casefind.plan import make_plan
 from casefind.rules import expr as syn
@@ -52,6 +54,7 @@ MAX_IN_VALUES = 100_000             # values of one in (...) list
 MAX_REASON_CHARS = 1_000
 MAX_EVIDENCE = 100                  # events shown per reason
 MAX_TEXT_PARAM_CHARS = 1_000
+MAX_ROUND_PLACES = 10               # decimal places output: round: shows
 # columns every list file has: a feature of the same name cannot be an output column
 LIST_COLUMNS = ("run_id", "rule", "as_of", "practice", "locality", "patient_id", "rank", "segment",
                 "reasons", "decision", "decided_on", "reviewer", "note")
@@ -82,6 +85,18 @@ class CompiledRule:
     limit: dict[str, int] = field(default_factory=dict)
     output_columns: tuple[str, ...] = ()
     evidence: int = 0
+    # decimal places a feature is published to, in lists and datasets (output: round:); the
+    # full value is what criteria and rank_by use
+    output_round: dict[str, int] = field(default_factory=dict)
+
+
+def rounded(value, places: int | None):
+    """``value`` as a list or dataset shows it: to ``places`` decimal places (output:
+    round:), half away from zero on its decimal value (2.675 to 2 places is 2.68); missing
+    stays missing, and without ``places`` the value is unchanged."""
+    if places is None or not isinstance(value, float) or not math.isfinite(value) or abs(value) >= 2.0 ** 53:
+        return value  # missing, whole, not finite, or too large to have decimal places
+    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP))
 
 
 def attributes_used(rule: CompiledRule) -> set[str]:
@@ -248,6 +263,7 @@ class _Compiler:
             raise UsageError(f"{unknown[0]}: the rule has no such parameter",
                              did_you_mean(unknown[0], src.parameters) or
                              f"parameters: {', '.join(src.parameters) or 'none'}", option="--param")
+        self.overridden = set(overrides)
         for name, loc in src.parameters.items():
             value = _rule_parameter(name, loc)
             if name in overrides:
@@ -344,7 +360,11 @@ class _Compiler:
                                 "use a codelist for long lists of codes")
             operand = self.node(n.operand, table, codelist)
             opts = tuple(self.literal(o, table, codelist) for o in n.options)
-            return self._wrap(n.span, lambda: ir.IsIn(operand, opts))
+            out = self._wrap(n.span, lambda: ir.IsIn(operand, opts))
+            if _enum_domain(operand) is not None:
+                for syn_opt, opt in zip(n.options, opts):
+                    self.check_enum_value(operand, opt, syn_opt.span)
+            return out
         if isinstance(n, syn.BinOp):
             return self.binop(n, table, codelist)
         if isinstance(n, syn.At):
@@ -403,7 +423,45 @@ class _Compiler:
         if left.type is ir.T.DATE and right.type is ir.T.DATE and n.op == "-":
             raise RuleError(n.span, "dates cannot be subtracted directly",
                             "use days_between(earlier, later) for the number of days")
-        return self._wrap(n.span, lambda: ir.Binary(n.op, left, right))
+        out = self._wrap(n.span, lambda: ir.Binary(n.op, left, right))
+        if n.op in ("==", "!="):
+            self.check_enum_value(left, right, n.right.span)
+            self.check_enum_value(right, left, n.left.span)
+        return out
+
+    def check_enum_value(self, column: ir.Node, value: ir.Node, span: Span) -> None:
+        """A fixed text compared with a column the contract enumerates (setting, source,
+        code_system, decision, kind, discharge_destination, sex) must be one of its values;
+        with an open column that has known values (register, measure) it may be any other
+        text except a near-miss of a known value (a different case or spacing, or a letter
+        or two away), which is refused as a misspelling. A RuleError at the text (a
+        UsageError naming --param when the text is a parameter given on the command line)."""
+        domain = _enum_domain(column)
+        if domain is None or not isinstance(value, (ir.Const, ir.Param)) or value.type is not ir.T.TEXT:
+            return
+        label, values, closed = domain
+        text = str(value.value)
+        if text in values:
+            return
+        near = _near_miss(text, values)
+        if closed and near is None:
+            close = difflib.get_close_matches(_normalised(text), [_normalised(v) for v in values], n=1, cutoff=0.6)
+            near = next((v for v in values if close and _normalised(v) == close[0]), None)
+        if not closed and near is None:
+            return  # another register or measure than the known ones: allowed
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        if closed:
+            message = f"{shown!r} is not {label}"
+            hint = f"did you mean {near!r}?" if near else f"one of: {', '.join(values)}"
+        else:
+            message = f"{shown!r} looks like a misspelling of the {label} {near!r}"
+            hint = (f"did you mean {near!r}? (text compares exactly, case and spaces included; "
+                    f"other {label.split()[-1]}s than {', '.join(values)} are allowed)")
+        if isinstance(value, ir.Param):
+            message = f"parameter {value.name!r}: {message}"
+            if value.name in self.overridden:
+                raise UsageError(message, hint, option="--param")
+        raise RuleError(span, message, hint)
 
     def name(self, n: syn.Name, table: str | None, codelist) -> ir.Node:
         parts = n.parts
@@ -737,6 +795,7 @@ class _Compiler:
                 raise RuleError(c.span, f"output column {c.value!r}: every list already has a column {c.value!r}",
                                 "rename the feature")
         self.check_totals(population, segments, include, exclude, require)
+        output_round = self.output_round(getattr(src, "output_round", None) or {})
         evidence = 0
         if src.evidence is not None:
             value = src.evidence.value
@@ -750,7 +809,25 @@ class _Compiler:
             population=population, features=dict(self.features), segments=segments, include=include,
             reasons=reasons,
             require=require, exclude=exclude, rank_by=tuple(rank), limit=limit,
-            output_columns=tuple(c.value for c in src.output_columns), evidence=evidence)
+            output_columns=tuple(c.value for c in src.output_columns), evidence=evidence,
+            output_round=output_round)
+
+    def output_round(self, given: dict[str, Located]) -> dict[str, int]:
+        """``output: {round: {hfrs: 1, efi: 2}}``: numeric features and the decimal places
+        (0 to MAX_ROUND_PLACES) lists and datasets show them to."""
+        out = {}
+        for name, loc in given.items():
+            if name not in self.features:
+                raise RuleError(loc.span, f"round: {str(name)[:40]!r} is not a feature",
+                                did_you_mean(str(name), self.features) or "name a feature with a decimal value")
+            if self.features[name].type not in ir.NUMERIC:
+                raise RuleError(loc.span, f"round: {name} is {self.features[name].type.value}, not a number")
+            places = loc.value
+            if not isinstance(places, int) or isinstance(places, bool) or not 0 <= places <= MAX_ROUND_PLACES:
+                raise RuleError(loc.span, f"round: {name} takes the decimal places to show, 0 to {MAX_ROUND_PLACES}",
+                                f"round: {{{name}: 1}}")
+            out[name] = places
+        return out
 
 
     def check_totals(self, population, segments, include, exclude, require) -> None:
@@ -814,6 +891,75 @@ class _Compiler:
             raise RuleError(loc.span, f"rank_by {name}: {name} is text, which has no order to rank by",
                             "rank by a number, a date or true/false")
         return name, node, desc
+
+
+_ENUM_LABELS = {"setting": "a setting", "source": "a source", "discharge_destination": "a discharge destination",
+                "kind": "an opt-out kind", "decision": "a review decision"}
+_OPEN_COLUMNS = {("registers", "register"): ("known register", KNOWN_REGISTERS),
+                 ("experience", "measure"): ("known measure", KNOWN_MEASURES)}
+
+
+def _enum_domain(n: ir.Node) -> tuple[str, tuple[str, ...], bool] | None:
+    """(what its values are called, the values, closed or not) for a value the contract
+    enumerates: an enum column (or its first/last/min/max), sex, or an open column with
+    known values (register, measure)."""
+    if isinstance(n, ir.At):
+        n = n.operand
+    if isinstance(n, ir.Attr):
+        return ("a sex (F, M or U)", SEX, True) if n.name == "sex" else None
+    if isinstance(n, ir.Aggregate) and n.func in ("first", "last", "min", "max"):
+        n = n.value
+    if not isinstance(n, ir.Column) or ":" in n.column:
+        return None
+    if (n.table, n.column) in _OPEN_COLUMNS:
+        label, values = _OPEN_COLUMNS[(n.table, n.column)]
+        return label, values, False
+    col = TABLES[n.table].column(n.column)
+    if col.kind != "enum":
+        return None
+    label = f"a code system of {n.table}" if n.column == "code_system" else \
+        _ENUM_LABELS.get(n.column, f"a {n.column.replace('_', ' ')}")
+    return label, tuple(col.values), True
+
+
+def _normalised(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Letters inserted, deleted, replaced or swapped to turn ``a`` into ``b`` (optimal
+    string alignment distance), or ``limit + 1`` as soon as it must be more than ``limit``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    far = limit + 1
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [far] * len(b)
+        for j in range(max(1, i - limit), min(len(b), i + limit) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if prev2 is not None and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return far
+        prev2, prev = prev, cur
+    return min(prev[len(b)], far)
+
+
+def _near_miss(text: str, values) -> str | None:
+    """The known value ``text`` is most probably a misspelling of: the same but for case,
+    spaces or punctuation, or one edit away (none for values of one or two letters, two for
+    values of 10 or more); else None."""
+    t = _normalised(text)
+    best = None
+    for v in values:
+        nv = _normalised(v)
+        if t == nv:
+            return v
+        limit = 2 if len(nv) >= 10 else 1 if len(nv) >= 3 else 0
+        d = _edits(t, nv, limit)
+        if d <= limit and (best is None or d < best[0]):
+            best = (d, v)
+    return best[1] if best else None
 
 
 def _weight_line(cl: ir.Codelist, rule_path: Path, span: Span) -> Span | None:

@@ -236,8 +236,8 @@ MAX_SCALED_TOTAL = 2 ** 53 - 1  # a score's scaled weights added up: exact as in
 
 
 def decimal_places(w: float) -> int:
-    """Decimal places of a number as its shortest decimal form (repr) writes it."""
-    exponent = Decimal(repr(float(w))).as_tuple().exponent
+    """Decimal places of a number in its shortest decimal form (7.1: 1; 3.0: 0; 1e-05: 5)."""
+    exponent = Decimal(repr(float(w))).normalize().as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
@@ -499,6 +499,9 @@ class Aggregate(Node):
         if self.func == "weighted_categories":
             if self.codelist is None or not self.codelist.weights:
                 raise IRTypeError("a weighted score needs a codelist with a weight column")
+            if not any(c is not None for c in self.codelist.categories):
+                raise IRTypeError(f"a score adds the weight of each category, and codelist {self.codelist.name!r} "
+                                  "has no categories", "give the codelist a category column (a code may be its own)")
             check_score_weights(self.codelist)
         if self.hierarchy:
             if self.func != "weighted_categories":

@@ -35,7 +35,7 @@ TOP_LEVEL = ("rule", "title", "version", "description", "as_of", "parameters", "
              "codelists", "features", "segments", "criteria", "rank_by", "limit", "output")
 CRITERIA_KEYS = ("include", "require", "exclude")
 LIMIT_KEYS = ("per_practice", "per_locality", "total")
-OUTPUT_KEYS = ("columns", "evidence")
+OUTPUT_KEYS = ("columns", "evidence", "round")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,7 @@ class RuleSource:
     rank_by: list[Located] = field(default_factory=list)
     limit: dict[str, Located] = field(default_factory=dict)
     output_columns: list[Located] = field(default_factory=list)
+    output_round: dict[str, Located] = field(default_factory=dict)
     evidence: Located | None = None
     span: Span | None = None
 
@@ -310,7 +311,7 @@ def load_rule(path: str | Path) -> RuleSource:
         _check_keys(file, node, LIMIT_KEYS, "limit")
         src.limit = {str(k): Located(v, _span(file, node, k)) for k, v in node.items()}
     if "output" in data and data["output"] is not None:
-        node = _mapping(file, data, "output", "columns / evidence")
+        node = _mapping(file, data, "output", "columns / evidence / round")
         _check_keys(file, node, OUTPUT_KEYS, "output")
         if "columns" in node:
             cols = node["columns"]
@@ -319,4 +320,7 @@ def load_rule(path: str | Path) -> RuleSource:
             src.output_columns = [Located(str(v), _span(file, cols, index=i)) for i, v in enumerate(cols)]
         if "evidence" in node:
             src.evidence = Located(node["evidence"], _span(file, node, "evidence"))
+        if node.get("round") is not None:
+            rnd = _mapping(file, node, "round", "feature: decimal places")
+            src.output_round = {str(k): Located(v, _span(file, rnd, k)) for k, v in rnd.items()}
     return src
