@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,7 +20,8 @@ import pytest
 from casefind.synth import frailty_category, generate
 from casefind.synth import population as P
 from casefind.synth._common import load_csv, rng
-from casefind.synth.report import HFRS_HIGH_TARGET, _codelist, _Folder, hfrs_high_share, truth_report
+from casefind.synth.report import (EFI_LIST, HFRS_HIGH_TARGET, SHIPPED, STARTER, _codelist, _Folder, hfrs_high_share,
+                                   rule_logic, rule_registers, truth_report)
 
 ROOT = Path(__file__).parents[2]
 N = 20_000
@@ -176,26 +178,52 @@ def test_the_demo_size_has_two_localities_that_differ(tmp_path):
 def test_truth_report_scores_the_rules(res):
     rows = truth_report(res.out, AS_OF)
     by = {(r.rule, r.codelist): r for r in rows}
-    for c in P.QOF:
-        pub = by[(f"register: {c}", "published")]
-        shipped = by[(f"register: {c}", "shipped")]
-        assert pub.expected is not None and shipped.sensitivity <= pub.sensitivity + 1e-9, c
-        if pub.true >= 150:  # register sensitivity is the coding completeness
-            assert abs(pub.sensitivity - pub.expected) < 0.07, (c, pub)
-            assert pub.ppv > 0.9, (c, pub)
-    # resolved codes the starter rule ignores cost it positive predictive value
-    assert by[("register: asthma", "shipped")].ppv < 0.85
+    registers = {r["condition"]: r for r in rule_registers()}
+    # the rules' 18 QOF registers: hypothyroidism is no longer one
+    assert len(registers) == 18 and "hypothyroidism" not in registers
+    assert {r.rule for r in rows if r.rule.startswith("register: ")} == {f"register: {c}" for c in registers}
+    # the share of each condition's diagnosis records (the generator's first code) whose code the
+    # rule's cluster lacks: obesity's and CKD's commonest starter codes (414916001 Obesity, an
+    # unstaged 709044004 Chronic kidney disease) are in neither BMIOBESE_COD nor CKD_COD (stages 3-5)
+    outside = {}
+    for c, r in registers.items():
+        cluster = {x["code"] for x in _codelist(r["diagnosis_list"]) if x["category"] == r["diagnosis_category"]}
+        dx = [x for x in load_csv("primary_codes.csv") if x["state"] == c and x["role"] == "dx"]
+        outside[c] = sum(float(x["weight"]) for x in dx if x["code"] not in cluster) / sum(float(x["weight"]) for x in dx)
+    assert {c for c, share in outside.items() if share > 0.05} == {"obesity", "chronic_kidney_disease"}, outside
+    for c in registers:
+        reg = by[(f"register: {c}", SHIPPED)]
+        assert reg.expected is not None, c
+        if reg.true >= 150:
+            assert reg.ppv > 0.9, (c, reg)
+            if outside[c] <= 0.05:  # the rule's cluster holds what is coded: sensitivity is the coding completeness
+                assert abs(reg.sensitivity - reg.expected) < 0.07, (c, reg)
+            else:  # what the cluster lacks, the register misses
+                assert reg.sensitivity < reg.expected - 0.1, (c, reg)
+    # each register's population is those at or above its age floor
+    people = {c: by[(f"register: {c}", SHIPPED)].people for c in registers}
+    assert people["hypertension"] > people["asthma"] > people["rheumatoid_arthritis"] > people["diabetes"] \
+        > people["depression"] == people["epilepsy"]
+    # against the starter lists the rules used before: the published eFI set finds more frailty;
+    # the registers' resolved codes and age floors flag fewer people wrongly (the clusters' obesity
+    # and CKD gaps above cost multimorbidity sensitivity)
     for rule in ("multimorbidity", "frail"):
-        assert by[(rule, "shipped")].sensitivity < by[(rule, "published")].sensitivity
-        assert 0 < by[(rule, "published")].sensitivity < 1
-    assert 0 < by[("hfrs", "shipped")].sensitivity < 1
-    codes = [r for r in rows if r.rule.startswith("codes:")]
-    assert len(codes) == 2 and all(0.3 < r.sensitivity < 1 for r in codes)
+        new, old = by[(rule, SHIPPED)], by[(rule, STARTER)]
+        assert new.people == old.people and new.true == old.true, rule
+        assert 0 < new.sensitivity < 1 and new.ppv > 0.95, (rule, new)
+    assert by[("frail", STARTER)].sensitivity < by[("frail", SHIPPED)].sensitivity - 0.1
+    assert by[("multimorbidity", STARTER)].ppv < by[("multimorbidity", SHIPPED)].ppv - 0.05
+    assert 0 < by[("hfrs", SHIPPED)].sensitivity < 1
+    assert {r.codelist for r in rows} == {SHIPPED, STARTER}
 
 
 def test_report_logic_is_the_engines(tmp_path):
-    """The truth report recomputes the rules' features from the generated tables; on a small
-    population, the native engine over an ingested store gives the same numbers."""
+    """The truth report recomputes the rules' features from the generated tables (rule_logic);
+    on a small population, the native engine over an ingested store gives the same numbers,
+    patient by patient: frail's deficits, and each QOF register and ltc_count of multimorbidity
+    and segments (whose population is everyone registered, children too, so the age floors
+    count). The population is one where the register logic matters: resolved codes and age
+    floors take people off registers that any-code-ever counting would put them on."""
     from casefind.engines import native
     from casefind.ingest import run_ingest
     from casefind.rules.compile import compile_rule
@@ -207,27 +235,96 @@ def test_report_logic_is_the_engines(tmp_path):
     ids = store.table("patients").arrow.column("patient_id").to_pylist()
     f = _Folder(tmp_path / "src", AS_OF)
     pos = {p: i for i, p in enumerate(f.pid.to_pylist())}
-    _, ltc = f.has(_codelist("rule_ltc_qof_snomed.csv"))
-    mine = {"deficits": f.efi_deficits(_codelist("rule_efi_deficits_snomed.csv")), "ltc_count": ltc.sum(1)}
-    for rule, feature in (("frail", "deficits"), ("multimorbidity", "ltc_count")):
+    logic = rule_logic(f)
+    registers = rule_registers()
+    conditions = [r["condition"] for r in registers]
+    mine = {"deficits": logic["deficits"], "ltc_count": logic["ltc_count"], **logic["conditions"]}
+    checks = {"frail": ["deficits"], "multimorbidity": ["ltc_count", *conditions],
+              "segments": ["ltc_count", *conditions]}
+    for rule, features in checks.items():
         r = compile_rule(ROOT / "rules" / f"{rule}.yml")
         vals = native.evaluate(store, dict(r.features), r.as_of, r.population)
-        got = vals.column(feature).to_pylist()
-        pat = vals.column("patient").to_pylist()
-        pairs = [(mine[feature][pos[ids[p]]], g) for p, g in zip(pat, got) if g is not None]
-        assert len(pairs) > 1000 and all(a == b for a, b in pairs), rule
+        who = np.array([pos[ids[p]] for p in vals.column("patient").to_pylist()])
+        assert len(who) > 1000, rule
+        for feature in features:
+            got = vals.column(feature).to_pylist()
+            if feature in conditions:  # a condition tested on a missing date is missing: not on it
+                got = [bool(g) for g in got]
+            else:
+                assert None not in got, (rule, feature)
+            want = mine[feature][who].tolist()
+            bad = [(ids[p], w, g) for p, w, g in zip(vals.column("patient").to_pylist(), want, got) if w != g]
+            assert not bad, (rule, feature, len(bad), bad[:5])
+    # not vacuous: any diagnosis code ever, at any age, would put people on registers the rules'
+    # logic keeps them off (a resolved code after it; under the age floor)
+    years = (np.datetime64(AS_OF) - f.birth.astype("datetime64[D]")).astype(int) / 365.25
+    resolved = floored = 0
+    for r in registers:
+        cats, ever = f.has([x for x in _codelist(r["diagnosis_list"]) if x["category"] == r["diagnosis_category"]])
+        ever = ever.any(1) & f.cur
+        off = ever & ~logic["conditions"][r["condition"]]
+        floored += int((off & (years < int(r["min_age"]))).sum())
+        resolved += int((off & (years >= int(r["min_age"]) + 1)).sum()) if r["resolved_list"] else 0
+    assert resolved > 20 and floored > 5, (resolved, floored)
 
 
 def test_packaged_codelists_are_the_repositorys():
-    """The package carries copies of the codelists (it never reads rules/): when a rule's
-    codelist or a published set changes, `python -m casefind.synth._refresh_data` must be run."""
+    """The package carries copies of the codelists and of the rules' register logic (it never
+    reads rules/): when a rule, its codelist or a published set changes,
+    `python -m casefind.synth._refresh_data` must be run."""
     from importlib import resources
 
+    from casefind.synth._refresh_data import rule_registers as from_rules
+
     data = resources.files("casefind.synth").joinpath("data")
-    pairs = {f"rule_{p.stem}.csv": p for p in (ROOT / "rules/codelists").glob("*.csv")
-             if p.stem in ("ltc_qof_snomed", "efi_deficits_snomed", "hfrs_icd10", "charlson_shmi_icd10")}
-    pairs.update({f"published_{s}.csv": ROOT / f"rules/codelists/published/{s}.csv" for s in ("efi_snomed", "qof_snomed")})
-    pairs["resolved_codes.csv"] = ROOT / "rules/codelists/published/qof_resolved_snomed.csv"
-    assert len(pairs) == 7
+    cl = ROOT / "rules/codelists"
+    pairs = {
+        "rule_ltc_qof_snomed.csv": cl / "ltc_qof_snomed.csv",
+        "rule_hfrs_icd10.csv": cl / "hfrs_icd10.csv",
+        "rule_charlson_shmi_icd10.csv": cl / "charlson_shmi_icd10.csv",
+        "published_efi_snomed.csv": cl / "published/efi_snomed.csv",
+        "published_qof_snomed.csv": cl / "published/qof_snomed.csv",
+        "resolved_codes.csv": cl / "published/qof_resolved_snomed.csv",
+        "starter_efi_deficits_snomed.csv": cl / "efi_deficits_snomed.csv",  # the old frail rule's list
+    }
     for name, src in pairs.items():
         assert data.joinpath(name).read_bytes() == src.read_bytes(), f"{name} is stale: run python -m casefind.synth._refresh_data"
+    # every codelist the rules the report scores use has its packaged copy
+    for rule in ("frail", "multimorbidity", "segments", "hfrs"):
+        used = set(re.findall(r"codelists/[\w/]+\.csv", (ROOT / "rules" / f"{rule}.yml").read_text(encoding="utf-8")))
+        assert used and {ROOT / "rules" / u for u in used} <= set(pairs.values()), (rule, used)
+    # the register table is the rule files' own, and names only checked copies
+    assert data.joinpath("rule_registers.csv").read_text(encoding="utf-8") == from_rules(ROOT), \
+        "rule_registers.csv is stale: run python -m casefind.synth._refresh_data"
+    named = {r[k] for r in rule_registers() for k in ("diagnosis_list", "resolved_list") if r[k]}
+    assert named and named <= set(pairs), named
+    assert data.joinpath(EFI_LIST).read_bytes() == (cl / "published/efi_snomed.csv").read_bytes()
+
+
+def test_refresh_refuses_rules_it_cannot_recompute(tmp_path):
+    """A register feature of a form the report does not recompute stops the refresh, rather than
+    leaving the truth report to score something else; a changed age floor changes the table."""
+    from casefind.synth._refresh_data import RuleShapeError, rule_registers as from_rules
+
+    (tmp_path / "rules").mkdir()
+    for name in ("frail", "multimorbidity", "segments"):
+        (tmp_path / "rules" / f"{name}.yml").write_text((ROOT / "rules" / f"{name}.yml").read_text(encoding="utf-8"),
+                                                        encoding="utf-8")
+    mm = tmp_path / "rules" / "multimorbidity.yml"
+    text = mm.read_text(encoding="utf-8")
+    asthma = "asthma: age >= 6 and exists(diagnoses, codelist=ast_cod) and not (ast_resolved >= ast_latest)"
+    assert asthma in text
+    for other in ("asthma: age >= 6 and exists(diagnoses, codelist=ast_cod) and medicines_12m >= 1",
+                  "asthma: age >= 6 and exists(diagnoses, codelist=ast_cod, within=months(12))",
+                  "asthma: age >= 6 and exists(diagnoses, codelist=ast_cod) and not (ast_resolved > ast_latest)"):
+        mm.write_text(text.replace(asthma, other), encoding="utf-8")
+        with pytest.raises(RuleShapeError):
+            from_rules(tmp_path)
+    seg = tmp_path / "rules" / "segments.yml"
+    seg_text = seg.read_text(encoding="utf-8")
+    mm.write_text(text.replace(asthma, asthma.replace(">= 6", ">= 7")), encoding="utf-8")
+    seg.write_text(seg_text.replace(asthma, asthma.replace(">= 6", ">= 7")), encoding="utf-8")
+    assert "\nasthma,7," in from_rules(tmp_path)
+    seg.write_text(seg_text, encoding="utf-8")  # segments now counts asthma otherwise
+    with pytest.raises(RuleShapeError):
+        from_rules(tmp_path)

@@ -318,13 +318,22 @@ def format_markdown(rows: list[CalibrationRow]) -> str:
 
 
 # ---------------------------------------------------------------- truth report
+SHIPPED = "shipped"
+STARTER = "starter lists (old rule)"
+# the eFI list frail.yml and segments.yml use (packaged copy); _refresh_data refuses rules that
+# use another
+EFI_LIST = "published_efi_snomed.csv"
+
+
 @dataclass
 class TruthRow:
     """One shipped rule (or register) scored against the truth: among `people` (the rule's
     population), `true` truly positive, `flagged` positive by the rule's logic, `both` both."""
     rule: str
     measure: str
-    codelist: str  # "shipped": the codelist the rule ships with; "published": the full set
+    # SHIPPED: the codelists and logic the rule ships with; STARTER: the starter lists and
+    # any-code-ever counting the rule used before (for comparison; no shipped rule uses them)
+    codelist: str
     people: int
     true: int
     flagged: int
@@ -341,59 +350,120 @@ def _row(rule, measure, codelist, pop, truth, flag, expected=None) -> TruthRow:
                     None if expected is None else round(expected, 3))
 
 
+def rule_registers() -> list[dict]:
+    """The QOF registers the multimorbidity and segments rules count, as they count them:
+    synth/data/rule_registers.csv, which `python -m casefind.synth._refresh_data` generates from
+    rules/multimorbidity.yml (checking segments.yml counts them the same way)."""
+    return load_csv("rule_registers.csv")
+
+
+def _years(f: _Folder) -> np.ndarray:
+    """Age in whole years at as_of, as the engines count it (birthday not yet reached: one less)."""
+    b = np.where(f.birth == NUL, 0, f.birth).astype("datetime64[D]")
+    month = b.astype("datetime64[M]")
+    y = month.astype("datetime64[Y]").astype(np.int64) + 1970
+    m = month.astype(np.int64) % 12 + 1
+    d = (b - month.astype("datetime64[D]")).astype(np.int64) + 1
+    before = (f.as_of.month < m) | ((f.as_of.month == m) & (f.as_of.day < d))
+    return f.as_of.year - y - before
+
+
+def _population(f: _Folder) -> np.ndarray:
+    """`registered and alive` at as_of, as the engines evaluate it."""
+    return ((f.rstart != NUL) & (f.rstart <= f.A) & ((f.rend == NUL) | (f.rend >= f.A))
+            & ((f.death == NUL) | (f.death > f.A)))
+
+
+def _active_register(f: _Folder, name: str) -> np.ndarray:
+    """exists(registers, register == name, active): a row started by as_of, not ended before it."""
+    regs = _read(f.out, "registers")
+    ri = f.index(regs.column("patient_id"))
+    start, end = _days(regs.column("start_date")), _days(regs.column("end_date"))
+    ok = ((_strings(regs.column("register")).to_numpy(zero_copy_only=False) == name) & (ri >= 0)
+          & (start != NUL) & (start <= f.A) & ((end == NUL) | (end >= f.A)))
+    on = np.zeros(f.n, bool)
+    on[ri[ok]] = True
+    return on
+
+
+def rule_logic(f: _Folder) -> dict:
+    """The shipped rules' features, recomputed from the generated tables: `deficits` (frail.yml's
+    eFI deficits: distinct categories of the published eFI set, plus polypharmacy), `efi`
+    (deficits / 36), each register of rule_registers.csv (`conditions`: the person on it, as the
+    rule's feature says: age floor, latest diagnosis code, not resolved by a resolved code on or
+    after it, a practice register) and `ltc_count` (how many)."""
+    years = _years(f)
+    latest: dict[str, tuple[list[str], np.ndarray]] = {}
+
+    def last(name: str, category: str) -> np.ndarray:
+        """last(diagnoses.date, codelist=<name, category>): day number, NUL without one."""
+        if name not in latest:
+            latest[name] = f.latest(_codelist(name))
+        cats, m = latest[name]
+        return m[:, cats.index(category)] if category in cats else np.full(f.n, NUL, np.int64)
+
+    conditions = {}
+    for r in rule_registers():
+        dx = last(r["diagnosis_list"], r["diagnosis_category"])
+        on = (years >= int(r["min_age"])) & (dx != NUL)
+        if r["diagnosed_since"]:
+            on &= dx >= (dt.date.fromisoformat(r["diagnosed_since"]) - dt.date(1970, 1, 1)).days
+        if r["resolved_list"]:
+            res = last(r["resolved_list"], r["resolved_category"])
+            on &= ~((res != NUL) & (res >= dx))  # a resolved code on or after the latest diagnosis
+        if r["practice_register"]:
+            on |= _active_register(f, r["practice_register"])
+        conditions[r["condition"]] = on
+    deficits = f.efi_deficits(_codelist(EFI_LIST))
+    return {"deficits": deficits, "efi": deficits / 36, "conditions": conditions,
+            "ltc_count": sum(on.astype(np.int64) for on in conditions.values())}
+
+
 def truth_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[TruthRow]:
     """Each shipped rule's sensitivity and positive predictive value against the generated
     population's truth (_truth/). The rules' logic is recomputed here from the generated
-    tables, with the codelists the shipped rules use (packaged copies: synth/data/rule_*.csv)
-    and, for comparison, the full published sets: no store, no engine, no rules/ folder.
+    tables (rule_logic): the codelists the shipped rules use (packaged copies in synth/data/)
+    and their register logic (rule_registers.csv, generated from the rule files): no store,
+    no engine, no rules/ folder.
 
-    Rows: per QOF condition, coded (the multimorbidity rule's list, any code ever) and on the
-    register (published cluster, latest code not a resolved code) against the true condition,
-    with the coding completeness as the expected sensitivity; the multimorbidity rule's
-    inclusion; the frail rule's frailty (eFI > 0.24) against true moderate/severe frailty; the
-    HFRS rule (>= 5) against true moderate/severe frailty; and, code by code, how many of the
-    published sets' records the shipped lists hold."""
+    Rows: per QOF register the rules count, on the register by the rule's logic against the true
+    condition, with the coding completeness as the expected sensitivity; the multimorbidity
+    rule's inclusion; the frail rule's frailty (eFI > 0.24) against true moderate/severe frailty;
+    the HFRS rule (>= 5) against true moderate/severe frailty. For multimorbidity and frail, a
+    second row scores the starter lists the rules used before (any code ever, no age floors,
+    no resolved codes), labelled STARTER, to show what the published sets changed."""
     from casefind.synth.population import completeness
 
     f = _Folder(out_dir, as_of)
     p_code = completeness()
-    age = np.floor(f.age)
-    registered = f.cur & (f.rstart <= f.A)
+    years = _years(f)
+    popn = _population(f)
+    logic = rule_logic(f)
+    on = logic["conditions"]
     names, true_c = f.truth("conditions", "condition")
-    truth = {c: (true_c[:, names.index(c)] if c in names else np.zeros(f.n, bool)) for c in QOF_CONDITIONS}
-    ltc_rows = _codelist("rule_ltc_qof_snomed.csv")
-    cats, coded = f.has(ltc_rows)
-    shipped = {c: (coded[:, cats.index(c)] if c in cats else np.zeros(f.n, bool)) for c in QOF_CONDITIONS}
-    register = f.register()
+    truth = {c: (true_c[:, names.index(c)] if c in names else np.zeros(f.n, bool)) for c in on}
     rows: list[TruthRow] = []
-    ages = {r["condition"]: (0 if r["register_age"] == "all" else int(r["register_age"].rstrip("+")))
-            for r in load_csv("ltc_prevalence.csv")}
-    for c in QOF_CONDITIONS:
-        pop = registered & (age >= ages[c])
-        rows.append(_row(f"register: {c}", "coded vs true condition", "shipped", pop, truth[c], shipped[c], p_code[c]))
-        rows.append(_row(f"register: {c}", "on register (resolved codes honoured) vs true", "published",
-                         pop, truth[c], register.get(c, np.zeros(f.n, bool)), p_code[c]))
+    for r in rule_registers():
+        c = r["condition"]
+        floor = int(r["min_age"])
+        ages = f"{floor}+" if floor else "all ages"
+        rows.append(_row(f"register: {c}", f"on register ({ages}, the rules' logic) vs true condition", SHIPPED,
+                         popn & (years >= floor), truth[c], on[c], p_code.get(c)))
 
-    # multimorbidity: ltc_count >= 4, or >= 2 with SMI or LD (codes or the LD register)
-    adults = registered & (age >= 18)
-    n_true = sum(truth[c].astype(int) for c in QOF_CONDITIONS)
-    smi_ld_true = truth["serious_mental_illness"] | truth["learning_disability"]
-    mm_true = (n_true >= 4) | ((n_true >= 2) & smi_ld_true)
-    regs = _read(f.out, "registers")
-    ri = f.index(regs.column("patient_id"))
-    ld_reg = np.zeros(f.n, bool)
-    active = ((_strings(regs.column("register")).to_numpy(zero_copy_only=False) == "learning_disability")
-              & (_days(regs.column("start_date")) <= f.A) & (ri >= 0))
-    end = _days(regs.column("end_date"))
-    ld_reg[ri[active & ((end == NUL) | (end > f.A))]] = True
-    n_coded = coded.sum(1)
-    _, smi_ld = f.has([{"code": c, "system": "snomed", "category": k}
-                       for c, k in (("58214004", "smi"), ("13746004", "smi"), ("110359009", "ld"))])
-    mm_flag = (n_coded >= 4) | ((n_coded >= 2) & (smi_ld.any(1) | ld_reg))
-    rows.append(_row("multimorbidity", "include (4+ LTCs, or 2+ with SMI/LD) vs true", "shipped", adults, mm_true, mm_flag))
-    n_reg = sum(register[c].astype(int) for c in register)
-    mm_reg = (n_reg >= 4) | ((n_reg >= 2) & (register["serious_mental_illness"] | register["learning_disability"] | ld_reg))
-    rows.append(_row("multimorbidity", "include (4+ LTCs, or 2+ with SMI/LD) vs true", "published", adults, mm_true, mm_reg))
+    # multimorbidity: ltc_count >= 4, or >= 2 with SMI or LD, among the rules' registers
+    adults = popn & (years >= 18)
+    n_true = sum(truth[c].astype(int) for c in on)
+    mm_true = (n_true >= 4) | ((n_true >= 2) & (truth["serious_mental_illness"] | truth["learning_disability"]))
+    n = logic["ltc_count"]
+    mm = (n >= 4) | ((n >= 2) & (on["serious_mental_illness"] | on["learning_disability"]))
+    measure = "include (4+ LTCs, or 2+ with SMI/LD) vs true"
+    rows.append(_row("multimorbidity", measure, SHIPPED, adults, mm_true, mm))
+    # before: any code of the starter list ever (its 19 categories, hypothyroidism too)
+    cats, coded = f.has(_codelist("rule_ltc_qof_snomed.csv"))
+    n_old = coded.sum(1)
+    smi_ld_old = coded[:, cats.index("serious_mental_illness")] | coded[:, cats.index("learning_disability")]
+    mm_old = (n_old >= 4) | ((n_old >= 2) & (smi_ld_old | _active_register(f, "learning_disability")))
+    rows.append(_row("multimorbidity", measure, STARTER, adults, mm_true, mm_old))
 
     # frail: frailty moderate or severe (eFI > 0.24) at 65+
     fr = pq.read_table(f.out / "_truth" / "frailty.parquet")
@@ -402,29 +472,14 @@ def truth_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[TruthR
     cat = _strings(fr.column("true_frailty")).to_numpy(zero_copy_only=False)
     ok = fi >= 0
     true_frail[fi[ok]] = np.isin(cat[ok], ["moderate", "severe"])
-    old = registered & (age >= 65)
-    for which, name in (("shipped", "rule_efi_deficits_snomed.csv"), ("published", "published_efi_snomed.csv")):
-        efi = f.efi_deficits(_codelist(name)) / 36
-        rows.append(_row("frail", "frailty moderate/severe (eFI > 0.24) vs true", which, old, true_frail, efi > 0.24))
+    old = popn & (years >= 65)
+    measure = "frailty moderate/severe (eFI > 0.24) vs true"
+    rows.append(_row("frail", measure, SHIPPED, old, true_frail, logic["efi"] > 0.24))
+    rows.append(_row("frail", measure, STARTER, old, true_frail,
+                     f.efi_deficits(_codelist("starter_efi_deficits_snomed.csv")) / 36 > 0.24))
     # hfrs: score >= 5 at 75+, against true moderate/severe frailty
-    rows.append(_row("hfrs", "HFRS >= 5 vs true moderate/severe frailty", "shipped",
-                     registered & (age >= 75), true_frail, f.hfrs() >= 5))
-
-    # code level: of the diagnosis records whose code a published set holds, how many the
-    # shipped list holds too (sensitivity), and of the shipped list's, how many are published
-    for rule, shipped_name, published_name in (
-            ("codes: multimorbidity ltc list", "rule_ltc_qof_snomed.csv", "published_qof_snomed.csv"),
-            ("codes: frail efi list", "rule_efi_deficits_snomed.csv", "published_efi_snomed.csv")):
-        _, sw, sc, _ = f.pairs(_codelist(shipped_name))
-        pcats, pw, pcat, _ = f.pairs(_codelist(published_name))
-        scats = f.categories(_codelist(shipped_name))[0]
-        s_keys = set(zip(sw.tolist(), [scats[k] for k in sc.tolist()]))
-        p_keys = set(zip(pw.tolist(), [pcats[k] for k in pcat.tolist()]))
-        both = len(s_keys & p_keys)
-        rows.append(TruthRow(rule, "people x categories coded: shipped list vs published set", "shipped",
-                             f.n, len(p_keys), len(s_keys), both,
-                             round(both / len(p_keys), 3) if p_keys else math.nan,
-                             round(both / len(s_keys), 3) if s_keys else math.nan))
+    rows.append(_row("hfrs", "HFRS >= 5 vs true moderate/severe frailty", SHIPPED,
+                     popn & (years >= 75), true_frail, f.hfrs() >= 5))
     return rows
 
 
