@@ -129,14 +129,18 @@ def _summary(times: list[float]) -> dict:
 
 
 def _check_peer(ours, peer) -> int:
-    """The peer's values equal the dataset's, patient by patient; returns the patients compared."""
+    """The peer's values equal the dataset's, patient by patient, once rounded as the rule
+    publishes them (output: round:, e.g. eFI to 2 places); returns the patients compared."""
+    from casefind.rules.compile import rounded
+
+    places = compile_rule(FRAIL).output_round
     mine = {r["patient_id"]: r for r in ours.to_pylist()}
     rows = peer.to_pylist()
     assert len(rows) == len(mine), (len(rows), len(mine))
     for r in rows:
         m = mine[r["patient_id"]]
         for k, v in r.items():
-            w = m[k]
+            v, w = rounded(v, places.get(k)), m[k]
             ok = v == w or (isinstance(v, float) and isinstance(w, float)
                             and math.isclose(v, w, rel_tol=1e-9, abs_tol=1e-6))
             assert ok, f"patient {r['patient_id']}, {k}: DuckDB {v!r}, dataset {w!r}"

@@ -84,6 +84,7 @@ def spreadsheet_safe(table: pa.Table) -> pa.Table:
 
 
 def tmp_path_for(path: Path) -> Path:
+    path = Path(path).absolute()
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
 
 

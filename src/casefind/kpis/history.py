@@ -44,6 +44,7 @@ def default_path(store_root: str | Path) -> Path:
 def writer_lock(path: Path):
     """Exclusive, non-blocking: a second writer fails at once with the holder's details."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path).absolute()
     lock = path.with_name(path.name + ".lock")
     fh = open(lock, "a+")
     try:
@@ -83,7 +84,7 @@ def write(path: Path, results: pa.Table, run: dict, *, before_commit=None) -> st
     ``before_commit`` (tests) is called inside the transaction, to simulate a crash."""
     log_id = f"{run['run_id']}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}"
     with writer_lock(path):
-        con = duckdb.connect(str(path))
+        con = _connect_write(path)
         try:
             _create(con)
             con.execute("INSERT INTO kpi_runs VALUES (" + ", ".join("?" * len(RUN_LOG_COLUMNS)) + ")",
@@ -112,14 +113,30 @@ def write(path: Path, results: pa.Table, run: dict, *, before_commit=None) -> st
     return log_id
 
 
+def _connect_write(path: Path) -> duckdb.DuckDBPyConnection:
+    if Path(path).is_dir():
+        raise HistoryError(f"the KPI history {path} is a folder; give a file such as {Path(path) / 'history.duckdb'}")
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.Error as e:
+        raise HistoryError(f"cannot open the KPI history {path}: {e}",
+                           "give --history a DuckDB file casefind wrote, or a new file name") from None
+
+
 def _connect_read(path: Path) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise HistoryError(f"no KPI history at {path}; compute one with `casefind kpi rules/kpis/triple_aim.yml "
                            "--period YYYY-MM`")
+    if path.is_dir():
+        raise HistoryError(f"the KPI history {path} is a folder, not a casefind KPI history")
     try:
         return duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException:
+    except duckdb.IOException as e:
+        if "lock" not in str(e).lower():
+            raise HistoryError(f"cannot read the KPI history {path}: {e}") from None
         raise HistoryLocked(f"the KPI history {path} is being written by a KPI run; try again when it has finished") from None
+    except duckdb.Error as e:
+        raise HistoryError(f"{path} is not a KPI history casefind can read: {e}") from None
 
 
 def read(path: Path, kpi_set: str | None = None, periods: list[str] | None = None,
@@ -159,7 +176,7 @@ def drop_periods(path: Path, kpi_set: str, periods: list[str]) -> int:
         raise HistoryError(f"no KPI history at {path}")
     now = dt.datetime.now(dt.timezone.utc)
     with writer_lock(path):
-        con = duckdb.connect(str(path))
+        con = _connect_write(path)
         try:
             _create(con)
             con.execute("BEGIN TRANSACTION")

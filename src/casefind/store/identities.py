@@ -48,7 +48,7 @@ class IdentitiesMismatch(StoreError):
 
 
 def default_root(store_root: str | Path) -> Path:
-    store_root = Path(store_root)
+    store_root = Path(store_root).absolute()  # '.' or '' names the current folder
     return store_root.with_name(store_root.name + "-identities")
 
 
