@@ -26,7 +26,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 from casefind.contract import TABLES
-from casefind.contract.schema import CODE_SYSTEMS, KNOWN_MEASURES, KNOWN_REGISTERS, SEX
+from casefind.contract.schema import KNOWN_MEASURES, KNOWN_REGISTERS, SEX
 from casefind.errors import UsageError
 from casefind.plan import make_plan
 from casefind.rules import expr as syn
@@ -506,7 +506,7 @@ class _Compiler:
         if col in ("category", "weight"):
             if codelist is None:
                 raise RuleError(span, f"{table}.{col} comes from a codelist",
-                                f"add codelist=NAME to the aggregation")
+                                "add codelist=NAME to the aggregation")
             if not aggregated:
                 raise RuleError(span, f"a codelist's {col} is only what an aggregation counts or adds up",
                                 f"count_distinct({table}.category, codelist=...) or score({table}, codelist=...)")

@@ -7,7 +7,6 @@ import datetime as dt
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from casefind.contract import TABLES
 from casefind.contract.quarantine import REASONS
