@@ -21,6 +21,15 @@ def cli(*args, **kw):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False, **kw)
 
 
+def synthetic_store(root: Path, patients: int, seed: int) -> Path:
+    """``casefind synth`` then ``casefind ingest`` under ``root``; the store's path."""
+    r = cli("synth", "--patients", patients, "--seed", seed, "--out", root / "src")
+    assert r.exit_code == 0, r.output
+    r = cli("ingest", root / "src", "--store", root / "store")
+    assert r.exit_code == 0, r.output
+    return root / "store"
+
+
 GOOD = {
     "practices": [
         ("Z00001", "Elm Surgery", "LOC001", "North", "SYS01", "Demo ICB"),

@@ -23,7 +23,7 @@ from casefind.outputs import FORMULA_TRIGGERS, UnsafePathError, restore, safe_ch
 from casefind.rules.errors import RuleError
 from casefind.store import StoreBusy, StoreError
 from casefind.store.coverage import CoverageError
-from casefind_testdata import cli
+from casefind_testdata import cli, synthetic_store
 
 ROOT = Path(__file__).parents[2]
 FRAIL = ROOT / "rules" / "frail.yml"
@@ -32,10 +32,7 @@ TRIPLE_AIM = ROOT / "rules" / "kpis" / "triple_aim.yml"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hardening")
-    assert cli("synth", "--patients", 2000, "--seed", 3, "--out", root / "src").exit_code == 0
-    assert cli("ingest", root / "src", "--store", root / "store").exit_code == 0
-    return root / "store"
+    return synthetic_store(tmp_path_factory.mktemp("hardening"), 2000, 3)
 
 
 # --- one error base, one exit code each ---------------------------------------------------------

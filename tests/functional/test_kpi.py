@@ -10,7 +10,7 @@ import pytest
 from casefind.kpis import history
 from casefind.kpis.periods import parse, span
 from casefind.kpis.run import run_kpis
-from casefind_testdata import cli
+from casefind_testdata import cli, synthetic_store
 
 ROOT = Path(__file__).parents[2]
 TRIPLE_AIM = ROOT / "rules" / "kpis" / "triple_aim.yml"
@@ -18,10 +18,7 @@ TRIPLE_AIM = ROOT / "rules" / "kpis" / "triple_aim.yml"
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kpi")
-    assert cli("synth", "--patients", 3000, "--seed", 8, "--out", root / "src").exit_code == 0
-    assert cli("ingest", root / "src", "--store", root / "store").exit_code == 0
-    return root / "store"
+    return synthetic_store(tmp_path_factory.mktemp("kpi"), 3000, 8)
 
 
 def _key(row):

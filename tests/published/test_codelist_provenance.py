@@ -31,6 +31,7 @@ from casefind.rules.compile import compile_rule  # noqa: E402
 from casefind.rules.errors import RuleError  # noqa: E402
 from casefind.store import Store  # noqa: E402
 from casefind_testdata import cli, write_source  # noqa: E402
+from casefind_testdata import synthetic_store as make_store  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 CODELISTS = ROOT / "rules" / "codelists"
@@ -202,10 +203,7 @@ def test_category_selection_names_categories_of_the_file(tmp_path):
 
 @pytest.fixture(scope="module")
 def synthetic_store(tmp_path_factory):
-    root = tmp_path_factory.mktemp("codelists_check")
-    assert cli("synth", "--patients", 2000, "--seed", 3, "--out", root / "src").exit_code == 0
-    assert cli("ingest", root / "src", "--store", root / "store").exit_code == 0
-    return root / "store"
+    return make_store(tmp_path_factory.mktemp("codelists_check"), 2000, 3)
 
 
 def test_codelists_check_names_seen_and_unseen_codes(synthetic_store):
