@@ -25,9 +25,10 @@ ISSUES_URL = "the casefind issue tracker (include the command, the output of `ca
 
 
 def _print_error(message: str, hint: str | None = None) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True, highlight=False, markup=True)
+    """One error line (and a hint), with the text escaped: a user's input never becomes markup."""
+    err_console.print(f"[bold red]error:[/] {_escape(message)}", soft_wrap=True, highlight=False)
     if hint:
-        err_console.print(f"[dim]hint:[/] {hint}", soft_wrap=True, highlight=False)
+        err_console.print(f"[dim]hint:[/] {_escape(hint)}", soft_wrap=True, highlight=False)
 
 
 def _escape(text: str) -> str:
@@ -48,13 +49,13 @@ class CasefindGroup(click.Group):
             raise
         except OSError as e:  # the machine said no (a full disk, a name too long, no permission)
             what = f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")
-            _print_error(_escape(f"cannot read or write a file: {what}"[:1000]),
+            _print_error(f"cannot read or write a file: {what}"[:1000],
                          "check the path, its permissions and the free disk space")
             ctx.exit(EXIT_FAILED)
         except CasefindError as e:
             stage = current_stage()
             where = f" (while {stage})" if stage and not isinstance(e, UsageError) else ""
-            _print_error(_escape(e.describe()) + _escape(where), _escape(e.hint) if e.hint else None)
+            _print_error(e.describe() + where, e.hint)
             ctx.exit(e.exit_code)
         except KeyboardInterrupt:
             _print_error("interrupted; outputs written before this run are unchanged")
@@ -63,8 +64,8 @@ class CasefindGroup(click.Group):
             if _debug(ctx):
                 traceback.print_exc()
             stage = current_stage()
-            _print_error(_escape(f"casefind failed unexpectedly{f' while {stage}' if stage else ''}: "
-                                 f"{type(e).__name__}: {e}"[:2000]),
+            _print_error(f"casefind failed unexpectedly{f' while {stage}' if stage else ''}: "
+                         f"{type(e).__name__}: {e}"[:2000],
                          "this is a bug in casefind, not in your input: run again with --debug for the traceback "
                          f"and report it to {ISSUES_URL}" if not _debug(ctx) else f"please report it to {ISSUES_URL}")
             ctx.exit(EXIT_FAILED)
