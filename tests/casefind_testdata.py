@@ -101,8 +101,13 @@ BAD = [
 
 
 def as_table(name: str, rows) -> pa.Table:
-    names = TABLES[name].names
-    return pa.table({n: pa.array([r[i] for r in rows], pa.string()) for i, n in enumerate(names)})
+    """Rows as tuples in the contract's source-column order. Shorter tuples leave the later
+    columns out of the source altogether (a v1 diagnosis is (patient, date, system, code,
+    source); v2 adds spell_id and position), as an older extract would."""
+    names = [c.name for c in TABLES[name].source_columns]
+    width = max((len(r) for r in rows), default=len(names))
+    return pa.table({n: pa.array([r[i] if i < len(r) else None for r in rows], pa.string())
+                     for i, n in enumerate(names[:width])})
 
 
 def write_source(root: Path, tables: dict[str, list], fmt: str = "csv") -> Path:

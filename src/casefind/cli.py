@@ -304,7 +304,6 @@ def explain(rule, store, as_of):
     """Show how RULE compiles: the IR of each feature, the plan (one scan per table, a
     slot per aggregation and date) and the generated Numba kernel source."""
     from casefind.engines.native import NativeEngine
-    from casefind.engines.native_codegen import generate
     from casefind.lists.run import _exprs
     from casefind.plan import make_plan
     from casefind.rules.compile import compile_rule
@@ -323,10 +322,10 @@ def explain(rule, store, as_of):
         for i, slot in enumerate(slots):
             console.print(f"  slot {i}: {type(slot.node).__name__} "
                           f"{getattr(slot.node, 'func', 'trend')} at {slot.as_of}", highlight=False, markup=False)
-    eng = NativeEngine(st)
-    for table, slots in plan.scans.items():
-        ks = generate(table, slots, st, lambda n, d: eng._pv(n, d))
-        console.rule(f"kernel {ks.name}")
+    eng = NativeEngine(st)  # evaluated: a later stage's kernels read the earlier stages' values
+    eng.evaluate(_exprs(r), r.as_of, r.population)
+    for what, ks in eng.kernels.items():
+        console.rule(f"kernel {ks.name} ({what})")
         click.echo(ks.source)
 
 

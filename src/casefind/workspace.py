@@ -24,22 +24,40 @@ def demo_paths() -> dict[str, Path]:
             "identities": root / "identities"}
 
 
+def demo_version() -> str:
+    """What the demo workspace was made for: a new contract or store format remakes it."""
+    from casefind.contract import CONTRACT_VERSION
+    from casefind.store.writer import FORMAT_VERSION
+
+    return f"data contract v{CONTRACT_VERSION}, store format v{FORMAT_VERSION}\n"
+
+
 def ensure_demo_store(say=None) -> Path:
-    """Return the demo store, creating it first if it is not there yet."""
+    """Return the demo store, creating it first if it is not there yet, and making it again
+    when an older casefind made it (it is synthetic: nothing of anyone's is lost)."""
+    import shutil
+
     from casefind.store.writer import CURRENT
 
     paths = demo_paths()
-    if (paths["store"] / CURRENT).exists():
+    marker = paths["root"] / "demo-version"
+    exists = (paths["store"] / CURRENT).exists()
+    if exists and marker.exists() and marker.read_text() == demo_version():
         return paths["store"]
     from casefind.ingest import run_ingest
     from casefind.synth import generate
 
     if say:
-        say(f"No store given and no demo workspace yet: creating one with a synthetic population "
-            f"of {DEMO_PATIENTS:,} patients (seed {DEMO_SEED}) in {paths['root']} ...")
+        why = ("the demo workspace was made by an older casefind: making it again"
+               if exists else "No store given and no demo workspace yet: creating one")
+        say(f"{why} with a synthetic population of {DEMO_PATIENTS:,} patients (seed {DEMO_SEED}) "
+            f"in {paths['root']} (about a minute) ...")
+    if paths["root"].exists() and (exists or marker.exists()):
+        shutil.rmtree(paths["root"])
     paths["root"].mkdir(parents=True, exist_ok=True)
     generate(DEMO_PATIENTS, DEMO_SEED, paths["source"])
     run_ingest(paths["source"], paths["store"], identities_store=paths["identities"])
+    marker.write_text(demo_version())
     if say:
         say(f"Demo workspace ready: {paths['store']}")
     return paths["store"]

@@ -2,7 +2,9 @@
 
 Rules are drawn from the language's constructs (aggregations of every kind, filters,
 windows, codelists, attributes, arithmetic, case, at, percentile/top); populations include
-deaths, deregistrations, missing costs and same-day duplicates. Weighted scores with the
+deaths, deregistrations, missing costs, same-day duplicates, and hospital spells with their
+diagnoses (by position) and procedures; rules use spell_has() and filters that read other
+aggregations ("the diagnoses of the latest spell"). Weighted scores with the
 published HFRS and Charlson (SHMI, with its hierarchy) weights must be identical to the bit,
 and equal to the exact sum of the published points."""
 from __future__ import annotations
@@ -25,7 +27,7 @@ from casefind.store import Store  # noqa: E402
 from casefind_testdata import write_source  # noqa: E402
 
 BASE = dt.date(2024, 1, 1)
-SETTINGS = ["ae", "gp", "emergency_admission", "outpatient"]
+SETTINGS = ["ae", "gp", "emergency_admission", "elective_admission", "outpatient"]
 CODES = [("snomed", "38341003"), ("snomed", "44054006"), ("icd10", "I509"), ("icd10", "I500"), ("icd10", "J440")]
 
 day = st.integers(0, 1000).map(lambda k: (BASE + dt.timedelta(days=k)).isoformat())
@@ -46,20 +48,37 @@ def populations(draw):
     def alive_on(pid, d):
         return deaths[pid] is None or d <= deaths[pid]
 
-    activity = []
+    activity, spells = [], []  # spells: (patient, spell id, admission date)
     for _ in range(draw(st.integers(0, 25))):
         pid, d = draw(st.sampled_from(ids)), draw(day)
         if not alive_on(pid, d):
             continue
         cost = draw(st.one_of(st.none(), st.sampled_from(["0", "42", "250.5", "3000"])))
-        row = (pid, d, None, draw(st.sampled_from(SETTINGS)), cost, draw(st.sampled_from([None, "I509", "J440"])), None, None)
-        activity += [row] * draw(st.integers(1, 2))  # same-day duplicates
+        setting = draw(st.sampled_from(SETTINGS))
+        primary = draw(st.sampled_from([None, "I509", "J440"]))
+        if setting in ("emergency_admission", "elective_admission"):  # a spell: its own id, an end
+            sid = f"S{len(spells)}"
+            end = (dt.date.fromisoformat(d) + dt.timedelta(days=draw(st.integers(0, 5)))).isoformat()
+            dest = draw(st.sampled_from([None, "home", "other_hospital", "care_home"]))
+            spells.append((pid, sid, d))
+            activity.append((pid, d, end, setting, cost, primary, None, dest, sid))
+        else:
+            activity += [(pid, d, None, setting, cost, primary, None, None, None)] * draw(st.integers(1, 2))
     diagnoses = []
     for _ in range(draw(st.integers(0, 12))):
         pid, d = draw(st.sampled_from(ids)), draw(day)
         if alive_on(pid, d):
             system, code = draw(st.sampled_from(CODES))
-            diagnoses.append((pid, d, system, code, None))
+            own = [sp for sp in spells if sp[0] == pid]
+            if own and system == "icd10" and draw(st.booleans()):  # coded in one of the patient's spells
+                _, sid, start = draw(st.sampled_from(own))
+                diagnoses.append((pid, start, system, code, "acute", sid, str(draw(st.integers(1, 3)))))
+            else:
+                diagnoses.append((pid, d, system, code, None, None, None))
+    procedures = []
+    for _, sid, start in spells:
+        if draw(st.booleans()):
+            procedures.append((spells[int(sid[1:])][0], start, "opcs4", draw(st.sampled_from(["K491", "W371"])), sid, "1"))
     registers = []
     for _ in range(draw(st.integers(0, 3))):
         pid, start = draw(st.sampled_from(ids)), draw(day)
@@ -67,7 +86,7 @@ def populations(draw):
         if alive_on(pid, start):
             registers.append((pid, "case_management", start, end))
     return {"practices": PRACTICES, "patients": pats, "activity": activity, "diagnoses": diagnoses,
-            "registers": registers}
+            "registers": registers, "procedures": procedures}
 
 
 window = st.sampled_from(["", ", within=months(6)", ", within=months(12)", ", between=(months(12), months(6))",
@@ -86,6 +105,10 @@ agg = st.one_of(
     st.builds(lambda w: f"score(diagnoses, codelist=ltc, hierarchy=(hypertension > diabetes){w})", window),
     st.builds(lambda f, m: f"trend(activity{f}, over=months({m}))", filt, st.sampled_from([3, 6, 12])),
     st.just('exists(registers, register == "case_management", active)'),
+    st.builds(lambda w: f"count(activity, spell_has(diagnoses, position == 1, codelist=hf){w})", window),
+    st.builds(lambda w: f"exists(activity, spell_has(procedures, codelist=cardiac) and not spell_has(diagnoses, position >= 2){w})", window),
+    st.builds(lambda w: f"count(activity, cips_position == 1 and days_between(previous_discharge, start_date) <= 29{w})", window),
+    st.builds(lambda w: f"count(activity, cips_position >= 2{w})", window),
 )
 patient_expr = st.sampled_from(["age", "age >= 65", "registered and alive", 'sex == "F"', "imd_decile",
                                 "days_between(birth_date, as_of)"])
@@ -98,6 +121,11 @@ def rules(draw):
         feats[f"a{i}"] = draw(agg)
     numeric = [k for k, v in feats.items() if not v.startswith(("exists", "first(activity.start", "last(activity.start", "max(activity.start"))]
     feats["pe"] = draw(patient_expr)
+    # filters that read other aggregations: the latest spell's diagnoses, rows above a value
+    feats["latest"] = draw(st.sampled_from(['last(activity.spell_id, setting == "emergency_admission")',
+                                            "last(activity.spell_id)"]))
+    feats["in_latest"] = draw(st.sampled_from(["count(diagnoses, spell_id == latest)",
+                                               "score(diagnoses, spell_id == latest and position >= 2, codelist=ltc_icd)"]))
     if numeric:
         x = draw(st.sampled_from(numeric))
         feats["cmp"] = f"{x} >= {draw(st.sampled_from([0, 1, 2, 100]))}"
@@ -105,13 +133,16 @@ def rules(draw):
         feats["tier"] = f'case({x} > 2, "high", {x} > 0, "some", "none")'
         feats["then"] = f"{x} at as_of - months({draw(st.sampled_from([1, 6, 13]))})"
         feats["pct"] = f"percentile({x})"
+        if not feats[x].startswith("trend"):  # a trend cannot be read per row
+            feats["above"] = f"count(activity, cost > {x}{draw(window)})"
         feats["top"] = f"top({x}, {draw(st.sampled_from(['10%', '50%']))})"
     as_of = (BASE + dt.timedelta(days=draw(st.integers(200, 1100)))).isoformat()
     return feats, as_of, draw(st.sampled_from([None, "age >= 18", "registered"]))
 
 
 CODELISTS = ('  hf: {system: icd10, prefixes: ["I50"]}\n'
-             "  ltc: {file: ltc.csv}\n")
+             '  cardiac: {system: opcs4, prefixes: ["K49"]}\n'
+             "  ltc: {file: ltc.csv}\n  ltc_icd: {file: ltc_icd.csv, system: icd10}\n")
 LTC_CSV = "code,system,category,weight\n38341003,snomed,hypertension,1\n44054006,snomed,diabetes,2.5\n"
 LTC_ICD = "code,category,weight\nI509,heart_failure,3\nI500,heart_failure,4\n"
 
@@ -123,6 +154,7 @@ def test_native_equals_reference(tmp_path_factory, pop, rule):
     feats, as_of, population = rule
     run_ingest(write_source(tmp / "src", pop), tmp / "store")
     (tmp / "ltc.csv").write_text(LTC_CSV)
+    (tmp / "ltc_icd.csv").write_text(LTC_ICD)
     body = f'rule: prop\nas_of: "{as_of}"\n' + (f"population: {population}\n" if population else "")
     body += "codelists:\n" + CODELISTS + "features:\n" + "".join(f"  {k}: {v}\n" for k, v in feats.items())
     (tmp / "r.yml").write_text(body)

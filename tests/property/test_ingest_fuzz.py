@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from casefind.contract import ANALYSIS_TABLES, TABLES
 from casefind.contract.nhs_number import sequence
 from casefind.contract.quarantine import REASONS
-from casefind.contract.schema import EXTRA_PREFIX, IDENTIFIER_NAMES
+from casefind.contract.schema import EXTRA_PREFIX, IDENTIFIER_NAMES, MAX_POSITION
 from casefind.errors import CasefindError
 from casefind.ingest import run_ingest
 from casefind.ingest.normalise import is_identifier_name
@@ -30,12 +30,33 @@ SECRETS = [str(n) for n in sequence(999_100_000, 40)]  # planted NHS numbers: ne
 SECRET_SET = set(SECRETS) | {int(s) for s in SECRETS}
 BAD_CODES = ["../../../evil_out/pwn", "/abs/path", "./Z00002", "=cmd|x", "Z0 1", "Z" * 200]
 COLLIDING = ["patient", "practice", "locality", "system", "_reason", "_column", "_source_row", "_detail",
-             "extra__ward", "", "Patient_ID", "patient_id"]
+             "extra__ward", "", "Patient_ID", "patient_id", "cips_position", "previous_discharge"]
 IDENTIFYING = [*IDENTIFIER_NAMES, "NHS Number", "Address Line 1", "Post Code"]
 STORE_COLUMNS = {"patient", "practice", "locality", "system"}
 BOOKKEEPING = {"_source_row": pa.int64(), "_reason": pa.string(), "_column": pa.string(), "_detail": pa.string()}
 CORRUPTIONS = ["wrong_type", "non_finite", "date_extreme", "huge_number", "duplicate_name", "colliding_extra",
                "identifier_extra", "nhs_values_extra", "bad_code", "odd_encoding", "drop_column", "no_rows"]
+
+
+# contract v2: a spell of p1 with a diagnosis and a procedure in it, and rows that break the
+# spells' rules (a duplicate spell, spells of nobody or of another patient, a position
+# without a spell or out of range, a code system procedures do not take)
+SPELLS = {
+    "activity": [("p1", "2025-02-01", "2025-02-03", "emergency_admission", None, "J189", "RXX", "other_hospital", "S1"),
+                 ("p1", "2025-02-04", "2025-02-06", "elective_admission", None, None, None, "home", "S2")],
+    "diagnoses": [("p1", "2025-02-01", "icd10", "J18.9", "acute", "S1", "1"),
+                  ("p1", "2025-02-04", "icd10", "I10", "acute", "S2", "2")],
+    "procedures": [("p1", "2025-02-02", "opcs4", "K40.1", "S1", "1"), ("p1", "2025-02-05", "opcs4", "K49", "S2", None)],
+}
+SPELL_BAD = [
+    ("activity", ("p3", "2023-05-01", "2023-05-02", "elective_admission", None, None, None, "home", "S1")),
+    ("diagnoses", ("p3", "2023-05-01", "icd10", "J189", "acute", "S1", "2")),
+    ("diagnoses", ("p1", "2025-02-01", "icd10", "J189", "acute", None, "2")),
+    ("procedures", ("p1", "2025-02-02", "opcs4", "K401", "S9", "1")),
+    ("procedures", ("p1", "2025-02-02", "opcs4", "K401", "S1", "100")),
+    ("procedures", ("p1", "2025-02-02", "icd10", "K401", "S1", "1")),
+    ("procedures", ("nobody", "2025-02-02", "opcs4", "K401", "S1", "1")),
+]
 
 
 def _values(draw, n: int, strategy) -> list:
@@ -113,12 +134,12 @@ def _corrupt(draw, tables: dict[str, pa.Table], kind: str) -> None:
         tables[name] = t.append_column("ref", arr)
     elif kind == "bad_code" and n and (cols := _columns(name, t, patterned=True)):
         column = draw(st.sampled_from(cols))
-        values = t.column(column).to_pylist()
+        values = t.column(t.column_names.index(column)).to_pylist()  # the first, if the name is duplicated
         values[draw(st.integers(0, n - 1))] = draw(st.sampled_from(BAD_CODES))
         tables[name] = _set(t, column, pa.array(values, pa.string()))
     elif kind == "odd_encoding" and (cols := [f.name for f in t.schema if pa.types.is_string(f.type)]):
         column = draw(st.sampled_from(cols))
-        arr = t.column(column)
+        arr = t.column(t.column_names.index(column))
         tables[name] = _set(t, column, arr.dictionary_encode() if draw(st.booleans()) else arr.cast(pa.large_string()))
     elif kind == "drop_column" and t.num_columns:
         tables[name] = t.remove_column(draw(st.integers(0, t.num_columns - 1)))
@@ -178,6 +199,11 @@ def _write(root: Path, tables: dict[str, pa.Table], fmt: str, hive_key: str) -> 
 @st.composite
 def extracts(draw):
     rows = {n: list(r) for n, r in GOOD.items()}
+    if draw(st.booleans()):  # a v2 source: spells, and procedures
+        for name, extra in SPELLS.items():
+            rows[name] = rows.get(name, []) + extra
+        for table, row in draw(st.lists(st.sampled_from(SPELL_BAD), max_size=3)):
+            rows[table].append(row)
     for table, row, _ in draw(st.lists(st.sampled_from(BAD), max_size=6)):
         rows[table].append(row)
     tables = {n: as_table(n, r) for n, r in rows.items()}
@@ -222,6 +248,21 @@ def _no_internal_name_is_taken(store: Store) -> None:
                 assert col in TABLES[name].names or col in BOOKKEEPING or col.startswith(EXTRA_PREFIX), (name, col)
 
 
+def _spells_keep_their_promises(store: Store) -> None:
+    """Spell numbers are unique in activity and every other table's are its, of the same
+    patient; the derived columns are within their bounds."""
+    act = store.table("activity")
+    numbers = act["spell_id"][act["spell_id"] > 0]
+    assert len(np.unique(numbers)) == len(numbers)
+    assert len(store.dictionary("spell")) == len(numbers) + 1
+    owner = dict(zip(act["spell_id"].tolist(), act["patient"].tolist()))
+    for name in ("diagnoses", "procedures"):
+        t = store.table(name)
+        for number, patient in zip(t["spell_id"].tolist(), t["patient"].tolist()):
+            assert number == 0 or owner[number] == patient, name
+    assert ((act["cips_position"] >= 0) & (act["cips_position"] <= MAX_POSITION)).all()
+
+
 @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(extracts())
 def test_ingest_keeps_its_promises_or_says_why(extract):
@@ -234,10 +275,12 @@ def test_ingest_keeps_its_promises_or_says_why(extract):
         except CasefindError as e:
             assert str(e)  # a message for the analyst, and nothing else escapes
             return
+        assert set(summary.tables) == set(tables)  # procedures included, when given
         for name, s in summary.tables.items():
             assert s.read == tables[name].num_rows, name
             assert s.read == s.stored + sum(s.quarantined.values()), name
         store = Store.open(root / "store")
+        _spells_keep_their_promises(store)
         for path, t in _stored_and_quarantined_files(store.dir):
             _holds_no_secret(path, t)
         _no_internal_name_is_taken(store)

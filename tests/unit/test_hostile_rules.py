@@ -420,8 +420,8 @@ def test_a_trend_of_a_column_with_missing_values_agrees(store, tmp_path):
     ("sum(activity, value=abs(cost))", "cannot use abs()"),
     ("count(activity, setting == discharge_destination)", "not a fixed value"),
     ("count(activity, provider_code == practice)", "not a fixed value"),
-    ("count(activity, cost > n)", "another aggregation"),
-    ("count(activity, cost > percentile(age))", "another aggregation"),
+    ("count(activity, cost > percentile(age))", "cannot use percentile"),
+    ("count(activity, cost > t)", "cannot use percentile, top or trend"),
     ('count(diagnoses, category == "x", codelist=c)', "only what an aggregation counts"),
     ("mean(diagnoses.weight, codelist=c)", "weights are added up"),
     ("max(activity.setting)", "numbers or dates"),
@@ -429,7 +429,8 @@ def test_a_trend_of_a_column_with_missing_values_agrees(store, tmp_path):
 ])
 def test_what_an_engine_cannot_evaluate_is_refused_at_check(tmp_path, feature, words):
     refused(tmp_path, HEAD + "codelists:\n  c: {system: icd10, codes: [I509]}\nfeatures:\n  n: count(activity)\n"
-            f"  x: {feature}\n", words, 7)
+            "  t: trend(activity, over=months(6))\n"
+            f"  x: {feature}\n", words, 8)
 
 
 def test_the_population_cannot_rank_within_itself(tmp_path):

@@ -16,9 +16,38 @@ HARDENING_BAD = [
 ]
 ALL_BAD = BAD + HARDENING_BAD
 
+# contract v2: spells. The good rows a spell's bad rows refer to (p1's admission S1, with a
+# diagnosis and a procedure in it), then one bad row per reason.
+SPELL_GOOD = {
+    "activity": [("p1", "2025-02-01", "2025-02-03", "emergency_admission", N, "J189", "RXX", "home", "S1")],
+    "diagnoses": [("p1", "2025-02-01", "icd10", "J18.9", "acute", "S1", "1")],
+    "procedures": [("p1", "2025-02-02", "opcs4", "K40.1", "S1", "1")],
+}
+SPELL_BAD = [
+    ("activity", ("p3", "2023-05-01", "2023-05-02", "elective_admission", N, N, N, "home", "S1"), "duplicate_spell"),
+    ("diagnoses", ("p3", "2023-05-01", "icd10", "J189", "acute", "S1", "2"), "unknown_spell"),  # p1's spell
+    ("diagnoses", ("p1", "2025-02-01", "icd10", "J189", "acute", "S9", N), "unknown_spell"),  # no such spell
+    ("diagnoses", ("p1", "2025-02-01", "icd10", "J189", "acute", N, "2"), "position_without_spell"),
+    ("diagnoses", ("p1", "2025-02-01", "icd10", "J189", "acute", "S1", "0"), "out_of_range"),
+    ("procedures", ("p1", "2025-02-02", "opcs4", "K401", N, "2"), "position_without_spell"),
+    ("procedures", ("p1", "2025-02-02", "opcs4", "K401", "S1", "100"), "out_of_range"),
+    ("procedures", ("p1", "2025-02-02", "opcs4", "K401", "S1", "1.5"), "out_of_range"),
+    ("procedures", ("p1", "2025-02-02", "icd10", "K401", "S1", "1"), "unknown_code_system"),
+    ("procedures", ("p1", "2025-02-02", "opcs4", "K401", "S2", "1"), "unknown_spell"),
+    ("procedures", ("nobody", "2025-02-02", "opcs4", "K401", "S1", "1"), "unknown_patient"),
+    ("procedures", ("p1", "2025-02-02", "opcs4", N, "S1", "1"), "missing_value"),
+]
+
+
+def _spell_tables() -> dict[str, list]:
+    tables = {k: list(v) for k, v in GOOD.items()}
+    for name, rows in SPELL_GOOD.items():
+        tables[name] = tables.get(name, []) + rows
+    return tables
+
 
 def test_every_reason_is_exercised():
-    assert {reason for _, _, reason in ALL_BAD} == set(REASONS)
+    assert {reason for _, _, reason in ALL_BAD + SPELL_BAD} == set(REASONS)
 
 
 @pytest.mark.parametrize("table,row,reason", ALL_BAD, ids=[f"{t}-{r}-{i}" for i, (t, _, r) in enumerate(ALL_BAD)])
@@ -36,6 +65,23 @@ def test_one_bad_row(tmp_path, table, row, reason):
         assert q.column("_source_row").to_pylist() == [len(GOOD[table]) + 1]
         # the row is kept verbatim
         assert tuple(q.column(c).to_pylist()[0] for c in q.column_names[:len(row)]) == row
+
+
+@pytest.mark.parametrize("table,row,reason", SPELL_BAD,
+                         ids=[f"{t}-{r}-{i}" for i, (t, _, r) in enumerate(SPELL_BAD)])
+def test_one_bad_spell_row(tmp_path, table, row, reason):
+    tables = _spell_tables()
+    good = len(tables[table])
+    tables[table].append(row)
+    summary = run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
+    assert summary.tables[table].quarantined == {reason: 1}
+    assert summary.tables[table].stored == good
+    others = {n: s.quarantined for n, s in summary.tables.items() if n != table and s.quarantined}
+    assert others == {}
+    q = Store.open(tmp_path / "store").quarantine(table)
+    assert q.column("_reason").to_pylist() == [reason]
+    assert q.column("_source_row").to_pylist() == [good + 1]
+    assert tuple(q.column(c).to_pylist()[0] for c in q.column_names[:len(row)]) == row
 
 
 def test_all_bad_rows_at_once(tmp_path):

@@ -3,11 +3,14 @@ a test keeps the two the same)."""
 from __future__ import annotations
 
 from casefind.contract.quarantine import REASONS
-from casefind.contract.schema import (CODE_PATTERN, CODE_PATTERN_DOC, CONTRACT_VERSION, EARLIEST_DATE, EXTRA_PREFIX,
-                                      IDENTIFIER_NAMES, IDENTIFIER_PREFIXES, LATEST_DATE, TABLES, Column, Table)
+from casefind.contract.schema import (ADMISSION_SETTINGS, CODE_PATTERN, CODE_PATTERN_DOC, CONTRACT_VERSION,
+                                      EARLIEST_DATE, EXTRA_PREFIX, IDENTIFIER_NAMES, IDENTIFIER_PREFIXES, LATEST_DATE,
+                                      MAX_POSITION, TABLES, TRANSFER_DAYS, Column, Table)
 
 _KIND = {"patient_id": "id (text or integer)", "date": "date (YYYY-MM-DD)", "enum": "text, one of",
-         "code": "code (text)", "text": "text", "float": "number", "int": "integer"}
+         "code": "code (text)", "text": "text", "float": "number", "int": "integer",
+         "spell": "spell id (text or integer)"}
+_DERIVED = "**derived on ingest**, not read from the source: "
 
 
 def _type(c: Column) -> str:
@@ -33,6 +36,67 @@ def _pattern_rules(t: Table) -> list[str]:
             for pattern, names in by_pattern.items()]
 
 
+def _spell_rules(t: Table) -> list[str]:
+    spells = [c.name for c in t.columns if c.kind == "spell"]
+    if not spells:
+        return []
+    if t.name == "activity":
+        return [f"`{spells[0]}` is unique (`duplicate_spell`; the first good row is kept)"]
+    rules = [f"`{spells[0]}` is the spell_id of a stored activity row of the same patient (`unknown_spell`)"]
+    if "position" in t.names:
+        rules.append("a `position` needs a `spell_id` (`position_without_spell`)")
+    return rules
+
+
+def _spells_section() -> list[str]:
+    admissions = " and ".join(f"`{s}`" for s in ADMISSION_SETTINGS)
+    return [
+        "## Spells, positions and procedures", "",
+        ("Contract v2 links hospital data by spell. A **spell** is an activity row with a `spell_id` "
+         "(an admission, as the provider's spell identifier gives it: text or integer). Spell ids are "
+         "unique in activity: a row repeating an earlier row's spell_id is `duplicate_spell` (the first "
+         "good row is kept). A diagnosis or procedure coded in a spell names its `spell_id`, which must "
+         "be the spell_id of a stored activity row of the same patient, else `unknown_spell` (activity "
+         "is validated first, so a diagnosis of a quarantined spell is quarantined too); rows from "
+         "outside hospital leave it empty."), "",
+        ("A **position** is a diagnosis's or procedure's place in its spell's coding: 1 the primary "
+         "diagnosis or the main procedure, 2 and above the others (secondary diagnoses, further "
+         f"procedures), at most {MAX_POSITION} (`out_of_range` otherwise). A position needs a spell_id "
+         "(`position_without_spell`); a spell_id without a position is kept."), "",
+        ("**Procedures** (optional) are OPCS-4 codes with `code_system` `opcs4` (any other is "
+         "`unknown_code_system`); like ICD-10, OPCS-4 codes are stored without the dot (a dot is "
+         "removed on ingest, in every table: `K40.1` → `K401`)."), "",
+        ("In the store a spell id is a **spell number** (1, 2, ...; 0 for none), the same number in "
+         "activity, diagnoses and procedures: one store-wide dictionary `spell` (entry 0 empty, entry "
+         "*n* the source id of spell *n*) shows each number as its source id. Rules compare spell "
+         "numbers, e.g. `count(diagnoses, spell_id == index_spell)` with "
+         "`index_spell: last(activity.spell_id, setting == \"emergency_admission\")`."), "",
+        ("**Continuous inpatient (CIP) spells and transfers.** Ingest derives two columns of "
+         "activity from each patient's admissions (rows with setting "
+         f"{admissions}), taken in order of start date, then end date (none last). An admission "
+         "*continues* the admission just before it when that one was discharged to `other_hospital` "
+         f"and this one starts 0 to {TRANSFER_DAYS} days after that discharge (after the HES CIP spell "
+         "method, which links transfers between providers); a run of admissions each continuing the "
+         "one before is one CIP spell, which ends with its last admission's end date (an admission "
+         "with no end date, still in hospital, ends no CIP spell). Spells that overlap are not "
+         "transfers."), "",
+        ("- `cips_position`: 1 for an admission that starts a CIP spell, 2, 3, ... for each transfer "
+         "that continues it; empty for rows that are not admissions."),
+        ("- `previous_discharge`: for an admission that starts a CIP spell, the latest end date of the "
+         "patient's earlier CIP spells that ended on or before its start, that is the discharge at "
+         "the end of the previous transfer chain, elective or emergency; empty for transfers "
+         "(position 2 and above), for a first admission and for other rows. A readmission is then "
+         "`cips_position == 1 and days_between(previous_discharge, start_date) <= 29` (0 for a "
+         "same-day readmission)."), "",
+        ("Both look only backwards (an admission's values depend on admissions that started on or "
+         "before it), so a rule evaluated at any date sees only what was known then. They are "
+         "derived the same way from a v1 source. A source column named like a derived column is "
+         "dropped (never read), and the ingest summary says so."), "",
+        ("**v1 sources** (no `spell_id` or `position` columns, no procedures) ingest as before: the "
+         "spell columns are empty and procedures is an empty table."), "",
+    ]
+
+
 def render() -> str:
     out = [
         f"# The data contract (v{CONTRACT_VERSION})",
@@ -48,8 +112,8 @@ def render() -> str:
         "that name, as text). Anything else in the source is listed as ignored. Column names are "
         "exact and lower-case, and a name given twice is an error; a missing optional table is an "
         "empty table; a missing nullable column is read as empty. Codes are compared exactly after "
-        "trimming spaces; ICD-10 codes are stored without the dot (a dot is removed on ingest: "
-        "`I50.9` → `I509`). Dates are ISO (`2026-10-31`) or Parquet dates or timestamps; "
+        "trimming spaces; ICD-10 and OPCS-4 codes are stored without the dot (a dot is removed on "
+        "ingest: `I50.9` → `I509`, `K40.1` → `K401`). Dates are ISO (`2026-10-31`) or Parquet dates or timestamps; "
         "`2026-02-30` is not a date, and a date before "
         f"{EARLIEST_DATE} or after {LATEST_DATE} is out of range. A number that is NaN or infinite "
         "(`1e400` in a CSV) is out of range.",
@@ -79,7 +143,8 @@ def render() -> str:
         out += [f"## {t.name} ({', '.join(flags)})", "", t.doc, "",
                 "| column | type | may be empty | notes |", "|---|---|---|---|"]
         for c in t.columns:
-            out.append(f"| `{c.name}` | {_type(c)} | {'yes' if c.nullable else 'no'} | {c.doc} |")
+            doc = _DERIVED + c.doc.removeprefix("derived: ") if c.derived else c.doc
+            out.append(f"| `{c.name}` | {_type(c)} | {'yes' if c.nullable else 'no'} | {doc} |")
         rules = []
         if t.unique:
             rules.append(f"`{t.unique}` is unique (the first good row is kept)")
@@ -95,9 +160,11 @@ def render() -> str:
             rules.append("`nhs_number` is 10 digits with a valid modulus-11 check digit")
         if t.per_patient_events and not t.event_dates:
             rules.append("the patient exists in `patients`")
+        rules += _spell_rules(t)
         if rules:
             out += ["", "Checked: " + "; ".join(rules) + "."]
         out.append("")
+    out += _spells_section()
     out += ["## What bad data gets", "",
             "Ingest never drops a row silently. A row that breaks the contract goes to the store's "
             "quarantine (`STORE/current/quarantine/<table>.parquet`, identities' to the identities "

@@ -1,4 +1,9 @@
-"""The input data contract (v1), defined once.
+"""The input data contract (v2), defined once.
+
+v2 adds hospital spells: ``activity.spell_id``, diagnoses linked to their spell with their
+``position`` (1 primary, 2 and above secondary), and a ``procedures`` table (OPCS-4). A v1
+source (none of these columns, no procedures) still ingests: the new columns are nullable and
+the new table optional.
 
 Ingest validates against it, the synthetic generator writes it, the docs are generated from
 it and the tests read it. Nothing else in the project spells out a table's columns.
@@ -7,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "2"
 
 # --- Enumerations (the order is the small-integer encoding in the store; never reorder) ----
 SEX = ("F", "M", "U")
 CODE_SYSTEMS = ("snomed", "icd10", "read2", "ctv3", "opcs4", "dmd", "bnf")
 CLINICAL_CODE_SYSTEMS = ("snomed", "icd10", "read2", "ctv3", "opcs4")
+PROCEDURE_CODE_SYSTEMS = ("opcs4",)
 MEDICATION_CODE_SYSTEMS = ("dmd", "bnf")
 SOURCES = ("primary_care", "acute", "community", "mental_health", "social_care")
 SETTINGS = (
@@ -27,6 +33,15 @@ KNOWN_REGISTERS = (
 )
 KNOWN_MEASURES = ("pam", "outcomes_star", "eq5d_index", "supported_to_manage")
 REVIEW_DECISIONS = ("listed", "accepted", "declined", "already_known")
+ADMISSION_SETTINGS = ("emergency_admission", "elective_admission")  # spells that form CIP spells
+# Positions of diagnoses and procedures within a spell: 1 is the primary (main) one. HES APC
+# holds 20 diagnosis and 24 procedure positions per episode; a spell of several episodes may
+# hold more, so the contract bounds positions generously and quarantines what no extract has.
+MAX_POSITION = 99
+# Two admission spells are one continuous inpatient (CIP) spell when the first ends with a
+# discharge to another hospital and the second starts within this many days of that discharge
+# (after the HES CIP spell method, which links transfers between providers).
+TRANSFER_DAYS = 2
 
 # --- Rules every table shares --------------------------------------------------------------
 # Codes of the hierarchy become folder and file names (lists per practice, KPI rows), so they
@@ -65,6 +80,12 @@ class Column:
                   ``code_system`` names the column holding the system, or a fixed system
       text        free text; stored dictionary-encoded (int32 index, -1 for null)
       float, int  numbers; ``minimum``/``maximum`` bound the valid range
+      spell       a hospital spell identifier (text in the source); stored as an int32 spell
+                  number shared by every table that names spells (0 missing), so a diagnosis
+                  or procedure joins its spell by number. Rules read it as an integer key
+                  (compare with ==), never as text
+``derived``: computed on ingest from other columns, never read from the source (a source
+column of that name is dropped, with the reason in the ingest summary).
     ``pattern`` (text only): a regular expression every value must match in full
     (``invalid_code`` otherwise), for values that become names of files and folders.
     """
@@ -77,10 +98,11 @@ class Column:
     minimum: float | None = None
     maximum: float | None = None
     pattern: str | None = None
+    derived: bool = False
     doc: str = ""
 
     def __post_init__(self) -> None:
-        kinds = {"patient_id", "date", "enum", "code", "text", "float", "int"}
+        kinds = {"patient_id", "date", "enum", "code", "text", "float", "int", "spell"}
         if self.kind not in kinds:
             raise ValueError(f"column {self.name}: unknown kind {self.kind!r}")
         if self.kind == "enum" and not self.values:
@@ -117,6 +139,11 @@ class Table:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.columns)
+
+    @property
+    def source_columns(self) -> tuple[Column, ...]:
+        """The columns a source provides (derived ones are computed on ingest)."""
+        return tuple(c for c in self.columns if not c.derived)
 
 
 def _pid(doc: str = "pseudonymised patient identifier") -> Column:
@@ -173,8 +200,15 @@ DIAGNOSES = Table(
         Column("code", "code", code_system="code_system",
                doc="ICD-10 without the dot (I509); a dot is removed on ingest"),
         Column("source", "enum", nullable=True, values=SOURCES),
+        Column("spell_id", "spell", nullable=True,
+               doc="the hospital spell the diagnosis was coded in: a spell_id of the same "
+                   "patient in activity (v2; null for primary care and v1 sources)"),
+        Column("position", "int", nullable=True, minimum=1, maximum=MAX_POSITION,
+               doc="the diagnosis's place in its spell's coding: 1 primary, 2 and above "
+                   "secondary (v2; needs spell_id)"),
     ),
-    doc="Coded clinical events from any setting.",
+    doc="Coded clinical events from any setting. Hospital diagnoses name their spell and "
+        "position (v2).",
     sort_date="date",
     event_dates=("date",),
 )
@@ -192,11 +226,43 @@ ACTIVITY = Table(
                doc="ICD-10 for admissions"),
         Column("provider_code", "text", nullable=True),
         Column("discharge_destination", "enum", nullable=True, values=DISCHARGE_DESTINATIONS),
+        Column("spell_id", "spell", nullable=True,
+               doc="hospital provider spell identifier of an admission; unique; diagnoses and "
+                   "procedures name it (v2)"),
+        Column("cips_position", "int", nullable=True, minimum=1, maximum=MAX_POSITION, derived=True,
+               doc="derived: 1 for an admission that starts a continuous inpatient (CIP) "
+                   "spell, 2, 3, ... for one that continues it by a transfer (the previous "
+                   f"admission was discharged to another hospital at most {TRANSFER_DAYS} days "
+                   "before); null for rows that are not admissions"),
+        Column("previous_discharge", "date", nullable=True, derived=True,
+               doc="derived: for an admission that starts a CIP spell, the discharge date of "
+                   "the same patient's previous CIP spell (the last spell of a transfer chain) "
+                   "that ended on or before this admission; what readmission indicators count "
+                   "from. Looks only backwards, so it never reveals a later event"),
     ),
     doc="Contacts, attendances and spells (utilisation and cost).",
     sort_date="start_date",
     ends=(("start_date", "end_date"),),
     event_dates=("start_date", "end_date"),
+)
+
+PROCEDURES = Table(
+    "procedures",
+    (
+        _pid(),
+        Column("date", "date", doc="the date of the procedure"),
+        Column("code_system", "enum", values=PROCEDURE_CODE_SYSTEMS,
+               doc="opcs4 (OPCS-4, the NHS classification of interventions and procedures)"),
+        Column("code", "code", code_system="code_system",
+               doc="OPCS-4 without the dot (K401); a dot is removed on ingest"),
+        Column("spell_id", "spell", nullable=True,
+               doc="the hospital spell it was done in: a spell_id of the same patient in activity"),
+        Column("position", "int", nullable=True, minimum=1, maximum=MAX_POSITION,
+               doc="1 the main procedure, 2 and above the others"),
+    ),
+    doc="Procedures and interventions in hospital spells (v2; optional).",
+    sort_date="date",
+    event_dates=("date",),
 )
 
 MEDICATIONS = Table(
@@ -303,7 +369,7 @@ REVIEWS = Table(
 
 TABLES: dict[str, Table] = {
     t.name: t
-    for t in (PATIENTS, PRACTICES, DIAGNOSES, ACTIVITY, MEDICATIONS, OBSERVATIONS, EXPERIENCE,
+    for t in (PATIENTS, PRACTICES, DIAGNOSES, ACTIVITY, PROCEDURES, MEDICATIONS, OBSERVATIONS, EXPERIENCE,
               REGISTERS, OPT_OUTS, IDENTITIES, REVIEWS)
 }
 INPUT_TABLES = tuple(n for n, t in TABLES.items() if t.recorded_by is None)  # what ingest loads

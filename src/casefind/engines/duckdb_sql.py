@@ -163,9 +163,10 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
                     joins.append(f"LEFT JOIN dict_code_{s} {alias} ON {cond}{alias}.idx = e.{c.name}")
                     parts.append(f"{alias}.value")
                 cols.append(f"COALESCE({', '.join(parts)}) AS {c.name}" if parts else f"NULL::VARCHAR AS {c.name}")
-            else:
-                cols.append(f"CASE WHEN isnan(e.{c.name}) THEN NULL ELSE e.{c.name} END AS {c.name}"
-                            if c.kind == "float" else f"e.{c.name}")
+            elif c.kind == "float":
+                cols.append(f"CASE WHEN isnan(e.{c.name}) THEN NULL ELSE e.{c.name} END AS {c.name}")
+            else:  # int and spell: 0 is missing
+                cols.append(f"NULLIF(e.{c.name}, 0) AS {c.name}")
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT {', '.join(cols)} "
                     f"FROM (SELECT * FROM raw_{name}) e {' '.join(joins)}")
 
@@ -226,12 +227,23 @@ class SqlCompiler:
             self.q.lookups[key] = name
         return f"COALESCE({sql} IN (SELECT v FROM {self.q.lookups[key]}), FALSE)"
 
+    def row_compiler(self) -> "SqlCompiler":
+        """A compiler for one aggregation's rows, with a patients alias of its own: a filter
+        that reads per-patient values (an attribute, another aggregation: "the diagnoses of
+        the latest admission") joins them to each row under that alias (see ``rows``)."""
+        self.q.aliases += 1
+        return self.with_alias(f"ev{self.q.aliases}")
+
     def rows(self, n: ir.Aggregate | ir.Trend) -> str:
-        """The FROM of an aggregation's rows: the event table, joined to the patients when
-        its filter or value uses a patient attribute (``cost > age``)."""
-        uses_patient = any(ir.contains(part, ir.Attr) for part in (n.where, n.value) if part is not None)
-        join = f" JOIN patients {self.a} ON {self.a}.patient = e.patient" if uses_patient else ""
-        return f"{n.table} e{join}"
+        """The FROM of an aggregation's rows (``self`` is its row compiler): the event table,
+        joined to the patients and the per-patient subqueries its filter or value uses."""
+        joins = self.q.joins.get(self.a, [])
+        uses_patient = joins or any(ir.contains(part, ir.Attr) for part in (n.where, n.value) if part is not None)
+        if not uses_patient:
+            return f"{n.table} e"
+        subs = "".join(f" LEFT JOIN {name} {self.a}_{name} ON {self.a}_{name}.patient = {self.a}.patient"
+                       for name in joins)
+        return f"{n.table} e JOIN patients {self.a} ON {self.a}.patient = e.patient{subs}"
 
     # --- patient domain -----------------------------------------------------------------
     def patient(self, n: ir.Node, d: str) -> str:
@@ -324,9 +336,19 @@ class SqlCompiler:
             return f"e.{n.column}"
         if isinstance(n, ir.InCodelist):
             return self.in_codelist(n)
+        if isinstance(n, ir.SpellHas):
+            return self.spell_has(n, d)
         if n.domain.per_patient:
             return self.patient(n, d)
         return self.expr(n, lambda m: self.event(m, d), d)
+
+    def spell_has(self, n: ir.SpellHas, d: str) -> str:
+        """The row's spell number among the spells with a matching row of ``n.table`` (spell
+        numbers are store-wide: no join on the patient). Inside, ``e`` is the inner row."""
+        where = self.event(n.where, d) if n.where is not None else "TRUE"
+        date = TABLES[n.table].sort_date
+        return (f"COALESCE(e.spell_id IN (SELECT e.spell_id FROM {n.table} e WHERE e.spell_id IS NOT NULL "
+                f"AND e.{date} <= {d} AND {where}), FALSE)")
 
     def in_codelist(self, n: ir.InCodelist) -> str:
         cl, col = n.codelist, n.column
@@ -377,11 +399,11 @@ class SqlCompiler:
     def aggregate(self, n: ir.Aggregate, d: str) -> str:
         key = (n, d)
         if key not in self.q.ctes:
-            name = f"agg{len(self.q.ctes)}"
             t = n.table
+            r = self.row_compiler()
             where = [self.window(n, t, d)]
             if n.where is not None:
-                where.append(self.event(n.where, d))
+                where.append(r.event(n.where, d))
             f = n.func
             cat_join = ""
             by_category = isinstance(n.value, ir.Column) and n.value.column.startswith("category:")
@@ -392,7 +414,7 @@ class SqlCompiler:
                             f" OR (cl.is_prefix AND starts_with(e.{code_col}, cl.code))")
             value = None
             if n.value is not None:
-                value = "cl.category" if by_category else self.event(n.value, d)
+                value = "cl.category" if by_category else r.event(n.value, d)
             order = f"e.{TABLES[t].sort_date}, e.row"
             agg = {
                 "exists": "TRUE",
@@ -410,11 +432,12 @@ class SqlCompiler:
             if f == "weighted_categories":
                 weights = ", ".join(f"({_q(c)}, CAST({w} AS BIGINT))" for c, w in sorted(n.codelist.category_weights.items()))
                 sql = self.weighted(n, f"SELECT p.patient, p.category, cw.w FROM (SELECT DISTINCT e.patient, cl.category "
-                                       f"FROM {self.rows(n)}{cat_join} WHERE {' AND '.join(where)} AND cl.category "
+                                       f"FROM {r.rows(n)}{cat_join} WHERE {' AND '.join(where)} AND cl.category "
                                        f"IS NOT NULL) p JOIN (VALUES {weights}) cw(category, w) ON cw.category = p.category")
             else:
-                sql = (f"SELECT e.patient, {agg} AS v FROM {self.rows(n)}{cat_join} "
+                sql = (f"SELECT e.patient, {agg} AS v FROM {r.rows(n)}{cat_join} "
                        f"WHERE {' AND '.join(where)} GROUP BY e.patient")
+            name = f"agg{len(self.q.ctes)}"  # after the subqueries its filter uses: they come first
             self.q.ctes[key] = (name, sql)
         name, _ = self.q.ctes[key]
         empty = {"exists": "FALSE", "count": "0", "count_distinct": "0", "sum": "0",
@@ -441,13 +464,13 @@ class SqlCompiler:
     def trend(self, n: ir.Trend, d: str) -> str:
         key = (n, d)
         if key not in self.q.ctes:
-            name = f"agg{len(self.q.ctes)}"
             t = n.table
+            r = self.row_compiler()
             date = f"e.{TABLES[t].sort_date}"
             where = [self.window(n, t, d)]
             if n.where is not None:
-                where.append(self.event(n.where, d))
-            y = "count(*)" if n.value is None else f"coalesce(sum({self.event(n.value, d)}), 0)"
+                where.append(r.event(n.where, d))
+            y = "count(*)" if n.value is None else f"coalesce(sum({r.event(n.value, d)}), 0)"
             # bucket i: (D - (i+1) months, D - i months]; x runs forward in time
             bucket = " ".join(f"WHEN {date} > {_shift(d, -(i + 1), 0)} THEN {n.months - 1 - i}"
                               for i in range(n.months))
@@ -456,10 +479,11 @@ class SqlCompiler:
             sxx = sum((x - mx) ** 2 for x in xs)
             sql = (f"SELECT patient, CASE WHEN count(*) < 2 THEN 0.0 ELSE "
                    f"sum((x - {mx}) * y) / {sxx} END AS v FROM ("
-                   f"SELECT e.patient, CASE {bucket} END AS x, {y} AS y FROM {self.rows(n)} "
+                   f"SELECT e.patient, CASE {bucket} END AS x, {y} AS y FROM {r.rows(n)} "
                    f"WHERE {' AND '.join(where)} GROUP BY e.patient, x) GROUP BY patient")
             # empty buckets contribute (x - mean) * 0 = 0 to the numerator, so summing over
             # non-empty buckets only is exact
+            name = f"agg{len(self.q.ctes)}"
             self.q.ctes[key] = (name, sql)
         name, _ = self.q.ctes[key]
         return f"COALESCE({self.joined(name)}.v, 0.0)"

@@ -23,7 +23,7 @@ import platformdirs
 import pyarrow as pa
 
 from casefind.contract.dates import NULL_DAY, to_day
-from casefind.engines.native_codegen import KernelSource, generate
+from casefind.engines.native_codegen import generate_spell_test, KernelSource, generate
 from casefind.plan import Plan, constant_date, make_plan
 from casefind.rules import ir
 from casefind.store import Store
@@ -192,11 +192,19 @@ class NativeEngine:
 
     # --- scans ----------------------------------------------------------------------------
     def run_scans(self, plan: Plan) -> dict:
+        """The plan's scans stage by stage: a stage's filters may read the aggregations of
+        the stages before it (``self.slots`` holds them by then)."""
+        self.slots = {}
+        for stage, scans in enumerate(plan.stages):
+            self.slots.update(self.run_stage(scans, stage))
+        return self.slots
+
+    def run_stage(self, scans: dict, stage: int) -> dict:
         """Every table's kernel over its work items, all tables' items on one thread pool."""
         results, calls = {}, []
-        for table, slots in plan.scans.items():
-            ks = generate(table, slots, self.store, lambda n, d: self._pv(n, d))
-            self.kernels[table] = ks
+        for table, slots in scans.items():
+            ks = generate(table, slots, self.store, lambda n, d: self._pv(n, d), self._spells)
+            self.kernels[table if not stage else f"{table} (stage {stage + 1})"] = ks
             t = self.store.table(table)
             rowless = int(t.offsets[-1]) == 0  # e.g. no reviews recorded yet
             args, outs = [], {}
@@ -240,6 +248,26 @@ class NativeEngine:
             if node.func in ("count", "count_distinct", "days_since"):
                 return np.int64
         return np.float64
+
+    def _spells(self, n: ir.SpellHas, d: dt.date) -> np.ndarray:
+        """spell_has(...) for every spell number at ``d`` (index 0, no spell, is False)."""
+        key = ("spells", n, d)
+        if key not in self.cache:
+            names = self.store.manifest["dictionaries"]
+            out = np.zeros((names["spell"]["size"] if "spell" in names else 0) + 1, dtype=np.bool_)
+            t = self.store.table(n.table)
+            if int(t.offsets[-1]) and len(out) > 1:
+                ks = generate_spell_test(n, d, self.store, self._spells)
+                def arg(spec):
+                    if not isinstance(spec, tuple):
+                        return spec
+                    return {"offsets": lambda: t.offsets, "spells": lambda: out,
+                            "column": lambda: np.ascontiguousarray(t[spec[1]])}[spec[0]]()
+
+                args = [arg(spec) for _, spec in ks.args]
+                load_kernel(ks)(0, self.store.n_patients, *args)
+            self.cache[key] = out
+        return self.cache[key]
 
     def _pv(self, n: ir.Node, d: dt.date):
         v = self.eval(n, d)

@@ -40,13 +40,14 @@ class KernelSource:
 
 
 class _Gen:
-    def __init__(self, table: str, store, patient_values):
+    def __init__(self, table: str, store, patient_values, spell_values=None):
         self.table = table
         self.store = store
         self.spec = TABLES[table]
         self.enc = store.table(table).encodings
         self.args: dict[str, object] = {}
         self.patient_values = patient_values  # callable(node, date) -> (values, valid) arrays
+        self.spell_values = spell_values  # callable(SpellHas, date) -> bool array by spell number
 
     def arg(self, name: str, value) -> str:
         self.args.setdefault(name, value)
@@ -63,7 +64,7 @@ class _Gen:
             c = self.spec.column(n.column)
             a = self.col(n.column)
             null = {"date": f"{a}[{r}] == {NULL}", "float": f"np.isnan({a}[{r}])",
-                    "int": f"{a}[{r}] == 0"}.get(c.kind, f"{a}[{r}] < 0")
+                    "int": f"{a}[{r}] == 0", "spell": f"{a}[{r}] == 0"}.get(c.kind, f"{a}[{r}] < 0")
             return f"{a}[{r}]", null
         if isinstance(n, (ir.Const, ir.Param)):
             if n.type is ir.T.DATE:
@@ -169,6 +170,10 @@ class _Gen:
             return f"(not {self.cond(n.operand, d, r)})"
         if isinstance(n, ir.InCodelist):
             return self.in_codelist(n, r)
+        if isinstance(n, ir.SpellHas):  # worked out per spell before the scan: one lookup per row
+            k = len([a for a in self.args if a.startswith("spells")])
+            has = self.arg(f"spells{k}", self.spell_values(n, d))
+            return f"{has}[{self.col('spell_id')}[{r}]]"
         if isinstance(n, ir.IsIn):
             if n.operand.type in (ir.T.TEXT, ir.T.CODE):
                 return self.text_test(n.operand, [o.value for o in n.options], False, r)
@@ -339,7 +344,37 @@ def _searches(date: str, searches: list[tuple[int, int, str]]) -> list[str]:
     return lines
 
 
-def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSource:
+def generate_spell_test(n: ir.SpellHas, d: dt.date, store, spell_values) -> KernelSource:
+    """A kernel that marks each spell (by number) having a row of ``n.table`` that passes
+    ``n.where`` dated on or before ``d``: out[s] is True for such a spell s (out[0], no
+    spell, stays False). Its output has one entry per spell number, not per patient."""
+    g = _Gen(n.table, store, lambda *_: (_ for _ in ()).throw(NotImplementedError("per-patient value")),
+             spell_values)
+    offsets = g.arg("offsets", ("offsets", None))
+    date, spell = g.col(TABLES[n.table].sort_date), g.col("spell_id")
+    day = g.arg("D", np.int64(to_day(d)))
+    test = g.cond(n.where, d) if n.where is not None else "True"
+    out = g.arg("out", ("spells", None))
+    name = f"spells_{n.table}"
+    src = [
+        "import numba as nb",
+        "import numpy as np",
+        f"from casefind_native import runtime as rt  # runtime source {_runtime_digest()}",
+        "",
+        "",
+        "@nb.njit(nogil=True, cache=True)",
+        f"def {name}({', '.join(['p0', 'p1', *g.args])}):",
+        "    for p in range(p0, p1):",
+        f"        for r in range({offsets}[p], {offsets}[p + 1]):",
+        f"            s = {spell}[r]",
+        f"            if s > 0 and not {out}[s] and {date}[r] <= {day} and {test}:",
+        f"                {out}[s] = True",
+        "",
+    ]
+    return KernelSource(n.table, name, "\n".join(src), list(g.args.items()))
+
+
+def generate(table: str, slots: list[Slot], store, patient_values, spell_values=None) -> KernelSource:
     """One kernel per table, over patients p0..p1-1 (a work item; the engine runs work items
     on threads, in parallel). Per patient it finds the row just past each window bound,
     latest bound first, so a slot visits only the rows inside its window and tests no dates.
@@ -347,7 +382,7 @@ def generate(table: str, slots: list[Slot], store, patient_values) -> KernelSour
     rows stops at the first row that decides it. Dates, codelists and sizes are arguments,
     not literals: the source depends on the plan's shape (and the order of its window bounds),
     so another as_of or store mostly reuses the compiled kernel."""
-    g = _Gen(table, store, patient_values)
+    g = _Gen(table, store, patient_values, spell_values)
     spec = TABLES[table]
     offsets = g.arg("offsets", ("offsets", None))
     date = g.col(spec.sort_date)

@@ -7,8 +7,9 @@ into ``missing_value``, ``unparseable_*`` and ``out_of_range`` reasons.
 
 Before that, the table's columns are made safe to keep: dictionary and large text columns
 read as text; a contract column of a type the contract cannot read is an error; extra
-columns that identify people are removed (never stored), those the store cannot hold are
-dropped, and the rest are renamed ``extra__<name>`` so that no source column can take the
+columns that identify people are removed (never stored), those the store cannot hold and
+those named like a derived contract column (computed on ingest, never read) are dropped, and
+the rest are renamed ``extra__<name>`` so that no source column can take the
 place of a store or quarantine column.
 """
 from __future__ import annotations
@@ -171,7 +172,7 @@ def _storable(t: pa.DataType) -> bool:
 
 
 def _check_contract_types(spec: Table, raw: pa.Table) -> None:
-    for c in spec.columns:
+    for c in spec.source_columns:
         if c.name in raw.column_names and not _readable(raw.schema.field(c.name).type):
             t = raw.schema.field(c.name).type
             raise IngestError(f"table {spec.name}: column {c.name} has type {t}, which the contract "
@@ -204,12 +205,15 @@ def holds_nhs_numbers(col: pa.ChunkedArray) -> bool:
 
 def _extras(spec: Table, raw: pa.Table) -> tuple[pa.Table, list[str], list[str], dict[str, str]]:
     """Sort the extra columns: removed (identifiers, in an analysis table), dropped (types
-    the store cannot hold; every extra of identities) or kept under the extras' prefix.
+    the store cannot hold; every extra of identities; a column named like a derived one) or kept under the extras' prefix.
     Returns the table of contract and kept columns, the kept, the identifiers, the dropped."""
     keep, names, kept, identifiers, dropped = [], [], [], [], {}
+    derived = {c.name for c in spec.columns if c.derived}
     for i, name in enumerate(raw.column_names):
         col = raw.column(i)
-        if name in spec.names:
+        if name in derived:
+            dropped[name] = "derived on ingest from the table's other columns; a source column of this name is not read"
+        elif name in spec.names:
             keep.append(i)
             names.append(name)
         elif spec.restricted:
@@ -228,7 +232,7 @@ def _extras(spec: Table, raw: pa.Table) -> tuple[pa.Table, list[str], list[str],
 def normalise(spec: Table, raw: pa.Table) -> NormalTable:
     raw = _plain_types(spec, raw)
     names = set(raw.column_names)
-    missing = [c.name for c in spec.columns if c.name not in names]
+    missing = [c.name for c in spec.source_columns if c.name not in names]
     required_missing = [c for c in missing if not spec.column(c).nullable]
     if required_missing:
         raise IngestError(f"table {spec.name}: missing column(s) {', '.join(required_missing)}; "
@@ -237,7 +241,7 @@ def normalise(spec: Table, raw: pa.Table) -> NormalTable:
     raw, extras, identifiers, dropped = _extras(spec, raw)
     n = raw.num_rows
     columns, present, failed, implausible = {}, {}, {}, {}
-    for c in spec.columns:
+    for c in spec.source_columns:  # derived columns are computed later, from these
         implausible[c.name] = np.zeros(n, dtype=bool)
         if c.name not in names:
             columns[c.name] = pa.nulls(n, pa.string())

@@ -13,14 +13,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from casefind import __version__
-from casefind.contract import CONTRACT_VERSION, INPUT_EVENT_TABLES, TABLES, Table
+from casefind.contract import CONTRACT_VERSION, INPUT_EVENT_TABLES, TABLES, Column, Table
 from casefind.contract.dates import NULL_DAY, from_day
 from casefind.contract.schema import CODE_SYSTEMS, EXTRA_PREFIX
 from casefind.errors import EXIT_STRICT
-from casefind.ingest import encode
+from casefind.ingest import encode, spells
 from casefind.ingest.normalise import NormalTable, normalise, unify_patient_ids
 from casefind.ingest.sources import IngestError, read_source
-from casefind.ingest.validate import PatientContext, quarantine_rows, validate
+from casefind.ingest.validate import (SPELL_TABLE, PatientContext, SpellContext, quarantine_rows, spell_context,
+                                      validate)
 from casefind.store.identities import IdentitiesCommit, check_apart, default_root
 from casefind.store.writer import SnapshotBuilder, check_store_path
 from casefind_native import gather, group_by_patient
@@ -63,25 +64,32 @@ class IngestSummary:
 
 
 Progress = Callable[[str], None]
+SPELL_DICTIONARY = "spell"  # one store-wide dictionary: entry 0 is null, entry n the source id of spell n
+SPELL_ENCODING = {"kind": "spell", "dictionary": SPELL_DICTIONARY, "null": 0}
 
 
 def _good(arr: pa.Array, keep: np.ndarray) -> pa.Array:
     return arr if keep.all() else arr.filter(pa.array(keep))
 
 
-def _icd10_without_dot(codes: pa.Array, is_icd10: np.ndarray | None = None) -> pa.Array:
+DOTLESS_SYSTEMS = ("icd10", "opcs4")  # stored without the dot: I50.9 -> I509, K40.1 -> K401
+
+
+def _without_dot(codes: pa.Array, dotless: np.ndarray | None = None) -> pa.Array:
     stripped = pc.replace_substring(codes, ".", "")
-    if is_icd10 is None:
+    if dotless is None:
         return stripped
-    return pc.if_else(pa.array(is_icd10), stripped, codes)
+    return pc.if_else(pa.array(dotless), stripped, codes)
 
 
 class _Encoder:
-    """Dictionary builders shared across tables (codes per code system, text per column)."""
+    """Dictionary builders shared across tables (codes per code system, text per column,
+    and the one spell dictionary: the source spell ids of the stored activity rows)."""
 
     def __init__(self):
         self.code_parts: dict[str, list[pa.Array]] = {s: [] for s in CODE_SYSTEMS}
         self.code_dicts: dict[str, pa.Array] = {}
+        self.spells = SpellContext.empty()
 
     def collect_codes(self, system: str, codes: pa.Array) -> None:
         self.code_parts[system].append(encode.sorted_unique(codes))
@@ -112,24 +120,26 @@ def _code_columns(spec: Table, cols: dict[str, pa.Array]):
         if c.code_system in cols:  # the system is named by another column
             values = spec.column(c.code_system).values
             idx = encode.enum(cols[c.code_system], values)
-            if "icd10" in values:
-                codes = _icd10_without_dot(codes, idx == values.index("icd10"))
+            dotless = [values.index(x) for x in DOTLESS_SYSTEMS if x in values]
+            if dotless:
+                codes = _without_dot(codes, np.isin(idx, dotless))
             yield c.name, list(values), idx, codes
         else:
-            if c.code_system == "icd10":
-                codes = _icd10_without_dot(codes)
+            if c.code_system in DOTLESS_SYSTEMS:
+                codes = _without_dot(codes)
             yield c.name, [c.code_system], None, codes
 
 
 def _encode_columns(spec: Table, cols: dict[str, pa.Array], encoder: _Encoder,
                     dictionaries: dict[str, pa.Array], code_parts: list | None = None,
                     ) -> tuple[dict[str, np.ndarray], dict]:
-    """Encode the (already filtered) contract columns of one table; returns arrays and
-    the encodings recorded in the manifest."""
+    """Encode the (already filtered) source columns of one table; returns arrays and
+    the encodings recorded in the manifest. Derived columns are computed later, on the
+    sorted rows (``_derive``)."""
     out, encodings = {}, {}
     parts = code_parts if code_parts is not None else _code_columns(spec, cols)
     code_cols = {name: (systems, idx, codes) for name, systems, idx, codes in parts}
-    for c in spec.columns:
+    for c in spec.source_columns:
         if c.kind == "patient_id":
             continue
         a = cols[c.name]
@@ -151,14 +161,38 @@ def _encode_columns(spec: Table, cols: dict[str, pa.Array], encoder: _Encoder,
             dictionaries[name] = dictionary
             out[c.name] = idx
             encodings[c.name] = {"kind": "text", "dictionary": name, "null": -1}
+        elif c.kind == "spell":
+            out[c.name] = encoder.spells.numbers(a)
+            encodings[c.name] = SPELL_ENCODING
         elif c.kind == "int":
             v = encode.numbers(a)
-            out[c.name] = np.where(np.isnan(v), 0, v).astype(np.int8 if (c.maximum or 0) < 128 else np.int32)
+            out[c.name] = np.where(np.isnan(v), 0, v).astype(_int_type(c))
             encodings[c.name] = {"kind": "int", "null": 0}
         else:
             out[c.name] = encode.numbers(a)
             encodings[c.name] = {"kind": "float", "null": "NaN"}
     return out, encodings
+
+
+def _int_type(c: Column):
+    return np.int8 if (c.maximum or 0) < 128 else np.int32
+
+
+def _derive(spec: Table, arrays: dict[str, np.ndarray], patient: np.ndarray) -> tuple[dict[str, np.ndarray], dict]:
+    """The derived columns of one table, from its encoded rows in store order (sorted by
+    patient, then date), with their encodings."""
+    derived = [c for c in spec.columns if c.derived]
+    if not derived:
+        return {}, {}
+    if spec.name != "activity" or {c.name for c in derived} != {"cips_position", "previous_discharge"}:
+        raise NotImplementedError(f"no derivation for {spec.name}: {', '.join(c.name for c in derived)}")
+    position, previous = spells.derive(patient, arrays["start_date"], arrays["end_date"], arrays["setting"],
+                                       arrays["discharge_destination"])
+    out = {"cips_position": position.astype(_int_type(spec.column("cips_position"))),
+           "previous_discharge": previous}
+    enc = {"cips_position": {"kind": "int", "null": 0, "derived": True},
+           "previous_discharge": {"kind": "date", "null": int(NULL_DAY), "derived": True}}
+    return out, enc
 
 
 def run_ingest(source: str | Path, store: str | Path, *, identities_store: str | Path | None = None,
@@ -241,12 +275,15 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
 
     # --- event tables: validate, collect codes, then encode and group by patient ------------
     events: dict[str, tuple] = {}  # name -> (columns, patient index, kept rows, code parts)
-    for name in INPUT_EVENT_TABLES:
+    # activity first: its stored rows are the spells that diagnoses and procedures name
+    for name in sorted(INPUT_EVENT_TABLES, key=lambda n: n != SPELL_TABLE):
         if name not in normal:
             continue
         say(f"validating: {name}")
         t = normal[name]
-        verdict, pidx = validate(t, TABLES[name], patients=context)
+        verdict, pidx = validate(t, TABLES[name], patients=context, spells=encoder.spells)
+        if name == SPELL_TABLE:
+            encoder.spells = spell_context(t, verdict, pidx)
         record(name, t, verdict, quarantined_ids)
         keep = verdict.good
         cols = {k: _good(v, keep) for k, v in t.columns.items()}
@@ -261,6 +298,8 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
                         encoder.collect_codes(s, codes.filter(pa.array(m)))
         events[name] = (cols, pidx[keep], keep, code_parts)
     encoder.finish_codes()
+    order_of = {n: i for i, n in enumerate(("practices", "patients", *INPUT_EVENT_TABLES))}  # activity
+    summary.tables = dict(sorted(summary.tables.items(), key=lambda kv: order_of[kv[0]]))  # came first: reorder
     if "identities" in normal:  # validated here, stored apart below
         say("validating: identities")
         it = normal["identities"]
@@ -289,9 +328,15 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
                 pidx, extras = np.empty(0, np.int32), {}
             order, offs = group_by_patient(pidx, n_patients, arrays[spec.sort_date])
             offsets[name] = offs
-            tbl = pa.table({"patient": gather(pidx.astype(np.int32), order),
-                            **{k: gather(v, order) for k, v in arrays.items()},
+            patient = gather(pidx.astype(np.int32), order)
+            arrays = {k: gather(v, order) for k, v in arrays.items()}
+            derived, derived_enc = _derive(spec, arrays, patient)
+            arrays.update(derived)
+            enc.update(derived_enc)
+            contract_order = [c.name for c in spec.columns if c.name in arrays]
+            tbl = pa.table({"patient": patient, **{k: arrays[k] for k in contract_order},
                             **{x: v.take(pa.array(order)) for x, v in extras.items()}})
+            enc = {k: enc[k] for k in contract_order}
             say(f"building the store: writing {name}")
             build.write_arrow(f"{name}.arrow", tbl)
             sd = arrays[spec.sort_date]
@@ -303,6 +348,8 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
         dict_meta = {}
         for s, d in encoder.code_dicts.items():
             dictionaries[f"code.{s}"] = d
+        dictionaries[SPELL_DICTIONARY] = pa.concat_arrays([pa.nulls(1, pa.string()),
+                                                           encoder.spells.ids.cast(pa.string())])
         for dname, d in sorted(dictionaries.items()):
             build.write_arrow(f"dict/{dname}.arrow", pa.table({"value": d}))
             dict_meta[dname] = {"file": f"dict/{dname}.arrow", "size": len(d)}

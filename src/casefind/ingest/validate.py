@@ -3,6 +3,12 @@
 Reasons are tried in the order of ``contract.quarantine.REASONS`` and the first that
 applies is recorded with the column it concerns. Duplicates are judged last, among rows
 that are otherwise good, so a good second copy survives a bad first one.
+
+Spells: an activity row is a hospital spell when it has a ``spell_id``, which is unique
+(``duplicate_spell``, judged like duplicates). Diagnoses and procedures name their spell:
+a spell_id that is not one of the same patient's stored activity rows is ``unknown_spell``
+(so activity is validated first), and a position without a spell_id is
+``position_without_spell``.
 """
 from __future__ import annotations
 
@@ -31,6 +37,25 @@ class PatientContext:
     birth: np.ndarray      # int32 day numbers, store order
     death: np.ndarray      # int32 day numbers, NULL_DAY where alive
     quarantined_ids: pa.Array  # ids whose patients row was quarantined (for the detail)
+
+
+SPELL_TABLE = "activity"  # whose rows are the spells; other tables' spell_id columns name them
+
+
+@dataclass
+class SpellContext:
+    """The spells other tables may name: the spell ids of the stored activity rows."""
+
+    ids: pa.Array          # sorted unique source spell ids; a spell's number is its index + 1
+    patient: np.ndarray    # int32 store patient index of each spell, in the order of ``ids``
+
+    @classmethod
+    def empty(cls) -> SpellContext:
+        return cls(pa.array([], pa.string()), np.empty(0, np.int32))
+
+    def numbers(self, spell_ids: pa.Array) -> np.ndarray:
+        """int32 spell number of each id (0 where missing or not a stored spell)."""
+        return encode.lookup(spell_ids, self.ids) + np.int32(1)
 
 
 @dataclass
@@ -106,13 +131,21 @@ def _check_number(chk: _Checks, c: Column, v: np.ndarray, present: np.ndarray) -
         chk.add("out_of_range", low | high | fractional, c.name)
 
 
+def _spell_columns(spec: Table) -> list[str]:
+    return [c.name for c in spec.columns if c.kind == "spell"]
+
+
 def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
-             patients: PatientContext | None = None) -> tuple[Verdict, np.ndarray | None]:
+             patients: PatientContext | None = None,
+             spells: SpellContext | None = None) -> tuple[Verdict, np.ndarray | None]:
     """Return the verdict and, for tables keyed by patient, each row's store patient index
-    (-1 where unknown)."""
+    (-1 where unknown). ``spells`` are the stored spells that a table other than activity
+    may name (none when not given)."""
     chk = _Checks(spec, t.num_rows)
     cols = t.columns
     for c in spec.columns:
+        if c.derived:  # computed on ingest, never read from the source
+            continue
         if not c.nullable:
             chk.add("missing_value", ~t.present[c.name], c.name)
         if c.kind == "date":
@@ -127,6 +160,8 @@ def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
             chk.add(unknown_value_reason(c.name), t.present[c.name] & ~known, c.name)
         if c.kind in ("float", "int"):
             _check_number(chk, c, encode.numbers(cols[c.name]), t.present[c.name])
+    if "position" in cols and "spell_id" in cols:
+        chk.add("position_without_spell", t.present["position"] & ~t.present["spell_id"], "position")
     for start, end in spec.ends:
         s, e = encode.days(cols[start]), encode.days(cols[end])
         bad = (s != NULL_DAY) & (e != NULL_DAY) & (e < s)
@@ -152,6 +187,12 @@ def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
             has = known & (day != NULL_DAY)
             chk.add("event_before_birth", has & (day < birth), d)
             chk.add("event_after_death", has & (death != NULL_DAY) & (day > death), d)
+        if spec.name != SPELL_TABLE:
+            known_spells = spells or SpellContext.empty()
+            for name in _spell_columns(spec):
+                number = known_spells.numbers(cols[name])
+                owner = np.append(np.int32(-1), known_spells.patient)[number]
+                chk.add("unknown_spell", t.present[name] & known & (owner != patient_index), name)
 
     verdict = chk.verdict()
     if spec.unique:
@@ -159,7 +200,23 @@ def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
         name = "duplicate_practice" if spec.unique == "practice_code" else "duplicate_patient"
         verdict.reason[dup] = _REASON_INDEX[name]
         verdict.column[dup] = spec.names.index(spec.unique)
+    if spec.name == SPELL_TABLE:
+        for name in _spell_columns(spec):
+            dup = _first_occurrence_duplicates(cols[name], verdict.good & t.present[name])
+            verdict.reason[dup] = _REASON_INDEX["duplicate_spell"]
+            verdict.column[dup] = spec.names.index(name)
     return verdict, patient_index
+
+
+def spell_context(t: NormalTable | None, verdict: Verdict | None, patient_index: np.ndarray | None) -> SpellContext:
+    """The spells of activity's stored rows (after its verdict): sorted ids and their patients."""
+    if t is None or verdict is None or patient_index is None or "spell_id" not in t.columns:
+        return SpellContext.empty()
+    rows = np.flatnonzero(verdict.good & t.present["spell_id"])
+    ids = t.columns["spell_id"].take(pa.array(rows, pa.int64()))
+    order = pc.sort_indices(ids).to_numpy(zero_copy_only=False)
+    return SpellContext(ids.take(pa.array(order, pa.int64())),
+                        patient_index[rows[order]].astype(np.int32))
 
 
 def _as_text(col: pa.ChunkedArray) -> pa.Array:

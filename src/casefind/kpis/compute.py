@@ -80,6 +80,8 @@ def expressions(ksets: dict[Period, KpiSet]) -> dict[str, ir.Node]:
         for m in ks.measures.values():
             exprs[f"{m.name}|pop|{p.label}"] = ir.At(m.population, end)
             exprs[f"{m.name}|val|{p.label}"] = ir.At(m.value, end)
+            if m.denominator is not None:
+                exprs[f"{m.name}|den|{p.label}"] = ir.At(m.denominator, end)
         exprs[f"age|{p.label}"] = ir.At(ir.Attr("age"), end)
         if ks.segment is not None:
             exprs[f"segment|{p.label}"] = ir.At(ks.segment, end)
@@ -166,8 +168,8 @@ def _finish(m: Measure, s: dict, level: float = 0.95) -> tuple[np.ndarray, ...]:
     n, k, tot, ss = s["n"], s["k"], s["s"], s["ss"]
     nan = np.full(len(n), np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        if m.kind == "proportion":
-            lo, hi = stats.wilson(tot, n, level)
+        if m.kind in ("proportion", "ratio"):  # a ratio's n is its denominator's sum (events)
+            lo, hi = stats.wilson(np.minimum(tot, n), n, level)
             return tot, n, tot / n * m.multiplier, lo * m.multiplier, hi * m.multiplier
         if m.kind == "rate":
             value, lo, hi = stats.rate_ci(tot, n, m.multiplier, level)
@@ -233,8 +235,9 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
             raw = values.column(f"{m.name}|val|{p.label}")
             valid = np.asarray(raw.is_valid().to_numpy(zero_copy_only=False), bool)
             v = _column(values, f"{m.name}|val|{p.label}", 0.0).astype(np.float64)
-            if m.kind in ("rate", "total", "per_head", "proportion"):
+            if m.kind in ("rate", "total", "per_head", "proportion", "ratio"):
                 valid = np.ones(len(v), bool)  # a missing count or cost is none
+            den = _column(values, f"{m.name}|den|{p.label}", 0.0).astype(np.float64) if m.kind == "ratio" else None
             for breakdown in [""] + list(m.breakdowns):
                 code, labels = splits[breakdown]
                 nb = len(labels)
@@ -248,6 +251,8 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
                         emit(p, ks, m, lv, breakdown, labels, (nan, sums["k"], med * m.multiplier, nan, nan))
                     continue
                 pr = _sums(group, n_units["practice"] * nb, mask, v, valid)
+                if den is not None:  # events over events: the denominator is the events' sum
+                    pr["n"] = _sums(group, n_units["practice"] * nb, mask, den, valid)["s"]
                 loc = _roll(pr, h.locality_of_practice, n_units["locality"], nb)
                 sy = _roll(loc, h.system_of_locality, n_units["system"], nb)
                 for lv, s in (("practice", pr), ("locality", loc), ("system", sy)):

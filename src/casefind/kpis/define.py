@@ -25,10 +25,10 @@ from casefind.rules.load import (Located, RuleSource, _check_keys, _key_span, _m
 
 TOP_LEVEL = ("kpis", "title", "version", "description", "parameters", "codelists", "features",
              "breakdowns", "segments_from", "disclosure", "measures")
-MEASURE_KEYS = ("title", "domain", "kind", "per", "population", "value", "direction", "target",
+MEASURE_KEYS = ("title", "domain", "kind", "per", "population", "value", "denominator", "direction", "target",
                 "standardise", "unit", "source", "breakdowns")
 DOMAINS = ("population_health", "experience", "cost", "process")
-KINDS = ("proportion", "rate", "mean", "per_head", "total", "median")
+KINDS = ("proportion", "rate", "mean", "per_head", "total", "median", "ratio")
 DIRECTIONS = ("higher_is_better", "lower_is_better", "neutral")
 BREAKDOWNS = ("age_band", "sex", "imd_quintile", "segment")
 STANDARDS = ("esp2013",)
@@ -38,7 +38,11 @@ STANDARDS = ("esp2013",)
 class Measure:
     """One KPI. ``value`` is per patient: true/false for a proportion, a count for a rate,
     an amount for a mean, total or median. Missing values count as 0 for rates, totals and
-    per-head amounts, and are left out of means and medians."""
+    per-head amounts, and are left out of means and medians.
+
+    A ``ratio`` counts events, not people: ``value`` and ``denominator`` are per-patient
+    counts (readmissions and discharges), and the KPI is the sum of one over the sum of the
+    other (× per, 100 by default), with a Wilson interval as for a proportion of events."""
 
     name: str
     title: str
@@ -53,6 +57,7 @@ class Measure:
     unit_label: str = ""
     source: str = ""
     breakdowns: tuple[str, ...] = ()
+    denominator: ir.Node | None = None  # ratio only: per-patient count of the events counted
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ def _default_unit(kind: str, multiplier: float) -> str:
         return "%" if multiplier == 100 else "proportion"
     if kind == "rate":
         return f"per {multiplier:,.0f} people"
+    if kind == "ratio":
+        return "%" if multiplier == 100 else f"per {multiplier:,.0f}"
     return {"mean": "mean", "per_head": "per head", "total": "total", "median": "median"}[kind]
 
 
@@ -128,7 +135,20 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
         if kind != "proportion" and value.type not in ir.NUMERIC + (ir.T.BOOL,):  # true counts 1
             raise RuleError(vspan, f"{name}: a {kind}'s value is a number, not a {value.type.value}",
                             "use kind: proportion for true/false values")
-        per = m.get("per", 100 if kind == "proportion" else 1000 if kind == "rate" else 1)
+        denominator = None
+        if kind == "ratio":
+            if "denominator" not in m:
+                raise RuleError(_key_span(file, node, name), f"measure {name!r}: a ratio needs a denominator:",
+                                "the per-patient count the value is a share of, e.g. count(activity, ...)")
+            dspan = _span(file, m, "denominator")
+            denominator = c.expression(Located(m["denominator"], dspan))
+            if not denominator.domain.per_patient or denominator.type not in ir.NUMERIC:
+                raise RuleError(dspan, f"{name}: a ratio's denominator is a count per patient",
+                                "e.g. count(activity, setting == \"emergency_admission\", within=period)")
+        elif "denominator" in m:
+            raise RuleError(_span(file, m, "denominator"), f"{name}: only a ratio has a denominator:",
+                            "kind: ratio (events over events); other kinds count people in the population")
+        per = m.get("per", 100 if kind in ("proportion", "ratio") else 1000 if kind == "rate" else 1)
         if not isinstance(per, (int, float)) or isinstance(per, bool) or per <= 0:
             raise RuleError(_span(file, m, "per"), f"{name}: per must be a positive number (100, 1000, 100000)")
         target = m.get("target")
@@ -143,7 +163,8 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
             direction=_str("direction", file, m, DIRECTIONS) or "neutral",
             target=float(target) if target is not None else None, standardise=standardise,
             unit_label=str(m.get("unit") or _default_unit(kind, float(per))), source=str(m.get("source") or ""),
-            breakdowns=_breakdowns(file, m, "breakdowns") if "breakdowns" in m else default_breakdowns)
+            breakdowns=_breakdowns(file, m, "breakdowns") if "breakdowns" in m else default_breakdowns,
+            denominator=denominator)
 
     segment = None
     if any("segment" in m.breakdowns for m in measures.values()):

@@ -27,7 +27,7 @@ import numpy as np
 from casefind.kpis import stats
 
 LEVELS = ("practice", "locality", "system")
-COUNT_KINDS = ("proportion", "rate", "total")  # kinds whose numerator is a count of people or events
+COUNT_KINDS = ("proportion", "rate", "total", "ratio")  # kinds whose numerator is a count of people or events
 REQUIRED_COLUMNS = ("level", "numerator", "denominator", "value", "lower", "upper")
 
 
@@ -147,7 +147,7 @@ def apply(numerator, denominator, value, lower, upper, level, policy: Disclosure
 
 def _rederive(num, den, val, lo, hi, kinds, mult, rows, ci_level) -> None:
     """Values of proportions, crude rates and totals from the rounded counts, in place."""
-    p = rows & (kinds == "proportion")
+    p = rows & np.isin(kinds, ("proportion", "ratio"))
     if p.any():
         with np.errstate(divide="ignore", invalid="ignore"):
             val[p] = num[p] / den[p] * mult[p]

@@ -43,11 +43,14 @@ def collect(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: 
     for a in aggs:
         t = a.table
         date = TABLES[t].sort_date
-        where = [comp.window(a, t, d)]
+        r = comp.row_compiler()  # a filter may read other aggregations: their subqueries first
+        where = [r.window(a, t, d)]
         if a.where is not None:
-            where.append(comp.event(a.where, d))
+            where.append(r.event(a.where, d))
         cols = ", ".join(f"e.{c}" for c in _SHOW.get(t, []) if c in TABLES[t].names)
-        sql = (f"SELECT e.patient, e.{date} AS date{', ' + cols if cols else ''} FROM {comp.rows(a)} "
+        ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.q.ctes.values())
+        sql = (f"{'WITH ' + ctes if ctes else ''} "
+               f"SELECT e.patient, e.{date} AS date{', ' + cols if cols else ''} FROM {r.rows(a)} "
                f"WHERE e.patient IN (SELECT patient FROM listed_patients) AND {' AND '.join(where)} "
                f"QUALIFY row_number() OVER (PARTITION BY e.patient ORDER BY e.{date} DESC, e.row DESC) <= {limit}")
         found: dict[int, list[str]] = {}

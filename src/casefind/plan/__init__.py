@@ -48,10 +48,24 @@ class Slot:
 
 @dataclass
 class Plan:
+    """``scans``: each table's slots. ``stages``: the slots whose filter or value reads
+    another aggregation ("diagnoses of the latest admission") come in a later stage than
+    that aggregation; stage 0 reads no aggregation. Most rules have one stage."""
+
     as_of: dt.date
     outputs: dict[str, ir.Node]
     population: ir.Node | None
     scans: dict[str, list[Slot]] = field(default_factory=dict)
+    stage: dict[Slot, int] = field(default_factory=dict)
+
+    @property
+    def stages(self) -> list[dict[str, list[Slot]]]:
+        """The scans stage by stage: each stage's slots per table, in plan order."""
+        out: list[dict[str, list[Slot]]] = [{} for _ in range(1 + max(self.stage.values(), default=0))]
+        for table, slots in self.scans.items():
+            for s in slots:
+                out[self.stage.get(s, 0)].setdefault(table, []).append(s)
+        return out
 
     @property
     def key(self) -> str:
@@ -63,25 +77,45 @@ class Plan:
 def make_plan(outputs: dict[str, ir.Node], as_of: dt.date, population: ir.Node | None = None) -> Plan:
     plan = Plan(as_of, outputs, population)
     seen: set[tuple[int, dt.date]] = set()
+    done: dict[tuple[int, dt.date], int] = {}
 
-    def visit(n, d: dt.date) -> None:
+    def visit(n, d: dt.date) -> int:
+        """Adds the slots ``n`` needs at ``d``; returns the stage after the last of them."""
         key = (id(n), d)
-        if key in seen or n is None:
-            return
+        if n is None:
+            return 0
+        if key in seen:
+            return done.get(key, 0)
         seen.add(key)
+        after = 0
         if isinstance(n, (ir.Aggregate, ir.Trend)):
+            stage = max((visit(x, d) for part in ir.parts(n) for x in _patient_parts(part)), default=0)
+            slot = Slot(n, d)
             slots = plan.scans.setdefault(n.table, [])
-            if Slot(n, d) not in slots:
-                slots.append(Slot(n, d))
-            return
-        if isinstance(n, ir.At):
-            visit(n.operand, constant_date(n.when, d))
-            return
-        for child in ir.children(n):
-            visit(child, d)
+            if slot not in slots:
+                slots.append(slot)
+            plan.stage[slot] = max(plan.stage.get(slot, 0), stage)
+            after = plan.stage[slot] + 1
+        elif isinstance(n, ir.At):
+            after = visit(n.operand, constant_date(n.when, d))
+        else:
+            after = max((visit(child, d) for child in ir.children(n)), default=0)
+        done[key] = after
+        return after
 
     for node in outputs.values():
         visit(node, as_of)
     if population is not None:
         visit(population, as_of)
     return plan
+
+
+def _patient_parts(n: ir.Node):
+    """The largest per-patient sub-expressions of a row expression: values computed before
+    the rows are read (constants need nothing)."""
+    if n.domain.per_patient:
+        if not isinstance(n, (ir.Const, ir.Param, ir.AsOf)):
+            yield n
+        return
+    for c in ir.children(n):
+        yield from _patient_parts(c)

@@ -43,7 +43,7 @@ CLASS_LABELS = {
     BELOW_998: "Below 99.8% limit",
     NOT_ASSESSED: "Not assessed",
 }
-KINDS = ("proportion", "rate")
+KINDS = ("proportion", "rate", "ratio")  # a ratio (events over events) has a proportion's limits
 
 
 def proportion_limits(p0: float, n, z: float) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +110,7 @@ def funnel(kind: str, centre: float, denominator, multiplier: float = 1.0) -> Fu
         raise ValueError(f"funnel limits exist for {KINDS}, not {kind!r}")
     n = np.asarray(denominator, dtype=np.float64)
     base = centre / multiplier
-    limits = proportion_limits if kind == "proportion" else poisson_limits
+    limits = poisson_limits if kind == "rate" else proportion_limits
     (l95, u95), (l998, u998) = limits(base, n, Z95), limits(base, n, Z998)
     m = multiplier
     return Funnel(centre, n, l95 * m, u95 * m, l998 * m, u998 * m)

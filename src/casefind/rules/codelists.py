@@ -39,6 +39,7 @@ KEYS = ("file", "system", "codes", "prefixes", "column", "category")
 # what of a sidecar is attached to the codelist (the rest stays in the file, pinned by its digest)
 PROVENANCE_KEYS = ("what", "source", "release", "date_retrieved", "licence", "counts")
 SIDECAR_SUFFIX = ".provenance.json"
+_DOTLESS = ("icd10", "opcs4")  # the store holds these codes without their dot (I50.9 is I509, K40.1 K401)
 
 
 def _code_system(name: str, system: object, span: Span) -> str:
@@ -217,7 +218,7 @@ def load_codelist(name: str, loc: Located, rule_path: Path) -> ir.Codelist:
         for r in kept:
             code = r[code_col].strip()
             is_prefix = code.endswith("*")
-            (prefixes if is_prefix else codes).append(code.rstrip("*").replace(".", "") if system == "icd10" else code.rstrip("*"))
+            (prefixes if is_prefix else codes).append(code.rstrip("*").replace(".", "") if system in _DOTLESS else code.rstrip("*"))
             cats.append(str(r.get("category") or "").strip() or None)
             weights.append(_weight(str(r.get("weight") or ""), path, r))
         # keep categories/weights parallel to codes + prefixes (codes first, then prefixes)
@@ -230,7 +231,7 @@ def load_codelist(name: str, loc: Located, rule_path: Path) -> ir.Codelist:
     if not system:
         raise RuleError(span, f"codelist {name!r} does not say its code system",
                         f"add system: snomed (or {', '.join(s for s in CODE_SYSTEMS if s != 'snomed')})")
-    if system == "icd10":
+    if system in _DOTLESS:
         codes = [c.replace(".", "") for c in codes]
     try:
         return ir.Codelist(name, system, tuple(codes), tuple(prefixes),

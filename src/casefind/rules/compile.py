@@ -35,9 +35,10 @@ from casefind.rules.errors import RuleError, Span, did_you_mean
 from casefind.rules.load import Located, RuleSource, confined, load_rule, read_text_file
 
 _KIND_TYPE = {"date": ir.T.DATE, "enum": ir.T.TEXT, "code": ir.T.CODE, "text": ir.T.TEXT,
-              "float": ir.T.FLOAT, "int": ir.T.INT, "patient_id": ir.T.TEXT}
+              "float": ir.T.FLOAT, "int": ir.T.INT, "patient_id": ir.T.TEXT,
+              "spell": ir.T.INT}
 _CODE_COLUMN = {"diagnoses": "code", "medications": "code", "observations": "code",
-                "activity": "primary_diagnosis"}
+                "activity": "primary_diagnosis", "procedures": "code"}
 _DURATIONS = {"days": (0, 1), "months": (1, 0), "years": (12, 0)}
 _EVENT_AGGS = {"exists", "count", "count_distinct", "sum", "mean", "min", "max", "first", "last",
                "days_since", "trend"}
@@ -548,11 +549,13 @@ class _Compiler:
             if table is not None:
                 raise RuleError(n.span, f"{f}() cannot be nested inside another aggregation")
             return self.aggregate(n)
+        if f == "spell_has":
+            return self.spell_has(n, table)
         if f == "reviewed":
             if table is not None:
                 raise RuleError(n.span, "reviewed() cannot be nested inside another aggregation")
             return self.reviewed(n)
-        allowed = sorted(_EVENT_AGGS | {"score", "case", "percentile", "top", "logistic", "date", "reviewed",
+        allowed = sorted(_EVENT_AGGS | {"score", "case", "percentile", "top", "logistic", "date", "reviewed", "spell_has",
                                         "days_between", "months", "days", "years", "exp", "log", "abs", "round"})
         raise RuleError(n.span, f"unknown function {f!r}", did_you_mean(f, allowed) or f"functions: {', '.join(allowed)}")
 
@@ -726,6 +729,51 @@ class _Compiler:
         except ir.IRTypeError as e:
             line = _weight_line(cl, self.src.path, span) if cl.weight_places > ir.MAX_WEIGHT_PLACES else None
             raise RuleError(line or span, str(e), e.hint) from None
+
+    def spell_has(self, n: syn.Call, outer: str | None) -> ir.Node:
+        """spell_has(table, filter..., codelist=c) inside a filter of an aggregation over a
+        table whose rows belong to hospital spells: whether the row's spell has a row of
+        ``table`` that matches (its diagnoses, by position; its procedures)."""
+        example = 'count(activity, spell_has(diagnoses, position == 1, codelist=asthma))'
+        if outer is None:
+            raise RuleError(n.span, "spell_has() tests the spell of each row of an aggregation",
+                            f"use it in an aggregation's filter: {example}")
+        with_spells = [t for t, x in TABLES.items() if "spell_id" in x.names]
+        if outer not in with_spells:
+            raise RuleError(n.span, f"{outer} rows do not belong to hospital spells",
+                            f"spell_has() filters rows of {', '.join(with_spells)}")
+        if not n.args or not isinstance(n.args[0], syn.Name) or len(n.args[0].parts) != 1:
+            raise RuleError(n.span, "spell_has() needs the table to look in first", example)
+        inner = n.args[0].parts[0]
+        if inner not in with_spells:
+            raise RuleError(n.args[0].span, f"{inner} rows do not belong to hospital spells",
+                            did_you_mean(inner, with_spells) or f"tables with spells: {', '.join(with_spells)}")
+        for k, v in n.kwargs:
+            if k != "codelist":
+                raise RuleError(v.span, f"spell_has() has no argument {k}=", "it takes filters and codelist=")
+        codelist = None
+        cl = n.kw("codelist")
+        if cl is not None:
+            if not isinstance(cl, syn.Name) or cl.dotted not in self.codelists:
+                name = cl.dotted if isinstance(cl, syn.Name) else "?"
+                raise RuleError(cl.span, f"unknown codelist {name!r}",
+                                did_you_mean(name, self.codelists) or "declare it under codelists:")
+            codelist = self.codelists[cl.dotted]
+        where = None
+        for flt in n.args[1:]:
+            node = self.node(flt, inner, codelist)
+            if node.type is not ir.T.BOOL:
+                raise RuleError(flt.span, f"a filter must be true/false, but this is a {node.type.value}",
+                                "e.g. position == 1")
+            _check_row_expression(node, flt.span, "a spell_has() filter")
+            if any(x.domain.per_patient and not isinstance(x, (ir.Const, ir.Param)) for x in ir.walk(node)):
+                raise RuleError(flt.span, f"a spell_has() filter uses {inner}'s columns and fixed values only",
+                                "compare per-patient values outside spell_has()")
+            where = node if where is None else ir.Binary("and", where, node)
+        if codelist is not None:
+            match = ir.InCodelist(ir.Column(inner, _CODE_COLUMN[inner], ir.T.CODE), codelist)
+            where = match if where is None else ir.Binary("and", match, where)
+        return self._wrap(n.span, lambda: ir.SpellHas(outer, inner, where))
 
     def reviewed(self, n: syn.Call) -> ir.Node:
         """reviewed(filter, window): whether a clinician recorded a decision (not a mere
@@ -1027,14 +1075,15 @@ def _check_aggregated_value(func: str, value: ir.Node, span: Span) -> None:
 
 
 def _check_row_expression(node: ir.Node, span: Span, what: str) -> None:
-    """What an expression evaluated per event row may use, so that both engines can: no
-    other aggregation (nor percentile or top) inside it, even through a feature; per row,
+    """What an expression evaluated per event row may use, so that both engines can:
+    per-patient values, other aggregations included (the engines compute those first: "the
+    diagnoses of the latest admission"), but no percentile, top or trend; per row,
     comparisons, and/or/not, in, arithmetic, date shifts and days_between; and text
     compared with a fixed value (a literal or a parameter)."""
     for x in ir.walk(node):
-        if isinstance(x, (ir.Aggregate, ir.Trend, ir.PopulationRank)) and x is not node:
-            raise RuleError(span, f"{what} cannot use another aggregation, percentile or top "
-                            "(nor a feature that does)", "compare with a per-row value or a fixed one")
+        if isinstance(x, ir.PopulationRank) or (isinstance(x, ir.Trend) and x is not node):
+            raise RuleError(span, f"{what} cannot use percentile, top or trend (nor a feature that does)",
+                            "compare with a per-row value, a fixed one, or another aggregation")
         if x.domain.per_patient:
             continue  # one value per patient: computed before the rows are read
         if isinstance(x, ir.Case):

@@ -259,6 +259,37 @@ class InCodelist(Node):
         return self.column.domain
 
 
+@dataclass(frozen=True)
+class SpellHas(Node):
+    """True for rows of ``outer`` whose hospital spell (``spell_id``) has a row of ``table``
+    that passes ``where``, dated on or before the evaluation date: "the admission's primary
+    diagnosis is asthma", "a cardiac procedure was done in this spell". Spell numbers are
+    store-wide, so the spell's rows are found by number. ``where`` reads only ``table``'s
+    columns and fixed values (one answer per spell, the same for every patient)."""
+
+    outer: str
+    table: str
+    where: Node | None = None
+    type: T = field(default=T.BOOL, init=False)
+
+    def __post_init__(self):
+        from casefind.contract import TABLES  # the contract names which tables carry spells
+
+        for t in (self.outer, self.table):
+            if t not in TABLES or "spell_id" not in TABLES[t].names:
+                carriers = ", ".join(n for n, x in TABLES.items() if "spell_id" in x.names)
+                raise IRTypeError(f"{t} rows do not belong to hospital spells", f"tables with spells: {carriers}")
+        if self.where is not None:
+            if self.where.type is not T.BOOL:
+                raise IRTypeError(f"a filter must be true/false, not a {self.where.type.value}")
+            if self.where.domain.table not in (self.table, None):
+                raise IRTypeError(f"the filter refers to {self.where.domain.table}, not {self.table}")
+
+    @cached_property
+    def domain(self) -> Domain:
+        return Domain(self.outer)
+
+
 # --- operators -----------------------------------------------------------------------------
 
 _COMPARE = ("==", "!=", "<", "<=", ">", ">=")
@@ -645,7 +676,7 @@ class PopulationRank(Node):
 # --- walking the tree ----------------------------------------------------------------------
 
 def children(n: Node) -> list[Node]:
-    """The operands of an operator node. Aggregate, Trend and At are not opened: their parts
+    """The operands of an operator node. Aggregate, Trend, SpellHas and At are not opened: their parts
     are evaluated per row or at another date, which callers handle themselves."""
     if isinstance(n, Binary):
         return [n.left, n.right]
@@ -669,6 +700,8 @@ def parts(n: Node) -> list[Node]:
         return [n.operand, n.when]
     if isinstance(n, (Aggregate, Trend)):
         return [x for x in (n.where, n.value) if x is not None]
+    if isinstance(n, SpellHas):
+        return [n.where] if n.where is not None else []
     return children(n)
 
 
@@ -704,6 +737,6 @@ def _cache_hash(cls: type) -> None:
     cls.__getstate__ = __getstate__
 
 
-for _cls in (Const, Param, AsOf, Attr, Shift, Column, Codelist, InCodelist, Binary, Not, Neg, IsIn, Case, Func,
-             Aggregate, Trend, At, PopulationRank):
+for _cls in (Const, Param, AsOf, Attr, Shift, Column, Codelist, InCodelist, SpellHas, Binary, Not, Neg, IsIn,
+             Case, Func, Aggregate, Trend, At, PopulationRank):
     _cache_hash(_cls)

@@ -157,13 +157,20 @@ class Store:
 
     def dictionary(self, name: str) -> np.ndarray:
         """Values of a dictionary (e.g. ``code.icd10``, ``text.activity.provider_code``);
-        an encoded column holds indices into it, -1 for null."""
+        an encoded column holds indices into it, -1 for null. ``spell`` is the one dictionary
+        of spell numbers (every table's ``spell_id``): entry n is the source id of spell n,
+        entry 0 (no spell) is None."""
         if name not in self._dicts:
             if name not in self.manifest["dictionaries"]:
                 raise StoreError(f"store has no dictionary {name!r}")
             t = _map_arrow(self.dir / self.manifest["dictionaries"][name]["file"])
             self._dicts[name] = np.asarray(t.column("value").to_pylist(), dtype=object)
         return self._dicts[name]
+
+    def spell_ids(self, numbers) -> np.ndarray:
+        """The source spell ids of spell numbers (None for 0, no spell)."""
+        names = self.dictionary("spell") if "spell" in self.manifest["dictionaries"] else np.array([None], object)
+        return names[np.asarray(numbers, dtype=np.int64)]
 
     def quarantine(self, table: str) -> pa.Table:
         path = self.dir / "quarantine" / f"{table}.parquet"

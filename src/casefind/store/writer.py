@@ -8,7 +8,8 @@ Layout of a store directory::
         manifest.json                        row counts, encodings, quarantine counts, hashes
         <table>.arrow                        one Arrow IPC file (one record batch) per table
         offsets.arrow                        per event table: int64 offsets, length patients+1
-        dict/<name>.arrow                    dictionaries (codes per code system, text columns)
+        dict/<name>.arrow                    dictionaries (codes per code system, text columns, and
+                                             ``spell``: the source spell ids, entry n of spell number n)
         quarantine/<table>.parquet           rows that broke the contract, with the reason
 
 Beside the snapshots, a store holds what accumulates across them and is never touched by an
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 from casefind.errors import BusyError, CasefindError
 
 FORMAT = "casefind-store"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: contract v2 (spell numbers, procedures, derived CIP columns)
 CURRENT = "current"
 SNAPSHOTS = "snapshots"
 LOCK = ".lock"
