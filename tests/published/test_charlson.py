@@ -29,15 +29,26 @@ def test_codelist_weights():
     assert got == SHMI_WEIGHTS
 
 
-def dx(pid, code):
-    return (pid, "2026-06-01", "icd10", code, "acute")
+ADMITTED = "2026-06-01"
 
 
-def evaluate(tmp_path, engine, diagnoses: dict[str, list[str]]) -> dict[str, tuple]:
-    """(points before the floor, index, group, conditions) of each patient, for their
-    diagnoses (ICD-10 codes, in hospital, this year)."""
+def dx(pid, code, position=2, spell=None, date=ADMITTED):
+    return (pid, date, "icd10", code, "acute", spell or f"S-{pid}", str(position))
+
+
+def admission(pid, start=ADMITTED, spell=None, setting="emergency_admission"):
+    return (pid, start, start, setting, "2000", None, "RXX01", "home", spell or f"S-{pid}")
+
+
+def evaluate(tmp_path, engine, diagnoses: dict[str, list[str]], extra: dict | None = None) -> dict[str, tuple]:
+    """(points before the floor, index, group, conditions) of each patient, for the
+    secondary diagnoses (ICD-10) of their one admission this year (the index spell)."""
+    extra = extra or {}
     tables = {"practices": PRACTICES, "patients": [patient(p) for p in diagnoses],
-              "diagnoses": [dx(p, code) for p, codes in diagnoses.items() for code in codes]}
+              "activity": [admission(p) for p in diagnoses if p not in extra.get("unadmitted", ())]
+              + extra.get("activity", []),
+              "diagnoses": [dx(p, code) for p, codes in diagnoses.items() for code in codes]
+              + extra.get("diagnoses", [])}
     run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
     rule = compile_rule(RULE)
     store = Store.open(tmp_path / "store")
@@ -45,6 +56,22 @@ def evaluate(tmp_path, engine, diagnoses: dict[str, list[str]]) -> dict[str, tup
     ids = store.table("patients")["patient_id"].tolist()
     return {ids[r["patient"]]: (r["charlson_points"], r["charlson"], r["charlson_group"], r["charlson_conditions"])
             for r in out}
+
+
+@pytest.mark.parametrize("engine", sorted(ENGINES))
+def test_the_index_spell_and_its_secondary_diagnoses(tmp_path, engine):
+    """SHMI scores a spell: the index spell is the latest admission in 12 months, and its
+    comorbidities are its diagnoses besides the primary one. An earlier spell's diagnoses,
+    a primary diagnosis and primary care codes do not count; no admission, no index."""
+    got = evaluate(tmp_path, engine, {"primary": [], "earlier": [], "unadmitted": []}, {
+        "unadmitted": ("unadmitted",),
+        "activity": [admission("earlier", "2026-02-01", "S-earlier-1")],
+        "diagnoses": [dx("primary", "I500", position=1), dx("primary", "F03", position=2),
+                      dx("earlier", "I500", spell="S-earlier-1", date="2026-02-01"), dx("earlier", "J44"),
+                      ("unadmitted", "2026-06-01", "icd10", "I500", "primary_care", None, None)]})
+    assert got["primary"] == (14.0, 14.0, "11-20", 1)     # F03 dementia only; I50 is the primary diagnosis
+    assert got["earlier"] == (4.0, 4.0, "1-5", 1)         # J44 of the latest spell; not I50 of the earlier
+    assert got["unadmitted"][1:3] == (None, None)           # no hospital spell: no index
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))

@@ -27,26 +27,43 @@ def test_codelist_is_the_published_table():
     assert round(sum(points.values()), 1) == 173.2
 
 
-def dx(pid, date, code):
-    return (pid, date, "icd10", code, "acute")
+def dx(pid, date, code, spell=None, position=None):
+    return (pid, date, "icd10", code, "acute", spell, None if position is None else str(position))
 
 
+def admission(pid, start="2026-06-01", end="2026-06-05", setting="emergency_admission", spell=None):
+    return (pid, start, end, setting, "2000", None, "RXX01", "home", spell or f"S-{pid}-{start}")
+
+
+INDEX = "2026-06-01"  # each patient's index admission: their latest emergency admission
+
+
+# Gilbert et al. 2018 (Methods): the score of an index admission uses the ICD-10 codes of
+# that admission and of hospital records in the two years before it; people 75 and over.
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 def test_worked_examples(tmp_path, engine):
+    people = ("ex", "dup", "old", "high", "gp", "later", "never")
     tables = {
         "practices": PRACTICES,
-        "patients": [patient(p, birth="1940-01-01") for p in ("ex", "dup", "old", "high", "gp")],
+        "patients": [patient(p, birth="1940-01-01") for p in people],
+        "activity": [admission(p) for p in people if p != "never"]
+                    + [admission("later", "2026-08-01", "2026-08-03", "elective_admission")],
         "diagnoses": [
-            # the Strategy Unit's example: dementia F00 (7.1) + unspecified fall W19 (3.2) = 10.3
-            dx("ex", "2026-01-10", "F00.1"), dx("ex", "2025-06-01", "W19"),
+            # the Strategy Unit's example: dementia F00 (7.1) in the index admission + an
+            # unspecified fall W19 (3.2) a year before = 10.3
+            dx("ex", INDEX, "F00.1", f"S-ex-{INDEX}", 2), dx("ex", "2025-06-01", "W19"),
             # each category once: F00 twice and F001/F009 still 7.1
-            dx("dup", "2026-01-10", "F001"), dx("dup", "2026-02-10", "F009"),
-            # outside two years: not counted
-            dx("old", "2024-10-30", "F00"), dx("old", "2025-01-01", "R50"),
+            dx("dup", "2026-01-10", "F001"), dx("dup", INDEX, "F009", f"S-dup-{INDEX}", 1),
+            # more than two years before the index admission: not counted (R50 within: 0.1)
+            dx("old", "2024-05-31", "F00"), dx("old", "2025-01-01", "R50"),
             # high: 7.1 + 4.4 + 4.0 = 15.5
             dx("high", "2026-01-01", "F00"), dx("high", "2026-01-01", "G81"), dx("high", "2026-01-01", "G30"),
             # recorded in primary care, not hospital: not counted
-            ("gp", "2026-01-01", "icd10", "F00", "primary_care"),
+            ("gp", "2026-01-01", "icd10", "F00", "primary_care", None, None),
+            # after the index admission (a later elective spell): not counted
+            dx("later", "2026-08-01", "F00", "S-later-2026-08-01", 1),
+            # no emergency admission: no index, no score, whatever the diagnoses
+            dx("never", "2026-01-01", "F00"),
         ],
     }
     run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
@@ -54,9 +71,9 @@ def test_worked_examples(tmp_path, engine):
     store = Store.open(tmp_path / "store")
     out = ENGINES[engine](store, rule.features, rule.as_of, rule.population).to_pylist()
     ids = store.table("patients")["patient_id"].tolist()
-    got = {ids[r["patient"]]: (round(r["hfrs"], 6), r["hfrs_band"]) for r in out}
+    got = {ids[r["patient"]]: (None if r["hfrs"] is None else round(r["hfrs"], 6), r["hfrs_band"]) for r in out}
     assert got == {"ex": (10.3, "intermediate"), "dup": (7.1, "intermediate"), "old": (0.1, "low"),
-                   "high": (15.5, "high"), "gp": (0.0, "low")}
+                   "high": (15.5, "high"), "gp": (0.0, "low"), "later": (0.0, "low"), "never": (None, None)}
 
 
 @pytest.mark.parametrize("engine", sorted(ENGINES))
@@ -67,6 +84,7 @@ def test_points_that_add_to_exactly_5_and_15_band_as_the_paper_says(tmp_path, en
     tables = {
         "practices": PRACTICES,
         "patients": [patient(p, birth="1940-01-01") for p in ("five", "fifteen", "fifteen_1")],
+        "activity": [admission(p) for p in ("five", "fifteen", "fifteen_1")],
         "diagnoses": [
             # E53 1.9 + E86 2.3 + I63 0.8 = 5.0
             dx("five", "2026-01-10", "E538"), dx("five", "2025-06-01", "E86"), dx("five", "2026-03-01", "I639"),
@@ -98,6 +116,7 @@ def test_a_run_lists_the_patient_at_exactly_5_and_its_recheck_agrees(tmp_path):
     tables = {
         "practices": PRACTICES,
         "patients": [patient(p, birth="1940-01-01") for p in ("five", "under")],
+        "activity": [admission(p) for p in ("five", "under")],
         "diagnoses": [dx("five", "2026-01-10", "E538"), dx("five", "2025-06-01", "E86"), dx("five", "2026-03-01", "I639"),
                       dx("under", "2026-01-10", "E538"), dx("under", "2025-06-01", "E86"), dx("under", "2026-03-01", "R509")],
     }
