@@ -56,10 +56,18 @@ def kernel_cache_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_cache_dir("casefind")) / "kernels"
 
 
+def _code_of(source: str) -> str:
+    """A kernel's source without its comments (which name dates and windows: "D0 - 30
+    days"), so kernels that differ only there share one compile. The import line keeps its
+    comment: it carries the runtime's digest, which must invalidate the cache."""
+    return "\n".join(line if "runtime source" in line else line.split("  # ")[0].rstrip()
+                     for line in source.splitlines())
+
+
 def load_kernel(ks: KernelSource):
     """Write the kernel's source under its hash and import it; numba caches the compiled
     code beside it, so the next process with the same plan loads instead of compiling."""
-    digest = hashlib.sha256(ks.source.encode()).hexdigest()[:20]
+    digest = hashlib.sha256(_code_of(ks.source).encode()).hexdigest()[:20]
     folder = kernel_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"k_{digest}.py"

@@ -48,6 +48,8 @@ class _Gen:
         self.args: dict[str, object] = {}
         self.patient_values = patient_values  # callable(node, date) -> (values, valid) arrays
         self.spell_values = spell_values  # callable(SpellHas, date) -> bool array by spell number
+        self.numbered = False  # codelist arguments numbered, not named (see codelist_arg)
+        self.codelists: dict[ir.Codelist, str] = {}
 
     def arg(self, name: str, value) -> str:
         self.args.setdefault(name, value)
@@ -224,12 +226,20 @@ class _Gen:
         e = self.enc[column]
         if cl.system not in e["dictionaries"]:
             return "False"
-        member = self.arg(f"cl_{cl.name}", self.lookup(cl))
+        member = self.arg(self.codelist_arg(cl), self.lookup(cl))
         sys_test = ""
         if e["system_column"]:
             sys_col = self.col(e["system_column"])
             sys_test = f"{sys_col}[{r}] == {list(e['dictionaries']).index(cl.system)} and "
         return f"({sys_test}{code}[{r}] >= 0 and {member}[{code}[{r}]])"
+
+    def codelist_arg(self, cl: ir.Codelist) -> str:
+        """A codelist's argument: named after it (readable kernels), or numbered in order of
+        use where ``numbered`` (small kernels of the same shape then share one source, and
+        one compile, whichever codelists they test)."""
+        if not self.numbered:
+            return f"cl_{cl.name}"
+        return self.codelists.setdefault(cl, f"cl{len(self.codelists)}")
 
     def code_space(self, c) -> tuple[np.ndarray, int]:
         """Dictionary-coded values as one range of integers: value v of code system s (the
@@ -350,6 +360,7 @@ def generate_spell_test(n: ir.SpellHas, d: dt.date, store, spell_values) -> Kern
     spell, stays False). Its output has one entry per spell number, not per patient."""
     g = _Gen(n.table, store, lambda *_: (_ for _ in ()).throw(NotImplementedError("per-patient value")),
              spell_values)
+    g.numbered = True
     offsets = g.arg("offsets", ("offsets", None))
     date, spell = g.col(TABLES[n.table].sort_date), g.col("spell_id")
     day = g.arg("D", np.int64(to_day(d)))

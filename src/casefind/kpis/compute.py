@@ -100,10 +100,22 @@ def compile_for(path, periods: list[Period], params: dict[str, str] | None = Non
 
 
 def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native") -> pa.Table:
-    exprs = expressions(ksets)
-    as_of = max(p.end for p in ksets)
+    """Every period's values, one period at a time: each period's plan has the same shape
+    (only its dates differ, and dates are kernel arguments), so the kernels are compiled
+    once for all periods, and their size does not grow with the number of periods."""
     run = native.evaluate if engine == "native" else duckdb_sql.evaluate
-    return run(store, exprs, as_of, None)
+    exprs = expressions(ksets)
+    columns: dict[str, pa.Array] = {}
+    for p in sorted(ksets, key=lambda q: q.end):
+        mine = {k: v for k, v in exprs.items() if k.endswith(f"|{p.label}")}
+        if not columns:  # what does not change with the period, once
+            mine.update({k: v for k, v in exprs.items() if "|" not in k})
+        t = run(store, mine, p.end, None)
+        if not columns:
+            columns["patient"] = t.column("patient")
+        for name in mine:
+            columns[name] = t.column(name)
+    return pa.table({k: columns[k] for k in ["patient", *exprs]})
 
 
 def _column(values: pa.Table, name: str, fill) -> np.ndarray:
