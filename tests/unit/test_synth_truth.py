@@ -20,8 +20,18 @@ import pytest
 from casefind.synth import frailty_category, generate
 from casefind.synth import population as P
 from casefind.synth._common import load_csv, rng
-from casefind.synth.report import (EFI_LIST, HFRS_HIGH_TARGET, SHIPPED, STARTER, _codelist, _Folder, hfrs_high_share,
-                                   rule_logic, rule_registers, truth_report)
+from casefind.synth.report import (
+    EFI_LIST,
+    HFRS_HIGH_TARGET,
+    SHIPPED,
+    STARTER,
+    _codelist,
+    _Folder,
+    hfrs_high_share,
+    rule_logic,
+    rule_registers,
+    truth_report,
+)
 
 ROOT = Path(__file__).parents[2]
 N = 20_000
@@ -125,7 +135,7 @@ def test_every_hfrs_category_and_charlson_condition_appears(folder):
 
 def test_hfrs_high_band_near_the_published_share(folder):
     share, people = hfrs_high_share(folder)
-    target, low, high = HFRS_HIGH_TARGET
+    _, low, high = HFRS_HIGH_TARGET
     assert people > 300
     assert low <= share <= high, (share, people)
     # and it is the old and frail who reach it
@@ -260,7 +270,7 @@ def test_report_logic_is_the_engines(tmp_path):
     years = (np.datetime64(AS_OF) - f.birth.astype("datetime64[D]")).astype(int) / 365.25
     resolved = floored = 0
     for r in registers:
-        cats, ever = f.has([x for x in _codelist(r["diagnosis_list"]) if x["category"] == r["diagnosis_category"]])
+        _, ever = f.has([x for x in _codelist(r["diagnosis_list"]) if x["category"] == r["diagnosis_category"]])
         ever = ever.any(1) & f.cur
         off = ever & ~logic["conditions"][r["condition"]]
         floored += int((off & (years < int(r["min_age"]))).sum())
@@ -304,7 +314,8 @@ def test_packaged_codelists_are_the_repositorys():
 def test_refresh_refuses_rules_it_cannot_recompute(tmp_path):
     """A register feature of a form the report does not recompute stops the refresh, rather than
     leaving the truth report to score something else; a changed age floor changes the table."""
-    from casefind.synth._refresh_data import RuleShapeError, rule_registers as from_rules
+    from casefind.synth._refresh_data import RuleShapeError
+    from casefind.synth._refresh_data import rule_registers as from_rules
 
     (tmp_path / "rules").mkdir()
     for name in ("frail", "multimorbidity", "segments"):

@@ -9,8 +9,8 @@ import pathlib
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -21,12 +21,13 @@ from casefind.contract import schema as S
 from casefind.errors import UsageError
 from casefind.synth import events as E
 from casefind.synth import population as P
+from casefind.synth import spells as SP
 from casefind.synth._common import NULL
 from casefind.synth.errors import inject
 from casefind.synth.identities import CAPACITY, identities, pseudonyms
 from casefind.synth.write import stringify, to_arrow, write
 
-__all__ = ["generate", "SynthResult", "check_size", "check_out_folder", "frailty_category"]
+__all__ = ["SynthResult", "check_out_folder", "check_size", "frailty_category", "generate"]
 
 MARKER = ".casefind-synth"  # written at the top of every synth output, so it can be replaced
 
@@ -81,6 +82,36 @@ def _write_truth(folder: pathlib.Path, pop, pid_arrow, polypharmacy: np.ndarray)
     count = deficits.sum(1)
     pq.write_table(pa.table({"patient_id": pid_arrow, "true_frailty": pa.array(frailty_category(count).tolist()),
                              "true_deficits": pa.array(count.astype(np.int32))}), folder / "frailty.parquet")
+
+
+def _write_spell_truth(folder: pathlib.Path, pop, pid_arrow, spells, revascularised: np.ndarray) -> None:
+    """Per admission spell: what the generator made it as (index, readmission, transfer, or a
+    follow-on TRANSFER_DAYS + 1 days after a discharge to another hospital), and by the
+    definitions (spells.truth): its CIP position, the previous CIP discharge, whether it is a
+    30-day emergency readmission or continues a CIP spell by a transfer, the indicators'
+    exclusions (cancer, obstetrics), the chronic ACSC it was generated for, and whether it has a
+    coronary revascularisation (which NHS OF 2.3.i excludes)."""
+    c = spells.cols
+    t = SP.truth(spells)
+
+    def day(v):
+        v = np.asarray(v, np.int32)
+        return pa.array(v, mask=v == NULL).cast(pa.date32())
+
+    pq.write_table(pa.table({
+        "patient_id": pid_arrow.take(pa.array(c["pid"].astype(np.int64))),
+        "spell_id": pa.array(spells.ids, pa.string()),
+        "setting": pa.array(np.array(SP.SETTINGS)[c["setting"]].tolist(), pa.string()),
+        "start_date": day(c["start"]), "end_date": day(c["end"]),
+        "generated_as": pa.array(np.array(SP.KINDS)[c["kind"]].tolist(), pa.string()),
+        "cips_position": pa.array(t["cips_position"]),
+        "previous_discharge": day(t["previous_discharge"]),
+        "readmission_30d": pa.array(t["readmission_30d"]),
+        "is_transfer": pa.array(t["is_transfer"]),
+        "excluded": pa.array(t["excluded"].tolist(), pa.string()),
+        "acsc": pa.array(SP.acsc(pop, spells).tolist(), pa.string()),
+        "revascularised": pa.array(revascularised),
+    }), folder / "spells.parquet")
 
 
 def frailty_category(deficits: np.ndarray) -> np.ndarray:
@@ -154,12 +185,15 @@ def _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject
     })
     emit("practices", {k: np.array(pr[k]) for k in S.PRACTICES.names})
     say("activity")
-    act, emerg = E.activity(pop, seed)
-    emit("activity", act)
-    del act
+    spells = SP.build(pop, seed)
+    emit("activity", E.activity(pop, seed, spells))
     say("diagnoses")
-    emit("diagnoses", E.merge(E.primary_diagnoses(pop, seed), E.hospital_diagnoses(pop, seed, emerg)))
-    del emerg
+    emit("diagnoses", E.merge(E.primary_diagnoses(pop, seed), SP.hospital_diagnoses(pop, seed, spells)))
+    say("procedures")
+    procs = SP.procedures(pop, seed, spells)
+    emit("procedures", procs)
+    revascularised = SP.revascularised(spells, procs)
+    del procs
     say("medications")
     plan = E.medication_plan(pop, seed)
     emit("medications", E.medications(pop, seed, plan))
@@ -204,6 +238,7 @@ def _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject
                              "trajectory": pa.array(traj)}), tmp / "_truth" / "latent.parquet")
     (tmp / "_truth" / "injected.json").write_text(json.dumps(injected, indent=1, sort_keys=True))
     _write_truth(tmp / "_truth", pop, pid_arrow, polypharmacy)
+    _write_spell_truth(tmp / "_truth", pop, pid_arrow, spells, revascularised)
     if out.exists():  # swap: the old folder goes only once the new one is complete
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)

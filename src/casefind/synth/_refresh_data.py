@@ -100,7 +100,7 @@ def build(root: pathlib.Path) -> None:
             if r["code"] in _CARE_HOME:
                 add("care_home", r["code"], r["term"], "dx", src)
                 continue
-            hit = [c for c in qof_conds if c in _KEYWORDS and re.search(_KEYWORDS[c], r["term"], re.I)]
+            hit = [c for c in qof_conds if c in _KEYWORDS and re.search(_KEYWORDS[c], r["term"], re.IGNORECASE)]
             if hit:
                 add(hit[0], r["code"], r["term"], "fu", src)
             elif efi_states:
@@ -116,8 +116,8 @@ def build(root: pathlib.Path) -> None:
     starter |= {(s, r["code"]) for r in starter_efi for s in vocab if efi_state_of.get(s) == r["category"]}
     starter |= {(r["condition"], r["code"]) for r in synth_codes}
     states_of: dict[str, int] = {}
-    for state in vocab:
-        for code in vocab[state]:
+    for codes in vocab.values():
+        for code in codes:
             states_of[code] = states_of.get(code, 0) + 1
     rows = []
     for state in sorted(vocab):

@@ -11,8 +11,9 @@ import pyarrow as pa
 from casefind.contract import TABLES
 from casefind.contract.quarantine import REASONS
 
-_EVENT_DATE = {"diagnoses": "date", "activity": "start_date", "medications": "date",
+_EVENT_DATE = {"diagnoses": "date", "activity": "start_date", "procedures": "date", "medications": "date",
                "observations": "date", "experience": "date", "registers": "start_date", "opt_outs": "date"}
+_SPELL_COLUMNS = ("spell_id", "position")  # an injected copy drops them, unless its fault is one of them
 
 
 def _iso(days) -> list[str]:
@@ -40,7 +41,7 @@ class Injector:
     def table(self, name: str, t: pa.Table, reasons: dict) -> pa.Table:
         if t.num_rows == 0:
             return t
-        k = max(1, int(round(self.rate * t.num_rows / len(reasons))))
+        k = max(1, round(self.rate * t.num_rows / len(reasons)))
         extra = []
         for reason, make in reasons.items():
             assert reason in REASONS, reason
@@ -55,6 +56,24 @@ class Injector:
     # -- helpers used by the reason makers
     def births(self, rows):
         return self.life(rows.column("patient_id"))
+
+    def with_spell(self, t: pa.Table, k: int, column: str = "spell_id") -> pa.Table:
+        """k random rows of t that have a value in `column` (none when no row has one)."""
+        has = np.flatnonzero(np.asarray(t.column(column).is_valid()))
+        if len(has) == 0:
+            return t.slice(0, 0)
+        return t.take(pa.array(has[self.r.integers(0, len(has), k)]))
+
+
+def _drop_spell(make):
+    """A copied row keeps no spell_id or position: copying them would name a spell twice or
+    another patient's spell, a second fault."""
+    def wrapped(rows):
+        for c in _SPELL_COLUMNS:
+            if c in rows.column_names:
+                rows = _set(rows, c, [None] * rows.num_rows)
+        return make(rows)
+    return wrapped
 
 
 def inject(tables: dict, rate: float, seed: int, new_pid, life, dead_rows):
@@ -103,6 +122,7 @@ def inject(tables: dict, rate: float, seed: int, new_pid, life, dead_rows):
         "diagnoses": {"unknown_code_system": ("code_system", "loinc"), "unknown_source": ("source", "hospice")},
         "activity": {"unknown_setting": ("setting", "dentist"), "unknown_discharge_destination": ("discharge_destination", "hotel"),
                      "unparseable_number": ("cost", "abc")},
+        "procedures": {"unknown_code_system": ("code_system", "loinc")},
         "medications": {"unknown_code_system": ("code_system", "loinc"), "unparseable_number": ("quantity", "two"),
                         "out_of_range": ("quantity", "-5")},
         "observations": {"unknown_code_system": ("code_system", "loinc"), "unparseable_number": ("value", "n/a")},
@@ -146,16 +166,30 @@ def inject(tables: dict, rate: float, seed: int, new_pid, life, dead_rows):
             s0, e0 = tdef.ends[0]
 
             def end_before(r, s0=s0, e0=e0):
-                birth, death = life(r.column("patient_id"))
+                birth, _ = life(r.column("patient_id"))
                 start = np.array([dt.date.fromisoformat(x).toordinal() - 719163 for x in r.column(s0).to_pylist()])
                 ok = start - 3 >= birth
                 r = r.filter(pa.array(ok))
                 return _set(r, e0, _iso(start[ok] - 3))
             reasons["end_before_start"] = end_before
+        if "spell_id" in t.column_names:
+            reasons = {k: _drop_spell(m) for k, m in reasons.items()}
+            if name == "activity":  # an exact copy of a spell: its second row
+                reasons["duplicate_spell"] = lambda r, t=t: inj.with_spell(t, r.num_rows)
+            else:
+                def unknown_spell(r, t=t):
+                    rows = inj.with_spell(t, r.num_rows)  # "SP0...": no spell id the generator writes
+                    return _set(rows, "spell_id", [f"SP0{i:09d}" for i in range(rows.num_rows)])
+
+                def position_without(r, t=t):
+                    rows = inj.with_spell(t, r.num_rows, "position")
+                    return _set(rows, "spell_id", [None] * rows.num_rows)
+                reasons["unknown_spell"] = unknown_spell
+                reasons["position_without_spell"] = position_without
         out[name] = inj.table(name, t, reasons)
     ids = tables["identities"]
     # identities: faults that need a known, unique id are made in place on distinct rows
-    k = max(1, int(round(rate * ids.num_rows / 5)))
+    k = max(1, round(rate * ids.num_rows / 5))
     k = min(k, max(1, ids.num_rows // 4))
     cols = {c: ids.column(c).to_pylist()[: 3 * k] for c in ids.column_names}
     for i in range(k):

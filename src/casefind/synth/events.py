@@ -124,6 +124,8 @@ def primary_diagnoses(pop: Population, seed: int):
         "code_system": (list(S.CLINICAL_CODE_SYSTEMS), np.zeros(len(pid), np.int8)),
         "code": (VOCAB.codes, np.concatenate(code_parts).astype(np.int32)),
         "source": (list(S.SOURCES), np.zeros(len(pid), np.int8)),
+        "spell_id": ([], np.full(len(pid), -1, np.int32)),
+        "position": np.full(len(pid), NULL, np.int32),
     }
 
 
@@ -170,22 +172,16 @@ def _events(pop: Population, r, rate_per_year: np.ndarray):
     return pid[keep], d[keep]
 
 
-def activity(pop: Population, seed: int):
+def activity(pop: Population, seed: int, spells):
+    """Contacts and attendances by setting, care-home periods, and the admission spells
+    (synth.spells: emergency and elective, with their spell ids)."""
     r = rng(seed, 20)
-    cols = {k: [] for k in ("pid", "start", "end", "setting", "cost", "diag", "prov", "dest")}
-    icd_vocab: list[str] = []
-    icd_index: dict[str, int] = {}
-
-    def icd(code):
-        if code not in icd_index:
-            icd_index[code] = len(icd_vocab); icd_vocab.append(code)
-        return icd_index[code]
-
+    cols = {k: [] for k in ("pid", "start", "end", "setting", "cost", "diag", "prov", "dest", "spell")}
     setting_ix = {s: i for i, s in enumerate(S.SETTINGS)}
     n_prov = 3 * (pop.practices["system"].max() + 1)
     sys_of = pop.practices["system"][pop.practice]
 
-    def add(setting, pid, start, end, cost, diag=None, dest=None, prov=None):
+    def add(setting, pid, start, end, cost, diag=None, dest=None, prov=None, spell=None):
         m = len(pid)
         cols["pid"].append(pid); cols["start"].append(start)
         cols["end"].append(end if end is not None else np.full(m, NULL, np.int32))
@@ -196,62 +192,40 @@ def activity(pop: Population, seed: int):
         cols["diag"].append(diag if diag is not None else np.full(m, -1, np.int32))
         cols["dest"].append(dest if dest is not None else np.full(m, -1, np.int8))
         cols["prov"].append(prov if prov is not None else np.full(m, -1, np.int32))
+        cols["spell"].append(spell if spell is not None else np.full(m, -1, np.int32))
 
-    # emergency admissions: rate = latent risk
-    pid, start = _events(pop, r, pop.risk)
-    m = len(pid)
-    age = pop.age[pid]
-    mean_los = np.interp(age, [0, 65, 85, 100], [1.5, 3.5, 7, 9])
-    los = np.where(r.random(m) < 0.3, 0, np.ceil(r.exponential(mean_los))).astype(np.int32)
-    end = start + los
-    dest = r.choice(5, m, p=[0.88, 0.03, 0.0, 0.04, 0.05]).astype(np.int8)
-    dest = np.where((dest == 1) & (age < 65), 0, dest).astype(np.int8)
-    dth = pop.death[pid]
-    died = (dth != NULL) & (dth - start >= 0) & (dth - start <= 30) & (r.random(m) < 0.6)
-    end = np.where(died, dth, end)
-    dest = np.where(died, 2, dest).astype(np.int8)
-    over = (end > np.minimum(pop.exit[pid], pop.as_of)) & ~died
-    end = np.where(over, NULL, end).astype(np.int32)
-    dest = np.where(over, -1, dest).astype(np.int8)
-    # diagnosis: the person's own LTC for ~45% if they have one, else a common acute reason
-    ltc_icd = [(j, _codes(c, "icd10")) for j, c in enumerate(pop.conditions) if _codes(c, "icd10") and c != "hypertension"]
-    older = [icd(c) for c in _codes("acute_older", "icd10")]
-    younger = [icd(c) for c in _codes("acute_younger", "icd10")]
-    diag = np.where(age >= 60, np.array(older)[r.integers(0, len(older), m)],
-                    np.array(younger)[r.integers(0, len(younger), m)]).astype(np.int32)
-    pick = r.random(m)
-    for k, (j, codes) in enumerate(ltc_icd):
-        sel = pop.has[pid, j] & (pick < 0.45) & (r.random(m) < 0.5)
-        diag[sel] = np.array([icd(c) for c in codes])[r.integers(0, len(codes), sel.sum())]
-    cost = 3000 + 350 * np.maximum(0, np.where(end == NULL, 0, end - start) - 5)
-    prov = (sys_of[pid] * 3 + r.integers(0, 3, m)).astype(np.int32)
-    add("emergency_admission", pid, start, end, cost.astype(float), diag, dest, prov)
-    emerg = (pid, start, diag)
+    # admission spells: emergency about GBP 3,000 (GBP 350 an excess bed day after 5), elective
+    # or day case about GBP 1,200
+    sc = spells.cols
+    for k, setting in enumerate(("emergency_admission", "elective_admission")):
+        sel = np.flatnonzero(sc["setting"] == k)
+        st, en = sc["start"][sel], sc["end"][sel]
+        los = np.where(en == NULL, 0, en - st)
+        cost = 3000 + 350 * np.maximum(0, los - 5) if k == 0 else np.full(len(sel), 1200)
+        add(setting, sc["pid"][sel], st, en, cost.astype(float), sc["diag"][sel], sc["dest"][sel],
+            sc["prov"][sel], sel.astype(np.int32))
 
     for setting, (target, gamma, mult, unit) in _SETTINGS.items():
+        if setting == "elective_admission":  # a spell: synth.spells
+            continue
         g = np.interp(pop.age, _AGEK, mult) * pop.risk ** gamma
         if setting == "mental_health":
             g = g * (1 + 8 * pop.flag("serious_mental_illness") + 2 * pop.flag("depression") + 2 * pop.flag("dementia"))
         rate = g * target / g[pop.current].mean()
         pid, start = _events(pop, r, rate)
         m = len(pid)
-        end = diag = dest = prov = None
-        if setting == "elective_admission":
-            el = [icd(c) for c in _codes("elective", "icd10")]
-            diag = np.array(el)[r.integers(0, len(el), m)].astype(np.int32)
-            los = np.where(r.random(m) < 0.7, 0, r.integers(1, 5, m)).astype(np.int32)
-            end = np.minimum(start + los, pop.exit[pid]).astype(np.int32)
-            dest = np.zeros(m, np.int8)
-        if setting in ("elective_admission", "ae", "outpatient"):
+        prov = None
+        if setting in ("ae", "outpatient"):
             prov = (sys_of[pid] * 3 + r.integers(0, 3, m)).astype(np.int32)
-        add(setting, pid, start, end, np.full(m, float(unit)), diag, dest, prov)
+        add(setting, pid, start, None, np.full(m, float(unit)), prov=prov)
 
     # care homes: residents billed in 28-day periods
     ch = care_home_residents(pop, seed)
     pid_l, st_l = [], []
+    ch_exit = pop.exit[ch[0]]
     for k in range(40):
         s = pop.as_of - WINDOW + 28 * k
-        sel = ch[0][(ch[1] <= s) & (pop.exit[ch[0]] >= s)]
+        sel = ch[0][(ch[1] <= s) & (ch_exit >= s)]
         pid_l.append(sel); st_l.append(np.full(len(sel), s, np.int32))
     pid = np.concatenate(pid_l).astype(np.int32); start = np.concatenate(st_l)
     end = np.minimum(start + 27, pop.exit[pid]).astype(np.int32)
@@ -264,70 +238,12 @@ def activity(pop: Population, seed: int):
         "end_date": np.concatenate(cols["end"]).astype(np.int32),
         "setting": (list(S.SETTINGS), np.concatenate(cols["setting"])),
         "cost": np.concatenate(cols["cost"]),
-        "primary_diagnosis": (icd_vocab, np.concatenate(cols["diag"])),
+        "primary_diagnosis": (spells.icd.codes, np.concatenate(cols["diag"])),
         "provider_code": (prov_vocab, np.concatenate(cols["prov"])),
         "discharge_destination": (list(S.DISCHARGE_DESTINATIONS), np.concatenate(cols["dest"])),
+        "spell_id": (spells.ids, np.concatenate(cols["spell"])),
     }
-    return table, (emerg[0], emerg[1], icd_vocab, emerg[2])
-
-
-_HOSP: dict[str, tuple[list[str], np.ndarray]] = {}
-for _r in load_csv("hospital_codes.csv"):
-    _HOSP.setdefault(_r["driver"], ([], []))
-    _HOSP[_r["driver"]][0].append(_r["code"]); _HOSP[_r["driver"]][1].append(float(_r["weight"]))
-_PER_SPELL = {r["driver"]: float(r["per_spell"]) for r in load_csv("hospital_drivers.csv")}
-# acute secondary diagnoses a spell: the mean at age 75 with no true deficit is
-# _PER_SPELL["acute"], times these age multipliers, times exp(ACUTE_PER_DEFICIT * deficits)
-_ACUTE_AGE = ([0, 18, 45, 65, 75, 85, 95], [0.15, 0.2, 0.35, 0.65, 1.0, 1.3, 1.5])
-ACUTE_PER_DEFICIT = 0.12
-
-
-def hospital_diagnoses(pop: Population, seed: int, emerg):
-    """Every emergency spell's diagnoses (source acute, dated at admission): its primary
-    diagnosis, then each true state of the person recorded with the state's per-spell
-    probability (hospital_drivers.csv; a state primary care has not coded is found here too),
-    then a Poisson number of acute and frailty-syndrome diagnoses that rises with age and
-    true eFI deficits. This is what puts the Hospital Frailty Risk Score's high band among
-    the old and frail, and every Charlson condition in the data."""
-    r = rng(seed, 21)
-    pid, start, vocab, diag = emerg
-    vocab = list(vocab)
-    index = {c: i for i, c in enumerate(vocab)}
-
-    def ix(codes):
-        out = []
-        for c in codes:
-            if c not in index:
-                index[c] = len(vocab); vocab.append(c)
-            out.append(index[c])
-        return np.array(out, np.int32)
-
-    dists = {d: (ix(codes), np.cumsum(np.asarray(w) / np.sum(w))) for d, (codes, w) in _HOSP.items()}
-    spell = np.arange(len(pid))
-    sp_parts, code_parts = [spell], [diag.astype(np.int32)]
-    for j, cond in enumerate(pop.conditions):
-        if cond not in dists:
-            continue
-        sel = spell[pop.has[pid, j]]
-        sel = sel[r.random(len(sel)) < _PER_SPELL[cond]]
-        sp_parts.append(sel); code_parts.append(_Vocab.draw(dists[cond], r, len(sel)))
-    lam = (_PER_SPELL["acute"] * np.interp(pop.age[pid], *_ACUTE_AGE)
-           * np.exp(ACUTE_PER_DEFICIT * pop.deficits[pid].sum(1)))
-    k = r.poisson(lam)
-    sel = np.repeat(spell, k)
-    sp_parts.append(sel); code_parts.append(_Vocab.draw(dists["acute"], r, len(sel)))
-    sp = np.concatenate(sp_parts).astype(np.int64)
-    code = np.concatenate(code_parts).astype(np.int64)
-    keep = code >= 0
-    key = np.unique(sp[keep] * (len(vocab) + 1) + code[keep])  # one row per spell and code
-    sp, code = key // (len(vocab) + 1), key % (len(vocab) + 1)
-    n = len(sp)
-    return {
-        "patient_id": pid[sp], "date": start[sp],
-        "code_system": (list(S.CLINICAL_CODE_SYSTEMS), np.ones(n, np.int8)),
-        "code": (vocab, code.astype(np.int32)),
-        "source": (list(S.SOURCES), np.ones(n, np.int8)),
-    }
+    return table
 
 
 def merge(a, b):
@@ -335,6 +251,9 @@ def merge(a, b):
     for k in a:
         if isinstance(a[k], tuple):
             va, ia = a[k]; vb, ib = b[k]
+            if not va or va is vb:  # nothing to map (primary care names no spell)
+                out[k] = (vb, np.concatenate([np.asarray(ia, np.int64), np.asarray(ib, np.int64)]))
+                continue
             vocab = list(dict.fromkeys(va + vb))
             pos = {v: i for i, v in enumerate(vocab)}
             mb = np.array([pos[v] for v in vb] + [-1], np.int64)

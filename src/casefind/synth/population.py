@@ -181,6 +181,8 @@ def _fit_level(base: np.ndarray, mask: np.ndarray, target: float) -> float:
     """Bisection on the logit intercept so that mean(sigmoid(c + base[mask])) == target."""
     lo, hi = -20.0, 10.0
     b = base[mask]
+    if len(b) == 0:  # nobody to fit (a tiny population): the lowest level
+        return lo
     if len(b) > 200_000:  # a fixed stride sample fits the level as well, and faster
         b = b[:: len(b) // 200_000]
     for _ in range(30):

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from casefind.contract.schema import ADMISSION_SETTINGS, TRANSFER_DAYS
 from casefind.plan import shift_date
 from casefind.synth._common import load_csv
 
@@ -26,6 +27,12 @@ QOF_CONDITIONS = [r["condition"] for r in load_csv("ltc_prevalence.csv") if r["c
 # Lancet 2018;391:1775-82, national validation cohort (202,718 of 1,013,590, 20.0%); see
 # docs/synthetic-data.md
 HFRS_HIGH_TARGET = (20.0, 14.0, 26.0)
+# 30-day emergency readmissions, % of emergency admissions (CIP spells, cancer and obstetrics
+# excluded): NHS Digital, 12.5% (2013/14) to 13.8% (2017/18), "Emergency readmissions published
+# for first time in five years" (2019), about 14-15% since (compendium I02040)
+READMISSION_TARGET = (14.0, 11.0, 17.0)
+# emergency spells ending in a discharge to another hospital (HES discharge destinations 49-53)
+TRANSFER_TARGET = (2.5, 1.5, 3.5)
 
 
 @dataclass
@@ -200,6 +207,33 @@ class _Folder:
         return {"pid": self.index(act.column("patient_id")), "start": _days(act.column("start_date")),
                 "setting": _strings(act.column("setting")).to_numpy(zero_copy_only=False), "table": act}
 
+    @cached_property
+    def admissions(self) -> dict:
+        """The admission spells of activity, sorted by (patient, start), linked into continuous
+        inpatient (CIP) spells as the HES method links them: a spell continues the previous one
+        when that one ended with a discharge to another hospital at most TRANSFER_DAYS days before.
+        `previous`: for a spell that starts a CIP spell, the discharge of the one before (NUL
+        when none); `excluded`: a primary diagnosis of cancer (C00-C97) or obstetrics (O)."""
+        a, t = self.activity, self.activity["table"]
+        ok = np.isin(a["setting"], ADMISSION_SETTINGS) & (a["pid"] >= 0) & (a["start"] != NUL)
+        idx = np.flatnonzero(ok)
+        pid, start = a["pid"][idx], a["start"][idx]
+        o = np.lexsort((start, pid))
+        idx, pid, start = idx[o], pid[o], start[o]
+        end = _days(t.column("end_date"))[idx]
+        dest = _strings(t.column("discharge_destination")).to_numpy(zero_copy_only=False)[idx]
+        diag = _strings(t.column("primary_diagnosis")).to_numpy(zero_copy_only=False)[idx]
+        same = np.r_[False, pid[1:] == pid[:-1]]
+        prev_end = np.r_[NUL, end[:-1]].astype(np.int64)
+        gap = start - prev_end
+        cont = same & (np.r_[None, dest[:-1]] == "other_hospital") & (prev_end != NUL) & (gap >= 0) & (gap <= TRANSFER_DAYS)
+        previous = np.where(~cont & same & (prev_end != NUL), prev_end, NUL)
+        code = np.array([x if isinstance(x, str) else "" for x in diag], dtype=object)
+        cancer = np.array([len(x) >= 3 and x[0] == "C" and x[1:3].isdigit() and int(x[1:3]) <= 97 for x in code], bool)
+        obstetric = np.array([x[:1] == "O" for x in code], bool)
+        return {"pid": pid, "start": start, "end": end, "dest": dest, "setting": a["setting"][idx],
+                "continues": cont, "previous": previous, "excluded": cancer | obstetric}
+
     def emergency_12m(self) -> np.ndarray:
         a = self.activity
         ok = (a["setting"] == "emergency_admission") & (a["start"] > self.day(12)) & (a["start"] <= self.A) & (a["pid"] >= 0)
@@ -225,6 +259,26 @@ def hfrs_high_share(folder: _Folder) -> tuple[float, int]:
     score = folder.hfrs()
     k = int(cohort.sum())
     return (100 * float((score[cohort] > 15).sum()) / k if k else float("nan")), k
+
+
+def readmission_share(folder: _Folder, months: int = 12) -> tuple[float, int]:
+    """% of emergency admissions in the last `months` that start a CIP spell 0-29 days after the
+    discharge of the previous one (NHS Digital's 30-day emergency readmission; admissions for
+    cancer and obstetrics excluded), and how many admissions that counts."""
+    s = folder.admissions
+    em = ((s["setting"] == "emergency_admission") & ~s["continues"] & ~s["excluded"]
+          & (s["start"] > folder.day(months)) & (s["start"] <= folder.A))
+    gap = s["start"] - s["previous"]
+    readmit = em & (s["previous"] != NUL) & (gap >= 0) & (gap <= 29)
+    k = int(em.sum())
+    return (100 * float(readmit.sum()) / k if k else float("nan")), k
+
+
+def transfer_share(folder: _Folder, months: int = 12) -> float:
+    """% of emergency spells starting in the last `months` discharged to another hospital."""
+    s = folder.admissions
+    em = (s["setting"] == "emergency_admission") & (s["start"] > folder.day(months)) & (s["start"] <= folder.A)
+    return 100 * float((em & (s["dest"] == "other_hospital")).sum()) / max(1, int(em.sum()))
 
 
 def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[CalibrationRow]:
@@ -269,6 +323,9 @@ def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[
     add("% of 65+ fit (eFI <= 0.12)", 50, 35, 65, 100 * (old & (efi <= 0.12)).sum() / old.sum())
     share, _ = hfrs_high_share(f)
     add("% HFRS > 15 among 75+ with an emergency admission", *HFRS_HIGH_TARGET, share)
+    share, _ = readmission_share(f)
+    add("% of emergency admissions within 30 days of a discharge (readmissions)", *READMISSION_TARGET, share)
+    add("% of emergency spells ending in a transfer to another hospital", *TRANSFER_TARGET, transfer_share(f))
 
     act = f.activity
     ai, ad, setting = act["pid"], act["start"], act["setting"]

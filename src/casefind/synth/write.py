@@ -13,10 +13,11 @@ from casefind.synth._common import NULL
 
 
 def to_arrow(name: str, cols: dict, pid_vocab: pa.Array) -> pa.Table:
-    """Contract column order; dates as date32, codes/enums as strings, patient_id as pseudonym."""
+    """The contract's source columns in order (never a derived one: ingest computes those);
+    dates as date32, codes, enums and spell ids as strings, patient_id as pseudonym."""
     t = TABLES[name]
     arrays = []
-    for c in t.columns:
+    for c in t.source_columns:
         v = cols[c.name]
         if c.kind == "patient_id" and isinstance(v, np.ndarray) and v.dtype.kind == "i":
             arrays.append(pid_vocab.take(pa.array(v)))
@@ -28,11 +29,11 @@ def to_arrow(name: str, cols: dict, pid_vocab: pa.Array) -> pa.Table:
             arrays.append(pa.array(v.astype(np.int32), mask=v == NULL).cast(pa.date32()))
         elif c.kind == "float":
             arrays.append(pa.array(v.astype(float), mask=np.isnan(v)))
-        elif c.kind == "int":
-            arrays.append(pa.array(v.astype(np.int64)))
+        elif c.kind == "int":  # NULL marks a missing value
+            arrays.append(pa.array(v.astype(np.int64), mask=v == NULL))
         else:
             arrays.append(pa.array(v, pa.string()))
-    return pa.Table.from_arrays(arrays, names=list(t.names))
+    return pa.Table.from_arrays(arrays, names=[c.name for c in t.source_columns])
 
 
 def stringify(tbl: pa.Table, numbers: bool) -> pa.Table:
