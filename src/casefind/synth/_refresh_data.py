@@ -150,7 +150,13 @@ COPIES = {
     "efi_deficits_snomed.csv": "starter_efi_deficits_snomed.csv",  # no shipped rule uses it now
 }
 REGISTER_FIELDS = ["condition", "min_age", "diagnosis_list", "diagnosis_category", "diagnosed_since",
-                   "resolved_list", "resolved_category", "practice_register"]
+                   "resolved_list", "resolved_category", "practice_register", "recorded_within_months",
+                   "value_code", "value_min"]
+# a condition that a recent code or a recent value shows (obesity: an obese code or a BMI of 30+
+# in 12 months): `(exists(diagnoses, codelist=X, within=months(N)) or last(observations.value,
+# codelist=Y, within=months(N)) >= V)`, Y an inline codelist of one code
+_CODE_OR_VALUE = re.compile(r"\(exists\(diagnoses, codelist=(\w+), within=months\((\d+)\)\) or "
+                            r"last\(observations\.value, codelist=(\w+), within=months\((\d+)\)\) >= ([\d.]+)\)")
 # the one eFI the truth report recomputes: frail.yml's and segments.yml's, as these lines say
 EFI_FEATURES = {"coded_deficits": "count_distinct(diagnoses.category, codelist=efi)",
                 "medicines_12m": "count_distinct(medications.code, within=months(12))"}
@@ -207,9 +213,19 @@ def _registers_of(rule: dict, where: str) -> list[dict]:
         expr = feats.get(c, "")
         row = dict.fromkeys(REGISTER_FIELDS, "")
         row.update(condition=c, min_age="0")
-        body, _, register = expr.partition(" or ")
         dx = latest = resolved = None
         parts = []
+        if m := _CODE_OR_VALUE.search(expr):
+            dx, months, value_list, value_months, vmin = m.groups()
+            if months != value_months:
+                raise RuleShapeError(f"{where}: {c}: the code and the value need the same window")
+            entry = (rule.get("codelists") or {}).get(value_list) or {}
+            codes = entry.get("codes") if isinstance(entry, dict) else None
+            if entry.get("system") != "snomed" or not isinstance(codes, list) or len(codes) != 1:
+                raise RuleShapeError(f"{where}: {c}: {value_list} must be an inline list of one SNOMED code")
+            row.update(recorded_within_months=months, value_code=str(codes[0]), value_min=vmin)
+            expr = expr.replace(m.group(0), f"exists(diagnoses, codelist={dx})")
+        body, _, register = expr.partition(" or ")
         for term in body.split(" and "):
             if m := re.fullmatch(r"age >= (\w+)", term):
                 age = m.group(1)
@@ -311,7 +327,9 @@ def rule_registers(root: pathlib.Path) -> str:
               "# the age floor; diagnosis_*: the diagnosis codelist (packaged copy, category); diagnosed_since:\n"
               "# the latest diagnosis on or after this date; resolved_*: the resolved codelist, a latest\n"
               "# resolved code on or after the latest diagnosis takes the person off; practice_register: an\n"
-              "# active practice register that also counts. Do not edit by hand.\n")
+              "# active practice register that also counts; recorded_within_months: the diagnosis code counts\n"
+              "# only this recent, and a value of value_code at least value_min in that window counts\n"
+              "# too. Do not edit by hand.\n")
     w = csv.DictWriter(buf, fieldnames=REGISTER_FIELDS, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)

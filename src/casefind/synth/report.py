@@ -196,10 +196,26 @@ class _Folder:
         return m.sum(1) + (self.medicines_12m >= 5)
 
     def hfrs(self, months: int = 24) -> np.ndarray:
+        """The HFRS of hfrs.yml (Gilbert 2018): at each person's index admission (their latest
+        emergency admission in the last 12 months), the points of the hospital diagnoses
+        dated in the `months` before it up to its first day (its own are dated then); NaN
+        for people with no index admission."""
         rows = _codelist("rule_hfrs_icd10.csv")
-        cats, m = self.has(rows, system="icd10", source="acute", since=self.day(months))
+        a = self.activity
+        ok = (a["setting"] == "emergency_admission") & (a["start"] > self.day(12)) & (a["start"] <= self.A) & (a["pid"] >= 0)
+        index = np.full(self.n, NUL, np.int64)
+        np.maximum.at(index, a["pid"][ok], a["start"][ok])
+        epoch = dt.date(1970, 1, 1)
+        back = {d: (shift_date(epoch + dt.timedelta(days=int(d)), months=-months) - epoch).days
+                for d in np.unique(index[index != NUL])}
+        since = np.array([back.get(int(d), NUL) for d in index], np.int64)
+        cats, who, cat, day = self.pairs(rows, system="icd10", source="acute")
+        keep = (index[who] != NUL) & (day <= index[who]) & (day > since[who])
+        m = np.zeros((self.n, len(cats)), bool)
+        m[who[keep], cat[keep]] = True
         w = {r["category"]: float(r["weight"]) for r in rows}
-        return m @ np.array([w[c] for c in cats])
+        score = m @ np.array([w[c] for c in cats])
+        return np.where(index != NUL, score, np.nan)
 
     @cached_property
     def activity(self) -> dict:
@@ -234,6 +250,19 @@ class _Folder:
         return {"pid": pid, "start": start, "end": end, "dest": dest, "setting": a["setting"][idx],
                 "continues": cont, "previous": previous, "excluded": cancer | obstetric}
 
+    def latest_value(self, code: str, months: int) -> np.ndarray:
+        """last(observations.value, codelist=[code], within=months(months)): the value of each
+        person's latest such observation in the window (by date, then file order); NaN if none."""
+        t = _read(self.out, "observations")
+        pid, day = self.index(t.column("patient_id")), _days(t.column("date"))
+        ok = ((_strings(t.column("code")).to_numpy(zero_copy_only=False) == code) & (pid >= 0)
+              & (day > self.day(months)) & (day <= self.A))
+        rows = np.flatnonzero(ok)
+        rows = rows[np.lexsort((rows, day[rows], pid[rows]))]  # by person, date, then file order
+        out = np.full(self.n, np.nan)
+        out[pid[rows]] = _num(t.column("value"))[rows]  # the last write per person is the latest
+        return out
+
     def emergency_12m(self) -> np.ndarray:
         a = self.activity
         ok = (a["setting"] == "emergency_admission") & (a["start"] > self.day(12)) & (a["start"] <= self.A) & (a["pid"] >= 0)
@@ -252,8 +281,9 @@ class _Folder:
 
 
 def hfrs_high_share(folder: _Folder) -> tuple[float, int]:
-    """% with HFRS > 15 (24 months of hospital diagnoses) among people aged 75+ with an
-    emergency admission in the last 12 months (alive or not), and how many such people."""
+    """% with HFRS > 15 at their index admission (the latest emergency admission in the last
+    12 months; that admission and 24 months of hospital diagnoses before it) among people
+    aged 75+ with such an admission (alive or not), and how many such people."""
     age_at = (np.minimum(folder.exit, folder.A) - folder.birth) / 365.25
     cohort = (age_at >= 75) & (folder.emergency_12m() > 0)
     score = folder.hfrs()
@@ -463,6 +493,11 @@ def rule_logic(f: _Folder) -> dict:
     for r in rule_registers():
         dx = last(r["diagnosis_list"], r["diagnosis_category"])
         on = (years >= int(r["min_age"])) & (dx != NUL)
+        if r.get("recorded_within_months"):  # a recent code, or a recent value high enough
+            months = int(r["recorded_within_months"])
+            recent = (dx != NUL) & (dx > f.day(months))
+            value = f.latest_value(r["value_code"], months)
+            on = (years >= int(r["min_age"])) & (recent | (value >= float(r["value_min"])))
         if r["diagnosed_since"]:
             on &= dx >= (dt.date.fromisoformat(r["diagnosed_since"]) - dt.date(1970, 1, 1)).days
         if r["resolved_list"]:
@@ -535,8 +570,8 @@ def truth_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[TruthR
     rows.append(_row("frail", measure, STARTER, old, true_frail,
                      f.efi_deficits(_codelist("starter_efi_deficits_snomed.csv")) / 36 > 0.24))
     # hfrs: score >= 5 at 75+, against true moderate/severe frailty
-    rows.append(_row("hfrs", "HFRS >= 5 vs true moderate/severe frailty", SHIPPED,
-                     popn & (years >= 75), true_frail, f.hfrs() >= 5))
+    rows.append(_row("hfrs", "HFRS >= 5 at the latest emergency admission vs true moderate/severe frailty",
+                     SHIPPED, popn & (years >= 75), true_frail, np.nan_to_num(f.hfrs(), nan=0.0) >= 5))
     return rows
 
 
