@@ -237,6 +237,13 @@ def _as_of_option(f):
     return click.option("--as-of", metavar="YYYY-MM-DD", help="Evaluation date; overrides the rule's as_of.")(f)
 
 
+def _engine_option(f):
+    from casefind.engines.base import DEFAULT, ENGINES, engines_help  # names only: no engine is loaded
+
+    return click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT, show_default=True,
+                        help=engines_help())(f)
+
+
 def _allow_partial_option(f):
     return click.option("--allow-partial", is_flag=True,
                         help="Run even if the store's data only partly covers the dates evaluated "
@@ -255,8 +262,7 @@ def _warn(messages) -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a rule parameter (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True,
               help="Folder for the run's outputs: OUT/<rule>-<as_of>/.")
-@click.option("--engine", type=click.Choice(["native", "duckdb"]), default="native", show_default=True,
-              help="native: fused Numba kernels; duckdb: the reference SQL engine.")
+@_engine_option
 @_allow_partial_option
 def run(rule, store, as_of, params, out, engine, allow_partial):
     """Run RULE over a store and write a validated review list per practice.
@@ -437,7 +443,7 @@ def _periods(period, first, last):
 @click.option("--history", "history_path", type=click.Path(path_type=Path, dir_okay=False),
               help="KPI history database. Default: STORE/kpi/history.duckdb.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a parameter of FILE.")
-@click.option("--engine", type=click.Choice(["native", "duckdb"]), default="native", show_default=True)
+@_engine_option
 @click.option("--export", "export", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the history (this KPI file's, these periods if given) to .csv or .parquet for BI tools.")
 @click.option("--drop-period", "drop", multiple=True, metavar="PERIOD",
@@ -555,8 +561,7 @@ def report(store, period, history_path, kpi_set, out):
               help="Only these columns (features, attributes such as age, include:NAME / exclude:NAME, "
                    "segment, eligible); patient_id, practice and locality always come. Default: all.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a rule parameter (repeatable).")
-@click.option("--engine", type=click.Choice(["native", "duckdb"]), default="native", show_default=True,
-              help="native: fused Numba kernels; duckdb: the reference SQL engine (same values, slower).")
+@_engine_option
 @click.option("--opt-out", "opt_out", type=click.Choice(["exclude-ndo-and-type1", "exclude-type1", "none"]),
               default="exclude-ndo-and-type1", show_default=True,
               help="Whose records are left out: by default anyone with a type 1 or national data opt-out "

@@ -1,4 +1,4 @@
-"""Random small populations and random rules: the native and reference engines agree.
+"""Random small populations and random rules: every registered engine agrees with the reference.
 
 Rules are drawn from the language's constructs (aggregations of every kind, filters,
 windows, codelists, attributes, arithmetic, case, at, percentile/top); populations include
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
 from spec_helpers import PRACTICES, patient, same  # noqa: E402
 
-from casefind.engines import duckdb_sql, native  # noqa: E402
+from casefind.engines.base import ENGINES, REFERENCE  # noqa: E402
 from casefind.ingest import run_ingest  # noqa: E402
 from casefind.rules.compile import compile_rule  # noqa: E402
 from casefind.store import Store  # noqa: E402
@@ -160,22 +160,26 @@ def test_native_equals_reference(tmp_path_factory, pop, rule):
     (tmp / "r.yml").write_text(body)
     r = compile_rule(tmp / "r.yml")
     store = Store.open(tmp / "store")
-    ref = duckdb_sql.evaluate(store, r.features, r.as_of, r.population).to_pylist()
-    nat = native.evaluate(store, r.features, r.as_of, r.population).to_pylist()
-    assert len(ref) == len(nat)
-    # evaluating only some patients (as a run's re-check does) gives their same values
+    ref = ENGINES[REFERENCE].evaluate(store, r.features, r.as_of, r.population).to_pylist()
     some = list(range(0, len(ref), 2))
-    sub = duckdb_sql.evaluate(store, r.features, r.as_of, r.population, patients=some).to_pylist()
-    for row in sub:
-        full = ref[row["patient"]]
-        for k in feats:
-            assert (row[k] is None and full[k] is None) or same(row[k], full[k]), (k, feats[k], row[k], full[k])
-    for a, b in zip(ref, nat):
-        for k in feats:
-            if a[k] is None or b[k] is None:
-                assert a[k] is None and b[k] is None, (k, feats[k], a, b, body)
-            else:
-                assert same(b[k], a[k]), (k, feats[k], a[k], b[k], body)
+    for name, engine in ENGINES.items():
+        if name != REFERENCE:
+            nat = engine.evaluate(store, r.features, r.as_of, r.population).to_pylist()
+            assert len(ref) == len(nat), name
+            for a, b in zip(ref, nat):
+                for k in feats:
+                    if a[k] is None or b[k] is None:
+                        assert a[k] is None and b[k] is None, (name, k, feats[k], a, b, body)
+                    else:
+                        assert same(b[k], a[k]), (name, k, feats[k], a[k], b[k], body)
+        # evaluating only some patients (as a run's re-check does) gives their same values
+        sub = engine.evaluate(store, r.features, r.as_of, r.population, patients=some).to_pylist()
+        assert [row["patient"] for row in sub] == some, name
+        for row in sub:
+            full = ref[row["patient"]]
+            for k in feats:
+                assert (row[k] is None and full[k] is None) or same(row[k], full[k]), \
+                    (name, k, feats[k], row[k], full[k])
 
 
 # --- weighted scores with the published HFRS and Charlson (SHMI) weights: identical to the bit ---
@@ -248,12 +252,16 @@ def test_weighted_scores_are_exact_and_identical_on_both_engines(tmp_path_factor
     (tmp / "r.yml").write_text(body)
     r = compile_rule(tmp / "r.yml")
     store = Store.open(tmp / "store")
-    ref = duckdb_sql.evaluate(store, r.features, r.as_of, r.population).to_pylist()
-    nat = native.evaluate(store, r.features, r.as_of, r.population).to_pylist()
+    ref = ENGINES[REFERENCE].evaluate(store, r.features, r.as_of, r.population).to_pylist()
+    for name, engine in ENGINES.items():
+        if name != REFERENCE:
+            nat = engine.evaluate(store, r.features, r.as_of, r.population).to_pylist()
+            assert len(ref) == len(nat), name
+            for a, b in zip(ref, nat):
+                for k in feats:  # to the bit: repr of a double is exact
+                    assert repr(a[k]) == repr(b[k]), (name, k, feats[k], a[k], b[k], body)
     ids = store.table("patients")["patient_id"].tolist()
-    for a, b in zip(ref, nat):
-        for k in feats:  # to the bit: repr of a double is exact
-            assert repr(a[k]) == repr(b[k]), (k, feats[k], a[k], b[k], body)
+    for a in ref:
         # every diagnosis on or before as_of counts for the unwindowed scores
         codes = [d[3] for d in pop["diagnoses"] if d[0] == ids[a["patient"]] and d[1] <= "2026-10-31"]
         for k, rows, hierarchy in (("hfrs", HFRS_ROWS, ()), ("charlson_points", CHARLSON_ROWS, CHARLSON_HIERARCHY),

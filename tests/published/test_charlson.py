@@ -52,7 +52,7 @@ def evaluate(tmp_path, engine, diagnoses: dict[str, list[str]], extra: dict | No
     run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
     rule = compile_rule(RULE)
     store = Store.open(tmp_path / "store")
-    out = ENGINES[engine](store, rule.features, rule.as_of, rule.population).to_pylist()
+    out = ENGINES[engine].evaluate(store, rule.features, rule.as_of, rule.population).to_pylist()
     ids = store.table("patients")["patient_id"].tolist()
     return {ids[r["patient"]]: (r["charlson_points"], r["charlson"], r["charlson_group"], r["charlson_conditions"])
             for r in out}

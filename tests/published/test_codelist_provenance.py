@@ -161,7 +161,7 @@ def test_an_opencodelists_download_is_read_as_it_is(tmp_path, engine):
                               ("b", "2026-01-01", "bnf", "0301012A0AAABAB", "1")]}  # a BNF code is not a dm+d code
     run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
     store = Store.open(tmp_path / "store")
-    out = ENGINES[engine](store, compiled.features, compiled.as_of, compiled.population).to_pylist()
+    out = ENGINES[engine].evaluate(store, compiled.features, compiled.as_of, compiled.population).to_pylist()
     ids = store.table("patients")["patient_id"].tolist()
     got = {ids[r["patient"]]: (r["asthma_coded"], r["adrenaline_issued"]) for r in out}
     assert got == {"a": (True, 2), "b": (False, 0)}

@@ -54,7 +54,7 @@ def test_index_and_categories(tmp_path, engine):
     run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
     rule = compile_rule(RULE)
     store = Store.open(tmp_path / "store")
-    out = ENGINES[engine](store, rule.features, rule.as_of, rule.population).to_pylist()
+    out = ENGINES[engine].evaluate(store, rule.features, rule.as_of, rule.population).to_pylist()
     ids = store.table("patients")["patient_id"].tolist()
     got = {ids[r["patient"]]: (r["deficits"], round(r["efi"], 4), r["frailty"]) for r in out}
     assert got == {pid: (d, round(d / 36, 4), cat) for pid, (_, _, d, cat) in CASES.items()}

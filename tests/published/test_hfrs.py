@@ -8,7 +8,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
 from spec_helpers import ENGINES, PRACTICES, patient  # noqa: E402
 
-from casefind.engines import duckdb_sql  # noqa: F401,E402
 from casefind.ingest import run_ingest  # noqa: E402
 from casefind.rules.compile import compile_rule  # noqa: E402
 from casefind.store import Store  # noqa: E402
@@ -69,7 +68,7 @@ def test_worked_examples(tmp_path, engine):
     run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
     rule = compile_rule(RULE)
     store = Store.open(tmp_path / "store")
-    out = ENGINES[engine](store, rule.features, rule.as_of, rule.population).to_pylist()
+    out = ENGINES[engine].evaluate(store, rule.features, rule.as_of, rule.population).to_pylist()
     ids = store.table("patients")["patient_id"].tolist()
     got = {ids[r["patient"]]: (None if r["hfrs"] is None else round(r["hfrs"], 6), r["hfrs_band"]) for r in out}
     assert got == {"ex": (10.3, "intermediate"), "dup": (7.1, "intermediate"), "old": (0.1, "low"),
@@ -101,7 +100,7 @@ def test_points_that_add_to_exactly_5_and_15_band_as_the_paper_says(tmp_path, en
     rule = compile_rule(RULE)
     store = Store.open(tmp_path / "store")
     exprs = {**rule.features, **{f"include:{k}": v for k, v in rule.include}}
-    out = ENGINES[engine](store, exprs, rule.as_of, rule.population).to_pylist()
+    out = ENGINES[engine].evaluate(store, exprs, rule.as_of, rule.population).to_pylist()
     ids = store.table("patients")["patient_id"].tolist()
     got = {ids[r["patient"]]: (repr(r["hfrs"]), r["hfrs_band"], r["include:hfrs_5_or_more"]) for r in out}
     assert got == {"five": ("5.0", "intermediate", True), "fifteen": ("15.0", "intermediate", True),

@@ -1,8 +1,8 @@
 """Spec tests: small tables in, expected per-patient values out, on every engine.
 
 A case gives rows for the contract tables (patients default to a few people), a rule body
-and the expected value of each feature for each patient id. ENGINES lists every engine;
-each case runs on all of them."""
+and the expected value of each feature for each patient id. ENGINES is the engine registry
+(casefind.engines.base.ENGINES): each case runs on every registered engine."""
 from __future__ import annotations
 
 import datetime as dt
@@ -11,13 +11,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from casefind.engines import duckdb_sql, native
+from casefind.engines.base import ENGINES
 from casefind.ingest import run_ingest
 from casefind.rules.compile import compile_rule
 from casefind.store import Store, decisions
 from casefind_testdata import write_source
-
-ENGINES = {"duckdb": duckdb_sql.evaluate, "native": native.evaluate}
 
 PRACTICES = [("Z00001", "Elm", "LOC001", "North", "SYS01", "Demo")]
 
@@ -42,7 +40,7 @@ def evaluate_case(tmp_path: Path, engine: str, tables: dict, features: str, as_o
     (tmp_path / "rule.yml").write_text(body)
     rule = compile_rule(tmp_path / "rule.yml")
     store = Store.open(tmp_path / "store")
-    out = ENGINES[engine](store, rule.features, rule.as_of, rule.population).to_pylist()
+    out = ENGINES[engine].evaluate(store, rule.features, rule.as_of, rule.population).to_pylist()
     ids = store.table("patients")["patient_id"].tolist()
     return {ids[row["patient"]]: {k: v for k, v in row.items() if k != "patient"} for row in out}
 

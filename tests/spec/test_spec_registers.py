@@ -104,7 +104,7 @@ def store(tmp_path_factory):
 def test_register_rules(store, engine):
     rule = compile_rule(RULE)
     assert str(rule.as_of) == AS_OF
-    out = ENGINES[engine](store, rule.features, rule.as_of, rule.population).to_pylist()
+    out = ENGINES[engine].evaluate(store, rule.features, rule.as_of, rule.population).to_pylist()
     ids = store.table("patients")["patient_id"].tolist()
     got = {ids[r["patient"]]: r for r in out}
     wrong = {(p, k): (got[p][k], v) for p, (_, _, want) in CASES.items() for k, v in want.items() if got[p][k] != v}

@@ -1,9 +1,17 @@
 """The reference engine: the IR as DuckDB SQL over the store, kept simple and obviously right.
 
-It is the executable specification the native engine is tested against, so it favours
-readable SQL over speed: the store's encoded columns are decoded into plain views (dates,
+It is a correctness oracle, not a way to run rules fast. It exists so that the semantics
+have one executable statement that can be read line by line and checked against the rule
+language's documentation; the native engine (and any engine added later) is tested against
+it in the spec and property tests, and a run re-checks its listed patients with it. So it
+is deliberately naive: a rule is ONE SQL query, written the most direct way, with no
+optimisation — no fusing of aggregations, no plan, no caching, no cleverness that would
+need its own proof. The store's encoded columns are decoded into plain views (dates,
 text), every aggregation is its own grouped subquery, and every rule of the semantics is
-written out where it applies:
+written out where it applies. If making it faster would make it harder to see that it is
+right, leave it slow; speed belongs in the native engine, which must match it.
+
+The semantics:
 
 - a comparison (or ``in``) with a missing value is false, never null; ``not`` of it is true;
 - age is whole years at the evaluation date D (a 29 February birthday falls on 1 March);
@@ -28,7 +36,7 @@ written out where it applies:
   in 128 bits, then TRY_CAST back), a decimal result that is not finite, round() of a value
   beyond the whole numbers; log of zero or less is missing.
 
-Values reach SQL as literals (``_q``), never as pasted text; long ``in`` lists and
+Values reach SQL as literals (``sql_literal``), never as pasted text; long ``in`` lists and
 codelists are registered as tables and looked up, not written out.
 """
 from __future__ import annotations
@@ -43,6 +51,7 @@ import pyarrow as pa
 
 from casefind.contract import EVENT_TABLES, TABLES
 from casefind.contract.dates import NULL_DAY
+from casefind.engines.base import Engine
 from casefind.rules import ir
 from casefind.store import Store
 
@@ -50,8 +59,11 @@ from casefind.store import Store
 INLINE_UP_TO = 32  # values an `in` list or codelist writes into the SQL; more: a registered table
 
 
-def _q(value) -> str:
-    """A Python value as a SQL literal (never pasted text)."""
+def sql_literal(value) -> str:
+    """A Python value (bool, whole number, float, date, text) as a DuckDB SQL literal of the
+    IR's type: never pasted text (quotes are doubled), a float always DOUBLE (a bare 7.1
+    would be DECIMAL), inf/-inf/nan as DOUBLE strings, a date as ``DATE 'YYYY-MM-DD'``.
+    For SQL that other modules (evidence) build over ``register_store``'s views."""
     if isinstance(value, (bool, np.bool_)):
         return "TRUE" if value else "FALSE"
     if isinstance(value, (int, np.integer)):
@@ -126,7 +138,7 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
         SELECT p.patient, p.patient_id,
                {_date_col('birth_date')}, {_date_col('registration_start')},
                {_date_col('registration_end')}, {_date_col('death_date')},
-               CASE p.sex {' '.join(f'WHEN {i} THEN {_q(v)}' for i, v in enumerate(enc['sex']['values']))} END AS sex,
+               CASE p.sex {' '.join(f'WHEN {i} THEN {sql_literal(v)}' for i, v in enumerate(enc['sex']['values']))} END AS sex,
                CASE WHEN p.imd_decile = 0 THEN NULL ELSE p.imd_decile END AS imd_decile,
                pr.practice_code AS practice, pr.locality_code AS locality, pr.system_code AS system
         FROM (SELECT (row_number() OVER () - 1)::INTEGER AS patient, * FROM raw_patients) p
@@ -145,7 +157,7 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
             if c.kind == "date":
                 cols.append(_date_col(c.name, f"e.{c.name}"))
             elif c.kind == "enum":
-                cases = " ".join(f"WHEN {i} THEN {_q(v)}" for i, v in enumerate(e["values"]))
+                cases = " ".join(f"WHEN {i} THEN {sql_literal(v)}" for i, v in enumerate(e["values"]))
                 cols.append(f"CASE e.{c.name} {cases} END AS {c.name}")
             elif c.kind == "text":
                 alias = f"d_{c.name}"
@@ -218,7 +230,7 @@ class SqlCompiler:
         if not values:
             return "FALSE"
         if self.con is None or len(values) <= INLINE_UP_TO:
-            return f"COALESCE({sql} IN ({', '.join(_q(v) for v in values)}), FALSE)"
+            return f"COALESCE({sql} IN ({', '.join(sql_literal(v) for v in values)}), FALSE)"
         key = ("in", t, values)
         if key not in self.q.lookups:
             name = f"lookup{len(self.q.lookups)}"
@@ -226,6 +238,12 @@ class SqlCompiler:
             self.con.register(name, pa.table({"v": pa.array(list(values), _ARROW_TYPE[kind])}))
             self.q.lookups[key] = name
         return f"COALESCE({sql} IN (SELECT v FROM {self.q.lookups[key]}), FALSE)"
+
+    def with_clause(self) -> str:
+        """``WITH ...`` defining every subquery the compiled expressions use ('' if none):
+        what a query built from this compiler's expressions starts with."""
+        ctes = ", ".join(f"{name} AS ({sql})" for name, sql in self.q.ctes.values())
+        return f"WITH {ctes}" if ctes else ""
 
     def row_compiler(self) -> "SqlCompiler":
         """A compiler for one aggregation's rows, with a patients alias of its own: a filter
@@ -247,8 +265,9 @@ class SqlCompiler:
 
     # --- patient domain -----------------------------------------------------------------
     def patient(self, n: ir.Node, d: str) -> str:
+        """A per-patient expression as SQL over this alias's patients, at the date (SQL) ``d``."""
         if isinstance(n, (ir.Const, ir.Param)):
-            return _q(n.value) if n.value is not None else "NULL"
+            return sql_literal(n.value) if n.value is not None else "NULL"
         if isinstance(n, ir.AsOf):
             return d
         if isinstance(n, ir.Attr):
@@ -327,11 +346,13 @@ class SqlCompiler:
                 return _int64(f"abs(CAST({args[0]} AS HUGEINT))")
             return f"{n.name}({args[0]})"
         if isinstance(n, (ir.Const, ir.Param)):
-            return _q(n.value)
+            return sql_literal(n.value)
         raise NotImplementedError(f"{type(n).__name__} in this position")
 
     # --- event domain -------------------------------------------------------------------
     def event(self, n: ir.Node, d: str) -> str:
+        """A row expression (an aggregation's filter or value) as SQL over its rows ``e``
+        (``self`` is a row compiler), at the date (SQL) ``d``."""
         if isinstance(n, ir.Column):
             return f"e.{n.column}"
         if isinstance(n, ir.InCodelist):
@@ -355,10 +376,10 @@ class SqlCompiler:
         parts = []
         if cl.codes:
             parts.append(self.values_in(f"e.{col.column}", cl.codes, ir.T.CODE))
-        parts += [f"starts_with(e.{col.column}, {_q(p)})" for p in cl.prefixes]
+        parts += [f"starts_with(e.{col.column}, {sql_literal(p)})" for p in cl.prefixes]
         system = ""
         if TABLES[col.table].column(col.column).code_system == "code_system":
-            system = f"e.code_system = {_q(cl.system)} AND "
+            system = f"e.code_system = {sql_literal(cl.system)} AND "
         elif TABLES[col.table].column(col.column).code_system != cl.system:
             return "FALSE"
         return f"COALESCE({system}({' OR '.join(parts)}), FALSE)"
@@ -380,11 +401,13 @@ class SqlCompiler:
                                                   "weight": pa.array(weights, pa.int64())}))
                 self.q.lookups[key] = name
             return f"{self.q.lookups[key]} {what}"
-        rows = [f"({_q(code)}, {_q(p)}, {_q(cat) if cat else 'NULL'}, {f'CAST({w} AS BIGINT)' if w is not None else 'NULL::BIGINT'})"
+        rows = [f"({sql_literal(code)}, {sql_literal(p)}, {sql_literal(cat) if cat else 'NULL'}, {f'CAST({w} AS BIGINT)' if w is not None else 'NULL::BIGINT'})"
                 for code, p, cat, w in zip(entries, prefix, cats, weights)]
         return f"(VALUES {', '.join(rows)}) {what}(code, is_prefix, category, weight)"
 
     def window(self, n: ir.Aggregate | ir.Trend, table: str, d: str) -> str:
+        """The condition that a row ``e`` of ``table`` is in the aggregation's window at ``d``:
+        dated on or before ``d``, within its range."""
         date = f"e.{TABLES[table].sort_date}"
         if isinstance(n, ir.Trend):
             return f"{date} <= {d} AND {date} > {_shift(d, -n.months, 0)}"
@@ -430,7 +453,7 @@ class SqlCompiler:
                 "weighted_categories": None,
             }[f]
             if f == "weighted_categories":
-                weights = ", ".join(f"({_q(c)}, CAST({w} AS BIGINT))" for c, w in sorted(n.codelist.category_weights.items()))
+                weights = ", ".join(f"({sql_literal(c)}, CAST({w} AS BIGINT))" for c, w in sorted(n.codelist.category_weights.items()))
                 sql = self.weighted(n, f"SELECT p.patient, p.category, cw.w FROM (SELECT DISTINCT e.patient, cl.category "
                                        f"FROM {r.rows(n)}{cat_join} WHERE {' AND '.join(where)} AND cl.category "
                                        f"IS NOT NULL) p JOIN (VALUES {weights}) cw(category, w) ON cw.category = p.category")
@@ -452,10 +475,10 @@ class SqlCompiler:
         the sum as a whole number, then one
         division by 10^k, the double nearest the exact sum. With a hierarchy, a category
         does not count when a category above it is present too."""
-        scale = _q(float(10 ** n.codelist.weight_places))
+        scale = sql_literal(float(10 ** n.codelist.weight_places))
         if not n.hierarchy:
             return f"SELECT patient, CAST(sum(w) AS DOUBLE) / {scale} AS v FROM ({present}) GROUP BY patient"
-        pairs = ", ".join(f"({_q(hi)}, {_q(lo)})" for hi, lo in n.hierarchy)
+        pairs = ", ".join(f"({sql_literal(hi)}, {sql_literal(lo)})" for hi, lo in n.hierarchy)
         return (f"WITH present AS ({present}), hierarchy(higher, lower) AS (VALUES {pairs}) "
                 f"SELECT c.patient, CAST(sum(c.w) AS DOUBLE) / {scale} AS v FROM present c "
                 f"WHERE NOT EXISTS (SELECT 1 FROM hierarchy h JOIN present s ON s.category = h.higher "
@@ -512,7 +535,7 @@ class SqlCompiler:
         if n.kind == "percentile":
             return f"(CASE WHEN {j}.x IS NULL THEN NULL ELSE 100.0 * coalesce({j}.below, 0) / NULLIF({j}.n, 0) END)"
         return (f"(CASE WHEN {j}.x IS NULL THEN FALSE ELSE "
-                f"({j}.n - coalesce({j}.at_or_below, 0)) < {_q(float(n.fraction))} * {j}.n END)")
+                f"({j}.n - coalesce({j}.at_or_below, 0)) < {sql_literal(float(n.fraction))} * {j}.n END)")
 
 
 def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
@@ -524,17 +547,35 @@ def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
     con = con or duckdb.connect()
     ranks = any(ir.contains(node, ir.PopulationRank) for node in exprs.values())
     # only some patients wanted and no rank needs everyone's values: scan only their rows
-    register_store(con, store, only=np.asarray(patients) if patients is not None and not ranks else None)
+    # (each once: a patient given twice must not have their rows registered twice)
+    register_store(con, store, only=np.unique(np.asarray(patients, dtype=np.int64))
+                   if patients is not None and not ranks else None)
     only = ""
     if patients is not None:
         con.register("only_patients", pa.table({"patient": pa.array(np.asarray(patients), pa.int32())}))
         only = "WHERE p.patient IN (SELECT patient FROM only_patients)"
-    d = _q(as_of)
+    d = sql_literal(as_of)
     comp = SqlCompiler(population, con=con)
     cols = [f"{comp.patient(node, d)} AS \"{name}\"" for name, node in exprs.items()]
-    ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.q.ctes.values())
-    sql = (f"{'WITH ' + ctes if ctes else ''} SELECT p.patient{', ' if cols else ''}{', '.join(cols)} "
+    sql = (f"{comp.with_clause()} SELECT p.patient{', ' if cols else ''}{', '.join(cols)} "
            f"FROM {comp.patients_from()} {only} ORDER BY p.patient")
     rel = con.sql(sql)
     fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
     return fetch()
+
+
+class DuckDBQueryEngine(Engine):
+    """The reference engine (see the module docstring): a correctness oracle, one plain SQL
+    query per evaluation and no optimisation, which every other engine must agree with.
+    With ``patients``, only their rows are scanned (unless a percentile/top needs everyone),
+    which keeps a run's re-check of its listed patients fast at any store size."""
+
+    name = "duckdb"
+    reference = True
+
+    def evaluate(self, store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
+                 population: ir.Node | None = None, patients: np.ndarray | None = None) -> pa.Table:
+        return evaluate(store, exprs, as_of, population, patients=patients)
+
+
+ENGINE = DuckDBQueryEngine()

@@ -23,6 +23,7 @@ import platformdirs
 import pyarrow as pa
 
 from casefind.contract.dates import NULL_DAY, to_day
+from casefind.engines.base import Engine
 from casefind.engines.native_codegen import generate_spell_test, KernelSource, generate
 from casefind.plan import Plan, constant_date, make_plan
 from casefind.rules import ir
@@ -688,4 +689,23 @@ def _int_overflow(op: str, a, b, out) -> np.ndarray:
 
 def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
              population: ir.Node | None = None) -> pa.Table:
+    """Every stored patient's values: ``patient`` (store index), then each named expression at ``as_of``."""
     return NativeEngine(store).evaluate(exprs, as_of, population)
+
+
+class NativeQueryEngine(Engine):
+    """The production engine: the plan's fused Numba kernels, one scan per table for every
+    aggregation and date (``NativeEngine`` per store). It always computes every patient (a
+    kernel's cost is the scan, not the patients kept); with ``patients`` it returns theirs."""
+
+    name = "native"
+
+    def evaluate(self, store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
+                 population: ir.Node | None = None, patients: np.ndarray | None = None) -> pa.Table:
+        table = evaluate(store, exprs, as_of, population)
+        if patients is None:
+            return table
+        return table.take(pa.array(np.unique(np.asarray(patients, dtype=np.int64))))
+
+
+ENGINE = NativeQueryEngine()

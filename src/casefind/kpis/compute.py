@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from casefind.engines import duckdb_sql, native
+from casefind.engines.base import get_engine
 from casefind_native.aggregate import group_sums
 from casefind.kpis import stats
 from casefind.kpis.define import KpiSet, Measure, load_kpis
@@ -103,7 +103,7 @@ def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native") 
     """Every period's values, one period at a time: each period's plan has the same shape
     (only its dates differ, and dates are kernel arguments), so the kernels are compiled
     once for all periods, and their size does not grow with the number of periods."""
-    run = native.evaluate if engine == "native" else duckdb_sql.evaluate
+    run = get_engine(engine).evaluate
     exprs = expressions(ksets)
     columns: dict[str, pa.Array] = {}
     for p in sorted(ksets, key=lambda q: q.end):

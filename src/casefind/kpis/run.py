@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from casefind import __version__
+from casefind.engines.base import get_engine
 from casefind.kpis import compute, disclosure, history
 from casefind.kpis.periods import Period
 from casefind.store import Store
@@ -52,6 +53,7 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
              engine: str = "native", params: dict[str, str] | None = None, allow_partial: bool = False,
              progress: Callable[[str], None] | None = None, before_commit=None) -> KpiRunResult:
     say = progress or (lambda s: None)
+    get_engine(engine)  # an unknown engine is refused before anything is compiled
     timings: dict[str, float] = {}
     started = dt.datetime.now(dt.timezone.utc)
     t = time.perf_counter()

@@ -52,7 +52,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from casefind import __version__
-from casefind.engines import duckdb_sql, native
+from casefind.engines.base import get_engine
 from casefind.errors import CasefindError, UsageError
 from casefind.lists.run import _exprs, _policy_masks
 from casefind.lists.select import ListPolicy
@@ -83,7 +83,6 @@ OPT_OUT_STATEMENTS = {
 }
 POPULATION_STATEMENT = ("the rule's population decides who is in: nobody else is removed for being dead or "
                         "deregistered (a population of 'registered and alive ...' does that)")
-ENGINES = ("native", "duckdb")
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".arrow": "arrow", ".feather": "arrow"}
 KEY_COLUMNS = ("patient_id", "practice", "locality")
 ELIGIBLE = "eligible"
@@ -109,17 +108,17 @@ def dataset(rule_path: str | Path, store_root: str | Path | Store, *, as_of=None
     date, all evaluated in one pass of the engine. ``columns``: only these (feature,
     attribute or criterion names, ``segment``, ``eligible``); the key columns always come.
     ``store_root``: a store's folder, or a ``Store`` already open (repeated calls then
-    reuse its memory maps). ``params`` overrides rule parameters (as ``--param``). ``engine``: ``native`` or
-    ``duckdb`` (the reference engine; same values). ``opt_out``: a key of
-    ``OPT_OUT_POLICIES``. A date the store's data does not cover is refused (a
-    ``CoverageError``), and a partly covered one unless ``allow_partial``.
+    reuse its memory maps). ``params`` overrides rule parameters (as ``--param``).
+    ``engine``: a name in ``casefind.engines.base.ENGINES`` (``native``, or ``duckdb``: the
+    reference engine; same values). ``opt_out``: a key of ``OPT_OUT_POLICIES``. A date the
+    store's data does not cover is refused (a ``CoverageError``), and a partly covered one
+    unless ``allow_partial``.
 
     Returns a ``pyarrow.Table`` (``.to_pandas()``, ``polars.from_arrow(...)``) whose schema
     metadata ``casefind`` (``metadata(table)``) records how it was made.
     """
     say = progress or (lambda s: None)
-    if engine not in ENGINES:
-        raise UsageError(f"no engine {engine!r}; choose {' or '.join(ENGINES)}", option="--engine")
+    get_engine(engine)  # an unknown engine is refused before anything is compiled
     if opt_out not in OPT_OUT_POLICIES:
         hint = did_you_mean(str(opt_out), OPT_OUT_POLICIES)
         raise UsageError(f"no opt-out policy {opt_out!r}; choose one of {', '.join(OPT_OUT_POLICIES)}",
@@ -353,7 +352,7 @@ def _evaluate(store: Store, exprs: dict[str, ir.Node], dates: list[dt.date], pop
               engine: str) -> list[pa.Table]:
     """One table of values per date. Several dates are one engine call: each expression at
     each date (``x at date``), so every table is scanned once for all of them."""
-    evaluate = native.evaluate if engine == "native" else duckdb_sql.evaluate
+    evaluate = get_engine(engine).evaluate
     if len(dates) == 1:
         return [evaluate(store, exprs, dates[0], population)]
     wide = {f"{name}@{i}": ir.At(node, ir.Const(d, ir.T.DATE))

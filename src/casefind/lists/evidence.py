@@ -6,7 +6,7 @@ import datetime as dt
 import duckdb
 
 from casefind.contract import TABLES
-from casefind.engines.duckdb_sql import SqlCompiler, _q
+from casefind.engines.duckdb_sql import SqlCompiler, sql_literal
 from casefind.rules import ir
 
 _SHOW = {"activity": ["setting", "primary_diagnosis", "cost", "end_date"],
@@ -37,7 +37,7 @@ def collect(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: 
     out: dict[int, list[str]] = {p: [] for p in patients}
     if not aggs or not patients or limit <= 0:
         return out
-    d = _q(as_of)
+    d = sql_literal(as_of)
     comp = SqlCompiler(con=con)
     con.register("listed_patients", _ids_table(patients))
     for a in aggs:
@@ -48,8 +48,7 @@ def collect(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: 
         if a.where is not None:
             where.append(r.event(a.where, d))
         cols = ", ".join(f"e.{c}" for c in _SHOW.get(t, []) if c in TABLES[t].names)
-        ctes = ", ".join(f"{name} AS ({sql})" for name, sql in comp.q.ctes.values())
-        sql = (f"{'WITH ' + ctes if ctes else ''} "
+        sql = (f"{comp.with_clause()} "
                f"SELECT e.patient, e.{date} AS date{', ' + cols if cols else ''} FROM {r.rows(a)} "
                f"WHERE e.patient IN (SELECT patient FROM listed_patients) AND {' AND '.join(where)} "
                f"QUALIFY row_number() OVER (PARTITION BY e.patient ORDER BY e.{date} DESC, e.row DESC) <= {limit}")

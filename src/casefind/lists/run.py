@@ -29,7 +29,8 @@ import pyarrow.parquet as pq
 from casefind import __version__
 from casefind.errors import CasefindError, UsageError
 from casefind.contract.dates import NULL_DAY, to_day
-from casefind.engines import duckdb_sql, native
+from casefind.engines import duckdb_sql
+from casefind.engines.base import REFERENCE, get_engine
 from casefind.lists.evidence import collect
 from casefind.lists.reasons import Describer, aggregates_in
 from casefind.lists.select import ListPolicy, select
@@ -135,12 +136,13 @@ def _policy_masks(store: Store, as_of: dt.date, policy: ListPolicy) -> dict[str,
 
 
 def _recheck(store: Store, rule: CompiledRule, exprs, values: pa.Table, listed: np.ndarray,
-             con: duckdb.DuckDBPyConnection) -> int:
-    """Re-evaluate listed patients with the reference engine; raise on any difference."""
+             engine: str) -> int:
+    """Re-evaluate listed patients with the reference engine; raise on any difference from
+    ``values`` (what ``engine`` gave)."""
     check = listed
     if len(listed) > RECHECK_ALL_UP_TO:
         check = np.sort(np.random.default_rng(0).choice(listed, RECHECK_ALL_UP_TO, replace=False))
-    ref = duckdb_sql.evaluate(store, exprs, rule.as_of, rule.population, con=con, patients=check)
+    ref = get_engine(REFERENCE).evaluate(store, exprs, rule.as_of, rule.population, patients=check)
     ref_rows = {r["patient"]: r for r in ref.to_pylist()}
     mine = values.take(pa.array(check)).to_pylist()
     for row in mine:
@@ -153,7 +155,7 @@ def _recheck(store: Store, rule: CompiledRule, exprs, values: pa.Table, listed: 
                 ok = v == w
             if not ok:
                 raise ValidationError(f"engines disagree for patient {row['patient']} on {k}: "
-                                      f"native {v!r}, reference {w!r}; nothing was written")
+                                      f"{engine} {v!r}, reference {w!r}; nothing was written")
     return len(check)
 
 
@@ -171,6 +173,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
         params: dict[str, str] | None = None, engine: str = "native", policy: ListPolicy = ListPolicy(),
         allow_partial: bool = False, progress: Callable[[str], None] | None = None) -> RunResult:
     say = progress or (lambda s: None)
+    evaluator = get_engine(engine)
     timings: dict[str, float] = {}
     t = time.perf_counter()
     say("compiling the rule")
@@ -186,10 +189,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
 
     t = time.perf_counter()
     say(f"evaluating ({engine} engine)")
-    if engine == "native":
-        values = native.evaluate(store, exprs, rule.as_of, rule.population)
-    else:
-        values = duckdb_sql.evaluate(store, exprs, rule.as_of, rule.population)
+    values = evaluator.evaluate(store, exprs, rule.as_of, rule.population)
     timings["evaluate"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -210,8 +210,9 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     for name, mask in policy_out.items():
         if mask[sel.patients].any():
             raise ValidationError(f"a listed patient is {name}; nothing was written")
-    con = duckdb.connect()
-    rechecked = _recheck(store, rule, exprs, values, sel.patients, con) if engine == "native" and len(sel.patients) else 0
+    # the reference engine made the list: checking it against itself would prove nothing
+    rechecked = _recheck(store, rule, exprs, values, sel.patients, engine) \
+        if not evaluator.reference and len(sel.patients) else 0
     timings["validate"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -221,6 +222,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     param_values = {k: v.value for k, v in rule.parameters.items()}
     evidence = {}
     if rule.evidence:
+        con = duckdb.connect()
         duckdb_sql.register_store(con, store, only=sel.patients)
         for name, node in rule.include:
             evidence[name] = collect(con, aggregates_in(node), sel.patients.tolist(), rule.as_of, rule.evidence)

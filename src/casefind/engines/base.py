@@ -1,0 +1,106 @@
+"""What a query engine is, and the one registry of them (after ehrQL's ``query_engines/base.py``).
+
+An engine evaluates compiled IR (``casefind.rules.ir``) over a store. Everything that
+evaluates a rule — lists (``casefind run``), datasets, KPIs, the tests — asks the registry
+for an engine by name (``get_engine``) and calls ``evaluate``; nothing else knows which
+engines exist. A new engine is a subclass of ``Engine`` in its own module, named in
+``_MODULES`` below; every test parametrised over ``ENGINES`` then runs it too, and the spec
+and property tests hold it to the reference engine's values.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+from casefind.errors import UsageError
+from casefind.rules.errors import did_you_mean
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+    from casefind.rules import ir
+    from casefind.store import Store
+
+
+class Engine:
+    """An engine: ``evaluate`` the named expressions over a store at one date.
+
+    ``evaluate(store, exprs, as_of, population=None, patients=None) -> pyarrow.Table``
+    must return one row per stored patient, in store order — or, with ``patients`` (store
+    indices), one row per patient in it, in store order, each once — with the column
+    ``patient`` (the store index, int32) first, then one column per entry of ``exprs``, in
+    its order and under its name: the expression's value at ``as_of``, typed as the IR
+    types it (int64, float64, date32, bool, string), missing as null. ``population`` is
+    what ``percentile``/``top`` rank within, always over the whole store, whoever is
+    returned. The semantics every engine implements are written out in the reference
+    engine (``casefind.engines.duckdb_sql``); engines must give its values (floats to
+    1e-9 relative, the rest exactly).
+
+    Subclasses set ``name`` (the registry key and ``--engine`` value); ``reference`` is true
+    for the one engine the others are checked against (a run re-checks its listed patients
+    with it when another engine made the list).
+    """
+
+    name: ClassVar[str] = ""
+    reference: ClassVar[bool] = False
+
+    def evaluate(self, store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
+                 population: ir.Node | None = None, patients: np.ndarray | None = None) -> pa.Table:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<engine {self.name}>"
+
+
+# name -> (the module whose ``ENGINE`` is that engine, a line for --help). Modules are
+# imported when an engine is first asked for, so listing the names (the CLI's --engine
+# choices) imports neither Numba nor DuckDB, and engine modules import this one without a cycle.
+_MODULES = {
+    "native": ("casefind.engines.native", "fused Numba kernels"),
+    "duckdb": ("casefind.engines.duckdb_sql", "the reference SQL engine (same values, slower)"),
+}
+REFERENCE = "duckdb"  # the correctness oracle
+DEFAULT = "native"
+
+
+class _Registry(Mapping):
+    """A read-only ``dict[str, Engine]`` whose engines are loaded on first use."""
+
+    def __init__(self, modules: dict[str, str]):
+        self._modules = dict(modules)
+
+    def __getitem__(self, name: str) -> Engine:
+        engine = importlib.import_module(self._modules[name]).ENGINE  # KeyError if not registered
+        assert engine.name == name, (name, engine)
+        return engine
+
+    def __contains__(self, name: object) -> bool:  # by name: loads nothing
+        return name in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __repr__(self) -> str:
+        return f"ENGINES({', '.join(self._modules)})"
+
+
+ENGINES: Mapping[str, Engine] = _Registry({name: module for name, (module, _) in _MODULES.items()})
+
+
+def engines_help() -> str:
+    """Every engine and what it is, for ``--engine``'s help (imports no engine)."""
+    return "; ".join(f"{name}: {summary}" for name, (_, summary) in _MODULES.items()) + "."
+
+
+def get_engine(name: str) -> Engine:
+    """The registered engine called ``name``; a ``UsageError`` (with a did-you-mean) if none is."""
+    if not isinstance(name, str) or name not in ENGINES:
+        raise UsageError(f"no engine {name!r}; choose one of {', '.join(ENGINES)}",
+                         did_you_mean(str(name), ENGINES), option="--engine")
+    return ENGINES[name]
