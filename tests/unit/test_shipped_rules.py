@@ -32,6 +32,9 @@ def test_frailty_and_conditions_use_the_complete_published_sets():
             assert cl.file, (name, cl_name)  # no inline codes any more
             if cl.file.startswith("codelists/published/"):
                 assert dict(cl.provenance)["date_retrieved"], (name, cl_name)
+            elif cl_name == "bmi_value":  # obesity's value rule: the BMI observable (BMIVAL_COD not found)
+                assert cl.file == "codelists/bmi_value_snomed.csv" and cl.codes == ("60621009",)
+                assert dict(cl.provenance)["date_retrieved"], (name, cl_name)
             else:
                 assert (cl.file, cl.selected) == ("codelists/ltc_qof_snomed.csv", ("cancer",)), (name, cl_name)
         assert "hypothyroidism" not in rule.features

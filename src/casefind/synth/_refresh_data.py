@@ -189,7 +189,7 @@ def _codelist_copy(rule: dict, name: str, where: str) -> tuple[str, str]:
     return COPIES[path], entry.get("category", "")
 
 
-def _registers_of(rule: dict, where: str) -> list[dict]:
+def _registers_of(rule: dict, where: str, rules_dir: pathlib.Path) -> list[dict]:
     """Each condition ltc_count counts, as its feature counts it. A feature must be a
     conjunction of `age >= N`, `exists(diagnoses, codelist=X)` or `X_latest >= date("...")`, and
     `not (X_resolved >= X_latest)` (X_latest, X_resolved: last(diagnoses.date, codelist=...)),
@@ -219,11 +219,11 @@ def _registers_of(rule: dict, where: str) -> list[dict]:
             dx, months, value_list, value_months, vmin = m.groups()
             if months != value_months:
                 raise RuleShapeError(f"{where}: {c}: the code and the value need the same window")
-            entry = (rule.get("codelists") or {}).get(value_list) or {}
-            codes = entry.get("codes") if isinstance(entry, dict) else None
-            if entry.get("system") != "snomed" or not isinstance(codes, list) or len(codes) != 1:
-                raise RuleShapeError(f"{where}: {c}: {value_list} must be an inline list of one SNOMED code")
-            row.update(recorded_within_months=months, value_code=str(codes[0]), value_min=vmin)
+            entry = (rule.get("codelists") or {}).get(value_list)
+            rows = _read(rules_dir / entry) if isinstance(entry, str) else []
+            if len(rows) != 1 or rows[0].get("system") != "snomed" or rows[0]["code"].endswith("*"):
+                raise RuleShapeError(f"{where}: {c}: {value_list} must be a codelist file of one SNOMED code")
+            row.update(recorded_within_months=months, value_code=rows[0]["code"], value_min=vmin)
             expr = expr.replace(m.group(0), f"exists(diagnoses, codelist={dx})")
         body, _, register = expr.partition(" or ")
         for term in body.split(" and "):
@@ -309,9 +309,9 @@ def rule_registers(root: pathlib.Path) -> str:
     """rule_registers.csv's text: one row per QOF register of multimorbidity.yml's ltc_count,
     with the packaged copies of its codelists. segments.yml must count the same registers the
     same way, and frail.yml and segments.yml the same eFI, or this raises RuleShapeError."""
-    rows = _registers_of(_rule(root, "multimorbidity"), "rules/multimorbidity.yml")
+    rows = _registers_of(_rule(root, "multimorbidity"), "rules/multimorbidity.yml", root / "rules")
     seg = _rule(root, "segments")
-    if _registers_of(seg, "rules/segments.yml") != rows:
+    if _registers_of(seg, "rules/segments.yml", root / "rules") != rows:
         raise RuleShapeError("rules/segments.yml counts its long-term conditions otherwise than "
                              "rules/multimorbidity.yml; the truth report recomputes one way")
     rules = {"frail": _rule(root, "frail"), "multimorbidity": _rule(root, "multimorbidity"), "segments": seg}
