@@ -125,6 +125,8 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
     With ``only``, event tables hold just those patients' rows (a list's re-check and
     evidence need nothing else), which keeps the reference engine fast at any size."""
     for name, d in store.manifest["dictionaries"].items():
+        if name == "spell":  # rules compare spell numbers; the source ids are never joined
+            continue
         con.register(f"dict_{name.replace('.', '_')}",
                      pa.table({"idx": pa.array(np.arange(d["size"], dtype=np.int32)),
                                "value": pa.array(store.dictionary(name).tolist(), pa.string())}))
