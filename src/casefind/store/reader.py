@@ -138,6 +138,13 @@ class Store:
         """The review log as an event table of this snapshot's patients (rows for patients
         not in it, e.g. after they left, are counted in the manifest and left out)."""
         log = self._review_log
+        if log.num_rows == 0:  # nothing recorded yet (most stores): no lookup of every patient id
+            self.manifest["reviews"]["rows_for_other_patients"] = 0
+            self.manifest["tables"]["reviews"]["rows"] = 0
+            empty = pa.table({"patient": pa.array([], pa.int32()), "date": pa.array([], pa.int32()),
+                              "rule": pa.array([], pa.int32()), "decision": pa.array([], pa.int8())})
+            return StoredTable("reviews", empty, np.zeros(self.n_patients + 1, np.int64),
+                               self.manifest["tables"]["reviews"]["encodings"])
         ids = self.table("patients").arrow.column("patient_id").cast(pa.string())
         pidx = pc.index_in(log.column("patient_id"), value_set=ids).fill_null(-1).to_numpy(zero_copy_only=False)
         known = pidx >= 0
