@@ -1,5 +1,11 @@
 """Benchmark populations: CASEFIND_BENCH_PATIENTS (default 100,000, the CI smoke size;
-1,000,000 for the figures in docs/benchmarks.md), generated once per session."""
+1,000,000 for the figures in docs/benchmarks.md), generated once per session.
+
+CASEFIND_BENCH_STORE=PATH measures an existing store (e.g. a 1M store built once) instead of
+ingesting one, and CASEFIND_BENCH_SOURCE=PATH is the synth folder it was ingested from (the
+peers read the source tables; without it, with a CASEFIND_BENCH_STORE, the source is
+generated anew with the benchmark seed). CASEFIND_BENCH_ROUNDS sets the rounds per contender
+(with --benchmark-enable; the smoke test runs each once)."""
 from __future__ import annotations
 
 import os
@@ -7,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bench_support import PATIENTS
+from bench_support import PATIENTS, REPORT
 from casefind.synth import generate
+
+SEED = 7
 
 
 @pytest.fixture(scope="session")
@@ -18,8 +26,11 @@ def bench_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def population(bench_dir):
+    src = os.environ.get("CASEFIND_BENCH_SOURCE")
+    if src:
+        return Path(src)
     out = bench_dir / "source"
-    generate(PATIENTS, 7, out)
+    generate(PATIENTS, SEED, out)
     return out
 
 
@@ -38,3 +49,30 @@ def rules_store(request):
     instead of generating and ingesting one."""
     path = os.environ.get("CASEFIND_BENCH_STORE")
     return Path(path) if path else request.getfixturevalue("store")
+
+
+@pytest.fixture(scope="session")
+def peer_db(population, bench_dir):
+    """The peers' DuckDB database of the source tables (benchmarks/peers.py), loaded once
+    (untimed here; test_bench_foundation times the load as ingest's peer)."""
+    from peers import load_duckdb
+
+    path = bench_dir / "peer-queries.duckdb"
+    if not path.exists():
+        load_duckdb(population, path)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not REPORT:
+        return
+    tr = terminalreporter
+    tr.section("casefind benchmarks: contenders interleaved in one run (seconds; peer median / ours)")
+    for test, r in REPORT:
+        tr.write_line(test)
+        for name, s in r["times"].items():
+            if s is None:
+                continue
+            over = "" if name == r["ours"] else f"   x{r['over_ours'].get(name)} of {r['ours']}"
+            tr.write_line(f"    {name:<28} min {s['min']:>9.4f}  median {s['median']:>9.4f}  max {s['max']:>9.4f}"
+                          f"  ({s['rounds']} rounds){over}")

@@ -1,11 +1,16 @@
 """KPIs at scale (issue 4 target at 1M patients): all of rules/kpis/triple_aim.yml for 12
-monthly periods at all three levels <= 10 s, beside the same KPIs as DuckDB SQL over the
-same data, one query per KPI per period as an analyst would write them (the reference
-engine's SQL for the KPI's population and value at the period end, grouped by practice).
+monthly periods at all three levels <= 10 s.
 
-The peer is slow at 1M (minutes per period), so CASEFIND_BENCH_PEER_PERIODS (default 1)
-says how many of the 12 periods it runs; its time is scaled to 12 and the scaling is
-recorded beside it."""
+Beside it, for reference only: the same KPIs through our reference engine's SQL (the
+KPI's population and value per patient at the period end, then grouped by practice in SQL),
+one query per KPI per period. The reference engine is a correctness oracle, not the
+performance peer (a hand-written DuckDB / Polars peer, as benchmarks/peers.py has for
+frail.yml, is not written for the 23 KPIs yet), so its figure is recorded as
+``reference_sql_s``, not as a speed-up over a peer.
+
+The reference SQL is slow at 1M (tens of seconds per period), so CASEFIND_BENCH_PEER_PERIODS
+(default 1) says how many of the 12 periods it runs; its time is scaled to 12 and the
+scaling is recorded beside it."""
 from __future__ import annotations
 
 import os
@@ -54,6 +59,6 @@ def test_triple_aim_12_months_all_levels(benchmark, rules_store, bench_dir):
                                 rounds=3, iterations=1)
     peer = _peer(store, PERIODS[-PEER_PERIODS:]) * len(PERIODS) / PEER_PERIODS
     benchmark.extra_info.update(rows=result.rows, measures=result.measures, periods=len(PERIODS),
-                                timings=result.timings, duckdb_sql_s=round(peer, 1),
-                                duckdb_sql_periods_run=PEER_PERIODS,
-                                speedup_vs_duckdb=ratio(peer, _median_of(benchmark), 1))
+                                timings=result.timings, reference_sql_s=round(peer, 1),
+                                reference_sql_periods_run=PEER_PERIODS,
+                                reference_sql_over_ours=ratio(peer, _median_of(benchmark), 1))
