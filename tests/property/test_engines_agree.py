@@ -10,21 +10,19 @@ and equal to the exact sum of the published points."""
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from fractions import Fraction
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
-from spec_helpers import PRACTICES, patient, same  # noqa: E402
+from spec_helpers import PRACTICES, patient, same
 
-from casefind.engines.base import ENGINES, REFERENCE  # noqa: E402
-from casefind.ingest import run_ingest  # noqa: E402
-from casefind.rules.compile import compile_rule  # noqa: E402
-from casefind.store import Store  # noqa: E402
-from casefind_testdata import write_source  # noqa: E402
+from casefind.engines.base import ENGINES, REFERENCE
+from casefind.ingest import run_ingest
+from casefind.rules.compile import compile_rule
+from casefind.store import Store
+from casefind_testdata import write_source
 
 BASE = dt.date(2024, 1, 1)
 SETTINGS = ["ae", "gp", "emergency_admission", "elective_admission", "outpatient"]

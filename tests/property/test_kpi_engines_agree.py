@@ -2,21 +2,18 @@
 from every registered engine as from the reference engine (before and after disclosure control)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_engines_agree import populations  # noqa: E402
+from test_engines_agree import populations
 
-from casefind.engines.base import ENGINES, REFERENCE  # noqa: E402
-from casefind.ingest import run_ingest  # noqa: E402
-from casefind.kpis import compute, disclosure  # noqa: E402
-from casefind.kpis.periods import span  # noqa: E402
-from casefind.store import Store  # noqa: E402
-from casefind_testdata import write_source  # noqa: E402
+from casefind.engines.base import ENGINES, REFERENCE
+from casefind.ingest import run_ingest
+from casefind.kpis import compute, disclosure
+from casefind.kpis.periods import span
+from casefind.store import Store
+from casefind_testdata import write_source
 
 KPIS = """kpis: prop
 features:

@@ -1,17 +1,15 @@
 """Charlson comorbidity index, SHMI weights, against the specification's mapping."""
 import csv
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
-from spec_helpers import ENGINES, PRACTICES, patient  # noqa: E402
+from spec_helpers import ENGINES, PRACTICES, patient
 
-from casefind.ingest import run_ingest  # noqa: E402
-from casefind.rules.compile import compile_rule  # noqa: E402
-from casefind.store import Store  # noqa: E402
-from casefind_testdata import write_source  # noqa: E402
+from casefind.ingest import run_ingest
+from casefind.rules.compile import compile_rule
+from casefind.store import Store
+from casefind_testdata import write_source
 
 RULE = Path(__file__).parents[2] / "rules" / "charlson.yml"
 

@@ -15,23 +15,21 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
-from spec_helpers import ENGINES, PRACTICES, patient  # noqa: E402
+from spec_helpers import ENGINES, PRACTICES, patient
 
-from casefind.ingest import run_ingest  # noqa: E402
-from casefind.rules import ir  # noqa: E402
-from casefind.rules.codelists import codelist_manifest  # noqa: E402
-from casefind.rules.compile import compile_rule  # noqa: E402
-from casefind.rules.errors import RuleError  # noqa: E402
-from casefind.store import Store  # noqa: E402
-from casefind_testdata import cli, write_source  # noqa: E402
-from casefind_testdata import synthetic_store as make_store  # noqa: E402
+from casefind.ingest import run_ingest
+from casefind.rules import ir
+from casefind.rules.codelists import codelist_manifest
+from casefind.rules.compile import compile_rule
+from casefind.rules.errors import RuleError
+from casefind.store import Store
+from casefind_testdata import cli, write_source
+from casefind_testdata import synthetic_store as make_store
 
 ROOT = Path(__file__).parents[2]
 CODELISTS = ROOT / "rules" / "codelists"

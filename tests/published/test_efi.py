@@ -4,19 +4,17 @@ deficits with the complete published eFI code set (codelists/published/efi_snome
 the deficits here are coded from it: one code per deficit that no other deficit holds (a
 code in two deficits' sets counts for both)."""
 import csv
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
-from spec_helpers import ENGINES, PRACTICES, patient  # noqa: E402
+from spec_helpers import ENGINES, PRACTICES, patient
 
-from casefind.ingest import run_ingest  # noqa: E402
-from casefind.rules.compile import compile_rule  # noqa: E402
-from casefind.store import Store  # noqa: E402
-from casefind_testdata import write_source  # noqa: E402
+from casefind.ingest import run_ingest
+from casefind.rules.compile import compile_rule
+from casefind.store import Store
+from casefind_testdata import write_source
 
 RULE = Path(__file__).parents[2] / "rules" / "frail.yml"
 ROWS = list(csv.DictReader(open(RULE.parent / "codelists" / "published" / "efi_snomed.csv")))

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
-import spec_helpers  # noqa: E402
-from spec_helpers import evaluate_case, patient, same  # noqa: E402
+import spec_helpers
+from spec_helpers import evaluate_case, patient, same
 
-from casefind.engines import base  # noqa: E402
-from casefind.engines.base import ENGINES, REFERENCE, Engine, get_engine  # noqa: E402
-from casefind.errors import EXIT_USAGE, UsageError  # noqa: E402
-from casefind.rules.compile import compile_rule  # noqa: E402
-from casefind.store import Store  # noqa: E402
+from casefind.engines import base
+from casefind.engines.base import ENGINES, REFERENCE, Engine, get_engine
+from casefind.errors import EXIT_USAGE, UsageError
+from casefind.rules.compile import compile_rule
+from casefind.store import Store
 
 AS_OF = "2026-10-31"
 TABLES = {

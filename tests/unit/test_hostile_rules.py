@@ -4,28 +4,26 @@ engine, in bounded time and memory. Each test reproduces a finding."""
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
-from spec_helpers import PRACTICES, patient, same  # noqa: E402
+from spec_helpers import PRACTICES, patient, same
 
-from casefind.engines import duckdb_sql  # noqa: E402
-from casefind.engines.base import ENGINES, REFERENCE  # noqa: E402
-from casefind.errors import UsageError  # noqa: E402
-from casefind.ingest import run_ingest  # noqa: E402
-from casefind.kpis.define import load_kpis  # noqa: E402
-from casefind.lists.reasons import Describer, fill  # noqa: E402
-from casefind.lists.run import run  # noqa: E402
-from casefind.rules import ir  # noqa: E402
-from casefind.rules.compile import attributes_used, compile_rule  # noqa: E402
-from casefind.rules.errors import RuleError  # noqa: E402
-from casefind.store import Store  # noqa: E402
-from casefind_testdata import write_source  # noqa: E402
+from casefind.engines import duckdb_sql
+from casefind.engines.base import ENGINES, REFERENCE
+from casefind.errors import UsageError
+from casefind.ingest import run_ingest
+from casefind.kpis.define import load_kpis
+from casefind.lists.reasons import Describer, fill
+from casefind.lists.run import run
+from casefind.rules import ir
+from casefind.rules.compile import attributes_used, compile_rule
+from casefind.rules.errors import RuleError
+from casefind.store import Store
+from casefind_testdata import write_source
 
 HEAD = 'rule: t\nas_of: "2026-10-01"\n'
 QUOTED = "O'Brien\\x"  # a provider code with a quote and a backslash

@@ -1,20 +1,18 @@
 """Every rule example in docs/rules-language.md compiles and runs, identically on every engine."""
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "spec"))
-from spec_helpers import PRACTICES, patient, review_rows, same  # noqa: E402
+from spec_helpers import PRACTICES, patient, review_rows, same
 
-from casefind.engines.base import ENGINES, REFERENCE  # noqa: E402
-from casefind.ingest import run_ingest  # noqa: E402
-from casefind.lists.run import run  # noqa: E402
-from casefind.rules.compile import compile_rule  # noqa: E402
-from casefind.store import Store, decisions  # noqa: E402
-from casefind_testdata import write_source  # noqa: E402
+from casefind.engines.base import ENGINES, REFERENCE
+from casefind.ingest import run_ingest
+from casefind.lists.run import run
+from casefind.rules.compile import compile_rule
+from casefind.store import Store, decisions
+from casefind_testdata import write_source
 
 ROOT = Path(__file__).parents[2]
 DOC = (ROOT / "docs" / "rules-language.md").read_text()

@@ -22,7 +22,7 @@ import numpy as np
 import platformdirs
 import pyarrow as pa
 
-from casefind.contract.dates import NULL_DAY, to_day
+from casefind.contract.dates import NULL_DAY, shift_days, to_day, ymd as _ymd
 from casefind.engines.base import Engine
 from casefind.engines.native_codegen import generate_spell_test, KernelSource, generate
 from casefind.plan import Plan, constant_date, make_plan
@@ -120,46 +120,6 @@ def work_items(offsets: np.ndarray) -> list[tuple[int, int]]:
         return [(0, n)]
     cuts = sorted({0, n, *(bisect.bisect_left(range(n + 1), total * j // k, key=work) for j in range(1, k))})
     return list(zip(cuts[:-1], cuts[1:]))
-
-
-def _civil(days: np.ndarray):
-    """Year, month and day of day numbers (days since 1970-01-01), in integer arithmetic
-    (the proleptic Gregorian calendar; H. Hinnant's civil_from_days)."""
-    z = days.astype(np.int64) + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    m = np.where(mp < 10, mp + 3, mp - 9)
-    return yoe + era * 400 + (m <= 2), m, day
-
-
-def _ymd(days: np.ndarray):
-    """Year, month and day of day numbers. Many patients, few distinct days (a century is
-    36,525): the calendar of the days' range, then a look-up per patient."""
-    if len(days) < 4096:
-        return _civil(days)
-    first, last = int(days.min()), int(days.max())
-    if last - first >= len(days):
-        return _civil(days)
-    at = days.astype(np.intp) - first
-    return tuple(part[at] for part in _civil(np.arange(first, last + 1)))
-
-
-def shift_days(days: np.ndarray, months: int, extra_days: int) -> np.ndarray:
-    """Per-patient calendar arithmetic, the day clamped to the month's end."""
-    out = days.astype(np.int64)
-    if months:
-        y, m, d = _ymd(days)
-        total = (y * 12 + (m - 1)) + months
-        ny, nm = total // 12, total % 12 + 1
-        first = (np.array((ny - 1970) * 12 + (nm - 1), dtype="datetime64[M]")).astype("datetime64[D]")
-        next_first = (np.array((ny - 1970) * 12 + nm, dtype="datetime64[M]")).astype("datetime64[D]")
-        last = (next_first - first).astype(np.int64)
-        out = first.astype(np.int64) + np.minimum(d, last) - 1
-    return out + extra_days
 
 
 _MALLOC_TUNED = False

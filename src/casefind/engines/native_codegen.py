@@ -20,7 +20,8 @@ import numpy as np
 
 from casefind.contract import TABLES
 from casefind.contract.dates import NULL_DAY, to_day
-from casefind.plan import Slot, shift_date
+from casefind.contract.dates import shift_date
+from casefind.plan import Slot
 from casefind.rules import ir
 
 NULL = int(NULL_DAY)

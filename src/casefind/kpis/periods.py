@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from casefind.errors import UsageError
-from casefind.plan import shift_date
+from casefind.contract.dates import shift_date
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")

@@ -10,17 +10,8 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 
+from casefind.contract.dates import shift_date
 from casefind.rules import ir
-
-
-def shift_date(d: dt.date, months: int = 0, days: int = 0) -> dt.date:
-    """Calendar month arithmetic, the day clamped to the month's end (as DuckDB does)."""
-    if months:
-        m = d.month - 1 + months
-        y, m = d.year + m // 12, m % 12 + 1
-        last = (dt.date(y + (m == 12), m % 12 + 1, 1) - dt.timedelta(days=1)).day
-        d = dt.date(y, m, min(d.day, last))
-    return d + dt.timedelta(days=days)
 
 
 def constant_date(n: ir.Node, d: dt.date, params: dict | None = None) -> dt.date:

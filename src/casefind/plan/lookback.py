@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from casefind.plan import Plan, shift_date
+from casefind.contract.dates import shift_date
+from casefind.plan import Plan
 from casefind.rules import ir
 
 

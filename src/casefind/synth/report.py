@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from casefind.contract.schema import ADMISSION_SETTINGS, TRANSFER_DAYS
-from casefind.plan import shift_date
+from casefind.contract.dates import shift_date
 from casefind.synth._common import load_csv
 
 NUL = -(2 ** 31)
