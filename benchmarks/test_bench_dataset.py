@@ -25,7 +25,7 @@ import peers
 from bench_support import check_rows, race, ratio, rounds
 from casefind.engines import native
 from casefind.lists.dataset import dataset
-from casefind.lists.run import _exprs
+from casefind.lists.run import rule_expressions
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
 
@@ -40,7 +40,7 @@ def _check(rule, ours, peer_rows, what) -> int:
 
 def test_dataset_vs_run_evaluate_vs_duckdb_and_polars(benchmark, rules_store, population, peer_db):
     rule = compile_rule(FRAIL)
-    exprs = _exprs(rule)
+    exprs = rule_expressions(rule)
     st = Store.open(rules_store)
     native.evaluate(st, exprs, rule.as_of, rule.population)  # warm: kernels compiled (or loaded from the cache)
     table = dataset(FRAIL, rules_store)

@@ -37,7 +37,7 @@ import peers
 from bench_support import _median_of, check_rows, race, ratio, rounds, run_measured
 from casefind.engines import native
 from casefind.engines.native import NativeEngine
-from casefind.lists.run import _exprs, run
+from casefind.lists.run import rule_expressions, run
 from casefind.plan import make_plan
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
@@ -71,7 +71,7 @@ def test_kernel_phase(benchmark, rules_store, path):
     """Each shipped rule's fused scans, kernels compiled (frail's peers race it below)."""
     st = Store.open(rules_store)
     rule = compile_rule(path)
-    plan = make_plan(_exprs(rule), rule.as_of, rule.population)
+    plan = make_plan(rule_expressions(rule), rule.as_of, rule.population)
     eng = NativeEngine(st)
     eng.run_scans(plan)  # compile (or load cached) kernels first: this measures the scan
     benchmark(lambda: eng.run_scans(plan))
@@ -80,7 +80,7 @@ def test_kernel_phase(benchmark, rules_store, path):
 
 def test_frail_list_vs_duckdb_and_polars(benchmark, rules_store, population, peer_db, bench_dir):
     rule = compile_rule(FRAIL)
-    exprs = _exprs(rule)
+    exprs = rule_expressions(rule)
     out = bench_dir / "runs"
     first = run(FRAIL, rules_store, out)  # warm: kernels compiled (or loaded from the cache)
     ours_rows = pq.read_table(first.out_dir / "list.parquet").to_pylist()

@@ -310,7 +310,7 @@ def explain(rule, store, as_of):
     """Show how RULE compiles: the IR of each feature, the plan (one scan per table, a
     slot per aggregation and date) and the generated Numba kernel source."""
     from casefind.engines.native import NativeEngine
-    from casefind.lists.run import _exprs
+    from casefind.lists.run import rule_expressions
     from casefind.plan import make_plan
     from casefind.rules.compile import compile_rule
     from casefind.store import Store
@@ -321,7 +321,7 @@ def explain(rule, store, as_of):
     for name, node in r.features.items():
         console.print(f"[bold]{name}[/] : {node.type.value}", highlight=False)
         console.print(f"  {node!r}", highlight=False, soft_wrap=True, markup=False)
-    plan = make_plan(_exprs(r), r.as_of, r.population)
+    plan = make_plan(rule_expressions(r), r.as_of, r.population)
     console.rule(f"Plan {plan.key}: one scan per table")
     for table, slots in plan.scans.items():
         console.print(f"[bold]{table}[/]: {len(slots)} slot(s)")
@@ -329,7 +329,7 @@ def explain(rule, store, as_of):
             console.print(f"  slot {i}: {type(slot.node).__name__} "
                           f"{getattr(slot.node, 'func', 'trend')} at {slot.as_of}", highlight=False, markup=False)
     eng = NativeEngine(st)  # evaluated: a later stage's kernels read the earlier stages' values
-    eng.evaluate(_exprs(r), r.as_of, r.population)
+    eng.evaluate(rule_expressions(r), r.as_of, r.population)
     for what, ks in eng.kernels.items():
         console.rule(f"kernel {ks.name} ({what})")
         click.echo(ks.source)

@@ -18,9 +18,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from casefind.kpis.disclosure import DisclosurePolicy
 from casefind.rules import ir
-from casefind.rules.compile import _Compiler, compile_rule
+from casefind.rules.compile import Compiler, compile_rule
 from casefind.rules.errors import RuleError, Span, did_you_mean
-from casefind.rules.load import (Located, RuleSource, _check_keys, _key_span, _mapping, _span, check_name,
+from casefind.rules.load import (Located, RuleSource, check_keys, key_span, mapping_at, span_at, check_name,
                                  check_set_name, confined, read_shared_sections, read_yaml)
 
 TOP_LEVEL = ("kpis", "title", "version", "description", "parameters", "codelists", "features",
@@ -88,7 +88,7 @@ def _str(key, file, node, allowed=None) -> str:
     if v is None:
         return ""
     if allowed is not None and str(v) not in allowed:
-        raise RuleError(_span(file, node, key), f"{key} {v!r} is not one of {', '.join(allowed)}",
+        raise RuleError(span_at(file, node, key), f"{key} {v!r} is not one of {', '.join(allowed)}",
                         did_you_mean(str(v), allowed))
     return str(v)
 
@@ -97,35 +97,35 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
     path = Path(path)
     file = str(path)
     data = read_yaml(path, "a KPI file is a YAML mapping (kpis:, measures:, ...)")
-    _check_keys(file, data, TOP_LEVEL, "the KPI file")
+    check_keys(file, data, TOP_LEVEL, "the KPI file")
     if "kpis" not in data:
         raise RuleError(Span(file, 1, 1), "the KPI file has no name", "add a first line such as: kpis: triple_aim")
     if "measures" not in data or not data["measures"]:
         raise RuleError(Span(file, 1, 1), "the KPI file has no measures", "add measures: with at least one KPI")
-    name = check_set_name(_span(file, data, "kpis"), data["kpis"], "the KPI set")
-    src = RuleSource(path, Located(name, _span(file, data, "kpis")), span=Span(file, 1, 1))
+    name = check_set_name(span_at(file, data, "kpis"), data["kpis"], "the KPI set")
+    src = RuleSource(path, Located(name, span_at(file, data, "kpis")), span=Span(file, 1, 1))
     read_shared_sections(file, data, src)
-    c = _Compiler(src, dict(params or {}))
+    c = Compiler(src, dict(params or {}))
     c.period_days = period_days
     for name in src.features:
         c.feature(name, src.features[name].span)
 
     default_breakdowns = _breakdowns(file, data, "breakdowns")
     measures: dict[str, Measure] = {}
-    node = _mapping(file, data, "measures", "name: {title, domain, kind, population, value, ...}")
+    node = mapping_at(file, data, "measures", "name: {title, domain, kind, population, value, ...}")
     for name, m in node.items():
-        name = check_name(_key_span(file, node, name), name, "measure")
+        name = check_name(key_span(file, node, name), name, "measure")
         if not isinstance(m, CommentedMap):
-            raise RuleError(_span(file, node, name), f"measure {name!r} must be a mapping",
+            raise RuleError(span_at(file, node, name), f"measure {name!r} must be a mapping",
                             "give title:, domain:, kind:, population: and value:")
-        _check_keys(file, m, MEASURE_KEYS, f"measure {name!r}")
+        check_keys(file, m, MEASURE_KEYS, f"measure {name!r}")
         for required in ("title", "domain", "kind", "population", "value"):
             if required not in m:
-                raise RuleError(_key_span(file, node, name), f"measure {name!r} has no {required}:")
+                raise RuleError(key_span(file, node, name), f"measure {name!r} has no {required}:")
         kind = _str("kind", file, m, KINDS)
-        population = c.condition(Located(m["population"], _span(file, m, "population")), f"{name}: population")
-        value = c.expression(Located(m["value"], _span(file, m, "value")))
-        vspan = _span(file, m, "value")
+        population = c.condition(Located(m["population"], span_at(file, m, "population")), f"{name}: population")
+        value = c.expression(Located(m["value"], span_at(file, m, "value")))
+        vspan = span_at(file, m, "value")
         if not value.domain.per_patient:
             raise RuleError(vspan, f"{name}: value must be one per patient, not {value.domain}",
                             "aggregate it: count(...), sum(...), exists(...)")
@@ -138,25 +138,25 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
         denominator = None
         if kind == "ratio":
             if "denominator" not in m:
-                raise RuleError(_key_span(file, node, name), f"measure {name!r}: a ratio needs a denominator:",
+                raise RuleError(key_span(file, node, name), f"measure {name!r}: a ratio needs a denominator:",
                                 "the per-patient count the value is a share of, e.g. count(activity, ...)")
-            dspan = _span(file, m, "denominator")
+            dspan = span_at(file, m, "denominator")
             denominator = c.expression(Located(m["denominator"], dspan))
             if not denominator.domain.per_patient or denominator.type not in ir.NUMERIC:
                 raise RuleError(dspan, f"{name}: a ratio's denominator is a count per patient",
                                 "e.g. count(activity, setting == \"emergency_admission\", within=period)")
         elif "denominator" in m:
-            raise RuleError(_span(file, m, "denominator"), f"{name}: only a ratio has a denominator:",
+            raise RuleError(span_at(file, m, "denominator"), f"{name}: only a ratio has a denominator:",
                             "kind: ratio (events over events); other kinds count people in the population")
         per = m.get("per", 100 if kind in ("proportion", "ratio") else 1000 if kind == "rate" else 1)
         if not isinstance(per, (int, float)) or isinstance(per, bool) or per <= 0:
-            raise RuleError(_span(file, m, "per"), f"{name}: per must be a positive number (100, 1000, 100000)")
+            raise RuleError(span_at(file, m, "per"), f"{name}: per must be a positive number (100, 1000, 100000)")
         target = m.get("target")
         if target is not None and (not isinstance(target, (int, float)) or isinstance(target, bool)):
-            raise RuleError(_span(file, m, "target"), f"{name}: target must be a number in the KPI's unit")
+            raise RuleError(span_at(file, m, "target"), f"{name}: target must be a number in the KPI's unit")
         standardise = _str("standardise", file, m, STANDARDS) or None
         if standardise and kind != "rate":
-            raise RuleError(_span(file, m, "standardise"), f"{name}: only rates are age-standardised")
+            raise RuleError(span_at(file, m, "standardise"), f"{name}: only rates are age-standardised")
         measures[name] = Measure(
             name=name, title=str(m["title"]), domain=_str("domain", file, m, DOMAINS), kind=kind,
             population=population, value=value, multiplier=float(per),
@@ -169,20 +169,20 @@ def load_kpis(path: str | Path, *, period_days: int = 31, params: dict[str, str]
     segment = None
     if any("segment" in m.breakdowns for m in measures.values()):
         if "segments_from" not in data:
-            raise RuleError(_span(file, data, "breakdowns"), "a segment breakdown needs segments_from:",
+            raise RuleError(span_at(file, data, "breakdowns"), "a segment breakdown needs segments_from:",
                             "segments_from: ../segments.yml (a rule file with segments:)")
-        seg_path = confined(path, str(data["segments_from"]), _span(file, data, "segments_from"), "segments_from file")
+        seg_path = confined(path, str(data["segments_from"]), span_at(file, data, "segments_from"), "segments_from file")
         seg_rule = compile_rule(seg_path)
         if not seg_rule.segments:
-            raise RuleError(_span(file, data, "segments_from"), f"{seg_path} has no segments:")
+            raise RuleError(span_at(file, data, "segments_from"), f"{seg_path} has no segments:")
         segment = ir.Case(tuple((cond, ir.Const(n, ir.T.TEXT)) for n, cond in seg_rule.segments), None)
     policy = DisclosurePolicy()
     if data.get("disclosure") is not None:
-        settings = dict(_mapping(file, data, "disclosure", "suppress_below / round_to / ..."))
+        settings = dict(mapping_at(file, data, "disclosure", "suppress_below / round_to / ..."))
         try:
             policy = DisclosurePolicy.from_mapping(settings)
         except ValueError as e:
-            raise RuleError(_span(file, data, "disclosure"), f"disclosure: {e}",
+            raise RuleError(span_at(file, data, "disclosure"), f"disclosure: {e}",
                             "e.g. disclosure: {suppress_below: 5, round_to: 5}") from None
     return KpiSet(name=src.name.value, title=str(data.get("title") or src.name.value),
                   version=str(data.get("version") or ""), path=path,
@@ -195,9 +195,9 @@ def _breakdowns(file: str, node, key: str) -> tuple[str, ...]:
     if v is None:
         return ()
     if not isinstance(v, CommentedSeq):
-        raise RuleError(_span(file, node, key), f"{key} must be a list, e.g. [age_band, sex]")
+        raise RuleError(span_at(file, node, key), f"{key} must be a list, e.g. [age_band, sex]")
     for i, b in enumerate(v):
         if str(b) not in BREAKDOWNS:
-            raise RuleError(_span(file, v, index=i), f"unknown breakdown {b!r}",
+            raise RuleError(span_at(file, v, index=i), f"unknown breakdown {b!r}",
                             did_you_mean(str(b), BREAKDOWNS) or f"breakdowns: {', '.join(BREAKDOWNS)}")
     return tuple(str(b) for b in v)

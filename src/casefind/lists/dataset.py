@@ -54,7 +54,7 @@ import pyarrow.parquet as pq
 from casefind import __version__
 from casefind.engines.base import get_engine
 from casefind.errors import CasefindError, UsageError
-from casefind.lists.run import _exprs, _policy_masks
+from casefind.lists.run import rule_expressions, policy_masks
 from casefind.lists.select import ListPolicy
 from casefind.outputs import tmp_path_for, write_atomic, write_csv
 from casefind.plan import make_plan
@@ -302,7 +302,7 @@ def _menu(rule: CompiledRule) -> dict[str, ir.Node]:
     """Every column a dataset can have besides the keys, in the default order (``eligible``
     is derived, so it maps to the population here)."""
     menu: dict[str, ir.Node] = {}
-    exprs = _exprs(rule)
+    exprs = rule_expressions(rule)
     for name, node in exprs.items():  # the attributes a run's list shows (age, sex, ...)
         if isinstance(node, ir.Attr) and node.name == name and name not in rule.features and name not in KEY_COLUMNS:
             menu[name] = node
@@ -350,7 +350,7 @@ def _needed(rule: CompiledRule, menu: dict[str, ir.Node], wanted: list[str], eve
     """The expressions to evaluate: the wanted columns, the population, and what ``eligible``
     needs (require and the exclusions). Named as ``casefind run`` names them, so the whole
     dataset is the very evaluation a run makes."""
-    full = _exprs(rule)
+    full = rule_expressions(rule)
     if everything:
         return full
     exprs = {n: menu[n] for n in wanted if n != ELIGIBLE}
@@ -400,6 +400,6 @@ def _eligible(store: Store, rule: CompiledRule, values: pa.Table, pop: np.ndarra
     keep = pop & _flag(values, "require") if rule.include else pop.copy()
     for name, _ in rule.exclude:
         keep &= ~_flag(values, f"exclude:{name}")
-    for mask in _policy_masks(store, d, ListPolicy()).values():
+    for mask in policy_masks(store, d, ListPolicy()).values():
         keep &= ~mask
     return keep

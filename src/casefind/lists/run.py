@@ -66,7 +66,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _exprs(rule: CompiledRule) -> dict[str, ir.Node]:
+def rule_expressions(rule: CompiledRule) -> dict[str, ir.Node]:
     exprs: dict[str, ir.Node] = dict(rule.features)
     exprs["population"] = rule.population
     for name, node in rule.include:
@@ -114,7 +114,7 @@ def _practice_files(folder: Path, codes: list[str]) -> dict[str, Path]:
     return files
 
 
-def _policy_masks(store: Store, as_of: dt.date, policy: ListPolicy) -> dict[str, np.ndarray]:
+def policy_masks(store: Store, as_of: dt.date, policy: ListPolicy) -> dict[str, np.ndarray]:
     p = store.table("patients")
     D = to_day(as_of)
     out = {}
@@ -181,7 +181,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     say("opening the store")
     store = Store.open(store_path)
     timings["compile"] = time.perf_counter() - t
-    exprs = _exprs(rule)
+    exprs = rule_expressions(rule)
     out = Path(out)
     final = _output_folder(out, rule)
     say("checking the dates against the data")
@@ -198,7 +198,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     practices = store.table("practices")
     practice = patients["practice"]
     locality = practices["locality"][practice]
-    policy_out = _policy_masks(store, rule.as_of, policy)
+    policy_out = policy_masks(store, rule.as_of, policy)
     ids = patients.arrow.column("patient_id").to_numpy(zero_copy_only=False)
     sel = select(rule, values, practice, locality, policy_out, ids)
     timings["select"] = time.perf_counter() - t

@@ -58,7 +58,6 @@ def select(rule: CompiledRule, values: pa.Table, practice: np.ndarray, locality:
            policy_out: dict[str, np.ndarray], patient_ids: np.ndarray) -> Selection:
     """``values`` holds, per stored patient: population, each include and exclude name
     (prefixed ``include:``/``exclude:``), ``require`` and every rank_by feature."""
-    n = values.num_rows
     counts, excluded = {}, {}
     pop = _flag(values, "population")
     counts["population"] = int(pop.sum())

@@ -255,7 +255,7 @@ def check_as_of(text: object, span: Span | None, option: str | None) -> dt.date:
 from casefind.rules.codelists import MAX_CODELIST_BYTES, load_codelist  # noqa: E402,F401
 
 
-class _Compiler:
+class Compiler:
     def __init__(self, src: RuleSource, overrides: dict[str, object]):
         self.src = src
         self.params: dict[str, ir.Param] = {}
@@ -1126,7 +1126,7 @@ def compile_rule(path: str | Path, *, as_of: str | dt.date | None = None,
     (--as-of and --param: a bad value is a UsageError naming the option)."""
     src = load_rule(path)
     params = dict(params or {})
-    c = _Compiler(src, params)
+    c = Compiler(src, params)
     if as_of is not None:
         c.as_of = check_as_of(as_of, None, "--as-of")
     elif params.get("as_of") is not None:

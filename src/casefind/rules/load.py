@@ -70,7 +70,7 @@ class RuleSource:
     span: Span | None = None
 
 
-def _span(file: str, node, key=None, index=None) -> Span:
+def span_at(file: str, node, key=None, index=None) -> Span:
     try:
         if key is not None:
             line, col = node.lc.value(key)
@@ -83,26 +83,26 @@ def _span(file: str, node, key=None, index=None) -> Span:
         return Span(file, 1, 1)
 
 
-def _key_span(file: str, node, key) -> Span:
+def key_span(file: str, node, key) -> Span:
     try:
         line, col = node.lc.key(key)
         return Span(file, line + 1, col + 1)
     except (AttributeError, KeyError, TypeError):
-        return _span(file, node)
+        return span_at(file, node)
 
 
-def _mapping(file: str, parent, key, what: str) -> CommentedMap:
+def mapping_at(file: str, parent, key, what: str) -> CommentedMap:
     node = parent[key]
     if not isinstance(node, CommentedMap):
-        raise RuleError(_span(file, parent, key), f"'{key}' must be a mapping of {what}",
+        raise RuleError(span_at(file, parent, key), f"'{key}' must be a mapping of {what}",
                         f"write it as\n    {key}:\n      name: ...")
     return node
 
 
-def _check_keys(file: str, node: CommentedMap, allowed, where: str) -> None:
+def check_keys(file: str, node: CommentedMap, allowed, where: str) -> None:
     for k in node:
         if k not in allowed:
-            raise RuleError(_key_span(file, node, k), f"unknown key '{k}' in {where}",
+            raise RuleError(key_span(file, node, k), f"unknown key '{k}' in {where}",
                             did_you_mean(str(k), allowed) or f"allowed: {', '.join(allowed)}")
 
 
@@ -110,8 +110,8 @@ def _scalars(file: str, node: CommentedMap) -> dict[str, Located]:
     out = {}
     for k, v in node.items():
         if isinstance(v, (CommentedMap, CommentedSeq)) and not isinstance(v, CommentedMap):
-            raise RuleError(_span(file, node, k), f"'{k}' must be a single expression, not a list")
-        out[str(k)] = Located(v, _span(file, node, k))
+            raise RuleError(span_at(file, node, k), f"'{k}' must be a single expression, not a list")
+        out[str(k)] = Located(v, span_at(file, node, k))
     return out
 
 
@@ -183,12 +183,12 @@ def _check_expansion(file: str, data) -> None:
         for c in items:
             if isinstance(c, (dict, list)):
                 if id(c) not in size:
-                    raise RuleError(_span(file, node), "a YAML alias refers to a collection that contains it")
+                    raise RuleError(span_at(file, node), "a YAML alias refers to a collection that contains it")
                 total += size[id(c)]
             else:
                 total += max(1, len(str(c)) if isinstance(c, str) else 1)
         if total > MAX_EXPANDED:
-            raise RuleError(_span(file, node), f"YAML aliases expand this to more than {MAX_EXPANDED:,} characters",
+            raise RuleError(span_at(file, node), f"YAML aliases expand this to more than {MAX_EXPANDED:,} characters",
                             "write the values out, or use fewer aliases (&name / *name)")
         in_progress.discard(id(node))
         size[id(node)] = total
@@ -249,7 +249,7 @@ def read_shared_sections(file: str, data: CommentedMap, src: RuleSource) -> None
     """parameters, codelists and features: the sections rule files and KPI files share."""
     for key, what in (("parameters", "name: value"), ("codelists", "codelists"), ("features", "name: expression")):
         if data.get(key) is not None:
-            node = _mapping(file, data, key, what)
+            node = mapping_at(file, data, key, what)
             setattr(src, key, _named(file, node, key.rstrip("s")))
 
 
@@ -257,10 +257,10 @@ def _named(file: str, node: CommentedMap, what: str) -> dict[str, Located]:
     """name: value entries of a section, each name checked."""
     out = {}
     for k, v in node.items():
-        name = check_name(_key_span(file, node, k), k, what)
+        name = check_name(key_span(file, node, k), k, what)
         if what == "feature" and name in RESERVED:
-            raise RuleError(_key_span(file, node, k), f"{name!r} is used by casefind itself: choose another feature name")
-        out[name] = Located(v, _span(file, node, k))
+            raise RuleError(key_span(file, node, k), f"{name!r} is used by casefind itself: choose another feature name")
+        out[name] = Located(v, span_at(file, node, k))
     return out
 
 
@@ -268,59 +268,59 @@ def load_rule(path: str | Path) -> RuleSource:
     path = Path(path)
     file = str(path)
     data = read_yaml(path, "a rule file is a YAML mapping (rule:, population:, features:, ...)")
-    _check_keys(file, data, TOP_LEVEL, "the rule file")
+    check_keys(file, data, TOP_LEVEL, "the rule file")
     if "rule" not in data:
         raise RuleError(Span(file, 1, 1), "the rule has no name", "add a first line such as: rule: frail")
-    name = check_set_name(_span(file, data, "rule"), data["rule"], "the rule")
-    src = RuleSource(path, Located(name, _span(file, data, "rule")), span=Span(file, 1, 1))
+    name = check_set_name(span_at(file, data, "rule"), data["rule"], "the rule")
+    src = RuleSource(path, Located(name, span_at(file, data, "rule")), span=Span(file, 1, 1))
     src.title = str(data.get("title", "") or "")
     src.version = str(data.get("version", "") or "")
     src.description = str(data.get("description", "") or "")
     if "as_of" in data:
-        src.as_of = Located(str(data["as_of"]), _span(file, data, "as_of"))
+        src.as_of = Located(str(data["as_of"]), span_at(file, data, "as_of"))
     if "population" in data:
-        src.population = Located(data["population"], _span(file, data, "population"))
+        src.population = Located(data["population"], span_at(file, data, "population"))
     read_shared_sections(file, data, src)
     if "segments" in data and data["segments"] is not None:
         seq = data["segments"]
         if not isinstance(seq, CommentedSeq):
-            raise RuleError(_span(file, data, "segments"), "'segments' must be a list, in order of precedence",
+            raise RuleError(span_at(file, data, "segments"), "'segments' must be a list, in order of precedence",
                             "segments:\n  - end_of_life: exists(registers, register == \"palliative_care\", active)\n"
                             "  - mostly_healthy: true")
         for i, item in enumerate(seq):
             if not isinstance(item, CommentedMap) or len(item) != 1:
-                raise RuleError(_span(file, seq, index=i), "each segment is one 'name: condition'")
+                raise RuleError(span_at(file, seq, index=i), "each segment is one 'name: condition'")
             (k, v), = item.items()
-            src.segments.append((check_name(_key_span(file, item, k), k, "segment"), Located(v, _span(file, item, k))))
+            src.segments.append((check_name(key_span(file, item, k), k, "segment"), Located(v, span_at(file, item, k))))
     if "criteria" in data and data["criteria"] is not None:
-        crit = _mapping(file, data, "criteria", "include / require / exclude")
-        _check_keys(file, crit, CRITERIA_KEYS, "criteria")
+        crit = mapping_at(file, data, "criteria", "include / require / exclude")
+        check_keys(file, crit, CRITERIA_KEYS, "criteria")
         for key in ("include", "exclude"):
             if key in crit and crit[key] is not None:
-                node = _mapping(file, crit, key, "name: condition")
+                node = mapping_at(file, crit, key, "name: condition")
                 setattr(src, key, _named(file, node, "criterion"))
         if "require" in crit:
-            src.require = Located(str(crit["require"]), _span(file, crit, "require"))
+            src.require = Located(str(crit["require"]), span_at(file, crit, "require"))
     if "rank_by" in data and data["rank_by"] is not None:
         seq = data["rank_by"]
         items = seq if isinstance(seq, CommentedSeq) else [seq]
-        src.rank_by = [Located(str(v), _span(file, seq, index=i) if isinstance(seq, CommentedSeq)
-                               else _span(file, data, "rank_by")) for i, v in enumerate(items)]
+        src.rank_by = [Located(str(v), span_at(file, seq, index=i) if isinstance(seq, CommentedSeq)
+                               else span_at(file, data, "rank_by")) for i, v in enumerate(items)]
     if "limit" in data and data["limit"] is not None:
-        node = _mapping(file, data, "limit", "per_practice / per_locality / total")
-        _check_keys(file, node, LIMIT_KEYS, "limit")
-        src.limit = {str(k): Located(v, _span(file, node, k)) for k, v in node.items()}
+        node = mapping_at(file, data, "limit", "per_practice / per_locality / total")
+        check_keys(file, node, LIMIT_KEYS, "limit")
+        src.limit = {str(k): Located(v, span_at(file, node, k)) for k, v in node.items()}
     if "output" in data and data["output"] is not None:
-        node = _mapping(file, data, "output", "columns / evidence / round")
-        _check_keys(file, node, OUTPUT_KEYS, "output")
+        node = mapping_at(file, data, "output", "columns / evidence / round")
+        check_keys(file, node, OUTPUT_KEYS, "output")
         if "columns" in node:
             cols = node["columns"]
             if not isinstance(cols, CommentedSeq):
-                raise RuleError(_span(file, node, "columns"), "'columns' must be a list of feature names")
-            src.output_columns = [Located(str(v), _span(file, cols, index=i)) for i, v in enumerate(cols)]
+                raise RuleError(span_at(file, node, "columns"), "'columns' must be a list of feature names")
+            src.output_columns = [Located(str(v), span_at(file, cols, index=i)) for i, v in enumerate(cols)]
         if "evidence" in node:
-            src.evidence = Located(node["evidence"], _span(file, node, "evidence"))
+            src.evidence = Located(node["evidence"], span_at(file, node, "evidence"))
         if node.get("round") is not None:
-            rnd = _mapping(file, node, "round", "feature: decimal places")
-            src.output_round = {str(k): Located(v, _span(file, rnd, k)) for k, v in rnd.items()}
+            rnd = mapping_at(file, node, "round", "feature: decimal places")
+            src.output_round = {str(k): Located(v, span_at(file, rnd, k)) for k, v in rnd.items()}
     return src
