@@ -172,6 +172,8 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of=None,
         params: dict[str, str] | None = None, engine: str = "native", policy: ListPolicy = ListPolicy(),
         allow_partial: bool = False, progress: Callable[[str], None] | None = None) -> RunResult:
+    """Compile, evaluate, select, validate, describe and write one rule's list: each step
+    below has one job; the list is written to a temporary folder and swapped in whole."""
     say = progress or (lambda s: None)
     evaluator = get_engine(engine)
     timings: dict[str, float] = {}
@@ -194,42 +196,108 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
 
     t = time.perf_counter()
     say("selecting and ranking")
-    patients = store.table("patients")
-    practices = store.table("practices")
-    practice = patients["practice"]
-    locality = practices["locality"][practice]
     policy_out = policy_masks(store, rule.as_of, policy)
-    ids = patients.arrow.column("patient_id").to_numpy(zero_copy_only=False)
-    sel = select(rule, values, practice, locality, policy_out, ids)
+    sel = select(rule, values, *_hierarchy(store), policy_out, _patient_ids(store))
     timings["select"] = time.perf_counter() - t
 
     t = time.perf_counter()
     say("validating the list")
+    rechecked = _validate(store, rule, exprs, values, sel, policy_out, evaluator)
+    timings["validate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("reasons and evidence")
+    run_id = hashlib.sha256(f"{rule.file_sha256}{store.snapshot_id}{rule.as_of}{sorted((params or {}).items())}"
+                            f"{time.time_ns()}".encode()).hexdigest()[:12]
+    rows = _list_rows(store, rule, values, sel, run_id, _evidence(store, rule, sel.patients))
+    timings["reasons"] = time.perf_counter() - t
+    segments = _segment_shares(rule, values)
+
+    t = time.perf_counter()
+    say("writing")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".tmp-{run_id}"
+    tmp.mkdir()
+    try:
+        table = _list_table(rows)
+        per_practice = _write_list(tmp, table, rows)
+        manifest = {
+            "run_id": run_id, "rule": rule.name, "rule_file": str(Path(rule.path).resolve()),
+            "rule_sha256": rule.file_sha256, "rule_version": rule.version, "as_of": rule.as_of.isoformat(),
+            "parameters": {k: (v.value.isoformat() if isinstance(v.value, dt.date) else v.value)
+                           for k, v in rule.parameters.items()},
+            "store": str(Path(store_path).resolve()), "store_snapshot": store.snapshot_id,
+            "review_log": {k: store.manifest["reviews"][k] for k in ("batches", "rows", "digest")},
+            "engine": engine, "versions": _versions(),
+            "policy": {"exclude_dead": policy.exclude_dead, "exclude_deregistered": policy.exclude_deregistered,
+                       "opt_out_kinds": list(policy.opt_out_kinds)},
+            "counts": {**sel.counts, "capped": sel.capped, "rechecked_against_reference": rechecked},
+            "excluded": sel.excluded, "per_practice": per_practice, "segments": segments,
+            "timings_s": {k: round(v, 4) for k, v in timings.items()},
+            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "coverage": {"store": str(Coverage.of(store.manifest)), "partial": warnings[0] if warnings else None},
+            "codelists": codelist_manifest(rule),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        _register(store_path, run_id, rule, store.snapshot_id, table)
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    timings["write"] = time.perf_counter() - t
+    return RunResult(run_id, final, rule, sel.counts, sel.excluded, per_practice, segments, timings, manifest,
+                     warnings)
+
+
+def _hierarchy(store: Store) -> tuple[np.ndarray, np.ndarray]:
+    """Each stored patient's practice and locality (indices)."""
+    practice = store.table("patients")["practice"]
+    return practice, store.table("practices")["locality"][practice]
+
+
+def _patient_ids(store: Store) -> np.ndarray:
+    return store.table("patients").arrow.column("patient_id").to_numpy(zero_copy_only=False)
+
+
+def _validate(store: Store, rule: CompiledRule, exprs, values: pa.Table, sel, policy_out: dict,
+              evaluator) -> int:
+    """The list's own checks (each patient once, nobody the policy leaves out), then the
+    re-check against the reference engine; returns how many patients were re-checked."""
     if len(np.unique(sel.patients)) != len(sel.patients):
         raise ValidationError("a patient appears twice on the list; nothing was written")
     for name, mask in policy_out.items():
         if mask[sel.patients].any():
             raise ValidationError(f"a listed patient is {name}; nothing was written")
     # the reference engine made the list: checking it against itself would prove nothing
-    rechecked = _recheck(store, rule, exprs, values, sel.patients, engine) \
-        if not evaluator.reference and len(sel.patients) else 0
-    timings["validate"] = time.perf_counter() - t
+    if evaluator.reference or not len(sel.patients):
+        return 0
+    return _recheck(store, rule, exprs, values, sel.patients, evaluator.name)
 
-    t = time.perf_counter()
-    say("reasons and evidence")
+
+def _evidence(store: Store, rule: CompiledRule, patients: np.ndarray) -> dict[str, dict[int, list[str]]]:
+    """Per include criterion, up to ``output: evidence:`` events behind it for each listed
+    patient (reference SQL over the listed patients' rows only)."""
+    if not rule.evidence:
+        return {}
+    con = duckdb.connect()
+    duckdb_sql.register_store(con, store, only=patients)
+    return {name: collect(con, aggregates_in(node), patients.tolist(), rule.as_of, rule.evidence)
+            for name, node in rule.include}
+
+
+def _list_rows(store: Store, rule: CompiledRule, values: pa.Table, sel, run_id: str,
+               evidence: dict) -> list[dict]:
+    """One record per listed patient: who, rank, the output columns as published, each
+    criterion, the reason sentences with their evidence, and empty review columns."""
+    practices = store.table("practices")
+    practice = store.table("patients")["practice"]
+    ids = _patient_ids(store)
     listed = values.take(pa.array(sel.patients, pa.int64())).to_pylist()
     describer = Describer(rule.features)
     param_values = {k: v.value for k, v in rule.parameters.items()}
-    evidence = {}
-    if rule.evidence:
-        con = duckdb.connect()
-        duckdb_sql.register_store(con, store, only=sel.patients)
-        for name, node in rule.include:
-            evidence[name] = collect(con, aggregates_in(node), sel.patients.tolist(), rule.as_of, rule.evidence)
     practice_codes = np.asarray(practices.arrow.column("practice_code").to_pylist(), dtype=object)
     locality_codes = np.asarray(practices.arrow.column("locality_code").to_pylist(), dtype=object)
-    run_id = hashlib.sha256(f"{rule.file_sha256}{store.snapshot_id}{rule.as_of}{sorted((params or {}).items())}"
-                            f"{time.time_ns()}".encode()).hexdigest()[:12]
     rows = []
     for rank, row in zip(sel.rank, listed):
         p = row["patient"]
@@ -252,67 +320,45 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
         rec["reasons"] = " | ".join(reasons)
         rec.update({c: None for c in REVIEW_COLUMNS})  # for the reviewing clinician to fill in
         rows.append(rec)
-    timings["reasons"] = time.perf_counter() - t
+    return rows
 
-    # segments: size and cost share over the population, when the rule has segments
-    segments = {}
-    if rule.segments:
-        pop = np.asarray(values.column("population").fill_null(False).to_numpy(zero_copy_only=False), bool)
-        seg = np.asarray(values.column("segment").to_pylist(), dtype=object)
-        cost_name = next((c for c in ("cost_12m", "cost") if c in values.column_names), None)
-        cost = values.column(cost_name).fill_null(0).to_numpy(zero_copy_only=False) if cost_name else None
-        total = float(cost[pop].sum()) if cost is not None else 0.0
-        for name, _ in list(rule.segments) + [(None, None)]:
-            m = pop & (seg == name) if name else pop & np.array([s is None for s in seg])
-            if name is None and not m.any():
-                continue
-            segments[name or "(none)"] = {"people": int(m.sum()), "share": float(m.sum() / max(pop.sum(), 1)),
-                                          "cost_share": float(cost[m].sum() / total) if cost is not None and total else None}
 
-    t = time.perf_counter()
-    say("writing")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".tmp-{run_id}"
-    tmp.mkdir()
-    try:
-        table = _list_table(rows)
-        pq.write_table(table, tmp / "list.parquet")
-        write_csv(table, tmp / "list.csv")
-        (tmp / "practices").mkdir()
-        per_practice: dict[str, int] = {}
-        for code, path in _practice_files(tmp / "practices", sorted({r["practice"] for r in rows})).items():
-            sub = table.filter(pc.equal(table.column("practice"), code))
-            write_csv(sub, path)
-            per_practice[code] = sub.num_rows
-        manifest = {
-            "run_id": run_id, "rule": rule.name, "rule_file": str(Path(rule.path).resolve()),
-            "rule_sha256": rule.file_sha256, "rule_version": rule.version, "as_of": rule.as_of.isoformat(),
-            "parameters": {k: (v.value.isoformat() if isinstance(v.value, dt.date) else v.value)
-                           for k, v in rule.parameters.items()},
-            "store": str(Path(store_path).resolve()), "store_snapshot": store.snapshot_id,
-            "review_log": {k: store.manifest["reviews"][k] for k in ("batches", "rows", "digest")},
-            "engine": engine, "versions": {"casefind": __version__, "python": platform.python_version(),
-                                           "numba": _version("numba"), "duckdb": duckdb.__version__,
-                                           "pyarrow": pa.__version__},
-            "policy": {"exclude_dead": policy.exclude_dead, "exclude_deregistered": policy.exclude_deregistered,
-                       "opt_out_kinds": list(policy.opt_out_kinds)},
-            "counts": {**sel.counts, "capped": sel.capped, "rechecked_against_reference": rechecked},
-            "excluded": sel.excluded, "per_practice": per_practice, "segments": segments,
-            "timings_s": {k: round(v, 4) for k, v in timings.items()},
-            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "coverage": {"store": str(Coverage.of(store.manifest)), "partial": warnings[0] if warnings else None},
-            "codelists": codelist_manifest(rule),
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        _register(store_path, run_id, rule, store.snapshot_id, table)
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    timings["write"] = time.perf_counter() - t
-    return RunResult(run_id, final, rule, sel.counts, sel.excluded, per_practice, segments, timings, manifest,
-                     warnings)
+def _segment_shares(rule: CompiledRule, values: pa.Table) -> dict:
+    """Each segment's size and share of the population, and its share of the cost, when the
+    rule has segments."""
+    segments: dict = {}
+    if not rule.segments:
+        return segments
+    pop = np.asarray(values.column("population").fill_null(False).to_numpy(zero_copy_only=False), bool)
+    seg = np.asarray(values.column("segment").to_pylist(), dtype=object)
+    cost_name = next((c for c in ("cost_12m", "cost") if c in values.column_names), None)
+    cost = values.column(cost_name).fill_null(0).to_numpy(zero_copy_only=False) if cost_name else None
+    total = float(cost[pop].sum()) if cost is not None else 0.0
+    for name, _ in list(rule.segments) + [(None, None)]:
+        m = pop & (seg == name) if name else pop & np.array([s is None for s in seg])
+        if name is None and not m.any():
+            continue
+        segments[name or "(none)"] = {"people": int(m.sum()), "share": float(m.sum() / max(pop.sum(), 1)),
+                                      "cost_share": float(cost[m].sum() / total) if cost is not None and total else None}
+    return segments
+
+
+def _write_list(folder: Path, table: pa.Table, rows: list[dict]) -> dict[str, int]:
+    """The list as Parquet and CSV, and one CSV per practice; returns rows per practice."""
+    pq.write_table(table, folder / "list.parquet")
+    write_csv(table, folder / "list.csv")
+    (folder / "practices").mkdir()
+    per_practice: dict[str, int] = {}
+    for code, path in _practice_files(folder / "practices", sorted({r["practice"] for r in rows})).items():
+        sub = table.filter(pc.equal(table.column("practice"), code))
+        write_csv(sub, path)
+        per_practice[code] = sub.num_rows
+    return per_practice
+
+
+def _versions() -> dict[str, str]:
+    return {"casefind": __version__, "python": platform.python_version(), "numba": _version("numba"),
+            "duckdb": duckdb.__version__, "pyarrow": pa.__version__}
 
 
 def _register(store_root, run_id: str, rule: CompiledRule, snapshot_id: str, table: pa.Table) -> None:
