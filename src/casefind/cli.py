@@ -306,9 +306,12 @@ def check(rules, params):
 @click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
 @_store_option
 @_as_of_option
-def explain(rule, store, as_of):
+@click.option("--sql", "sql", is_flag=True,
+              help="Print only the reference engine's SQL for the rule (one query over the store's views), as dbt compile does.")
+def explain(rule, store, as_of, sql):
     """Show how RULE compiles: the IR of each feature, the plan (one scan per table, a
-    slot per aggregation and date) and the generated Numba kernel source."""
+    slot per aggregation and date) and the generated Numba kernel source; with --sql, the
+    reference engine's SQL instead (written inline: it needs no store to read)."""
     from casefind.engines.native import NativeEngine
     from casefind.lists.run import rule_expressions
     from casefind.plan import make_plan
@@ -316,6 +319,11 @@ def explain(rule, store, as_of):
     from casefind.store import Store
 
     r = compile_rule(rule, as_of=as_of)
+    if sql:
+        from casefind.engines.duckdb_sql import query_text
+
+        click.echo(query_text(rule_expressions(r), r.as_of, r.population))
+        return
     st = Store.open(_resolve_store(store))
     console.rule(f"IR of {r.name} (as_of {r.as_of})")
     for name, node in r.features.items():

@@ -540,6 +540,18 @@ class SqlCompiler:
                 f"({j}.n - coalesce({j}.at_or_below, 0)) < {sql_literal(float(n.fraction))} * {j}.n END)")
 
 
+def query_text(exprs: dict[str, ir.Node], as_of: dt.date, population: ir.Node | None = None,
+               con: duckdb.DuckDBPyConnection | None = None, where: str = "") -> str:
+    """The one SQL query the reference engine runs for ``exprs`` at ``as_of`` (what
+    ``casefind explain --sql`` prints): over the views ``register_store`` makes, one row per
+    patient. With ``con``, long value lists are tables registered on it; without, inline."""
+    d = sql_literal(as_of)
+    comp = SqlCompiler(population, con=con)
+    cols = [f"{comp.patient(node, d)} AS \"{name}\"" for name, node in exprs.items()]
+    return (f"{comp.with_clause()} SELECT p.patient{', ' if cols else ''}{', '.join(cols)} "
+            f"FROM {comp.patients_from()} {where} ORDER BY p.patient")
+
+
 def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
              population: ir.Node | None = None, con: duckdb.DuckDBPyConnection | None = None,
              patients: np.ndarray | None = None) -> pa.Table:
@@ -556,12 +568,7 @@ def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
     if patients is not None:
         con.register("only_patients", pa.table({"patient": pa.array(np.asarray(patients), pa.int32())}))
         only = "WHERE p.patient IN (SELECT patient FROM only_patients)"
-    d = sql_literal(as_of)
-    comp = SqlCompiler(population, con=con)
-    cols = [f"{comp.patient(node, d)} AS \"{name}\"" for name, node in exprs.items()]
-    sql = (f"{comp.with_clause()} SELECT p.patient{', ' if cols else ''}{', '.join(cols)} "
-           f"FROM {comp.patients_from()} {only} ORDER BY p.patient")
-    rel = con.sql(sql)
+    rel = con.sql(query_text(exprs, as_of, population, con, only))
     fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
     return fetch()
 
