@@ -355,6 +355,14 @@ def _searches(date: str, searches: list[tuple[int, int, str]]) -> list[str]:
     return lines
 
 
+def _kernel_header(name: str, params: list[str]) -> list[str]:
+    """The imports and signature every generated kernel starts with (the runtime's digest
+    in a comment, so a changed runtime recompiles the cached kernels)."""
+    return ["import numba as nb", "import numpy as np",
+            f"from casefind_native import runtime as rt  # runtime source {_runtime_digest()}",
+            "", "", "@nb.njit(nogil=True, cache=True)", f"def {name}({', '.join(params)}):"]
+
+
 def generate_spell_test(n: ir.SpellHas, d: dt.date, store, spell_values) -> KernelSource:
     """A kernel that marks each spell (by number) having a row of ``n.table`` that passes
     ``n.where`` dated on or before ``d``: out[s] is True for such a spell s (out[0], no
@@ -369,13 +377,7 @@ def generate_spell_test(n: ir.SpellHas, d: dt.date, store, spell_values) -> Kern
     out = g.arg("out", ("spells", None))
     name = f"spells_{n.table}"
     src = [
-        "import numba as nb",
-        "import numpy as np",
-        f"from casefind_native import runtime as rt  # runtime source {_runtime_digest()}",
-        "",
-        "",
-        "@nb.njit(nogil=True, cache=True)",
-        f"def {name}({', '.join(['p0', 'p1', *g.args])}):",
+        *_kernel_header(name, ['p0', 'p1', *g.args]),
         "    for p in range(p0, p1):",
         f"        for r in range({offsets}[p], {offsets}[p + 1]):",
         f"            s = {spell}[r]",
@@ -591,16 +593,9 @@ def generate(table: str, slots: list[Slot], store, patient_values, spell_values=
         else:  # pragma: no cover
             raise NotImplementedError(f)
         outputs.append((slot, out, ok))
-    params = ", ".join(["p0", "p1", *g.args])
     name = f"scan_{table}"
     src = [
-        "import numba as nb",
-        "import numpy as np",
-        f"from casefind_native import runtime as rt  # runtime source {_runtime_digest()}",
-        "",
-        "",
-        "@nb.njit(nogil=True, cache=True)",
-        f"def {name}({params}):",
+        *_kernel_header(name, ["p0", "p1", *g.args]),
         "    # patients p0 <= p < p1: one work item (the engine runs work items on threads);",
         "    # scratch space is per work item",
         *scratch,

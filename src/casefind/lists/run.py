@@ -197,7 +197,8 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     t = time.perf_counter()
     say("selecting and ranking")
     policy_out = policy_masks(store, rule.as_of, policy)
-    sel = select(rule, values, *_hierarchy(store), policy_out, _patient_ids(store))
+    ids = _patient_ids(store)
+    sel = select(rule, values, *_hierarchy(store), policy_out, ids)
     timings["select"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -209,7 +210,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
     say("reasons and evidence")
     run_id = hashlib.sha256(f"{rule.file_sha256}{store.snapshot_id}{rule.as_of}{sorted((params or {}).items())}"
                             f"{time.time_ns()}".encode()).hexdigest()[:12]
-    rows = _list_rows(store, rule, values, sel, run_id, _evidence(store, rule, sel.patients))
+    rows = _list_rows(store, rule, values, sel, ids, run_id, _evidence(store, rule, sel.patients))
     timings["reasons"] = time.perf_counter() - t
     segments = _segment_shares(rule, values)
 
@@ -286,13 +287,12 @@ def _evidence(store: Store, rule: CompiledRule, patients: np.ndarray) -> dict[st
             for name, node in rule.include}
 
 
-def _list_rows(store: Store, rule: CompiledRule, values: pa.Table, sel, run_id: str,
+def _list_rows(store: Store, rule: CompiledRule, values: pa.Table, sel, ids: np.ndarray, run_id: str,
                evidence: dict) -> list[dict]:
     """One record per listed patient: who, rank, the output columns as published, each
     criterion, the reason sentences with their evidence, and empty review columns."""
     practices = store.table("practices")
     practice = store.table("patients")["practice"]
-    ids = _patient_ids(store)
     listed = values.take(pa.array(sel.patients, pa.int64())).to_pylist()
     describer = Describer(rule.features)
     param_values = {k: v.value for k, v in rule.parameters.items()}

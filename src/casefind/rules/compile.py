@@ -617,16 +617,10 @@ class Compiler:
         for k, v in n.kwargs:
             if k not in allowed_kw:
                 raise RuleError(v.span, f"{f}() has no argument {k}=", did_you_mean(k, allowed_kw))
-        codelist = None
         cl = n.kw("codelist")
-        if cl is not None:
-            if not isinstance(cl, syn.Name) or cl.dotted not in self.codelists:
-                name = cl.dotted if isinstance(cl, syn.Name) else "?"
-                raise RuleError(cl.span, f"unknown codelist {name!r}",
-                                did_you_mean(name, self.codelists) or "declare it under codelists:")
-            codelist = self.codelists[cl.dotted]
-            if table not in _CODE_COLUMN:
-                raise RuleError(cl.span, f"{table} has no codes to match a codelist against")
+        codelist = self.named_codelist(cl)
+        if codelist is not None and table not in _CODE_COLUMN:
+            raise RuleError(cl.span, f"{table} has no codes to match a codelist against")
         value = None
         if len(first.parts) == 2:
             value = self.column(table, first.parts[1], first.span, codelist, aggregated=True)
@@ -730,6 +724,16 @@ class Compiler:
             line = _weight_line(cl, self.src.path, span) if cl.weight_places > ir.MAX_WEIGHT_PLACES else None
             raise RuleError(line or span, str(e), e.hint) from None
 
+    def named_codelist(self, cl: syn.Node | None) -> ir.Codelist | None:
+        """The codelist a ``codelist=`` argument names (None when there is none)."""
+        if cl is None:
+            return None
+        if not isinstance(cl, syn.Name) or cl.dotted not in self.codelists:
+            name = cl.dotted if isinstance(cl, syn.Name) else "?"
+            raise RuleError(cl.span, f"unknown codelist {name!r}",
+                            did_you_mean(name, self.codelists) or "declare it under codelists:")
+        return self.codelists[cl.dotted]
+
     def spell_has(self, n: syn.Call, outer: str | None) -> ir.Node:
         """spell_has(table, filter..., codelist=c) inside a filter of an aggregation over a
         table whose rows belong to hospital spells: whether the row's spell has a row of
@@ -751,14 +755,8 @@ class Compiler:
         for k, v in n.kwargs:
             if k != "codelist":
                 raise RuleError(v.span, f"spell_has() has no argument {k}=", "it takes filters and codelist=")
-        codelist = None
         cl = n.kw("codelist")
-        if cl is not None:
-            if not isinstance(cl, syn.Name) or cl.dotted not in self.codelists:
-                name = cl.dotted if isinstance(cl, syn.Name) else "?"
-                raise RuleError(cl.span, f"unknown codelist {name!r}",
-                                did_you_mean(name, self.codelists) or "declare it under codelists:")
-            codelist = self.codelists[cl.dotted]
+        codelist = self.named_codelist(cl)
         where = None
         for flt in n.args[1:]:
             node = self.node(flt, inner, codelist)
