@@ -91,8 +91,10 @@ def load_duckdb(source: Path, db_path: Path, *, identities_path: Path | None = N
             cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()]
             date = SORT_DATE.get(table) or next((c for c in ("date", "start_date") if c in cols), None)
             keys = [c for c in ("patient_id", date) if c in cols]
-            order = f" ORDER BY {', '.join(keys)}" if keys else ""
-            con.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet('{path}'){order}")
+            # ties keep the source's order (as casefind's store does: first/last break ties by it)
+            order = f" ORDER BY {', '.join([*keys, 'filename', 'file_row_number'])}"
+            con.execute(f"CREATE TABLE {table} AS SELECT * EXCLUDE (filename, file_row_number) "
+                        f"FROM read_parquet('{path}', filename = true, file_row_number = true){order}")
             rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         con.execute(f"CREATE TABLE efi AS SELECT * FROM read_csv('{EFI_CSV}', header = true, "
                     "columns = {'code': 'VARCHAR', 'system': 'VARCHAR', 'category': 'VARCHAR', 'term': 'VARCHAR'})")
