@@ -19,7 +19,7 @@ def rule(tmp_path, body, **kw):
 def test_features_resolve_in_any_order_and_share_nodes(tmp_path):
     r = rule(tmp_path, "features:\n  b: a * 2\n  a: count(activity, setting == \"ae\", within=months(12))\n")
     assert r.features["b"].left is r.features["a"]
-    assert r.features["a"].window == ir.Window("range", (12, 0), (0, 0))
+    assert r.features["a"].window == ir.Range((12, 0), (0, 0))
 
 
 def test_codelists_inline_prefixes_and_csv(tmp_path):
@@ -32,7 +32,7 @@ def test_codelists_inline_prefixes_and_csv(tmp_path):
     assert efi.codes == ("161898004", "22298006") and efi.categories == ("falls", "ihd")
     assert r.codelists["hf"].prefixes == ("I50", "I110")
     assert isinstance(r.features["hf_adm"].where.left, ir.InCodelist)
-    assert r.features["deficits"].value.column == "category:efi"
+    assert r.features["deficits"].value == ir.CategoryOf(efi, ir.Column("diagnoses", "code", ir.T.CODE))
 
 
 def test_parameters_and_overrides(tmp_path):

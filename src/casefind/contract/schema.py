@@ -115,7 +115,9 @@ column of that name is dropped, with the reason in the ingest summary).
 
 @dataclass(frozen=True)
 class Table:
-    """One contract table. ``sort_date`` is the date the store sorts each patient's rows by."""
+    """One contract table. ``sort_date`` is the date the store sorts each patient's rows by;
+    ``code_column`` the column holding the codes a codelist is matched against (None: the
+    table has no codes)."""
 
     name: str
     columns: tuple[Column, ...]
@@ -129,6 +131,11 @@ class Table:
     unique: str | None = None  # column whose values must be unique
     checks: tuple[str, ...] = field(default=())  # named extra checks, see ingest.validate
     recorded_by: str | None = None  # None: loaded by ingest; else the command that records it
+    code_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.code_column is not None and self.column(self.code_column).kind != "code":
+            raise ValueError(f"table {self.name}: code_column {self.code_column} is not a code column")
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -211,6 +218,7 @@ DIAGNOSES = Table(
         "position (v2).",
     sort_date="date",
     event_dates=("date",),
+    code_column="code",
 )
 
 ACTIVITY = Table(
@@ -244,6 +252,7 @@ ACTIVITY = Table(
     sort_date="start_date",
     ends=(("start_date", "end_date"),),
     event_dates=("start_date", "end_date"),
+    code_column="primary_diagnosis",
 )
 
 PROCEDURES = Table(
@@ -263,6 +272,7 @@ PROCEDURES = Table(
     doc="Procedures and interventions in hospital spells (v2; optional).",
     sort_date="date",
     event_dates=("date",),
+    code_column="code",
 )
 
 MEDICATIONS = Table(
@@ -277,6 +287,7 @@ MEDICATIONS = Table(
     doc="Issues of prescribed medicines.",
     sort_date="date",
     event_dates=("date",),
+    code_column="code",
 )
 
 OBSERVATIONS = Table(
@@ -292,6 +303,7 @@ OBSERVATIONS = Table(
     doc="Measured values (blood pressure, BMI, HbA1c, ...).",
     sort_date="date",
     event_dates=("date",),
+    code_column="code",
 )
 
 EXPERIENCE = Table(

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass, field
 
 import duckdb
@@ -265,115 +266,102 @@ class SqlCompiler:
                        for name in joins)
         return f"{n.table} e JOIN patients {self.a} ON {self.a}.patient = e.patient{subs}"
 
-    # --- patient domain -----------------------------------------------------------------
-    def patient(self, n: ir.Node, d: str) -> str:
-        """A per-patient expression as SQL over this alias's patients, at the date (SQL) ``d``."""
-        if isinstance(n, (ir.Const, ir.Param)):
-            return sql_literal(n.value) if n.value is not None else "NULL"
-        if isinstance(n, ir.AsOf):
-            return d
-        if isinstance(n, ir.Attr):
-            return self.attr(n.name, d)
-        if isinstance(n, ir.Shift):
-            return _shift(self.patient(n.date, d), n.months, n.days)
-        if isinstance(n, ir.At):
-            return self.patient(n.operand, self.const_date(n.when, d))
-        if isinstance(n, ir.Aggregate):
-            return self.aggregate(n, d)
-        if isinstance(n, ir.Trend):
-            return self.trend(n, d)
-        if isinstance(n, ir.PopulationRank):
-            return self.rank(n, d)
-        return self.expr(n, lambda m: self.patient(m, d), d)
+    # --- one method per IR class ----------------------------------------------------------
+    # ``sql(n, d)`` calls ``<name>_sql(n, d)``, the name the IR class's in snake case, found
+    # through its bases (every Comparison has comparison_sql); TRANSFORMS holds one-liners
+    # and names another method where several classes share one (after sqlglot's generator).
+    TRANSFORMS: dict[type, object] = {
+        ir.Param: "const_sql",
+        ir.AsOf: lambda self, n, d: d,
+        ir.Column: lambda self, n, d: f"e.{n.column}",
+        ir.CategoryOf: lambda self, n, d: "cl.category",  # the codelist rows joined to each row
+        ir.Shift: lambda self, n, d: _shift(self.sql(n.date, d), n.months, n.days),
+        ir.At: lambda self, n, d: self.sql(n.operand, self.const_date(n.when, d)),
+        ir.Not: lambda self, n, d: f"(NOT COALESCE({self.sql(n.operand, d)}, FALSE))",
+        ir.IsIn: lambda self, n, d: self.values_in(self.sql(n.operand, d), tuple(o.value for o in n.options),
+                                                   n.operand.type),
+        ir.Logistic: lambda self, n, d: f"(1.0 / (1.0 + exp(-({self.sql(n.args[0], d)}))))",
+        ir.DaysBetween: lambda self, n, d: f"date_diff('day', {self.sql(n.args[0], d)}, {self.sql(n.args[1], d)})",
+        ir.Least: lambda self, n, d: f"least({', '.join(self.sql(a, d) for a in n.args)})",
+        ir.Greatest: lambda self, n, d: f"greatest({', '.join(self.sql(a, d) for a in n.args)})",
+        ir.Log: lambda self, n, d: f"ln(nullif(greatest(CAST({self.sql(n.args[0], d)} AS DOUBLE), 0.0), 0.0))",
+        ir.Round: lambda self, n, d: _int64(f"round({self.sql(n.args[0], d)})"),
+        ir.Exp: lambda self, n, d: _finite(f"exp({self.sql(n.args[0], d)})"),
+    }
+    _methods: dict[tuple[type, type], object] = {}  # (compiler class, IR class) -> how to write it
+
+    def sql(self, n: ir.Node, d: str) -> str:
+        """``n`` as SQL at the date (SQL) ``d``: per-patient values over this alias's patients,
+        row values over the rows ``e`` of the aggregation this is the row compiler of."""
+        key = (type(self), type(n))
+        method = self._methods.get(key)
+        if method is None:
+            method = self._methods[key] = _method_for(type(self), type(n))
+        return method(self, n, d)
+
+    patient = event = sql  # the names evidence and older callers use
+
+    def const_sql(self, n: ir.Const | ir.Param, d: str) -> str:
+        return sql_literal(n.value) if n.value is not None else "NULL"
+
+    def attr_sql(self, n: ir.Attr, d: str) -> str:
+        a = self.a
+        if n.name == "age":
+            return (f"(year({d}) - year({a}.birth_date) - CASE WHEN month({d}) < month({a}.birth_date) OR "
+                    f"(month({d}) = month({a}.birth_date) AND day({d}) < day({a}.birth_date)) THEN 1 ELSE 0 END)")
+        if n.name == "registered":
+            return (f"({a}.registration_start <= {d} AND "
+                    f"({a}.registration_end IS NULL OR {a}.registration_end >= {d}))")
+        if n.name == "alive":
+            return f"({a}.death_date IS NULL OR {a}.death_date > {d})"
+        return f"{a}.{n.name}"
 
     def const_date(self, n: ir.Node, d: str) -> str:
         if not isinstance(n, (ir.AsOf, ir.Shift, ir.Const, ir.Param)) or n.domain != ir.PATIENT:
             raise NotImplementedError("'at' needs a date that is the same for every patient")
-        return self.patient(n, d)
+        return self.sql(n, d)
 
-    def attr(self, name: str, d: str) -> str:
-        a = self.a
-        if name == "age":
-            return (f"(year({d}) - year({a}.birth_date) - CASE WHEN month({d}) < month({a}.birth_date) OR "
-                    f"(month({d}) = month({a}.birth_date) AND day({d}) < day({a}.birth_date)) THEN 1 ELSE 0 END)")
-        if name == "registered":
-            return (f"({a}.registration_start <= {d} AND "
-                    f"({a}.registration_end IS NULL OR {a}.registration_end >= {d}))")
-        if name == "alive":
-            return f"({a}.death_date IS NULL OR {a}.death_date > {d})"
-        return f"{a}.{name}"
+    def logical_sql(self, n: ir.Logical, d: str) -> str:  # booleans are never missing: a missing one is false
+        return f"(COALESCE({self.sql(n.left, d)}, FALSE) {n.op.upper()} COALESCE({self.sql(n.right, d)}, FALSE))"
 
-    def expr(self, n: ir.Node, sub, d: str) -> str:
-        if isinstance(n, ir.Binary):
-            left, right = sub(n.left), sub(n.right)
-            if n.op in ("and", "or"):  # booleans are never missing: a missing one is false
-                return f"(COALESCE({left}, FALSE) {n.op.upper()} COALESCE({right}, FALSE))"
-            if n.op in ("==", "!=", "<", "<=", ">", ">="):
-                op = {"==": "=", "!=": "<>"}.get(n.op, n.op)
-                return f"COALESCE({left} {op} {right}, FALSE)"
-            if n.op == "/":
-                return _finite(f"(CAST({left} AS DOUBLE) / NULLIF(CAST({right} AS DOUBLE), 0))")
-            if n.type is ir.T.INT:
-                return _int64(f"(CAST({left} AS HUGEINT) {n.op} {right})")
-            return _finite(f"({left} {n.op} {right})")
-        if isinstance(n, ir.Shift):  # a row's date moved (per-patient dates: patient())
-            return _shift(sub(n.date), n.months, n.days)
-        if isinstance(n, ir.Not):
-            return f"(NOT COALESCE({sub(n.operand)}, FALSE))"
-        if isinstance(n, ir.Neg):
-            if n.type is ir.T.INT:
-                return _int64(f"(-CAST({sub(n.operand)} AS HUGEINT))")
-            return f"(-{sub(n.operand)})"
-        if isinstance(n, ir.IsIn):
-            return self.values_in(sub(n.operand), tuple(o.value for o in n.options), n.operand.type)
-        if isinstance(n, ir.Case):
-            whens = " ".join(f"WHEN {sub(c)} THEN {sub(v)}" for c, v in n.whens)
-            default = sub(n.default) if n.default is not None else "NULL"
-            return f"(CASE {whens} ELSE {default} END)"
-        if isinstance(n, ir.Func):
-            args = [sub(a) for a in n.args]
-            if n.name == "logistic":
-                return f"(1.0 / (1.0 + exp(-({args[0]}))))"
-            if n.name == "days_between":
-                return f"date_diff('day', {args[0]}, {args[1]})"
-            if n.name in ("min", "max"):
-                return f"{'least' if n.name == 'min' else 'greatest'}({', '.join(args)})"
-            if n.name == "log":  # of zero or less: missing
-                return f"ln(nullif(greatest(CAST({args[0]} AS DOUBLE), 0.0), 0.0))"
-            if n.name == "round":
-                return _int64(f"round({args[0]})")
-            if n.name == "exp":
-                return _finite(f"exp({args[0]})")
-            if n.name == "abs" and n.type is ir.T.INT:
-                return _int64(f"abs(CAST({args[0]} AS HUGEINT))")
-            return f"{n.name}({args[0]})"
-        if isinstance(n, (ir.Const, ir.Param)):
-            return sql_literal(n.value)
-        raise NotImplementedError(f"{type(n).__name__} in this position")
+    def comparison_sql(self, n: ir.Comparison, d: str) -> str:
+        op = {"==": "=", "!=": "<>"}.get(n.op, n.op)
+        return f"COALESCE({self.sql(n.left, d)} {op} {self.sql(n.right, d)}, FALSE)"
 
-    # --- event domain -------------------------------------------------------------------
-    def event(self, n: ir.Node, d: str) -> str:
-        """A row expression (an aggregation's filter or value) as SQL over its rows ``e``
-        (``self`` is a row compiler), at the date (SQL) ``d``."""
-        if isinstance(n, ir.Column):
-            return f"e.{n.column}"
-        if isinstance(n, ir.InCodelist):
-            return self.in_codelist(n)
-        if isinstance(n, ir.SpellHas):
-            return self.spell_has(n, d)
-        if n.domain.per_patient:
-            return self.patient(n, d)
-        return self.expr(n, lambda m: self.event(m, d), d)
+    def arithmetic_sql(self, n: ir.Arithmetic, d: str) -> str:
+        left, right = self.sql(n.left, d), self.sql(n.right, d)
+        if n.type is ir.T.INT:
+            return _int64(f"(CAST({left} AS HUGEINT) {n.op} {right})")
+        return _finite(f"({left} {n.op} {right})")
 
-    def spell_has(self, n: ir.SpellHas, d: str) -> str:
+    def div_sql(self, n: ir.Div, d: str) -> str:
+        return _finite(f"(CAST({self.sql(n.left, d)} AS DOUBLE) / NULLIF(CAST({self.sql(n.right, d)} AS DOUBLE), 0))")
+
+    def neg_sql(self, n: ir.Neg, d: str) -> str:
+        if n.type is ir.T.INT:
+            return _int64(f"(-CAST({self.sql(n.operand, d)} AS HUGEINT))")
+        return f"(-{self.sql(n.operand, d)})"
+
+    def abs_sql(self, n: ir.Abs, d: str) -> str:
+        if n.type is ir.T.INT:
+            return _int64(f"abs(CAST({self.sql(n.args[0], d)} AS HUGEINT))")
+        return f"abs({self.sql(n.args[0], d)})"
+
+    def case_sql(self, n: ir.Case, d: str) -> str:
+        whens = " ".join(f"WHEN {self.sql(c, d)} THEN {self.sql(v, d)}" for c, v in n.whens)
+        default = self.sql(n.default, d) if n.default is not None else "NULL"
+        return f"(CASE {whens} ELSE {default} END)"
+
+    # --- rows: codelists and spells -------------------------------------------------------
+    def spell_has_sql(self, n: ir.SpellHas, d: str) -> str:
         """The row's spell number among the spells with a matching row of ``n.table`` (spell
         numbers are store-wide: no join on the patient). Inside, ``e`` is the inner row."""
-        where = self.event(n.where, d) if n.where is not None else "TRUE"
+        where = self.sql(n.where, d) if n.where is not None else "TRUE"
         date = TABLES[n.table].sort_date
         return (f"COALESCE(e.spell_id IN (SELECT e.spell_id FROM {n.table} e WHERE e.spell_id IS NOT NULL "
                 f"AND e.{date} <= {d} AND {where}), FALSE)")
 
-    def in_codelist(self, n: ir.InCodelist) -> str:
+    def in_codelist_sql(self, n: ir.InCodelist, d: str) -> str:
         cl, col = n.codelist, n.column
         parts = []
         if cl.codes:
@@ -403,126 +391,144 @@ class SqlCompiler:
                                                   "weight": pa.array(weights, pa.int64())}))
                 self.q.lookups[key] = name
             return f"{self.q.lookups[key]} {what}"
-        rows = [f"({sql_literal(code)}, {sql_literal(p)}, {sql_literal(cat) if cat else 'NULL'}, {f'CAST({w} AS BIGINT)' if w is not None else 'NULL::BIGINT'})"
+        rows = [f"({sql_literal(code)}, {sql_literal(p)}, {sql_literal(cat) if cat else 'NULL'}, "
+                f"{f'CAST({w} AS BIGINT)' if w is not None else 'NULL::BIGINT'})"
                 for code, p, cat, w in zip(entries, prefix, cats, weights)]
         return f"(VALUES {', '.join(rows)}) {what}(code, is_prefix, category, weight)"
 
+    def category_join(self, cl: ir.Codelist, code: str) -> str:
+        """The codelist's rows ``cl`` joined to each row ``e`` whose code (column ``code``)
+        they match: a code in two categories joins twice."""
+        return (f" JOIN {self.codelist_rows(cl, 'cl')} ON (NOT cl.is_prefix AND e.{code} = cl.code)"
+                f" OR (cl.is_prefix AND starts_with(e.{code}, cl.code))")
+
+    # --- aggregations: one grouped subquery each ------------------------------------------
     def window(self, n: ir.Aggregate | ir.Trend, table: str, d: str) -> str:
         """The condition that a row ``e`` of ``table`` is in the aggregation's window at ``d``:
         dated on or before ``d``, within its range."""
         date = f"e.{TABLES[table].sort_date}"
-        if isinstance(n, ir.Trend):
-            return f"{date} <= {d} AND {date} > {_shift(d, -n.months, 0)}"
         w = n.window
         if w.kind == "active":
             return f"e.start_date <= {d} AND (e.end_date IS NULL OR e.end_date >= {d})"
-        cond = f"{date} <= {d}"
         if w.kind == "range":
-            cond = f"{date} <= {_shift(d, -w.end[0], -w.end[1])} AND {date} > {_shift(d, -w.start[0], -w.start[1])}"
-        return cond
+            return f"{date} <= {_shift(d, -w.end[0], -w.end[1])} AND {date} > {_shift(d, -w.start[0], -w.start[1])}"
+        return f"{date} <= {d}"
 
-    def aggregate(self, n: ir.Aggregate, d: str) -> str:
+    def subquery(self, n: ir.Node, d: str, build) -> str:
+        """The alias of the one subquery (per node and date) that ``build()`` writes, joined to
+        this alias's patients. Named after the subqueries its filter uses: they come first."""
         key = (n, d)
         if key not in self.q.ctes:
-            t = n.table
+            sql = build()
+            self.q.ctes[key] = (f"agg{len(self.q.ctes)}", sql)
+        return self.joined(self.q.ctes[key][0])
+
+    def grouped(self, n: ir.Aggregate, d: str, reduce: str, empty: str | None = None) -> str:
+        """An aggregation whose value is the SQL aggregate ``reduce`` over its rows (``{v}``:
+        its value per row; ``{order}``: the rows' order; ``{date}``: their date), ``empty``
+        over none (None: missing)."""
+        def build() -> str:
             r = self.row_compiler()
-            where = [self.window(n, t, d)]
-            if n.where is not None:
-                where.append(r.event(n.where, d))
-            f = n.func
-            cat_join = ""
-            by_category = isinstance(n.value, ir.Column) and n.value.column.startswith("category:")
-            if by_category or f == "weighted_categories":
-                cl = n.codelist
-                code_col = "primary_diagnosis" if t == "activity" else "code"
-                cat_join = (f" JOIN {self.codelist_rows(cl, 'cl')} ON (NOT cl.is_prefix AND e.{code_col} = cl.code)"
-                            f" OR (cl.is_prefix AND starts_with(e.{code_col}, cl.code))")
-            value = None
-            if n.value is not None:
-                value = "cl.category" if by_category else r.event(n.value, d)
-            order = f"e.{TABLES[t].sort_date}, e.row"
-            agg = {
-                "exists": "TRUE",
-                "count": "count(*)",
-                "count_distinct": f"count(DISTINCT {value})",
-                "sum": f"CAST(sum({value}) AS DOUBLE)",
-                "mean": f"CAST(avg({value}) AS DOUBLE)",
-                "min": f"min({value})",
-                "max": f"max({value})",
-                "first": f"arg_min({value}, ({order}))" if value else None,
-                "last": f"arg_max({value}, ({order}))" if value else None,
-                "days_since": f"date_diff('day', max(e.{TABLES[t].sort_date}), {d})",
-                "weighted_categories": None,
-            }[f]
-            if f == "weighted_categories":
-                weights = ", ".join(f"({sql_literal(c)}, CAST({w} AS BIGINT))" for c, w in sorted(n.codelist.category_weights.items()))
-                sql = self.weighted(n, f"SELECT p.patient, p.category, cw.w FROM (SELECT DISTINCT e.patient, cl.category "
-                                       f"FROM {r.rows(n)}{cat_join} WHERE {' AND '.join(where)} AND cl.category "
-                                       f"IS NOT NULL) p JOIN (VALUES {weights}) cw(category, w) ON cw.category = p.category")
-            else:
-                sql = (f"SELECT e.patient, {agg} AS v FROM {r.rows(n)}{cat_join} "
-                       f"WHERE {' AND '.join(where)} GROUP BY e.patient")
-            name = f"agg{len(self.q.ctes)}"  # after the subqueries its filter uses: they come first
-            self.q.ctes[key] = (name, sql)
-        name, _ = self.q.ctes[key]
-        empty = {"exists": "FALSE", "count": "0", "count_distinct": "0", "sum": "0",
-                 "weighted_categories": "0.0"}.get(n.func)
-        ref = f"{self.joined(name)}.v"
+            where = [self.window(n, n.table, d)] + ([r.sql(n.where, d)] if n.where is not None else [])
+            joins = self.category_join(n.value.codelist, n.value.code.column) \
+                if isinstance(n.value, ir.CategoryOf) else ""
+            date = f"e.{TABLES[n.table].sort_date}"
+            value = r.sql(n.value, d) if n.value is not None else None
+            agg = reduce.format(v=value, order=f"{date}, e.row", date=date, d=d)
+            return (f"SELECT e.patient, {agg} AS v FROM {r.rows(n)}{joins} "
+                    f"WHERE {' AND '.join(where)} GROUP BY e.patient")
+
+        ref = f"{self.subquery(n, d, build)}.v"
         return f"COALESCE({ref}, {empty})" if empty else ref
 
-    @staticmethod
-    def weighted(n: ir.Aggregate, present: str) -> str:
-        """A weighted score from ``present`` (patient, category, w: each category a patient
-        has, with the category's weight, the largest among its codes, in whole 10^-k units):
-        the sum as a whole number, then one
-        division by 10^k, the double nearest the exact sum. With a hierarchy, a category
-        does not count when a category above it is present too."""
-        scale = sql_literal(float(10 ** n.codelist.weight_places))
-        if not n.hierarchy:
-            return f"SELECT patient, CAST(sum(w) AS DOUBLE) / {scale} AS v FROM ({present}) GROUP BY patient"
-        pairs = ", ".join(f"({sql_literal(hi)}, {sql_literal(lo)})" for hi, lo in n.hierarchy)
-        return (f"WITH present AS ({present}), hierarchy(higher, lower) AS (VALUES {pairs}) "
-                f"SELECT c.patient, CAST(sum(c.w) AS DOUBLE) / {scale} AS v FROM present c "
-                f"WHERE NOT EXISTS (SELECT 1 FROM hierarchy h JOIN present s ON s.category = h.higher "
-                f"WHERE h.lower = c.category AND s.patient = c.patient) GROUP BY c.patient")
+    def exists_sql(self, n: ir.Exists, d: str) -> str:
+        return self.grouped(n, d, "TRUE", "FALSE")
 
-    def trend(self, n: ir.Trend, d: str) -> str:
-        key = (n, d)
-        if key not in self.q.ctes:
-            t = n.table
+    def count_sql(self, n: ir.Count, d: str) -> str:
+        return self.grouped(n, d, "count(*)", "0")
+
+    def count_distinct_sql(self, n: ir.CountDistinct, d: str) -> str:
+        return self.grouped(n, d, "count(DISTINCT {v})", "0")
+
+    def sum_sql(self, n: ir.Sum, d: str) -> str:
+        return self.grouped(n, d, "CAST(sum({v}) AS DOUBLE)", "0")
+
+    def mean_sql(self, n: ir.Mean, d: str) -> str:
+        return self.grouped(n, d, "CAST(avg({v}) AS DOUBLE)")
+
+    def min_sql(self, n: ir.Min, d: str) -> str:
+        return self.grouped(n, d, "min({v})")
+
+    def max_sql(self, n: ir.Max, d: str) -> str:
+        return self.grouped(n, d, "max({v})")
+
+    def first_sql(self, n: ir.First, d: str) -> str:
+        return self.grouped(n, d, "arg_min({v}, ({order}))")
+
+    def last_sql(self, n: ir.Last, d: str) -> str:
+        return self.grouped(n, d, "arg_max({v}, ({order}))")
+
+    def days_since_sql(self, n: ir.DaysSince, d: str) -> str:
+        return self.grouped(n, d, "date_diff('day', max({date}), {d})")
+
+    def weighted_score_sql(self, n: ir.WeightedScore, d: str) -> str:
+        """Each category a patient has, once, with its weight (the largest among its codes, in
+        whole 10^-k units), added as a whole number and divided once by 10^k: the double
+        nearest the exact sum. With a hierarchy, a category does not count when a category
+        above it is present too."""
+        def build() -> str:
             r = self.row_compiler()
-            date = f"e.{TABLES[t].sort_date}"
-            where = [self.window(n, t, d)]
-            if n.where is not None:
-                where.append(r.event(n.where, d))
-            y = "count(*)" if n.value is None else f"coalesce(sum({r.event(n.value, d)}), 0)"
-            # bucket i: (D - (i+1) months, D - i months]; x runs forward in time
+            where = [self.window(n, n.table, d)] + ([r.sql(n.where, d)] if n.where is not None else [])
+            weights = ", ".join(f"({sql_literal(c)}, CAST({w} AS BIGINT))"
+                                for c, w in sorted(n.codelist.category_weights.items()))
+            present = (f"SELECT p.patient, p.category, cw.w FROM (SELECT DISTINCT e.patient, cl.category "
+                       f"FROM {r.rows(n)}{self.category_join(n.codelist, TABLES[n.table].code_column)} "
+                       f"WHERE {' AND '.join(where)} AND cl.category IS NOT NULL) p "
+                       f"JOIN (VALUES {weights}) cw(category, w) ON cw.category = p.category")
+            scale = sql_literal(float(10 ** n.codelist.weight_places))
+            if not n.hierarchy:
+                return f"SELECT patient, CAST(sum(w) AS DOUBLE) / {scale} AS v FROM ({present}) GROUP BY patient"
+            pairs = ", ".join(f"({sql_literal(hi)}, {sql_literal(lo)})" for hi, lo in n.hierarchy)
+            return (f"WITH present AS ({present}), hierarchy(higher, lower) AS (VALUES {pairs}) "
+                    f"SELECT c.patient, CAST(sum(c.w) AS DOUBLE) / {scale} AS v FROM present c "
+                    f"WHERE NOT EXISTS (SELECT 1 FROM hierarchy h JOIN present s ON s.category = h.higher "
+                    f"WHERE h.lower = c.category AND s.patient = c.patient) GROUP BY c.patient")
+
+        return f"COALESCE({self.subquery(n, d, build)}.v, 0.0)"
+
+    def trend_sql(self, n: ir.Trend, d: str) -> str:
+        """Counts (or sums) in monthly buckets (D - (i+1) months, D - i months], the slope of
+        their least-squares line: empty buckets add (x - mean) * 0 = 0 to the numerator, so
+        summing over the buckets with rows is exact."""
+        def build() -> str:
+            r = self.row_compiler()
+            date = f"e.{TABLES[n.table].sort_date}"
+            where = [self.window(n, n.table, d)] + ([r.sql(n.where, d)] if n.where is not None else [])
+            y = "count(*)" if n.value is None else f"coalesce(sum({r.sql(n.value, d)}), 0)"
+            # bucket i: x runs forward in time
             bucket = " ".join(f"WHEN {date} > {_shift(d, -(i + 1), 0)} THEN {n.months - 1 - i}"
                               for i in range(n.months))
             xs = list(range(n.months))
             mx = sum(xs) / len(xs)
             sxx = sum((x - mx) ** 2 for x in xs)
-            sql = (f"SELECT patient, CASE WHEN count(*) < 2 THEN 0.0 ELSE "
-                   f"sum((x - {mx}) * y) / {sxx} END AS v FROM ("
-                   f"SELECT e.patient, CASE {bucket} END AS x, {y} AS y FROM {r.rows(n)} "
-                   f"WHERE {' AND '.join(where)} GROUP BY e.patient, x) GROUP BY patient")
-            # empty buckets contribute (x - mean) * 0 = 0 to the numerator, so summing over
-            # non-empty buckets only is exact
-            name = f"agg{len(self.q.ctes)}"
-            self.q.ctes[key] = (name, sql)
-        name, _ = self.q.ctes[key]
-        return f"COALESCE({self.joined(name)}.v, 0.0)"
+            return (f"SELECT patient, CASE WHEN count(*) < 2 THEN 0.0 ELSE "
+                    f"sum((x - {mx}) * y) / {sxx} END AS v FROM ("
+                    f"SELECT e.patient, CASE {bucket} END AS x, {y} AS y FROM {r.rows(n)} "
+                    f"WHERE {' AND '.join(where)} GROUP BY e.patient, x) GROUP BY patient")
 
-    def rank(self, n: ir.PopulationRank, d: str) -> str:
+        return f"COALESCE({self.subquery(n, d, build)}.v, 0.0)"
+
+    # --- ranks within the population ------------------------------------------------------
+    def standing(self, n: ir.PopulationRank, d: str) -> str:
         """One subquery per ranked value: the population's values with cumulative counts,
         and for every patient (member or not) how many members have a smaller value
-        (an ASOF join finds the last member value below theirs)."""
+        (an ASOF join finds the last member value below theirs). Its alias."""
         key = (n, d)
         if key not in self.q.ctes:
             self.q.aliases += 1
             inner = self.with_alias(f"r{self.q.aliases}")
-            x = inner.patient(n.operand, d)
-            member = inner.patient(self.population, d) if self.population is not None else "TRUE"
+            x = inner.sql(n.operand, d)
+            member = inner.sql(self.population, d) if self.population is not None else "TRUE"
             name = f"rank{len(self.q.ctes)}"
             sql = (f"WITH vals AS (SELECT {inner.a}.patient, CAST({x} AS DOUBLE) AS x, "
                    f"COALESCE({member}, FALSE) AS member FROM {inner.patients_from()}), "
@@ -532,12 +538,37 @@ class SqlCompiler:
                    f"lt.le AS below, le.le AS at_or_below FROM vals v "
                    f"ASOF LEFT JOIN cum lt ON v.x > lt.x ASOF LEFT JOIN cum le ON v.x >= le.x")
             self.q.ctes[key] = (name, sql)
-        name, _ = self.q.ctes[key]
-        j = self.joined(name)
-        if n.kind == "percentile":
-            return f"(CASE WHEN {j}.x IS NULL THEN NULL ELSE 100.0 * coalesce({j}.below, 0) / NULLIF({j}.n, 0) END)"
+        return self.joined(self.q.ctes[key][0])
+
+    def percentile_sql(self, n: ir.Percentile, d: str) -> str:
+        j = self.standing(n, d)
+        return f"(CASE WHEN {j}.x IS NULL THEN NULL ELSE 100.0 * coalesce({j}.below, 0) / NULLIF({j}.n, 0) END)"
+
+    def top_sql(self, n: ir.Top, d: str) -> str:
+        j = self.standing(n, d)
         return (f"(CASE WHEN {j}.x IS NULL THEN FALSE ELSE "
                 f"({j}.n - coalesce({j}.at_or_below, 0)) < {sql_literal(float(n.fraction))} * {j}.n END)")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _method_for(compiler: type, node: type):
+    """How ``compiler`` writes nodes of class ``node``: the TRANSFORMS entry or the
+    ``<name>_sql`` method of the nearest class in its bases that has one."""
+    for cls in node.__mro__:
+        given = compiler.TRANSFORMS.get(cls)
+        if isinstance(given, str):
+            return getattr(compiler, given)
+        if given is not None:
+            return given
+        method = getattr(compiler, f"{_snake(cls.__name__)}_sql", None)
+        if method is not None:
+            return method
+    def refuse(self, n, d):
+        raise NotImplementedError(f"{type(n).__name__} in this position")
+    return refuse
 
 
 def query_text(exprs: dict[str, ir.Node], as_of: dt.date, population: ir.Node | None = None,

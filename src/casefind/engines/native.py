@@ -22,10 +22,25 @@ import numpy as np
 import platformdirs
 import pyarrow as pa
 
-from casefind.contract.dates import NULL_DAY, shift_days, to_day, ymd as _ymd
+from casefind.contract.dates import NULL_DAY, shift_days, to_day
+from casefind.contract.dates import ymd as _ymd
 from casefind.engines.base import Engine
-from casefind.engines.native_codegen import generate_spell_test, KernelSource, generate
-from casefind.plan import Plan, constant_date, make_plan
+from casefind.engines.native_codegen import KernelSource, generate, generate_spell_test
+from casefind.engines.scan_program import (
+    CodelistArg,
+    ColumnArg,
+    ConstArg,
+    DaysArg,
+    OffsetsArg,
+    OutArg,
+    PatientsArg,
+    PatientValueArg,
+    PeriodsArg,
+    ScanProgram,
+    SpellArg,
+    ValidArg,
+)
+from casefind.plan import Plan, bind_days, constant_date, make_plan
 from casefind.rules import ir
 from casefind.store import Store
 
@@ -65,16 +80,16 @@ def _code_of(source: str) -> str:
                      for line in source.splitlines())
 
 
-def load_kernel(ks: KernelSource):
+def load_kernel(name: str, source: str):
     """Write the kernel's source under its hash and import it; numba caches the compiled
     code beside it, so the next process with the same plan loads instead of compiling."""
-    digest = hashlib.sha256(_code_of(ks.source).encode()).hexdigest()[:20]
+    digest = hashlib.sha256(_code_of(source).encode()).hexdigest()[:20]
     folder = kernel_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"k_{digest}.py"
     if not path.exists():
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(ks.source)
+        tmp.write_text(source)
         os.replace(tmp, path)
     modname = f"casefind_kernel_{digest}"
     module = sys.modules.get(modname)
@@ -83,7 +98,7 @@ def load_kernel(ks: KernelSource):
         module = importlib.util.module_from_spec(spec)
         sys.modules[modname] = module
         spec.loader.exec_module(module)
-    return getattr(module, ks.name)
+    return getattr(module, name)
 
 
 SPLIT_WORK = 400_000  # rows + 4 x patients: less is one work item
@@ -106,13 +121,13 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL[1]
 
 
-def work_items(offsets: np.ndarray) -> list[tuple[int, int]]:
-    """Ranges of patients of about equal work (rows, plus a little per patient): four per
-    thread, so a thread that finishes early takes another."""
+def work_items(offsets: np.ndarray, periods: int = 1) -> list[tuple[int, int]]:
+    """Ranges of patients of about equal work (rows, plus a little per patient, for each
+    period): four per thread, so a thread that finishes early takes another."""
     n = len(offsets) - 1
 
     def work(p: int) -> int:  # the work before patient p
-        return int(offsets[p]) + 4 * p
+        return (int(offsets[p]) + 4 * p) * periods
 
     total = work(n)
     k = min(n, 4 * scan_threads()) if total >= SPLIT_WORK else 1
@@ -120,6 +135,27 @@ def work_items(offsets: np.ndarray) -> list[tuple[int, int]]:
         return [(0, n)]
     cuts = sorted({0, n, *(bisect.bisect_left(range(n + 1), total * j // k, key=work) for j in range(1, k))})
     return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _run_calls(calls: list) -> None:
+    """Kernel calls (kernel, q0, q1, args): on the thread pool when there are several."""
+    if len(calls) > 1 and scan_threads() > 1:
+        for f in [_pool().submit(k, q0, q1, *args) for k, q0, q1, args in calls]:
+            f.result()
+    else:
+        for k, q0, q1, args in calls:
+            k(q0, q1, *args)
+
+
+class _Rows:
+    """A table's columns for the patients evaluated (all, or the ones asked for)."""
+
+    def __init__(self, table, rows: np.ndarray | None):
+        self.table, self.rows = table, rows
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        col = self.table[name]
+        return col if self.rows is None else col[self.rows]
 
 
 _MALLOC_TUNED = False
@@ -151,92 +187,143 @@ def keep_freed_memory() -> None:
 
 
 class NativeEngine:
-    def __init__(self, store: Store):
+    """Evaluates expressions over a store: the plan's scans (one kernel per table and stage),
+    then per-patient numpy. ``patients`` (sorted store indices) limits both to those
+    patients; ``evaluate_periods`` evaluates several KPI periods in one pass of each scan."""
+
+    def __init__(self, store: Store, patients: np.ndarray | None = None):
         keep_freed_memory()
         self.store = store
+        self.rows = None if patients is None else np.unique(np.asarray(patients, dtype=np.int64))
         self.kernels: dict[str, KernelSource] = {}
-        self.slots: dict = {}
-        self.cache: dict = {}  # (node, date) -> Vec, for one evaluation
+        self.programs: dict[str, ScanProgram] = {}
+        self.periods: tuple = ((None, None),)
+        self.t = 0  # the period being evaluated
+        self.caches: list[dict] = [{}]  # per period: (node, date) -> Vec
+        self.slot_sets: list[dict] = [{}]  # per period: (node, date) -> the scan's Vec
+        self.spell_cache: dict = {}
         self.population: ir.Node | None = None
+
+    @property
+    def cache(self) -> dict:
+        return self.caches[self.t]
+
+    @cache.setter
+    def cache(self, value: dict) -> None:
+        self.caches[self.t] = value
+
+    @property
+    def slots(self) -> dict:
+        return self.slot_sets[self.t]
+
+    @property
+    def period_days(self) -> int | None:
+        return self.periods[self.t][1]
+
+    def patient_index(self) -> np.ndarray:
+        """The store indices scanned, in output order."""
+        return np.arange(self.store.n_patients, dtype=np.int64) if self.rows is None else self.rows
 
     # --- scans ----------------------------------------------------------------------------
     def run_scans(self, plan: Plan) -> dict:
         """The plan's scans stage by stage: a stage's filters may read the aggregations of
-        the stages before it (``self.slots`` holds them by then)."""
-        self.slots = {}
+        the stages before it (``self.slots`` holds them by then). Returns the first period's."""
+        self._start(plan.periods)
         for stage, scans in enumerate(plan.stages):
-            self.slots.update(self.run_stage(scans, stage))
-        return self.slots
+            for t, found in enumerate(self.run_stage(scans, stage)):
+                self.slot_sets[t].update(found)
+        return self.slot_sets[0]
 
-    def run_stage(self, scans: dict, stage: int) -> dict:
-        """Every table's kernel over its work items, all tables' items on one thread pool."""
-        results, calls = {}, []
+    def _start(self, periods) -> None:
+        self.periods = tuple(periods)
+        self.caches = [{} for _ in self.periods]
+        self.slot_sets = [{} for _ in self.periods]
+        self.t = 0
+
+    def run_stage(self, scans: dict, stage: int) -> list[dict]:
+        """Every table's kernel over its work items, all tables' items on one thread pool;
+        per period, each slot's values."""
+        results: list[dict] = [{} for _ in self.periods]
+        calls = []
+        days = tuple(p for _, p in self.periods)
         for table, slots in scans.items():
-            ks = generate(table, slots, self.store, lambda n, d: self._pv(n, d), self._spells)
-            self.kernels[table if not stage else f"{table} (stage {stage + 1})"] = ks
+            ks = generate(table, slots, self.store, days)
+            what = table if not stage else f"{table} (stage {stage + 1})"
+            self.kernels[what], self.programs[what] = ks, ks.program
             t = self.store.table(table)
             rowless = int(t.offsets[-1]) == 0  # e.g. no reviews recorded yet
-            args, outs = [], {}
-            for name, spec in ks.args:
-                if isinstance(spec, tuple) and spec and spec[0] == "column":
-                    args.append(np.ascontiguousarray(t[spec[1]]))
-                elif isinstance(spec, tuple) and spec and spec[0] == "offsets":
-                    args.append(t.offsets)
-                elif isinstance(spec, tuple) and spec and spec[0] in ("out", "ok"):
-                    slot = slots[spec[1]]
-                    dtype = np.bool_ if spec[0] == "ok" else self._out_dtype(slot.node)
-                    if rowless:  # what a kernel gives over no rows: 0 / false, and a sum of none is 0
-                        empty_sum = spec[0] == "ok" and getattr(slot.node, "func", None) == "sum"
-                        outs[name] = (np.ones if empty_sum else np.zeros)(self.store.n_patients, dtype=dtype)
-                    else:
-                        outs[name] = np.empty(self.store.n_patients, dtype=dtype)  # kernels set every patient
-                    args.append(outs[name])
-                else:
-                    args.append(spec)
+            args = [self._arg(a, t, rowless) for a in ks.program.args.values()]
             if not rowless:  # a table without rows needs no kernel (nor its compile)
-                kernel = load_kernel(ks)
+                kernel = load_kernel(ks.name, ks.source)
                 kernel(0, 0, *args)  # compile (or load from the cache) here, not on the pool
-                calls += [(kernel, p0, p1, args) for p0, p1 in work_items(t.offsets)]
-            for slot, out, ok in ks.outputs:
-                values = outs[out]
-                valid = outs[ok] if ok else np.ones(len(values), dtype=np.bool_)
-                results[(slot.node, slot.as_of)] = Vec(values, valid, ks.labels.get(out))
-        if len(calls) > 1 and scan_threads() > 1:
-            for f in [_pool().submit(k, p0, p1, *args) for k, p0, p1, args in calls]:
-                f.result()
-        else:
-            for k, p0, p1, args in calls:
-                k(p0, p1, *args)
-        return {key: _as_codes(v) if v.labels is not None else v for key, v in results.items()}
+                calls += [(kernel, q0, q1, args) for q0, q1 in self._work_items(t.offsets)]
+            named = dict(zip(ks.program.args, args))
+            for sp in ks.program.slots:
+                values = named[sp.out]
+                valid = named[sp.ok] if sp.ok else np.ones(values.shape, dtype=np.bool_)
+                for i, d in enumerate(sp.slot.dates or (sp.slot.as_of,)):
+                    results[i][(sp.slot.node, d)] = Vec(values[i], valid[i], sp.labels)
+        _run_calls(calls)
+        return [{key: _as_codes(v) if v.labels is not None else v for key, v in r.items()} for r in results]
 
-    @staticmethod
-    def _out_dtype(node) -> type:
-        if isinstance(node, ir.Aggregate):
-            if node.func == "exists":
-                return np.bool_
-            if node.func in ("count", "count_distinct", "days_since"):
-                return np.int64
-        return np.float64
+    def _work_items(self, offsets: np.ndarray) -> list[tuple[int, int]]:
+        if self.rows is None:
+            return work_items(offsets, len(self.periods))
+        counts = offsets[self.rows + 1] - offsets[self.rows]
+        return work_items(np.concatenate([[0], np.cumsum(counts)]), len(self.periods))
 
-    def _spells(self, n: ir.SpellHas, d: dt.date) -> np.ndarray:
-        """spell_has(...) for every spell number at ``d`` (index 0, no spell, is False)."""
-        key = ("spells", n, d)
-        if key not in self.cache:
+    def _arg(self, a, t, rowless: bool):
+        """A kernel argument's array (or scalar)."""
+        shape = (len(self.periods), len(self.patient_index()))
+        if isinstance(a, ColumnArg):
+            return np.ascontiguousarray(t[a.column])
+        if isinstance(a, OffsetsArg):
+            return t.offsets
+        if isinstance(a, PatientsArg):
+            return self.patient_index()
+        if isinstance(a, PeriodsArg):
+            return np.int64(len(self.periods))
+        if isinstance(a, (OutArg, ValidArg)):  # kernels set every patient; over no rows: 0 / false
+            dtype = np.bool_ if isinstance(a, ValidArg) else np.dtype(a.dtype)
+            if rowless:
+                return (np.ones if isinstance(a, ValidArg) and a.empty else np.zeros)(shape, dtype=dtype)
+            return np.empty(shape, dtype=dtype)
+        if isinstance(a, (ConstArg, CodelistArg)):
+            return a.value
+        if isinstance(a, DaysArg):
+            return np.array(a.days, dtype=np.int64)
+        if isinstance(a, SpellArg):
+            return self._spells(a.node)
+        if isinstance(a, PatientValueArg):
+            return self._patient_values(a)
+        raise TypeError(a)  # pragma: no cover
+
+    def _patient_values(self, a: PatientValueArg) -> np.ndarray:
+        """A per-patient value a row filter reads, (periods x patients), each period's
+        evaluated with that period's earlier scans."""
+        out = []
+        for t, d in enumerate(a.dates):
+            self.t = t
+            values, valid = self._pv(a.node, d)
+            out.append(valid if a.valid else values)
+        self.t = 0
+        return np.ascontiguousarray(np.stack(out))
+
+    def _spells(self, n: ir.SpellHas) -> np.ndarray:
+        """Per spell number, the earliest day of a row of ``n.table`` passing ``n.where``
+        (the largest int64 where none does; index 0, no spell, never has one)."""
+        if n not in self.spell_cache:
             names = self.store.manifest["dictionaries"]
-            out = np.zeros((names["spell"]["size"] if "spell" in names else 0) + 1, dtype=np.bool_)
+            out = np.full((names["spell"]["size"] if "spell" in names else 0) + 1, np.iinfo(np.int64).max, np.int64)
             t = self.store.table(n.table)
             if int(t.offsets[-1]) and len(out) > 1:
-                ks = generate_spell_test(n, d, self.store, self._spells)
-                def arg(spec):
-                    if not isinstance(spec, tuple):
-                        return spec
-                    return {"offsets": lambda: t.offsets, "spells": lambda: out,
-                            "column": lambda: np.ascontiguousarray(t[spec[1]])}[spec[0]]()
-
-                args = [arg(spec) for _, spec in ks.args]
-                load_kernel(ks)(0, self.store.n_patients, *args)
-            self.cache[key] = out
-        return self.cache[key]
+                ks = generate_spell_test(n, self.store)
+                args = [out if isinstance(a, SpellArg) else self._arg(a, t, False) for a in ks.args.values()]
+                kernel = load_kernel(ks.name, ks.source)
+                kernel(0, 0, *args)
+                _run_calls([(kernel, q0, q1, args) for q0, q1 in self._work_items(t.offsets)])
+            self.spell_cache[n] = out
+        return self.spell_cache[n]
 
     def _pv(self, n: ir.Node, d: dt.date):
         v = self.eval(n, d)
@@ -247,11 +334,26 @@ class NativeEngine:
 
     # --- per-patient expressions ----------------------------------------------------------
     def evaluate(self, exprs: dict[str, ir.Node], as_of: dt.date, population: ir.Node | None = None) -> pa.Table:
-        self.plan = make_plan(exprs, as_of, population)
+        return self.evaluate_periods(exprs, [(as_of, None)], population)[0]
+
+    def evaluate_periods(self, exprs: dict[str, ir.Node], periods: list[tuple[dt.date, int | None]],
+                         population: ir.Node | None = None) -> list[pa.Table]:
+        """``exprs`` at each (date, KPI period days) of ``periods``: one table per period.
+        Every scan runs once for all periods; the per-patient expressions then run period
+        by period."""
+        self.plan = make_plan(exprs, periods[0][0], population, periods)
         self.population = population
-        self.cache = {}  # per-patient values used in row filters are computed once, here too
-        self.slots = self.run_scans(self.plan)
-        cols = {"patient": pa.array(np.arange(self.store.n_patients, dtype=np.int32))}
+        self.run_scans(self.plan)
+        tables = []
+        for t, (d, _) in enumerate(self.periods):
+            self.t = t
+            tables.append(self._outputs(exprs, d))
+            self.caches[t], self.slot_sets[t] = {}, {}  # the table holds what it needs; let the rest go
+        self.t = 0
+        return tables
+
+    def _outputs(self, exprs: dict[str, ir.Node], as_of: dt.date) -> pa.Table:
+        cols = {"patient": pa.array(self.patient_index().astype(np.int32))}
         # an output's sub-expressions are computed once (memoised per node and date) and let
         # go once no later output needs them: new columns then reuse freed memory
         needs = [self.reaches(node, as_of) for node in exprs.values()]
@@ -265,7 +367,6 @@ class NativeEngine:
             cols[name] = self.to_arrow(node.type, self.eval(node, as_of))
             for key in [k for k in self.cache if k not in keep and k not in self.sticky]:
                 del self.cache[key]
-        self.cache, self.slots = {}, {}  # the table holds what it needs; let the rest go
         return pa.table(cols)
 
     sticky = frozenset({"birth ymd"})  # cache entries kept for the whole evaluation
@@ -279,7 +380,7 @@ class NativeEngine:
                 continue
             keys.add((n, d))
             if isinstance(n, ir.At):
-                stack.append((n.operand, constant_date(n.when, d)))
+                stack.append((n.operand, constant_date(n.when, d, None, self.period_days)))
             elif isinstance(n, ir.PopulationRank):
                 keys.add(("standing", n.operand, d))
                 if self.population is not None:
@@ -310,7 +411,7 @@ class NativeEngine:
         return pa.array(v.values, pa.string(), mask=mask)
 
     def n(self) -> int:
-        return self.store.n_patients
+        return self.store.n_patients if self.rows is None else len(self.rows)
 
     def const(self, value, t: ir.T) -> Vec:
         n = self.n()
@@ -338,9 +439,9 @@ class NativeEngine:
         if isinstance(n, ir.Shift):
             v = self.eval(n.date, d)
             vals = np.where(v.valid, v.values, 0)
-            return Vec(shift_days(vals, n.months, n.days), v.valid)
+            return Vec(shift_days(vals, bind_days(n.months, self.period_days), bind_days(n.days, self.period_days)), v.valid)
         if isinstance(n, ir.At):
-            return self.eval(n.operand, constant_date(n.when, d))
+            return self.eval(n.operand, constant_date(n.when, d, None, self.period_days))
         if isinstance(n, (ir.Aggregate, ir.Trend)):
             v = self.slots[(n, d)]
             return Vec(v.values.astype(np.int64) if n.type is ir.T.DATE else v.values, v.valid, v.labels)
@@ -378,7 +479,7 @@ class NativeEngine:
         return Vec(np.isin(v.values, options) & v.valid, yes)
 
     def attr(self, name: str, d: dt.date) -> Vec:
-        p = self.store.table("patients")
+        p = _Rows(self.store.table("patients"), self.rows)
         n = self.n()
         D = to_day(d)
         yes = np.ones(n, bool)
@@ -401,7 +502,7 @@ class NativeEngine:
             v = p["imd_decile"].astype(np.int64)
             return Vec(v, v != 0)
         if name == "sex":
-            values = np.array(p.encodings["sex"]["values"], dtype=object)
+            values = np.array(self.store.table("patients").encodings["sex"]["values"], dtype=object)
             codes = p["sex"]
             return Vec(np.maximum(codes, 0).astype(np.int32), codes >= 0, values)
         practices = self.store.table("practices")
@@ -648,24 +749,52 @@ def _int_overflow(op: str, a, b, out) -> np.ndarray:
 
 
 def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
-             population: ir.Node | None = None) -> pa.Table:
-    """Every stored patient's values: ``patient`` (store index), then each named expression at ``as_of``."""
-    return NativeEngine(store).evaluate(exprs, as_of, population)
+             population: ir.Node | None = None, patients: np.ndarray | None = None) -> pa.Table:
+    """Every stored patient's values (or, with ``patients``, those patients', each once, in
+    store order): ``patient`` (store index), then each named expression at ``as_of``."""
+    return NativeQueryEngine().evaluate(store, exprs, as_of, population, patients)
+
+
+def _ranks(exprs: dict[str, ir.Node], population: ir.Node | None) -> bool:
+    """Whether anything ranks within the population (which needs every patient's value)."""
+    roots = list(exprs.values()) + ([population] if population is not None else [])
+    seen, stack = set(), roots
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, ir.PopulationRank):
+            return True
+        stack.extend(ir.parts(n))
+    return False
 
 
 class NativeQueryEngine(Engine):
     """The production engine: the plan's fused Numba kernels, one scan per table for every
-    aggregation and date (``NativeEngine`` per store). It always computes every patient (a
-    kernel's cost is the scan, not the patients kept); with ``patients`` it returns theirs."""
+    aggregation, date and period (``NativeEngine`` per store). With ``patients`` the kernels
+    scan only those patients' rows, unless a percentile or top ranks within the population
+    (then every patient is computed and theirs returned)."""
 
     name = "native"
 
     def evaluate(self, store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
                  population: ir.Node | None = None, patients: np.ndarray | None = None) -> pa.Table:
-        table = evaluate(store, exprs, as_of, population)
         if patients is None:
-            return table
-        return table.take(pa.array(np.unique(np.asarray(patients, dtype=np.int64))))
+            return NativeEngine(store).evaluate(exprs, as_of, population)
+        rows = np.unique(np.asarray(patients, dtype=np.int64))
+        if _ranks(exprs, population):
+            return NativeEngine(store).evaluate(exprs, as_of, population).take(pa.array(rows))
+        return NativeEngine(store, rows).evaluate(exprs, as_of, population)
+
+    def evaluate_periods(self, store: Store, exprs: dict[str, ir.Node], periods: list[tuple[dt.date, int | None]],
+                         population: ir.Node | None = None, patients: np.ndarray | None = None) -> list[pa.Table]:
+        """``exprs`` (which may hold a KPI's ``period``) at each (end date, period days) of
+        ``periods``, one table per period, every table scanned once for all of them."""
+        if patients is not None and _ranks(exprs, population):
+            rows = pa.array(np.unique(np.asarray(patients, dtype=np.int64)))
+            return [t.take(rows) for t in NativeEngine(store).evaluate_periods(exprs, periods, population)]
+        return NativeEngine(store, patients).evaluate_periods(exprs, periods, population)
 
 
 ENGINE = NativeQueryEngine()

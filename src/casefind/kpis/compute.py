@@ -16,12 +16,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from casefind.engines.base import get_engine
-from casefind_native.aggregate import group_sums
 from casefind.kpis import stats
 from casefind.kpis.define import KpiSet, Measure, load_kpis
 from casefind.kpis.periods import Period
+from casefind.plan import bind
 from casefind.rules import ir
 from casefind.store import Store
+from casefind_native.aggregate import group_sums
 
 LEVELS = ("practice", "locality", "system")
 AGE_BANDS = ((0, 17, "0-17"), (18, 64, "18-64"), (65, 74, "65-74"), (75, 84, "75-84"), (85, 200, "85+"))
@@ -49,7 +50,7 @@ class Hierarchy:
     names: dict[str, list[str]]
 
     @classmethod
-    def of(cls, store: Store) -> "Hierarchy":
+    def of(cls, store: Store) -> Hierarchy:
         pr = store.table("practices").arrow
         col = {c: pr.column(c).to_pylist() for c in pr.column_names}
         loc_codes, loc_of_pr = np.unique(np.array(col["locality_code"], dtype=object), return_inverse=True)
@@ -71,51 +72,56 @@ class Hierarchy:
         return [None] * len(self.codes["system"])
 
 
-def expressions(ksets: dict[Period, KpiSet]) -> dict[str, ir.Node]:
-    """Every measure's population and value at every period's end, plus what breakdowns and
-    standardisation need (age, sex, IMD, segment at that date)."""
+def expressions(ks: KpiSet) -> dict[str, ir.Node]:
+    """What each period needs: every measure's population and value (and a ratio's
+    denominator), and age and segment for breakdowns and standardisation. They may hold the
+    KPI's ``period``, bound per period by the engine."""
     exprs: dict[str, ir.Node] = {}
-    for p, ks in ksets.items():
-        end = ir.Const(p.end, ir.T.DATE)
-        for m in ks.measures.values():
-            exprs[f"{m.name}|pop|{p.label}"] = ir.At(m.population, end)
-            exprs[f"{m.name}|val|{p.label}"] = ir.At(m.value, end)
-            if m.denominator is not None:
-                exprs[f"{m.name}|den|{p.label}"] = ir.At(m.denominator, end)
-        exprs[f"age|{p.label}"] = ir.At(ir.Attr("age"), end)
-        if ks.segment is not None:
-            exprs[f"segment|{p.label}"] = ir.At(ks.segment, end)
-    exprs["sex"] = ir.Attr("sex")
-    exprs["imd_decile"] = ir.Attr("imd_decile")
+    for m in ks.measures.values():
+        exprs[f"{m.name}|pop"] = m.population
+        exprs[f"{m.name}|val"] = m.value
+        if m.denominator is not None:
+            exprs[f"{m.name}|den"] = m.denominator
+    exprs["age"] = ir.Attr("age")
+    if ks.segment is not None:
+        exprs["segment"] = ks.segment
     return exprs
 
 
+STATIC = {"sex": ir.Attr("sex"), "imd_decile": ir.Attr("imd_decile")}  # the same in every period
+
+
 def compile_for(path, periods: list[Period], params: dict[str, str] | None = None) -> dict[Period, KpiSet]:
-    """The KPI file compiled once per distinct period length (within=period is in days)."""
-    by_days: dict[int, KpiSet] = {}
-    for p in periods:
-        if p.days not in by_days:
-            by_days[p.days] = load_kpis(path, period_days=p.days, params=params)
-    return {p: by_days[p.days] for p in periods}
+    """The KPI file compiled once for every period (``period`` is a placeholder, bound per period)."""
+    ks = load_kpis(path, params=params)
+    return {p: ks for p in periods}
 
 
 def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native") -> pa.Table:
-    """Every period's values, one period at a time: each period's plan has the same shape
-    (only its dates differ, and dates are kernel arguments), so the kernels are compiled
-    once for all periods, and their size does not grow with the number of periods."""
-    run = get_engine(engine).evaluate
-    exprs = expressions(ksets)
-    columns: dict[str, pa.Array] = {}
+    """Every period's per-patient values, as columns ``<expression>|<period label>`` (and
+    ``sex``, ``imd_decile`` once). An engine that evaluates periods together (the native
+    engine's ``evaluate_periods``) runs each table's scan once for all of them, with kernels
+    whose size does not depend on how many there are; any other is given each period's
+    expressions with ``period`` bound (casefind.plan.bind)."""
+    eng = get_engine(engine)
+    by_set: dict[int, list[Period]] = {}
     for p in sorted(ksets, key=lambda q: q.end):
-        mine = {k: v for k, v in exprs.items() if k.endswith(f"|{p.label}")}
-        if not columns:  # what does not change with the period, once
-            mine.update({k: v for k, v in exprs.items() if "|" not in k})
-        t = run(store, mine, p.end, None)
-        if not columns:
-            columns["patient"] = t.column("patient")
-        for name in mine:
-            columns[name] = t.column(name)
-    return pa.table({k: columns[k] for k in ["patient", *exprs]})
+        by_set.setdefault(id(ksets[p]), []).append(p)
+    columns: dict[str, pa.Array] = {}
+    for periods in by_set.values():
+        exprs = expressions(ksets[periods[0]])
+        if hasattr(eng, "evaluate_periods"):
+            tables = eng.evaluate_periods(store, exprs, [(p.end, p.days) for p in periods])
+        else:
+            tables = [eng.evaluate(store, {k: bind(v, p.days) for k, v in exprs.items()}, p.end) for p in periods]
+        for p, t in zip(periods, tables):
+            columns.setdefault("patient", t.column("patient"))
+            columns.update({f"{name}|{p.label}": t.column(name) for name in exprs})
+    first = min(ksets, key=lambda q: q.end)
+    static = eng.evaluate(store, STATIC, first.end)
+    columns.update({name: static.column(name) for name in STATIC})
+    order = ["patient"] + [f"{name}|{p.label}" for p, ks in ksets.items() for name in expressions(ks)] + list(STATIC)
+    return pa.table({k: columns[k] for k in order})
 
 
 def _column(values: pa.Table, name: str, fill) -> np.ndarray:
@@ -201,40 +207,10 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
             level: float = 0.95) -> pa.Table:
     """The long-format results (before disclosure control) for every period, measure, level,
     unit and breakdown."""
-    h = Hierarchy.of(store)
-    n_units = {"practice": len(h.codes["practice"]), "locality": len(h.codes["locality"]),
-               "system": len(h.codes["system"])}
-    parents = {lv: h.parents(lv) for lv in LEVELS}
-    esp = stats.european_standard_population()
-    chunks: list[dict] = []  # one dict of equal-length columns per emit, concatenated at the end
-    unit_cols = {lv: {"unit_code": np.array(h.codes[lv], dtype=object), "unit_name": np.array(h.names[lv], dtype=object),
-                      "parent_code": np.array(parents[lv], dtype=object)} for lv in LEVELS}
-
-    def emit(p: Period, ks: KpiSet, m: Measure, lv: str, breakdown: str, labels: list[str],
-             parts: tuple, standardised: bool = False):
-        """Rows for every unit (× breakdown cell) of one level; a breakdown cell with no
-        one in it gets no row."""
-        nb = len(labels)
-        unit = np.repeat(np.arange(n_units[lv]), nb)
-        cell = np.tile(np.arange(nb), n_units[lv])
-        keep = parts[1] != 0 if breakdown else np.ones(len(unit), bool)
-        chunk = {name: np.where(np.isfinite(x[keep]), x[keep], np.nan)
-                 for name, x in zip(("numerator", "denominator", "value", "lower", "upper"), parts)}
-        chunk.update({k: v[unit[keep]] for k, v in unit_cols[lv].items()})
-        chunk["breakdown_value"] = np.array(labels if breakdown else [""] * nb, dtype=object)[cell[keep]]
-        chunk["_constants"] = {
-            "run_id": run_id, "kpi_set": ks.name, "kpi": m.name, "title": m.title, "domain": m.domain,
-            "kind": m.kind, "unit_label": m.unit_label + (", age-standardised (ESP 2013)" if standardised else ""),
-            "multiplier": m.multiplier, "direction": m.direction, "target": m.target, "period": p.label,
-            "period_start": p.start, "period_end": p.end, "level": lv, "breakdown": breakdown,
-            "standardised": standardised, "suppressed": False}
-        chunks.append(chunk)
-
-    practice = h.practice_of_patient
+    roll = _Rollup(store, run_id, level)
     static: dict[str, tuple] = {}  # sex and IMD do not change with the period
     for p, ks in ksets.items():
-        esp_band = None
-        splits = {"": (np.zeros(len(practice), np.int64), ["all"])}
+        splits = {"": (np.zeros(len(roll.practice), np.int64), ["all"])}
         for b in sorted({b for m in ks.measures.values() for b in m.breakdowns}):
             if b in ("sex", "imd_quintile"):
                 if b not in static:
@@ -242,47 +218,104 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id:
                 splits[b] = static[b]
             else:
                 splits[b] = _labels(values, b, p, b)
+        esp_band = None
         for m in ks.measures.values():
-            mask = _column(values, f"{m.name}|pop|{p.label}", False)
-            raw = values.column(f"{m.name}|val|{p.label}")
-            valid = np.asarray(raw.is_valid().to_numpy(zero_copy_only=False), bool)
-            v = _column(values, f"{m.name}|val|{p.label}", 0.0).astype(np.float64)
-            if m.kind in ("rate", "total", "per_head", "proportion", "ratio"):
-                valid = np.ones(len(v), bool)  # a missing count or cost is none
-            den = _column(values, f"{m.name}|den|{p.label}", 0.0).astype(np.float64) if m.kind == "ratio" else None
+            mask, v, valid, den = _measure_columns(values, m, p)
             for breakdown in [""] + list(m.breakdowns):
-                code, labels = splits[breakdown]
-                nb = len(labels)
-                group = practice * nb + code
-                if m.kind == "median":
-                    for lv, g in (("practice", group), ("locality", h.locality_of_practice[practice] * nb + code),
-                                  ("system", h.system_of_locality[h.locality_of_practice[practice]] * nb + code)):
-                        sums = _sums(g, n_units[lv] * nb, mask, v, valid)
-                        med = _medians(g, n_units[lv] * nb, mask, v, valid)
-                        nan = np.full(len(med), np.nan)
-                        emit(p, ks, m, lv, breakdown, labels, (nan, sums["k"], med * m.multiplier, nan, nan))
-                    continue
-                pr = _sums(group, n_units["practice"] * nb, mask, v, valid)
-                if den is not None:  # events over events: the denominator is the events' sum
-                    pr["n"] = _sums(group, n_units["practice"] * nb, mask, den, valid)["s"]
-                loc = _roll(pr, h.locality_of_practice, n_units["locality"], nb)
-                sy = _roll(loc, h.system_of_locality, n_units["system"], nb)
-                for lv, s in (("practice", pr), ("locality", loc), ("system", sy)):
-                    emit(p, ks, m, lv, breakdown, labels, _finish(m, s, level))
+                roll.breakdown(p, ks, m, breakdown, splits[breakdown], mask, v, valid, den)
             if m.standardise == "esp2013":
                 if esp_band is None:  # per period, and only when a measure is standardised
                     esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
-                nbands = len(esp.weights)
-                group = practice * nbands + esp_band
-                pr = _sums(group, n_units["practice"] * nbands, mask, v, valid)
-                loc = _roll(pr, h.locality_of_practice, n_units["locality"], nbands)
-                sy = _roll(loc, h.system_of_locality, n_units["system"], nbands)
-                for lv, s in (("practice", pr), ("locality", loc), ("system", sy)):
-                    counts = s["s"].reshape(-1, nbands)
-                    pops = s["n"].reshape(-1, nbands)
-                    value, lo, hi = stats.dsr(counts, pops, esp.weights, m.multiplier, level)
-                    emit(p, ks, m, lv, "", ["all"], (counts.sum(1), pops.sum(1), value, lo, hi), standardised=True)
-    return _assemble(chunks)
+                roll.standardised(p, ks, m, esp_band, mask, v, valid)
+    return _assemble(roll.chunks)
+
+
+def _measure_columns(values: pa.Table, m: Measure, p: Period):
+    """A measure's per-patient population mask, value, validity and (ratios) denominator."""
+    mask = _column(values, f"{m.name}|pop|{p.label}", False)
+    raw = values.column(f"{m.name}|val|{p.label}")
+    valid = np.asarray(raw.is_valid().to_numpy(zero_copy_only=False), bool)
+    v = _column(values, f"{m.name}|val|{p.label}", 0.0).astype(np.float64)
+    if m.kind in ("rate", "total", "per_head", "proportion", "ratio"):
+        valid = np.ones(len(v), bool)  # a missing count or cost is none
+    den = _column(values, f"{m.name}|den|{p.label}", 0.0).astype(np.float64) if m.kind == "ratio" else None
+    return mask, v, valid, den
+
+
+class _Rollup:
+    """Sums per practice (× breakdown cell), rolled up to localities and the system, and
+    the result rows they make (``chunks``: one dict of equal-length columns per emit)."""
+
+    def __init__(self, store: Store, run_id: str, level: float):
+        self.h = h = Hierarchy.of(store)
+        self.run_id, self.level = run_id, level
+        self.n_units = {lv: len(h.codes[lv]) for lv in LEVELS}
+        self.unit_cols = {lv: {"unit_code": np.array(h.codes[lv], dtype=object),
+                               "unit_name": np.array(h.names[lv], dtype=object),
+                               "parent_code": np.array(h.parents(lv), dtype=object)} for lv in LEVELS}
+        self.esp = stats.european_standard_population()
+        self.practice = h.practice_of_patient
+        self.chunks: list[dict] = []
+
+    def emit(self, p: Period, ks: KpiSet, m: Measure, lv: str, breakdown: str, labels: list[str],
+             parts: tuple, standardised: bool = False) -> None:
+        """Rows for every unit (× breakdown cell) of one level; a breakdown cell with no
+        one in it gets no row."""
+        nb = len(labels)
+        unit = np.repeat(np.arange(self.n_units[lv]), nb)
+        cell = np.tile(np.arange(nb), self.n_units[lv])
+        keep = parts[1] != 0 if breakdown else np.ones(len(unit), bool)
+        chunk = {name: np.where(np.isfinite(x[keep]), x[keep], np.nan)
+                 for name, x in zip(("numerator", "denominator", "value", "lower", "upper"), parts)}
+        chunk.update({k: v[unit[keep]] for k, v in self.unit_cols[lv].items()})
+        chunk["breakdown_value"] = np.array(labels if breakdown else [""] * nb, dtype=object)[cell[keep]]
+        chunk["_constants"] = {
+            "run_id": self.run_id, "kpi_set": ks.name, "kpi": m.name, "title": m.title, "domain": m.domain,
+            "kind": m.kind, "unit_label": m.unit_label + (", age-standardised (ESP 2013)" if standardised else ""),
+            "multiplier": m.multiplier, "direction": m.direction, "target": m.target, "period": p.label,
+            "period_start": p.start, "period_end": p.end, "level": lv, "breakdown": breakdown,
+            "standardised": standardised, "suppressed": False}
+        self.chunks.append(chunk)
+
+    def levels(self, sums: dict, nb: int) -> list[tuple[str, dict]]:
+        """Practice sums and their exact roll-up to localities and the system."""
+        loc = _roll(sums, self.h.locality_of_practice, self.n_units["locality"], nb)
+        return [("practice", sums), ("locality", loc),
+                ("system", _roll(loc, self.h.system_of_locality, self.n_units["system"], nb))]
+
+    def breakdown(self, p, ks, m, breakdown, split, mask, v, valid, den) -> None:
+        code, labels = split
+        nb = len(labels)
+        group = self.practice * nb + code
+        if m.kind == "median":
+            self.medians(p, ks, m, breakdown, labels, code, mask, v, valid)
+            return
+        pr = _sums(group, self.n_units["practice"] * nb, mask, v, valid)
+        if den is not None:  # events over events: the denominator is the events' sum
+            pr["n"] = _sums(group, self.n_units["practice"] * nb, mask, den, valid)["s"]
+        for lv, s in self.levels(pr, nb):
+            self.emit(p, ks, m, lv, breakdown, labels, _finish(m, s, self.level))
+
+    def medians(self, p, ks, m, breakdown, labels, code, mask, v, valid) -> None:
+        """Medians do not add up: each level's groups are sorted apart."""
+        nb, h, practice = len(labels), self.h, self.practice
+        for lv, g in (("practice", practice * nb + code), ("locality", h.locality_of_practice[practice] * nb + code),
+                      ("system", h.system_of_locality[h.locality_of_practice[practice]] * nb + code)):
+            sums = _sums(g, self.n_units[lv] * nb, mask, v, valid)
+            med = _medians(g, self.n_units[lv] * nb, mask, v, valid)
+            nan = np.full(len(med), np.nan)
+            self.emit(p, ks, m, lv, breakdown, labels, (nan, sums["k"], med * m.multiplier, nan, nan))
+
+    def standardised(self, p, ks, m, esp_band, mask, v, valid) -> None:
+        """A rate directly age-standardised to the European Standard Population 2013."""
+        nbands = len(self.esp.weights)
+        group = self.practice * nbands + esp_band
+        pr = _sums(group, self.n_units["practice"] * nbands, mask, v, valid)
+        for lv, s in self.levels(pr, nbands):
+            counts = s["s"].reshape(-1, nbands)
+            pops = s["n"].reshape(-1, nbands)
+            value, lo, hi = stats.dsr(counts, pops, self.esp.weights, m.multiplier, self.level)
+            self.emit(p, ks, m, lv, "", ["all"], (counts.sum(1), pops.sum(1), value, lo, hi), standardised=True)
 
 
 def _assemble(chunks: list[dict]) -> pa.Table:

@@ -7,17 +7,16 @@ import datetime as dt
 
 from casefind.contract.dates import shift_date
 from casefind.plan import Plan
-from casefind.rules import ir
 
 
 def _window_start(slot) -> dt.date | None:
-    node = slot.node
-    if isinstance(node, ir.Trend):
-        return shift_date(slot.as_of, -node.months)
-    if node.window.kind == "range":
-        months, days = node.window.start
-        return shift_date(slot.as_of, -months, -days)
-    return None
+    """The earliest date the slot's window reads (a trend's window is its months); None
+    when it reaches back for ever."""
+    window = slot.node.window
+    if window.kind != "range":
+        return None
+    months, days = window.start
+    return shift_date(slot.as_of, -months, -days)
 
 
 def read_span(plan: Plan) -> tuple[dt.date, dt.date]:

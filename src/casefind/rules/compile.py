@@ -37,11 +37,9 @@ from casefind.rules.load import Located, RuleSource, confined, load_rule, read_t
 _KIND_TYPE = {"date": ir.T.DATE, "enum": ir.T.TEXT, "code": ir.T.CODE, "text": ir.T.TEXT,
               "float": ir.T.FLOAT, "int": ir.T.INT, "patient_id": ir.T.TEXT,
               "spell": ir.T.INT}
-_CODE_COLUMN = {"diagnoses": "code", "medications": "code", "observations": "code",
-                "activity": "primary_diagnosis", "procedures": "code"}
 _DURATIONS = {"days": (0, 1), "months": (1, 0), "years": (12, 0)}
-_EVENT_AGGS = {"exists", "count", "count_distinct", "sum", "mean", "min", "max", "first", "last",
-               "days_since", "trend"}
+# the aggregations a rule names: the IR's (a weighted score is written score()), and trend
+_EVENT_AGGS = (set(ir.AGGREGATES) - {"weighted_categories"}) | {"trend"}
 
 MAX_DEPTH = 100                     # levels of an expression, counting through the features it uses
 MAX_SIZE = 10_000                   # nodes of an expression, each use of a feature counted again
@@ -59,7 +57,6 @@ MAX_ROUND_PLACES = 10               # decimal places output: round: shows
 # columns every list file has: a feature of the same name cannot be an output column
 LIST_COLUMNS = ("run_id", "rule", "as_of", "practice", "locality", "patient_id", "rank", "segment",
                 "reasons", "decision", "decided_on", "reviewer", "note")
-_ROW_FUNCS = ("days_between",)      # functions the native engine computes per event row
 _TEMPLATE_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _INT_TEXT = re.compile(r"[-+]?\d+")
 _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -112,6 +109,11 @@ def attributes_used(rule: CompiledRule) -> set[str]:
 
 def _column_type(table: str, column: str) -> ir.T:
     return _KIND_TYPE[TABLES[table].column(column).kind]
+
+
+def _code_column(table: str) -> ir.Column:
+    """The column of ``table`` a codelist is matched against (the contract names it)."""
+    return ir.Column(table, TABLES[table].code_column, ir.T.CODE)
 
 
 # --- values: parameters, literals, dates ----------------------------------------------------
@@ -424,7 +426,7 @@ class Compiler:
         if left.type is ir.T.DATE and right.type is ir.T.DATE and n.op == "-":
             raise RuleError(n.span, "dates cannot be subtracted directly",
                             "use days_between(earlier, later) for the number of days")
-        out = self._wrap(n.span, lambda: ir.Binary(n.op, left, right))
+        out = self._wrap(n.span, lambda: ir.binary(n.op, left, right))
         if n.op in ("==", "!="):
             self.check_enum_value(left, right, n.right.span)
             self.check_enum_value(right, left, n.left.span)
@@ -511,7 +513,8 @@ class Compiler:
             if not aggregated:
                 raise RuleError(span, f"a codelist's {col} is only what an aggregation counts or adds up",
                                 f"count_distinct({table}.category, codelist=...) or score({table}, codelist=...)")
-            return ir.Column(table, f"{col}:{codelist.name}", ir.T.TEXT if col == "category" else ir.T.FLOAT)
+            code = _code_column(table)
+            return ir.CategoryOf(codelist, code) if col == "category" else ir.WeightOf(codelist, code)
         if col not in TABLES[table].names or col == "patient_id":
             raise RuleError(span, f"{table} has no column {col!r}",
                             did_you_mean(col, TABLES[table].names) or f"columns: {', '.join(TABLES[table].names[1:])}")
@@ -539,12 +542,12 @@ class Compiler:
             return self.rank(n)
         if f in ("min", "max") and n.args and not _is_table_ref(n.args[0]):
             args = tuple(self.node(a, table, codelist) for a in n.args)
-            return self._wrap(n.span, lambda: ir.Func(f, args))
-        if f in ("logistic", "exp", "log", "abs", "round", "days_between"):
+            return self._wrap(n.span, lambda: ir.func(f, args))
+        if f in ir.FUNC_CLASSES and f not in ("min", "max"):
             if n.kwargs:
                 raise RuleError(n.span, f"{f}() takes no named arguments")
             args = tuple(self.node(a, table, codelist) for a in n.args)
-            return self._wrap(n.span, lambda: ir.Func(f, args))
+            return self._wrap(n.span, lambda: ir.func(f, args))
         if f in _EVENT_AGGS or f == "score":
             if table is not None:
                 raise RuleError(n.span, f"{f}() cannot be nested inside another aggregation")
@@ -555,8 +558,8 @@ class Compiler:
             if table is not None:
                 raise RuleError(n.span, "reviewed() cannot be nested inside another aggregation")
             return self.reviewed(n)
-        allowed = sorted(_EVENT_AGGS | {"score", "case", "percentile", "top", "logistic", "date", "reviewed", "spell_has",
-                                        "days_between", "months", "days", "years", "exp", "log", "abs", "round"})
+        allowed = sorted(_EVENT_AGGS | set(ir.FUNC_CLASSES) | set(ir.RANK_CLASSES) | set(_DURATIONS)
+                         | {"score", "case", "date", "reviewed", "spell_has"})
         raise RuleError(n.span, f"unknown function {f!r}", did_you_mean(f, allowed) or f"functions: {', '.join(allowed)}")
 
     def case(self, n: syn.Call, table, codelist) -> ir.Node:
@@ -575,10 +578,10 @@ class Compiler:
             if len(n.args) != 2 or not isinstance(n.args[1], syn.Percent):
                 raise RuleError(n.span, "top(x, share) takes a share in percent: top(cost_12m, 0.5%)")
             frac = n.args[1].value
-            return self._wrap(n.span, lambda: ir.PopulationRank("top", operand, frac))
+            return self._wrap(n.span, lambda: ir.Top(operand, frac))
         if len(n.args) != 1:
             raise RuleError(n.span, "percentile(x) takes one argument")
-        return self._wrap(n.span, lambda: ir.PopulationRank("percentile", operand))
+        return self._wrap(n.span, lambda: ir.Percentile(operand))
 
     def window(self, n: syn.Call, flags: list[str]) -> ir.Window:
         within, between = n.kw("within"), n.kw("between")
@@ -589,7 +592,7 @@ class Compiler:
             d = self.duration(within)
             if d is None:
                 raise RuleError(within.span, "within= takes a duration: within=months(12)")
-            return self._wrap(within.span, lambda: ir.Window("range", d, (0, 0)))
+            return self._wrap(within.span, lambda: ir.Range(d))
         if between is not None:
             if not isinstance(between, syn.Tuple) or len(between.items) != 2:
                 raise RuleError(between.span, "between= takes (start, end) counted back from as_of: "
@@ -597,76 +600,26 @@ class Compiler:
             a, b = (self.duration(x) for x in between.items)
             if a is None or b is None:
                 raise RuleError(between.span, "between= takes two durations: between=(months(12), months(6))")
-            return self._wrap(between.span, lambda: ir.Window("range", a, b))
+            return self._wrap(between.span, lambda: ir.Range(a, b))
         if flags == ["active"]:
-            return ir.Window("active")
-        return ir.Window("ever")
+            return ir.Active()
+        return ir.Ever()
 
     def aggregate(self, n: syn.Call) -> ir.Node:
-        f = n.func
-        if not n.args:
-            raise RuleError(n.span, f"{f}() needs a table first, e.g. {f}(activity, ...)")
-        first = n.args[0]
-        if not isinstance(first, syn.Name):
-            raise RuleError(first.span, f"the first argument of {f}() is a table or table.column")
-        table = first.parts[0]
-        if table not in TABLES or not TABLES[table].per_patient_events:
-            raise RuleError(first.span, f"unknown event table {table!r}",
-                            did_you_mean(table, _event_tables()) or f"tables: {', '.join(_event_tables())}")
-        allowed_kw = {"within", "between", "codelist", "over", "per", "value", "hierarchy"}
-        for k, v in n.kwargs:
-            if k not in allowed_kw:
-                raise RuleError(v.span, f"{f}() has no argument {k}=", did_you_mean(k, allowed_kw))
+        """An aggregation over an event table (or a trend): ``f(table[.column], filter...,
+        ever | active, within= | between=, codelist=, value=, over=, hierarchy=)``."""
+        table, first = self.aggregated_table(n)
         cl = n.kw("codelist")
         codelist = self.named_codelist(cl)
-        if codelist is not None and table not in _CODE_COLUMN:
+        if codelist is not None and TABLES[table].code_column is None:
             raise RuleError(cl.span, f"{table} has no codes to match a codelist against")
-        value = None
-        if len(first.parts) == 2:
-            value = self.column(table, first.parts[1], first.span, codelist, aggregated=True)
-            _check_aggregated_value(f, value, first.span)
-        elif len(first.parts) > 2:
-            raise RuleError(first.span, "write table.column")
-        given = n.kw("value")
-        if given is not None:  # a value computed per row, e.g. value=days_between(start_date, end_date)
-            if value is not None or f not in ("sum", "mean", "min", "max"):
-                raise RuleError(given.span, f"value= is for sum, mean, min and max over a table: "
-                                f"{f}({table}, value=...)")
-            value = self.node(given, table, codelist)
-            if value.domain.per_patient:
-                raise RuleError(given.span, f"value= must be computed from {table}'s columns",
-                                "e.g. value=days_between(start_date, end_date)")
-            _check_row_expression(value, given.span, "value=")
-        flags, filters = [], []
-        for a in n.args[1:]:
-            if isinstance(a, syn.Name) and a.parts in (("ever",), ("active",)):
-                flags.append(a.parts[0])
-            else:
-                filters.append(a)
-        where = None
-        for flt in filters:
-            node = self.node(flt, table, codelist)
-            if node.type is not ir.T.BOOL:
-                raise RuleError(flt.span, f"a filter must be true/false, but this is a {node.type.value}",
-                                'e.g. setting == "emergency_admission"')
-            _check_row_expression(node, flt.span, "a filter")
-            where = node if where is None else ir.Binary("and", where, node)
-        if codelist is not None:
-            match = ir.InCodelist(ir.Column(table, _CODE_COLUMN[table], ir.T.CODE), codelist)
-            where = match if where is None else ir.Binary("and", match, where)
+        value = self.aggregated_value(n, table, first, codelist)
+        flags, where = self.row_filter(n, table, codelist)
         window = self.window(n, flags)
-        if f == "trend":
-            over = n.kw("over")
-            months = self.duration(over) if over is not None else (12, 0)
-            if months is None or months[1] or not months[0]:
-                raise RuleError(over.span, "over= takes whole months: over=months(12)")
-            per = n.kw("per")
-            if per is not None and not (isinstance(per, syn.Name) and per.parts == ("month",)):
-                raise RuleError(per.span, "trends are per month: per=month")
-            return self._wrap(n.span, lambda: ir.Trend(table, where, months[0], value))
-        func = f
-        hierarchy = ()
-        if f == "score" or (f == "sum" and isinstance(value, ir.Column) and value.column.startswith("weight:")):
+        if n.func == "trend":
+            return self.trend(n, table, where, value)
+        f, func, hierarchy = n.func, n.func, ()
+        if f == "score" or (f == "sum" and isinstance(value, ir.WeightOf)):
             func, value = "weighted_categories", None
             if codelist is None:
                 raise RuleError(n.span, f"{f}() of weights needs codelist=NAME (a codelist with a weight column)")
@@ -682,7 +635,77 @@ class Compiler:
             raise RuleError(n.span, f"{f}() needs a column: {f}({table}.{TABLES[table].sort_date})")
         if f == "count_distinct" and value is None:
             raise RuleError(n.span, f"count_distinct() needs what to count: {table}.code or {table}.category")
-        return self._wrap(n.span, lambda: ir.Aggregate(func, table, where, window, value, codelist, hierarchy))
+        return self._wrap(n.span, lambda: ir.aggregate(func, table, where, window, value, codelist, hierarchy))
+
+    def aggregated_table(self, n: syn.Call) -> tuple[str, syn.Name]:
+        """The event table an aggregation reads, and its first argument (table or
+        table.column); its named arguments are checked here too."""
+        f = n.func
+        if not n.args:
+            raise RuleError(n.span, f"{f}() needs a table first, e.g. {f}(activity, ...)")
+        first = n.args[0]
+        if not isinstance(first, syn.Name):
+            raise RuleError(first.span, f"the first argument of {f}() is a table or table.column")
+        table = first.parts[0]
+        if table not in TABLES or not TABLES[table].per_patient_events:
+            raise RuleError(first.span, f"unknown event table {table!r}",
+                            did_you_mean(table, _event_tables()) or f"tables: {', '.join(_event_tables())}")
+        allowed_kw = {"within", "between", "codelist", "over", "per", "value", "hierarchy"}
+        for k, v in n.kwargs:
+            if k not in allowed_kw:
+                raise RuleError(v.span, f"{f}() has no argument {k}=", did_you_mean(k, allowed_kw))
+        return table, first
+
+    def aggregated_value(self, n: syn.Call, table: str, first: syn.Name, codelist) -> ir.Node | None:
+        """What an aggregation aggregates: ``table.column`` (a codelist's category or weight
+        included) or ``value=`` computed per row; None for neither."""
+        f, value = n.func, None
+        if len(first.parts) == 2:
+            value = self.column(table, first.parts[1], first.span, codelist, aggregated=True)
+            _check_aggregated_value(f, value, first.span)
+        elif len(first.parts) > 2:
+            raise RuleError(first.span, "write table.column")
+        given = n.kw("value")
+        if given is not None:  # a value computed per row, e.g. value=days_between(start_date, end_date)
+            if value is not None or f not in ("sum", "mean", "min", "max"):
+                raise RuleError(given.span, f"value= is for sum, mean, min and max over a table: "
+                                f"{f}({table}, value=...)")
+            value = self.node(given, table, codelist)
+            if value.domain.per_patient:
+                raise RuleError(given.span, f"value= must be computed from {table}'s columns",
+                                "e.g. value=days_between(start_date, end_date)")
+            _check_row_expression(value, given.span, "value=")
+        return value
+
+    def row_filter(self, n: syn.Call, table: str, codelist) -> tuple[list[str], ir.Node | None]:
+        """The window flags (``ever``, ``active``) among an aggregation's arguments, and its
+        filters joined by ``and`` (the codelist's match first), or None when there are none."""
+        flags, where = [], None
+        for a in n.args[1:]:
+            if isinstance(a, syn.Name) and a.parts in (("ever",), ("active",)):
+                flags.append(a.parts[0])
+                continue
+            node = self.node(a, table, codelist)
+            if node.type is not ir.T.BOOL:
+                raise RuleError(a.span, f"a filter must be true/false, but this is a {node.type.value}",
+                                'e.g. setting == "emergency_admission"')
+            _check_row_expression(node, a.span, "a filter")
+            where = node if where is None else ir.And(where, node)
+        if codelist is not None:
+            match = ir.InCodelist(_code_column(table), codelist)
+            where = match if where is None else ir.And(match, where)
+        return flags, where
+
+    def trend(self, n: syn.Call, table: str, where: ir.Node | None, value: ir.Node | None) -> ir.Node:
+        """``trend(table, ..., over=months(n), per=month)``: a monthly slope."""
+        over = n.kw("over")
+        months = self.duration(over) if over is not None else (12, 0)
+        if months is None or months[1] or not months[0]:
+            raise RuleError(over.span, "over= takes whole months: over=months(12)")
+        per = n.kw("per")
+        if per is not None and not (isinstance(per, syn.Name) and per.parts == ("month",)):
+            raise RuleError(per.span, "trends are per month: per=month")
+        return self._wrap(n.span, lambda: ir.Trend(table, where, months[0], value))
 
     def hierarchy(self, given: syn.Node, cl: ir.Codelist) -> tuple[tuple[str, str], ...]:
         """``hierarchy=(higher > lower, ...)``: pairs of the codelist's categories, each
@@ -767,10 +790,10 @@ class Compiler:
             if any(x.domain.per_patient and not isinstance(x, (ir.Const, ir.Param)) for x in ir.walk(node)):
                 raise RuleError(flt.span, f"a spell_has() filter uses {inner}'s columns and fixed values only",
                                 "compare per-patient values outside spell_has()")
-            where = node if where is None else ir.Binary("and", where, node)
+            where = node if where is None else ir.And(where, node)
         if codelist is not None:
-            match = ir.InCodelist(ir.Column(inner, _CODE_COLUMN[inner], ir.T.CODE), codelist)
-            where = match if where is None else ir.Binary("and", match, where)
+            match = ir.InCodelist(_code_column(inner), codelist)
+            where = match if where is None else ir.And(match, where)
         return self._wrap(n.span, lambda: ir.SpellHas(outer, inner, where))
 
     def reviewed(self, n: syn.Call) -> ir.Node:
@@ -782,14 +805,14 @@ class Compiler:
                 raise RuleError(v.span, f"reviewed() has no argument {k}=",
                                 did_you_mean(k, ["within", "between"]) or "give within= or between=")
         agg = self.aggregate(syn.Call(n.span, "exists", (syn.Name(n.span, ("reviews",)),) + n.args, n.kwargs))
-        decided = ir.Binary("!=", ir.Column("reviews", "decision", ir.T.TEXT), ir.Const("listed", ir.T.TEXT))
+        decided = ir.Ne(ir.Column("reviews", "decision", ir.T.TEXT), ir.Const("listed", ir.T.TEXT))
         names_rule = agg.where is not None and any(isinstance(x, ir.Column) and x.column == "rule"
                                                    for x in ir.walk(agg.where))
         if not names_rule:
-            this_rule = ir.Binary("==", ir.Column("reviews", "rule", ir.T.TEXT), ir.Const(self.src.name.value, ir.T.TEXT))
-            decided = ir.Binary("and", decided, this_rule)
-        where = decided if agg.where is None else ir.Binary("and", decided, agg.where)
-        return ir.Aggregate("exists", "reviews", where, agg.window)
+            this_rule = ir.Eq(ir.Column("reviews", "rule", ir.T.TEXT), ir.Const(self.src.name.value, ir.T.TEXT))
+            decided = ir.And(decided, this_rule)
+        where = decided if agg.where is None else ir.And(decided, agg.where)
+        return ir.Exists("reviews", where, agg.window)
 
     # --- the rule ----------------------------------------------------------------------------
     def rule(self) -> CompiledRule:
@@ -953,9 +976,9 @@ def _enum_domain(n: ir.Node) -> tuple[str, tuple[str, ...], bool] | None:
         n = n.operand
     if isinstance(n, ir.Attr):
         return ("a sex (F, M or U)", SEX, True) if n.name == "sex" else None
-    if isinstance(n, ir.Aggregate) and n.func in ("first", "last", "min", "max"):
+    if isinstance(n, (ir.First, ir.Last, ir.Min, ir.Max)):
         n = n.value
-    if not isinstance(n, ir.Column) or ":" in n.column:
+    if not isinstance(n, ir.Column):
         return None
     if (n.table, n.column) in _OPEN_COLUMNS:
         label, values = _OPEN_COLUMNS[(n.table, n.column)]
@@ -1041,7 +1064,7 @@ def _joined(op: str, nodes: list[ir.Node]) -> ir.Node:
     if len(nodes) == 1:
         return nodes[0]
     mid = len(nodes) // 2
-    return ir.Binary(op, _joined(op, nodes[:mid]), _joined(op, nodes[mid:]))
+    return ir.binary(op, _joined(op, nodes[:mid]), _joined(op, nodes[mid:]))
 
 
 def _check_limits(node: ir.Node, span: Span) -> None:
@@ -1062,10 +1085,9 @@ def _check_limits(node: ir.Node, span: Span) -> None:
 def _check_aggregated_value(func: str, value: ir.Node, span: Span) -> None:
     """What an aggregation may aggregate: numbers for sums and means, numbers and dates for
     min and max, and a codelist's category or weight only where they mean something."""
-    column = value.column if isinstance(value, ir.Column) else ""
-    if column.startswith("category:") and func != "count_distinct":
+    if isinstance(value, ir.CategoryOf) and func != "count_distinct":
         raise RuleError(span, f"{func}() of a codelist's category: only count_distinct counts categories")
-    if column.startswith("weight:") and func not in ("sum", "score"):
+    if isinstance(value, ir.WeightOf) and func not in ("sum", "score"):
         raise RuleError(span, f"{func}() of a codelist's weight: weights are added up by score() or sum()")
     if func in ("min", "max") and value.type not in (ir.T.INT, ir.T.FLOAT, ir.T.DATE):
         raise RuleError(span, f"{func}() needs numbers or dates, not {value.type.value}",
@@ -1086,10 +1108,10 @@ def _check_row_expression(node: ir.Node, span: Span, what: str) -> None:
             continue  # one value per patient: computed before the rows are read
         if isinstance(x, ir.Case):
             raise RuleError(span, f"{what} cannot use case() on each row", "write the conditions with and / or")
-        if isinstance(x, ir.Func) and x.name not in _ROW_FUNCS:
+        if isinstance(x, ir.Func) and not x.per_row:
             raise RuleError(span, f"{what} cannot use {x.name}() on each row",
                             "per row: comparisons, and, or, not, in, + - * /, days_between and date shifts")
-        if isinstance(x, ir.Binary) and x.op in ("==", "!=") and {x.left.type, x.right.type} & {ir.T.TEXT, ir.T.CODE}:
+        if isinstance(x, (ir.Eq, ir.Ne)) and {x.left.type, x.right.type} & {ir.T.TEXT, ir.T.CODE}:
             if not any(isinstance(side, (ir.Const, ir.Param)) for side in (x.left, x.right)):
                 raise RuleError(span, f"{what} compares text with text that is not a fixed value",
                                 'compare a column with a literal or a parameter: setting == "ae"')

@@ -5,6 +5,12 @@ patient (``PATIENT``) or one per row of an event table (``Domain("activity")``).
 themselves when built, so an IR that exists is well-typed; the compiler from YAML turns those
 checks into located RuleErrors. (The shape follows ehrQL's query model; the code is ours.)
 
+One class per operation: ``Sum``, ``Gt``, ``Logistic``, ``Top``, ``Range``, each naming itself
+(``func``, ``op``, ``name``, ``kind``) and checking its own operands; ``aggregate``, ``binary``,
+``func``, ``rank`` and ``window`` map the rule's words to them. A node's operands are the
+fields that hold nodes; ``rows()`` and ``moved()`` mark the ones an engine evaluates itself
+(per event row, at another date), and ``children``/``parts``/``walk`` are the one walker.
+
 Time: every patient value is evaluated at an *evaluation date* (``AsOf``), the rule's as_of
 unless an ``At`` node moves it. Events dated after the evaluation date are invisible.
 Windows count back from it in calendar months or days:
@@ -13,10 +19,15 @@ Windows count back from it in calendar months or days:
 """
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from functools import cached_property
+from typing import ClassVar, Iterator
+
+from casefind.errors import EXIT_RULE, CasefindError
 
 
 class T(str, Enum):
@@ -31,12 +42,70 @@ class T(str, Enum):
 NUMERIC = (T.INT, T.FLOAT)
 
 
-class IRTypeError(TypeError):
-    """An IR node built with operands of the wrong type or domain; ``hint`` says what fits."""
+class PeriodDays(int):
+    """A KPI file's ``period`` (ehrQL's measures INTERVAL placeholder): a day count that is
+    ``periods`` reporting periods plus ``plus`` days, standing where a window or a shift
+    holds days, so that one compiled KPI file serves every period. ``bound(days)`` is the
+    number for a period of that many days (engines bind it per period: casefind.plan.bind).
+    As an int it is the longest it can be (a period is at most 366 days), so the checks a
+    compiler makes on day counts see the worst case; it equals only the same placeholder.
+    Sums and products with whole numbers stay placeholders."""
 
-    def __init__(self, message: str, hint: str | None = None):
-        super().__init__(message)
-        self.hint = hint
+    LONGEST = 366
+
+    def __new__(cls, periods: int = 1, plus: int = 0):
+        self = super().__new__(cls, periods * cls.LONGEST + plus)
+        self.periods, self.plus = periods, plus
+        return self
+
+    def bound(self, days: int) -> int:
+        return self.periods * days + self.plus
+
+    def __getnewargs__(self):
+        return (self.periods, self.plus)
+
+    def __repr__(self) -> str:
+        return f"PeriodDays({self.periods}, {self.plus})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, PeriodDays) and (self.periods, self.plus) == (other.periods, other.plus)
+
+    def __ne__(self, other) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(("period", self.periods, self.plus))
+
+    def __add__(self, other):
+        if isinstance(other, PeriodDays):
+            return PeriodDays(self.periods + other.periods, self.plus + other.plus)
+        return PeriodDays(self.periods, self.plus + other) if type(other) is int else int(self) + other
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return PeriodDays(-self.periods, -self.plus)
+
+    def __sub__(self, other):
+        return self + (-other)
+
+    def __rsub__(self, other):
+        return (-self) + other
+
+    def __mul__(self, other):
+        return PeriodDays(self.periods * other, self.plus * other) if type(other) is int else int(self) * other
+
+    __rmul__ = __mul__
+
+
+class IRTypeError(CasefindError, TypeError):
+    """An IR node built with operands of the wrong type or domain; ``hint`` says what fits.
+    The rules compiler turns it into a located RuleError; one that escapes is still an
+    error in the rule (a TypeError too, for code that builds IR)."""
+
+    exit_code = EXIT_RULE
 
 
 @dataclass(frozen=True)
@@ -62,6 +131,25 @@ def _join_domains(*domains: Domain) -> Domain:
         raise IRTypeError(f"cannot combine rows of different tables ({', '.join(sorted(tables))})",
                           "aggregate each table first, then combine the per-patient values")
     return Domain(tables.pop()) if tables else PATIENT
+
+
+ROWS = "rows"  # a closed field evaluated on each row of an event table (an aggregation's filter)
+DATE = "date"  # a closed field evaluated at a date the engine works out (``at``)
+
+
+def rows(**kw):
+    """A field holding nodes evaluated per event row: walkers of one domain leave it closed."""
+    return field(metadata={"closed": ROWS}, **kw)
+
+
+def moved(**kw):
+    """A field holding nodes evaluated at another evaluation date (``at``): closed."""
+    return field(metadata={"closed": DATE}, **kw)
+
+
+def literal(**kw):
+    """A field holding fixed values (an ``in`` list), never walked however many there are."""
+    return field(metadata={"literal": True}, **kw)
 
 
 class Node:
@@ -260,6 +348,42 @@ class InCodelist(Node):
 
 
 @dataclass(frozen=True)
+class CategoryOf(Node):
+    """Per row, the categories of ``code`` in the codelist: what ``count_distinct(table.category,
+    codelist=c)`` counts (a code in two categories counts for both)."""
+
+    codelist: Codelist
+    code: Node
+    type = T.TEXT
+
+    def __post_init__(self):
+        if self.code.type is not T.CODE:
+            raise IRTypeError(f"a codelist's categories are those of codes, not of a {self.code.type.value}")
+
+    @cached_property
+    def domain(self) -> Domain:
+        return self.code.domain
+
+
+@dataclass(frozen=True)
+class WeightOf(Node):
+    """Per row, the weight of ``code`` in the codelist: what a score (or ``sum(table.weight,
+    codelist=c)``) adds up, once per category."""
+
+    codelist: Codelist
+    code: Node
+    type = T.FLOAT
+
+    def __post_init__(self):
+        if self.code.type is not T.CODE:
+            raise IRTypeError(f"a codelist's weights are those of codes, not of a {self.code.type.value}")
+
+    @cached_property
+    def domain(self) -> Domain:
+        return self.code.domain
+
+
+@dataclass(frozen=True)
 class SpellHas(Node):
     """True for rows of ``outer`` whose hospital spell (``spell_id``) has a row of ``table``
     that passes ``where``, dated on or before the evaluation date: "the admission's primary
@@ -269,7 +393,7 @@ class SpellHas(Node):
 
     outer: str
     table: str
-    where: Node | None = None
+    where: Node | None = rows(default=None)
     type: T = field(default=T.BOOL, init=False)
 
     def __post_init__(self):
@@ -292,56 +416,122 @@ class SpellHas(Node):
 
 # --- operators -----------------------------------------------------------------------------
 
-_COMPARE = ("==", "!=", "<", "<=", ">", ">=")
-_ARITH = ("+", "-", "*", "/")
-_LOGIC = ("and", "or")
-
-
 @dataclass(frozen=True)
 class Binary(Node):
-    op: str
+    """Two operands joined by an operator: each operator is a subclass, named by ``op``
+    (what the rule writes); ``binary(op, left, right)`` picks it."""
+
+    op: ClassVar[str]
     left: Node
     right: Node
 
     def __post_init__(self):
-        lt, rt = self.left.type, self.right.type
-        if self.op in _LOGIC:
-            if lt is not T.BOOL or rt is not T.BOOL:
-                raise IRTypeError(f"'{self.op}' joins true/false values, not {lt.value} and {rt.value}",
-                                  "compare a number first, e.g. count >= 1")
-        elif self.op in _COMPARE:
-            same = lt == rt or (lt in NUMERIC and rt in NUMERIC) or {lt, rt} <= {T.TEXT, T.CODE}
-            if not same:
-                raise IRTypeError(f"cannot compare a {lt.value} with a {rt.value}",
-                                  "compare dates with dates (e.g. as_of - months(6)) and numbers with numbers")
-            if lt in (T.BOOL, T.TEXT, T.CODE) and self.op not in ("==", "!="):
-                raise IRTypeError(f"'{self.op}' needs numbers or dates, not {lt.value}")
-        elif self.op in _ARITH:
-            if lt not in NUMERIC or rt not in NUMERIC:
-                raise IRTypeError(f"'{self.op}' needs numbers, not {lt.value} and {rt.value}",
-                                  "to move a date use months(n) or days(n): as_of - months(6); "
-                                  "for the days between dates use days_between(a, b)")
-        else:
-            raise IRTypeError(f"unknown operator {self.op!r}")
+        self.check(self.left.type, self.right.type)
         _join_domains(self.left.domain, self.right.domain)
 
-    @cached_property
-    def type(self) -> T:
-        if self.op in _COMPARE or self.op in _LOGIC:
-            return T.BOOL
-        if self.op == "/":
-            return T.FLOAT
-        return T.INT if (self.left.type is T.INT and self.right.type is T.INT) else T.FLOAT
+    def check(self, lt: T, rt: T) -> None:
+        raise NotImplementedError  # pragma: no cover - every operator class checks its operands
 
     @cached_property
     def domain(self) -> Domain:
         return _join_domains(self.left.domain, self.right.domain)
 
 
+class Logical(Binary):
+    """``and`` / ``or`` of true/false values (a missing one is false)."""
+
+    type = T.BOOL
+
+    def check(self, lt: T, rt: T) -> None:
+        if lt is not T.BOOL or rt is not T.BOOL:
+            raise IRTypeError(f"'{self.op}' joins true/false values, not {lt.value} and {rt.value}",
+                              "compare a number first, e.g. count >= 1")
+
+
+class And(Logical):
+    op = "and"
+
+
+class Or(Logical):
+    op = "or"
+
+
+class Comparison(Binary):
+    """A comparison: of numbers, dates, text with codes, or (``==``, ``!=`` only) true/false
+    and text; false when either side is missing."""
+
+    type = T.BOOL
+    ordered: ClassVar[bool] = True  # <, <=, >, >=: needs numbers or dates
+
+    def check(self, lt: T, rt: T) -> None:
+        same = lt == rt or (lt in NUMERIC and rt in NUMERIC) or {lt, rt} <= {T.TEXT, T.CODE}
+        if not same:
+            raise IRTypeError(f"cannot compare a {lt.value} with a {rt.value}",
+                              "compare dates with dates (e.g. as_of - months(6)) and numbers with numbers")
+        if lt in (T.BOOL, T.TEXT, T.CODE) and self.ordered:
+            raise IRTypeError(f"'{self.op}' needs numbers or dates, not {lt.value}")
+
+
+class Eq(Comparison):
+    op, ordered = "==", False
+
+
+class Ne(Comparison):
+    op, ordered = "!=", False
+
+
+class Lt(Comparison):
+    op = "<"
+
+
+class Le(Comparison):
+    op = "<="
+
+
+class Gt(Comparison):
+    op = ">"
+
+
+class Ge(Comparison):
+    op = ">="
+
+
+class Arithmetic(Binary):
+    """``+ - * /`` of numbers: whole numbers stay whole (missing when beyond 64 bits), except
+    that ``/`` always gives a decimal (missing when dividing by zero)."""
+
+    def check(self, lt: T, rt: T) -> None:
+        if lt not in NUMERIC or rt not in NUMERIC:
+            raise IRTypeError(f"'{self.op}' needs numbers, not {lt.value} and {rt.value}",
+                              "to move a date use months(n) or days(n): as_of - months(6); "
+                              "for the days between dates use days_between(a, b)")
+
+    @cached_property
+    def type(self) -> T:
+        return T.INT if (self.left.type is T.INT and self.right.type is T.INT) else T.FLOAT
+
+
+class Add(Arithmetic):
+    op = "+"
+
+
+class Sub(Arithmetic):
+    op = "-"
+
+
+class Mul(Arithmetic):
+    op = "*"
+
+
+class Div(Arithmetic):
+    op = "/"
+    type = T.FLOAT
+
+
 @dataclass(frozen=True)
 class Not(Node):
     operand: Node
-    type: T = field(default=T.BOOL, init=False)
+    type = T.BOOL
 
     def __post_init__(self):
         if self.operand.type is not T.BOOL:
@@ -371,9 +561,12 @@ class Neg(Node):
 
 @dataclass(frozen=True)
 class IsIn(Node):
+    """Whether ``operand`` is one of ``options`` (fixed values: a list, not sub-expressions,
+    so walkers pass them by and an ``in`` list counts as one node however long)."""
+
     operand: Node
-    options: tuple[Const, ...]
-    type: T = field(default=T.BOOL, init=False)
+    options: tuple[Const, ...] = literal()
+    type = T.BOOL
 
     def __post_init__(self):
         for o in self.options:
@@ -419,33 +612,28 @@ class Case(Node):
 
 @dataclass(frozen=True)
 class Func(Node):
-    """Scalar functions over per-patient numbers: logistic, exp, log, abs, round, min, max,
-    days_between(a, b) (dates → int)."""
+    """A scalar function: each is a subclass, named by ``name`` (what the rule writes);
+    ``func(name, args)`` picks it. ``arity``: how many arguments (None: one or more);
+    ``wants``: the types they may have; ``per_row``: whether it may be computed on each
+    event row (the others apply to per-patient values only)."""
 
-    name: str
+    name: ClassVar[str]
+    arity: ClassVar[int | None] = 1
+    wants: ClassVar[tuple[T, ...]] = NUMERIC
+    per_row: ClassVar[bool] = False
     args: tuple[Node, ...]
 
-    _ARITY = {"logistic": 1, "exp": 1, "log": 1, "abs": 1, "round": 1, "days_between": 2}
-
     def __post_init__(self):
-        want = self._ARITY.get(self.name)
-        if want is None and self.name not in ("min", "max"):
-            raise IRTypeError(f"no function {self.name!r}")
-        if want is not None and len(self.args) != want:
-            raise IRTypeError(f"{self.name} takes {want} argument(s), got {len(self.args)}")
-        need = T.DATE if self.name == "days_between" else None
+        if self.arity is not None and len(self.args) != self.arity:
+            raise IRTypeError(f"{self.name} takes {self.arity} argument(s), got {len(self.args)}")
         for a in self.args:
-            ok = a.type is need if need else a.type in NUMERIC
-            if not ok:
-                raise IRTypeError(f"{self.name} needs {'dates' if need else 'numbers'}, not a {a.type.value}")
+            if a.type not in self.wants:
+                raise IRTypeError(f"{self.name} needs {'dates' if self.wants == (T.DATE,) else 'numbers'}, "
+                                  f"not a {a.type.value}")
         _join_domains(*(a.domain for a in self.args))
 
     @cached_property
     def type(self) -> T:
-        if self.name in ("days_between", "round"):
-            return T.INT
-        if self.name in ("min", "max", "abs"):
-            return T.INT if all(a.type is T.INT for a in self.args) else T.FLOAT
         return T.FLOAT
 
     @cached_property
@@ -453,29 +641,92 @@ class Func(Node):
         return _join_domains(*(a.domain for a in self.args))
 
 
+class _WholeIfWhole(Func):
+    """A function whose result is whole when every argument is."""
+
+    @cached_property
+    def type(self) -> T:
+        return T.INT if all(a.type is T.INT for a in self.args) else T.FLOAT
+
+
+class Logistic(Func):
+    name = "logistic"
+
+
+class Exp(Func):
+    name = "exp"
+
+
+class Log(Func):
+    name = "log"
+
+
+class Abs(_WholeIfWhole):
+    name = "abs"
+
+
+class Round(Func):
+    name = "round"
+    type = T.INT
+
+
+class Least(_WholeIfWhole):
+    name, arity = "min", None
+
+
+class Greatest(_WholeIfWhole):
+    name, arity = "max", None
+
+
+class DaysBetween(Func):
+    name, arity, wants, per_row = "days_between", 2, (T.DATE,), True
+    type = T.INT
+
+
 # --- from rows to one value per patient ----------------------------------------------------
 
-@dataclass(frozen=True)
 class Window:
     """Which event dates an aggregation sees, counting back from the evaluation date D.
+    Each kind is a subclass: ``Ever`` (date <= D), ``Range`` (D - start < date <= D - end,
+    start and end as (months, days) offsets back), ``Active`` (a start/end interval covering
+    D: registers). ``window(kind, ...)`` picks one by name."""
 
-    kind 'ever': date <= D. kind 'range': D - start < date <= D - end (start, end as
-    (months, days) offsets back). kind 'active': a start/end interval covering D (registers).
-    """
+    kind: ClassVar[str]
 
-    kind: str = "ever"
-    start: tuple[int, int] | None = None
+    @property
+    def reach(self) -> int:
+        """At least how many days back from D it reads (0: none, or for ever)."""
+        return 0
+
+
+@dataclass(frozen=True)
+class Ever(Window):
+    kind = "ever"
+    start, end = None, (0, 0)  # as a range would say it: no start, up to D
+
+
+@dataclass(frozen=True)
+class Active(Window):
+    kind = "active"
+    start, end = None, (0, 0)
+
+
+@dataclass(frozen=True)
+class Range(Window):
+    kind = "range"
+    start: tuple[int, int]
     end: tuple[int, int] = (0, 0)
 
     def __post_init__(self):
-        if self.kind not in ("ever", "range", "active"):
-            raise IRTypeError(f"unknown window {self.kind!r}")
-        if self.kind == "range":
-            if self.start is None:
-                raise IRTypeError("a window needs a start")
-            if _approx_days(self.start) <= _approx_days(self.end):
-                raise IRTypeError("this window can never match: its start is not before its end",
-                                  "between=(months(12), months(6)) means from 12 months back to 6 months back")
+        if self.start is None:
+            raise IRTypeError("a window needs a start")
+        if _approx_days(self.start) <= _approx_days(self.end):
+            raise IRTypeError("this window can never match: its start is not before its end",
+                              "between=(months(12), months(6)) means from 12 months back to 6 months back")
+
+    @property
+    def reach(self) -> int:
+        return max(_offset_days(self.start), _offset_days(self.end))
 
 
 def _approx_days(offset: tuple[int, int]) -> float:
@@ -487,78 +738,148 @@ def _offset_days(offset: tuple[int, int]) -> int:
     return offset[0] * 31 + offset[1]
 
 
-AGGREGATES = ("exists", "count", "count_distinct", "sum", "mean", "min", "max", "first", "last",
-              "days_since", "weighted_categories")
-
-
 @dataclass(frozen=True)
 class Aggregate(Node):
     """One value per patient from the rows of ``table`` that pass ``where`` within ``window``.
+    Each aggregation is a subclass named by ``func`` (what the rule writes; ``aggregate(func,
+    ...)`` picks it). ``value`` is the per-row value aggregated; ``where`` and ``value`` are
+    evaluated per row, so walkers that stay in one domain do not open them (``rows()``)."""
 
-    ``value`` is the per-row value aggregated (a column, or the codelist category for
-    count_distinct of categories); ``first``/``last`` order rows by the table's date.
-    ``weighted_categories`` sums the codelist weight of each distinct category present once,
-    exactly: weights are whole numbers of 10^-k units (k = the codelist's ``weight_places``),
-    added in 64 bits and divided once by 10^k, so the score is the double nearest to the exact
-    decimal sum (and compares exactly with a threshold such as 5 or 15). ``hierarchy`` pairs
-    (higher, lower) of its categories: when a patient has both, only the higher counts.
-    """
-
-    func: str
+    func: ClassVar[str]
+    needs_value: ClassVar[bool] = False
     table: str
-    where: Node | None = None
-    window: Window = Window()
-    value: Node | None = None
-    codelist: Codelist | None = None
-    hierarchy: tuple[tuple[str, str], ...] = ()
-    domain: Domain = field(default=PATIENT, init=False)
+    where: Node | None = rows(default=None)
+    window: Window = Ever()
+    value: Node | None = rows(default=None)
+    domain = PATIENT
 
     def __post_init__(self):
-        if self.func not in AGGREGATES:
-            raise IRTypeError(f"no aggregation {self.func!r}", f"aggregations are {', '.join(AGGREGATES)}")
         for part, node in (("filter", self.where), ("value", self.value)):
             if node is not None and node.domain.table not in (self.table, None):
                 raise IRTypeError(f"the {part} refers to {node.domain.table}, not {self.table}")
         if self.where is not None and self.where.type is not T.BOOL:
             raise IRTypeError(f"a filter must be true/false, not a {self.where.type.value}",
                               'e.g. setting == "ae"')
-        needs_value = self.func in ("sum", "mean", "min", "max", "count_distinct")
-        if needs_value and self.value is None:
+        if self.needs_value and self.value is None:
             raise IRTypeError(f"{self.func} needs a column, e.g. {self.func}({self.table}.cost)")
-        if self.func in ("sum", "mean") and self.value.type not in NUMERIC:
-            raise IRTypeError(f"{self.func} needs numbers, not {self.value.type.value}")
-        if self.func == "weighted_categories":
-            if self.codelist is None or not self.codelist.weights:
-                raise IRTypeError("a weighted score needs a codelist with a weight column")
-            if not any(c is not None for c in self.codelist.categories):
-                raise IRTypeError(f"a score adds the weight of each category, and codelist {self.codelist.name!r} "
-                                  "has no categories", "give the codelist a category column (a code may be its own)")
-            check_score_weights(self.codelist)
-        if self.hierarchy:
-            if self.func != "weighted_categories":
-                raise IRTypeError("a hierarchy orders the categories of a weighted score",
-                                  "score(diagnoses, codelist=c, hierarchy=(severe > mild))")
-            check_hierarchy(self.hierarchy, self.codelist)
         if self.window.kind == "active" and self.table != "registers":
             raise IRTypeError("'active' applies to registers (start and end dates)",
                               "for other tables use within=months(n)")
+        self.check()
+
+    def check(self) -> None:
+        """What this aggregation needs of its value and codelist (beyond the checks above)."""
 
     @cached_property
     def reach(self) -> int:
-        w = self.window
-        back = max(_offset_days(w.start), _offset_days(w.end)) if w.kind == "range" else 0
-        return back + max((p.reach for p in parts(self)), default=0)
+        return self.window.reach + max((p.reach for p in parts(self)), default=0)
 
     @cached_property
     def type(self) -> T:
-        f = self.func
-        if f == "exists":
-            return T.BOOL
-        if f in ("count", "count_distinct", "days_since"):
-            return T.INT
-        if f in ("sum", "mean", "weighted_categories"):
-            return T.FLOAT
-        return self.value.type if self.value is not None else T.DATE  # first/last/min/max
+        return self.value.type if self.value is not None else T.DATE
+
+
+class Exists(Aggregate):
+    """Whether any row passes (false over none)."""
+
+    func, type = "exists", T.BOOL
+
+
+class Count(Aggregate):
+    """How many rows pass (0 over none)."""
+
+    func, type = "count", T.INT
+
+
+class CountDistinct(Aggregate):
+    """How many distinct values (0 over none): of a column, or of the codelist categories of
+    the rows' codes (``CategoryOf``)."""
+
+    func, type, needs_value = "count_distinct", T.INT, True
+
+    @property
+    def codelist(self) -> Codelist | None:
+        """The codelist whose categories are counted (None: a column's values)."""
+        return self.value.codelist if isinstance(self.value, CategoryOf) else None
+
+
+class _OfNumbers(Aggregate):
+    needs_value = True
+    type = T.FLOAT
+
+    def check(self) -> None:
+        if self.value.type not in NUMERIC:
+            raise IRTypeError(f"{self.func} needs numbers, not {self.value.type.value}")
+
+
+class Sum(_OfNumbers):
+    """The sum of the values, missing ones skipped (0 over none)."""
+
+    func = "sum"
+
+
+class Mean(_OfNumbers):
+    """The mean of the values present (missing over none)."""
+
+    func = "mean"
+
+
+class _Extreme(Aggregate):
+    needs_value = True
+
+    def check(self) -> None:
+        if self.value.type not in (T.INT, T.FLOAT, T.DATE):
+            raise IRTypeError(f"{self.func} needs numbers or dates, not {self.value.type.value}",
+                              "for the earliest or latest text, use first() or last()")
+
+
+class Min(_Extreme):
+    func = "min"
+
+
+class Max(_Extreme):
+    func = "max"
+
+
+class First(Aggregate):
+    """The value of the earliest row by the table's date (ties: store order)."""
+
+    func, needs_value = "first", True
+
+
+class Last(Aggregate):
+    """The value of the latest row by the table's date (ties: store order)."""
+
+    func, needs_value = "last", True
+
+
+class DaysSince(Aggregate):
+    """Days from the latest row's date to the evaluation date (missing over none)."""
+
+    func, type = "days_since", T.INT
+
+
+@dataclass(frozen=True)
+class WeightedScore(Aggregate):
+    """The codelist weight of each distinct category present, added once, exactly: weights are
+    whole numbers of 10^-k units (k = the codelist's ``weight_places``), added in 64 bits and
+    divided once by 10^k, so the score is the double nearest to the exact decimal sum (and
+    compares exactly with a threshold such as 5 or 15). ``hierarchy`` pairs (higher, lower)
+    of its categories: when a patient has both, only the higher counts."""
+
+    func, type = "weighted_categories", T.FLOAT
+    codelist: Codelist | None = None
+    hierarchy: tuple[tuple[str, str], ...] = ()
+
+    def check(self) -> None:
+        if self.codelist is None or not self.codelist.weights:
+            raise IRTypeError("a weighted score needs a codelist with a weight column")
+        if not any(c is not None for c in self.codelist.categories):
+            raise IRTypeError(f"a score adds the weight of each category, and codelist {self.codelist.name!r} "
+                              "has no categories", "give the codelist a category column (a code may be its own)")
+        check_score_weights(self.codelist)
+        if self.hierarchy:
+            check_hierarchy(self.hierarchy, self.codelist)
 
 
 def check_score_weights(cl: Codelist) -> None:
@@ -609,27 +930,33 @@ class Trend(Node):
     ``months`` whole months up to D; 0 when fewer than two months have any events."""
 
     table: str
-    where: Node | None
+    where: Node | None = rows()
     months: int
-    value: Node | None = None
-    type: T = field(default=T.FLOAT, init=False)
-    domain: Domain = field(default=PATIENT, init=False)
+    value: Node | None = rows(default=None)
+    type = T.FLOAT
+    domain = PATIENT
 
     def __post_init__(self):
         if self.months < 2:
             raise IRTypeError("a trend needs at least 2 months", "over=months(6) or more")
 
     @cached_property
+    def window(self) -> Window:
+        """The rows it reads: the last ``months`` months up to D."""
+        return Range((self.months, 0))
+
+    @cached_property
     def reach(self) -> int:
-        return _offset_days((self.months, 0)) + max((p.reach for p in parts(self)), default=0)
+        return self.window.reach + max((p.reach for p in parts(self)), default=0)
 
 
 @dataclass(frozen=True)
 class At(Node):
-    """``operand`` evaluated with the evaluation date moved to ``when``."""
+    """``operand`` evaluated with the evaluation date moved to ``when`` (a date the same for
+    everyone, which engines work out themselves: both fields are ``moved()``)."""
 
-    operand: Node
-    when: Node
+    operand: Node = moved()
+    when: Node = moved()
 
     def __post_init__(self):
         if self.when.type is not T.DATE or not self.when.domain.per_patient:
@@ -645,89 +972,247 @@ class At(Node):
     def type(self) -> T:
         return self.operand.type
 
-    @cached_property
-    def domain(self) -> Domain:
-        return PATIENT
+    domain = PATIENT
 
 
 @dataclass(frozen=True)
 class PopulationRank(Node):
-    """Where a patient stands within the rule's population: ``percentile`` (0-100, ties get
-    the same value) or ``top`` (true for the highest ``fraction``)."""
+    """Where a patient stands within the rule's population; each ranking is a subclass
+    named by ``kind`` (``rank(kind, operand, fraction)`` picks it)."""
 
-    kind: str
+    kind: ClassVar[str]
     operand: Node
-    fraction: float | None = None
-    domain: Domain = field(default=PATIENT, init=False)
+    domain = PATIENT
 
     def __post_init__(self):
         if self.operand.type not in NUMERIC:
             raise IRTypeError(f"{self.kind} ranks numbers, not {self.operand.type.value}")
         if not self.operand.domain.per_patient:
             raise IRTypeError(f"{self.kind} ranks per-patient values")
-        if self.kind == "top" and not (self.fraction and 0 < self.fraction <= 1):
-            raise IRTypeError("top needs a share between 0% and 100%, e.g. top(cost_12m, 0.5%)")
 
-    @cached_property
-    def type(self) -> T:
-        return T.BOOL if self.kind == "top" else T.FLOAT
+
+class Percentile(PopulationRank):
+    """0-100: the share of members with a smaller value (ties get the same value)."""
+
+    kind, type = "percentile", T.FLOAT
+
+
+@dataclass(frozen=True)
+class Top(PopulationRank):
+    """True for the members with the highest ``fraction`` of values."""
+
+    kind, type = "top", T.BOOL
+    fraction: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (self.fraction and 0 < self.fraction <= 1):
+            raise IRTypeError("top needs a share between 0% and 100%, e.g. top(cost_12m, 0.5%)")
 
 
 # --- walking the tree ----------------------------------------------------------------------
+# A node's operands are its fields that hold nodes (found from the annotations). Fields made
+# with rows() or moved() are closed: evaluated per row of another table, or at another date,
+# which engines handle themselves; literal() fields hold fixed values, never walked.
+
+_NODE_FIELDS: dict[type, tuple[tuple[str, str | None], ...]] = {}
+
+
+def _holds_nodes(hint) -> bool:
+    if isinstance(hint, type):
+        return issubclass(hint, Node)
+    return any(_holds_nodes(a) for a in typing.get_args(hint))
+
+
+def node_fields(cls: type) -> tuple[tuple[str, str | None], ...]:
+    """(field name, closed as ROWS or DATE, or None when open) for each field of ``cls``
+    that holds nodes, in field order."""
+    known = _NODE_FIELDS.get(cls)
+    if known is None:
+        hints = typing.get_type_hints(cls)
+        known = tuple((f.name, f.metadata.get("closed")) for f in dataclasses.fields(cls)
+                      if not f.metadata.get("literal") and _holds_nodes(hints[f.name]))
+        _NODE_FIELDS[cls] = known
+    return known
+
+
+def _nodes_in(value) -> Iterator[Node]:
+    if isinstance(value, Node):
+        yield value
+    elif isinstance(value, tuple):
+        for v in value:
+            yield from _nodes_in(v)
+
+
+def _operands(n: Node, opened: tuple[str | None, ...]) -> list[Node]:
+    return [x for name, closed in node_fields(type(n)) if closed in opened for x in _nodes_in(getattr(n, name))]
+
 
 def children(n: Node) -> list[Node]:
-    """The operands of an operator node. Aggregate, Trend, SpellHas and At are not opened: their parts
-    are evaluated per row or at another date, which callers handle themselves."""
-    if isinstance(n, Binary):
-        return [n.left, n.right]
-    if isinstance(n, (Not, Neg, IsIn, PopulationRank)):
-        return [n.operand]
-    if isinstance(n, Case):
-        return [x for pair in n.whens for x in pair] + ([n.default] if n.default is not None else [])
-    if isinstance(n, Func):
-        return list(n.args)
-    if isinstance(n, Shift):
-        return [n.date]
-    if isinstance(n, InCodelist):
-        return [n.column]
-    return []
+    """The open operands of ``n``: not the parts of an aggregation, ``spell_has`` or ``at``
+    (evaluated per row or at another date, which callers handle themselves)."""
+    return _operands(n, (None,))
 
 
 def parts(n: Node) -> list[Node]:
-    """Every node ``n`` is computed from: its operands, and also the parts of ``at`` and
-    the filter and value of an aggregation (which ``children`` leaves closed)."""
-    if isinstance(n, At):
-        return [n.operand, n.when]
-    if isinstance(n, (Aggregate, Trend)):
-        return [x for x in (n.where, n.value) if x is not None]
-    if isinstance(n, SpellHas):
-        return [n.where] if n.where is not None else []
-    return children(n)
+    """Every node ``n`` is computed from: its open operands and its closed ones."""
+    return _operands(n, (None, ROWS, DATE))
 
 
-def walk(n: Node):
-    """Every node in the tree under ``n``, ``n`` first (through ``at`` too)."""
+def walk(n: Node, into: tuple[str, ...] = (DATE,), stop=None) -> Iterator[Node]:
+    """Each distinct node under ``n`` once, in preorder (``n`` first, then its operands in
+    field order, left before right): through open operands and the closed fields named in
+    ``into`` (by default through ``at``, not into aggregations' rows; ``(ROWS, DATE)``:
+    everywhere). ``stop(node)``: yield that node but do not open it."""
+    opened = (None, *into)
+    seen: set[int] = set()
     stack = [n]
     while stack:
         x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
         yield x
-        stack.extend(children(x) + ([x.operand, x.when] if isinstance(x, At) else []))
+        if stop is None or not stop(x):
+            stack.extend(reversed(_operands(x, opened)))  # popped in field order: left first
 
 
-def contains(n: Node, kind: type) -> bool:
+def contains(n: Node, kind: type, into: tuple[str, ...] = (DATE,)) -> bool:
     """Whether ``kind`` occurs anywhere in the tree under ``n`` (through ``at`` too)."""
-    return any(isinstance(x, kind) for x in walk(n))
+    return any(isinstance(x, kind) for x in walk(n, into))
 
+
+def patient_parts(n: Node) -> list[Node]:
+    """The largest per-patient sub-expressions of a row expression: the values an engine
+    computes before it reads the rows (constants, parameters and as_of need nothing)."""
+    return [x for x in walk(n, stop=lambda x: x.domain.per_patient)
+            if x.domain.per_patient and not isinstance(x, (Const, Param, AsOf))]
+
+
+def tree(n: Node, indent: str = "  ") -> str:
+    """The IR under ``n`` as an indented tree, one node a line (what ``casefind explain``
+    prints); a node met again is shown once more by its label only, marked ``(again)``."""
+    lines: list[str] = []
+    seen: set[int] = set()
+
+    def visit(x: Node, depth: int, role: str) -> None:
+        pad = indent * depth + (f"{role}: " if role else "")
+        if id(x) in seen and node_fields(type(x)):
+            lines.append(f"{pad}{_label(x)} (again)")
+            return
+        seen.add(id(x))
+        lines.append(pad + _label(x))
+        for name, closed in node_fields(type(x)):
+            for sub in _nodes_in(getattr(x, name)):
+                visit(sub, depth + 1, name if closed or len(node_fields(type(x))) > 1 else "")
+
+    visit(n, 0, "")
+    return "\n".join(lines)
+
+
+def _label(x: Node) -> str:
+    """A node's class and its fields that are not nodes (codelists by name and size)."""
+    shown = []
+    node_names = {name for name, _ in node_fields(type(x))}
+    for f in dataclasses.fields(x):
+        v = getattr(x, f.name)
+        if f.name in node_names or v is None or v == () or not f.init:
+            continue
+        if isinstance(v, Codelist):
+            v = f"{v.name} ({len(v.codes) + len(v.prefixes)} codes)"
+        elif isinstance(v, tuple) and v and isinstance(v[0], Const):
+            v = f"{len(v)} values" if len(v) > 5 else ", ".join(repr(o.value) for o in v)
+        elif isinstance(v, Window):
+            v = _window_text(v)
+        elif isinstance(v, T):
+            v = v.value
+        elif not isinstance(v, str):
+            v = repr(v)
+        shown.append(f"{f.name}={v}")
+    name = type(x).__name__
+    return f"{name}({', '.join(shown)})" if shown else name
+
+
+def _window_text(w: Window) -> str:
+    if isinstance(w, Range):
+        return f"({w.start[0]}m{w.start[1]}d, {w.end[0]}m{w.end[1]}d] back"
+    return w.kind
+
+
+# --- names to classes: what the compiler maps the rule's words with ------------------------
+
+def _leaves(cls: type) -> list[type]:
+    """The concrete subclasses of ``cls`` (those naming an operation), in definition order."""
+    out = []
+    for sub in cls.__subclasses__():
+        out += _leaves(sub) if sub.__subclasses__() else [sub]
+    return out
+
+
+AGGREGATE_CLASSES: dict[str, type[Aggregate]] = {c.func: c for c in _leaves(Aggregate)}
+AGGREGATES = tuple(AGGREGATE_CLASSES)
+BINARY_CLASSES: dict[str, type[Binary]] = {c.op: c for c in _leaves(Binary)}
+FUNC_CLASSES: dict[str, type[Func]] = {c.name: c for c in _leaves(Func)}
+RANK_CLASSES: dict[str, type[PopulationRank]] = {c.kind: c for c in _leaves(PopulationRank)}
+WINDOW_CLASSES: dict[str, type[Window]] = {c.kind: c for c in _leaves(Window)}
+
+
+def _lookup(table: dict, name: str, what: str):
+    cls = table.get(name)
+    if cls is None:
+        from casefind.rules.errors import did_you_mean  # rules.errors needs nothing of the IR
+
+        raise IRTypeError(f"no {what} {name!r}", did_you_mean(str(name), table) or f"{what}s: {', '.join(table)}")
+    return cls
+
+
+def aggregate(func: str, table: str, where: Node | None = None, window: Window = Ever(),
+              value: Node | None = None, codelist: Codelist | None = None,
+              hierarchy: tuple[tuple[str, str], ...] = ()) -> Aggregate:
+    """The aggregation named ``func`` (``exists``, ``count``, ..., ``weighted_categories``)."""
+    cls = _lookup(AGGREGATE_CLASSES, func, "aggregation")
+    if cls is WeightedScore:
+        return WeightedScore(table, where, window, value, codelist, hierarchy)
+    if hierarchy:
+        raise IRTypeError("a hierarchy orders the categories of a weighted score",
+                          "score(diagnoses, codelist=c, hierarchy=(severe > mild))")
+    return cls(table, where, window, value)
+
+
+def binary(op: str, left: Node, right: Node) -> Binary:
+    """The operator ``op`` (``+``, ``==``, ``and``, ...) applied to ``left`` and ``right``."""
+    return _lookup(BINARY_CLASSES, op, "operator")(left, right)
+
+
+def func(name: str, args: tuple[Node, ...]) -> Func:
+    """The scalar function ``name`` (``logistic``, ``min``, ``days_between``, ...)."""
+    return _lookup(FUNC_CLASSES, name, "function")(tuple(args))
+
+
+def rank(kind: str, operand: Node, fraction: float | None = None) -> PopulationRank:
+    """``percentile(operand)`` or ``top(operand, fraction)``."""
+    cls = _lookup(RANK_CLASSES, kind, "ranking")
+    return Top(operand, fraction) if cls is Top else cls(operand)
+
+
+def window(kind: str = "ever", start: tuple[int, int] | None = None, end: tuple[int, int] = (0, 0)) -> Window:
+    """The window named ``kind``: ``ever``, ``active``, or ``range`` from ``start`` to ``end``."""
+    cls = _lookup(WINDOW_CLASSES, kind, "window")
+    return Range(start, end) if cls is Range else cls()
+
+
+# --- hashing -----------------------------------------------------------------------------
 
 def _cache_hash(cls: type) -> None:
     """Hash a node once: the dataclass hash walks the whole tree on every call, and nodes
-    are dictionary keys all through planning and evaluation."""
+    are dictionary keys all through planning and evaluation. The class is part of the hash
+    (Sum and Mean of the same rows differ)."""
     plain = cls.__hash__
 
     def __hash__(self) -> int:
         cached = self.__dict__.get("_hash")
         if cached is None:
-            cached = self.__dict__["_hash"] = plain(self)
+            cached = self.__dict__["_hash"] = hash((type(self).__name__, plain(self)))
         return cached
 
     def __getstate__(self) -> dict:  # pickled without it: string hashes differ between processes
@@ -737,6 +1222,10 @@ def _cache_hash(cls: type) -> None:
     cls.__getstate__ = __getstate__
 
 
-for _cls in (Const, Param, AsOf, Attr, Shift, Column, Codelist, InCodelist, SpellHas, Binary, Not, Neg, IsIn,
-             Case, Func, Aggregate, Trend, At, PopulationRank):
-    _cache_hash(_cls)
+def _all_subclasses(cls: type) -> list[type]:
+    return [cls] + [s for sub in cls.__subclasses__() for s in _all_subclasses(sub)]
+
+
+for _cls in [*_all_subclasses(Node), Codelist]:
+    if dataclasses.is_dataclass(_cls) and "__hash__" in _cls.__dict__:
+        _cache_hash(_cls)

@@ -1,0 +1,92 @@
+"""Each kernel runtime helper (casefind_native.runtime) against a numpy / Python reference,
+one table of cases (after numbagg's test_grouped.py): the generated kernels call these on
+every row, so a wrong one is wrong for every rule."""
+from __future__ import annotations
+
+import datetime as dt
+import operator
+
+import numpy as np
+import pytest
+
+from casefind.contract.dates import shift_date, to_day
+from casefind_native import runtime as rt
+
+nan = np.nan
+
+
+def _rows_upto(dates, lo, hi, i, day):
+    return lo + int(np.searchsorted(dates[lo:hi], day, side="right"))
+
+
+def _bucket(d, bounds):
+    n = len(bounds) - 1
+    for i in range(n):
+        if d > bounds[i + 1]:
+            return n - 1 - i
+    return 0
+
+
+def _slope(y, rows):
+    if (rows > 0).sum() < 2:
+        return 0.0
+    return float(np.polyfit(np.arange(len(y)), y, 1)[0])
+
+
+def _weighted(stamp, weights, p):
+    return int(weights[stamp == p].sum())
+
+
+def _weighted_hierarchy(stamp, weights, p, above_ptr, above):
+    on = stamp == p
+    keep = [on[i] and not any(on[above[j]] for j in range(above_ptr[i], above_ptr[i + 1])) for i in range(len(on))]
+    return int(weights[np.array(keep, bool)].sum())
+
+
+def _finite(x):
+    return x if np.isfinite(x) else nan
+
+
+def _shift_day(day, months, days):
+    return to_day(shift_date(dt.date(1970, 1, 1) + dt.timedelta(days=int(day)), months, 0)) + days
+
+
+DATES = np.array([10, 12, 12, 15, 20, 31], dtype=np.int64)
+STAMP = np.array([3, 1, 3, 3, 0], dtype=np.int64)
+WEIGHTS = np.array([5, 7, 11, 13, 17], dtype=np.int64)
+ABOVE_PTR = np.array([0, 1, 1, 2, 2, 2], dtype=np.int64)  # 0 is below 2; 2 is below 3
+ABOVE = np.array([2, 3], dtype=np.int64)
+BOUNDS = np.array([100, 70, 40, 10], dtype=np.int64)
+
+CASES = [  # (runtime function, reference, arguments)
+    *[(rt.rows_upto, _rows_upto, (DATES, 0, 6, start, day)) for start in (0, 3, 6) for day in (5, 12, 16, 31, 40)],
+    (rt.rows_upto, _rows_upto, (DATES, 2, 5, 5, 12)),
+    *[(rt.bucket, _bucket, (d, BOUNDS)) for d in (11, 40, 41, 70, 71, 100)],
+    (rt.monthly_slope, _slope, (np.array([1.0, 2.0, 4.0]), np.array([1, 1, 1]))),
+    (rt.monthly_slope, _slope, (np.array([0.0, 3.0, 0.0, 1.0]), np.array([0, 2, 0, 1]))),
+    (rt.monthly_slope, _slope, (np.array([0.0, 5.0, 0.0]), np.array([0, 1, 0]))),
+    *[(rt.count_unique, lambda v: len(set(v.tolist())), (v,)) for v in
+      (np.array([], float), np.array([1.0, 1.0, 2.0]), np.arange(40.0) % 7, np.array([3.0] * 50))],
+    *[(rt.weighted, _weighted, (STAMP, WEIGHTS, p)) for p in (0, 1, 3, 9)],
+    *[(rt.weighted_hierarchy, _weighted_hierarchy, (STAMP, WEIGHTS, p, ABOVE_PTR, ABOVE)) for p in (0, 1, 3)],
+    *[(f, lambda x, y, op=op: _finite(op(x, y)), (x, y)) for f, op in
+      ((rt.add, operator.add), (rt.sub, operator.sub), (rt.mul, operator.mul))
+      for x, y in ((1.5, 2.0), (nan, 1.0), (1e308, 1e308), (-3.0, 4.0))],
+    *[(rt.div, lambda x, y: nan if y == 0 or y != y else _finite(x / y), (x, y))
+      for x, y in ((1.0, 2.0), (1.0, 0.0), (nan, 1.0), (1.0, nan), (1e308, 1e-308))],
+    *[(rt.whole, lambda r: r if -2.0 ** 63 <= r < 2.0 ** 63 else nan, (r,)) for r in (5.0, 2.0 ** 63, -2.0 ** 63, -1e19)],
+    *[(rt.differ, lambda a, b: a == a and b == b and a != b, (a, b)) for a, b in ((1.0, 2.0), (1.0, 1.0), (nan, 1.0))],
+    *[(rt.in_sorted, lambda v, x: bool(x in v.tolist()), (np.array([1.0, 4.0, 9.0]), x)) for x in (0.0, 1.0, 5.0, 9.0, 10.0, nan)],
+    *[(rt.shift_day, _shift_day, (day, months, days)) for day in (to_day(dt.date(2024, 1, 31)), to_day(dt.date(1969, 3, 31)))
+      for months, days in ((0, 0), (1, 0), (-1, 0), (-13, 5), (25, -30))],
+]
+
+
+@pytest.mark.parametrize("func, reference, args", CASES,
+                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CASES)])
+def test_runtime_matches_reference(func, reference, args):
+    got, want = func(*args), reference(*args)
+    if isinstance(want, float) and np.isnan(want):
+        assert np.isnan(got)
+    else:
+        assert got == pytest.approx(want, rel=1e-12, abs=1e-12)

@@ -1,0 +1,100 @@
+"""Lowering a plan to ScanPrograms, without running a kernel: typed arguments, one slot per
+aggregation, every aggregation with a reducer, and kernels whose source does not depend on
+how many periods are evaluated at once. Then the one thing that needs Numba: scanning only
+some patients gives those patients' rows of a full scan."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from casefind.contract import TABLES
+from casefind.engines import native
+from casefind.engines.native_codegen import generate, lower
+from casefind.engines.reducers import REDUCERS, reducer_for
+from casefind.engines.scan_program import CodelistArg, DaysArg, OutArg, PatientsArg, ValidArg
+from casefind.lists.run import rule_expressions
+from casefind.plan import make_plan
+from casefind.rules import ir
+from casefind.rules.compile import compile_rule
+from casefind.store import Store
+from casefind_testdata import synthetic_store
+
+RULES = Path(__file__).parents[2] / "rules"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    return Store.open(synthetic_store(tmp_path_factory.mktemp("scan"), 2000, 11))
+
+
+def _plan(rule_path: Path, periods=None):
+    rule = compile_rule(rule_path)
+    return rule, make_plan(rule_expressions(rule), rule.as_of, rule.population, periods)
+
+
+@pytest.mark.parametrize("rule", ["frail.yml", "hfrs.yml", "rising_risk.yml", "segments.yml"])
+def test_lowering_types_every_argument_and_slot(store, rule):
+    _, plan = _plan(RULES / rule)
+    for table, slots in plan.scans.items():
+        prog = lower(table, slots, store)
+        assert len(prog.slots) == len(slots) == sum(len(b.slots) for b in prog.blocks)
+        assert not any(isinstance(a, tuple) for a in prog.args.values())
+        for sp in prog.slots:
+            red = reducer_for(sp.slot.node, TABLES[table])
+            assert prog.args[sp.out] == OutArg(sp.index, np.dtype(red.dtype).name)
+            assert (sp.ok is not None) == red.has_valid
+            if sp.ok:
+                assert isinstance(prog.args[sp.ok], ValidArg)
+        assert all(len(prog.args[b.days].days) == 1 for b in prog.bounds)
+        text = prog.describe()
+        for cl in {a.codelist.name for a in prog.args.values() if isinstance(a, CodelistArg)}:
+            assert text.count(f"codelist {cl}:") == 1
+
+
+def test_describe_names_the_feature_a_slot_serves(store):
+    rule, plan = _plan(RULES / "frail.yml")
+    names = {node: name for name, node in rule.features.items() if isinstance(node, (ir.Aggregate, ir.Trend))}
+    table, slots = next((t, s) for t, s in plan.scans.items() if any(x.node in names for x in s))
+    text = lower(table, slots, store).describe(names)
+    assert any(f"{names[s.node]} (" in text for s in slots if s.node in names)
+
+
+def test_kernel_source_does_not_grow_with_periods(store):
+    ends = [dt.date(2026, m, 28) for m in range(1, 13)]
+    path = RULES / "kpis" / "triple_aim.yml"
+    from casefind.kpis.compute import expressions
+    from casefind.kpis.define import load_kpis
+
+    exprs = expressions(load_kpis(path))
+    one = make_plan(exprs, ends[0], None, [(ends[0], 28)])
+    twelve = make_plan(exprs, ends[0], None, [(d, 28 + i % 4) for i, d in enumerate(ends)])
+    assert [len(s) for s in one.scans.values()] == [len(s) for s in twelve.scans.values()]
+    for table in one.scans:
+        a = generate(table, one.scans[table], store, (28,))
+        b = generate(table, twelve.scans[table], store, tuple(28 + i % 4 for i in range(12)))
+        assert a.source == b.source
+        assert {len(x.days) for x in b.program.args.values() if isinstance(x, DaysArg)} == {12}
+        assert any(isinstance(x, PatientsArg) for x in b.program.args.values())
+
+
+def test_every_aggregation_has_a_reducer():
+    names = set(getattr(ir, "AGGREGATES", ())) | {"trend"}
+    assert names - {"count_distinct"} <= set(REDUCERS)
+    for name, red in REDUCERS.items():
+        assert red.name == name and red.dtype in (np.bool_, np.int64, np.float64)
+
+
+@pytest.mark.parametrize("rule", ["frail.yml", "multimorbidity.yml"])
+def test_patients_scans_only_theirs_and_gives_their_rows(store, rule):
+    r = compile_rule(RULES / rule)
+    exprs = {k: v for k, v in rule_expressions(r).items()}
+    full = native.ENGINE.evaluate(store, exprs, r.as_of, r.population)
+    some = np.array([1390, 3, 3, 77, 0, 201])
+    eng = native.NativeEngine(store, some)
+    part = eng.evaluate(exprs, r.as_of, r.population)
+    assert part.column("patient").to_pylist() == [0, 3, 77, 201, 1390]
+    assert part.equals(full.take([0, 3, 77, 201, 1390]))
+    assert native.ENGINE.evaluate(store, exprs, r.as_of, r.population, patients=some).equals(part)
