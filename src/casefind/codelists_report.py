@@ -100,7 +100,8 @@ def codelist_check_table(report: dict, out: Console) -> None:
         total = r["codes"] + r["prefixes"]
         seen = r["codes_seen"] + r["prefixes_seen"]
         never = total - seen
-        t.add_row(escape(r["name"]), r["system"] if r["store_has_system"] else f"{r['system']} [yellow](not in store)[/]",
+        system = r["system"] if r["store_has_system"] else f"{r['system']} [yellow](not in store)[/]"
+        t.add_row(escape(r["name"]), system,
                   f"{r['codes']:,}", f"{r['prefixes']:,}", f"{r['categories']:,}", f"{seen:,}",
                   f"[yellow]{never:,}[/]" if never else "0", escape(_names(r["categories_never_seen"])))
     out.print(t)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from casefind.store import Store
 from casefind_testdata import cli as run
-from casefind_testdata import with_bad_rows, write_source
 
 
 def test_help_teaches():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from casefind.store import Store
 from casefind_testdata import cli as run
 

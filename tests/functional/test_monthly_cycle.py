@@ -55,7 +55,8 @@ def test_two_months_on_one_store(tmp_path):
     assert Store.open(store).snapshot_id != snapshot_before  # the new extract was ingested
     assert decisions.read_log(store).num_rows == before      # the decisions survived it
     assert {r.rule for r in listings.runs(store)} == {"frail"} and len(listings.runs(store)) == 2
-    listed = {row["patient_id"] for row in csv.DictReader((october / "list.csv").open(newline="", encoding="utf-8-sig"))}
+    with (october / "list.csv").open(newline="", encoding="utf-8-sig") as f:
+        listed = {row["patient_id"] for row in csv.DictReader(f)}
     assert declined not in listed                            # and the next run honoured them
     con = duckdb.connect(str(store / "kpi" / "history.duckdb"), read_only=True)
     periods = {p for (p,) in con.execute("select distinct period from kpi_results").fetchall()}

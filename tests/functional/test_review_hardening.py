@@ -12,13 +12,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from test_review import run_list
 
 from casefind.errors import CasefindError
 from casefind.lists import review
 from casefind.lists.review import import_reviews, parse_date
 from casefind.store import StoreBusy, decisions, listings
 from casefind_testdata import cli
-from test_review import run_list
 
 TODAY = dt.date(2026, 12, 1)
 
@@ -266,6 +266,7 @@ def test_the_registry_holds_each_run_once(world, store):
     assert listings.rules(store) == {"frail"} and listings.runs(store, "other") == []
     first = runs[0]
     assert first.listed.num_rows == len(_rows(first_run / "list.csv"))
+    assert runs[1].listed.num_rows == len(_rows(second_run / "list.csv"))
     assert listings.get(store, "0123456789ab") is None and listings.get(store, "../../etc") is None
     kw = dict(rule="frail", as_of=dt.date(2026, 9, 30), snapshot_id=first.snapshot_id, listed=first.listed)
     for bad in ("0123456789AB", "0123456789a", "0123456789ab\n", "../0123456789", first.run_id):

@@ -21,8 +21,7 @@ from casefind.contract.nhs_number import sequence
 from casefind.ingest import IngestError, run_ingest
 from casefind.ingest.normalise import normalise
 from casefind.ingest.pipeline import IngestSummary
-from casefind.store import Store, StoreError
-from casefind.store import decisions
+from casefind.store import Store, StoreError, decisions
 from casefind.store import writer as store_writer
 from casefind.store.identities import IdentitiesCommit, IdentitiesMismatch, open_identities
 from casefind.ui import ingest_summary, store_info
@@ -90,7 +89,7 @@ def _add_review_log_kpis_and_lists(root) -> dict[str, bytes]:
     (root / "decisions").mkdir(parents=True, exist_ok=True)
     row = {"patient_id": ["p1"], "rule": ["frail"], "decision": ["accepted"], "date": [dt.date(2026, 1, 5)],
            "practice": ["Z00001"], "run_id": ["r1"], "reviewer": [None], "note": [None],
-           "recorded_at": [dt.datetime(2026, 1, 6, tzinfo=dt.timezone.utc)], "batch": ["b1"]}
+           "recorded_at": [dt.datetime(2026, 1, 6, tzinfo=dt.UTC)], "batch": ["b1"]}
     pq.write_table(pa.table(row, schema=decisions.SCHEMA), root / "decisions" / "batch-0001.parquet")
     (root / ".decisions.lock").write_text("")
     (root / "kpi").mkdir(exist_ok=True)
@@ -396,7 +395,7 @@ def test_a_table_folder_without_parquet_parts_is_an_error(tmp_path):
     (src / "activity.parquet").unlink()
     (src / "activity").mkdir()
     (src / "activity" / "part-0.csv").write_text("patient_id\n")
-    with pytest.raises(IngestError, match="table activity: the folder .* holds no Parquet parts"):
+    with pytest.raises(IngestError, match=r"table activity: the folder .* holds no Parquet parts"):
         run_ingest(src, tmp_path / "store")
 
 

@@ -117,14 +117,14 @@ def test_strict_mode_fails_and_changes_nothing(tmp_path):
 
 def test_missing_required_table_and_column(tmp_path):
     tables = {k: v for k, v in GOOD.items() if k != "practices"}
-    with pytest.raises(IngestError, match="required table.*practices"):
+    with pytest.raises(IngestError, match=r"required table.*practices"):
         run_ingest(write_source(tmp_path / "a", tables), tmp_path / "s1")
     src = write_source(tmp_path / "b", GOOD)
     import pyarrow.csv as pacsv
 
     t = pacsv.read_csv(src / "activity.csv").drop_columns(["setting"])
     pacsv.write_csv(t, src / "activity.csv")
-    with pytest.raises(IngestError, match="activity: missing column.*setting"):
+    with pytest.raises(IngestError, match=r"activity: missing column.*setting"):
         run_ingest(src, tmp_path / "s2")
 
 

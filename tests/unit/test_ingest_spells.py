@@ -25,8 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from casefind.contract.dates import NULL_DAY, from_day
-from casefind.contract.schema import (ADMISSION_SETTINGS, DISCHARGE_DESTINATIONS, MAX_POSITION, SETTINGS,
-                                      TRANSFER_DAYS)
+from casefind.contract.schema import ADMISSION_SETTINGS, DISCHARGE_DESTINATIONS, MAX_POSITION, SETTINGS, TRANSFER_DAYS
 from casefind.ingest import run_ingest, spells
 from casefind.store import Store
 from casefind_testdata import GOOD, N, as_table, write_source
@@ -86,14 +85,17 @@ def cips(tmp_path, activity: list[tuple]) -> list[tuple]:
 # --- spell numbers -------------------------------------------------------------------------
 
 def test_spell_numbers_are_one_dictionary_shared_by_every_table(tmp_path):
-    activity = [adm("ann", "2025-01-01", "2025-01-03", spell="RXX-9"), adm("bob", "2025-02-01", "2025-02-02", spell="A1"),
-                adm("ann", "2025-03-01", "2025-03-04", spell="RXX-10"), ("ann", "2025-04-01", N, "gp", N, N, N, N, N)]
+    activity = [adm("ann", "2025-01-01", "2025-01-03", spell="RXX-9"),
+                adm("bob", "2025-02-01", "2025-02-02", spell="A1"),
+                adm("ann", "2025-03-01", "2025-03-04", spell="RXX-10"),
+                ("ann", "2025-04-01", N, "gp", N, N, N, N, N)]
     diagnoses = [("ann", "2025-01-01", "icd10", "J18.9", "acute", "RXX-9", "1"),
                  ("ann", "2025-01-01", "icd10", "I10", "acute", "RXX-9", "2"),
                  ("bob", "2025-02-01", "icd10", "I50.9", "acute", "A1", "1"),
                  ("ann", "2025-03-01", "icd10", "J44.1", "acute", "RXX-10", "1"),
                  ("ann", "2024-01-01", "snomed", "38341003", "primary_care", N, N)]
-    procedures = [("bob", "2025-02-01", "opcs4", "K40.1", "A1", "1"), ("ann", "2025-03-02", "opcs4", "K491", "RXX-10", N)]
+    procedures = [("bob", "2025-02-01", "opcs4", "K40.1", "A1", "1"),
+                  ("ann", "2025-03-02", "opcs4", "K491", "RXX-10", N)]
     summary, store = ingest(tmp_path, {"activity": activity, "diagnoses": diagnoses, "procedures": procedures})
     assert summary.quarantined_total == 0
     names = store.dictionary("spell")
@@ -103,13 +105,14 @@ def test_spell_numbers_are_one_dictionary_shared_by_every_table(tmp_path):
     for table in ("activity", "diagnoses", "procedures"):
         assert store.table(table).encodings["spell_id"] == {"kind": "spell", "dictionary": "spell", "null": 0}
         assert store.table(table).arrow.schema.field("spell_id").type == pa.int32()
-    shown = {t: [(r[0], None if r[1] is None else names[r[1]]) + r[2:] for r in rows_of(store, t, "spell_id", "date"
-                                                                                        if t != "activity" else "start_date")]
-             for t in ("activity", "diagnoses", "procedures")}
-    assert shown["activity"] == [("ann", "RXX-9", "2025-01-01"), ("ann", "RXX-10", "2025-03-01"), ("ann", None, "2025-04-01"),
-                                 ("bob", "A1", "2025-02-01")]
-    assert shown["diagnoses"] == [("ann", None, "2024-01-01"), ("ann", "RXX-9", "2025-01-01"), ("ann", "RXX-9", "2025-01-01"),
-                                  ("ann", "RXX-10", "2025-03-01"), ("bob", "A1", "2025-02-01")]
+    date_of = {"activity": "start_date", "diagnoses": "date", "procedures": "date"}
+    shown = {t: [(r[0], None if r[1] is None else names[r[1]]) + r[2:] for r in rows_of(store, t, "spell_id", d)]
+             for t, d in date_of.items()}
+    assert shown["activity"] == [("ann", "RXX-9", "2025-01-01"), ("ann", "RXX-10", "2025-03-01"),
+                                 ("ann", None, "2025-04-01"), ("bob", "A1", "2025-02-01")]
+    assert shown["diagnoses"] == [("ann", None, "2024-01-01"), ("ann", "RXX-9", "2025-01-01"),
+                                  ("ann", "RXX-9", "2025-01-01"), ("ann", "RXX-10", "2025-03-01"),
+                                  ("bob", "A1", "2025-02-01")]
     assert shown["procedures"] == [("ann", "RXX-10", "2025-03-02"), ("bob", "A1", "2025-02-01")]
     # the same number in every table: a diagnosis joins its admission by number
     act = {r[1]: r for r in rows_of(store, "activity", "spell_id") if r[1]}
@@ -139,7 +142,8 @@ def test_opcs4_and_icd10_codes_lose_their_dot_in_every_table(tmp_path):
         "activity": [adm("ann", "2025-01-01", "2025-01-02", spell="S1")],
         "diagnoses": [("ann", "2025-01-01", "opcs4", "K40.1", "acute", "S1", N),
                       ("ann", "2025-01-01", "icd10", "J18.9", "acute", "S1", "1")],
-        "procedures": [("ann", "2025-01-01", "opcs4", "K40.1", "S1", "1"), ("ann", "2025-01-01", "opcs4", "K49", "S1", "2")]})
+        "procedures": [("ann", "2025-01-01", "opcs4", "K40.1", "S1", "1"),
+                       ("ann", "2025-01-01", "opcs4", "K49", "S1", "2")]})
     assert list(store.dictionary("code.opcs4")) == ["K401", "K49"]
     assert list(store.dictionary("code.icd10")) == ["J189"]
     assert store.table("procedures").encodings["code"]["dictionaries"] == {"opcs4": "code.opcs4"}
@@ -174,7 +178,8 @@ def test_diagnoses_and_procedures_name_a_stored_spell_of_the_same_patient(tmp_pa
                       ("bob", "2025-02-01", "icd10", "J189", "acute", "S2", "1"),   # its spell was quarantined
                       ("bob", "2025-03-01", "icd10", "J189", "acute", "s3", "1"),   # ids are exact
                       ("bob", "2025-03-01", "icd10", "J189", "acute", "S3", "1")],
-        "procedures": [("bob", "2025-03-01", "opcs4", "K401", "S3", "1"), ("bob", "2025-03-01", "opcs4", "K401", "S1", "1"),
+        "procedures": [("bob", "2025-03-01", "opcs4", "K401", "S3", "1"),
+                       ("bob", "2025-03-01", "opcs4", "K401", "S1", "1"),
                        ("ann", "2025-01-01", "opcs4", "K401", "S4", N)]})
     assert summary.tables["activity"].quarantined == {"end_before_start": 1}
     assert summary.tables["diagnoses"].quarantined == {"unknown_spell": 3}
@@ -259,7 +264,8 @@ def test_readmission_days_after_discharge(tmp_path, gap):
 @pytest.mark.parametrize("gap,transfer", [(0, True), (1, True), (TRANSFER_DAYS, True), (TRANSFER_DAYS + 1, False)])
 def test_transfer_within_transfer_days_of_a_discharge_to_another_hospital(tmp_path, gap, transfer):
     start = day("2025-01-05", gap)
-    got = cips(tmp_path, [adm("ann", "2025-01-01", "2025-01-05", dest="other_hospital"), adm("ann", start, day(start, 3))])
+    got = cips(tmp_path, [adm("ann", "2025-01-01", "2025-01-05", dest="other_hospital"),
+                          adm("ann", start, day(start, 3))])
     assert got == [("ann", "2025-01-01", 1, None),
                    ("ann", start, 2, None) if transfer else ("ann", start, 1, "2025-01-05")]
 

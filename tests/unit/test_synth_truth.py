@@ -200,7 +200,8 @@ def test_truth_report_scores_the_rules(res):
     for c, r in registers.items():
         cluster = {x["code"] for x in _codelist(r["diagnosis_list"]) if x["category"] == r["diagnosis_category"]}
         dx = [x for x in load_csv("primary_codes.csv") if x["state"] == c and x["role"] == "dx"]
-        outside[c] = sum(float(x["weight"]) for x in dx if x["code"] not in cluster) / sum(float(x["weight"]) for x in dx)
+        weight_outside = sum(float(x["weight"]) for x in dx if x["code"] not in cluster)
+        outside[c] = weight_outside / sum(float(x["weight"]) for x in dx)
     assert {c for c, share in outside.items() if share > 0.05} == {"obesity", "chronic_kidney_disease"}, outside
     for c in registers:
         reg = by[(f"register: {c}", SHIPPED)]
@@ -299,7 +300,8 @@ def test_packaged_codelists_are_the_repositorys():
         "starter_efi_deficits_snomed.csv": cl / "efi_deficits_snomed.csv",  # the old frail rule's list
     }
     for name, src in pairs.items():
-        assert data.joinpath(name).read_bytes() == src.read_bytes(), f"{name} is stale: run python -m casefind.synth._refresh_data"
+        assert data.joinpath(name).read_bytes() == src.read_bytes(), (
+            f"{name} is stale: run python -m casefind.synth._refresh_data")
     # every codelist the rules the report scores use has its packaged copy
     for rule in ("frail", "multimorbidity", "segments", "hfrs"):
         used = set(re.findall(r"codelists/[\w/]+\.csv", (ROOT / "rules" / f"{rule}.yml").read_text(encoding="utf-8")))

@@ -24,8 +24,7 @@ import pyarrow.compute as pc
 from casefind.contract import Table
 from casefind.contract.dates import NULL_DAY, to_day
 from casefind.contract.nhs_number import valid_mask
-from casefind.contract.schema import (EARLIEST_DATE, EXTRA_PREFIX, IDENTIFIER_NAMES, IDENTIFIER_PREFIXES,
-                                      LATEST_DATE)
+from casefind.contract.schema import EARLIEST_DATE, EXTRA_PREFIX, IDENTIFIER_NAMES, IDENTIFIER_PREFIXES, LATEST_DATE
 from casefind.ingest.encode import days, mask
 from casefind.ingest.sources import IngestError
 
@@ -205,7 +204,8 @@ def holds_nhs_numbers(col: pa.ChunkedArray) -> bool:
 
 def _extras(spec: Table, raw: pa.Table) -> tuple[pa.Table, list[str], list[str], dict[str, str]]:
     """Sort the extra columns: removed (identifiers, in an analysis table), dropped (types
-    the store cannot hold; every extra of identities; a column named like a derived one) or kept under the extras' prefix.
+    the store cannot hold; every extra of identities; a column named like a derived one) or
+    kept under the extras' prefix.
     Returns the table of contract and kept columns, the kept, the identifiers, the dropped."""
     keep, names, kept, identifiers, dropped = [], [], [], [], {}
     derived = {c.name for c in spec.columns if c.derived}

@@ -20,8 +20,7 @@ from casefind.errors import EXIT_STRICT
 from casefind.ingest import encode, spells
 from casefind.ingest.normalise import NormalTable, normalise, unify_patient_ids
 from casefind.ingest.sources import IngestError, read_source
-from casefind.ingest.validate import (SPELL_TABLE, PatientContext, SpellContext, quarantine_rows, spell_context,
-                                      validate)
+from casefind.ingest.validate import SPELL_TABLE, PatientContext, SpellContext, quarantine_rows, spell_context, validate
 from casefind.store.identities import IdentitiesCommit, check_apart, default_root
 from casefind.store.writer import SnapshotBuilder, check_store_path
 from casefind_native import gather, group_by_patient
@@ -32,7 +31,7 @@ class StrictModeError(IngestError):
 
     exit_code = EXIT_STRICT
 
-    def __init__(self, summary: "IngestSummary"):
+    def __init__(self, summary: IngestSummary):
         self.summary = summary
         n = summary.quarantined_total
         super().__init__(f"--strict: {n} row(s) broke the contract; the store was left unchanged")
@@ -197,6 +196,9 @@ def _derive(spec: Table, arrays: dict[str, np.ndarray], patient: np.ndarray) -> 
 
 def run_ingest(source: str | Path, store: str | Path, *, identities_store: str | Path | None = None,
                strict: bool = False, progress: Progress | None = None) -> IngestSummary:
+    """Read, check, encode and store one delivery of the source tables; the live store is
+    replaced only once the whole snapshot is written (and not at all under ``strict`` when
+    any row was quarantined)."""
     t0 = time.perf_counter()
     say = progress or (lambda stage: None)
     store = Path(store)
@@ -209,177 +211,278 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
     unify_patient_ids(normal)
     if "identities" in normal:  # before the build, not after it
         check_store_path(identities_store)
-    summary = IngestSummary(store, identities_store if "identities" in normal else None, None,
-                            ignored=src.ignored,
-                            missing_columns={n: t.missing_columns for n, t in normal.items() if t.missing_columns},
-                            extras={n: [x.removeprefix(EXTRA_PREFIX) for x in t.extras]
-                                    for n, t in normal.items() if t.extras},
-                            identifier_columns={n: t.identifiers for n, t in normal.items() if t.identifiers},
-                            dropped_columns={n: t.dropped for n, t in normal.items() if t.dropped})
-
-    quarantine: dict[str, pa.Table] = {}
-
-    def record(name: str, t: NormalTable, verdict, qp=None) -> None:
-        counts = verdict.counts()
-        summary.tables[name] = TableSummary(t.num_rows, int(verdict.good.sum()), counts)
-        if counts:
-            quarantine[name] = quarantine_rows(t, TABLES[name], verdict, qp)
-
-    # --- practices: the hierarchy, sorted system → locality → practice -----------------------
+    verdicts = _Verdicts(_summary_of(store, identities_store if "identities" in normal else None, src, normal))
     say("validating: practices")
-    pr = normal["practices"]
+    practices = _practices(normal["practices"], verdicts)
+    say("validating: patients")
+    encoder = _Encoder()
+    dictionaries: dict[str, pa.Array] = {}
+    patients = _patients(normal["patients"], practices.codes, verdicts, encoder, dictionaries)
+    events = _validate_events(normal, patients, encoder, verdicts, say)
+    identities = None
+    if "identities" in normal:  # validated here, stored apart below
+        say("validating: identities")
+        identities = _validate_identities(normal["identities"], practices, patients, verdicts)
+    if strict and verdicts.summary.quarantined_total:
+        raise StrictModeError(verdicts.summary)
+    _build_snapshot(store, identities_store, source, src, normal, practices, patients, events, identities,
+                    encoder, dictionaries, verdicts, say)
+    verdicts.summary.seconds = time.perf_counter() - t0
+    return verdicts.summary
+
+
+def _summary_of(store: Path, identities_store: Path | None, src, normal: dict[str, NormalTable]) -> IngestSummary:
+    """What the delivery looked like before any row was checked: ignored files and the
+    columns that were missing, kept as extras, or removed."""
+    return IngestSummary(store, identities_store, None, ignored=src.ignored,
+                         missing_columns={n: t.missing_columns for n, t in normal.items() if t.missing_columns},
+                         extras={n: [x.removeprefix(EXTRA_PREFIX) for x in t.extras]
+                                 for n, t in normal.items() if t.extras},
+                         identifier_columns={n: t.identifiers for n, t in normal.items() if t.identifiers},
+                         dropped_columns={n: t.dropped for n, t in normal.items() if t.dropped})
+
+
+class _Verdicts:
+    """Each table's counts (the summary the CLI prints) and its quarantined rows (written
+    into the snapshot, or beside the identities), recorded as each table is checked."""
+
+    def __init__(self, summary: IngestSummary):
+        self.summary = summary
+        self.quarantine: dict[str, pa.Table] = {}
+
+    def record(self, name: str, t: NormalTable, verdict, quarantined_patients=None) -> None:
+        counts = verdict.counts()
+        self.summary.tables[name] = TableSummary(t.num_rows, int(verdict.good.sum()), counts)
+        if counts:
+            self.quarantine[name] = quarantine_rows(t, TABLES[name], verdict, quarantined_patients)
+
+    def in_contract_order(self) -> None:
+        """Activity is checked first (its spells are what diagnoses and procedures name);
+        the summary lists the tables in the contract's order all the same."""
+        order_of = {n: i for i, n in enumerate(("practices", "patients", *INPUT_EVENT_TABLES))}
+        self.summary.tables = dict(sorted(self.summary.tables.items(), key=lambda kv: order_of[kv[0]]))
+
+
+@dataclass
+class _Practices:
+    """The practice hierarchy as stored (sorted system → locality → practice) and the codes
+    that patients and identities must name."""
+    table: pa.Table
+    codes: pa.Array
+    localities: int
+    systems: int
+
+
+def _practices(pr: NormalTable, verdicts: _Verdicts) -> _Practices:
+    """Check the practices and index each one's locality and system."""
     verdict, _ = validate(pr, TABLES["practices"])
-    record("practices", pr, verdict)
+    verdicts.record("practices", pr, verdict)
     keep = verdict.good
     pcols = {k: _good(v, keep) for k, v in pr.columns.items()}
     pcols.update({x: _good(pr.raw.column(x).combine_chunks(), keep) for x in pr.extras})
     p_order = pa.table(pcols).sort_by([("system_code", "ascending"), ("locality_code", "ascending"),
                                        ("practice_code", "ascending")])
-    practice_codes = p_order.column("practice_code").combine_chunks()
     loc_codes = encode.sorted_unique(p_order.column("locality_code"))
     sys_codes = encode.sorted_unique(p_order.column("system_code"))
-    practices_out = p_order.append_column(
+    table = p_order.append_column(
         "locality", pa.array(encode.lookup(p_order.column("locality_code").combine_chunks(), loc_codes))
     ).append_column(
         "system", pa.array(encode.lookup(p_order.column("system_code").combine_chunks(), sys_codes)))
+    return _Practices(table, p_order.column("practice_code").combine_chunks(), len(loc_codes), len(sys_codes))
 
-    # --- patients: sorted by practice then id ---------------------------------------------
-    say("validating: patients")
-    pt = normal["patients"]
+
+@dataclass
+class _Patients:
+    """The stored patients (sorted by practice, then id), their encodings, and what the event
+    tables are checked against: the stored ids with their lives, and the quarantined ids."""
+    table: pa.Table
+    encodings: dict
+    context: PatientContext
+    quarantined_ids: pa.Array
+
+    @property
+    def count(self) -> int:
+        return self.table.num_rows
+
+
+def _patients(pt: NormalTable, practice_codes: pa.Array, verdicts: _Verdicts, encoder: _Encoder,
+              dictionaries: dict[str, pa.Array]) -> _Patients:
+    """Check the patients; store order is practice, then patient id, so a practice's
+    patients are one run of rows."""
     verdict, _ = validate(pt, TABLES["patients"], practices=practice_codes)
-    record("patients", pt, verdict)
+    verdicts.record("patients", pt, verdict)
     keep = verdict.good
     if not keep.any():
-        raise _no_patients(summary.tables["patients"])
+        raise _no_patients(verdicts.summary.tables["patients"])
     ids = _good(pt.columns["patient_id"], keep)
     practice_idx = encode.lookup(_good(pt.columns["practice_code"], keep), practice_codes)
     id_rank = pc.rank(ids, sort_keys="ascending", tiebreaker="first").to_numpy() if len(ids) else np.empty(0, np.uint64)
     order = np.lexsort((id_rank, practice_idx))
-    good_rows = np.flatnonzero(keep)[order]
-    take = pa.array(good_rows, pa.int64())
+    take = pa.array(np.flatnonzero(keep)[order], pa.int64())
     pcols = {k: v.take(take) for k, v in pt.columns.items()}
-    n_patients = len(good_rows)
-    encoder = _Encoder()
-    dictionaries: dict[str, pa.Array] = {}
-    pat_arrays, pat_enc = _encode_columns(TABLES["patients"], pcols, encoder, dictionaries)
-    pat_arrays["practice"] = practice_idx[order].astype(np.int32)
-    del pat_arrays["practice_code"]
+    arrays, encodings = _encode_columns(TABLES["patients"], pcols, encoder, dictionaries)
+    arrays["practice"] = practice_idx[order].astype(np.int32)  # an index into practices, not a code
+    del arrays["practice_code"]
     dictionaries.pop("text.patients.practice_code", None)
-    pat_enc.pop("practice_code")
-    pat_enc["practice"] = {"kind": "index", "into": "practices"}
+    encodings.pop("practice_code")
+    encodings["practice"] = {"kind": "index", "into": "practices"}
     stored_ids = pcols["patient_id"]
     quarantined_ids = pc.unique(_good(pt.columns["patient_id"], ~keep).drop_null())
-    context = PatientContext(stored_ids, pat_arrays["birth_date"], pat_arrays["death_date"], quarantined_ids)
-    patients_out = pa.table({"patient_id": stored_ids, **pat_arrays,
-                             **{x: pt.raw.column(x).take(take) for x in pt.extras}})
+    context = PatientContext(stored_ids, arrays["birth_date"], arrays["death_date"], quarantined_ids)
+    table = pa.table({"patient_id": stored_ids, **arrays, **{x: pt.raw.column(x).take(take) for x in pt.extras}})
+    return _Patients(table, encodings, context, quarantined_ids)
 
-    # --- event tables: validate, collect codes, then encode and group by patient ------------
-    events: dict[str, tuple] = {}  # name -> (columns, patient index, kept rows, code parts)
+
+@dataclass
+class _EventRows:
+    """The good rows of one event table, not yet encoded: their columns, their patients'
+    store indices, which source rows they are, and their normalised code columns."""
+    columns: dict[str, pa.Array]
+    patient: np.ndarray
+    keep: np.ndarray
+    code_parts: list
+
+
+def _validate_events(normal: dict[str, NormalTable], patients: _Patients, encoder: _Encoder,
+                     verdicts: _Verdicts, say: Progress) -> dict[str, _EventRows]:
+    """Check each event table and collect its codes into the shared dictionaries (finished
+    here: encoding needs every table's codes first)."""
+    events: dict[str, _EventRows] = {}
     # activity first: its stored rows are the spells that diagnoses and procedures name
     for name in sorted(INPUT_EVENT_TABLES, key=lambda n: n != SPELL_TABLE):
         if name not in normal:
             continue
         say(f"validating: {name}")
         t = normal[name]
-        verdict, pidx = validate(t, TABLES[name], patients=context, spells=encoder.spells)
+        verdict, pidx = validate(t, TABLES[name], patients=patients.context, spells=encoder.spells)
         if name == SPELL_TABLE:
             encoder.spells = spell_context(t, verdict, pidx)
-        record(name, t, verdict, quarantined_ids)
+        verdicts.record(name, t, verdict, patients.quarantined_ids)
         keep = verdict.good
         cols = {k: _good(v, keep) for k, v in t.columns.items()}
         code_parts = list(_code_columns(TABLES[name], cols))  # normalised once, used twice
-        for _, systems, idx, codes in code_parts:
-            if idx is None:
-                encoder.collect_codes(systems[0], codes)
-            else:
-                for i, s in enumerate(systems):
-                    m = idx == i
-                    if m.any():
-                        encoder.collect_codes(s, codes.filter(pa.array(m)))
-        events[name] = (cols, pidx[keep], keep, code_parts)
+        _collect_codes(encoder, code_parts)
+        events[name] = _EventRows(cols, pidx[keep], keep, code_parts)
     encoder.finish_codes()
-    order_of = {n: i for i, n in enumerate(("practices", "patients", *INPUT_EVENT_TABLES))}  # activity
-    summary.tables = dict(sorted(summary.tables.items(), key=lambda kv: order_of[kv[0]]))  # came first: reorder
-    if "identities" in normal:  # validated here, stored apart below
-        say("validating: identities")
-        it = normal["identities"]
-        id_verdict, id_pidx = validate(it, TABLES["identities"], practices=practice_codes, patients=context)
-        record("identities", it, id_verdict, quarantined_ids)
-    if strict and summary.quarantined_total:
-        raise StrictModeError(summary)
+    verdicts.in_contract_order()
+    return events
 
-    tables_meta: dict = {}
+
+def _collect_codes(encoder: _Encoder, code_parts: list) -> None:
+    """Add one table's codes to the dictionary of each code system they belong to."""
+    for _, systems, idx, codes in code_parts:
+        if idx is None:
+            encoder.collect_codes(systems[0], codes)
+            continue
+        for i, s in enumerate(systems):
+            m = idx == i
+            if m.any():
+                encoder.collect_codes(s, codes.filter(pa.array(m)))
+
+
+def _validate_identities(it: NormalTable, practices: _Practices, patients: _Patients,
+                         verdicts: _Verdicts) -> pa.Table:
+    """Check the identities (stored apart from the snapshot) and put the good rows in
+    store patient order."""
+    verdict, pidx = validate(it, TABLES["identities"], practices=practices.codes, patients=patients.context)
+    verdicts.record("identities", it, verdict, patients.quarantined_ids)
+    return _identities_table(it, verdict, pidx)
+
+
+def _build_snapshot(store: Path, identities_store: Path, source: str | Path, src, normal: dict[str, NormalTable],
+                    practices: _Practices, patients: _Patients, events: dict[str, _EventRows],
+                    identities: pa.Table | None, encoder: _Encoder, dictionaries: dict[str, pa.Array],
+                    verdicts: _Verdicts, say: Progress) -> None:
+    """Write every stored table, the dictionaries and the quarantine beside the live store,
+    seal the manifest and swap it in together with the identities."""
     with SnapshotBuilder(store) as build:
+        build.write_arrow("practices.arrow", practices.table)
+        build.write_arrow("patients.arrow", patients.table)
+        tables_meta: dict = {
+            "practices": {"file": "practices.arrow", "rows": practices.table.num_rows},
+            "patients": {"file": "patients.arrow", "rows": patients.count, "encodings": patients.encodings}}
         offsets: dict[str, np.ndarray] = {}
-        build.write_arrow("practices.arrow", practices_out)
-        tables_meta["practices"] = {"file": "practices.arrow", "rows": practices_out.num_rows}
-        build.write_arrow("patients.arrow", patients_out)
-        tables_meta["patients"] = {"file": "patients.arrow", "rows": n_patients, "encodings": pat_enc}
         for name in INPUT_EVENT_TABLES:
-            spec = TABLES[name]
             if name in events:
                 say(f"building the store: encoding {name}")
-                cols, pidx, keep, code_parts = events[name]
-                arrays, enc = _encode_columns(spec, cols, encoder, dictionaries, code_parts)
-                extras = {x: _good(normal[name].raw.column(x).combine_chunks(), keep) for x in normal[name].extras}
-            else:  # a missing optional table is an empty table
-                arrays, enc = _encode_columns(spec, {c.name: pa.nulls(0, pa.string()) for c in spec.columns},
-                                              encoder, dictionaries)
-                pidx, extras = np.empty(0, np.int32), {}
-            order, offs = group_by_patient(pidx, n_patients, arrays[spec.sort_date])
-            offsets[name] = offs
-            patient = gather(pidx.astype(np.int32), order)
-            arrays = {k: gather(v, order) for k, v in arrays.items()}
-            derived, derived_enc = _derive(spec, arrays, patient)
-            arrays.update(derived)
-            enc.update(derived_enc)
-            contract_order = [c.name for c in spec.columns if c.name in arrays]
-            tbl = pa.table({"patient": patient, **{k: arrays[k] for k in contract_order},
-                            **{x: v.take(pa.array(order)) for x, v in extras.items()}})
-            enc = {k: enc[k] for k in contract_order}
+            table, offsets[name], tables_meta[name] = _event_table(
+                TABLES[name], events.get(name), normal.get(name), encoder, dictionaries, patients.count)
             say(f"building the store: writing {name}")
-            build.write_arrow(f"{name}.arrow", tbl)
-            sd = arrays[spec.sort_date]
-            sd = sd[sd != NULL_DAY]
-            tables_meta[name] = {"file": f"{name}.arrow", "rows": tbl.num_rows, "encodings": enc,
-                                 "sort_date": spec.sort_date,
-                                 "date_range": [str(from_day(sd.min())), str(from_day(sd.max()))] if sd.size else None}
+            build.write_arrow(tables_meta[name]["file"], table)
         build.write_arrow("offsets.arrow", pa.table(offsets))
-        dict_meta = {}
-        for s, d in encoder.code_dicts.items():
-            dictionaries[f"code.{s}"] = d
-        dictionaries[SPELL_DICTIONARY] = pa.concat_arrays([pa.nulls(1, pa.string()),
-                                                           encoder.spells.ids.cast(pa.string())])
-        for dname, d in sorted(dictionaries.items()):
-            build.write_arrow(f"dict/{dname}.arrow", pa.table({"value": d}))
-            dict_meta[dname] = {"file": f"dict/{dname}.arrow", "size": len(d)}
-        for name, q in quarantine.items():
+        dict_meta = _write_dictionaries(build, encoder, dictionaries)
+        for name, q in verdicts.quarantine.items():
             if name != "identities":
                 build.write_parquet(f"quarantine/{name}.parquet", q)
-
         say("committing the snapshot")
-        counts = {"patients": n_patients, "practices": practices_out.num_rows,
-                  "localities": len(loc_codes), "systems": len(sys_codes)}
-        held = "identities" in normal
-        snapshot_id = build.seal({
-            "contract_version": CONTRACT_VERSION,
-            "casefind_version": __version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "source": {"path": str(Path(source).resolve()), "kind": src.kind, "tables": src.origins,
-                       "ignored": src.ignored},
-            "counts": counts,
-            "tables": tables_meta,
-            "dictionaries": dict_meta,
-            "ingest": {n: {"read": s.read, "stored": s.stored, "quarantined": s.quarantined}
-                       for n, s in summary.tables.items() if n != "identities"},
-            "identities": {"stored_apart": held, **({"store": str(identities_store.resolve())} if held else {})},
-        })
-        identities = _identities_table(it, id_verdict, id_pidx) if held else None
+        counts = {"patients": patients.count, "practices": practices.table.num_rows,
+                  "localities": practices.localities, "systems": practices.systems}
+        snapshot_id = build.seal(_manifest(source, src, counts, tables_meta, dict_meta, verdicts.summary,
+                                           identities_store if identities is not None else None))
         _publish_with_identities(build, snapshot_id, identities_store, identities,
-                                 quarantine.get("identities"), summary.tables.get("identities"))
-        summary.snapshot_id = snapshot_id
-    summary.seconds = time.perf_counter() - t0
-    return summary
+                                 verdicts.quarantine.get("identities"), verdicts.summary.tables.get("identities"))
+        verdicts.summary.snapshot_id = snapshot_id
+
+
+def _event_table(spec: Table, rows: _EventRows | None, t: NormalTable | None, encoder: _Encoder,
+                 dictionaries: dict[str, pa.Array], n_patients: int) -> tuple[pa.Table, np.ndarray, dict]:
+    """One event table as stored: encoded, grouped by patient (sorted by date within each),
+    with its derived columns; returns the table, its per-patient offsets and its manifest entry."""
+    if rows is not None:
+        arrays, enc = _encode_columns(spec, rows.columns, encoder, dictionaries, rows.code_parts)
+        extras = {x: _good(t.raw.column(x).combine_chunks(), rows.keep) for x in t.extras}
+        pidx = rows.patient
+    else:  # a missing optional table is an empty table
+        arrays, enc = _encode_columns(spec, {c.name: pa.nulls(0, pa.string()) for c in spec.columns},
+                                      encoder, dictionaries)
+        pidx, extras = np.empty(0, np.int32), {}
+    order, offsets = group_by_patient(pidx, n_patients, arrays[spec.sort_date])
+    patient = gather(pidx.astype(np.int32), order)
+    arrays = {k: gather(v, order) for k, v in arrays.items()}
+    derived, derived_enc = _derive(spec, arrays, patient)
+    arrays.update(derived)
+    enc.update(derived_enc)
+    contract_order = [c.name for c in spec.columns if c.name in arrays]
+    table = pa.table({"patient": patient, **{k: arrays[k] for k in contract_order},
+                      **{x: v.take(pa.array(order)) for x, v in extras.items()}})
+    sd = arrays[spec.sort_date]
+    sd = sd[sd != NULL_DAY]
+    meta = {"file": f"{spec.name}.arrow", "rows": table.num_rows, "encodings": {k: enc[k] for k in contract_order},
+            "sort_date": spec.sort_date,
+            "date_range": [str(from_day(sd.min())), str(from_day(sd.max()))] if sd.size else None}
+    return table, offsets, meta
+
+
+def _write_dictionaries(build: SnapshotBuilder, encoder: _Encoder, dictionaries: dict[str, pa.Array]) -> dict:
+    """Write the code, text and spell dictionaries; returns their manifest entries."""
+    for s, d in encoder.code_dicts.items():
+        dictionaries[f"code.{s}"] = d
+    dictionaries[SPELL_DICTIONARY] = pa.concat_arrays([pa.nulls(1, pa.string()),
+                                                       encoder.spells.ids.cast(pa.string())])
+    meta = {}
+    for name, d in sorted(dictionaries.items()):
+        build.write_arrow(f"dict/{name}.arrow", pa.table({"value": d}))
+        meta[name] = {"file": f"dict/{name}.arrow", "size": len(d)}
+    return meta
+
+
+def _manifest(source: str | Path, src, counts: dict, tables_meta: dict, dict_meta: dict,
+              summary: IngestSummary, identities_store: Path | None) -> dict:
+    """The snapshot's manifest: what made it, from what, and how each table is encoded."""
+    held = identities_store is not None
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "casefind_version": __version__,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "source": {"path": str(Path(source).resolve()), "kind": src.kind, "tables": src.origins,
+                   "ignored": src.ignored},
+        "counts": counts,
+        "tables": tables_meta,
+        "dictionaries": dict_meta,
+        "ingest": {n: {"read": s.read, "stored": s.stored, "quarantined": s.quarantined}
+                   for n, s in summary.tables.items() if n != "identities"},
+        "identities": {"stored_apart": held, **({"store": str(identities_store.resolve())} if held else {})},
+    }
 
 
 def _publish_with_identities(build: SnapshotBuilder, snapshot_id: str, identities_root: Path,

@@ -8,10 +8,9 @@ validation happen later, so a bad value can be quarantined verbatim.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from collections import Counter
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -118,7 +117,7 @@ def _concat_parts(table: str, parts: list[pa.Table], folder: Path) -> pa.Table:
                           "write every part with the same columns and types") from e
 
 
-def _read_parts(table: str, folder: Path, root: Path, src: "Source") -> pa.Table:
+def _read_parts(table: str, folder: Path, root: Path, src: Source) -> pa.Table:
     """A table written as a folder of Parquet parts (a dataset), hive partitions included."""
     parquet = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):

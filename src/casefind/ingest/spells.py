@@ -25,12 +25,13 @@ a CIP spell that had not ended by an admission's start is not its previous disch
 from __future__ import annotations
 
 import casefind_native  # noqa: F401  (first: it sets Numba's cache folder before numba is imported)
+
+# isort: split
 import numba as nb
 import numpy as np
 
 from casefind.contract.dates import NULL_DAY
-from casefind.contract.schema import (ADMISSION_SETTINGS, DISCHARGE_DESTINATIONS, MAX_POSITION, SETTINGS,
-                                      TRANSFER_DAYS)
+from casefind.contract.schema import ADMISSION_SETTINGS, DISCHARGE_DESTINATIONS, MAX_POSITION, SETTINGS, TRANSFER_DAYS
 
 _ADMISSIONS = np.array([SETTINGS.index(s) for s in ADMISSION_SETTINGS], dtype=np.int8)
 _TRANSFER = DISCHARGE_DESTINATIONS.index("other_hospital")

@@ -54,7 +54,7 @@ import pyarrow.parquet as pq
 from casefind import __version__
 from casefind.engines.base import get_engine
 from casefind.errors import CasefindError, UsageError
-from casefind.lists.run import rule_expressions, policy_masks
+from casefind.lists.run import policy_masks, rule_expressions
 from casefind.lists.select import ListPolicy
 from casefind.outputs import tmp_path_for, write_atomic, write_csv
 from casefind.plan import make_plan
@@ -133,10 +133,7 @@ def dataset(rule_path: str | Path, store_root: str | Path | Store, *, as_of=None
     """
     say = progress or (lambda s: None)
     get_engine(engine)  # an unknown engine is refused before anything is compiled
-    if opt_out not in OPT_OUT_POLICIES:
-        hint = did_you_mean(str(opt_out), OPT_OUT_POLICIES)
-        raise UsageError(f"no opt-out policy {opt_out!r}; choose one of {', '.join(OPT_OUT_POLICIES)}",
-                         hint, option="--opt-out")
+    _check_opt_out(opt_out)
     dates = _dates(as_of)
     say("compiling the rule")
     rule = compile_rule(rule_path, as_of=dates[0] if dates else None, params=params)
@@ -148,25 +145,12 @@ def dataset(rule_path: str | Path, store_root: str | Path | Store, *, as_of=None
     store = store_root if isinstance(store_root, Store) else Store.open(store_root)
     say("checking the dates against the data")
     cov = Coverage.of(store.manifest)
-    warnings = []
-    for d in dates:
-        first, last = read_span(make_plan(exprs, d, rule.population))
-        w = check_span(cov, first, last, what=f"as_of {d}", option="--as-of", allow_partial=allow_partial)
-        if w:
-            warnings.append(w)
-
+    warnings = _coverage_warnings(cov, exprs, dates, rule, allow_partial)
     say(f"evaluating ({engine} engine{f', {len(dates)} dates in one pass' if len(dates) > 1 else ''})")
     blocks = _evaluate(store, exprs, dates, rule.population, engine)
-
     say("assembling the rows")
-    patients = store.table("patients")
-    practices = store.table("practices")
-    practice = np.asarray(patients["practice"])
-    ids = patients.arrow.column("patient_id").cast(pa.string())
-    practice_codes = practices.arrow.column("practice_code").cast(pa.string())
-    locality_codes = practices.arrow.column("locality_code").cast(pa.string())
-    kinds = OPT_OUT_POLICIES[opt_out]
-    opt_outs = _opt_outs(store, kinds)
+    keys = _PatientKeys.of(store)
+    opt_outs = _opt_outs(store, OPT_OUT_POLICIES[opt_out])
     out = np.zeros(store.n_patients, bool)
     for mask in opt_outs.values():
         out |= mask
@@ -174,16 +158,9 @@ def dataset(rule_path: str | Path, store_root: str | Path | Store, *, as_of=None
     parts, counts = [], []
     for d, values in zip(dates, blocks):
         pop = _flag(values, "population")
-        excluded = {kind: int((pop & mask).sum()) for kind, mask in opt_outs.items()}
         rows = np.flatnonzero(pop & ~out)
         take = pa.array(rows, pa.int64())
-        where = pa.array(practice[rows], pa.int64())
-        cols: dict[str, pa.Array | pa.ChunkedArray] = {"patient_id": ids.take(take)}
-        if several:
-            cols["as_of"] = pa.array(np.full(len(rows), (d - dt.date(1970, 1, 1)).days, np.int32),
-                                     pa.int32()).cast(pa.date32())
-        cols["practice"] = practice_codes.take(where)
-        cols["locality"] = locality_codes.take(where)
+        cols = keys.columns(rows, take, d if several else None)
         for name in wanted:
             if name == ELIGIBLE:
                 cols[name] = pa.array(_eligible(store, rule, values, pop, d)[rows])
@@ -192,10 +169,66 @@ def dataset(rule_path: str | Path, store_root: str | Path | Store, *, as_of=None
                                         rule.output_round.get(name))
         parts.append(pa.table(cols))
         counts.append({"as_of": d.isoformat(), "population": int(pop.sum()),
-                       "excluded_opt_out": excluded, "excluded_opt_out_total": int((pop & out).sum()),
-                       "rows": len(rows)})
+                       "excluded_opt_out": {kind: int((pop & mask).sum()) for kind, mask in opt_outs.items()},
+                       "excluded_opt_out_total": int((pop & out).sum()), "rows": len(rows)})
     table = pa.concat_tables(parts) if several else parts[0]
-    meta = {
+    meta = _provenance(rule, store, dates, engine, opt_out, counts, table, {"store": str(cov), "partial": warnings})
+    return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
+
+
+def _check_opt_out(opt_out: str) -> None:
+    """Refuse an opt-out policy that is not one of ``OPT_OUT_POLICIES``, naming the nearest."""
+    if opt_out not in OPT_OUT_POLICIES:
+        hint = did_you_mean(str(opt_out), OPT_OUT_POLICIES)
+        raise UsageError(f"no opt-out policy {opt_out!r}; choose one of {', '.join(OPT_OUT_POLICIES)}",
+                         hint, option="--opt-out")
+
+
+def _coverage_warnings(cov: Coverage, exprs, dates: list[dt.date], rule: CompiledRule,
+                       allow_partial: bool) -> list[str]:
+    """Refuse a date whose look-back the store's data does not cover; the warnings for
+    those partly covered (allowed with ``allow_partial``)."""
+    warnings = []
+    for d in dates:
+        first, last = read_span(make_plan(exprs, d, rule.population))
+        w = check_span(cov, first, last, what=f"as_of {d}", option="--as-of", allow_partial=allow_partial)
+        if w:
+            warnings.append(w)
+    return warnings
+
+
+class _PatientKeys:
+    """The key columns of every stored patient: pseudonymised id, practice and locality code."""
+
+    def __init__(self, ids: pa.Array, practice: np.ndarray, practice_codes: pa.Array, locality_codes: pa.Array):
+        self.ids, self.practice = ids, practice
+        self.practice_codes, self.locality_codes = practice_codes, locality_codes
+
+    @classmethod
+    def of(cls, store: Store) -> _PatientKeys:
+        patients, practices = store.table("patients"), store.table("practices")
+        return cls(patients.arrow.column("patient_id").cast(pa.string()), np.asarray(patients["practice"]),
+                   practices.arrow.column("practice_code").cast(pa.string()),
+                   practices.arrow.column("locality_code").cast(pa.string()))
+
+    def columns(self, rows: np.ndarray, take: pa.Array,
+                as_of: dt.date | None) -> dict[str, pa.Array | pa.ChunkedArray]:
+        """The key columns of these patients (store indices ``rows``, as Arrow ``take``), with
+        ``as_of`` when one is given."""
+        where = pa.array(self.practice[rows], pa.int64())
+        cols: dict[str, pa.Array | pa.ChunkedArray] = {"patient_id": self.ids.take(take)}
+        if as_of is not None:
+            cols["as_of"] = pa.array(np.full(len(rows), (as_of - dt.date(1970, 1, 1)).days, np.int32),
+                                     pa.int32()).cast(pa.date32())
+        cols["practice"] = self.practice_codes.take(where)
+        cols["locality"] = self.locality_codes.take(where)
+        return cols
+
+
+def _provenance(rule: CompiledRule, store: Store, dates: list[dt.date], engine: str, opt_out: str,
+                counts: list[dict], table: pa.Table, coverage: dict) -> dict:
+    """How the dataset was made: the table's ``casefind`` metadata."""
+    return {
         "casefind_version": __version__,
         "rule": rule.name, "title": rule.title, "rule_version": rule.version,
         "rule_file": str(Path(rule.path).resolve()), "rule_sha256": rule.file_sha256,
@@ -204,14 +237,14 @@ def dataset(rule_path: str | Path, store_root: str | Path | Store, *, as_of=None
         "store": str(Path(store.root).resolve()), "store_snapshot": store.snapshot_id,
         "review_log": {k: store.manifest["reviews"][k] for k in ("batches", "rows", "digest")},
         "as_of": [d.isoformat() for d in dates], "engine": engine,
-        "opt_out": {"policy": opt_out, "excluded_kinds": list(kinds), "statement": OPT_OUT_STATEMENTS[opt_out]},
+        "opt_out": {"policy": opt_out, "excluded_kinds": list(OPT_OUT_POLICIES[opt_out]),
+                    "statement": OPT_OUT_STATEMENTS[opt_out]},
         "population": POPULATION_STATEMENT,
         "counts": counts,
         "columns": [{"name": f.name, "type": str(f.type)} for f in table.schema],
-        "coverage": {"store": str(cov), "partial": warnings},
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "coverage": coverage,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
 
 
 def metadata(table_or_path: pa.Table | pa.Schema | str | Path) -> dict:

@@ -397,7 +397,7 @@ def _header(h: _History, meta: dict) -> dict:
     run_ids = _as_list(meta.get("run_ids", meta.get("run_id"))) or sorted({r["run_id"] for r in h.rows})
     snapshots = (_as_list(meta.get("snapshot_ids", meta.get("snapshot_id")))
                  or sorted({str(r["snapshot_id"]) for r in h.rows if r.get("snapshot_id")}))
-    generated = meta.get("generated") or dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = meta.get("generated") or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     known = {"run_ids", "run_id", "snapshot_ids", "snapshot_id", "generated"}
     extra = [(str(k).replace("_", " "), str(v)) for k, v in meta.items() if k not in known]
     start = min(r["period_start"] for r in h.now)

@@ -83,7 +83,8 @@ def _read_csv(path: Path, given: str, span: Span) -> _CsvFile:
             r["_line"] = reader.line_num
             rows.append(r)
     except csv.Error as e:
-        raise RuleError(Span(str(path), reader.line_num or 1, 1), f"codelist file {given} is not valid CSV: {e}") from None
+        raise RuleError(Span(str(path), reader.line_num or 1, 1),
+                        f"codelist file {given} is not valid CSV: {e}") from None
     out = _CsvFile(digest, tuple(c for c in (reader.fieldnames or ()) if c is not None), tuple(rows))
     if len(_CACHE) >= 16:
         _CACHE.pop(next(iter(_CACHE)))
@@ -134,10 +135,12 @@ def _provenance(rule_path: Path, given: str, path: Path, span: Span, rows: int) 
         data = json.loads(text)
     except json.JSONDecodeError as e:
         raise RuleError(Span(str(side), e.lineno, e.colno), f"{side.name} is not valid JSON: {e.msg}",
-                        "a provenance sidecar is one JSON object: source, release, date_retrieved, licence, counts") from None
+                        "a provenance sidecar is one JSON object: source, release, date_retrieved, licence, "
+                        "counts") from None
     if not isinstance(data, dict):
         raise RuleError(Span(str(side), 1, 1), f"{side.name} must be one JSON object",
-                        '{"source": ..., "release": ..., "date_retrieved": "YYYY-MM-DD", "licence": ..., "counts": {...}}')
+                        '{"source": ..., "release": ..., "date_retrieved": "YYYY-MM-DD", "licence": ..., '
+                        '"counts": {...}}')
     counts = data.get("counts")
     total = counts.get("total_rows") if isinstance(counts, dict) else None
     if isinstance(total, int) and not isinstance(total, bool) and total != rows:
@@ -148,9 +151,48 @@ def _provenance(rule_path: Path, given: str, path: Path, span: Span, rows: int) 
     return tuple(kept) + (("sidecar", side.name), ("sidecar_sha256", hashlib.sha256(text.encode("utf-8")).hexdigest()))
 
 
+@dataclass
+class _FileCodes:
+    """The codes a CSV file contributes: codes then prefixes, with categories and weights
+    parallel to codes + prefixes, and where they came from."""
+    system: str | None
+    codes: list[str]
+    prefixes: list[str]
+    categories: list[str | None]
+    weights: list[float | None]
+    file: str
+    digest: str
+    provenance: tuple
+    selected: tuple
+
+
 def load_codelist(name: str, loc: Located, rule_path: Path) -> ir.Codelist:
     """One ``codelists:`` entry of the rule at ``rule_path``; RuleErrors at the entry (or
     at the line of the CSV or sidecar at fault)."""
+    span = loc.span
+    v = _entry(name, loc)
+    system = _code_system(name, v["system"], span) if v.get("system") not in (None, "") else None
+    if "file" in v:
+        f = _from_file(name, v, span, rule_path, system)
+    else:
+        f = _FileCodes(system, _code_entries(name, v, "codes", span),
+                       [c.replace(".", "") for c in _code_entries(name, v, "prefixes", span)], [], [], "", "", (), ())
+    if not f.system:
+        raise RuleError(span, f"codelist {name!r} does not say its code system",
+                        f"add system: snomed (or {', '.join(s for s in CODE_SYSTEMS if s != 'snomed')})")
+    codes = [c.replace(".", "") for c in f.codes] if f.system in _DOTLESS else f.codes
+    try:
+        return ir.Codelist(name, f.system, tuple(codes), tuple(f.prefixes),
+                           tuple(f.categories) if any(f.categories) else (),
+                           tuple(f.weights) if any(w is not None for w in f.weights) else (),
+                           file=f.file, digest=f.digest, provenance=f.provenance, selected=f.selected)
+    except ir.IRTypeError as e:
+        raise RuleError(span, str(e), e.hint) from None
+
+
+def _entry(name: str, loc: Located) -> dict:
+    """The entry as a mapping (a bare string is its file), refused when its keys do not fit
+    together: unknown keys, a file and inline codes, or a file's options without a file."""
     v, span = loc.value, loc.span
     if isinstance(v, str):
         v = {"file": v}
@@ -167,78 +209,86 @@ def load_codelist(name: str, loc: Located, rule_path: Path) -> ir.Codelist:
     if "file" not in v:
         for k in ("column", "category"):
             if k in v:
-                raise RuleError(span, f"codelist {name!r}: {k}: is for a CSV file", f"{{file: codelists/x.csv, {k}: ...}}")
-    system = _code_system(name, v["system"], span) if v.get("system") not in (None, "") else None
+                raise RuleError(span, f"codelist {name!r}: {k}: is for a CSV file",
+                                f"{{file: codelists/x.csv, {k}: ...}}")
+    return v
+
+
+def _from_file(name: str, v: dict, span: Span, rule_path: Path, system: str | None) -> _FileCodes:
+    """The codes of a ``file:`` entry: its code column, its code system (the entry's or the
+    file's ``system`` column), the rows of the chosen categories, and its provenance."""
+    file = str(v["file"])
+    path = confined(rule_path, file, span, "codelist file")
+    data = _read_csv(path, file, span)
+    code_col = _code_column(name, v, file, data, span, system)
+    if not data.rows:
+        raise RuleError(span, f"codelist file {file} has no rows", "an empty codelist matches nothing")
+    system = _file_system(name, file, path, data.rows, system, span)
+    kept = [r for r in data.rows if (r.get(code_col) or "").strip()]
+    provenance = _provenance(rule_path, file, path, span, len(data.rows))
+    selected = _selection(name, v, span)
+    if selected:
+        kept = _in_categories(name, file, data, kept, selected, span)
     codes, prefixes, cats, weights = [], [], [], []
-    file, digest, provenance, selected = "", "", (), ()
-    if "file" in v:
-        file = str(v["file"])
-        path = confined(rule_path, file, span, "codelist file")
-        data = _read_csv(path, file, span)
-        column = str(v["column"]).strip() if v.get("column") not in (None, "") else None
-        if column is not None:
-            if column not in data.columns:
-                raise RuleError(span, f"codelist file {file} has no column {column[:40]!r}",
-                                did_you_mean(column, data.columns) or f"its columns: {', '.join(data.columns)}")
-            if system is None:
-                raise RuleError(span, f"codelist {name!r}: a file read by column: {column} must say its code system",
-                                f"add it: {{file: {file}, system: snomed, column: {column}}} "
-                                f"(or {', '.join(s for s in CODE_SYSTEMS if s != 'snomed')})")
-        elif "code" not in data.columns:
-            hint = None
-            if data.columns:
-                guess = next((c for c in data.columns if c.endswith("_id") or c.endswith("code")), data.columns[0])
-                hint = f"name the code column: {{file: {file}, system: ..., column: {guess}}}"
-            raise RuleError(span, f"codelist file {file} needs a 'code' column (OpenCodelists style)", hint)
-        if not data.rows:
-            raise RuleError(span, f"codelist file {file} has no rows", "an empty codelist matches nothing")
-        code_col = column or "code"
-        rows = data.rows
-        file_systems = {(r.get("system") or "").strip() or None for r in rows}
-        for r in rows:
-            if (r.get("system") or "").strip():
-                _code_system(name, r["system"], Span(str(path), r["_line"], 1))
-        if file_systems - {None}:
-            if len(file_systems) > 1 or (system and system not in file_systems):
-                raise RuleError(span, f"codelist file {file} mixes code systems; use one file per system")
-            system = system or file_systems.pop()
-        kept = [r for r in rows if (r.get(code_col) or "").strip()]
-        provenance = _provenance(rule_path, file, path, span, len(rows))
-        digest = data.digest
-        selected = _selection(name, v, span)
-        if selected:
-            if "category" not in data.columns:
-                raise RuleError(span, f"codelist {name!r}: category: needs a category column, and {file} has none")
-            present = {(r.get("category") or "").strip() for r in kept}
-            for c in selected:
-                if c not in present:
-                    raise RuleError(span, f"codelist {name!r}: {file} has no category {c[:40]!r}",
-                                    did_you_mean(c, sorted(present - {""})) or f"{len(present - {''})} categories in the file")
-            kept = [r for r in kept if (r.get("category") or "").strip() in selected]
-        for r in kept:
-            code = r[code_col].strip()
-            is_prefix = code.endswith("*")
-            (prefixes if is_prefix else codes).append(code.rstrip("*").replace(".", "") if system in _DOTLESS else code.rstrip("*"))
-            cats.append(str(r.get("category") or "").strip() or None)
-            weights.append(_weight(str(r.get("weight") or ""), path, r))
-        # keep categories/weights parallel to codes + prefixes (codes first, then prefixes)
-        is_pref = [r[code_col].strip().endswith("*") for r in kept]
-        cats = [c for c, p in zip(cats, is_pref) if not p] + [c for c, p in zip(cats, is_pref) if p]
-        weights = [w for w, p in zip(weights, is_pref) if not p] + [w for w, p in zip(weights, is_pref) if p]
-    else:
-        codes = _code_entries(name, v, "codes", span)
-        prefixes = [c.replace(".", "") for c in _code_entries(name, v, "prefixes", span)]
-    if not system:
-        raise RuleError(span, f"codelist {name!r} does not say its code system",
-                        f"add system: snomed (or {', '.join(s for s in CODE_SYSTEMS if s != 'snomed')})")
-    if system in _DOTLESS:
-        codes = [c.replace(".", "") for c in codes]
-    try:
-        return ir.Codelist(name, system, tuple(codes), tuple(prefixes),
-                           tuple(cats) if any(cats) else (), tuple(weights) if any(w is not None for w in weights) else (),
-                           file=file, digest=digest, provenance=provenance, selected=selected)
-    except ir.IRTypeError as e:
-        raise RuleError(span, str(e), e.hint) from None
+    for r in kept:
+        code = r[code_col].strip()
+        is_prefix = code.endswith("*")
+        code = code.rstrip("*")
+        (prefixes if is_prefix else codes).append(code.replace(".", "") if system in _DOTLESS else code)
+        cats.append(str(r.get("category") or "").strip() or None)
+        weights.append(_weight(str(r.get("weight") or ""), path, r))
+    # keep categories/weights parallel to codes + prefixes (codes first, then prefixes)
+    is_pref = [r[code_col].strip().endswith("*") for r in kept]
+    cats = [c for c, p in zip(cats, is_pref) if not p] + [c for c, p in zip(cats, is_pref) if p]
+    weights = [w for w, p in zip(weights, is_pref) if not p] + [w for w, p in zip(weights, is_pref) if p]
+    return _FileCodes(system, codes, prefixes, cats, weights, file, data.digest, provenance, selected)
+
+
+def _code_column(name: str, v: dict, file: str, data, span: Span, system: str | None) -> str:
+    """The file's column of codes: ``column:`` (which then needs ``system:``), else ``code``."""
+    column = str(v["column"]).strip() if v.get("column") not in (None, "") else None
+    if column is not None:
+        if column not in data.columns:
+            raise RuleError(span, f"codelist file {file} has no column {column[:40]!r}",
+                            did_you_mean(column, data.columns) or f"its columns: {', '.join(data.columns)}")
+        if system is None:
+            raise RuleError(span, f"codelist {name!r}: a file read by column: {column} must say its code system",
+                            f"add it: {{file: {file}, system: snomed, column: {column}}} "
+                            f"(or {', '.join(s for s in CODE_SYSTEMS if s != 'snomed')})")
+        return column
+    if "code" not in data.columns:
+        hint = None
+        if data.columns:
+            guess = next((c for c in data.columns if c.endswith("_id") or c.endswith("code")), data.columns[0])
+            hint = f"name the code column: {{file: {file}, system: ..., column: {guess}}}"
+        raise RuleError(span, f"codelist file {file} needs a 'code' column (OpenCodelists style)", hint)
+    return "code"
+
+
+def _file_system(name: str, file: str, path: Path, rows: list[dict], system: str | None, span: Span) -> str | None:
+    """The code system: the entry's, or the one the file's ``system`` column names (each
+    value checked at its line); a file naming two systems, or not the entry's, is refused."""
+    file_systems = {(r.get("system") or "").strip() or None for r in rows}
+    for r in rows:
+        if (r.get("system") or "").strip():
+            _code_system(name, r["system"], Span(str(path), r["_line"], 1))
+    if file_systems - {None}:
+        if len(file_systems) > 1 or (system and system not in file_systems):
+            raise RuleError(span, f"codelist file {file} mixes code systems; use one file per system")
+        system = system or file_systems.pop()
+    return system
+
+
+def _in_categories(name: str, file: str, data, kept: list[dict], selected: tuple, span: Span) -> list[dict]:
+    """The rows of the categories ``category:`` chose; each must be in the file."""
+    if "category" not in data.columns:
+        raise RuleError(span, f"codelist {name!r}: category: needs a category column, and {file} has none")
+    present = {(r.get("category") or "").strip() for r in kept}
+    for c in selected:
+        if c not in present:
+            raise RuleError(span, f"codelist {name!r}: {file} has no category {c[:40]!r}",
+                            did_you_mean(c, sorted(present - {""})) or f"{len(present - {''})} categories in the file")
+    return [r for r in kept if (r.get("category") or "").strip() in selected]
 
 
 def codelist_manifest(rule) -> dict:

@@ -31,7 +31,7 @@ class Coverage:
     last: dt.date | None
 
     @classmethod
-    def of(cls, manifest: dict) -> "Coverage":
+    def of(cls, manifest: dict) -> Coverage:
         tables = manifest.get("tables", {})
         ranges = [tables["activity"]["date_range"]] if (tables.get("activity") or {}).get("date_range") else \
             [t["date_range"] for t in tables.values() if t.get("date_range")]

@@ -157,7 +157,7 @@ def append(store_root: str | Path, rows: pa.Table, *, one_per_day: bool = False)
         duplicates = rows.num_rows - len(keep)
         if not keep:
             return None, SCHEMA.empty_table(), duplicates
-        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
         name = f"batch-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         new = rows.take(pa.array(keep, pa.int64()))
         new = new.append_column("recorded_at", pa.array([now] * new.num_rows, SCHEMA.field("recorded_at").type))

@@ -34,8 +34,16 @@ from pathlib import Path
 import pyarrow as pa
 
 from casefind.contract import CONTRACT_VERSION
-from casefind.store.writer import (CURRENT, SNAPSHOTS, SnapshotBuilder, StoreError, check_store_path, lock_store,
-                                   point_current, unlock_store)
+from casefind.store.writer import (
+    CURRENT,
+    SNAPSHOTS,
+    SnapshotBuilder,
+    StoreError,
+    check_store_path,
+    lock_store,
+    point_current,
+    unlock_store,
+)
 
 MODE = 0o700
 FILE = "identities.arrow"

@@ -102,7 +102,7 @@ def record(store_root, *, run_id: str, rule: str, as_of: dt.date, snapshot_id: s
     if path.exists():
         raise ListingError(f"run {run_id} is already registered")
     meta = {"run_id": run_id, "rule": rule, "as_of": as_of.isoformat(), "snapshot_id": str(snapshot_id),
-            "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")}
+            "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
     table = _checked_listed(listed).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
     path.parent.mkdir(exist_ok=True)
     tmp = tmp_path_for(path)

@@ -89,7 +89,7 @@ class Store:
         }
 
     @classmethod
-    def open(cls, root: str | Path) -> "Store":
+    def open(cls, root: str | Path) -> Store:
         root = Path(root)
         link = root / CURRENT
         if not link.exists():
@@ -153,7 +153,8 @@ class Store:
         pidx = pidx[known].astype(np.int32)
         day = pc.cast(log.column("date"), pa.int32()).to_numpy(zero_copy_only=False).astype(np.int32)
         order = np.lexsort((day, pidx))
-        rule = np.searchsorted(self._dicts["text.reviews.rule"], np.asarray(log.column("rule").to_pylist(), dtype=object))
+        rule = np.searchsorted(self._dicts["text.reviews.rule"],
+                               np.asarray(log.column("rule").to_pylist(), dtype=object))
         decision = pc.index_in(log.column("decision"), value_set=pa.array(REVIEW_DECISIONS)).fill_null(-1)
         arrow = pa.table({"patient": pidx[order], "date": day[order],
                           "rule": rule.astype(np.int32)[order],

@@ -78,7 +78,7 @@ def check_store_path(root: Path) -> None:
 def lock_store(root: Path):
     """Take the store's writer lock (one writer at a time; readers never need it); returns
     the open lock file, for ``unlock_store``."""
-    fh = open(root / LOCK, "w")
+    fh = open(root / LOCK, "w")  # noqa: SIM115 -- held open: the lock lasts until unlock_store closes it
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -75,7 +75,8 @@ def _write_truth(folder: pathlib.Path, pop, pid_arrow, polypharmacy: np.ndarray)
     """What is really so, before coding: the QOF conditions each person has now, their eFI
     deficits (the 35 coded kinds and polypharmacy), and the frailty category those give."""
     qof = len(P.QOF)
-    pq.write_table(_pairs(pid_arrow, pop.has[:, :qof], pop.conditions[:qof], "condition"), folder / "conditions.parquet")
+    pq.write_table(_pairs(pid_arrow, pop.has[:, :qof], pop.conditions[:qof], "condition"),
+                   folder / "conditions.parquet")
     deficits = np.column_stack([pop.deficits, polypharmacy])
     names = pop.deficit_names + ["polypharmacy"]
     pq.write_table(_pairs(pid_arrow, deficits, names, "deficit"), folder / "deficits.parquet")
@@ -161,19 +162,45 @@ def generate(patients: int, seed: int, out: pathlib.Path, *, inject_errors: floa
 
 
 def _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject_errors, say, t0) -> SynthResult:
+    """Write the whole output into ``tmp`` (beside ``out``), then swap it in for ``out``."""
     (tmp / "restricted").mkdir()
     (tmp / "_truth").mkdir()
     (tmp / MARKER).write_text("written by casefind synth; `casefind synth --out` may replace this folder\n")
-    pr = pop.practices
-    ext = "csv" if fmt == "csv" else "parquet"
     as_strings = fmt == "csv" or inject_errors > 0
+    tables, truth = _source_tables(pop, pids, pid_arrow, prac_codes, seed, as_strings, inject_errors > 0, say)
+    injected: dict[str, int] = {}
+    if inject_errors > 0:
+        say("errors")
+        tables, injected = _with_errors(tables, pop, pids, seed, inject_errors)
+    say("write")
+    rows = {}
+    ext = "csv" if fmt == "csv" else "parquet"
+    for name, t in tables.items():
+        path = tmp / ("restricted" if TABLES[name].restricted else "") / f"{name}.{ext}"
+        write(t, path, fmt)
+        rows[name] = t.num_rows
+    _write_all_truth(tmp / "_truth", pop, pid_arrow, injected, truth)
+    _swap_in(tmp, out)
+    return SynthResult(out=out, rows=rows, injected=injected, seconds=time.perf_counter() - t0)
+
+
+@dataclass
+class _Truth:
+    """What the generator knows that the source tables only imply, kept for the truth files."""
+    spells: object
+    revascularised: np.ndarray
+    polypharmacy: np.ndarray
+
+
+def _source_tables(pop, pids, pid_arrow, prac_codes, seed, as_strings: bool, numbers_as_strings: bool,
+                   say) -> tuple[dict[str, pa.Table], _Truth]:
+    """Every table of the input contract, in the order the generator's random streams
+    are drawn, as Arrow (strings throughout for CSV or error injection)."""
     tables: dict[str, pa.Table] = {}
 
     def emit(name, cols):
         t = to_arrow(name, cols, pid_arrow)
-        if as_strings:
-            t = stringify(t, numbers=inject_errors > 0)
-        tables[name] = t
+        tables[name] = stringify(t, numbers=numbers_as_strings) if as_strings else t
 
     say("patients")
     emit("patients", {
@@ -183,7 +210,7 @@ def _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject
         "imd_decile": pop.imd, "ethnicity": (list(S.ETHNIC_CATEGORIES), pop.eth),
         "lsoa_code": np.char.add("ZZ01", np.char.zfill(pop.lsoa.astype("U7"), 6)),
     })
-    emit("practices", {k: np.array(pr[k]) for k in S.PRACTICES.names})
+    emit("practices", {k: np.array(pop.practices[k]) for k in S.PRACTICES.names})
     say("activity")
     spells = SP.build(pop, seed)
     emit("activity", E.activity(pop, seed, spells))
@@ -207,43 +234,44 @@ def _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject
     emit("opt_outs", E.opt_outs(pop, seed))
     say("identities")
     emit("identities", identities(pids, prac_codes[pop.practice], seed))
+    return tables, _Truth(spells, revascularised, polypharmacy)
 
-    injected: dict[str, int] = {}
-    if inject_errors > 0:
-        say("errors")
-        index = {p: i for i, p in enumerate(pids)}
-        r = np.random.Generator(np.random.PCG64([seed, 98]))
-        dead = np.flatnonzero(pop.death != NULL)
 
-        def life(col):
-            ix = np.array([index.get(p, 0) for p in col.to_pylist()], np.int64)
-            return pop.birth[ix].astype(np.int64), pop.death[ix].astype(np.int64)
+def _with_errors(tables: dict[str, pa.Table], pop, pids, seed: int, rate: float) -> tuple[dict, dict[str, int]]:
+    """The tables with contract-breaking rows appended, and how many of each were made."""
+    index = {p: i for i, p in enumerate(pids)}
+    r = np.random.Generator(np.random.PCG64([seed, 98]))
+    dead = np.flatnonzero(pop.death != NULL)
 
-        def dead_rows(k):
-            if len(dead) == 0:
-                return [], np.zeros(0, np.int64)
-            ix = dead[r.integers(0, len(dead), k)]
-            return pids[ix], pop.death[ix].astype(np.int64)
+    def life(col):
+        ix = np.array([index.get(p, 0) for p in col.to_pylist()], np.int64)
+        return pop.birth[ix].astype(np.int64), pop.death[ix].astype(np.int64)
 
-        tables, injected = inject(tables, inject_errors, seed, lambda i: pseudonyms(i, seed), life, dead_rows)
+    def dead_rows(k):
+        if len(dead) == 0:
+            return [], np.zeros(0, np.int64)
+        ix = dead[r.integers(0, len(dead), k)]
+        return pids[ix], pop.death[ix].astype(np.int64)
 
-    say("write")
-    rows = {}
-    for name, t in tables.items():
-        path = tmp / ("restricted" if TABLES[name].restricted else "") / f"{name}.{ext}"
-        write(t, path, fmt)
-        rows[name] = t.num_rows
+    return inject(tables, rate, seed, lambda i: pseudonyms(i, seed), life, dead_rows)
+
+
+def _write_all_truth(folder: pathlib.Path, pop, pid_arrow, injected: dict[str, int], truth: _Truth) -> None:
+    """The _truth/ folder: latent risk, the injected counts, the conditions and the spells."""
     traj = np.array(["stable", "rising", "falling"])[pop.trajectory]
     pq.write_table(pa.table({"patient_id": pid_arrow, "latent_risk": pa.array(pop.risk.astype(np.float64)),
-                             "trajectory": pa.array(traj)}), tmp / "_truth" / "latent.parquet")
-    (tmp / "_truth" / "injected.json").write_text(json.dumps(injected, indent=1, sort_keys=True))
-    _write_truth(tmp / "_truth", pop, pid_arrow, polypharmacy)
-    _write_spell_truth(tmp / "_truth", pop, pid_arrow, spells, revascularised)
-    if out.exists():  # swap: the old folder goes only once the new one is complete
+                             "trajectory": pa.array(traj)}), folder / "latent.parquet")
+    (folder / "injected.json").write_text(json.dumps(injected, indent=1, sort_keys=True))
+    _write_truth(folder, pop, pid_arrow, truth.polypharmacy)
+    _write_spell_truth(folder, pop, pid_arrow, truth.spells, truth.revascularised)
+
+
+def _swap_in(tmp: pathlib.Path, out: pathlib.Path) -> None:
+    """Replace ``out`` by the finished build; the old folder goes only once the new one is in place."""
+    if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)
         tmp.rename(out)
         shutil.rmtree(old, ignore_errors=True)
     else:
         tmp.rename(out)
-    return SynthResult(out=out, rows=rows, injected=injected, seconds=time.perf_counter() - t0)

@@ -179,7 +179,8 @@ def _codelist_copy(rule: dict, name: str, where: str) -> tuple[str, str]:
     entry = (rule.get("codelists") or {}).get(name)
     if isinstance(entry, str):
         entry = {"file": entry}
-    if not isinstance(entry, dict) or set(entry) - {"file", "category"} or not isinstance(entry.get("category", ""), str):
+    if (not isinstance(entry, dict) or set(entry) - {"file", "category"}
+            or not isinstance(entry.get("category", ""), str)):
         raise RuleShapeError(f"{where}: codelist {name!r} is {entry!r}; the truth report reads a file "
                              f"(and one category) only")
     path = str(entry["file"]).removeprefix("codelists/")
@@ -205,7 +206,8 @@ def _registers_of(rule: dict, where: str, rules_dir: pathlib.Path) -> list[dict]
     def last_of(feature: str) -> str:
         m = re.fullmatch(r"last\(diagnoses\.date, codelist=(\w+)\)", feats.get(feature, ""))
         if not m:
-            raise RuleShapeError(f"{where}: {feature} is {feats.get(feature)!r}, not last(diagnoses.date, codelist=...)")
+            raise RuleShapeError(f"{where}: {feature} is {feats.get(feature)!r}, "
+                                 "not last(diagnoses.date, codelist=...)")
         return m.group(1)
 
     out = []

@@ -50,7 +50,9 @@ class _Vocab:
         for cond, rows in res.items():
             main = [r for r in rows if r["cluster"].endswith("res_cod")]
             rest = [r for r in rows if not r["cluster"].endswith("res_cod")]
-            w = [1.0 / len(main)] * len(main) if not rest else [0.5 / len(main)] * len(main) + [0.5 / len(rest)] * len(rest)
+            w = [1.0 / len(main)] * len(main)
+            if rest:  # half the weight on the main resolution codes, half on the rest
+                w = [0.5 / len(main)] * len(main) + [0.5 / len(rest)] * len(rest)
             self.resolved[cond] = self._dist([r["code"] for r in main + rest], w)
         other = load_csv("other_codes.csv")
         self.other = self._dist([r["code"] for r in other], [float(r["weight"]) for r in other])
@@ -87,7 +89,9 @@ def primary_diagnoses(pop: Population, seed: int):
     care_day[pop.care_home[0]] = pop.care_home[1]
 
     def add(pid, day, code):
-        pid_parts.append(pid.astype(np.int32)); day_parts.append(day.astype(np.int32)); code_parts.append(code)
+        pid_parts.append(pid.astype(np.int32))
+        day_parts.append(day.astype(np.int32))
+        code_parts.append(code)
 
     for j, cond in enumerate(pop.conditions):
         if cond not in VOCAB.all:
@@ -104,7 +108,8 @@ def primary_diagnoses(pop: Population, seed: int):
                 onset = np.maximum(care_day[idx], pop.birth[idx])
             end = ref[idx]
             if resolved:  # resolved at least a day after onset, before the end
-                end = onset + 1 + np.floor(r.uniform(0.2, 0.95, m) * np.maximum(ref[idx] - onset - 1, 0)).astype(np.int64)
+                room = np.maximum(ref[idx] - onset - 1, 0)
+                end = onset + 1 + np.floor(r.uniform(0.2, 0.95, m) * room).astype(np.int64)
                 end = np.minimum(end, ref[idx])
             add(idx, onset, VOCAB.draw(VOCAB.dx[cond], r, m))
             k = r.poisson(FOLLOW_UPS, m)
@@ -183,7 +188,8 @@ def activity(pop: Population, seed: int, spells):
 
     def add(setting, pid, start, end, cost, diag=None, dest=None, prov=None, spell=None):
         m = len(pid)
-        cols["pid"].append(pid); cols["start"].append(start)
+        cols["pid"].append(pid)
+        cols["start"].append(start)
         cols["end"].append(end if end is not None else np.full(m, NULL, np.int32))
         cols["setting"].append(np.full(m, setting_ix[setting], np.int8))
         c = cost * r.lognormal(0, 0.15, m)
@@ -226,8 +232,10 @@ def activity(pop: Population, seed: int, spells):
     for k in range(40):
         s = pop.as_of - WINDOW + 28 * k
         sel = ch[0][(ch[1] <= s) & (ch_exit >= s)]
-        pid_l.append(sel); st_l.append(np.full(len(sel), s, np.int32))
-    pid = np.concatenate(pid_l).astype(np.int32); start = np.concatenate(st_l)
+        pid_l.append(sel)
+        st_l.append(np.full(len(sel), s, np.int32))
+    pid = np.concatenate(pid_l).astype(np.int32)
+    start = np.concatenate(st_l)
     end = np.minimum(start + 27, pop.exit[pid]).astype(np.int32)
     add("care_home", pid, start, end, 900 * 4 * np.ones(len(pid)))
 
@@ -250,7 +258,8 @@ def merge(a, b):
     out = {}
     for k in a:
         if isinstance(a[k], tuple):
-            va, ia = a[k]; vb, ib = b[k]
+            va, ia = a[k]
+            vb, ib = b[k]
             if not va or va is vb:  # nothing to map (primary care names no spell)
                 out[k] = (vb, np.concatenate([np.asarray(ia, np.int64), np.asarray(ib, np.int64)]))
                 continue
@@ -328,10 +337,16 @@ def observations(pop: Population, seed: int):
     take(4, pop.coded_flag("chronic_kidney_disease") | pop.coded_flag("diabetes"), 1.0)
     kinds, pids, days = [], [], []
     for kind, pid, d in parts:
-        kinds.append(np.full(len(pid), kind, np.int32)); pids.append(pid); days.append(d)
+        kinds.append(np.full(len(pid), kind, np.int32))
+        pids.append(pid)
+        days.append(d)
         if kind == 0:
-            kinds.append(np.full(len(pid), 1, np.int32)); pids.append(pid); days.append(d)
-    kind = np.concatenate(kinds); pid = np.concatenate(pids); d = np.concatenate(days)
+            kinds.append(np.full(len(pid), 1, np.int32))
+            pids.append(pid)
+            days.append(d)
+    kind = np.concatenate(kinds)
+    pid = np.concatenate(pids)
+    d = np.concatenate(days)
     n = len(pid)
     z = r.normal(0, 1, n)
     val = np.select(
@@ -356,7 +371,8 @@ def experience(pop: Population, seed: int):
     pid, d = _events(pop, r, np.where(ltc & (pop.age >= 16) & (r.random(pop.n) < 0.25), 0.5, 0.0))
     n = len(pid)
     measure = np.tile(np.arange(4), n)
-    pid4 = np.repeat(pid, 4); d4 = np.repeat(d, 4)
+    pid4 = np.repeat(pid, 4)
+    d4 = np.repeat(d, 4)
     f = pop.frail[pid4]
     z = r.normal(0, 1, 4 * n)
     val = np.select([measure == 0, measure == 1, measure == 2, measure == 3],

@@ -151,7 +151,8 @@ def build(n: int, seed: int, as_of: int) -> Population:
     pr = _practices(n, r)
     practice = r.choice(len(pr["weight"]), n, p=pr["weight"]).astype(np.int32)
     imd = np.clip(np.rint(pr["imd_mean"][practice] + r.normal(0, 2.0, n)), 1, 10).astype(np.int8)
-    _ep = np.array([74, 1.5, 1.5, 1, 1, 1, 0.5, 1, 3, 2.5, 1, 1, 1.6, 1.4, 1, 1, 5.5]); eth = r.choice(17, n, p=_ep / _ep.sum()).astype(np.int8)
+    _ep = np.array([74, 1.5, 1.5, 1, 1, 1, 0.5, 1, 3, 2.5, 1, 1, 1.6, 1.4, 1, 1, 5.5])
+    eth = r.choice(17, n, p=_ep / _ep.sum()).astype(np.int8)
     lsoa = (practice * 20 + r.integers(0, 20, n)).astype(np.int32)
     frail = (r.normal(0, 1, n) + 0.3 * (5.5 - imd) / 4.5).astype(np.float32)
     # registration: most long-standing, ~5%/year joined in the window, never before birth
@@ -171,7 +172,8 @@ def build(n: int, seed: int, as_of: int) -> Population:
     leave_at = leave_lo + np.floor(r.random(n) * (as_of - leave_lo + 1)).astype(np.int64)
     reg_end = np.where(leaves, leave_at, NULL).astype(np.int32)
     reg_end = np.where(dies, death, reg_end).astype(np.int32)
-    reg_start = np.where((reg_end != NULL) & (reg_start > reg_end), np.maximum(birth, reg_end - 365), reg_start).astype(np.int32)
+    reg_start = np.where((reg_end != NULL) & (reg_start > reg_end), np.maximum(birth, reg_end - 365),
+                         reg_start).astype(np.int32)
     age_now = np.where(death != NULL, (death - birth) / 365.25, age)
     return Population(n, as_of, birth, sex, practice, reg_start, reg_end, death, imd, eth, lsoa,
                       age_now.astype(np.float32), frail, pr)

@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from casefind.contract.schema import ADMISSION_SETTINGS, TRANSFER_DAYS
 from casefind.contract.dates import shift_date
+from casefind.contract.schema import ADMISSION_SETTINGS, TRANSFER_DAYS
 from casefind.synth._common import load_csv
 
 NUL = -(2 ** 31)
@@ -62,8 +62,9 @@ def _days(col) -> np.ndarray:
 def _num(col) -> np.ndarray:
     col = col.combine_chunks()
     if pa.types.is_string(col.type):
-        col = pc.cast(col, pa.float64(), safe=False) if False else pa.array(
-            [float(x) if x not in (None, "") and x.replace(".", "", 1).lstrip("-").isdigit() else np.nan for x in col.to_pylist()])
+        # a number or NaN: injected errors ("abc", "two") read as missing, not as a failure
+        col = pa.array([float(x) if x not in (None, "") and x.replace(".", "", 1).lstrip("-").isdigit() else np.nan
+                        for x in col.to_pylist()])
     return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
@@ -98,7 +99,8 @@ class _Folder:
         self.exit = np.where((self.rend != NUL) & (self.rend < ex), self.rend, ex)
 
     def index(self, col) -> np.ndarray:
-        return pc.index_in(_strings(col), value_set=self.pid).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        found = pc.index_in(_strings(col), value_set=self.pid).fill_null(-1)
+        return found.to_numpy(zero_copy_only=False).astype(np.int64)
 
     def day(self, months: int) -> int:
         return (shift_date(self.as_of, months=-months) - dt.date(1970, 1, 1)).days
@@ -202,7 +204,7 @@ class _Folder:
         for people with no index admission."""
         rows = _codelist("rule_hfrs_icd10.csv")
         a = self.activity
-        ok = (a["setting"] == "emergency_admission") & (a["start"] > self.day(12)) & (a["start"] <= self.A) & (a["pid"] >= 0)
+        ok = self._emergency_last_year()
         index = np.full(self.n, NUL, np.int64)
         np.maximum.at(index, a["pid"][ok], a["start"][ok])
         epoch = dt.date(1970, 1, 1)
@@ -242,7 +244,8 @@ class _Folder:
         same = np.r_[False, pid[1:] == pid[:-1]]
         prev_end = np.r_[NUL, end[:-1]].astype(np.int64)
         gap = start - prev_end
-        cont = same & (np.r_[None, dest[:-1]] == "other_hospital") & (prev_end != NUL) & (gap >= 0) & (gap <= TRANSFER_DAYS)
+        cont = (same & (np.r_[None, dest[:-1]] == "other_hospital") & (prev_end != NUL)
+                & (gap >= 0) & (gap <= TRANSFER_DAYS))
         previous = np.where(~cont & same & (prev_end != NUL), prev_end, NUL)
         code = np.array([x if isinstance(x, str) else "" for x in diag], dtype=object)
         cancer = np.array([len(x) >= 3 and x[0] == "C" and x[1:3].isdigit() and int(x[1:3]) <= 97 for x in code], bool)
@@ -263,10 +266,14 @@ class _Folder:
         out[pid[rows]] = _num(t.column("value"))[rows]  # the last write per person is the latest
         return out
 
-    def emergency_12m(self) -> np.ndarray:
+    def _emergency_last_year(self) -> np.ndarray:
+        """Which activity rows are emergency admissions of a known patient in the last 12 months."""
         a = self.activity
-        ok = (a["setting"] == "emergency_admission") & (a["start"] > self.day(12)) & (a["start"] <= self.A) & (a["pid"] >= 0)
-        return np.bincount(a["pid"][ok], minlength=self.n)
+        recent = (a["start"] > self.day(12)) & (a["start"] <= self.A)
+        return (a["setting"] == "emergency_admission") & recent & (a["pid"] >= 0)
+
+    def emergency_12m(self) -> np.ndarray:
+        return np.bincount(self.activity["pid"][self._emergency_last_year()], minlength=self.n)
 
     def truth(self, name: str, column: str) -> tuple[list[str], np.ndarray]:
         t = pq.read_table(self.out / "_truth" / f"{name}.parquet")
@@ -311,26 +318,48 @@ def transfer_share(folder: _Folder, months: int = 12) -> float:
     return 100 * float((em & (s["dest"] == "other_hospital")).sum()) / max(1, int(em.sum()))
 
 
-def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[CalibrationRow]:
-    f = _Folder(out_dir, as_of)
-    out, A, n, age, cur = f.out, f.A, f.n, f.age, f.cur
-    death, rstart, exit_ = f.death, f.rstart, f.exit
-    y0 = A - 365
-    expo = np.clip(np.minimum(exit_, A) - np.maximum(rstart, y0), 0, 365) / 365.0
-    py = expo.sum()
-    rows: list[CalibrationRow] = []
+class _Rows(list):
+    """Calibration rows as they are measured, each with its target and accepted range."""
 
-    def add(m, target, lo, hi, actual):
-        rows.append(CalibrationRow(m, round(target, 3), round(lo, 3), round(hi, 3), round(float(actual), 3),
+    def add(self, measure: str, target: float, lo: float, hi: float, actual) -> None:
+        self.append(CalibrationRow(measure, round(target, 3), round(lo, 3), round(hi, 3), round(float(actual), 3),
                                    bool(lo <= actual <= hi)))
 
+
+def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[CalibrationRow]:
+    """A generated folder measured against the published figures it is calibrated to
+    (age structure, QOF prevalence, frailty, hospital use, deaths, practices, costs)."""
+    f = _Folder(out_dir, as_of)
+    rows = _Rows()
+    _population_rows(rows, f)
+    _prevalence_rows(rows, f)
+    _frailty_and_hospital_rows(rows, f)
+    _activity_rows(rows, f)
+    _organisation_rows(rows, f)
+    return list(rows)
+
+
+def _exposure(f: _Folder) -> np.ndarray:
+    """Each patient's years registered and alive in the last year (0 to 1)."""
+    y0 = f.A - 365
+    return np.clip(np.minimum(f.exit, f.A) - np.maximum(f.rstart, y0), 0, 365) / 365.0
+
+
+def _population_rows(rows: _Rows, f: _Folder) -> None:
+    """The share of the registered population in each ONS age band."""
+    cur, age = f.cur, f.age
     for a in load_csv("age_structure.csv"):
         lo, hi = int(a["lower"]), int(a["upper"] or 200) + 1
         t = float(a["percent_of_population"])
-        add(f"population % aged {a['age_band']}", t, t * 0.75, t * 1.25, 100 * (cur & (age >= lo) & (age < hi)).sum() / cur.sum())
+        rows.add(f"population % aged {a['age_band']}", t, t * 0.75, t * 1.25,
+                 100 * (cur & (age >= lo) & (age < hi)).sum() / cur.sum())
 
+
+def _prevalence_rows(rows: _Rows, f: _Folder) -> None:
+    """QOF register prevalence, each among the register's age group (palliative care from
+    the registers table, the others from the conditions' codes)."""
     register = f.register()
-    regs = _read(out, "registers")
+    regs = _read(f.out, "registers")
     ri = f.index(regs.column("patient_id"))
     rname = _strings(regs.column("register")).to_numpy(zero_copy_only=False)
     rendd = _days(regs.column("end_date"))
@@ -338,25 +367,36 @@ def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[
         c = row["condition"]
         t = float(row["percent_of_register_population"])
         min_age = 0 if row["register_age"] == "all" else int(row["register_age"].rstrip("+"))
-        den = cur & (age >= min_age)
+        den = f.cur & (f.age >= min_age)
         if c == "palliative_care":
-            on = np.zeros(n, bool)
+            on = np.zeros(f.n, bool)
             on[ri[(rname == "palliative_care") & (rendd == NUL) & (ri >= 0)]] = True
         else:
             on = register[c]
-        add(f"prevalence % {c} ({row['register_age']})", t, t * 0.75, t * 1.25, 100 * (on & den).sum() / den.sum())
+        rows.add(f"prevalence % {c} ({row['register_age']})", t, t * 0.75, t * 1.25,
+                 100 * (on & den).sum() / den.sum())
 
+
+def _frailty_and_hospital_rows(rows: _Rows, f: _Folder) -> None:
+    """eFI bands among the 65+, HFRS among the 75+ admitted, readmissions and transfers."""
     # eFI: the 35 coded deficits of the published eFI code set, plus polypharmacy
     efi = f.efi_deficits(_codelist("published_efi_snomed.csv")) / 36
-    old = cur & (age >= 65)
-    add("% of 65+ with eFI > 0.24 (moderate/severe)", 12.5, 10, 15, 100 * (old & (efi > 0.24)).sum() / old.sum())
-    add("% of 65+ fit (eFI <= 0.12)", 50, 35, 65, 100 * (old & (efi <= 0.12)).sum() / old.sum())
+    old = f.cur & (f.age >= 65)
+    rows.add("% of 65+ with eFI > 0.24 (moderate/severe)", 12.5, 10, 15, 100 * (old & (efi > 0.24)).sum() / old.sum())
+    rows.add("% of 65+ fit (eFI <= 0.12)", 50, 35, 65, 100 * (old & (efi <= 0.12)).sum() / old.sum())
     share, _ = hfrs_high_share(f)
-    add("% HFRS > 15 among 75+ with an emergency admission", *HFRS_HIGH_TARGET, share)
+    rows.add("% HFRS > 15 among 75+ with an emergency admission", *HFRS_HIGH_TARGET, share)
     share, _ = readmission_share(f)
-    add("% of emergency admissions within 30 days of a discharge (readmissions)", *READMISSION_TARGET, share)
-    add("% of emergency spells ending in a transfer to another hospital", *TRANSFER_TARGET, transfer_share(f))
+    rows.add("% of emergency admissions within 30 days of a discharge (readmissions)", *READMISSION_TARGET, share)
+    rows.add("% of emergency spells ending in a transfer to another hospital", *TRANSFER_TARGET, transfer_share(f))
 
+
+def _activity_rows(rows: _Rows, f: _Folder) -> None:
+    """Last year's activity per person-year: emergency admissions (overall, 85+, and how
+    concentrated in the riskiest), A&E, outpatients, GP appointments, and deaths."""
+    A, n, y0 = f.A, f.n, f.A - 365
+    expo = _exposure(f)
+    py = expo.sum()
     act = f.activity
     ai, ad, setting = act["pid"], act["start"], act["setting"]
     last = (ad > y0) & (ad <= A) & (ai >= 0)
@@ -365,42 +405,49 @@ def calibration_report(out_dir, as_of: dt.date = dt.date(2026, 10, 31)) -> list[
         return ((setting == s) & last).sum() / py
 
     em = (setting == "emergency_admission") & last
-    add("emergency admissions per 1,000 a year", 85, 60, 120, 1000 * em.sum() / py)
-    o85 = age >= 85
-    add("emergency admissions per 1,000 a year, 85+", 450, 250, 800, 1000 * np.isin(ai[em], np.flatnonzero(o85)).sum() / expo[o85].sum())
-    truth = pq.read_table(out / "_truth" / "latent.parquet")
-    ti = f.index(truth.column("patient_id"))
-    risk = np.zeros(n); risk[ti] = truth.column("latent_risk").to_numpy()
+    rows.add("emergency admissions per 1,000 a year", 85, 60, 120, 1000 * em.sum() / py)
+    o85 = f.age >= 85
+    rows.add("emergency admissions per 1,000 a year, 85+", 450, 250, 800,
+             1000 * np.isin(ai[em], np.flatnonzero(o85)).sum() / expo[o85].sum())
+    truth = pq.read_table(f.out / "_truth" / "latent.parquet")
+    risk = np.zeros(n)
+    risk[f.index(truth.column("patient_id"))] = truth.column("latent_risk").to_numpy()
     live = expo > 0
     k = max(1, int(0.005 * live.sum()))
     top = np.flatnonzero(live)[np.argsort(-risk[live], kind="stable")[:k]]
     cnt = np.bincount(ai[em], minlength=n)
-    add("top 0.5% by latent risk: admission rate x average", 17.5, 15, 20,
-        (cnt[top].sum() / expo[top].sum()) / (em.sum() / py))
-    add("A&E attendances per 1,000 a year", 400, 300, 500, 1000 * per_person("ae"))
-    add("outpatient attendances a person a year", 1.7, 1.3, 2.1, per_person("outpatient"))
-    add("GP appointments a person a year", 5.0, 4.0, 6.0, per_person("gp"))
-    add("deaths per 1,000 a year", 10, 7, 13, 1000 * ((death > y0) & (death <= A)).sum() / py)
-    oo = _read(out, "opt_outs")
-    oi = f.index(oo.column("patient_id"))
-    opted = np.zeros(n, bool); opted[oi[oi >= 0]] = True
-    add("% opted out (type1 or ndo)", 4, 2, 6, 100 * (opted & cur).sum() / cur.sum())
-    pr = _read(out, "practices")
-    add("mean practice list size", 8000, 5000, 11000, cur.sum() / pr.num_rows)
+    rows.add("top 0.5% by latent risk: admission rate x average", 17.5, 15, 20,
+             (cnt[top].sum() / expo[top].sum()) / (em.sum() / py))
+    rows.add("A&E attendances per 1,000 a year", 400, 300, 500, 1000 * per_person("ae"))
+    rows.add("outpatient attendances a person a year", 1.7, 1.3, 2.1, per_person("outpatient"))
+    rows.add("GP appointments a person a year", 5.0, 4.0, 6.0, per_person("gp"))
+    rows.add("deaths per 1,000 a year", 10, 7, 13, 1000 * ((f.death > y0) & (f.death <= A)).sum() / py)
+
+
+def _organisation_rows(rows: _Rows, f: _Folder) -> None:
+    """Opt-outs, practice list sizes, practices per locality and the cost of a spell."""
+    oi = f.index(_read(f.out, "opt_outs").column("patient_id"))
+    opted = np.zeros(f.n, bool)
+    opted[oi[oi >= 0]] = True
+    rows.add("% opted out (type1 or ndo)", 4, 2, 6, 100 * (opted & f.cur).sum() / f.cur.sum())
+    pr = _read(f.out, "practices")
+    rows.add("mean practice list size", 8000, 5000, 11000, f.cur.sum() / pr.num_rows)
     k_pr = pr.num_rows
     # 5-10 a locality; a population of under 10 practices still has 2 localities, so there
     # the floor is half the practices
-    add("practices per locality", 7.5, min(5, k_pr / 2), 10,
-        k_pr / len(set(_strings(pr.column("locality_code")).to_pylist())))
-    cost = _num(act["table"].column("cost"))
-    add("mean cost per emergency spell (GBP)", 3200, 2600, 4200, np.nanmean(cost[setting == "emergency_admission"]))
-    return rows
+    rows.add("practices per locality", 7.5, min(5, k_pr / 2), 10,
+             k_pr / len(set(_strings(pr.column("locality_code")).to_pylist())))
+    cost = _num(f.activity["table"].column("cost"))
+    setting = f.activity["setting"]
+    rows.add("mean cost per emergency spell (GBP)", 3200, 2600, 4200,
+             np.nanmean(cost[setting == "emergency_admission"]))
 
 
 def format_markdown(rows: list[CalibrationRow]) -> str:
     lines = ["| measure | target | range | actual | ok |", "|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.measure} | {r.target:g} | {r.low:g}–{r.high:g} | {r.actual:g} | {'yes' if r.ok else '**no**'} |")
+        ok = "yes" if r.ok else "**no**"
+        lines.append(f"| {r.measure} | {r.target:g} | {r.low:g}–{r.high:g} | {r.actual:g} | {ok} |")
     return "\n".join(lines)
 
 

@@ -45,7 +45,8 @@ SETTINGS = ("emergency_admission", "elective_admission")
 KINDS = ("index", "readmission", "transfer", "transfer_late")  # what the generator made a spell as
 INDEX, READMISSION, TRANSFER, TRANSFER_LATE = range(4)
 _DEST = {d: i for i, d in enumerate(S.DISCHARGE_DESTINATIONS)}
-HOME, CARE_HOME, DIED, OTHER_HOSPITAL, OTHER = (_DEST[d] for d in ("home", "care_home", "died", "other_hospital", "other"))
+HOME, CARE_HOME, DIED, OTHER_HOSPITAL, OTHER = (
+    _DEST[d] for d in ("home", "care_home", "died", "other_hospital", "other"))
 FAR = np.int64(1) << 40  # "no next spell"
 
 # index emergency admissions a year = BASE_EMERGENCY x latent risk: readmissions and transfers
@@ -375,7 +376,8 @@ def _finalise(pop, r, sp: dict) -> dict:
     death = pop.death[pid].astype(np.int64)
     dead = last & (pop.death[pid] != NULL)
     u = r.random(n)
-    died = dead & ((sp["end"] >= death) | ((sp["setting"] == EMERGENCY) & (death - sp["start"] <= 30) & (u < IN_HOSPITAL_DEATH)))
+    died_after_admission = (sp["setting"] == EMERGENCY) & (death - sp["start"] <= 30) & (u < IN_HOSPITAL_DEATH)
+    died = dead & ((sp["end"] >= death) | died_after_admission)
     sp["end"] = np.where(died, death, sp["end"])
     sp["dest"] = np.where(died, DIED, sp["dest"]).astype(np.int8)
     over = ~died & (sp["end"] > pop.exit[pid])
@@ -465,7 +467,8 @@ def truth(sp: Spells) -> dict:
     previous = np.where(starts_after, prev_end, NULL)
     readmit = starts_after & (c["setting"] == EMERGENCY) & (gap >= 0) & (gap <= 29)
     codes = np.array(sp.icd.codes + [""], dtype=object)[c["diag"]]
-    cancer = np.array([x[:1] == "C" and x[1:3].isdigit() and int(x[1:3]) <= 97 for x in sp.icd.codes] + [False])[c["diag"]]
+    is_cancer = [x[:1] == "C" and x[1:3].isdigit() and int(x[1:3]) <= 97 for x in sp.icd.codes]  # C00-C97
+    cancer = np.array([*is_cancer, False])[c["diag"]]
     obstetric = sp.icd.starts(["O"])[c["diag"]]
     excluded = np.where(cancer, "cancer", np.where(obstetric, "obstetrics", None))
     return {"cips_position": cips.astype(np.int32), "previous_discharge": previous.astype(np.int32),
@@ -531,7 +534,9 @@ def hospital_diagnoses(pop: Population, seed: int, spells: Spells) -> dict:
     sp_parts, code_parts, pri_parts = [spell], [c["diag"].astype(np.int32)], [np.zeros(n)]
 
     def add(sel, codes):
-        sp_parts.append(sel); code_parts.append(codes); pri_parts.append(1 + r.random(len(sel)))
+        sp_parts.append(sel)
+        code_parts.append(codes)
+        pri_parts.append(1 + r.random(len(sel)))
 
     cancer = pop.conditions.index("cancer")
     has = pop.has[pid]  # each spell's person's true states
@@ -547,8 +552,8 @@ def hospital_diagnoses(pop: Population, seed: int, spells: Spells) -> dict:
     chemo = spell[(c["cond"] == cancer) & elective & (r.random(n) < CHEMO_SITE)]
     add(chemo, spells.site[pid[chemo]])
     age = _age_at(pop, pid, start)
-    lam = (RECORDING * _PER_SPELL["acute"] * np.interp(age, *_ACUTE_AGE) * np.exp(ACUTE_PER_DEFICIT * pop.deficits[pid].sum(1))
-           * np.where(elective, ELECTIVE_ACUTE, 1.0))
+    lam = (RECORDING * _PER_SPELL["acute"] * np.interp(age, *_ACUTE_AGE)
+           * np.exp(ACUTE_PER_DEFICIT * pop.deficits[pid].sum(1)) * np.where(elective, ELECTIVE_ACUTE, 1.0))
     sel = np.repeat(spell, r.poisson(lam))
     add(sel, _Vocab.draw(dists["acute"], r, len(sel)))
     sel = np.repeat(spell, r.poisson(_PER_SPELL["background"] * np.interp(age, *_BACKGROUND_AGE)))
