@@ -97,6 +97,46 @@ def weighted_hierarchy(stamp, weights, p, above_ptr, above):
     return total
 
 
+# --- codelist groups: many slots, each one codelist, one lookup per row ---------------------
+# A group's member m counts its rows (cnt), those with a date (nd), and keeps the first and
+# last of those dates; what it outputs is its kind: exists, count, last, first, days_since.
+GROUP_EXISTS, GROUP_COUNT, GROUP_LAST, GROUP_FIRST, GROUP_DAYS_SINCE = 0, 1, 2, 3, 4
+NULL_DAY = -2147483648
+
+
+@nb.njit(cache=True, nogil=True)
+def group_row(ptr, members, code, day, cnt, nd, first, last):
+    """One row with code index ``code`` (>= 0) dated ``day``: every member whose codelist
+    holds the code (CSR ``ptr``/``members``) counts it."""
+    for j in range(ptr[code], ptr[code + 1]):
+        m = members[j]
+        cnt[m] += 1
+        if day != NULL_DAY:
+            if nd[m] == 0:
+                first[m] = day
+            last[m] = day
+            nd[m] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def group_emit(kind, cnt, nd, first, last, day, out, ok, t, q):
+    """Each member's output at period ``t``, patient position ``q`` (``day``: the period's
+    date, for days_since)."""
+    for m in range(kind.shape[0]):
+        k, c, d = kind[m], cnt[m], nd[m]
+        ok[m, t, q] = True if k <= GROUP_COUNT else d > 0
+        if k == GROUP_EXISTS:
+            out[m, t, q] = 1 if c > 0 else 0
+        elif k == GROUP_COUNT:
+            out[m, t, q] = c
+        elif k == GROUP_LAST:
+            out[m, t, q] = last[m] if d else 0
+        elif k == GROUP_FIRST:
+            out[m, t, q] = first[m] if d else 0
+        else:
+            out[m, t, q] = day - (last[m] if d else NULL_DAY)
+
+
 # --- per-row values (a filter or value= computed on each event row) -------------------------
 # Arithmetic on row values is done in float64 with nan for a missing value, as the reference
 # engine's SQL defines it: a result that is not finite (or, for whole numbers, beyond 64 bits)

@@ -90,3 +90,37 @@ def test_runtime_matches_reference(func, reference, args):
         assert np.isnan(got)
     else:
         assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def _group(codes, days, member_sets, kinds, day):
+    """A codelist group's outputs by its definition: per member, over the rows whose code
+    its codelist holds, exists / count / last / first / days_since of the dated ones."""
+    out, ok = [], []
+    for members, k in zip(member_sets, kinds):
+        hit = [d for c, d in zip(codes, days) if c in members]
+        dated = [d for d in hit if d != rt.NULL_DAY]
+        v = [int(bool(hit)), len(hit), dated[-1] if dated else 0, dated[0] if dated else 0,
+             day - (dated[-1] if dated else rt.NULL_DAY)][k]
+        out.append(v)
+        ok.append(True if k <= rt.GROUP_COUNT else bool(dated))
+    return out, ok
+
+
+@pytest.mark.parametrize("codes, days", [
+    ([], []), ([0, 2, 1, 2], [5, 6, 9, 12]), ([1, 1, 3], [rt.NULL_DAY, 4, 8]), ([2], [rt.NULL_DAY])])
+def test_codelist_group_matches_its_definition(codes, days):
+    member_sets = [{0, 2}, {1}, {2, 3}, {1, 2}, {0, 1, 2, 3}]
+    kinds = np.array([0, 1, 2, 3, 4], dtype=np.int64)
+    ptr = np.zeros(5, dtype=np.int64)
+    ids = []
+    for c in range(4):
+        ids += [m for m, s in enumerate(member_sets) if c in s]
+        ptr[c + 1] = len(ids)
+    cnt, nd, first, last = (np.zeros(5, dtype=np.int64) for _ in range(4))
+    for c, d in zip(codes, days):
+        rt.group_row(ptr, np.array(ids, dtype=np.int64), c, d, cnt, nd, first, last)
+    out, ok = np.full((5, 1, 2), -9, dtype=np.int64), np.zeros((5, 1, 2), dtype=np.bool_)
+    rt.group_emit(kinds, cnt, nd, first, last, 20, out, ok, 0, 1)
+    want_out, want_ok = _group(codes, days, member_sets, kinds, 20)
+    assert out[:, 0, 1].tolist() == want_out and ok[:, 0, 1].tolist() == want_ok
+    assert (out[:, 0, 0] == -9).all()

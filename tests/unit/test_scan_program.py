@@ -14,7 +14,7 @@ from casefind.contract import TABLES
 from casefind.engines import native
 from casefind.engines.native_codegen import generate, lower
 from casefind.engines.reducers import REDUCERS, reducer_for
-from casefind.engines.scan_program import CodelistArg, DaysArg, OutArg, PatientsArg, ValidArg
+from casefind.engines.scan_program import CodelistArg, DaysArg, GroupValidArg, OutArg, PatientsArg, ValidArg
 from casefind.lists.run import rule_expressions
 from casefind.plan import make_plan
 from casefind.rules import ir
@@ -44,8 +44,12 @@ def test_lowering_types_every_argument_and_slot(store, rule):
         assert not any(isinstance(a, tuple) for a in prog.args.values())
         for sp in prog.slots:
             red = reducer_for(sp.slot.node, TABLES[table])
-            assert prog.args[sp.out] == OutArg(sp.index, np.dtype(red.dtype).name)
             assert (sp.ok is not None) == red.has_valid
+            if sp.member is not None:  # in a codelist group: its member of the group's outputs
+                assert prog.args[sp.out].slots[sp.member] == sp.index
+                assert not sp.ok or isinstance(prog.args[sp.ok], GroupValidArg)
+                continue
+            assert prog.args[sp.out] == OutArg(sp.index, np.dtype(red.dtype).name)
             if sp.ok:
                 assert isinstance(prog.args[sp.ok], ValidArg)
         assert all(len(prog.args[b.days].days) == 1 for b in prog.bounds)
@@ -98,3 +102,17 @@ def test_patients_scans_only_theirs_and_gives_their_rows(store, rule):
     assert part.column("patient").to_pylist() == [0, 3, 77, 201, 1390]
     assert part.equals(full.take([0, 3, 77, 201, 1390]))
     assert native.ENGINE.evaluate(store, exprs, r.as_of, r.population, patients=some).equals(part)
+
+
+def test_codelist_slots_of_one_loop_share_one_lookup_and_one_walk(store):
+    """multimorbidity's thirty register codelists over diagnoses: one codelist group (its
+    source does not grow with the codelists); in a KPI, rows up to each period's date are
+    walked once for every period."""
+    _, plan = _plan(RULES / "multimorbidity.yml")
+    src = generate("diagnoses", plan.scans["diagnoses"], store).source
+    assert src.count("rt.group_row(") == 1 and "cl_hyp_cod" not in src
+    ends = [dt.date(2026, m, 28) for m in range(1, 13)]
+    periods = [(d, 28) for d in ends]
+    _, twelve = _plan(RULES / "multimorbidity.yml", periods)
+    prog = lower("diagnoses", twelve.scans["diagnoses"], store, tuple(28 for _ in ends))
+    assert any(b.walk and b.groups for b in prog.blocks)

@@ -31,6 +31,8 @@ from casefind.engines.scan_program import (
     ColumnArg,
     ConstArg,
     DaysArg,
+    GroupOutArg,
+    GroupValidArg,
     OffsetsArg,
     OutArg,
     PatientsArg,
@@ -244,7 +246,7 @@ class NativeEngine:
         """Every table's kernel over its work items, all tables' items on one thread pool;
         per period, each slot's values."""
         results: list[dict] = [{} for _ in self.periods]
-        calls = []
+        calls, outputs = [], []
         days = tuple(p for _, p in self.periods)
         for table, slots in scans.items():
             ks = generate(table, slots, self.store, days)
@@ -257,13 +259,17 @@ class NativeEngine:
                 kernel = load_kernel(ks.name, ks.source)
                 kernel(0, 0, *args)  # compile (or load from the cache) here, not on the pool
                 calls += [(kernel, q0, q1, args) for q0, q1 in self._work_items(t.offsets)]
-            named = dict(zip(ks.program.args, args))
-            for sp in ks.program.slots:
+            outputs.append((ks.program, dict(zip(ks.program.args, args))))
+        _run_calls(calls)
+        for prog, named in outputs:  # after the kernels: a group's outputs are cast (copied)
+            for sp in prog.slots:
                 values = named[sp.out]
-                valid = named[sp.ok] if sp.ok else np.ones(values.shape, dtype=np.bool_)
+                valid = named[sp.ok] if sp.ok else np.ones(values.shape[-2:], dtype=np.bool_)
+                if sp.member is not None:  # a codelist group's int64 outputs: the slot's own type
+                    values = values[sp.member].astype(_dtype(sp), copy=False)
+                    valid = valid[sp.member] if sp.ok else valid
                 for i, d in enumerate(sp.slot.dates or (sp.slot.as_of,)):
                     results[i][(sp.slot.node, d)] = Vec(values[i], valid[i], sp.labels)
-        _run_calls(calls)
         return [{key: _as_codes(v) if v.labels is not None else v for key, v in r.items()} for r in results]
 
     def _work_items(self, offsets: np.ndarray) -> list[tuple[int, int]]:
@@ -288,6 +294,10 @@ class NativeEngine:
             if rowless:
                 return (np.ones if isinstance(a, ValidArg) and a.empty else np.zeros)(shape, dtype=dtype)
             return np.empty(shape, dtype=dtype)
+        if isinstance(a, (GroupOutArg, GroupValidArg)):  # rowless: 0 and missing, as the reducers give
+            full = (len(a.slots), *shape)
+            dtype = np.int64 if isinstance(a, GroupOutArg) else np.bool_
+            return np.zeros(full, dtype=dtype) if rowless else np.empty(full, dtype=dtype)
         if isinstance(a, (ConstArg, CodelistArg)):
             return a.value
         if isinstance(a, DaysArg):
@@ -726,6 +736,14 @@ class NativeEngine:
             return Vec(100.0 * below / pool, valid)
         above = pool - at_most
         return Vec((above < n.fraction * pool) & valid, np.ones(self.n(), bool))
+
+def _dtype(sp) -> np.dtype:
+    """The output type of a slot's reducer."""
+    from casefind.contract import TABLES
+    from casefind.engines.reducers import reducer_for
+
+    return np.dtype(reducer_for(sp.slot.node, TABLES[sp.slot.table]).dtype)
+
 
 def _as_codes(v: Vec) -> Vec:
     """A scan's text output (indices into its labels, held as floats) as label codes."""

@@ -15,6 +15,7 @@ import datetime as dt
 import functools
 import hashlib
 import importlib.util
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,15 @@ import numpy as np
 
 from casefind.contract import TABLES
 from casefind.contract.dates import NULL_DAY, shift_date, to_day
-from casefind.engines.reducers import IN_BAND, SlotContext, reducer_for
+from casefind.engines.reducers import GROUP_MIN, IN_BAND, CodelistGroup, SlotContext, group_kind, reducer_for
 from casefind.engines.scan_program import (
     Bound,
     CodelistArg,
     ColumnArg,
     ConstArg,
     DaysArg,
+    GroupOutArg,
+    GroupValidArg,
     OffsetsArg,
     OutArg,
     PatientsArg,
@@ -400,6 +403,10 @@ class _Windows:
             return self.upto(ds, *n.window.start), end, f"({_ago(label, *n.window.start)}, {_ago(label, *n.window.end)}]"
         return "lo", end, f"up to {label}"
 
+    def bound_days(self, var: str) -> str:
+        """The DaysArg a bound variable is found with."""
+        return next(b.days for b in self.bounds.values() if b.var == var)
+
     def sorted_bounds(self) -> list[Bound]:
         """Latest bound first: each walk starts where the previous one stopped (the walk is
         right in either direction, quick in this one)."""
@@ -437,11 +444,25 @@ def lower(table: str, slots: list[Slot], store, period_days: tuple = (None,)) ->
     reducers = [reducer_for(s.node, g.spec) for s in slots]
     g.slot_dates = [s.dates or (s.as_of,) for s in slots]
     rows = [w.of(s, ds) for s, ds in zip(slots, g.slot_dates)]
-    tests = [_test(g, w, s, ds) for s, ds in zip(slots, g.slot_dates)]
+    grouped = _codelist_groups(g, slots, reducers, rows)
+    tests = ["(codelist group)" if k in grouped else _test(g, w, s, ds)  # a group's tests are one look-up
+             for k, (s, ds) in enumerate(zip(slots, g.slot_dates))]
     readers = Counter((r[0], r[1]) for r, red, s, t in zip(rows, reducers, slots, tests) if red.reads_rows(s.node, t))
     shared: dict[tuple[str, str], RowBlock] = {}
     for k, (slot, red, (first, end, what), test) in enumerate(zip(slots, reducers, rows, tests)):
         stops = red.decided_by_one_row and red.reads_rows(slot.node, test) and readers[(first, end)] == 1
+        if k in grouped:
+            blk = shared.setdefault((first, end), RowBlock(what, first, end))
+            if not any(b is blk for b in prog.blocks):
+                prog.blocks.append(blk)
+            j, m, members = grouped[k]
+            out, ok = g.arg(f"gout{j}", GroupOutArg(members)), g.arg(f"gok{j}", GroupValidArg(members))
+            if m == 0:
+                blk.groups.append(_group_piece(g, j, [slots[i] for i in members], [reducers[i] for i in members], out, ok))
+            sp = SlotProgram(k, slot, red.name, out, ok if red.has_valid else None, what, member=m)
+            blk.slots.append(sp)
+            prog.slots.append(sp)
+            continue
         if stops:
             blk = RowBlock(what + ", up to the first match", first, end, red.backwards)
             prog.blocks.append(blk)
@@ -459,8 +480,57 @@ def lower(table: str, slots: list[Slot], store, period_days: tuple = (None,)) ->
         blk.slots.append(sp)
         prog.slots.append(sp)
     prog.bounds = w.sorted_bounds()
+    for blk in prog.blocks:
+        _walk_once(g, w, blk)
     prog.args = g.args
     return prog
+
+
+def _walk_once(g: RowExprs, w: _Windows, blk: RowBlock) -> None:
+    """Rows from the patient's first up to a date, whose tests and values are the same in
+    every period, are walked once for all periods: the periods in date order, each one's
+    outputs taken where its rows end (every reducer's state is that of the rows so far).
+    A loop that stops at its first match, or reads anything per period, is walked per period."""
+    steps = [line for p in blk.pieces for line in p.init + p.step]
+    bound = re.compile(rf"\b{blk.end}\b")  # a finish that reads the bound itself (count of every row)
+    if blk.first != "lo" or blk.backwards or not blk.reads_rows or any("[t" in x or "break" in x for x in steps) \
+            or any(bound.search(x) for p in blk.pieces for x in p.finish):
+        return
+    days = w.bound_days(blk.end)
+    order = np.argsort(g.args[days].days, kind="stable")
+    blk.walk = (days, g.arg(f"order_{days}", ConstArg(order, f"the periods in the order of {days}")))
+
+
+def _codelist_groups(g: RowExprs, slots: list[Slot], reducers, rows) -> dict[int, tuple[int, int, tuple]]:
+    """Slots that join a codelist group (reducers.CodelistGroup): those of one loop, one
+    code column and system and one date whose filter is one codelist test, where there are
+    at least GROUP_MIN of them. Per slot: (group number, member number, the group's slots)."""
+    keys: dict[tuple, list[int]] = {}
+    for k, (slot, red, (first, end, _)) in enumerate(zip(slots, reducers, rows)):
+        kind = group_kind(slot.node, red, g.spec) if isinstance(slot.node, ir.Aggregate) else None
+        if kind is None:
+            continue
+        test = slot.node.where
+        e = g.enc[test.column.column]
+        if test.codelist.system not in e["dictionaries"]:
+            continue
+        system = list(e["dictionaries"]).index(test.codelist.system) if e["system_column"] else None
+        keys.setdefault((first, end, test.column.column, system, g.slot_dates[k]), []).append(k)
+    out: dict[int, tuple[int, int, tuple]] = {}
+    for ks in keys.values():
+        if len(ks) >= GROUP_MIN:
+            j = len({v[0] for v in out.values()})
+            out.update({k: (j, m, tuple(ks)) for m, k in enumerate(ks)})
+    return out
+
+
+def _group_piece(g: RowExprs, j: int, slots: list[Slot], reducers, out: str, ok: str):
+    test = slots[0].node.where
+    e = g.enc[test.column.column]
+    system = list(e["dictionaries"]).index(test.codelist.system) if e["system_column"] else None
+    members = [(group_kind(s.node, red, g.spec), s.node.where.codelist) for s, red in zip(slots, reducers)]
+    day = g.days(slots[0].dates or (slots[0].as_of,), what=f"the date of codelist group {j}")
+    return CodelistGroup().lower(j, g, members, test.column.column, system, day, out, ok)
 
 
 def generate(table: str, slots: list[Slot], store, period_days: tuple = (None,)) -> KernelSource:

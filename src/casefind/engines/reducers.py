@@ -59,6 +59,7 @@ class Reducer:
     empty_valid: ClassVar[bool] = False  # ... and what a table without rows gives
     decided_by_one_row: ClassVar[bool] = False
     backwards: ClassVar[bool] = False    # when decided by one row: the latest one
+    group_kind: ClassVar[int | None] = None  # its kind in a codelist group (CodelistGroup), if it can join one
 
     def reads_rows(self, node, test: str) -> bool:
         return True
@@ -68,7 +69,7 @@ class Reducer:
 
 
 class Exists(Reducer):
-    name, dtype, has_valid, decided_by_one_row = "exists", np.bool_, False, True
+    name, dtype, has_valid, decided_by_one_row, group_kind = "exists", np.bool_, False, True, 0
 
     def reads_rows(self, node, test):
         return test != "True"
@@ -82,7 +83,7 @@ class Exists(Reducer):
 
 
 class Count(Reducer):
-    name, dtype, has_valid = "count", np.int64, False
+    name, dtype, has_valid, group_kind = "count", np.int64, False, 1
 
     def reads_rows(self, node, test):
         return test != "True"
@@ -171,7 +172,7 @@ class Max(_OfValues):
 
 
 class First(_OfValues):
-    name, decided_by_one_row = "first", True
+    name, decided_by_one_row, group_kind = "first", True, 3
 
     def update(self, k, v, stops):
         return f"a{k} = {v}\nn{k} = 1" + ("\nbreak" if stops else "")
@@ -181,14 +182,14 @@ class First(_OfValues):
 
 
 class Last(First):
-    name, backwards = "last", True
+    name, backwards, group_kind = "last", True, 2
 
     def guard(self, k, stops):
         return "True"
 
 
 class DaysSince(Reducer):
-    name, dtype, decided_by_one_row, backwards = "days_since", np.int64, True, True
+    name, dtype, decided_by_one_row, backwards, group_kind = "days_since", np.int64, True, True, 4
 
     def lower(self, c):
         k = c.k
@@ -307,6 +308,61 @@ class Trend(Reducer):
         return Piece(scratch=[f"y{k} = np.zeros({m}, dtype=np.float64)\nrows{k} = np.zeros({m}, dtype=np.int64)"],
                      init=[f"c{k} = 0"], step=[step],
                      finish=[f"{c.out}[t, q] = rt.monthly_slope(y{k}, rows{k}) if c{k} else 0.0"])
+
+
+GROUP_MIN = 4  # fewer slots of one codelist each are cheaper tested one by one
+
+
+def group_kind(node, red: Reducer, spec) -> int | None:
+    """The slot's kind in a codelist group, or None when it cannot join one: the group
+    serves exists, count, first, last and days_since whose filter is one codelist test (and
+    whose value, for first and last, is the table's date)."""
+    from casefind.rules import ir
+
+    if red.group_kind is None or not isinstance(node.where, ir.InCodelist) or node.window.kind == "active":
+        return None
+    if not isinstance(node.where.column, ir.Column):
+        return None
+    if red.name in ("first", "last") and not (isinstance(node.value, ir.Column) and node.value.column == spec.sort_date):
+        return None
+    return red.group_kind
+
+
+class CodelistGroup:
+    """Slots in one loop that each test one codelist on the same code column (QOF registers:
+    thirty codelists over diagnoses). Instead of thirty tests per row, one look-up of the
+    row's code in a map from code to the members whose codelist holds it (casefind_native.
+    runtime.group_row), and one loop that writes every member's output (group_emit). The
+    source does not grow with the members, so any number of them compiles once."""
+
+    def lower(self, j: int, g: RowExprs, members: list, column: str, system: int | None, day: str,
+              out: str, ok: str) -> Piece:
+        """``members``: (kind, codelist) of each, in output order."""
+        sets = [np.flatnonzero(g.lookup(cl)) for _, cl in members]
+        size = len(g.lookup(members[0][1]))
+        per_code = np.zeros(size + 1, dtype=np.int64)
+        for codes in sets:
+            np.add.at(per_code, codes + 1, 1)
+        ptr = np.cumsum(per_code)
+        ids = np.empty(int(ptr[-1]), dtype=np.int64)
+        fill = ptr[:-1].copy()
+        for m, codes in enumerate(sets):
+            ids[fill[codes]] = m
+            fill[codes] += 1
+        names = ", ".join(cl.name for _, cl in members)
+        gp = g.arg(f"gptr{j}", ConstArg(ptr, f"codelist group {j} ({names}): members of each code"))
+        gm = g.arg(f"gmem{j}", ConstArg(ids))
+        gk = g.arg(f"gkind{j}", ConstArg(np.array([k for k, _ in members], dtype=np.int64)))
+        code = g.col(column)
+        has = f"{code}[r] >= 0"
+        if system is not None:
+            has = f"{g.col(g.enc[column]['system_column'])}[r] == {system} and {has}"
+        state = ", ".join(f"g{x}{j}" for x in ("cnt", "nd", "first", "last"))
+        return Piece(
+            scratch=[f"g{x}{j} = np.zeros({gk}.shape[0], dtype=np.int64)" for x in ("cnt", "nd", "first", "last")],
+            init=[f"gcnt{j}[:] = 0\ngnd{j}[:] = 0"],
+            step=[f"if {has}:\n    rt.group_row({gp}, {gm}, {code}[r], {g.date}[r], {state})"],
+            finish=[f"rt.group_emit({gk}, {state}, {day}[t], {out}, {ok}, t, q)"])
 
 
 REDUCERS: dict[str, Reducer] = {r.name: r for r in (

@@ -61,6 +61,19 @@ class ValidArg:
     empty: bool = False
 
 
+@dataclass(frozen=True)
+class GroupOutArg:
+    """A codelist group's values, (members x periods x patients) of int64: member ``m`` is
+    slot ``slots[m]`` (the engine casts each to its reducer's type)."""
+    slots: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class GroupValidArg:
+    """Whether each member of a codelist group has a value, (members x periods x patients)."""
+    slots: tuple[int, ...]
+
+
 @dataclass(frozen=True, eq=False)
 class ConstArg:
     """A value worked out while lowering (a lookup table, a size); ``what`` says what it is."""
@@ -97,8 +110,8 @@ class SpellArg:
     node: ir.SpellHas
 
 
-Arg = (ColumnArg | OffsetsArg | PatientsArg | PeriodsArg | OutArg | ValidArg | ConstArg | CodelistArg | DaysArg
-       | PatientValueArg | SpellArg)
+Arg = (ColumnArg | OffsetsArg | PatientsArg | PeriodsArg | OutArg | ValidArg | GroupOutArg | GroupValidArg | ConstArg
+       | CodelistArg | DaysArg | PatientValueArg | SpellArg)
 
 
 # --- the program -----------------------------------------------------------------------------
@@ -109,6 +122,7 @@ class Piece:
     the step per row that passes the slot's test, finish after them (outputs at [t, q])."""
 
     scratch: list[str] = field(default_factory=list)
+    patient: list[str] = field(default_factory=list)  # once per patient, before the periods
     init: list[str] = field(default_factory=list)
     step: list[str] = field(default_factory=list)
     finish: list[str] = field(default_factory=list)
@@ -124,6 +138,7 @@ class SlotProgram:
     rows: str               # what rows it reads, for describe
     labels: np.ndarray | None = None  # text values: the labels its codes index
     piece: Piece = field(default_factory=Piece)
+    member: int | None = None  # in a codelist group: its index in the group's outputs
 
 
 @dataclass
@@ -145,10 +160,16 @@ class RowBlock:
     end: str
     backwards: bool = False
     slots: list[SlotProgram] = field(default_factory=list)
+    groups: list[Piece] = field(default_factory=list)  # codelist groups (reducers.CodelistGroup)
+    walk: tuple[str, str] | None = None  # (end days, periods in their order): one walk for every period
+
+    @property
+    def pieces(self) -> list[Piece]:
+        return [s.piece for s in self.slots] + self.groups
 
     @property
     def reads_rows(self) -> bool:
-        return any(s.piece.step for s in self.slots)
+        return any(p.step for p in self.pieces)
 
 
 @dataclass
@@ -169,11 +190,13 @@ class ScanProgram:
         for b in self.bounds:
             lines.append(f"  bound {b.var}: {b.what}")
         for blk in self.blocks:
-            lines.append(f"  rows {blk.what}" + (", latest first" if blk.backwards else ""))
+            lines.append(f"  rows {blk.what}" + (", latest first" if blk.backwards else "")
+                         + (", walked once for every period" if blk.walk else ""))
             for s in blk.slots:
                 name = names.get(s.slot.node)
                 label = f"{name} ({s.reducer})" if name else s.reducer
-                lines.append(f"    slot {s.index}: {label}")
+                group = "" if s.member is None else ", in a codelist group (one lookup per row)"
+                lines.append(f"    slot {s.index}: {label}{group}")
         codelists = {a.codelist.name: a.codelist for a in self.args.values() if isinstance(a, CodelistArg)}
         for name, cl in sorted(codelists.items()):
             lines.append(f"  codelist {name}: {len(cl.codes)} codes, {len(cl.prefixes)} prefixes ({cl.system})")
@@ -188,30 +211,58 @@ def _indent(pieces: list[str], spaces: int) -> list[str]:
 
 
 def render(prog: ScanProgram, header: list[str]) -> str:
-    """The kernel's source: patients, then periods, then each block's loop over rows."""
+    """The kernel's source: patients, then the blocks walked once for every period, then
+    periods, then each other block's loop over rows."""
     src = [*header,
            "    # positions q0 <= q < q1 of the patients scanned: one work item (the engine",
            "    # runs work items on threads); scratch space is per work item",
-           *_indent([line for s in prog.slots for line in s.piece.scratch], 4),
+           *_indent([line for blk in prog.blocks for p in blk.pieces for line in p.scratch], 4),
            "    for q in range(q0, q1):",
            "        p = patients[q]",
-           f"        lo, hi = {_arg(prog, OffsetsArg)}[p], {_arg(prog, OffsetsArg)}[p + 1]  # the patient's rows, in date order",
-           "        for t in range(nper):  # every period, over the same rows",
-           "            mark = q * nper + t  # stamps a distinct value counted for this patient and period"]
-    start = "hi"
-    for b in prog.bounds:
-        src.append(f"            {b.var} = rt.rows_upto({prog.date}, lo, hi, {start}, {b.days}[t])  # {b.what}")
-        start = b.var
+           f"        lo, hi = {_arg(prog, OffsetsArg)}[p], {_arg(prog, OffsetsArg)}[p + 1]  # the patient's rows, in date order"]
     for blk in prog.blocks:
-        src.append(f"            # slot{'s' if len(blk.slots) > 1 else ''} "
-                   f"{', '.join(f'{s.index} ({s.reducer})' for s in blk.slots)}: rows {blk.what}")
-        src += _indent([line for s in blk.slots for line in s.piece.init], 12)
+        if blk.walk:
+            src += _walk(prog, blk)
+    per_period = [blk for blk in prog.blocks if not blk.walk]
+    if per_period:
+        src += ["        for t in range(nper):  # every period, over the same rows",
+                "            mark = q * nper + t  # stamps a distinct value counted for this patient and period"]
+        used = {x for blk in per_period for x in (blk.first, blk.end)}
+        start = "hi"
+        for b in prog.bounds:
+            if b.var in used:
+                src.append(f"            {b.var} = rt.rows_upto({prog.date}, lo, hi, {start}, {b.days}[t])  # {b.what}")
+                start = b.var
+    for blk in per_period:
+        src.append(f"            # {_slots(blk)}: rows {blk.what}")
+        src += _indent([line for p in blk.pieces for line in p.init], 12)
         if blk.reads_rows:
             rows = f"range({blk.end} - 1, {blk.first} - 1, -1)" if blk.backwards else f"range({blk.first}, {blk.end})"
             src.append(f"            for r in {rows}:")
-            src += _indent([line for s in blk.slots for line in s.piece.step], 16)
-        src += _indent([line for s in blk.slots for line in s.piece.finish], 12)
+            src += _indent([line for p in blk.pieces for line in p.step], 16)
+        src += _indent([line for p in blk.pieces for line in p.finish], 12)
     return "\n".join(src + [""])
+
+
+def _slots(blk: RowBlock) -> str:
+    return f"slot{'s' if len(blk.slots) > 1 else ''} {', '.join(f'{s.index} ({s.reducer})' for s in blk.slots)}"
+
+
+def _walk(prog: ScanProgram, blk: RowBlock) -> list[str]:
+    """A block walked once for every period: periods in the order of their last day, each
+    one's outputs written when the walk reaches it."""
+    days, order = blk.walk
+    return [f"        # {_slots(blk)}: rows {blk.what}, walked once for every period (in date order)",
+            "        mark = q * nper  # stamps a distinct value counted for this patient",
+            *_indent([line for p in blk.pieces for line in p.init], 8),
+            "        stop = lo",
+            "        for i in range(nper):",
+            f"            t = {order}[i]",
+            "            start = stop",
+            f"            stop = rt.rows_upto({prog.date}, lo, hi, start, {days}[t])",
+            "            for r in range(start, stop):",
+            *_indent([line for p in blk.pieces for line in p.step], 16),
+            *_indent([line for p in blk.pieces for line in p.finish], 12)]
 
 
 def _arg(prog: ScanProgram, kind: type) -> str:
