@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
-
 from peers import months_back
 
 # rules/kpis/triple_aim.yml's measures, by hand: (kind, SQL). {periods} is the periods
@@ -68,21 +67,25 @@ _ALIVE_12M_AGO = """pop AS (
 _EFI = """first_deficit AS (
     SELECT d.patient_id, e.category, min(d.date) AS first FROM diagnoses d
     JOIN efi e ON e.code = d.code AND e.system = d.code_system GROUP BY ALL),
-deficits AS (SELECT p.d, f.patient_id, count(*) AS n FROM periods p JOIN first_deficit f ON f.first <= p.d GROUP BY ALL),
+deficits AS (SELECT p.d, f.patient_id, count(*) AS n FROM periods p
+             JOIN first_deficit f ON f.first <= p.d GROUP BY ALL),
 med_months AS (SELECT DISTINCT patient_id, code_system, code, date_trunc('month', date) AS m FROM medications),
 meds AS (SELECT p.d, x.patient_id, count(DISTINCT (x.code_system, x.code)) AS n FROM periods p
          JOIN med_months x ON x.m BETWEEN p.m_first AND p.m_last GROUP BY ALL)"""
-_LISTED_IN_PERIOD = "v.decision = 'listed' AND v.date >= r.p_start AND v.date <= r.d"
-_REVIEWS = "exists(SELECT 1 FROM reviews v WHERE v.patient_id = r.patient_id AND {where})"
+_REVIEWED_12M = """rv AS (
+    SELECT p.d, v.patient_id, bool_or(v.decision = 'listed') AS listed,
+           bool_or(v.decision != 'listed') AS decided, bool_or(v.decision = 'accepted') AS accepted
+    FROM periods p JOIN reviews v ON v.date > p.d12 AND v.date <= p.d GROUP BY ALL)"""
+_LISTED_IN_PERIOD = """lv AS (
+    SELECT DISTINCT p.d, v.patient_id FROM periods p
+    JOIN reviews v ON v.date >= p.p_start AND v.date <= p.d WHERE v.decision = 'listed')"""
 
 
-
-def _reviewed(value: str, population: str = "v.decision = 'listed'") -> str:
+def _reviewed(value: str, population: str) -> str:
     """A proportion over everyone in the store (registered or not) with a review row in 12 months."""
-    in_12m = "v.date > r.d12 AND v.date <= r.d"
-    return f"""WITH r AS (SELECT p.d, p.d12, pt.patient_id, pt.practice_code FROM periods p, patients pt)
-{_per_practice(pop="r", value=f"CASE WHEN {_REVIEWS.format(where=value + ' AND ' + in_12m)} THEN 1 ELSE 0 END",
-               join="", where=_REVIEWS.format(where=population + ' AND ' + in_12m))}"""
+    return f"""WITH {_REVIEWED_12M}
+SELECT rv.d, pt.practice_code, count(*) AS n, count(*) AS k, sum(CASE WHEN rv.{value} THEN 1 ELSE 0 END) AS s
+FROM rv JOIN patients pt USING (patient_id) WHERE rv.{population} GROUP BY ALL"""
 
 
 MEASURES: dict[str, tuple[str, str]] = {
@@ -121,10 +124,10 @@ MEASURES: dict[str, tuple[str, str]] = {
               "THEN 1 ELSE 0 END",
         join="LEFT JOIN deficits x USING (d, patient_id) LEFT JOIN meds m USING (d, patient_id)",
         where=f"{AGE} >= 65")),
-    "listed": ("total", f"WITH {RESIDENT}\n" + _per_practice(
-        value=f"CASE WHEN {_REVIEWS.format(where=_LISTED_IN_PERIOD)} THEN 1 ELSE 0 END", join="")),
-    "reviewed": ("proportion", _reviewed("v.decision != 'listed'")),
-    "accepted": ("proportion", _reviewed("v.decision = 'accepted'", population="v.decision != 'listed'")),
+    "listed": ("total", f"WITH {RESIDENT}, {_LISTED_IN_PERIOD}\n" + _per_practice(
+        value="CASE WHEN lv.patient_id IS NULL THEN 0 ELSE 1 END", join="LEFT JOIN lv USING (d, patient_id)")),
+    "reviewed": ("proportion", _reviewed("decided", population="listed")),
+    "accepted": ("proportion", _reviewed("accepted", population="decided")),
 }
 
 

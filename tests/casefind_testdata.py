@@ -7,6 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
 from casefind.contract import TABLES
 
 N = None  # a null cell
@@ -85,7 +86,8 @@ BAD = [
     ("activity", ("p1", "2025-01-01", N, "spa", N, N, N, N), "unknown_setting"),
     ("activity", ("p1", "2025-01-01", N, "gp", "-5", N, N, N), "negative_cost"),
     ("activity", ("p1", "2025-01-05", "2025-01-01", "emergency_admission", N, N, N, N), "end_before_start"),
-    ("activity", ("p1", "2025-01-01", "2025-01-02", "emergency_admission", N, N, N, "moon"), "unknown_discharge_destination"),
+    ("activity", ("p1", "2025-01-01", "2025-01-02", "emergency_admission", N, N, N, "moon"),
+     "unknown_discharge_destination"),
     ("activity", ("p1", "2025-01-01", N, "gp", "ten", N, N, N), "unparseable_number"),
     ("activity", ("p2", "2025-04-20", "2025-05-09", "emergency_admission", N, N, N, N), "event_after_death"),
     ("medications", ("p1", "2025-06-01", "dmd", "123", "-1"), "out_of_range"),

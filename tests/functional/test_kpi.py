@@ -2,7 +2,6 @@
 are idempotent, the history survives a crash mid-write and refuses a second writer."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

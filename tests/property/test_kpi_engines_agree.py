@@ -2,10 +2,8 @@
 from every registered engine as from the reference engine (before and after disclosure control)."""
 from __future__ import annotations
 
-
 import pytest
 from hypothesis import HealthCheck, given, settings
-
 from test_engines_agree import populations
 
 from casefind.engines.base import ENGINES, REFERENCE
@@ -55,7 +53,8 @@ def test_every_kpi_kind_agrees_between_engines(tmp_path_factory, pop):
     policy = disclosure.DisclosurePolicy(suppress_below=3, round_to=5)
     others = [compute.compute(store, ksets, compute.evaluate(store, ksets, name), "r")
               for name in ENGINES if name != REFERENCE]
-    pairs = [p for a in others for p in ((a, b), (disclosure.apply_table(a, policy), disclosure.apply_table(b, policy)))]
+    pairs = [p for a in others
+             for p in ((a, b), (disclosure.apply_table(a, policy), disclosure.apply_table(b, policy)))]
     for x, y in pairs:
         rx, ry = _rows(x), _rows(y)
         assert rx.keys() == ry.keys()

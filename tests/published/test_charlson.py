@@ -4,12 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from spec_helpers import ENGINES, PRACTICES, patient
-
 from casefind.ingest import run_ingest
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
 from casefind_testdata import write_source
+from spec_helpers import ENGINES, PRACTICES, patient
 
 RULE = Path(__file__).parents[2] / "rules" / "charlson.yml"
 
@@ -22,7 +21,8 @@ SHMI_WEIGHTS = {  # the specification's weight per condition
 
 
 def test_codelist_weights():
-    rows = list(csv.DictReader(open(RULE.parent / "codelists" / "charlson_shmi_icd10.csv")))
+    with open(RULE.parent / "codelists" / "charlson_shmi_icd10.csv") as f:
+        rows = list(csv.DictReader(f))
     got = {r["category"]: float(r["weight"]) for r in rows}
     assert got == SHMI_WEIGHTS
 

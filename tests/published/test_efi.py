@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from spec_helpers import ENGINES, PRACTICES, patient
-
 from casefind.ingest import run_ingest
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
 from casefind_testdata import write_source
+from spec_helpers import ENGINES, PRACTICES, patient
 
 RULE = Path(__file__).parents[2] / "rules" / "frail.yml"
-ROWS = list(csv.DictReader(open(RULE.parent / "codelists" / "published" / "efi_snomed.csv")))
+with open(RULE.parent / "codelists" / "published" / "efi_snomed.csv") as _f:
+    ROWS = list(csv.DictReader(_f))
 _SHARED = {c for c, n in Counter(r["code"] for r in ROWS).items() if n > 1}
 ONE_CODE_PER_DEFICIT = list({r["category"]: r["code"] for r in ROWS if r["code"] not in _SHARED}.items())
 
@@ -42,7 +42,7 @@ def test_codelist_covers_35_coded_deficits():
 def test_index_and_categories(tmp_path, engine):
     diagnoses, meds = [], []
     for pid, (n_def, n_meds, _, _) in CASES.items():
-        for category, code in ONE_CODE_PER_DEFICIT[:n_def]:
+        for _category, code in ONE_CODE_PER_DEFICIT[:n_def]:
             diagnoses.append((pid, "2020-01-01", "snomed", code, "primary_care"))
         diagnoses.append((pid, "2021-01-01", "snomed", ONE_CODE_PER_DEFICIT[0][1], "primary_care"))  # a repeat
         for m in range(n_meds):

@@ -4,18 +4,18 @@ from pathlib import Path
 
 import pytest
 
-from spec_helpers import ENGINES, PRACTICES, patient
-
 from casefind.ingest import run_ingest
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
 from casefind_testdata import write_source
+from spec_helpers import ENGINES, PRACTICES, patient
 
 RULE = Path(__file__).parents[2] / "rules" / "hfrs.yml"
 
 
 def test_codelist_is_the_published_table():
-    rows = list(csv.DictReader(open(RULE.parent / "codelists" / "hfrs_icd10.csv")))
+    with open(RULE.parent / "codelists" / "hfrs_icd10.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 109
     points = {r["category"]: float(r["weight"]) for r in rows}
     # spot checks against the paper's table: the highest, some middle, the lowest
@@ -114,10 +114,13 @@ def test_a_run_lists_the_patient_at_exactly_5_and_its_recheck_agrees(tmp_path):
         "practices": PRACTICES,
         "patients": [patient(p, birth="1940-01-01") for p in ("five", "under")],
         "activity": [admission(p) for p in ("five", "under")],
-        "diagnoses": [dx("five", "2026-01-10", "E538"), dx("five", "2025-06-01", "E86"), dx("five", "2026-03-01", "I639"),
-                      dx("under", "2026-01-10", "E538"), dx("under", "2025-06-01", "E86"), dx("under", "2026-03-01", "R509")],
+        "diagnoses": [dx("five", "2026-01-10", "E538"), dx("five", "2025-06-01", "E86"),
+                      dx("five", "2026-03-01", "I639"),
+                      dx("under", "2026-01-10", "E538"), dx("under", "2025-06-01", "E86"),
+                      dx("under", "2026-03-01", "R509")],
     }
     run_ingest(write_source(tmp_path / "src", tables), tmp_path / "store")
     result = run(RULE, tmp_path / "store", tmp_path / "out", allow_partial=True)
-    listed = list(csv.DictReader(open(result.out_dir / "list.csv")))
+    with open(result.out_dir / "list.csv") as f:
+        listed = list(csv.DictReader(f))
     assert [(r["hfrs"], r["hfrs_band"]) for r in listed] == [("5", "intermediate")]

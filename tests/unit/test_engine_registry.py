@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 import spec_helpers
-from spec_helpers import evaluate_case, patient, same
-
 from casefind.engines import base
 from casefind.engines.base import ENGINES, REFERENCE, Engine, get_engine
 from casefind.errors import EXIT_USAGE, UsageError
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
+from spec_helpers import evaluate_case, patient, same
 
 AS_OF = "2026-10-31"
 TABLES = {

@@ -48,11 +48,13 @@ def refused(tmp_path: Path, feature: str, message: str, hint: str | None, extra:
     ('count(activity, "A&E" == setting)', "'A&E' is not a setting", "did you mean 'ae'?"),
     ('count(activity, setting != "Emergency Admission")', "'Emergency Admission' is not a setting",
      "did you mean 'emergency_admission'?"),
-    ('count(activity, setting in ("ae", "outpatients"))', "'outpatients' is not a setting", "did you mean 'outpatient'?"),
+    ('count(activity, setting in ("ae", "outpatients"))', "'outpatients' is not a setting",
+     "did you mean 'outpatient'?"),
     ('count(activity, discharge_destination == "carehome")', "'carehome' is not a discharge destination",
      "did you mean 'care_home'?"),
     ('exists(diagnoses, source == "hospital")', "'hospital' is not a source", None),
-    ('exists(diagnoses, code_system == "icd-10")', "'icd-10' is not a code system of diagnoses", "did you mean 'icd10'?"),
+    ('exists(diagnoses, code_system == "icd-10")', "'icd-10' is not a code system of diagnoses",
+     "did you mean 'icd10'?"),
     ('exists(medications, code_system == "snomed")', "'snomed' is not a code system of medications",
      "one of: dmd, bnf"),
     ('exists(opt_outs, kind == "type_1")', "'type_1' is not an opt-out kind", "did you mean 'type1'?"),
@@ -72,22 +74,33 @@ def test_an_enumerated_column_compared_with_another_value_is_refused(tmp_path, f
 def test_the_error_points_at_the_value(tmp_path):
     e = refused(tmp_path, 'count(activity, setting in ("ae", "outpatients"))', "'outpatients' is not a setting", None)
     assert (e.span.line, e.span.col) == (4, 40)
-    e = refused(tmp_path, 'count(activity, setting == "emergency_admision")', "'emergency_admision' is not a setting", None)
+    e = refused(tmp_path, 'count(activity, setting == "emergency_admision")',
+                "'emergency_admision' is not a setting", None)
     assert (e.span.line, e.span.col) == (4, 33)
     assert str(e).endswith("hint: did you mean 'emergency_admission'?")
 
 
 def test_every_known_value_is_accepted(tmp_path):
-    from casefind.contract.schema import (CLINICAL_CODE_SYSTEMS, DISCHARGE_DESTINATIONS, KNOWN_MEASURES,
-                                          KNOWN_REGISTERS, MEDICATION_CODE_SYSTEMS, OPT_OUT_KINDS,
-                                          REVIEW_DECISIONS, SETTINGS, SEX, SOURCES)
+    from casefind.contract.schema import (
+        CLINICAL_CODE_SYSTEMS,
+        DISCHARGE_DESTINATIONS,
+        KNOWN_MEASURES,
+        KNOWN_REGISTERS,
+        MEDICATION_CODE_SYSTEMS,
+        OPT_OUT_KINDS,
+        REVIEW_DECISIONS,
+        SETTINGS,
+        SEX,
+        SOURCES,
+    )
 
     def each(values):
         return ", ".join(f'"{v}"' for v in values)
 
     path = write(tmp_path, f"  a: count(activity, setting in ({each(SETTINGS)}))\n"
                  f"  b: count(activity, discharge_destination in ({each(DISCHARGE_DESTINATIONS)}))\n"
-                 f"  c: exists(diagnoses, source in ({each(SOURCES)}) and code_system in ({each(CLINICAL_CODE_SYSTEMS)}))\n"
+                 f"  c: exists(diagnoses, source in ({each(SOURCES)}) "
+                 f"and code_system in ({each(CLINICAL_CODE_SYSTEMS)}))\n"
                  f"  d: exists(medications, code_system in ({each(MEDICATION_CODE_SYSTEMS)}))\n"
                  f"  e: exists(opt_outs, kind in ({each(OPT_OUT_KINDS)}))\n"
                  f"  f: count(reviews, decision in ({each(REVIEW_DECISIONS)}))\n"
@@ -118,7 +131,8 @@ def test_a_near_miss_of_a_known_register_or_measure_is_refused(tmp_path, feature
     path = write(tmp_path, f"  x: {feature}\n")
     with pytest.raises(RuleError) as e:
         compile_rule(path)
-    assert "looks like a misspelling of the known" in e.value.message and e.value.hint.startswith(f"did you mean '{near}'?")
+    assert "looks like a misspelling of the known" in e.value.message
+    assert e.value.hint.startswith(f"did you mean '{near}'?")
     assert "are allowed" in e.value.hint
 
 
@@ -135,7 +149,8 @@ def test_another_register_or_measure_is_allowed(tmp_path, feature):
 
 def test_a_parameter_compared_with_an_enumerated_column_is_checked(tmp_path):
     extra = "parameters:\n  where: emergency_admision\n"
-    e = refused(tmp_path, "count(activity, setting == where)", "parameter 'where': 'emergency_admision' is not a setting",
+    e = refused(tmp_path, "count(activity, setting == where)",
+                "parameter 'where': 'emergency_admision' is not a setting",
                 "did you mean 'emergency_admission'?", extra)
     assert e.span.line == 6
     good = write(tmp_path, "  x: count(activity, setting == where)\n", "parameters:\n  where: ae\n")

@@ -24,7 +24,8 @@ def test_the_printed_sql_is_what_the_reference_engine_runs(tmp_path):
     con = duckdb.connect()
     duckdb_sql.register_store(con, store)
     printed = con.sql(duckdb_sql.query_text(exprs, rule.as_of, rule.population)).fetchall()
-    assert printed == [tuple(r.values()) for r in duckdb_sql.evaluate(store, exprs, rule.as_of, rule.population).to_pylist()]
+    evaluated = duckdb_sql.evaluate(store, exprs, rule.as_of, rule.population).to_pylist()
+    assert printed == [tuple(r.values()) for r in evaluated]
 
 
 def test_explain_sql_needs_no_store(tmp_path):

@@ -4,11 +4,11 @@ import pytest
 from casefind.rules.errors import RuleError, Span
 from casefind.rules.expr import At, BinOp, Call, In, Name, Not, Num, Percent, Str, Tuple, parse_expression
 
-O = Span("rule.yml", 10, 5)
+ORIGIN = Span("rule.yml", 10, 5)
 
 
 def p(text):
-    return parse_expression(text, O)
+    return parse_expression(text, ORIGIN)
 
 
 def test_precedence_and_or_not_compare_arith():
@@ -21,7 +21,7 @@ def test_precedence_and_or_not_compare_arith():
 
 def test_at_binds_looser_than_arithmetic():
     e = p("efi at as_of - months(6)")
-    assert isinstance(e, At) and e.operand == Name(O, ("efi",))
+    assert isinstance(e, At) and e.operand == Name(ORIGIN, ("efi",))
     assert isinstance(e.when, BinOp) and e.when.op == "-"
 
 
@@ -30,9 +30,9 @@ def test_calls_kwargs_tuples_percent_in_strings():
     assert isinstance(e, Call) and e.func == "count" and len(e.args) == 2
     assert isinstance(e.args[1], In) and [o.value for o in e.args[1].options] == ["ae", "gp"]
     assert isinstance(e.kw("between"), Tuple)
-    assert p("top(x, 0.5%)").args[1] == Percent(O, 0.005)
-    assert p("'single'") == Str(O, "single")
-    assert p("2") == Num(O, 2.0, True) and p("2.5").is_int is False
+    assert p("top(x, 0.5%)").args[1] == Percent(ORIGIN, 0.005)
+    assert p("'single'") == Str(ORIGIN, "single")
+    assert p("2") == Num(ORIGIN, 2.0, True) and p("2.5").is_int is False
     assert p("activity.cost").parts == ("activity", "cost")
 
 

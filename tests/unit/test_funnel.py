@@ -10,8 +10,8 @@ from casefind.reports import funnel as fn
 
 
 def test_z_values_are_the_two_sided_normal_quantiles():
-    assert fn.Z95 == pytest.approx(1.96, abs=5e-5)
-    assert fn.Z998 == pytest.approx(3.09, abs=5e-4)
+    assert pytest.approx(1.96, abs=5e-5) == fn.Z95
+    assert pytest.approx(3.09, abs=5e-4) == fn.Z998
 
 
 def test_proportion_limits_by_hand():

@@ -10,8 +10,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from spec_helpers import PRACTICES, patient, same
-
 from casefind.engines import duckdb_sql
 from casefind.engines.base import ENGINES, REFERENCE
 from casefind.errors import UsageError
@@ -24,6 +22,7 @@ from casefind.rules.compile import attributes_used, compile_rule
 from casefind.rules.errors import RuleError
 from casefind.store import Store
 from casefind_testdata import write_source
+from spec_helpers import PRACTICES, patient, same
 
 HEAD = 'rule: t\nas_of: "2026-10-01"\n'
 QUOTED = "O'Brien\\x"  # a provider code with a quote and a backslash
@@ -97,7 +96,8 @@ def test_a_valid_rule_name_compiles(tmp_path):
 
 
 def test_a_kpi_set_name_is_an_identifier_too(tmp_path):
-    path = write(tmp_path, "kpis: ../x\nmeasures:\n  m: {title: t, domain: cost, kind: total, population: true, value: 1}\n")
+    path = write(tmp_path, "kpis: ../x\nmeasures:\n"
+                 "  m: {title: t, domain: cost, kind: total, population: true, value: 1}\n")
     with pytest.raises(RuleError) as e:
         load_kpis(path)
     assert "KPI set name" in e.value.message and (e.value.span.line, e.value.span.col) == (1, 7)
@@ -151,8 +151,10 @@ def test_a_codelist_weight_that_is_not_a_number_is_located_in_the_csv(tmp_path):
     assert (e.span.file, e.span.line) == (str(tmp_path / "w.csv"), 3)
 
 
-@pytest.mark.parametrize("content,words", [(b"code,system\n1,snomed\n\xff\xfe,snomed\n", "not UTF-8"),
-                                           (b"code,system\n1,snomed\n" + b"x" * 200_000 + b",snomed\n", "not valid CSV")])
+@pytest.mark.parametrize("content,words", [
+    (b"code,system\n1,snomed\n\xff\xfe,snomed\n", "not UTF-8"),
+    (b"code,system\n1,snomed\n" + b"x" * 200_000 + b",snomed\n", "not valid CSV"),
+])
 def test_a_codelist_that_is_not_utf8_text_or_csv_is_located(tmp_path, content, words):
     (tmp_path / "bad.csv").write_bytes(content)
     e = refused(tmp_path, HEAD + "codelists:\n  x: bad.csv\n", words)
@@ -226,7 +228,8 @@ def test_huge_literals_and_windows_are_located_errors(tmp_path, expression, word
     refused(tmp_path, HEAD + f"features:\n  x: {expression}\n", words, 4)
 
 
-@pytest.mark.parametrize("value,words", [("1e400", "finite"), (".nan", "finite"), ("99999999999999999999", "whole numbers"),
+@pytest.mark.parametrize("value,words", [("1e400", "finite"), (".nan", "finite"),
+                                         ("99999999999999999999", "whole numbers"),
                                          ('"1800-01-01"', None), ('"1799-12-31"', "dates must lie")])
 def test_huge_parameters_are_located_errors(tmp_path, value, words):
     text = HEAD + f"parameters:\n  p: {value}\nfeatures:\n  x: p\n"
@@ -289,7 +292,8 @@ def test_a_10000_value_in_list_is_a_set_look_up_on_both_engines(store, tmp_path)
     texts = ", ".join(f'"x{i}"' for i in range(10_000))
     ages = ", ".join(str(i) for i in range(10_000, 20_000))
     t = time.perf_counter()
-    rows = on_both(store, tmp_path, HEAD + f'features:\n  rows: count(activity, setting == "ae" and not (provider_code in ({texts})))\n'
+    rows = on_both(store, tmp_path, HEAD + "features:\n"
+                   f'  rows: count(activity, setting == "ae" and not (provider_code in ({texts})))\n'
                    f"  ages: age in ({ages}, 66)\n")
     assert time.perf_counter() - t < 5  # including compiling the rule (and, once, the kernels)
     assert [(r["rows"], r["ages"]) for r in rows] == [(2, False), (1, True), (0, False)]
@@ -300,7 +304,8 @@ def test_long_in_lists_of_codes_text_and_numbers_agree(store, tmp_path):
     costs = ", ".join(str(i) for i in range(100_000, 102_000))
     days = ", ".join(f'date("2026-05-{d:02}")' for d in range(10, 50) if d <= 31) + ', date("2025-05-10")' * 30
     rows = on_both(store, tmp_path, HEAD + f'features:\n  codes: exists(diagnoses, code in ({texts}, "I509"))\n'
-                   f'  sexes: sex == "M" and practice in ({texts}, "Z00001")\n  costs: count(activity, cost in ({costs}, 250))\n'
+                   f'  sexes: sex == "M" and practice in ({texts}, "Z00001")\n'
+                   f"  costs: count(activity, cost in ({costs}, 250))\n"
                    f"  days: count(activity, start_date in ({days}))\n")
     assert [(r["codes"], r["sexes"], r["costs"], r["days"]) for r in rows] == [
         (True, False, 1, 1), (False, True, 0, 0), (False, False, 0, 0)]
@@ -363,7 +368,8 @@ def test_a_bad_as_of_in_the_file_is_located_there(tmp_path):
 # --- 8. rules that pass check run ----------------------------------------------------------------
 
 def test_a_text_parameter_in_a_row_filter_runs_on_both_engines(store, tmp_path):
-    rows = on_both(store, tmp_path, HEAD + 'parameters: {region: ae}\nfeatures:\n  n: count(activity, setting == region)\n'
+    rows = on_both(store, tmp_path, HEAD + "parameters: {region: ae}\nfeatures:\n"
+                   "  n: count(activity, setting == region)\n"
                    "  m: count(activity, setting != region)\n")
     assert [(r["n"], r["m"]) for r in rows] == [(2, 1), (1, 1), (0, 0)]
 
@@ -376,7 +382,8 @@ def test_rank_by_text_is_refused_at_the_rank_by_entry(tmp_path):
 @pytest.mark.parametrize("entry,words", [("n sideways", "then desc or asc"), ("min_age", "not a feature"),
                                          ("n * 2", "then desc or asc")])
 def test_rank_by_names_a_feature_or_attribute(tmp_path, entry, words):
-    refused(tmp_path, HEAD + f"parameters: {{min_age: 1}}\nfeatures:\n  n: count(activity)\nrank_by: [{entry}]\n", words, 6, 11)
+    refused(tmp_path, HEAD + f"parameters: {{min_age: 1}}\nfeatures:\n  n: count(activity)\nrank_by: [{entry}]\n",
+            words, 6, 11)
 
 
 def test_rows_compared_with_per_patient_values_run_on_both_engines(store, tmp_path):
@@ -457,7 +464,8 @@ def test_a_hostile_but_valid_rule_runs_and_is_rechecked(store, tmp_path):
                  f'  visits: count(activity, setting == region or provider_code in ({texts}))\n'
                  "  last_setting: last(activity.setting)\n  total: " + " + ".join(["visits"] * 300) + "\n"
                  "criteria:\n  include:\n    busy:\n      when: visits >= min_n\n"
-                 '      reason: "{visits} visits at {region} ({{min {min_n}}}), last {last_setting}, IMD {imd_decile}"\n'
+                 '      reason: "{visits} visits at {region} ({{min {min_n}}}), '
+                 'last {last_setting}, IMD {imd_decile}"\n'
                  "rank_by: [total desc]\noutput: {columns: [visits, last_setting, total, imd_decile]}\n")
     listed = (run(path, store, tmp_path / "out").out_dir / "list.csv").read_text()
     assert "2 visits at ae ({min 1}), last ae, IMD 5" in listed

@@ -7,8 +7,35 @@ import pytest
 
 from casefind.rules import ir
 from casefind.rules.ir import (
-    PATIENT, Active, And, AsOf, At, Attr, Case, Codelist, Column, Const, Count, Div, Domain, Eq, Exists,
-    Ge, Gt, InCodelist, IRTypeError, IsIn, Last, Not, Percentile, Range, Shift, Sum, T, Top, Trend,
+    PATIENT,
+    Active,
+    And,
+    AsOf,
+    At,
+    Attr,
+    Case,
+    Codelist,
+    Column,
+    Const,
+    Count,
+    Div,
+    Domain,
+    Eq,
+    Exists,
+    Ge,
+    Gt,
+    InCodelist,
+    IRTypeError,
+    IsIn,
+    Last,
+    Not,
+    Percentile,
+    Range,
+    Shift,
+    Sum,
+    T,
+    Top,
+    Trend,
 )
 
 setting = Column("activity", "setting", T.TEXT)

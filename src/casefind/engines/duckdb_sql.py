@@ -45,6 +45,7 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import duckdb
 import numpy as np
@@ -55,7 +56,6 @@ from casefind.contract.dates import NULL_DAY
 from casefind.engines.base import Engine
 from casefind.rules import ir
 from casefind.store import Store
-
 
 INLINE_UP_TO = 32  # values an `in` list or codelist writes into the SQL; more: a registered table
 
@@ -136,12 +136,13 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
     pt = store.table("patients")
     con.register("raw_patients", pt.arrow)
     enc = pt.encodings
+    sex_cases = " ".join(f"WHEN {i} THEN {sql_literal(v)}" for i, v in enumerate(enc["sex"]["values"]))
     con.execute(f"""
         CREATE OR REPLACE VIEW patients AS
         SELECT p.patient, p.patient_id,
                {_date_col('birth_date')}, {_date_col('registration_start')},
                {_date_col('registration_end')}, {_date_col('death_date')},
-               CASE p.sex {' '.join(f'WHEN {i} THEN {sql_literal(v)}' for i, v in enumerate(enc['sex']['values']))} END AS sex,
+               CASE p.sex {sex_cases} END AS sex,
                CASE WHEN p.imd_decile = 0 THEN NULL ELSE p.imd_decile END AS imd_decile,
                pr.practice_code AS practice, pr.locality_code AS locality, pr.system_code AS system
         FROM (SELECT (row_number() OVER () - 1)::INTEGER AS patient, * FROM raw_patients) p
@@ -210,7 +211,7 @@ class SqlCompiler:
         self.a = alias
         self.con = con
 
-    def with_alias(self, alias: str) -> "SqlCompiler":
+    def with_alias(self, alias: str) -> SqlCompiler:
         return SqlCompiler(self.population, alias, self.q, self.con)
 
     def joined(self, name: str) -> str:
@@ -248,7 +249,7 @@ class SqlCompiler:
         ctes = ", ".join(f"{name} AS ({sql})" for name, sql in self.q.ctes.values())
         return f"WITH {ctes}" if ctes else ""
 
-    def row_compiler(self) -> "SqlCompiler":
+    def row_compiler(self) -> SqlCompiler:
         """A compiler for one aggregation's rows, with a patients alias of its own: a filter
         that reads per-patient values (an attribute, another aggregation: "the diagnoses of
         the latest admission") joins them to each row under that alias (see ``rows``)."""
@@ -270,7 +271,7 @@ class SqlCompiler:
     # ``sql(n, d)`` calls ``<name>_sql(n, d)``, the name the IR class's in snake case, found
     # through its bases (every Comparison has comparison_sql); TRANSFORMS holds one-liners
     # and names another method where several classes share one (after sqlglot's generator).
-    TRANSFORMS: dict[type, object] = {
+    TRANSFORMS: ClassVar[dict[type, object]] = {
         ir.Param: "const_sql",
         ir.AsOf: lambda self, n, d: d,
         ir.Column: lambda self, n, d: f"e.{n.column}",
@@ -288,7 +289,7 @@ class SqlCompiler:
         ir.Round: lambda self, n, d: _int64(f"round({self.sql(n.args[0], d)})"),
         ir.Exp: lambda self, n, d: _finite(f"exp({self.sql(n.args[0], d)})"),
     }
-    _methods: dict[tuple[type, type], object] = {}  # (compiler class, IR class) -> how to write it
+    _methods: ClassVar[dict[tuple[type, type], object]] = {}  # (compiler class, IR class) -> how to write it
 
     def sql(self, n: ir.Node, d: str) -> str:
         """``n`` as SQL at the date (SQL) ``d``: per-patient values over this alias's patients,

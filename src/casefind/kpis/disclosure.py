@@ -72,7 +72,7 @@ class DisclosurePolicy:
         object.__setattr__(self, "apply_to_levels", tuple(levels))
 
     @classmethod
-    def from_mapping(cls, data: Mapping | None) -> "DisclosurePolicy":
+    def from_mapping(cls, data: Mapping | None) -> DisclosurePolicy:
         """The policy from a KPI file's ``disclosure:`` mapping; missing keys take the defaults.
 
         Raises ValueError naming the key for unknown keys and bad values.

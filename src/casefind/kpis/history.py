@@ -46,26 +46,24 @@ def writer_lock(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     path = Path(path).absolute()
     lock = path.with_name(path.name + ".lock")
-    fh = open(lock, "a+")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        fh.seek(0)
-        holder = fh.read().strip() or "another process"
-        fh.close()
-        raise HistoryLocked(f"the KPI history {path} is being written by {holder}; "
-                            "this run changed nothing: run it again when that one has finished") from None
-    try:
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"casefind kpi (pid {os.getpid()}, started {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M:%SZ})")
-        fh.flush()
-        yield
-    finally:
-        fh.seek(0)
-        fh.truncate()
-        fcntl.flock(fh, fcntl.LOCK_UN)
-        fh.close()
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise HistoryLocked(f"the KPI history {path} is being written by {holder}; "
+                                "this run changed nothing: run it again when that one has finished") from None
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"casefind kpi (pid {os.getpid()}, started {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%SZ})")
+            fh.flush()
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _create(con: duckdb.DuckDBPyConnection) -> None:
@@ -82,7 +80,7 @@ def _create(con: duckdb.DuckDBPyConnection) -> None:
 def write(path: Path, results: pa.Table, run: dict, *, before_commit=None) -> str:
     """Replace the results for (kpi_set, periods) with ``results`` and log the run.
     ``before_commit`` (tests) is called inside the transaction, to simulate a crash."""
-    log_id = f"{run['run_id']}-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}"
+    log_id = f"{run['run_id']}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     with writer_lock(path):
         con = _connect_write(path)
         try:
@@ -101,12 +99,12 @@ def write(path: Path, results: pa.Table, run: dict, *, before_commit=None) -> st
                 if before_commit is not None:
                     before_commit()
                 con.execute("UPDATE kpi_runs SET status = 'ok', finished = ?, rows = ? WHERE log_id = ?",
-                            [dt.datetime.now(dt.timezone.utc), results.num_rows, log_id])
+                            [dt.datetime.now(dt.UTC), results.num_rows, log_id])
                 con.execute("COMMIT")
             except BaseException as e:
                 con.execute("ROLLBACK")
                 con.execute("UPDATE kpi_runs SET status = 'failed', finished = ?, message = ? WHERE log_id = ?",
-                            [dt.datetime.now(dt.timezone.utc), f"{type(e).__name__}: {e}"[:500], log_id])
+                            [dt.datetime.now(dt.UTC), f"{type(e).__name__}: {e}"[:500], log_id])
                 raise
         finally:
             con.close()
@@ -134,7 +132,8 @@ def _connect_read(path: Path) -> duckdb.DuckDBPyConnection:
     except duckdb.IOException as e:
         if "lock" not in str(e).lower():
             raise HistoryError(f"cannot read the KPI history {path}: {e}") from None
-        raise HistoryLocked(f"the KPI history {path} is being written by a KPI run; try again when it has finished") from None
+        raise HistoryLocked(f"the KPI history {path} is being written by a KPI run; "
+                            "try again when it has finished") from None
     except duckdb.Error as e:
         raise HistoryError(f"{path} is not a KPI history casefind can read: {e}") from None
 
@@ -174,7 +173,7 @@ def drop_periods(path: Path, kpi_set: str, periods: list[str]) -> int:
     began), in one transaction, logged in the run log as a 'dropped' entry."""
     if not path.exists():
         raise HistoryError(f"no KPI history at {path}")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     with writer_lock(path):
         con = _connect_write(path)
         try:

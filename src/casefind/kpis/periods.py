@@ -9,8 +9,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from casefind.errors import UsageError
 from casefind.contract.dates import shift_date
+from casefind.errors import UsageError
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")

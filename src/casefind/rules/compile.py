@@ -8,8 +8,9 @@ a bad ``--as-of`` or ``--param`` value is a UsageError naming the option.
 
 Whatever passes here runs on both engines in bounded time and memory: expressions nest at
 most ``MAX_DEPTH`` levels and expand to at most ``MAX_SIZE`` nodes (features counted at each
-use; ``MAX_RULE_SIZE`` for the whole rule), numbers fit 64 bits, dates lie between ``DATE_MIN`` and ``DATE_MAX``, durations are at
-most 200 years, and an expression looks at most ``MAX_REACH_DAYS`` away from its date.
+use; ``MAX_RULE_SIZE`` for the whole rule), numbers fit 64 bits, dates lie between ``DATE_MIN``
+and ``DATE_MAX``, durations are at most 200 years, and an expression looks at most
+``MAX_REACH_DAYS`` away from its date.
 """
 from __future__ import annotations
 
@@ -121,7 +122,7 @@ def _code_column(table: str) -> ir.Column:
 def _in_range(value: object) -> bool:
     """A value both engines hold exactly: a 64-bit whole number, a finite decimal, a date
     in the supported range, or text and true/false."""
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return True
     if isinstance(value, int):
         return INT_MIN <= value <= INT_MAX
@@ -254,7 +255,7 @@ def check_as_of(text: object, span: Span | None, option: str | None) -> dt.date:
 
 # --- codelists: read by casefind.rules.codelists (CSV files, their provenance sidecars) -------------
 
-from casefind.rules.codelists import MAX_CODELIST_BYTES, load_codelist  # noqa: E402,F401
+from casefind.rules.codelists import MAX_CODELIST_BYTES, load_codelist  # noqa: E402
 
 
 class Compiler:
@@ -560,7 +561,8 @@ class Compiler:
             return self.reviewed(n)
         allowed = sorted(_EVENT_AGGS | set(ir.FUNC_CLASSES) | set(ir.RANK_CLASSES) | set(_DURATIONS)
                          | {"score", "case", "date", "reviewed", "spell_has"})
-        raise RuleError(n.span, f"unknown function {f!r}", did_you_mean(f, allowed) or f"functions: {', '.join(allowed)}")
+        raise RuleError(n.span, f"unknown function {f!r}",
+                        did_you_mean(f, allowed) or f"functions: {', '.join(allowed)}")
 
     def case(self, n: syn.Call, table, codelist) -> ir.Node:
         args = [self.node(a, table, codelist) for a in n.args]
@@ -819,9 +821,11 @@ class Compiler:
         src = self.src
         for name in src.features:
             self.feature(name, src.features[name].span)
-        population = self.condition(src.population, "the population") if src.population else ir.Const(True, ir.T.BOOL)
+        population = (self.condition(src.population, "the population") if src.population
+                      else ir.Const(True, ir.T.BOOL))
         if ir.contains(population, ir.PopulationRank):
-            raise RuleError(src.population.span, "the population cannot use percentile or top (nor a feature that does)",
+            raise RuleError(src.population.span,
+                            "the population cannot use percentile or top (nor a feature that does)",
                             "they rank within the population: use them in features and criteria")
         segments = tuple((k, self.condition(v, f"segment {k!r}")) for k, v in src.segments)
         reasons: dict[str, str] = {}
@@ -832,7 +836,8 @@ class Compiler:
                 unknown = set(v) - {"when", "reason"}
                 if unknown or "when" not in v:
                     raise RuleError(loc.span, f"{kind} {name!r}: write a condition, or when: and reason:",
-                                    'e.g. {when: "emergency_12m >= 2", reason: "{emergency_12m} emergency admissions in 12 months"}')
+                                    'e.g. {when: "emergency_12m >= 2", '
+                                    'reason: "{emergency_12m} emergency admissions in 12 months"}')
                 if "reason" in v:
                     reasons[name] = self.reason(name, v["reason"], loc.span)
                 loc = Located(v["when"], loc.span)
@@ -869,7 +874,8 @@ class Compiler:
         if src.evidence is not None:
             value = src.evidence.value
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_EVIDENCE:
-                raise RuleError(src.evidence.span, f"evidence is how many events to show per reason (0 to {MAX_EVIDENCE})")
+                raise RuleError(src.evidence.span,
+                                f"evidence is how many events to show per reason (0 to {MAX_EVIDENCE})")
             evidence = value
         return CompiledRule(
             name=src.name.value, title=src.title, version=src.version, path=src.path,
@@ -930,7 +936,8 @@ class Compiler:
         if not isinstance(template, str):
             raise RuleError(span, f"reason of {criterion!r} must be text", 'reason: "{n} admissions in 12 months"')
         if len(template) > MAX_REASON_CHARS:
-            raise RuleError(span, f"reason of {criterion!r} is {len(template):,} characters: at most {MAX_REASON_CHARS:,}")
+            raise RuleError(span, f"reason of {criterion!r} is {len(template):,} characters: "
+                                  f"at most {MAX_REASON_CHARS:,}")
         try:
             fields = template_fields(template)
         except ValueError as e:
@@ -1111,10 +1118,10 @@ def _check_row_expression(node: ir.Node, span: Span, what: str) -> None:
         if isinstance(x, ir.Func) and not x.per_row:
             raise RuleError(span, f"{what} cannot use {x.name}() on each row",
                             "per row: comparisons, and, or, not, in, + - * /, days_between and date shifts")
-        if isinstance(x, (ir.Eq, ir.Ne)) and {x.left.type, x.right.type} & {ir.T.TEXT, ir.T.CODE}:
-            if not any(isinstance(side, (ir.Const, ir.Param)) for side in (x.left, x.right)):
-                raise RuleError(span, f"{what} compares text with text that is not a fixed value",
-                                'compare a column with a literal or a parameter: setting == "ae"')
+        if (isinstance(x, (ir.Eq, ir.Ne)) and {x.left.type, x.right.type} & {ir.T.TEXT, ir.T.CODE}
+                and not any(isinstance(side, (ir.Const, ir.Param)) for side in (x.left, x.right))):
+            raise RuleError(span, f"{what} compares text with text that is not a fixed value",
+                            'compare a column with a literal or a parameter: setting == "ae"')
 
 
 def template_fields(template: str) -> list[str]:

@@ -18,7 +18,7 @@ class Span:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}"
 
-    def shifted(self, line: int, col: int) -> "Span":
+    def shifted(self, line: int, col: int) -> Span:
         """A position inside an expression that starts at this span (line/col 1-based)."""
         if line == 1:
             return Span(self.file, self.line, self.col + col - 1)

@@ -300,7 +300,7 @@ def _balanced_terms(terms: list[Node], ops: list[str]) -> tuple[str, list[Node]]
     if kinds <= {"and"} or kinds <= {"or"} or kinds <= {"*"}:
         return ops[0], terms
     if kinds <= {"+", "-"}:
-        if any(isinstance(t, Call) and t.func in _DURATION_CALLS or isinstance(t, Name) and t.parts == ("period",)
+        if any((isinstance(t, Call) and t.func in _DURATION_CALLS) or (isinstance(t, Name) and t.parts == ("period",))
                for t in terms):
             return None
         signed = [terms[0]] + [Neg(t.span, t) if op == "-" else t for op, t in zip(ops, terms[1:])]
@@ -354,7 +354,8 @@ def parse_expression(text: str, origin: Span) -> Node:
     except UnexpectedCharacters as e:
         raise RuleError(origin.shifted(e.line, e.column),
                         f"unexpected character {text.splitlines()[e.line - 1][e.column - 1]!r}",
-                        "strings need double quotes; operators are and, or, not, ==, !=, <, <=, >, >=, + - * /") from None
+                        "strings need double quotes; "
+                        "operators are and, or, not, ==, !=, <, <=, >, >=, + - * /") from None
     except UnexpectedToken as e:
         tok = e.token
         if tok.type == "$END":

@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
 from functools import cached_property
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 from casefind.errors import EXIT_RULE, CasefindError
 
 
-class T(str, Enum):
+class T(str, Enum):  # noqa: UP042  StrEnum would change str() of the members, which messages show
     BOOL = "bool"
     INT = "int"
     FLOAT = "float"
