@@ -8,8 +8,9 @@ by a person and written out by hand:
 
 - ``load_duckdb``: the source tables loaded into a DuckDB database, each sorted by patient
   and date (the peer of ``casefind ingest``, with no validation or quarantine), plus the
-  codelist as a table and an empty ``reviews`` table (the clinicians' decisions, which
-  ``casefind review`` records beside a store; a benchmark store has none).
+  codelists as tables (eFI here, the other rules' in peer_lists.py) and an empty ``reviews``
+  table (the clinicians' decisions, which ``casefind review`` records beside a store; a
+  benchmark store has none).
 - ``FRAIL_LIST_SQL`` / ``frail_list_polars``: frail.yml's review list as ONE DuckDB query over
   that database and as ONE Polars lazy query over the Parquet: population, the eFI (distinct
   deficit categories of the published codelist plus polypharmacy), the crisis criteria, the
@@ -20,6 +21,8 @@ by a person and written out by hand:
   table, every feature and criterion for everyone in the population, with the dataset's
   default opt-out policy (type 1 and national data opt-outs left out, whatever their date).
 
+The other shipped rules' list peers (one DuckDB query and one Polars lazy query each) are in
+peer_lists.py and peer_lists_polars.py; ``list_query`` and ``list_polars`` find any rule's.
 The benchmarks check that each gives the same patients, ranks and values as casefind before
 timing it. Windows follow the rules language: ``within=months(n)`` is (D - n months, D], the
 day clamped to the month's end; events after D are invisible.
@@ -99,6 +102,9 @@ def load_duckdb(source: Path, db_path: Path, *, identities_path: Path | None = N
         con.execute(f"CREATE TABLE efi AS SELECT * FROM read_csv('{EFI_CSV}', header = true, "
                     "columns = {'code': 'VARCHAR', 'system': 'VARCHAR', 'category': 'VARCHAR', 'term': 'VARCHAR'})")
         con.execute("CREATE TABLE reviews (patient_id VARCHAR, date DATE, rule VARCHAR, decision VARCHAR)")
+        from peer_lists import load_codelists  # the other rules' codelists (peer_lists imports this module)
+
+        load_codelists(con)
     finally:
         con.close()
     ident = parquet_of(source, "identities")
@@ -336,17 +342,37 @@ def frail_dataset_polars(source: Path, as_of: dt.date = AS_OF, min_age: int = MI
             .collect())
 
 
-# --- the peers as their own processes: python benchmarks/peers.py list|dataset duckdb|polars IN OUT ---
+# --- the peers as their own processes: python benchmarks/peers.py list|dataset duckdb|polars IN OUT [RULE] ---
+
+def list_query(rule: str, as_of: dt.date = AS_OF) -> str:
+    """The DuckDB SQL peer of a shipped rule's list (frail here, the others in peer_lists.py)."""
+    if rule == RULE:
+        return frail_sql(FRAIL_LIST_SQL, as_of)
+    from peer_lists import LIST_SQL
+
+    return LIST_SQL[rule](as_of)
+
+
+def list_polars(rule: str, source: Path, as_of: dt.date = AS_OF) -> pl.DataFrame:
+    """The Polars lazy peer of a shipped rule's list, collected."""
+    if rule == RULE:
+        return frail_list_polars(Path(source), as_of)
+    from peer_lists_polars import LIST_POLARS
+
+    return LIST_POLARS[rule](Path(source), as_of)
+
 
 def main(argv: list[str]) -> None:
     """A peer end to end in a fresh process, as an analyst runs a script: import, open the
-    database (or scan the Parquet), run the one query, write the result (.csv or .parquet)."""
-    what, engine, source, out = argv
+    database (or scan the Parquet), run the one query, write the result (.csv or .parquet).
+    RULE (a shipped rule's name, for ``list``) defaults to frail."""
+    what, engine, source, out, *rest = argv
+    rule = rest[0] if rest else RULE
     if engine == "duckdb":  # DuckDB writes the query's result itself (CSV or Parquet, by the name)
         with duckdb.connect(source, read_only=True) as con:
-            con.execute(f"COPY ({frail_sql(FRAIL_LIST_SQL if what == 'list' else FRAIL_DATASET_SQL)}) TO '{out}'")
+            con.execute(f"COPY ({list_query(rule) if what == 'list' else frail_sql(FRAIL_DATASET_SQL)}) TO '{out}'")
         return
-    df = (frail_list_polars if what == "list" else frail_dataset_polars)(Path(source))
+    df = list_polars(rule, Path(source)) if what == "list" else frail_dataset_polars(Path(source))
     if out.endswith(".parquet"):
         df.write_parquet(out)
     else:

@@ -3,15 +3,17 @@ casefind run end to end <= 2 s warm, first compile <= 5 s; all shipped rules tog
 under the sum of one by one (shared scans); peak memory <= 2x the store on disk. Issue 9:
 nothing more than 25% slower than the previous figures in docs/benchmarks.md without a reason.
 
-frail.yml's review list is raced, interleaved round by round in one session, against its
-peers (benchmarks/peers.py, independent of casefind's engines): ONE DuckDB SQL query over a
-DuckDB database of the source tables and ONE Polars lazy query over the Parquet source, each
-first checked to give the same list (patients, practices, ranks and shown values). Ours, in
-process with kernels compiled: the whole run (``casefind.lists.run.run``, which ``casefind
-run`` calls: compile, open, evaluate, select, validate, reasons and evidence, write), its
-evaluate phase (open the store, evaluate every expression) and its kernel phase (the fused
+Each shipped rule's review list is raced, interleaved round by round in one session, against
+its peers (benchmarks/peers.py, peer_lists.py and peer_lists_polars.py, independent of
+casefind's engines): ONE DuckDB SQL query over a DuckDB database of the source tables and ONE
+Polars lazy query over the Parquet source, each first checked to give the same list
+(patients, practices, ranks and shown values). Ours, in process with kernels compiled: the
+whole run (``casefind.lists.run.run``, which ``casefind run`` calls: compile, open, evaluate,
+select, validate, reasons and evidence, write), and for frail its evaluate phase (the
+population, then the list's expressions for its patients) and its kernel phase (the fused
 scans alone). Then ``casefind run`` in a fresh process (kernel cache on disk) against the
-peers as fresh processes (``python benchmarks/peers.py list ...``: import, query, write CSV).
+peers as fresh processes (``python benchmarks/peers.py list ENGINE IN OUT RULE``: import,
+query, write CSV).
 Our reference engine (DuckDB SQL generated from the IR) is a correctness oracle, never the
 performance peer; it is not timed here.
 
@@ -29,15 +31,15 @@ import time
 from pathlib import Path
 
 import duckdb
+import peers
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-
-import peers
 from bench_support import _median_of, check_rows, race, ratio, rounds, run_measured
-from casefind.engines import native
+
+from casefind.engines.base import get_engine
 from casefind.engines.native import NativeEngine
-from casefind.lists.run import rule_expressions, run
+from casefind.lists.run import evaluate_list, list_expressions, rule_expressions, run
 from casefind.plan import make_plan
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
@@ -57,11 +59,6 @@ def _median(f, n=5):
     return sorted(times)[len(times) // 2]
 
 
-def _peer_args(rule):
-    return {"as_of": rule.as_of, "min_age": rule.parameters["min_age"].value,
-            "per_practice": rule.limit["per_practice"]}
-
-
 def _check_list(rule, ours_rows: list[dict], peer_rows: list[dict], what: str) -> int:
     return check_rows(ours_rows, peer_rows, ("practice", "rank"), what, rule.output_round)
 
@@ -78,75 +75,74 @@ def test_kernel_phase(benchmark, rules_store, path):
     benchmark.extra_info.update(rule=rule.name, tables=sorted(plan.scans))
 
 
-def test_frail_list_vs_duckdb_and_polars(benchmark, rules_store, population, peer_db, bench_dir):
-    rule = compile_rule(FRAIL)
-    exprs = rule_expressions(rule)
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_list_vs_duckdb_and_polars(benchmark, rules_store, population, peer_db, bench_dir, path):
+    """Each shipped rule's whole run in process (kernels compiled) against its two peers, each
+    first checked to give the same list; for frail also the evaluate and kernel phases."""
+    rule = compile_rule(path)
     out = bench_dir / "runs"
-    first = run(FRAIL, rules_store, out)  # warm: kernels compiled (or loaded from the cache)
+    first = run(path, rules_store, out)  # warm: kernels compiled (or loaded from the cache)
     ours_rows = pq.read_table(first.out_dir / "list.parquet").to_pylist()
-    args = _peer_args(rule)
-    sql = peers.frail_sql(peers.FRAIL_LIST_SQL, **args)
+    sql = peers.list_query(rule.name, rule.as_of)
     with duckdb.connect(str(peer_db), read_only=True) as con:
         duck = peers.duckdb_query(con, sql).to_pylist()
-    polars_rows = peers.frail_list_polars(population, **args).to_dicts()
-    compared = {"duckdb_sql": _check_list(rule, ours_rows, duck, "DuckDB SQL list"),
-                "polars_lazy": _check_list(rule, ours_rows, polars_rows, "Polars list")}
-
-    st = Store.open(rules_store)
-    plan = make_plan(exprs, rule.as_of, rule.population)
-    eng = NativeEngine(st)
-    eng.run_scans(plan)
-
-    def evaluate():  # as a run has it: open the store, then evaluate
-        native.evaluate(Store.open(rules_store), exprs, rule.as_of, rule.population)
+    polars_rows = peers.list_polars(rule.name, population, rule.as_of).to_dicts()
+    compared = {"duckdb_sql": _check_list(rule, ours_rows, duck, f"{rule.name}: DuckDB SQL list"),
+                "polars_lazy": _check_list(rule, ours_rows, polars_rows, f"{rule.name}: Polars list")}
 
     def duckdb_sql():
         with duckdb.connect(str(peer_db), read_only=True) as con:
             peers.duckdb_query(con, sql)
 
-    result, times = race(benchmark, "run_warm", lambda: run(FRAIL, rules_store, out),
-                         {"evaluate_phase": evaluate, "kernel_phase": lambda: eng.run_scans(plan),
-                          "duckdb_sql": duckdb_sql,
-                          "polars_lazy": lambda: peers.frail_list_polars(population, **args)},
-                         rounds(benchmark, 7))
-    benchmark.extra_info.update(rule=rule.name, patients=st.n_patients, listed=result.counts["listed"],
+    others = {"duckdb_sql": duckdb_sql, "polars_lazy": lambda: peers.list_polars(rule.name, population, rule.as_of)}
+    if path == FRAIL:
+        exprs = list_expressions(rule)
+        plan = make_plan(exprs, rule.as_of, rule.population)
+        eng = NativeEngine(Store.open(rules_store))
+        eng.run_scans(plan)
+        others["evaluate_phase"] = lambda: evaluate_list(get_engine("native"), Store.open(rules_store), rule, exprs)
+        others["kernel_phase"] = lambda: eng.run_scans(plan)
+    result, times = race(benchmark, "run_warm", lambda: run(path, rules_store, out), others, rounds(benchmark, 7))
+    benchmark.extra_info.update(rule=rule.name, listed=result.counts["listed"],
                                 rows_compared=compared, run_timings=result.manifest["timings_s"])
     if not benchmark.disabled:
         med = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
         benchmark.extra_info["peer_over_ours"] = {
             f"{p}/{o}": ratio(med[p], med[o]) for p in ("duckdb_sql", "polars_lazy")
-            for o in ("run_warm", "evaluate_phase", "kernel_phase")}
+            for o in ("run_warm", "evaluate_phase", "kernel_phase") if o in med}
 
 
-def test_frail_run_fresh_process_vs_peer_processes(benchmark, rules_store, population, peer_db, bench_dir):
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_run_fresh_process_vs_peer_processes(benchmark, rules_store, population, peer_db, bench_dir, path):
     """``casefind run`` as a user runs it (kernel cache on disk, from an earlier run) against
     each peer as a script in its own process, writing its list as CSV."""
-    rule = compile_rule(FRAIL)
+    rule = compile_rule(path)
     out = bench_dir / "fresh"
-    cli = [sys.executable, "-m", "casefind.cli", "run", str(FRAIL), "--store", str(rules_store), "--out", str(out)]
-    subprocess.run(cli, check=True, capture_output=True)  # the kernel cache holds frail's kernels
-    peer_out = {e: bench_dir / f"peer-list-{e}.csv" for e in ("duckdb", "polars")}
+    cli = [sys.executable, "-m", "casefind.cli", "run", str(path), "--store", str(rules_store), "--out", str(out)]
+    subprocess.run(cli, check=True, capture_output=True)  # the kernel cache holds the rule's kernels
+    peer_out = {e: bench_dir / f"peer-list-{rule.name}-{e}.csv" for e in ("duckdb", "polars")}
     peer_in = {"duckdb": str(peer_db), "polars": str(population)}
 
     def peer(engine):
         return lambda: subprocess.run([sys.executable, str(PEERS_PY), "list", engine, peer_in[engine],
-                                       str(peer_out[engine])], check=True, capture_output=True)
+                                       str(peer_out[engine]), rule.name], check=True, capture_output=True)
 
     race(benchmark, "casefind_run_process", lambda: subprocess.run(cli, check=True, capture_output=True),
          {"duckdb_sql_process": peer("duckdb"), "polars_lazy_process": peer("polars")}, rounds(benchmark, 5))
-    ours = pq.read_table(next(out.glob("*/list.parquet"))).to_pylist()
+    folder = out / f"{rule.name}-{rule.as_of.isoformat()}"
+    ours = pq.read_table(folder / "list.parquet").to_pylist()
     n = {}
-    for engine, path in peer_out.items():  # the processes' lists are the same list (CSV-typed)
-        rows = pacsv.read_csv(path).to_pylist()
+    for engine, csv in peer_out.items():  # the processes' lists are the same list (CSV-typed)
+        rows = pacsv.read_csv(csv).to_pylist()
         n[engine] = len(rows)
         assert [(r["practice"], str(r["patient_id"]), r["rank"]) for r in rows] == \
                [(r["practice"], r["patient_id"], r["rank"]) for r in ours], engine
-    manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
+    manifest = json.loads((folder / "manifest.json").read_text())
     peak = run_measured(cli)  # once more, from a launcher: its own peak memory, not pytest's
     benchmark.extra_info.update(rule=rule.name, listed=len(ours), peer_rows=n, run_timings=manifest["timings_s"],
                                 peak_memory_gb=round(peak, 2))
-    for path in peer_out.values():
-        path.unlink(missing_ok=True)
+    for csv in peer_out.values():
+        csv.unlink(missing_ok=True)
 
 
 def test_first_compile_in_a_fresh_process(benchmark, rules_store, bench_dir, tmp_path):

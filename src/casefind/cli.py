@@ -21,7 +21,8 @@ from casefind import __version__
 from casefind.errors import EXIT_FAILED, CasefindError, UsageError
 from casefind.ui import console, current_stage, err_console, reset_stage, stage_progress
 
-ISSUES_URL = "the casefind issue tracker (include the command, the output of `casefind --version` and the traceback from --debug)"
+ISSUES_URL = ("the casefind issue tracker (include the command, the output of `casefind --version` "
+              "and the traceback from --debug)")
 
 
 def _print_error(message: str, hint: str | None = None) -> None:
@@ -172,7 +173,8 @@ def synth(patients, seed, out, fmt, inject_errors, as_of, report):
               help="Store to build or replace. Default: the demo workspace's store.")
 @click.option("--identities", "identities_store", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Restricted store for identities. Default: STORE-identities beside the store.")
-@click.option("--strict", is_flag=True, help="Fail (exit 3) if any row breaks the contract; the store is left unchanged.")
+@click.option("--strict", is_flag=True,
+              help="Fail (exit 3) if any row breaks the contract; the store is left unchanged.")
 def ingest(source, store, identities_store, strict):
     """Validate SOURCE against the data contract and build a population store from it.
 
@@ -307,7 +309,8 @@ def check(rules, params):
 @_store_option
 @_as_of_option
 @click.option("--sql", "sql", is_flag=True,
-              help="Print only the reference engine's SQL for the rule (one query over the store's views), as dbt compile does.")
+              help="Print only the reference engine's SQL for the rule (one query over the store's views), "
+                   "as dbt compile does.")
 def explain(rule, store, as_of, sql):
     """Show how RULE compiles: the IR of each feature, the plan (one scan per table, a
     slot per aggregation and date) and the generated Numba kernel source; with --sql, the
@@ -604,7 +607,8 @@ def dataset_command(rule, output, store, as_of, columns, params, engine, opt_out
     """
     import time
 
-    from casefind.lists.dataset import check_output, dataset as make_dataset, metadata, write
+    from casefind.lists.dataset import check_output, metadata, write
+    from casefind.lists.dataset import dataset as make_dataset
 
     t0 = time.perf_counter()
     check_output(output)

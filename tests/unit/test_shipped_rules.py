@@ -40,3 +40,11 @@ def test_frailty_and_conditions_use_the_complete_published_sets():
         assert "hypothyroidism" not in rule.features
     assert by_name["frail"].codelists["efi"].file == "codelists/published/efi_snomed.csv"
     assert by_name["segments"].codelists["efi"] == by_name["frail"].codelists["efi"]
+
+
+def test_a_segmented_rule_names_the_feature_its_cost_shares_are_of():
+    """segments.yml's run summary gives each segment's share of cost_12m, because it says so
+    (cost:), not because a feature happens to have that name."""
+    segmented = {p.stem: compile_rule(p) for p in RULES if compile_rule(p).segments}
+    assert set(segmented) == {"segments"}
+    assert segmented["segments"].cost == "cost_12m"

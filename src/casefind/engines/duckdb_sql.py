@@ -400,8 +400,11 @@ class SqlCompiler:
     def category_join(self, cl: ir.Codelist, code: str) -> str:
         """The codelist's rows ``cl`` joined to each row ``e`` whose code (column ``code``)
         they match: a code in two categories joins twice."""
-        return (f" JOIN {self.codelist_rows(cl, 'cl')} ON (NOT cl.is_prefix AND e.{code} = cl.code)"
-                f" OR (cl.is_prefix AND starts_with(e.{code}, cl.code))")
+        # an equality join (hashed) unless the codelist has prefixes: the OR of the two
+        # conditions plans as a nested loop over every row and every codelist entry
+        on = (f"e.{code} = cl.code" if not cl.prefixes else
+              f"(NOT cl.is_prefix AND e.{code} = cl.code) OR (cl.is_prefix AND starts_with(e.{code}, cl.code))")
+        return f" JOIN {self.codelist_rows(cl, 'cl')} ON {on}"
 
     # --- aggregations: one grouped subquery each ------------------------------------------
     def window(self, n: ir.Aggregate | ir.Trend, table: str, d: str) -> str:

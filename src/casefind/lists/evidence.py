@@ -4,6 +4,8 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from casefind.contract import TABLES
 from casefind.engines.duckdb_sql import SqlCompiler, sql_literal
@@ -14,61 +16,78 @@ _SHOW = {"activity": ["setting", "primary_diagnosis", "cost", "end_date"],
          "experience": ["measure", "value"], "registers": ["register", "end_date"], "opt_outs": ["kind"]}
 
 
-def _event_text(table: str, row: dict) -> str:
-    parts = [str(row["date"])]
+def _event_texts(table: str, events: pa.Table) -> pa.Array:
+    """Each event as one line of text: its date, then the columns _SHOW names (missing ones
+    left out), cost as £1,234 and an end date as "to 2026-01-31"."""
+    parts = [pc.strftime(events.column("date"), "%Y-%m-%d")]
     for c in _SHOW.get(table, []):
-        v = row.get(c)
-        if v is None:
+        if c not in events.column_names or c not in TABLES[table].names:
             continue
+        col = events.column(c)
         if c == "cost":
-            parts.append(f"£{v:,.0f}")
+            col = pa.array([None if v is None else f"£{v:,.0f}" for v in col.to_pylist()], pa.string())
         elif c == "end_date":
-            parts.append(f"to {v}")
-        else:
-            parts.append(str(v))
-    return " ".join(parts)
+            col = pc.binary_join_element_wise("to", pc.strftime(col, "%Y-%m-%d"), " ")
+        elif not pa.types.is_string(col.type):  # numbers as Python writes them (30.0, not 30)
+            col = pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
+        parts.append(col.cast(pa.string()))
+    return pc.binary_join_element_wise(*parts, " ", null_handling="skip")
 
 
-def collect(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: list[int],
-            as_of: dt.date, limit: int) -> dict[int, list[str]]:
-    """Up to ``limit`` events per patient matching ``aggs``, taken in turn from each
-    aggregation (most recent first within each), so one busy table cannot hide another."""
-    per_agg: list[dict[int, list[str]]] = []
-    out: dict[int, list[str]] = {p: [] for p in patients}
+def collect(con: duckdb.DuckDBPyConnection, criteria: dict[str, list[ir.Aggregate]], patients: list[int],
+            as_of: dt.date, limit: int) -> dict[str, dict[int, list[str]]]:
+    """Per criterion, up to ``limit`` events per patient matching its aggregations, taken in
+    turn from each (most recent first within each; the same event once), so one busy table
+    cannot hide another. One query for every aggregation of every criterion, each once."""
+    out = {name: {p: [] for p in patients} for name in criteria}
+    aggs = list(dict.fromkeys(a for found in criteria.values() for a in found))
     if not aggs or not patients or limit <= 0:
         return out
-    d = sql_literal(as_of)
-    comp = SqlCompiler(con=con)
-    con.register("listed_patients", _ids_table(patients))
-    for a in aggs:
-        t = a.table
-        date = TABLES[t].sort_date
-        r = comp.row_compiler()  # a filter may read other aggregations: their subqueries first
-        where = [r.window(a, t, d)]
-        if a.where is not None:
-            where.append(r.event(a.where, d))
-        cols = ", ".join(f"e.{c}" for c in _SHOW.get(t, []) if c in TABLES[t].names)
-        sql = (f"{comp.with_clause()} "
-               f"SELECT e.patient, e.{date} AS date{', ' + cols if cols else ''} FROM {r.rows(a)} "
-               f"WHERE e.patient IN (SELECT patient FROM listed_patients) AND {' AND '.join(where)} "
-               f"QUALIFY row_number() OVER (PARTITION BY e.patient ORDER BY e.{date} DESC, e.row DESC) <= {limit}")
-        found: dict[int, list[str]] = {}
-        for row in sorted(con.sql(sql).fetchall(), key=lambda r: (r[0], str(r[1])), reverse=True):
-            rec = dict(zip(["patient", "date"] + _SHOW.get(t, []), row))
-            found.setdefault(rec["patient"], []).append(_event_text(t, rec))
-        per_agg.append(found)
-    for p in patients:
-        queues = [list(found.get(p, [])) for found in per_agg]
-        while len(out[p]) < limit and any(queues):
-            for q in queues:
-                if q and len(out[p]) < limit:
-                    event = q.pop(0)
-                    if event not in out[p]:
-                        out[p].append(event)
+    events = _events(con, aggs, patients, sql_literal(as_of), limit)
+    for name, found in criteria.items():
+        position = {a: i for i, a in enumerate(found)}  # the criterion's own order of turns
+        mine = events.filter(pc.is_in(events.column("agg"), pa.array([aggs.index(a) for a in found], pa.int64())))
+        order = pa.array([position[aggs[i]] for i in mine.column("agg").to_pylist()], pa.int64())
+        mine = mine.append_column("order", order).sort_by(
+            [("patient", "ascending"), ("turn", "ascending"), ("order", "ascending")])
+        seen: set[tuple[int, str]] = set()
+        listed = out[name]
+        for p, text in zip(mine.column("patient").to_pylist(), mine.column("text").to_pylist()):
+            if len(listed[p]) < limit and (p, text) not in seen:  # in turns; an event shared, once
+                seen.add((p, text))
+                listed[p].append(text)
     return out
 
 
-def _ids_table(patients: list[int]):
-    import pyarrow as pa
+def _events(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: list[int], d: str,
+            limit: int) -> pa.Table:
+    """(agg, patient, turn, text): each aggregation's events for the listed patients, at most
+    ``limit`` per patient, turn 1 the most recent; one UNION ALL query."""
+    comp = SqlCompiler(con=con)
+    con.register("listed_patients", pa.table({"patient": pa.array(patients, pa.int32())}))
+    shown = list(dict.fromkeys(c for a in aggs for c in _SHOW.get(a.table, []) if c in TABLES[a.table].names))
+    selects = [_select(comp, a, i, d, limit, shown) for i, a in enumerate(aggs)]
+    rows = con.sql(f"{comp.with_clause()} " + " UNION ALL ".join(f"({q})" for q in selects)).to_arrow_table()
+    parts = []
+    for i, a in enumerate(aggs):
+        mine = rows.filter(pc.equal(rows.column("agg"), i))
+        parts.append(pa.table({c: mine.column(c).cast(pa.int64()) for c in ("agg", "patient", "turn")}
+                              | {"text": _event_texts(a.table, mine)}))
+    return pa.concat_tables(parts)
 
-    return pa.table({"patient": pa.array(patients, pa.int32())})
+
+def _select(comp: SqlCompiler, a: ir.Aggregate, i: int, d: str, limit: int, shown: list[str]) -> str:
+    """One aggregation's events (its window and filter), with every shown column (null where
+    its table has none), for the UNION ALL in _events."""
+    t = a.table
+    date = TABLES[t].sort_date
+    r = comp.row_compiler()  # a filter may read other aggregations: their subqueries go in the WITH
+    where = [r.window(a, t, d)]
+    if a.where is not None:
+        where.append(r.event(a.where, d))
+    cols = ", ".join(f"e.{c} AS {c}" if c in _SHOW.get(t, []) and c in TABLES[t].names else f"NULL AS {c}"
+                     for c in shown)
+    return (f"SELECT {i} AS agg, e.patient, e.{date} AS date{', ' + cols if cols else ''}, "
+            f"row_number() OVER (PARTITION BY e.patient ORDER BY e.{date} DESC, e.row DESC) AS turn "
+            f"FROM {r.rows(a)} WHERE e.patient IN (SELECT patient FROM listed_patients) AND {' AND '.join(where)} "
+            f"QUALIFY turn <= {limit}")

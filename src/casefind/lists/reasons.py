@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import string
+from functools import lru_cache
 
 from casefind.rules import ir
 
@@ -32,12 +33,29 @@ def fill(template: str, row: dict) -> str:
     """A reason template with each {name} replaced by the patient's value, formatted by its
     type (fmt). Only plain names are filled (the compiler allows nothing else): no format
     spec or attribute access runs, whatever the template says; {{ and }} are braces."""
-    out = []
-    for literal, name, _, _ in string.Formatter().parse(template):
-        out.append(literal)
-        if name is not None:
-            out.append(fmt(row.get(name)))
-    return "".join(out)
+    return _fill_parsed(_parsed(template), row)
+
+
+@lru_cache(maxsize=256)
+def _parsed(template: str) -> tuple[tuple[str, str | None], ...]:
+    """A template's (literal, name) pieces, parsed once however many patients it describes."""
+    return tuple((literal, name) for literal, name, _, _ in string.Formatter().parse(template))
+
+
+def _fill_parsed(pieces: tuple[tuple[str, str | None], ...], row: dict) -> str:
+    return "".join(literal + (fmt(row.get(name)) if name is not None else "") for literal, name in pieces)
+
+
+class _Reading(dict):
+    """A row that records which names are read from it (and holds no values)."""
+
+    def __init__(self):
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return default
 
 
 def _label(name: str) -> str:
@@ -49,6 +67,13 @@ class Describer:
         self.names = {}
         for name, node in features.items():
             self.names.setdefault(node, name)
+
+    def reads(self, node: ir.Node, template: str | None) -> set[str]:
+        """The names (features, attributes, parameters) a sentence reads from the patient's
+        row: what the list must evaluate to describe this criterion."""
+        row = _Reading()
+        self.sentence("", node, row, template)
+        return row.read
 
     def sentence(self, name: str, node: ir.Node, row: dict, template: str | None) -> str:
         if template:

@@ -33,6 +33,7 @@ class Selection:
     counts: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)   # by reason (rule and policy)
     capped: int = 0
+    rows: np.ndarray = field(default_factory=lambda: np.array([], np.int64))  # their rows of ``values``
 
 
 def _flag(table: pa.Table, name: str) -> np.ndarray:
@@ -55,10 +56,13 @@ def _sort_key(table: pa.Table, name: str, desc: bool) -> np.ndarray:
 
 
 def select(rule: CompiledRule, values: pa.Table, practice: np.ndarray, locality: np.ndarray,
-           policy_out: dict[str, np.ndarray], patient_ids: np.ndarray) -> Selection:
-    """``values`` holds, per stored patient: population, each include and exclude name
-    (prefixed ``include:``/``exclude:``), ``require`` and every rank_by feature."""
+           policy_out: dict[str, np.ndarray], patient_ids: pa.ChunkedArray | pa.Array) -> Selection:
+    """``values`` holds, per evaluated patient (every stored patient, or only the population's):
+    ``patient`` (store index), population, each include and exclude name (prefixed
+    ``include:``/``exclude:``), ``require`` and every rank_by feature. ``practice``,
+    ``locality``, each policy mask and ``patient_ids`` are per stored patient."""
     counts, excluded = {}, {}
+    patient = values.column("patient").to_numpy().astype(np.int64)
     pop = _flag(values, "population")
     counts["population"] = int(pop.sum())
     meets = pop & _flag(values, "require") if rule.include else pop.copy()
@@ -68,34 +72,55 @@ def select(rule: CompiledRule, values: pa.Table, practice: np.ndarray, locality:
         hit = meets & _flag(values, f"exclude:{name}")
         excluded[name] = int(hit.sum())
         keep &= ~hit
-    for name, hit in policy_out.items():
+    for name, mask in policy_out.items():
+        hit = mask[patient]
         excluded[f"policy:{name}"] = int((meets & hit).sum())
         keep &= ~hit
     counts["eligible"] = int(keep.sum())
-    idx = np.flatnonzero(keep)
-    # one global ranking: the rule's keys in order, then the pseudonymised id (stable ties)
-    keys = [patient_ids[idx].astype(str)]
+    rows = np.flatnonzero(keep)
+    best_first = rows[_ranking(rule, values, rows, patient_ids.take(pa.array(patient[rows])))]
+    chosen = _capped(rule, practice[patient[best_first]], locality[patient[best_first]])
+    chosen_rows, rank = best_first[chosen[0]], chosen[1]
+    order = np.lexsort((rank, practice[patient[chosen_rows]]))
+    counts["listed"] = len(chosen_rows)
+    return Selection(patient[chosen_rows][order], rank[order], counts, excluded, int(rows.size - len(chosen_rows)),
+                     chosen_rows[order])
+
+
+def _ranking(rule: CompiledRule, values: pa.Table, rows: np.ndarray, ids) -> np.ndarray:
+    """The order of ``rows``, best first: one global ranking by the rule's keys in order,
+    then the pseudonymised id (stable ties)."""
+    if not rows.size:
+        return np.array([], np.int64)
+    keys = [np.asarray(ids.to_pylist(), dtype=object).astype(str)]
     for name, _, desc in reversed(rule.rank_by):
-        keys.append(_sort_key(values, name, desc)[idx])
-    best_first = idx[np.lexsort(tuple(keys))] if idx.size else idx
+        keys.append(_sort_key(values, name, desc)[rows])
+    return np.lexsort(tuple(keys))
+
+
+def _capped(rule: CompiledRule, practice: np.ndarray, locality: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the ranked candidates (positions, in rank order) the caps keep, and each one's
+    rank within its practice: per practice, per locality, then in total."""
     cap_p, cap_l, total = (rule.limit.get(k) for k in ("per_practice", "per_locality", "total"))
-    per_practice: dict[int, int] = {}
-    per_locality: dict[int, int] = {}
-    chosen, ranks = [], []
-    for p in best_first:
-        r = per_practice.get(practice[p], 0) + 1  # position on the practice's list
-        if cap_p is not None and r > cap_p:
-            continue
-        if cap_l is not None and per_locality.get(locality[p], 0) >= cap_l:
-            continue
-        if total is not None and len(chosen) >= total:
-            continue
-        per_practice[practice[p]] = r
-        per_locality[locality[p]] = per_locality.get(locality[p], 0) + 1
-        chosen.append(p)
-        ranks.append(r)
-    chosen_arr = np.array(chosen, dtype=np.int64)
-    rank_arr = np.array(ranks, dtype=np.int64)
-    order = np.lexsort((rank_arr, practice[chosen_arr])) if chosen else np.array([], dtype=np.int64)
-    counts["listed"] = len(chosen)
-    return Selection(chosen_arr[order], rank_arr[order], counts, excluded, int(idx.size - len(chosen)))
+    keep = np.ones(len(practice), bool)
+    if cap_p is not None:
+        keep &= _position_within(practice) < cap_p
+    if cap_l is not None:  # counted among those the practice cap kept
+        keep[keep] = _position_within(locality[keep]) < cap_l
+    if total is not None:
+        keep[np.flatnonzero(keep)[total:]] = False
+    kept = np.flatnonzero(keep)
+    return kept, _position_within(practice[kept]) + 1
+
+
+def _position_within(group: np.ndarray) -> np.ndarray:
+    """Each element's 0-based position among the earlier elements of its group."""
+    if not len(group):
+        return np.array([], np.int64)
+    order = np.argsort(group, kind="stable")
+    g = group[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    pos = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
+    out = np.empty(len(g), np.int64)
+    out[order] = pos
+    return out

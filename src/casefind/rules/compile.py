@@ -76,6 +76,7 @@ class CompiledRule:
     population: ir.Node
     features: dict[str, ir.Node]
     segments: tuple[tuple[str, ir.Node], ...] = ()
+    cost: str | None = None  # the numeric feature each segment's cost share is of (cost:)
     include: tuple[tuple[str, ir.Node], ...] = ()
     reasons: dict[str, str] = field(default_factory=dict)  # criterion -> sentence template
     require: ir.Node | None = None
@@ -828,6 +829,7 @@ class Compiler:
                             "the population cannot use percentile or top (nor a feature that does)",
                             "they rank within the population: use them in features and criteria")
         segments = tuple((k, self.condition(v, f"segment {k!r}")) for k, v in src.segments)
+        cost = self.cost_feature(src.cost, bool(segments))
         reasons: dict[str, str] = {}
 
         def criterion(kind: str, name: str, loc: Located) -> ir.Node:
@@ -881,11 +883,28 @@ class Compiler:
             name=src.name.value, title=src.title, version=src.version, path=src.path,
             file_sha256=hashlib.sha256(src.path.read_bytes()).hexdigest(),
             as_of=self.as_of, parameters=self.params, codelists=self.codelists,
-            population=population, features=dict(self.features), segments=segments, include=include,
+            population=population, features=dict(self.features), segments=segments, cost=cost, include=include,
             reasons=reasons,
             require=require, exclude=exclude, rank_by=tuple(rank), limit=limit,
             output_columns=tuple(c.value for c in src.output_columns), evidence=evidence,
             output_round=output_round)
+
+    def cost_feature(self, loc: Located | None, segmented: bool) -> str | None:
+        """``cost: NAME``: the numeric feature a segmented rule's run summary gives each
+        segment's share of (e.g. cost_12m: sum(activity.cost, within=months(12)))."""
+        if loc is None:
+            return None
+        name = loc.value
+        if not segmented:
+            raise RuleError(loc.span, "cost: is what each segment's share of cost is of; this rule has no segments",
+                            "add segments:, or remove cost:")
+        if name not in self.features:
+            raise RuleError(loc.span, f"cost: {name[:40]!r} is not a feature",
+                            did_you_mean(name, self.features) or "name a numeric feature, e.g. cost: cost_12m")
+        if self.features[name].type not in ir.NUMERIC:
+            raise RuleError(loc.span, f"cost: {name} is {self.features[name].type.value}, not a number",
+                            "name a numeric feature, e.g. cost_12m: sum(activity.cost, within=months(12))")
+        return name
 
     def output_round(self, given: dict[str, Located]) -> dict[str, int]:
         """``output: {round: {hfrs: 1, efi: 2}}``: numeric features and the decimal places

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.composer import MaxDepthExceededError
+from ruamel.yaml.error import MarkedYAMLError
 
 from casefind.rules.errors import RuleError, Span, did_you_mean
 
@@ -32,7 +32,7 @@ RESERVED = ("patient", "population", "require", "segment")  # columns every eval
 SUBFOLDERS = ("kpis", "budgets")  # files here belong to the rules folder above them
 
 TOP_LEVEL = ("rule", "title", "version", "description", "as_of", "parameters", "population",
-             "codelists", "features", "segments", "criteria", "rank_by", "limit", "output")
+             "codelists", "features", "segments", "cost", "criteria", "rank_by", "limit", "output")
 CRITERIA_KEYS = ("include", "require", "exclude")
 LIMIT_KEYS = ("per_practice", "per_locality", "total")
 OUTPUT_KEYS = ("columns", "evidence", "round")
@@ -59,6 +59,7 @@ class RuleSource:
     codelists: dict[str, Located] = field(default_factory=dict)   # value: str path or dict
     features: dict[str, Located] = field(default_factory=dict)
     segments: list[tuple[str, Located]] = field(default_factory=list)
+    cost: Located | None = None   # the numeric feature segment cost shares are of (cost: cost_12m)
     include: dict[str, Located] = field(default_factory=dict)
     require: Located | None = None
     exclude: dict[str, Located] = field(default_factory=dict)
@@ -259,7 +260,8 @@ def _named(file: str, node: CommentedMap, what: str) -> dict[str, Located]:
     for k, v in node.items():
         name = check_name(key_span(file, node, k), k, what)
         if what == "feature" and name in RESERVED:
-            raise RuleError(key_span(file, node, k), f"{name!r} is used by casefind itself: choose another feature name")
+            raise RuleError(key_span(file, node, k),
+                            f"{name!r} is used by casefind itself: choose another feature name")
         out[name] = Located(v, span_at(file, node, k))
     return out
 
@@ -292,6 +294,8 @@ def load_rule(path: str | Path) -> RuleSource:
                 raise RuleError(span_at(file, seq, index=i), "each segment is one 'name: condition'")
             (k, v), = item.items()
             src.segments.append((check_name(key_span(file, item, k), k, "segment"), Located(v, span_at(file, item, k))))
+    if data.get("cost") is not None:
+        src.cost = Located(str(data["cost"]), span_at(file, data, "cost"))
     if "criteria" in data and data["criteria"] is not None:
         crit = mapping_at(file, data, "criteria", "include / require / exclude")
         check_keys(file, crit, CRITERIA_KEYS, "criteria")

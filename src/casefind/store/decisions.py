@@ -55,7 +55,7 @@ def read_log(store_root: str | Path, files: list[Path] | None = None) -> pa.Tabl
     ``files``: the batches, when the caller has listed them already."""
     files = batches(store_root) if files is None else files
     if not files:
-        return SCHEMA.empty_table()
+        return pa.Table.from_batches([], schema=SCHEMA)  # empty_table() would import pandas
     return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
 
 
