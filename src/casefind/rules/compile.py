@@ -670,8 +670,9 @@ class Compiler:
             raise RuleError(first.span, "write table.column")
         given = n.kw("value")
         if given is not None:  # a value computed per row, e.g. value=days_between(start_date, end_date)
-            if value is not None or f not in ("sum", "mean", "min", "max"):
-                raise RuleError(given.span, f"value= is for sum, mean, min and max over a table: "
+            takes = [name for name, cls in ir.AGGREGATE_CLASSES.items() if cls.row_value]
+            if value is not None or f not in takes:
+                raise RuleError(given.span, f"value= is for {', '.join(takes[:-1])} and {takes[-1]} over a table: "
                                 f"{f}({table}, value=...)")
             value = self.node(given, table, codelist)
             if value.domain.per_patient:

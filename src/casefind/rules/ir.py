@@ -748,6 +748,7 @@ class Aggregate(Node):
 
     func: ClassVar[str]
     needs_value: ClassVar[bool] = False
+    row_value: ClassVar[bool] = False  # its value may be computed per row (value=days_between(...))
     table: str
     where: Node | None = rows(default=None)
     window: Window = Ever()
@@ -805,7 +806,7 @@ class CountDistinct(Aggregate):
 
 
 class _OfNumbers(Aggregate):
-    needs_value = True
+    needs_value = row_value = True
     type = T.FLOAT
 
     def check(self) -> None:
@@ -826,7 +827,7 @@ class Mean(_OfNumbers):
 
 
 class _Extreme(Aggregate):
-    needs_value = True
+    needs_value = row_value = True
 
     def check(self) -> None:
         if self.value.type not in (T.INT, T.FLOAT, T.DATE):
@@ -1090,14 +1091,19 @@ def patient_parts(n: Node) -> list[Node]:
             if x.domain.per_patient and not isinstance(x, (Const, Param, AsOf))]
 
 
-def tree(n: Node, indent: str = "  ") -> str:
+def tree(n: Node, indent: str = "  ", names: dict[Node, str] | None = None) -> str:
     """The IR under ``n`` as an indented tree, one node a line (what ``casefind explain``
-    prints); a node met again is shown once more by its label only, marked ``(again)``."""
+    prints); a node met again is shown once more by its label only, marked ``(again)``, and
+    a node below ``n`` that ``names`` holds (an earlier feature) by its name."""
     lines: list[str] = []
     seen: set[int] = set()
+    names = names or {}
 
     def visit(x: Node, depth: int, role: str) -> None:
         pad = indent * depth + (f"{role}: " if role else "")
+        if depth and x in names:
+            lines.append(f"{pad}feature {names[x]}")
+            return
         if id(x) in seen and node_fields(type(x)):
             lines.append(f"{pad}{_label(x)} (again)")
             return
