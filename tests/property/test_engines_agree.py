@@ -97,7 +97,7 @@ agg = st.one_of(
     st.builds(lambda f, w: f"count(activity{f}{w})", filt, window),
     st.builds(lambda f, w: f"exists(activity{f}{w})", filt, window),
     st.builds(lambda fn, f, w: f"{fn}(activity.cost{f}{w})",
-              st.sampled_from(["sum", "mean", "min", "max", "first", "last"]), filt, window),
+              st.sampled_from(["sum", "mean", "median", "min", "max", "first", "last"]), filt, window),
     st.builds(lambda fn, f: f"{fn}(activity.start_date{f})", st.sampled_from(["first", "last", "max"]), filt),
     st.builds(lambda f: f"days_since(activity{f})", filt),
     st.builds(lambda w: f"count_distinct(diagnoses.category, codelist=ltc{w})", window),

@@ -19,7 +19,7 @@ The semantics:
 - an aggregation sees rows dated on or before D, within its window:
   range (D - start, D - end] in calendar months and days (the day clamps to month end);
 - over no rows: exists false, count and count_distinct 0, sum and scores 0, the others null;
-- first/last take the earliest/latest row by date, ties by store order; sum/mean/min/max
+- first/last take the earliest/latest row by date, ties by store order; sum/mean/median/min/max
   skip missing values;
 - count_distinct of a codelist's categories counts each category once (a code in two
   categories counts for both); a weighted score adds each category's weight once (the
@@ -459,6 +459,9 @@ class SqlCompiler:
 
     def mean_sql(self, n: ir.Mean, d: str) -> str:
         return self.grouped(n, d, "CAST(avg({v}) AS DOUBLE)")
+
+    def median_sql(self, n: ir.Median, d: str) -> str:
+        return self.grouped(n, d, "CAST(median({v}) AS DOUBLE)")
 
     def min_sql(self, n: ir.Min, d: str) -> str:
         return self.grouped(n, d, "min({v})")

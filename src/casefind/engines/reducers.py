@@ -289,6 +289,23 @@ class CountDistinctValues(Reducer):
                      finish=[f"{c.out}[t, q] = rt.count_unique(buf{k}[:n{k}])"])
 
 
+class Median(Reducer):
+    """median of a row value: the values collected, then their median (np.median)."""
+
+    name = "median"
+
+    def lower(self, c):
+        k, g = c.k, c.rows
+        v, vn = g.value(c.node.value, g.dates_of(k), "r")
+        rows_max = g.arg("maxrows", ConstArg(g.max_rows, "the most rows one patient has"))
+        if vn == IN_BAND:  # computed per row, nan when missing
+            step = f"if {c.test}:\n    x{k} = {v}\n    if x{k} == x{k}:\n        buf{k}[n{k}] = x{k}\n        n{k} += 1"
+        else:
+            step = f"if {_and(c.test, f'not ({vn})' if vn else 'True')}:\n    buf{k}[n{k}] = {v}\n    n{k} += 1"
+        return Piece(scratch=[f"buf{k} = np.empty({rows_max}, dtype=np.float64)"], init=[f"n{k} = 0"], step=[step],
+                     finish=[f"{c.out}[t, q] = np.median(buf{k}[:n{k}]) if n{k} else 0.0\n{c.ok}[t, q] = n{k} > 0"])
+
+
 class Trend(Reducer):
     """Monthly sums (or counts) over the last months, then their least-squares slope. The
     buckets are cleared at the patient's first row in the window: patients with none cost nothing."""
@@ -366,7 +383,8 @@ class CodelistGroup:
 
 
 REDUCERS: dict[str, Reducer] = {r.name: r for r in (
-    Exists(), Count(), Sum(), Mean(), Min(), Max(), First(), Last(), DaysSince(), WeightedCategories(), Trend())}
+    Exists(), Count(), Sum(), Mean(), Median(), Min(), Max(), First(), Last(), DaysSince(), WeightedCategories(),
+    Trend())}
 COUNT_DISTINCT = {"categories": CountDistinctCategories(), "coded": CountDistinctCoded(),
                   "values": CountDistinctValues()}
 

@@ -826,6 +826,13 @@ class Mean(_OfNumbers):
     func = "mean"
 
 
+class Median(_OfNumbers):
+    """The median of the values present: the middle one, or the mean of the two middle ones
+    when their number is even (missing over none)."""
+
+    func = "median"
+
+
 class _Extreme(Aggregate):
     needs_value = row_value = True
 
