@@ -312,38 +312,25 @@ def check(rules, params):
               help="Print only the reference engine's SQL for the rule (one query over the store's views), "
                    "as dbt compile does.")
 def explain(rule, store, as_of, sql):
-    """Show how RULE compiles: the IR of each feature, the plan (one scan per table, a
-    slot per aggregation and date) and the generated Numba kernel source; with --sql, the
-    reference engine's SQL instead (written inline: it needs no store to read)."""
-    from casefind.engines.native import NativeEngine
-    from casefind.lists.run import rule_expressions
-    from casefind.plan import make_plan
+    """Show how RULE compiles: the IR of each feature as an indented tree, its codelists by
+    name and size, each table's scan (a named slot per aggregation, the row ranges it reads)
+    and the generated Numba kernel source; with --sql, the reference engine's SQL instead
+    (written inline: it needs no store to read)."""
     from casefind.rules.compile import compile_rule
-    from casefind.store import Store
 
     r = compile_rule(rule, as_of=as_of)
     if sql:
         from casefind.engines.duckdb_sql import query_text
+        from casefind.lists.run import rule_expressions
 
         click.echo(query_text(rule_expressions(r), r.as_of, r.population))
         return
-    st = Store.open(_resolve_store(store))
-    console.rule(f"IR of {r.name} (as_of {r.as_of})")
-    for name, node in r.features.items():
-        console.print(f"[bold]{name}[/] : {node.type.value}", highlight=False)
-        console.print(f"  {node!r}", highlight=False, soft_wrap=True, markup=False)
-    plan = make_plan(rule_expressions(r), r.as_of, r.population)
-    console.rule(f"Plan {plan.key}: one scan per table")
-    for table, slots in plan.scans.items():
-        console.print(f"[bold]{table}[/]: {len(slots)} slot(s)")
-        for i, slot in enumerate(slots):
-            console.print(f"  slot {i}: {type(slot.node).__name__} "
-                          f"{getattr(slot.node, 'func', 'trend')} at {slot.as_of}", highlight=False, markup=False)
-    eng = NativeEngine(st)  # evaluated: a later stage's kernels read the earlier stages' values
-    eng.evaluate(rule_expressions(r), r.as_of, r.population)
-    for what, ks in eng.kernels.items():
-        console.rule(f"kernel {ks.name} ({what})")
-        click.echo(ks.source)
+    from casefind.explain import sections
+    from casefind.store import Store
+
+    for title, text in sections(r, Store.open(_resolve_store(store))):
+        console.rule(title)
+        click.echo(text)
 
 
 @main.group()

@@ -182,9 +182,10 @@ class ScanProgram:
     blocks: list[RowBlock] = field(default_factory=list)
     slots: list[SlotProgram] = field(default_factory=list)
 
-    def describe(self, names: dict | None = None) -> str:
+    def describe(self, names: dict | None = None, codelists: bool = True) -> str:
         """What the scan computes, for ``casefind explain``: each slot (named by the
-        feature it serves where ``names`` knows it), each codelist once, the row ranges."""
+        feature it serves where ``names`` knows it), the row ranges, and (``codelists``)
+        each codelist it reads once, by name and size."""
         names = names or {}
         lines = [f"scan of {self.table}: {len(self.slots)} slot(s) in {len(self.blocks)} loop(s) over a patient's rows"]
         for b in self.bounds:
@@ -197,8 +198,8 @@ class ScanProgram:
                 label = f"{name} ({s.reducer})" if name else s.reducer
                 group = "" if s.member is None else ", in a codelist group (one lookup per row)"
                 lines.append(f"    slot {s.index}: {label}{group}")
-        codelists = {a.codelist.name: a.codelist for a in self.args.values() if isinstance(a, CodelistArg)}
-        for name, cl in sorted(codelists.items()):
+        read = {a.codelist.name: a.codelist for a in self.args.values() if isinstance(a, CodelistArg)}
+        for name, cl in sorted(read.items() if codelists else ()):
             lines.append(f"  codelist {name}: {len(cl.codes)} codes, {len(cl.prefixes)} prefixes ({cl.system})")
         return "\n".join(lines)
 
