@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 import pytest
-from bench_support import PATIENTS, REPORT
 
+from bench_support import PATIENTS, REPORT
 from casefind.synth import generate
 
 SEED = 7

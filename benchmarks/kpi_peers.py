@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+
 from peers import months_back
 
 # rules/kpis/triple_aim.yml's measures, by hand: (kind, SQL). {periods} is the periods

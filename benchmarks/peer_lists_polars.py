@@ -8,6 +8,7 @@ import datetime as dt
 from pathlib import Path
 
 import polars as pl
+
 from peer_lists import CODELIST_TABLES, REGISTERS, SEGMENTS
 from peers import months_back, parquet_of
 

@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 import duckdb
-import peers
 import pyarrow.parquet as pq
-from bench_support import check_rows, race, ratio, rounds
 
+import peers
+from bench_support import check_rows, race, ratio, rounds
 from casefind.engines import native
 from casefind.lists.dataset import dataset
 from casefind.lists.run import rule_expressions

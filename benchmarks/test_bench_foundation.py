@@ -18,12 +18,12 @@ import sys
 import time
 
 import duckdb
-from bench_support import PATIENTS, race, ratio, record, rounds, run_measured, summary
-from peers import load_duckdb
 
+from bench_support import PATIENTS, race, ratio, record, rounds, run_measured, summary
 from casefind.contract import INPUT_EVENT_TABLES
 from casefind.ingest import run_ingest
 from casefind.store import Store
+from peers import load_duckdb
 
 
 def test_synth(benchmark, bench_dir):

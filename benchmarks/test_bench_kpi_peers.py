@@ -9,9 +9,9 @@ import math
 from pathlib import Path
 
 import duckdb
+
 import kpi_peers
 from bench_support import race, record, rounds
-
 from casefind.kpis import compute
 from casefind.kpis.periods import span
 from casefind.store import Store

@@ -74,8 +74,8 @@ def test_the_engines_read_each_operation_by_name():
     assert ae.op == "==" and ir.And.op == "and" and ir.Div.op == "/"
     assert ir.func("round", (cost,)).name == "round" and ir.Least.name == "min"
     assert Top(Attr("age"), 0.1).kind == "top" and twelve.kind == "range" and ir.Ever().kind == "ever"
-    assert ir.AGGREGATES == ("exists", "count", "count_distinct", "sum", "mean", "median", "min", "max", "first", "last",
-                             "days_since", "weighted_categories")
+    assert ir.AGGREGATES == ("exists", "count", "count_distinct", "sum", "mean", "median", "min", "max", "first",
+                             "last", "days_since", "weighted_categories")
     assert set(ir.BINARY_CLASSES) == {"and", "or", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/"}
 
 
