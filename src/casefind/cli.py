@@ -252,6 +252,15 @@ def _allow_partial_option(f):
                              "(recorded in the outputs). Dates wholly outside the data are always refused.")(f)
 
 
+def _say_if_compiling(engine: str) -> None:
+    """Before a run whose kernels are not compiled yet (a fresh environment), say so."""
+    from casefind.first_use import compile_notice
+
+    notice = compile_notice(engine)
+    if notice:
+        err_console.print(f"[cyan]{_escape(notice)}[/]", highlight=False)
+
+
 def _warn(messages) -> None:
     for m in messages:
         err_console.print(f"[bold yellow]warning:[/] {_escape(m)}", soft_wrap=True, highlight=False)
@@ -281,10 +290,12 @@ def run(rule, store, as_of, params, out, engine, allow_partial):
     not cover is refused (exit 2); see --allow-partial.
     """
     from casefind.lists.run import run as run_rule
+    from casefind.startup import without_pandas
     from casefind.ui import run_summary
 
     store = _resolve_store(store)
-    with stage_progress(f"run {rule.name}") as say:
+    _say_if_compiling(engine)
+    with stage_progress(f"run {rule.name}") as say, without_pandas():
         result = run_rule(rule, store, out, as_of=as_of, params=_params(params), engine=engine,
                           allow_partial=allow_partial, progress=say)
     _warn(result.warnings)
@@ -481,6 +492,7 @@ def kpi(file, store, period, first, last, history_path, params, engine, export, 
         from casefind.kpis.run import run_kpis
         from casefind.ui import kpi_summary
 
+        _say_if_compiling(engine)
         with stage_progress(f"kpi {file.name}") as say:
             result = run_kpis(file, store, periods, history_path=hist, engine=engine,
                               params=_params(params), allow_partial=allow_partial, progress=say)

@@ -47,3 +47,39 @@ def test_failures_exit_1_with_a_message(tmp_path):
 def test_usage_errors_exit_2():
     assert run("ingest").exit_code == 2
     assert run("synth", "--patients", "5", "--out", "x").exit_code == 2
+
+
+def test_the_compile_notice_is_for_a_kernel_cache_without_compiled_kernels(tmp_path, monkeypatch):
+    from casefind.first_use import compile_notice
+
+    kernels = tmp_path / "kernels"
+    monkeypatch.setenv("CASEFIND_KERNEL_CACHE", str(kernels))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert "compiling kernels for first use, about" in compile_notice("native")
+    assert compile_notice("duckdb") is None  # the reference engine compiles nothing
+    (kernels / "__pycache__").mkdir(parents=True)
+    (kernels / "k_0123.py").write_text("")
+    assert compile_notice("native") is not None  # a kernel's source, but nothing compiled
+    (kernels / "__pycache__" / "k_0123.scan_activity-6.py311.nbi").write_bytes(b"")
+    assert compile_notice("native") is None
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))  # Numba's cache elsewhere, and empty
+    assert compile_notice("native") is not None
+
+
+def test_run_and_kpi_say_before_they_compile_kernels_for_first_use(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import casefind.first_use
+    from casefind_testdata import synthetic_store
+
+    store = synthetic_store(tmp_path, 300, 3)
+    rules = Path(__file__).parents[2] / "rules"
+    for compiled in (False, True):
+        monkeypatch.setattr(casefind.first_use, "kernels_compiled", lambda c=compiled: c)
+        r = run("run", rules / "frail.yml", "--store", store, "--out", tmp_path / "out")
+        assert r.exit_code == 0, r.output
+        assert ("compiling kernels for first use" in r.output) is not compiled
+        r = run("kpi", rules / "kpis" / "triple_aim.yml", "--period", "2026-10", "--store", store,
+                "--history", tmp_path / "history.duckdb")
+        assert r.exit_code == 0, r.output
+        assert ("compiling kernels for first use" in r.output) is not compiled

@@ -153,3 +153,34 @@ def test_cost_without_segments_is_refused(tmp_path):
                     'criteria:\n  include:\n    any: cost_12m > 0\n')
     with pytest.raises(RuleError, match="no segments"):
         compile_rule(path)
+
+
+def test_casefind_run_in_a_fresh_process_leaves_pandas_unimported_and_writes_the_same_list(store, tmp_path):
+    """pandas is held back while ``casefind run`` runs (casefind/startup.py: pyarrow would
+    import it, 0.2 s, only to check its inputs); the list is the one ``run()`` writes."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom casefind.cli import main\n"
+            f"main(['run', {str(RULES / 'frail.yml')!r}, '--store', {str(store)!r}, '--out', "
+            f"{str(tmp_path / 'fresh')!r}], standalone_mode=False)\n"
+            "print('pandas imported:', 'pandas' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pandas imported: False" in done.stdout
+    ours = run(RULES / "frail.yml", store, tmp_path / "here")
+    fresh = pq.read_table(tmp_path / "fresh" / ours.out_dir.name / "list.parquet").drop_columns(["run_id"])
+    here = pq.read_table(ours.out_dir / "list.parquet").drop_columns(["run_id"])
+    assert fresh.num_rows > 0 and fresh.equals(here)
+
+
+def test_pandas_is_importable_again_once_the_run_is_over():
+    import subprocess
+    import sys
+
+    code = ("import sys, pyarrow as pa\nfrom casefind.startup import without_pandas\n"
+            "with without_pandas():\n"
+            "    pa.table({'a': [1]})\n"
+            "    try:\n        import pandas\n    except ModuleNotFoundError:\n        print('held back')\n"
+            "print(type(pa.table({'a': [1]}).to_pandas()).__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["held", "back", "DataFrame"]
