@@ -29,3 +29,18 @@ def group_sums(group: np.ndarray, n_groups: int, mask: np.ndarray, value: np.nda
                 s[g] += x
                 ss[g] += x * x
     return n, k, s, ss
+
+
+@nb.njit(cache=True)
+def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value: np.ndarray, valid: np.ndarray):
+    """``group_sums`` added to ``out`` (rows n, k, s, ss): patients taken chunk by chunk, in
+    order, give each group the same additions in the same order as one pass, so the same sums."""
+    for i in range(group.shape[0]):
+        if mask[i]:
+            g = group[i]
+            out[0, g] += 1.0
+            if valid[i]:
+                x = value[i]
+                out[1, g] += 1.0
+                out[2, g] += x
+                out[3, g] += x * x

@@ -150,9 +150,14 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
     """)
     for name in EVENT_TABLES:
         t = store.table(name)
-        arrow = t.arrow if only is None else t.arrow.take(pa.array(rows_of(t.offsets, np.sort(only))))
-        con.register(f"raw_{name}", arrow)
-        cols = ["(row_number() OVER () - 1)::BIGINT AS row", "e.patient"]
+        if only is None:
+            con.register(f"raw_{name}", t.arrow)
+            cols = ["(row_number() OVER () - 1)::BIGINT AS row", "e.patient"]
+        else:  # their rows, each with its row number in the store as a column: row_number()
+            # OVER () would keep DuckDB from filtering the view before decoding all of it
+            rows = rows_of(t.offsets, np.sort(only))
+            con.register(f"raw_{name}", t.arrow.take(pa.array(rows)).append_column("row", pa.array(rows)))
+            cols = ["e.row", "e.patient"]
         joins = []
         for c in TABLES[name].columns:
             if c.kind == "patient_id":

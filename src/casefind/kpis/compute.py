@@ -9,6 +9,7 @@ sums; disclosure control comes last (kpis/disclosure.py), never before roll-up.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,9 +23,10 @@ from casefind.kpis.periods import Period
 from casefind.plan import bind
 from casefind.rules import ir
 from casefind.store import Store
-from casefind_native.aggregate import group_sums
+from casefind_native.aggregate import group_sums, group_sums_into
 
 LEVELS = ("practice", "locality", "system")
+IMD_LABELS = ("1 (most deprived)", "2", "3", "4", "5 (least deprived)", "unknown")
 AGE_BANDS = ((0, 17, "0-17"), (18, 64, "18-64"), (65, 74, "65-74"), (75, 84, "75-84"), (85, 200, "85+"))
 
 RESULT_SCHEMA = pa.schema([
@@ -97,6 +99,14 @@ def compile_for(path, periods: list[Period], params: dict[str, str] | None = Non
     return {p: ks for p in periods}
 
 
+def _sets(ksets: dict[Period, KpiSet]) -> list[list[Period]]:
+    """The periods in date order, grouped by the compiled KPI set they share."""
+    by_set: dict[int, list[Period]] = {}
+    for p in sorted(ksets, key=lambda q: q.end):
+        by_set.setdefault(id(ksets[p]), []).append(p)
+    return list(by_set.values())
+
+
 def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native") -> pa.Table:
     """Every period's per-patient values, as columns ``<expression>|<period label>`` (and
     ``sex``, ``imd_decile`` once). An engine that evaluates periods together (the native
@@ -104,21 +114,52 @@ def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native") 
     whose size does not depend on how many there are; any other is given each period's
     expressions with ``period`` bound (casefind.plan.bind)."""
     eng = get_engine(engine)
-    by_set: dict[int, list[Period]] = {}
-    for p in sorted(ksets, key=lambda q: q.end):
-        by_set.setdefault(id(ksets[p]), []).append(p)
     columns: dict[str, pa.Array] = {}
-    for periods in by_set.values():
+    for periods in _sets(ksets):
         exprs = expressions(ksets[periods[0]])
         if hasattr(eng, "evaluate_periods"):
             tables = eng.evaluate_periods(store, exprs, [(p.end, p.days) for p in periods])
         else:
             tables = [eng.evaluate(store, {k: bind(v, p.days) for k, v in exprs.items()}, p.end) for p in periods]
-        for p, t in zip(periods, tables):
-            columns.setdefault("patient", t.column("patient"))
-            columns.update({f"{name}|{p.label}": t.column(name) for name in exprs})
+        _put(columns, exprs, periods, tables)
     first = min(ksets, key=lambda q: q.end)
-    static = eng.evaluate(store, STATIC, first.end)
+    return _table(ksets, columns, eng.evaluate(store, STATIC, first.end))
+
+
+CHUNK_PATIENTS = 65_536  # patients evaluated at a time by evaluate_chunks
+
+
+def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "native",
+                    size: int = CHUNK_PATIENTS) -> Iterator[pa.Table]:
+    """``evaluate``'s table in pieces of ``size`` consecutive patients, for ``compute``. An
+    engine that evaluates chunks (the native engine's ``evaluate_periods_chunks``, with one
+    plan and one set of kernels for all of them) then holds one chunk's values at a time,
+    so memory does not grow with patients x periods x columns; any other gives one piece."""
+    eng = get_engine(engine)
+    if not hasattr(eng, "evaluate_periods_chunks"):
+        yield evaluate(store, ksets, engine)
+        return
+    n = store.n_patients
+    chunks = [np.arange(lo, min(lo + size, n), dtype=np.int64) for lo in range(0, n, size)]
+    sets = _sets(ksets)
+    exprs = [expressions(ksets[periods[0]]) for periods in sets]
+    streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks)
+               for e, periods in zip(exprs, sets)]
+    first = min(ksets, key=lambda q: q.end)
+    for rows, parts in zip(chunks, zip(*streams)):
+        columns: dict[str, pa.Array] = {}
+        for e, periods, tables in zip(exprs, sets, parts):
+            _put(columns, e, periods, tables)
+        yield _table(ksets, columns, eng.evaluate(store, STATIC, first.end, patients=rows))
+
+
+def _put(columns: dict, exprs: dict, periods: list[Period], tables: list[pa.Table]) -> None:
+    for p, t in zip(periods, tables):
+        columns.setdefault("patient", t.column("patient"))
+        columns.update({f"{name}|{p.label}": t.column(name) for name in exprs})
+
+
+def _table(ksets: dict[Period, KpiSet], columns: dict, static: pa.Table) -> pa.Table:
     columns.update({name: static.column(name) for name in STATIC})
     order = ["patient"] + [f"{name}|{p.label}" for p, ks in ksets.items() for name in expressions(ks)] + list(STATIC)
     return pa.table({k: columns[k] for k in order})
@@ -142,7 +183,7 @@ def _labels(values: pa.Table, name: str, period: Period, kind: str) -> tuple[np.
     if kind == "imd_quintile":
         dec = _column(values, "imd_decile", 0)
         code = np.where(dec > 0, (dec.astype(np.int64) + 1) // 2 - 1, 5)
-        return code, ["1 (most deprived)", "2", "3", "4", "5 (least deprived)", "unknown"]
+        return code, list(IMD_LABELS)
     column = "sex" if kind == "sex" else f"segment|{period.label}"
     enc = pc.dictionary_encode(values.column(column).fill_null("(none)")).combine_chunks()
     labels = enc.dictionary.to_pylist()
@@ -203,31 +244,163 @@ def _finish(m: Measure, s: dict, level: float = 0.95) -> tuple[np.ndarray, ...]:
     raise ValueError(m.kind)  # pragma: no cover - medians are finished apart
 
 
-def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table, run_id: str,
+def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table | Iterable[pa.Table], run_id: str,
             level: float = 0.95) -> pa.Table:
     """The long-format results (before disclosure control) for every period, measure, level,
-    unit and breakdown."""
+    unit and breakdown. ``values``: ``evaluate``'s table, or ``evaluate_chunks``' pieces
+    (consecutive patients in store order), added up piece by piece."""
     roll = _Rollup(store, run_id, level)
-    static: dict[str, tuple] = {}  # sex and IMD do not change with the period
-    for p, ks in ksets.items():
-        splits = {"": (np.zeros(len(roll.practice), np.int64), ["all"])}
-        for b in sorted({b for m in ks.measures.values() for b in m.breakdowns}):
-            if b in ("sex", "imd_quintile"):
-                if b not in static:
-                    static[b] = _labels(values, b, p, b)
-                splits[b] = static[b]
-            else:
-                splits[b] = _labels(values, b, p, b)
-        esp_band = None
-        for m in ks.measures.values():
-            mask, v, valid, den = _measure_columns(values, m, p)
-            for breakdown in [""] + list(m.breakdowns):
-                roll.breakdown(p, ks, m, breakdown, splits[breakdown], mask, v, valid, den)
-            if m.standardise == "esp2013":
-                if esp_band is None:  # per period, and only when a measure is standardised
-                    esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
-                roll.standardised(p, ks, m, esp_band, mask, v, valid)
+    sums = _Sums(ksets, roll.practice, len(roll.h.codes["practice"]))
+    for piece in [values] if isinstance(values, pa.Table) else values:
+        sums.add(piece)
+    sums.finish(roll)
     return _assemble(roll.chunks)
+
+
+class _Labels:
+    """A breakdown's labels: fixed ones in their order, or text labels numbered as they
+    appear and sorted at the end (so chunks that see different labels agree)."""
+
+    def __init__(self, fixed: list[str] | None = None):
+        self.fixed = fixed is not None
+        self.names: list[str] = list(fixed or [])
+        self.index = {x: i for i, x in enumerate(self.names)}
+
+    def ids(self, labels: list[str]) -> np.ndarray:
+        for x in labels:
+            if x not in self.index:
+                self.index[x] = len(self.names)
+                self.names.append(x)
+        return np.array([self.index[x] for x in labels], dtype=np.int64)
+
+    def order(self) -> tuple[list[str], np.ndarray]:
+        """The labels as the results list them, and each one's id."""
+        ids = np.arange(len(self.names)) if self.fixed else np.argsort(np.array(self.names, dtype=object))
+        return [self.names[i] for i in ids], np.asarray(ids, dtype=np.int64)
+
+
+class _Acc:
+    """The additive pieces (rows n, k, s, ss) per label x practice, grown as labels appear."""
+
+    def __init__(self, n_practices: int):
+        self.n_practices = n_practices
+        self.parts = np.zeros((4, 0))
+
+    def grown(self, n_labels: int) -> np.ndarray:
+        size = n_labels * self.n_practices
+        if self.parts.shape[1] < size:
+            self.parts = np.concatenate([self.parts, np.zeros((4, size - self.parts.shape[1]))], axis=1)
+        return self.parts
+
+    def add(self, label, practice, n_labels: int, mask, v, valid) -> None:
+        group_sums_into(self.grown(n_labels), label * self.n_practices + practice, mask, v, valid)
+
+    def by_practice(self, ids: np.ndarray, n_labels: int) -> dict:
+        """The pieces per practice x label (labels in ``ids`` order), as group_sums gives them."""
+        parts = self.grown(n_labels).reshape(4, n_labels, self.n_practices)[:, ids, :]
+        flat = parts.transpose(0, 2, 1).reshape(4, -1)
+        return {"n": flat[0], "k": flat[1], "s": flat[2], "ss": flat[3]}
+
+
+class _Kept:
+    """A median's population members with a value: label, practice and value of each."""
+
+    def __init__(self):
+        self.parts: list[tuple] = []
+
+    def add(self, label, practice, mask, v, valid) -> None:
+        keep = mask & valid
+        self.parts.append((label[keep], practice[keep], v[keep]))
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+        return tuple(np.concatenate(x) for x in zip(*self.parts))
+
+
+def _fixed_labels(kind: str) -> list[str] | None:
+    if kind == "":
+        return ["all"]
+    if kind == "age_band":
+        return [b[2] for b in AGE_BANDS] + ["unknown"]
+    if kind == "imd_quintile":
+        return list(IMD_LABELS)
+    return None
+
+
+class _Sums:
+    """What each (period, measure, breakdown) needs of the patients, added up as their
+    values come: additive sums per practice x label, or a median's values."""
+
+    def __init__(self, ksets: dict[Period, KpiSet], practice: np.ndarray, n_practices: int):
+        self.ksets, self.practice, self.n_practices = ksets, practice, n_practices
+        self.n_bands = len(stats.european_standard_population().weights)
+        self.labels: dict[tuple, _Labels] = {}
+        self.acc: dict[tuple, _Acc | _Kept] = {}
+        for p, ks in ksets.items():
+            for m in ks.measures.values():
+                for b in [""] + list(m.breakdowns):
+                    static = b in ("sex", "imd_quintile")  # one label set for every period
+                    self.labels.setdefault((None if static else p, b), _Labels(_fixed_labels(b)))
+                    self.acc[(p, m.name, b)] = _Kept() if m.kind == "median" else _Acc(n_practices)
+                    if m.kind == "ratio":
+                        self.acc[(p, m.name, b, "den")] = _Acc(n_practices)
+                if m.standardise == "esp2013":
+                    self.acc[(p, m.name, "esp2013")] = _Acc(n_practices)
+
+    def split(self, p: Period, b: str) -> _Labels:
+        return self.labels.get((p, b)) or self.labels[(None, b)]
+
+    def add(self, values: pa.Table) -> None:
+        """One piece of evaluate's table (the next patients in store order)."""
+        practice = self.practice[values.column("patient").to_numpy(zero_copy_only=False).astype(np.int64)]
+        static: dict[str, np.ndarray] = {}
+        for p, ks in self.ksets.items():
+            label = {"": np.zeros(len(practice), np.int64)}
+            for b in {b for m in ks.measures.values() for b in m.breakdowns}:
+                if b not in static:
+                    code, names = _labels(values, b, p, b)
+                    label[b] = self.split(p, b).ids(names)[code]
+                    if b in ("sex", "imd_quintile"):
+                        static[b] = label[b]
+                else:
+                    label[b] = static[b]
+            esp_band = None
+            for m in ks.measures.values():
+                mask, v, valid, den = _measure_columns(values, m, p)
+                for b in [""] + list(m.breakdowns):
+                    acc, n_labels = self.acc[(p, m.name, b)], len(self.split(p, b).names)
+                    if isinstance(acc, _Kept):
+                        acc.add(label[b], practice, mask, v, valid)
+                        continue
+                    acc.add(label[b], practice, n_labels, mask, v, valid)
+                    if den is not None:  # events over events: the denominator is the events' sum
+                        self.acc[(p, m.name, b, "den")].add(label[b], practice, n_labels, mask, den, valid)
+                if m.standardise == "esp2013":
+                    if esp_band is None:  # per period, and only when a measure is standardised
+                        esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
+                    self.acc[(p, m.name, "esp2013")].add(esp_band, practice, self.n_bands, mask, v, valid)
+
+    def finish(self, roll: _Rollup) -> None:
+        """Every result row, in the order of periods, measures and breakdowns."""
+        for p, ks in self.ksets.items():
+            for m in ks.measures.values():
+                for b in [""] + list(m.breakdowns):
+                    labels, ids = self.split(p, b).order()
+                    acc, n_labels = self.acc[(p, m.name, b)], len(ids)
+                    if isinstance(acc, _Kept):
+                        rank = np.empty(n_labels, np.int64)
+                        rank[ids] = np.arange(n_labels)
+                        label, practice, v = acc.arrays()
+                        roll.medians(p, ks, m, b, labels, rank[label], practice, v)
+                        continue
+                    pr = acc.by_practice(ids, n_labels)
+                    if m.kind == "ratio":
+                        pr["n"] = self.acc[(p, m.name, b, "den")].by_practice(ids, n_labels)["s"]
+                    roll.sums(p, ks, m, b, labels, pr)
+                if m.standardise == "esp2013":
+                    esp = self.acc[(p, m.name, "esp2013")]
+                    roll.standardised(p, ks, m, esp.by_practice(np.arange(self.n_bands), self.n_bands))
 
 
 def _measure_columns(values: pa.Table, m: Measure, p: Period):
@@ -283,34 +456,26 @@ class _Rollup:
         return [("practice", sums), ("locality", loc),
                 ("system", _roll(loc, self.h.system_of_locality, self.n_units["system"], nb))]
 
-    def breakdown(self, p, ks, m, breakdown, split, mask, v, valid, den) -> None:
-        code, labels = split
-        nb = len(labels)
-        group = self.practice * nb + code
-        if m.kind == "median":
-            self.medians(p, ks, m, breakdown, labels, code, mask, v, valid)
-            return
-        pr = _sums(group, self.n_units["practice"] * nb, mask, v, valid)
-        if den is not None:  # events over events: the denominator is the events' sum
-            pr["n"] = _sums(group, self.n_units["practice"] * nb, mask, den, valid)["s"]
-        for lv, s in self.levels(pr, nb):
+    def sums(self, p, ks, m, breakdown, labels, pr: dict) -> None:
+        """Rows of every level from the practices' additive pieces (practice x label)."""
+        for lv, s in self.levels(pr, len(labels)):
             self.emit(p, ks, m, lv, breakdown, labels, _finish(m, s, self.level))
 
-    def medians(self, p, ks, m, breakdown, labels, code, mask, v, valid) -> None:
-        """Medians do not add up: each level's groups are sorted apart."""
-        nb, h, practice = len(labels), self.h, self.practice
+    def medians(self, p, ks, m, breakdown, labels, code, practice, v) -> None:
+        """Medians do not add up: each level's groups are sorted apart (``v``: the values of
+        the population's members with one, ``practice`` and breakdown ``code`` theirs)."""
+        nb, h, everyone = len(labels), self.h, np.ones(len(v), bool)
         for lv, g in (("practice", practice * nb + code), ("locality", h.locality_of_practice[practice] * nb + code),
                       ("system", h.system_of_locality[h.locality_of_practice[practice]] * nb + code)):
-            sums = _sums(g, self.n_units[lv] * nb, mask, v, valid)
-            med = _medians(g, self.n_units[lv] * nb, mask, v, valid)
+            sums = _sums(g, self.n_units[lv] * nb, everyone, v, everyone)
+            med = _medians(g, self.n_units[lv] * nb, everyone, v, everyone)
             nan = np.full(len(med), np.nan)
             self.emit(p, ks, m, lv, breakdown, labels, (nan, sums["k"], med * m.multiplier, nan, nan))
 
-    def standardised(self, p, ks, m, esp_band, mask, v, valid) -> None:
-        """A rate directly age-standardised to the European Standard Population 2013."""
+    def standardised(self, p, ks, m, pr: dict) -> None:
+        """A rate directly age-standardised to the European Standard Population 2013
+        (``pr``: the pieces per practice x age band)."""
         nbands = len(self.esp.weights)
-        group = self.practice * nbands + esp_band
-        pr = _sums(group, self.n_units["practice"] * nbands, mask, v, valid)
         for lv, s in self.levels(pr, nbands):
             counts = s["s"].reshape(-1, nbands)
             pops = s["n"].reshape(-1, nbands)

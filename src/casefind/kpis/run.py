@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +49,21 @@ def check_periods(store: Store, periods: list[Period], allow_partial: bool) -> l
     return [w for w in found if w]
 
 
+def _timed(pieces: Iterator, timings: dict[str, float], key: str) -> Iterator:
+    """``pieces`` as they come, with the time spent making them added to ``timings[key]``:
+    evaluation and roll-up take turns, chunk by chunk."""
+    timings[key] = 0.0
+    while True:
+        t = time.perf_counter()
+        try:
+            piece = next(pieces)
+        except StopIteration:
+            timings[key] += time.perf_counter() - t
+            return
+        timings[key] += time.perf_counter() - t
+        yield piece
+
+
 def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *, history_path: Path | None = None,
              engine: str = "native", params: dict[str, str] | None = None, allow_partial: bool = False,
              progress: Callable[[str], None] | None = None, before_commit=None) -> KpiRunResult:
@@ -66,19 +81,16 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
     warnings = check_periods(store, periods, allow_partial)
     timings["compile"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    say(f"evaluating {len(first.measures)} measures × {len(periods)} periods ({engine} engine, one pass)")
-    values = compute.evaluate(store, ksets, engine)
-    timings["evaluate"] = time.perf_counter() - t
-
     labels = [p.label for p in periods]
     review_digest = store.manifest["reviews"]["digest"]
     run_id = hashlib.sha256(json.dumps([first.file_sha256, store.snapshot_id, review_digest, labels,
                                         sorted((params or {}).items())]).encode()).hexdigest()[:12]
     t = time.perf_counter()
-    say("rolling up and adding intervals")
+    say(f"evaluating {len(first.measures)} measures × {len(periods)} periods ({engine} engine, one pass), "
+        "rolling up and adding intervals")
+    values = _timed(compute.evaluate_chunks(store, ksets, engine), timings, "evaluate")
     results = compute.compute(store, ksets, values, run_id)
-    timings["aggregate"] = time.perf_counter() - t
+    timings["aggregate"] = time.perf_counter() - t - timings["evaluate"]
 
     t = time.perf_counter()
     say("disclosure control")
