@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 import duckdb
-from bench_support import _median_of, ratio
 
+from bench_support import _median_of, ratio
 from casefind.engines import duckdb_sql
 from casefind.kpis import compute
 from casefind.kpis.periods import span

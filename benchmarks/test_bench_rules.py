@@ -31,12 +31,12 @@ import time
 from pathlib import Path
 
 import duckdb
-import peers
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
-from bench_support import _median_of, check_rows, race, ratio, rounds, run_measured
 
+import peers
+from bench_support import _median_of, check_rows, race, ratio, rounds, run_measured
 from casefind.engines.base import get_engine
 from casefind.engines.native import NativeEngine
 from casefind.lists.run import evaluate_list, list_expressions, rule_expressions, run

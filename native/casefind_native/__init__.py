@@ -12,4 +12,4 @@ if "NUMBA_CACHE_DIR" not in os.environ:
     os.environ["NUMBA_CACHE_DIR"] = os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "casefind", "numba")
 
-from casefind_native.grouping import gather, group_by_patient  # noqa: E402,F401
+from casefind_native.grouping import gather, group_by_patient  # noqa: F401

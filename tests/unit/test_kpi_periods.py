@@ -1,5 +1,6 @@
 """Reporting periods: exact calendar months, quarters and rolling years, and ranges."""
 import datetime as dt
+import itertools
 
 import pytest
 
@@ -24,7 +25,7 @@ def test_periods_are_exact_calendar_spans(text, start, end, days):
 def test_consecutive_months_tile_the_year_without_gaps_or_overlaps():
     months = span("2025-11", "2026-10")
     assert len(months) == 12
-    for a, b in zip(months, months[1:]):
+    for a, b in itertools.pairwise(months):
         assert b.start == a.end + dt.timedelta(days=1)
     assert sum(p.days for p in months) == 365
 

@@ -74,10 +74,13 @@ CASES = [  # (runtime function, reference, arguments)
       for x, y in ((1.5, 2.0), (nan, 1.0), (1e308, 1e308), (-3.0, 4.0))],
     *[(rt.div, lambda x, y: nan if y == 0 or y != y else _finite(x / y), (x, y))
       for x, y in ((1.0, 2.0), (1.0, 0.0), (nan, 1.0), (1.0, nan), (1e308, 1e-308))],
-    *[(rt.whole, lambda r: r if -2.0 ** 63 <= r < 2.0 ** 63 else nan, (r,)) for r in (5.0, 2.0 ** 63, -2.0 ** 63, -1e19)],
+    *[(rt.whole, lambda r: r if -2.0 ** 63 <= r < 2.0 ** 63 else nan, (r,))
+      for r in (5.0, 2.0 ** 63, -2.0 ** 63, -1e19)],
     *[(rt.differ, lambda a, b: a == a and b == b and a != b, (a, b)) for a, b in ((1.0, 2.0), (1.0, 1.0), (nan, 1.0))],
-    *[(rt.in_sorted, lambda v, x: bool(x in v.tolist()), (np.array([1.0, 4.0, 9.0]), x)) for x in (0.0, 1.0, 5.0, 9.0, 10.0, nan)],
-    *[(rt.shift_day, _shift_day, (day, months, days)) for day in (to_day(dt.date(2024, 1, 31)), to_day(dt.date(1969, 3, 31)))
+    *[(rt.in_sorted, lambda v, x: bool(x in v.tolist()), (np.array([1.0, 4.0, 9.0]), x))
+      for x in (0.0, 1.0, 5.0, 9.0, 10.0, nan)],
+    *[(rt.shift_day, _shift_day, (day, months, days))
+      for day in (to_day(dt.date(2024, 1, 31)), to_day(dt.date(1969, 3, 31)))
       for months, days in ((0, 0), (1, 0), (-1, 0), (-13, 5), (25, -30))],
 ]
 

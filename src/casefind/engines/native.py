@@ -10,6 +10,7 @@ import bisect
 import datetime as dt
 import hashlib
 import importlib.util
+import itertools
 import math
 import os
 import sys
@@ -144,7 +145,7 @@ def work_items(offsets: np.ndarray, periods: int = 1) -> list[tuple[int, int]]:
     if k <= 1:
         return [(0, n)]
     cuts = sorted({0, n, *(bisect.bisect_left(range(n + 1), total * j // k, key=work) for j in range(1, k))})
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(itertools.pairwise(cuts))
 
 
 def _run_calls(calls: list) -> None:
@@ -473,7 +474,8 @@ class NativeEngine:
         if isinstance(n, ir.Shift):
             v = self.eval(n.date, d)
             vals = np.where(v.valid, v.values, 0)
-            return Vec(shift_days(vals, bind_days(n.months, self.period_days), bind_days(n.days, self.period_days)), v.valid)
+            months, days = bind_days(n.months, self.period_days), bind_days(n.days, self.period_days)
+            return Vec(shift_days(vals, months, days), v.valid)
         if isinstance(n, ir.At):
             return self.eval(n.operand, constant_date(n.when, d, None, self.period_days))
         if isinstance(n, (ir.Aggregate, ir.Trend)):

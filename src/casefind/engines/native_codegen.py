@@ -250,7 +250,8 @@ class RowExprs:
             if len(opts) <= 8:
                 test = " or ".join(f"{a} == {o!r}" for o in opts)
             else:
-                test = f"rt.in_sorted({self.arg(f'in{len(self.args)}', ConstArg(np.array(opts, dtype=np.float64)))}, {a})"
+                table = self.arg(f"in{len(self.args)}", ConstArg(np.array(opts, dtype=np.float64)))
+                test = f"rt.in_sorted({table}, {a})"
             return f"(not ({an}) and ({test}))" if an and an != IN_BAND else f"({test})"
         if isinstance(n, ir.Binary):
             op = n.op
@@ -271,7 +272,8 @@ class RowExprs:
     def lookup(self, cl: ir.Codelist) -> np.ndarray:
         """Boolean membership over the code dictionary of the codelist's system."""
         name = f"code.{cl.system}"
-        dictionary = self.store.dictionary(name) if name in self.store.manifest["dictionaries"] else np.array([], object)
+        known = name in self.store.manifest["dictionaries"]
+        dictionary = self.store.dictionary(name) if known else np.array([], object)
         member = np.zeros(len(dictionary), dtype=np.bool_)
         if len(dictionary):
             idx = np.searchsorted(dictionary, np.array(cl.codes, dtype=object)) if cl.codes else np.array([], int)
@@ -325,7 +327,8 @@ class RowExprs:
         names = sorted({c for c in cl.categories if c is not None})
         cat_no = {c: i for i, c in enumerate(names)}
         dname = f"code.{cl.system}"
-        dictionary = self.store.dictionary(dname) if dname in self.store.manifest["dictionaries"] else np.array([], object)
+        known = dname in self.store.manifest["dictionaries"]
+        dictionary = self.store.dictionary(dname) if known else np.array([], object)
         per_code: list[set[int]] = [set() for _ in range(len(dictionary))]
         weights = np.zeros(max(len(names), 1), dtype=np.int64)
         if cl.weights:
@@ -339,7 +342,8 @@ class RowExprs:
             is_prefix = i >= len(cl.codes)
             lo = np.searchsorted(dictionary, entry)
             hi = lo
-            while hi < len(dictionary) and (str(dictionary[hi]).startswith(entry) if is_prefix else dictionary[hi] == entry):
+            while hi < len(dictionary) and (
+                    str(dictionary[hi]).startswith(entry) if is_prefix else dictionary[hi] == entry):
                 per_code[hi].add(cat_no[cat])
                 hi += 1
         ptr = np.zeros(len(dictionary) + 1, dtype=np.int64)
@@ -400,7 +404,8 @@ class _Windows:
             return "lo", self.upto(ds), f"active on {label}"
         end = self.upto(ds, *getattr(n.window, "end", (0, 0)))
         if n.window.kind == "range":
-            return self.upto(ds, *n.window.start), end, f"({_ago(label, *n.window.start)}, {_ago(label, *n.window.end)}]"
+            span = f"({_ago(label, *n.window.start)}, {_ago(label, *n.window.end)}]"
+            return self.upto(ds, *n.window.start), end, span
         return "lo", end, f"up to {label}"
 
     def bound_days(self, var: str) -> str:
@@ -458,7 +463,8 @@ def lower(table: str, slots: list[Slot], store, period_days: tuple = (None,)) ->
             j, m, members = grouped[k]
             out, ok = g.arg(f"gout{j}", GroupOutArg(members)), g.arg(f"gok{j}", GroupValidArg(members))
             if m == 0:
-                blk.groups.append(_group_piece(g, j, [slots[i] for i in members], [reducers[i] for i in members], out, ok))
+                piece = _group_piece(g, j, [slots[i] for i in members], [reducers[i] for i in members], out, ok)
+                blk.groups.append(piece)
             sp = SlotProgram(k, slot, red.name, out, ok if red.has_valid else None, what, member=m)
             blk.slots.append(sp)
             prog.slots.append(sp)

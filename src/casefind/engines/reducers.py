@@ -245,7 +245,8 @@ class WeightedCategories(CountDistinctCategories):
         w = g.arg(f"weights{k}", ConstArg(weights, "each category's weight, in whole units"))
         sc = g.arg(f"scale{k}", ConstArg(np.float64(10 ** n.codelist.weight_places)))
         if n.hierarchy:
-            hp, hi = (g.arg(f"{x}{k}", ConstArg(a)) for x, a in zip(("aboveptr", "above"), g.above(n.codelist, n.hierarchy)))
+            above = g.above(n.codelist, n.hierarchy)
+            hp, hi = (g.arg(f"{x}{k}", ConstArg(a)) for x, a in zip(("aboveptr", "above"), above))
             total = f"rt.weighted_hierarchy(stamp{k}, {w}, mark, {hp}, {hi})"
         else:
             total = f"rt.weighted(stamp{k}, {w}, mark)"
@@ -270,8 +271,10 @@ class CountDistinctCoded(Reducer):
             has, key = f"{v}[r] >= 0 and {s_}[r] >= 0", f"{bs}[{s_}[r]] + {v}[r]"
         else:
             has, key = f"{v}[r] >= 0", f"{bs}[0] + {v}[r]"
-        step = f"if {_and(c.test, has)}:\n    x{k} = {key}\n" + "\n".join("    " + x for x in _count_once(k, f"x{k}").split("\n"))
-        return Piece(scratch=[_stamps(k, sz, "value")], init=[f"a{k} = 0"], step=[step], finish=[f"{c.out}[t, q] = a{k}"])
+        count = "\n".join("    " + x for x in _count_once(k, f"x{k}").split("\n"))
+        step = f"if {_and(c.test, has)}:\n    x{k} = {key}\n" + count
+        return Piece(scratch=[_stamps(k, sz, "value")], init=[f"a{k} = 0"], step=[step],
+                     finish=[f"{c.out}[t, q] = a{k}"])
 
 
 class CountDistinctValues(Reducer):
@@ -340,7 +343,8 @@ def group_kind(node, red: Reducer, spec) -> int | None:
         return None
     if not isinstance(node.where.column, ir.Column):
         return None
-    if red.name in ("first", "last") and not (isinstance(node.value, ir.Column) and node.value.column == spec.sort_date):
+    by_date = isinstance(node.value, ir.Column) and node.value.column == spec.sort_date
+    if red.name in ("first", "last") and not by_date:
         return None
     return red.group_kind
 

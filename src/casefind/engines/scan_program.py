@@ -220,7 +220,8 @@ def render(prog: ScanProgram, header: list[str]) -> str:
            *_indent([line for blk in prog.blocks for p in blk.pieces for line in p.scratch], 4),
            "    for q in range(q0, q1):",
            "        p = patients[q]",
-           f"        lo, hi = {_arg(prog, OffsetsArg)}[p], {_arg(prog, OffsetsArg)}[p + 1]  # the patient's rows, in date order"]
+           f"        lo, hi = {_arg(prog, OffsetsArg)}[p], {_arg(prog, OffsetsArg)}[p + 1]"
+           "  # the patient's rows, in date order"]
     for blk in prog.blocks:
         if blk.walk:
             src += _walk(prog, blk)

@@ -489,7 +489,8 @@ def _assemble(chunks: list[dict]) -> pa.Table:
     for f in RESULT_SCHEMA:
         if chunks and f.name in chunks[0] and f.name != "_constants":
             arr = np.concatenate([c[f.name] for c in chunks])
-            out[f.name] = pa.array(arr, f.type, from_pandas=True) if arr.dtype != object else pa.array(arr.tolist(), f.type)
+            coded = arr.dtype == object
+            out[f.name] = pa.array(arr.tolist(), f.type) if coded else pa.array(arr, f.type, from_pandas=True)
         else:
             consts = [c["_constants"][f.name] for c in chunks]
             idx = np.repeat(np.arange(len(chunks)), sizes)

@@ -70,7 +70,7 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
     say = progress or (lambda s: None)
     get_engine(engine)  # an unknown engine is refused before anything is compiled
     timings: dict[str, float] = {}
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     t = time.perf_counter()
     say("compiling the KPI file")
     ksets = compute.compile_for(path, periods, params)
