@@ -128,7 +128,7 @@ def make_plan(outputs: dict[str, ir.Node], as_of: dt.date, population: ir.Node |
         done[key] = 0
         after = 0
         if isinstance(n, (ir.Aggregate, ir.Trend)):
-            stage = max((visit(x, ds) for part in ir.parts(n) for x in _patient_parts(part)), default=0)
+            stage = max((visit(x, ds) for part in ir.parts(n) for x in ir.patient_parts(part)), default=0)
             slot = Slot(n, ds[0], ds)
             slots = plan.scans.setdefault(n.table, [])
             if slot not in plan.stage:
@@ -147,14 +147,3 @@ def make_plan(outputs: dict[str, ir.Node], as_of: dt.date, population: ir.Node |
     if population is not None:
         visit(population, tuple(d for d, _ in periods))
     return plan
-
-
-def _patient_parts(n: ir.Node):
-    """The largest per-patient sub-expressions of a row expression: values computed before
-    the rows are read (constants need nothing)."""
-    if n.domain.per_patient:
-        if not isinstance(n, (ir.Const, ir.Param, ir.AsOf)):
-            yield n
-        return
-    for c in ir.children(n):
-        yield from _patient_parts(c)
