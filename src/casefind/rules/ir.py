@@ -349,17 +349,16 @@ class InCodelist(Node):
 
 
 @dataclass(frozen=True)
-class CategoryOf(Node):
-    """Per row, the categories of ``code`` in the codelist: what ``count_distinct(table.category,
-    codelist=c)`` counts (a code in two categories counts for both)."""
+class _OfCode(Node):
+    """Per row, what the codelist gives ``code``: its categories or its weight."""
 
     codelist: Codelist
     code: Node
-    type = T.TEXT
+    what: ClassVar[str]
 
     def __post_init__(self):
         if self.code.type is not T.CODE:
-            raise IRTypeError(f"a codelist's categories are those of codes, not of a {self.code.type.value}")
+            raise IRTypeError(f"a codelist's {self.what} are those of codes, not of a {self.code.type.value}")
 
     @cached_property
     def domain(self) -> Domain:
@@ -367,21 +366,21 @@ class CategoryOf(Node):
 
 
 @dataclass(frozen=True)
-class WeightOf(Node):
+class CategoryOf(_OfCode):
+    """Per row, the categories of ``code`` in the codelist: what ``count_distinct(table.category,
+    codelist=c)`` counts (a code in two categories counts for both)."""
+
+    type = T.TEXT
+    what = "categories"
+
+
+@dataclass(frozen=True)
+class WeightOf(_OfCode):
     """Per row, the weight of ``code`` in the codelist: what a score (or ``sum(table.weight,
     codelist=c)``) adds up, once per category."""
 
-    codelist: Codelist
-    code: Node
     type = T.FLOAT
-
-    def __post_init__(self):
-        if self.code.type is not T.CODE:
-            raise IRTypeError(f"a codelist's weights are those of codes, not of a {self.code.type.value}")
-
-    @cached_property
-    def domain(self) -> Domain:
-        return self.code.domain
+    what = "weights"
 
 
 @dataclass(frozen=True)
