@@ -802,16 +802,7 @@ def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
 def _ranks(exprs: dict[str, ir.Node], population: ir.Node | None) -> bool:
     """Whether anything ranks within the population (which needs every patient's value)."""
     roots = list(exprs.values()) + ([population] if population is not None else [])
-    seen, stack = set(), roots
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        if isinstance(n, ir.PopulationRank):
-            return True
-        stack.extend(ir.parts(n))
-    return False
+    return any(ir.contains(n, ir.PopulationRank, into=(ir.ROWS, ir.DATE)) for n in roots)
 
 
 class NativeQueryEngine(Engine):
