@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from casefind import __version__
+from casefind.cli_common import emit_json, json_option, resolve_store, setting
 from casefind.errors import EXIT_FAILED, CasefindError, UsageError
 from casefind.ui import console, current_stage, err_console, reset_stage, stage_progress
 
@@ -80,15 +81,41 @@ def _debug(ctx: click.Context) -> bool:
 def _store_option(f):
     return click.option(
         "--store", type=click.Path(path_type=Path), default=None,
-        help="Population store to use. Default: the demo workspace (created on first use).")(f)
+        help="Population store to use. Default: $CASEFIND_STORE, else casefind.toml's [paths] store, "
+             "else the demo workspace (created on first use).")(f)
 
 
-def _resolve_store(store: Path | None) -> Path:
-    if store is not None:
-        return store
-    from casefind.workspace import ensure_demo_store
+_resolve_store = resolve_store
 
-    return ensure_demo_store(say=lambda m: err_console.print(f"[cyan]{m}[/]"))
+
+def _rule(text: str, kind: str = "rule") -> Path:
+    """A rule (or KPI file) argument: a path, or a name in the project's or the shipped rules."""
+    from casefind.project import resolve_rule
+
+    return resolve_rule(text, setting_project(), kind=kind)
+
+
+def setting_project():
+    from casefind.cli_common import project
+
+    return project()
+
+
+def _as_of(flag: str | None, store) -> str | None:
+    """The evaluation date: --as-of, else the as_of setting; 'rule' leaves each rule its own,
+    'latest' is the last date of the store's data."""
+    value = setting("as_of", flag)
+    if value == "rule":
+        return None
+    if value == "latest":
+        from casefind.store import Store
+        from casefind.store.coverage import Coverage
+
+        last = Coverage.of(Store.open(store() if callable(store) else store).manifest).last
+        if last is None:
+            raise UsageError("as_of 'latest': the store has no dated events", "give --as-of YYYY-MM-DD")
+        return last.isoformat()
+    return value
 
 
 @click.group(cls=CasefindGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -111,12 +138,54 @@ def main(debug):
       casefind kpi rules/kpis/triple_aim.yml --period 2026-10   # monthly KPIs
       casefind report --period 2026-10               # the KPI pack (one HTML file)
 
-    With no --store, commands use a demo workspace with 50,000 synthetic patients,
-    created on first use. Exit codes: 0 ok, 1 failed, 2 usage (a bad option value, a
+    \b
+    Your own project:
+      casefind init myproject && cd myproject        # casefind.toml, the rules, a README
+      casefind run frail                             # shipped or project rules by name
+      casefind test                                  # the rules' declared test patients
+      casefind catalogue --html                      # every rule, codelist, KPI file
+      casefind quality --html                        # the store's data quality
+
+    Settings (store, out, history, engine, as_of, disclosure) come from the flag, else
+    CASEFIND_<NAME>, else casefind.toml (here or in a parent folder), else the default;
+    `casefind info` shows which. With no store set, commands use a demo workspace with
+    50,000 synthetic patients, created on first use.
+
+    Exit codes: 0 ok, 1 failed, 2 usage (a bad option value, a
     date outside the data), 3 --strict found bad rows, 4 the rule or KPI file has an
     error (file:line:col, what, and a hint), 5 busy: another process is writing (retry).
     Every failure is one 'error:' line; --debug shows a traceback if casefind itself fails.
     """
+
+
+@main.command("init")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--store", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="A population store the project uses (recorded in casefind.toml). Default: none set, so "
+                   "commands use the demo workspace.")
+@click.option("--name", help="The project's name (default: the folder's).")
+@json_option
+def init(directory, store, name, as_json):
+    """Start an analyst's project in DIRECTORY (new, or an empty folder).
+
+    \b
+    It gets casefind.toml (every setting and its default, commented), the rules shipped
+    with casefind (their test patients, codelists with provenance, KPI files) to edit
+    and add to, rules/SHIPPED.json (release and sha256 of each copied file), a README
+    and a .gitignore that keeps data out of git. Then, from inside it:
+      casefind run frail        casefind test        casefind catalogue --html
+    """
+    from casefind.init_project import init_project
+
+    result = init_project(directory, store=store, name=name)
+    if as_json:
+        emit_json({"command": "init", "root": str(result.root), "files": result.files, "rules": result.rules,
+                   "kpi_files": result.kpi_files, "codelists": result.codelists})
+        return
+    console.print(f"[green]Created[/] project {_escape(str(result.root))}: casefind.toml, README.md, .gitignore and "
+                  f"rules/ ({len(result.rules)} rules, {len(result.kpi_files)} KPI file(s), "
+                  f"{result.codelists} codelists, copied from casefind {__version__})", highlight=False)
+    console.print(f"Next: [bold]cd {_escape(str(directory))} && casefind info[/], then [bold]casefind run frail[/]")
 
 
 @main.command()
@@ -131,7 +200,8 @@ def main(debug):
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default="2026-10-31", show_default=True,
               help="Extract date: the history ends here.")
 @click.option("--report", is_flag=True, help="Print how close the population lands to the calibration targets.")
-def synth(patients, seed, out, fmt, inject_errors, as_of, report):
+@json_option
+def synth(patients, seed, out, fmt, inject_errors, as_of, report, as_json):
     """Generate a realistic synthetic population in the data contract's format.
 
     Deterministic per seed. Identities (NHS numbers, names) are written apart, to
@@ -146,6 +216,9 @@ def synth(patients, seed, out, fmt, inject_errors, as_of, report):
     with stage_progress("synth") as say:
         result = generate(patients, seed, out, inject_errors=inject_errors, fmt=fmt,
                           as_of=as_of.date(), progress=say)
+    if as_json:
+        _synth_json(result, out, as_of.date(), report)
+        return
     from casefind.ui import rows_table
 
     console.print(rows_table(f"Synthetic population → {out}", result.rows))
@@ -167,15 +240,36 @@ def synth(patients, seed, out, fmt, inject_errors, as_of, report):
             sys.exit(EXIT_FAILED)
 
 
+def _synth_json(result, out: Path, as_of, report: bool) -> None:
+    from dataclasses import asdict
+
+    from casefind import summaries
+
+    body = summaries.synth(result)
+    ok = True
+    if report:
+        from casefind.synth.report import calibration_report
+
+        rows = calibration_report(out, as_of=as_of)
+        body["calibration"] = [asdict(r) for r in rows]
+        ok = all(r.ok for r in rows)
+    emit_json(body)
+    if not ok:
+        sys.exit(EXIT_FAILED)
+
+
 @main.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--store", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Store to build or replace. Default: the demo workspace's store.")
+              help="Store to build or replace. Default: $CASEFIND_STORE, else casefind.toml's [paths] store, "
+                   "else the demo workspace's store.")
 @click.option("--identities", "identities_store", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Restricted store for identities. Default: STORE-identities beside the store.")
+              help="Restricted store for identities. Default: $CASEFIND_IDENTITIES, else casefind.toml, "
+                   "else STORE-identities beside the store.")
 @click.option("--strict", is_flag=True,
               help="Fail (exit 3) if any row breaks the contract; the store is left unchanged.")
-def ingest(source, store, identities_store, strict):
+@json_option
+def ingest(source, store, identities_store, strict, as_json):
     """Validate SOURCE against the data contract and build a population store from it.
 
     \b
@@ -190,38 +284,46 @@ def ingest(source, store, identities_store, strict):
     review log (STORE/decisions/), the lists runs wrote (STORE/lists/) and the KPI
     history (STORE/kpi/) are kept across ingests.
     """
+    from casefind import summaries
     from casefind.ingest import StrictModeError, run_ingest
     from casefind.ui import ingest_summary
 
+    store, identities_store = setting("store", store), setting("identities", identities_store)
     if store is None:
         from casefind.workspace import demo_paths
 
         store = demo_paths()["store"]
         identities_store = identities_store or demo_paths()["identities"]
+    show = (lambda s: emit_json(summaries.ingest(s))) if as_json else (lambda s: ingest_summary(s, console))
     try:
         with stage_progress("ingest") as say:
             summary = run_ingest(source, store, identities_store=identities_store, strict=strict, progress=say)
     except StrictModeError as e:
-        ingest_summary(e.summary, console)
+        show(e.summary)
         e.hint = "look at the reasons above; without --strict the bad rows go to quarantine"
         raise
-    ingest_summary(summary, console)
+    show(summary)
 
 
 @main.command()
 @_store_option
-@click.option("--json", "as_json", is_flag=True, help="Print the store's manifest as JSON instead.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the settings and the store's manifest as JSON instead.")
 def info(store, as_json):
-    """Show what a population store holds: patients, hierarchy, rows, dates, quarantine."""
+    """Show the settings in force (each with where it came from: flag, environment,
+    casefind.toml or default) and what the population store holds: patients,
+    hierarchy, rows, dates, quarantine."""
+    from casefind.cli_common import project
     from casefind.store import Store
-    from casefind.ui import store_info
+    from casefind.ui import settings_table, store_info
 
+    settings = project(store=store)
     st = Store.open(_resolve_store(store))
     if as_json:
-        import json
-
-        click.echo(json.dumps(st.manifest, indent=2))
+        emit_json({"project_file": None if settings.file is None else str(settings.file),
+                   "settings": settings.rows(), "store": str(st.root), "manifest": st.manifest})
     else:
+        settings_table(settings, console)
         store_info(st, console)
 
 
@@ -236,14 +338,16 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
 
 
 def _as_of_option(f):
-    return click.option("--as-of", metavar="YYYY-MM-DD", help="Evaluation date; overrides the rule's as_of.")(f)
+    return click.option("--as-of", metavar="YYYY-MM-DD|latest",
+                        help="Evaluation date, or 'latest' (the end of the store's data). Default: the as_of "
+                             "setting ($CASEFIND_AS_OF, casefind.toml), else the rule's own as_of.")(f)
 
 
 def _engine_option(f):
     from casefind.engines.base import DEFAULT, ENGINES, engines_help  # names only: no engine is loaded
 
-    return click.option("--engine", type=click.Choice(list(ENGINES)), default=DEFAULT, show_default=True,
-                        help=engines_help())(f)
+    return click.option("--engine", type=click.Choice(list(ENGINES)), default=None,
+                        help=f"{engines_help()} Default: $CASEFIND_ENGINE, else casefind.toml, else {DEFAULT}.")(f)
 
 
 def _allow_partial_option(f):
@@ -267,16 +371,21 @@ def _warn(messages) -> None:
 
 
 @main.command()
-@click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("rule")
 @_store_option
 @_as_of_option
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a rule parameter (repeatable).")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out"), show_default=True,
-              help="Folder for the run's outputs: OUT/<rule>-<as_of>/.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder for the run's outputs: OUT/<rule>-<as_of>/. Default: $CASEFIND_OUT, else "
+                   "casefind.toml's [paths] out, else out/.")
 @_engine_option
 @_allow_partial_option
-def run(rule, store, as_of, params, out, engine, allow_partial):
+@json_option
+def run(rule, store, as_of, params, out, engine, allow_partial, as_json):
     """Run RULE over a store and write a validated review list per practice.
+
+    RULE is a rule file, or a rule's name: `casefind run frail` runs frail.yml from the
+    project's rules folder, else the rules shipped with casefind.
 
     \b
     Writes OUT/<rule>-<as_of>/: list.parquet and list.csv (every listed patient with
@@ -293,30 +402,45 @@ def run(rule, store, as_of, params, out, engine, allow_partial):
     from casefind.startup import without_pandas
     from casefind.ui import run_summary
 
-    store = _resolve_store(store)
+    rule, store, engine = _rule(rule), _resolve_store(store), setting("engine", engine)
+    as_of, out = _as_of(as_of, store), setting("out", out)
     _say_if_compiling(engine)
     with stage_progress(f"run {rule.name}") as say, without_pandas():
         result = run_rule(rule, store, out, as_of=as_of, params=_params(params), engine=engine,
                           allow_partial=allow_partial, progress=say)
     _warn(result.warnings)
-    run_summary(result, console)
+    if as_json:
+        from casefind import summaries
+
+        emit_json(summaries.run(result))
+    else:
+        run_summary(result, console)
 
 
 @main.command()
-@click.argument("rules", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("rules", nargs=-1, required=True)
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE")
-def check(rules, params):
-    """Check rule files without running them: syntax, names, types, codelists, cycles."""
+@json_option
+def check(rules, params, as_json):
+    """Check rule files (paths or names) without running them: syntax, names, types,
+    codelists, cycles. The first error stops the check (exit 4, file:line:col)."""
+    from casefind import summaries
     from casefind.rules.compile import compile_rule
 
-    for path in rules:
+    checked = []
+    for text in rules:
+        path = _rule(text)
         r = compile_rule(path, params=_params(params))
-        console.print(f"[green]ok[/] {_escape(str(path))}: rule {r.name!r}, {len(r.features)} features, "
-                      f"{len(r.include)} include / {len(r.exclude)} exclude criteria, as_of {r.as_of}")
+        checked.append(summaries.check(r, path))
+        if not as_json:
+            console.print(f"[green]ok[/] {_escape(str(path))}: rule {r.name!r}, {len(r.features)} features, "
+                          f"{len(r.include)} include / {len(r.exclude)} exclude criteria, as_of {r.as_of}")
+    if as_json:
+        emit_json({"command": "check", "rules": checked})
 
 
 @main.command()
-@click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("rule")
 @_store_option
 @_as_of_option
 @click.option("--sql", "sql", is_flag=True,
@@ -329,7 +453,7 @@ def explain(rule, store, as_of, sql):
     (written inline: it needs no store to read)."""
     from casefind.rules.compile import compile_rule
 
-    r = compile_rule(rule, as_of=as_of)
+    r = compile_rule(_rule(rule), as_of=_as_of(as_of, lambda: _resolve_store(store)))
     if sql:
         from casefind.engines.duckdb_sql import query_text
         from casefind.lists.run import rule_expressions
@@ -373,7 +497,8 @@ def review():
 @click.option("--practice", metavar="CODE",
               help="Whose files these are: a row for another practice's patient is refused. "
                    "(A file named practices/<CODE>.csv is taken to be CODE's.)")
-def review_import(files, store, reviewer, decided_on, practice):
+@json_option
+def review_import(files, store, reviewer, decided_on, practice, as_json):
     """Record the decisions filled in on list FILES (a list's .csv or .parquet, or a run
     folder). Every row is recorded as listed; rows with a decision also as decided.
     A file with any bad row records nothing and lists every problem (exit code 1)."""
@@ -387,7 +512,12 @@ def review_import(files, store, reviewer, decided_on, practice):
             summaries.append(import_reviews(f, store, reviewer=reviewer, practice=practice,
                                             decided_on=decided_on.date() if decided_on else None))
     finally:
-        review_import_summary(summaries, console)
+        if as_json:
+            from dataclasses import asdict
+
+            emit_json({"command": "review import", "files": [asdict(s) for s in summaries]})
+        else:
+            review_import_summary(summaries, console)
 
 
 @review.command("record")
@@ -398,13 +528,17 @@ def review_import(files, store, reviewer, decided_on, practice):
 @click.option("--on", "decided_on", type=click.DateTime(["%Y-%m-%d"]), help="Decision date (default: today).")
 @click.option("--reviewer")
 @click.option("--note")
-def review_record(store, rule, patient_id, decision, decided_on, reviewer, note):
+@json_option
+def review_record(store, rule, patient_id, decision, decided_on, reviewer, note, as_json):
     """Record one decision without a list file (for a patient a run of RULE listed)."""
     from casefind.lists.review import record_decision
 
     new = record_decision(_resolve_store(store), rule=rule, patient_id=patient_id, decision=decision,
                           on=decided_on.date() if decided_on else None, reviewer=reviewer, note=note)
-    console.print("recorded" if new else "already recorded; nothing added")
+    if as_json:
+        emit_json({"command": "review record", "rule": rule, "decision": decision, "recorded": bool(new)})
+    else:
+        console.print("recorded" if new else "already recorded; nothing added")
 
 
 @review.command("show")
@@ -443,27 +577,36 @@ def _periods(period, first, last):
 
 
 @main.command()
-@click.argument("file", required=False, type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("file", required=False)
 @_store_option
 @click.option("--period", multiple=True, metavar="YYYY-MM|YYYY-Qn",
               help="A reporting month (2026-10), quarter (2026-Q3) or rolling year (12m-to-2026-10); repeatable.")
 @click.option("--from", "first", metavar="PERIOD", help="Backfill: first period of a range ...")
 @click.option("--to", "last", metavar="PERIOD", help="... and its last (inclusive).")
 @click.option("--history", "history_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="KPI history database. Default: STORE/kpi/history.duckdb.")
+              help="KPI history database. Default: $CASEFIND_HISTORY, else casefind.toml, else "
+                   "STORE/kpi/history.duckdb.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a parameter of FILE.")
 @_engine_option
-@click.option("--export", "export", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--export", "--output", "export", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the history (this KPI file's, these periods if given) to .csv or .parquet for BI tools.")
+@click.option("--suppress-below", type=click.IntRange(min=0), default=None,
+              help="Disclosure control: suppress counts from 1 to this − 1. Default: $CASEFIND_SUPPRESS_BELOW, "
+                   "else casefind.toml's [disclosure], else the KPI file's (else 8).")
+@click.option("--round-to", type=click.IntRange(min=0), default=None,
+              help="Disclosure control: round counts to a multiple of this. Default: $CASEFIND_ROUND_TO, "
+                   "else casefind.toml, else the KPI file's (else 5).")
 @click.option("--drop-period", "drop", multiple=True, metavar="PERIOD",
               help="Remove a period's results from the history (with --kpis, or FILE's set); logged. Repeatable.")
 @click.option("--kpis", "kpi_set", help="Which KPI set --drop-period or --export applies to (default: FILE's).")
 @_allow_partial_option
-def kpi(file, store, period, first, last, history_path, params, engine, export, drop, kpi_set, allow_partial):
+@json_option
+def kpi(file, store, period, first, last, history_path, params, engine, export, suppress_below, round_to, drop,
+        kpi_set, allow_partial, as_json):
     """Compute the KPIs of FILE for reporting periods into the KPI history.
 
     \b
-    Monthly:   casefind kpi rules/kpis/triple_aim.yml --period 2026-10
+    Monthly:   casefind kpi triple_aim --period 2026-10   (a name, or a path)
     Backfill:  casefind kpi rules/kpis/triple_aim.yml --from 2025-11 --to 2026-10
     Export:    casefind kpi --export kpis.csv [--period 2026-10]
     Mend:      casefind kpi --kpis triple_aim --drop-period 2019-01
@@ -487,28 +630,42 @@ def kpi(file, store, period, first, last, history_path, params, engine, export, 
     if drop and file is None and not kpi_set:
         raise click.UsageError("--drop-period needs --kpis NAME (or a KPI FILE) to say which KPI set")
     store = _resolve_store(store)
-    hist = history_path or history.default_path(store)
+    hist = setting("history", history_path) or history.default_path(store)
+    said = {"command": "kpi", "history": str(hist)}
     if file is not None:
+        from casefind import summaries
         from casefind.kpis.run import run_kpis
         from casefind.ui import kpi_summary
 
+        file, engine = _rule(file, kind="KPI file"), setting("engine", engine)
+        disclosure = {k: v for k, v in (("suppress_below", setting("suppress_below", suppress_below)),
+                                        ("round_to", setting("round_to", round_to))) if v is not None}
         _say_if_compiling(engine)
         with stage_progress(f"kpi {file.name}") as say:
-            result = run_kpis(file, store, periods, history_path=hist, engine=engine,
-                              params=_params(params), allow_partial=allow_partial, progress=say)
+            result = run_kpis(file, store, periods, history_path=hist, engine=engine, params=_params(params),
+                              allow_partial=allow_partial, progress=say,
+                              disclosure_overrides=disclosure)
         _warn(result.warnings)
-        kpi_summary(result, console)
+        said.update(summaries.kpi(result))
+        if not as_json:
+            kpi_summary(result, console)
         kpi_set = kpi_set or result.kpi_set
     if drop:
         from casefind.kpis.periods import parse
 
         labels = [_drop_label(parse, p) for p in drop]
         removed = history.drop_periods(hist, kpi_set, labels)
-        console.print(f"dropped {removed:,} rows of {_escape(kpi_set)} for {', '.join(labels)} from {hist} "
-                      "(logged in the run log)")
+        said["dropped"] = {"kpi_set": kpi_set, "periods": labels, "rows": removed}
+        if not as_json:
+            console.print(f"dropped {removed:,} rows of {_escape(kpi_set)} for {', '.join(labels)} from {hist} "
+                          "(logged in the run log)")
     if export is not None:
         n = history.export(hist, export, kpi_set, [p.label for p in periods])
-        console.print(f"exported {n:,} rows to {_escape(str(export))}")
+        said["exported"] = {"path": str(export), "rows": n}
+        if not as_json:
+            console.print(f"exported {n:,} rows to {_escape(str(export))}")
+    if as_json:
+        emit_json(said)
 
 
 def _drop_label(parse, text: str) -> str:
@@ -524,11 +681,13 @@ def _drop_label(parse, text: str) -> str:
 @_store_option
 @click.option("--period", required=True, metavar="YYYY-MM|YYYY-Qn", help="The pack's period (the latest shown).")
 @click.option("--history", "history_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="KPI history database. Default: STORE/kpi/history.duckdb.")
+              help="KPI history database. Default: $CASEFIND_HISTORY, else casefind.toml, else "
+                   "STORE/kpi/history.duckdb.")
 @click.option("--kpis", "kpi_set", default="triple_aim", show_default=True, help="Which KPI file's results.")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--output", "--out", "out", type=click.Path(path_type=Path, dir_okay=False),
               help="HTML file to write. Default: kpi-pack-<kpis>-<period>.html in the current folder.")
-def report(store, period, history_path, kpi_set, out):
+@json_option
+def report(store, period, history_path, kpi_set, out, as_json):
     """Write the monthly KPI pack: one self-contained HTML file (opens offline, prints).
 
     \b
@@ -545,7 +704,7 @@ def report(store, period, history_path, kpi_set, out):
         period = parse(period).label
     except PeriodError as e:
         raise click.BadParameter(e.message, param_hint="--period") from None
-    hist = history_path or history.default_path(_resolve_store(store))
+    hist = setting("history", history_path) or history.default_path(_resolve_store(store))
     table = history.read(hist, kpi_set, through=period)
     if period not in set(table.column("period").to_pylist()):
         raise CasefindError(f"the KPI history has no {kpi_set} results for {period}",
@@ -554,19 +713,25 @@ def report(store, period, history_path, kpi_set, out):
     path = render_pack(table, period, out, title=f"casefind KPI pack: {kpi_set}",
                        meta={"run_ids": sorted(set(table.column("run_id").to_pylist())),
                              "snapshot_ids": history.snapshots_of(hist, table), "history": str(hist)})
-    console.print(f"KPI pack for {period}: {_escape(str(path))} ({len(set(table.column('kpi').to_pylist()))} KPIs)")
+    kpis = len(set(table.column("kpi").to_pylist()))
+    if as_json:
+        emit_json({"command": "report", "period": period, "kpi_set": kpi_set, "output": str(path), "kpis": kpis,
+                   "history": str(hist)})
+    else:
+        console.print(f"KPI pack for {period}: {_escape(str(path))} ({kpis} KPIs)")
 
 
 # --- casefind dataset: one row per patient of a rule's population, every feature (issue 9) ---
 @main.command("dataset")
-@click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("rule")
 @click.option("--output", "-o", "output", type=click.Path(path_type=Path), required=True,
               help="File to write; the format follows its extension: .parquet, .csv (with FILE.meta.json "
                    "beside it), .arrow or .feather. Its folder must exist.")
 @_store_option
-@click.option("--as-of", "as_of", multiple=True, metavar="YYYY-MM-DD",
-              help="Evaluation date; overrides the rule's as_of. Repeat it for several dates: one block of rows "
-                   "per date, with an as_of column (long form), all evaluated in one pass.")
+@click.option("--as-of", "as_of", multiple=True, metavar="YYYY-MM-DD|latest",
+              help="Evaluation date (or 'latest': the end of the store's data); default: the as_of setting, else "
+                   "the rule's. Repeat it for several dates: one block of rows per date, with an as_of column "
+                   "(long form), all evaluated in one pass.")
 @click.option("--columns", metavar="a,b,c",
               help="Only these columns (features, attributes such as age, include:NAME / exclude:NAME, "
                    "segment, eligible); patient_id, practice and locality always come. Default: all.")
@@ -578,7 +743,8 @@ def report(store, period, history_path, kpi_set, out):
                    "(secondary use), from every as_of whatever the opt-out's date. exclude-type1 and none are "
                    "only for direct care, or with a legal basis that sets the opt-out aside.")
 @_allow_partial_option
-def dataset_command(rule, output, store, as_of, columns, params, engine, opt_out, allow_partial):
+@json_option
+def dataset_command(rule, output, store, as_of, columns, params, engine, opt_out, allow_partial, as_json):
     """Write RULE's dataset: one row per patient of its population, every feature.
 
     \b
@@ -611,7 +777,9 @@ def dataset_command(rule, output, store, as_of, columns, params, engine, opt_out
 
     t0 = time.perf_counter()
     check_output(output)
-    store = _resolve_store(store)
+    rule, store, engine = _rule(rule), _resolve_store(store), setting("engine", engine)
+    dates = [_as_of(a, store) for a in as_of] if as_of else [_as_of(None, store)]
+    as_of = [d for d in dates if d is not None]
     with stage_progress(f"dataset {rule.name}") as say:
         table = make_dataset(rule, store, as_of=list(as_of) or None, params=_params(params),
                              columns=None if columns is None else columns.split(","), engine=engine,
@@ -623,6 +791,11 @@ def dataset_command(rule, output, store, as_of, columns, params, engine, opt_out
     excluded = sum(c["excluded_opt_out_total"] for c in meta["counts"])
     kinds = " or ".join(meta["opt_out"]["excluded_kinds"]) or "none"
     dates = ", ".join(meta["as_of"]) if len(meta["as_of"]) <= 3 else f"{len(meta['as_of'])} dates"
+    if as_json:
+        emit_json({"command": "dataset", "rule": meta["rule"], "output": str(output), "rows": table.num_rows,
+                   "columns": table.num_columns, "as_of": meta["as_of"], "opt_out_excluded": excluded,
+                   "seconds": round(time.perf_counter() - t0, 3)})
+        return
     console.print(f"dataset {_escape(meta['rule'])}: {table.num_rows:,} rows × {table.num_columns} columns "
                   f"(as_of {dates}) → {_escape(str(output))} in {time.perf_counter() - t0:.1f} s; "
                   f"opt-outs left out ({kinds}): {excluded:,}", highlight=False)
@@ -639,7 +812,7 @@ def codelists_group():
 
 
 @codelists_group.command("check")
-@click.argument("rule", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("rule")
 @_store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (every code never seen, "
               "the whole provenance) instead of tables.")
@@ -652,7 +825,7 @@ def codelists_check(rule, store, as_json):
     from casefind.rules.compile import compile_rule
     from casefind.store import Store
 
-    compiled = compile_rule(rule)
+    compiled = compile_rule(_rule(rule))
     path = _resolve_store(store)
     report = codelist_check(compiled, Store.open(path), path)
     if as_json:

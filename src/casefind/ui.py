@@ -6,6 +6,7 @@ import time
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -258,3 +259,18 @@ def kpi_summary(result, out: Console) -> None:
     t.add_row("run id", result.run_id)
     out.print(t)
     out.print("Timings: " + ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()))
+
+
+def settings_table(project, out: Console) -> None:
+    """The settings in force and where each came from (``casefind info``)."""
+    where = f"project file {project.file}" if project.file else "no casefind.toml here or in a parent folder"
+    t = Table(title=f"Settings ({where})", title_justify="left")
+    for c in ("setting", "value", "from", "environment variable"):
+        t.add_column(c)
+    for row in project.rows():
+        value = "[dim](default)[/]" if row["value"] is None else escape(row["value"])
+        t.add_row(row["setting"], value, escape(row["source"]), row["environment"])
+    out.print(t)
+    from casefind.project import rules_folder
+
+    out.print(f"Rules named without a path come from {escape(str(rules_folder(project)))}", highlight=False)

@@ -7,6 +7,7 @@ parameters), so re-running the same inputs writes identical rows.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -64,9 +65,19 @@ def _timed(pieces: Iterator, timings: dict[str, float], key: str) -> Iterator:
         yield piece
 
 
+def _policy_note(overrides: dict | None, policy) -> list[str]:
+    if not overrides:
+        return []
+    return [f"disclosure control from the project settings: suppress_below={policy.suppress_below}, "
+            f"round_to={policy.round_to}"]
+
+
 def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *, history_path: Path | None = None,
              engine: str = "native", params: dict[str, str] | None = None, allow_partial: bool = False,
-             progress: Callable[[str], None] | None = None, before_commit=None) -> KpiRunResult:
+             progress: Callable[[str], None] | None = None, before_commit=None,
+             disclosure_overrides: dict[str, int] | None = None) -> KpiRunResult:
+    """``disclosure_overrides`` overrides the KPI file's disclosure policy (the project's settings:
+    suppress_below, round_to); the run log records the policy applied."""
     say = progress or (lambda s: None)
     get_engine(engine)  # an unknown engine is refused before anything is compiled
     timings: dict[str, float] = {}
@@ -94,7 +105,8 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
 
     t = time.perf_counter()
     say("disclosure control")
-    results = disclosure.apply_table(results, first.disclosure)
+    policy = dataclasses.replace(first.disclosure, **(disclosure_overrides or {}))
+    results = disclosure.apply_table(results, policy)
     timings["disclosure"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -104,7 +116,7 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
         "run_id": run_id, "kpi_set": first.name, "kpi_file": str(Path(path).resolve()),
         "kpi_sha256": first.file_sha256, "store_snapshot": store.snapshot_id, "review_log": review_digest,
         "periods": labels, "engine": engine, "casefind_version": __version__, "started": started,
-        "message": "; ".join(warnings) or None,
+        "message": "; ".join(warnings + _policy_note(disclosure_overrides, policy)) or None,
     }, before_commit=before_commit)
     timings["write"] = time.perf_counter() - t
     suppressed = int(pc.sum(results.column("suppressed")).as_py() or 0)
