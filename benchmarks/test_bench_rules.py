@@ -41,11 +41,12 @@ from casefind.engines.base import get_engine
 from casefind.engines.native import NativeEngine
 from casefind.lists.run import evaluate_list, list_expressions, rule_expressions, run
 from casefind.plan import make_plan
+from casefind.project import rule_files
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
 
 RULES_DIR = Path(__file__).parents[1] / "rules"
-SHIPPED = sorted(p for p in RULES_DIR.glob("*.yml"))
+SHIPPED = rule_files(RULES_DIR)
 FRAIL = RULES_DIR / "frail.yml"
 PEERS_PY = Path(__file__).with_name("peers.py")
 

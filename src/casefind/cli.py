@@ -836,5 +836,14 @@ def codelists_check(rule, store, as_json):
         codelist_check_table(report, console)
 
 
+# Commands that live in their own modules (each imports only click at load time).
+from casefind.cli_catalogue import command as catalogue_command  # noqa: E402
+from casefind.cli_quality import command as quality_command  # noqa: E402
+from casefind.cli_ruletest import command as ruletest_command  # noqa: E402
+
+main.add_command(ruletest_command)
+main.add_command(catalogue_command)
+main.add_command(quality_command)
+
 if __name__ == "__main__":
     main()

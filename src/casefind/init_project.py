@@ -20,7 +20,7 @@ from pathlib import Path
 
 from casefind import __version__
 from casefind.errors import UsageError
-from casefind.project import PROJECT_FILE, SETTINGS, shipped_rules
+from casefind.project import PROJECT_FILE, SETTINGS, kpi_files, rule_files, shipped_rules
 
 SHIPPED_MANIFEST = "SHIPPED.json"
 # What the commented line of a setting with no fixed default shows (an example to edit).
@@ -73,9 +73,8 @@ def init_project(target: Path, *, store: Path | None = None, name: str | None = 
         shutil.rmtree(work, ignore_errors=True)
         raise
     rules = target / "rules"
-    return InitResult(target, len(shipped) + 3, sorted(p.stem for p in rules.glob("*.yml")
-                                                       if not p.name.endswith(".test.yml")),
-                      sorted(p.stem for p in (rules / "kpis").glob("*.yml")),
+    return InitResult(target, len(shipped) + 3, [p.stem for p in rule_files(rules)],
+                      [p.stem for p in kpi_files(rules)],
                       len(list((rules / "codelists").rglob("*.csv"))))
 
 

@@ -21,11 +21,12 @@ from casefind import __version__
 from casefind.engines.base import ENGINES, REFERENCE
 from casefind.lists import dataset as ds
 from casefind.lists.dataset import dataset, metadata
+from casefind.project import rule_files
 from casefind.store import Store
 from casefind_testdata import cli
 
 ROOT = Path(__file__).parents[2]
-RULES = sorted((ROOT / "rules").glob("*.yml"))
+RULES = rule_files(ROOT / "rules")
 FRAIL = ROOT / "rules" / "frail.yml"
 AS_OF = dt.date(2026, 10, 31)
 

@@ -125,3 +125,25 @@ def test_every_summary_command_speaks_json(project, tmp_path):
     assert made["rules"] and made["kpi_files"] == ["triple_aim"]
     data = _json(cli("dataset", "frail", "--output", tmp_path / "d.parquet", "--json"))
     assert data["rows"] > 0 and (tmp_path / "d.parquet").is_file()
+
+
+def _commands(group, prefix=""):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+def test_every_command_with_a_summary_has_json_and_docs_list_it():
+    from casefind.cli import main
+
+    text_only = {"explain"}  # its output is the text itself (docs/scripting.md says so)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "scripting.md").read_text()
+    for name, command in _commands(main):
+        if name in text_only:
+            continue
+        assert "--json" in {o for p in command.params for o in getattr(p, "opts", [])}, name
+        assert f"| `{name}` |" in docs, f"docs/scripting.md does not list {name}'s JSON keys"

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
+from casefind.project import rule_files
 from casefind.rules.compile import compile_rule
 
-RULES = sorted((Path(__file__).parents[2] / "rules").glob("*.yml"))
+RULES = rule_files(Path(__file__).parents[2] / "rules")
 
 
 def test_rules_are_shipped():

@@ -351,7 +351,7 @@ def _register(store_root, run_id: str, rule: CompiledRule, snapshot_id: str, tab
     listed = table.select(["practice", "patient_id", "rank"]).cast(
         pa.schema([("practice", pa.string()), ("patient_id", pa.string()), ("rank", pa.int64())]))
     listings.record(store_root, run_id=run_id, rule=rule.name, as_of=rule.as_of, snapshot_id=snapshot_id,
-                    listed=listed)
+                    listed=listed, rule_sha256=rule.file_sha256)
 
 
 def _version(pkg: str) -> str:

@@ -43,6 +43,8 @@ class Listing:
     as_of: dt.date
     snapshot_id: str
     listed: pa.Table
+    recorded_at: str | None = None  # when the run registered it (ISO, UTC)
+    rule_sha256: str | None = None  # the rule file's hash (runs registered before 2026-12 lack it)
 
     @cached_property
     def practice_of(self) -> dict[str, str]:
@@ -86,7 +88,8 @@ def _checked_listed(listed: pa.Table) -> pa.Table:
     return table
 
 
-def record(store_root, *, run_id: str, rule: str, as_of: dt.date, snapshot_id: str, listed: pa.Table) -> Path:
+def record(store_root, *, run_id: str, rule: str, as_of: dt.date, snapshot_id: str, listed: pa.Table,
+           rule_sha256: str | None = None) -> Path:
     """Register the list run ``run_id`` wrote; returns the registry file. A run is registered
     once: a second listing under the same id is refused, so what decisions are checked
     against never changes."""
@@ -102,7 +105,7 @@ def record(store_root, *, run_id: str, rule: str, as_of: dt.date, snapshot_id: s
     if path.exists():
         raise ListingError(f"run {run_id} is already registered")
     meta = {"run_id": run_id, "rule": rule, "as_of": as_of.isoformat(), "snapshot_id": str(snapshot_id),
-            "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
+            "recorded_at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"), "rule_sha256": rule_sha256}
     table = _checked_listed(listed).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
     path.parent.mkdir(exist_ok=True)
     tmp = tmp_path_for(path)
@@ -132,7 +135,8 @@ def _order(meta: dict) -> tuple:
 
 def _load(path: Path, meta: dict) -> Listing:
     listed = pq.read_table(path).replace_schema_metadata(None)
-    return Listing(meta["run_id"], meta["rule"], dt.date.fromisoformat(meta["as_of"]), meta["snapshot_id"], listed)
+    return Listing(meta["run_id"], meta["rule"], dt.date.fromisoformat(meta["as_of"]), meta["snapshot_id"], listed,
+                   meta.get("recorded_at"), meta.get("rule_sha256"))
 
 
 def _files(store_root: str | Path) -> list[Path]:

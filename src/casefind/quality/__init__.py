@@ -1,0 +1,2 @@
+"""The data-quality report (``casefind quality``): rows, completeness, unknown codes,
+implausible values, gaps and the trend, per table, provider and month (docs/quality.md)."""
