@@ -479,6 +479,7 @@ def review():
       # while undecided), and optionally decided_on, reviewer, note
       casefind review import lists/frail-2026-10-31/practices/Z00001.csv
       casefind review show                          # listed, reviewed, accepted ...
+      casefind review undo --rule frail --patient ID   # withdraw a decision (kept in history)
 
     Decisions are kept beside the store (STORE/decisions/), survive new ingests, and
     rules read them: reviewed(decision == "declined", within=months(6)) keeps a patient
@@ -499,7 +500,7 @@ def review():
                    "(A file named practices/<CODE>.csv is taken to be CODE's.)")
 @json_option
 def review_import(files, store, reviewer, decided_on, practice, as_json):
-    """Record the decisions filled in on list FILES (a list's .csv or .parquet, or a run
+    """Record the decisions filled in on list FILES (a list's .csv, .xlsx or .parquet, or a run
     folder). Every row is recorded as listed; rows with a decision also as decided.
     A file with any bad row records nothing and lists every problem (exit code 1)."""
     from casefind.lists.review import import_reviews
@@ -837,13 +838,19 @@ def codelists_check(rule, store, as_json):
 
 
 # Commands that live in their own modules (each imports only click at load time).
+from casefind.cli_audit import command as audit_command  # noqa: E402
 from casefind.cli_catalogue import command as catalogue_command  # noqa: E402
 from casefind.cli_quality import command as quality_command  # noqa: E402
+from casefind.cli_reidentify import command as reidentify_command  # noqa: E402
+from casefind.cli_review_undo import command as review_undo_command  # noqa: E402
 from casefind.cli_ruletest import command as ruletest_command  # noqa: E402
 
 main.add_command(ruletest_command)
 main.add_command(catalogue_command)
 main.add_command(quality_command)
+main.add_command(audit_command)
+main.add_command(reidentify_command)
+review.add_command(review_undo_command)
 
 if __name__ == "__main__":
     main()

@@ -65,6 +65,14 @@ def neutralise(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray
     return pc.if_else(risky, pc.binary_join_element_wise("'", values, ""), values)
 
 
+def safe_cell(text: str) -> str:
+    """One text cell as ``neutralise`` writes it: prefixed with ``'`` when a spreadsheet
+    would evaluate it."""
+    if text and text[0] in FORMULA_TRIGGERS and not re.match(_PLAIN_NUMBER_RE, text):
+        return "'" + text
+    return text
+
+
 def restore(text: str | None) -> str | None:
     """The inverse of ``neutralise`` for one cell read back from a file we wrote."""
     if text and len(text) > 1 and text[0] == "'" and text[1] in FORMULA_TRIGGERS:

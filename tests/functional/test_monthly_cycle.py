@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import duckdb
+from test_review import read_rows
 
 from casefind.store import Store, decisions, listings
 from casefind_testdata import cli
@@ -17,7 +18,7 @@ TRIPLE_AIM = ROOT / "rules" / "kpis" / "triple_aim.yml"
 
 
 def _decline_first(practice_file: Path, out: Path) -> str:
-    rows = list(csv.DictReader(practice_file.open(newline="", encoding="utf-8-sig")))
+    rows = read_rows(practice_file)  # the GP's file: instruction lines, plain titles
     rows[0].update(decision="declined", decided_on="2026-10-05", reviewer="Dr A", note="seen in clinic")
     with out.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from casefind.lists.practice_file import import_name
 from casefind.store import decisions, listings
 from casefind_testdata import cli
 
@@ -43,8 +44,16 @@ def listed(tmp_path_factory):
     return root, run_list(root, "2026-09-30")
 
 
+def read_rows(path: Path) -> list[dict]:
+    """A list file's rows by machine column name. A practice's file (issue 12) has
+    instruction lines starting '#' above its header, plain column titles and a BOM."""
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        lines = [line for line in f if not line.startswith(("#", '"#'))]
+    return [{(import_name(k) or k): v for k, v in r.items()} for r in csv.DictReader(lines)]
+
+
 def _fill(src: Path, dst: Path, decisions_by_row: dict[int, dict]) -> list[dict]:
-    rows = list(csv.DictReader(src.open()))
+    rows = read_rows(src)
     for i, values in decisions_by_row.items():
         rows[i].update(values)
     with dst.open("w", newline="") as f:
@@ -69,7 +78,7 @@ def test_list_has_empty_review_columns(listed):
 
 def test_bad_rows_record_nothing_and_are_all_named(listed, tmp_path):
     root, run_dir = listed
-    practice_csv = sorted((run_dir / "practices").glob("*.csv"))[0]
+    practice_csv = next(p for p in sorted((run_dir / "practices").glob("*.csv")) if read_rows(p))
     bad = tmp_path / "bad.csv"
     _fill(practice_csv, bad, {0: {"decision": "maybe"}, 2: {"decision": "declined", "decided_on": "2026-13-01"},
                               3: {"decision": "accepted", "decided_on": "2026-09-01"}})
@@ -83,7 +92,7 @@ def test_bad_rows_record_nothing_and_are_all_named(listed, tmp_path):
 
 def test_import_records_once_and_the_next_run_leaves_declined_patients_off(listed, tmp_path):
     root, run_dir = listed
-    practice_csv = sorted((run_dir / "practices").glob("*.csv"))[0]
+    practice_csv = next(p for p in sorted((run_dir / "practices").glob("*.csv")) if read_rows(p))
     filled = tmp_path / "reviewed.csv"
     rows = _fill(practice_csv, filled, {0: {"decision": "Declined", "decided_on": "2026-10-05"},
                                         1: {"decision": "accept"}, 2: {"decision": "already known"}})

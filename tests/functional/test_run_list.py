@@ -103,7 +103,9 @@ def test_an_empty_list_keeps_every_column(store, tmp_path):
     result = run(RULES / "frail.yml", store, tmp_path / "out", params={"min_age": "150"})
     table = pq.read_table(result.out_dir / "list.parquet")
     assert table.num_rows == 0 and {"patient_id", "rank", "reasons", "decision"} <= set(table.column_names)
-    assert not list((result.out_dir / "practices").iterdir())
+    # every practice still gets its file, saying nobody is listed (issue 12; was: no files)
+    files = sorted((result.out_dir / "practices").glob("*.csv"))
+    assert files and all("is on this list" in f.read_text(encoding="utf-8-sig") for f in files)
 
 
 def test_the_recheck_finds_a_value_the_engines_disagree_on(store):

@@ -9,33 +9,54 @@ import pyarrow.compute as pc
 
 from casefind.contract import TABLES
 from casefind.engines.duckdb_sql import SqlCompiler, sql_literal
+from casefind.lists.terms import Terms
 from casefind.rules import ir
 
 _SHOW = {"activity": ["setting", "primary_diagnosis", "cost", "end_date"],
-         "diagnoses": ["code_system", "code"], "medications": ["code"], "observations": ["code", "value", "unit"],
+         "diagnoses": ["code_system", "code"], "medications": ["code_system", "code"],
+         "observations": ["code_system", "code", "value", "unit"],
          "experience": ["measure", "value"], "registers": ["register", "end_date"], "opt_outs": ["kind"]}
 
 
-def _event_texts(table: str, events: pa.Table) -> pa.Array:
+_CODE_COLUMNS = ("code", "primary_diagnosis")  # shown with their term where a codelist gives one
+_IMPLIED_SYSTEM = {"primary_diagnosis": "icd10"}
+
+
+def _event_texts(table: str, events: pa.Table, terms: Terms | None = None) -> pa.Array:
     """Each event as one line of text: its date, then the columns _SHOW names (missing ones
-    left out), cost as £1,234 and an end date as "to 2026-01-31"."""
-    parts = [pc.strftime(events.column("date"), "%Y-%m-%d")]
-    for c in _SHOW.get(table, []):
-        if c not in events.column_names or c not in TABLES[table].names:
-            continue
-        col = events.column(c)
-        if c == "cost":
-            col = pa.array([None if v is None else f"£{v:,.0f}" for v in col.to_pylist()], pa.string())
-        elif c == "end_date":
-            col = pc.binary_join_element_wise("to", pc.strftime(col, "%Y-%m-%d"), " ")
-        elif not pa.types.is_string(col.type):  # numbers as Python writes them (30.0, not 30)
-            col = pa.array([None if v is None else str(v) for v in col.to_pylist()], pa.string())
-        parts.append(col.cast(pa.string()))
-    return pc.binary_join_element_wise(*parts, " ", null_handling="skip")
+    left out): a code as "term (system code)" where the rule's codelists give it a term
+    (else "system code"), cost as £1,234, a setting in words, an end date as "to 2026-01-31"."""
+    shown = [c for c in _SHOW.get(table, []) if c in events.column_names and c in TABLES[table].names]
+    values = {c: events.column(c).to_pylist() for c in shown}
+    dates = pc.strftime(events.column("date"), "%Y-%m-%d").to_pylist()
+    texts = []
+    for i, date in enumerate(dates):
+        row = {c: values[c][i] for c in shown}
+        parts = [date] + [_shown(c, v, row, terms) for c, v in row.items() if c != "code_system"]
+        texts.append(" ".join(p for p in parts if p) if date is not None else None)
+    return pa.array(texts, pa.string())
+
+
+def _shown(column: str, value, row: dict, terms: Terms | None) -> str | None:
+    """One column of an event as text (None when missing)."""
+    if value is None:
+        return None
+    if column in _CODE_COLUMNS:
+        system = row.get("code_system") or _IMPLIED_SYSTEM.get(column)
+        code = f"{system} {value}" if system else str(value)
+        term = terms.term(system, str(value)) if terms else None
+        return f"{term} ({code})" if term else code
+    if column == "cost":
+        return f"£{value:,.0f}"
+    if column == "end_date":
+        return f"to {value:%Y-%m-%d}"
+    if column == "setting":
+        return str(value).replace("_", " ")
+    return str(value)  # numbers as Python writes them (30.0, not 30)
 
 
 def collect(con: duckdb.DuckDBPyConnection, criteria: dict[str, list[ir.Aggregate]], patients: list[int],
-            as_of: dt.date, limit: int) -> dict[str, dict[int, list[str]]]:
+            as_of: dt.date, limit: int, terms: Terms | None = None) -> dict[str, dict[int, list[str]]]:
     """Per criterion, up to ``limit`` events per patient matching its aggregations, taken in
     turn from each (most recent first within each; the same event once), so one busy table
     cannot hide another. One query for every aggregation of every criterion, each once."""
@@ -43,7 +64,7 @@ def collect(con: duckdb.DuckDBPyConnection, criteria: dict[str, list[ir.Aggregat
     aggs = list(dict.fromkeys(a for found in criteria.values() for a in found))
     if not aggs or not patients or limit <= 0:
         return out
-    events = _events(con, aggs, patients, sql_literal(as_of), limit)
+    events = _events(con, aggs, patients, sql_literal(as_of), limit, terms)
     for name, found in criteria.items():
         position = {a: i for i, a in enumerate(found)}  # the criterion's own order of turns
         mine = events.filter(pc.is_in(events.column("agg"), pa.array([aggs.index(a) for a in found], pa.int64())))
@@ -60,7 +81,7 @@ def collect(con: duckdb.DuckDBPyConnection, criteria: dict[str, list[ir.Aggregat
 
 
 def _events(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: list[int], d: str,
-            limit: int) -> pa.Table:
+            limit: int, terms: Terms | None = None) -> pa.Table:
     """(agg, patient, turn, text): each aggregation's events for the listed patients, at most
     ``limit`` per patient, turn 1 the most recent; one UNION ALL query."""
     comp = SqlCompiler(con=con)
@@ -72,7 +93,7 @@ def _events(con: duckdb.DuckDBPyConnection, aggs: list[ir.Aggregate], patients: 
     for i, a in enumerate(aggs):
         mine = rows.filter(pc.equal(rows.column("agg"), i))
         parts.append(pa.table({c: mine.column(c).cast(pa.int64()) for c in ("agg", "patient", "turn")}
-                              | {"text": _event_texts(a.table, mine)}))
+                              | {"text": _event_texts(a.table, mine, terms)}))
     return pa.concat_tables(parts)
 
 

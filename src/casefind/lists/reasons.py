@@ -11,6 +11,7 @@ import string
 from functools import lru_cache
 
 from casefind.rules import ir
+from casefind.rules.compile import parse_field
 
 _OPS = {">=": "at least", ">": "more than", "<=": "at most", "<": "less than", "==": "equal to", "!=": "not"}
 
@@ -31,19 +32,44 @@ def fmt(v) -> str:
 
 def fill(template: str, row: dict) -> str:
     """A reason template with each {name} replaced by the patient's value, formatted by its
-    type (fmt). Only plain names are filled (the compiler allows nothing else): no format
-    spec or attribute access runs, whatever the template says; {{ and }} are braces."""
+    type (fmt), and each plural field {name|s} or {name|singular|plural} by the form its
+    value needs (the singular for exactly 1). Only these fields are filled (the compiler
+    allows nothing else): no format spec or attribute access runs, whatever the template
+    says; {{ and }} are braces."""
     return _fill_parsed(_parsed(template), row)
 
 
 @lru_cache(maxsize=256)
-def _parsed(template: str) -> tuple[tuple[str, str | None], ...]:
-    """A template's (literal, name) pieces, parsed once however many patients it describes."""
-    return tuple((literal, name) for literal, name, _, _ in string.Formatter().parse(template))
+def _parsed(template: str) -> tuple[tuple[str | None, tuple[str, str] | None, str], ...]:
+    """A template's (name, plural forms, literal before it) pieces, parsed once however many
+    patients it describes. A format spec or conversion is dropped, never run (the compiler
+    refuses them; this is the second line of defence)."""
+    pieces = []
+    for literal, name, _, _ in string.Formatter().parse(template):
+        if name is None:
+            pieces.append((None, None, literal))
+            continue
+        try:
+            pieces.append(parse_field(name) + (literal,))
+        except ValueError:
+            pieces.append((name, None, literal))
+    return tuple(pieces)
 
 
-def _fill_parsed(pieces: tuple[tuple[str, str | None], ...], row: dict) -> str:
-    return "".join(literal + (fmt(row.get(name)) if name is not None else "") for literal, name in pieces)
+def _fill_parsed(pieces: tuple[tuple[str | None, tuple[str, str] | None, str], ...], row: dict) -> str:
+    out = []
+    for name, forms, literal in pieces:
+        out.append(literal)
+        if name is None:
+            continue
+        value = row.get(name)
+        out.append(fmt(value) if forms is None else forms[0] if _is_one(value) else forms[1])
+    return "".join(out)
+
+
+def _is_one(value) -> bool:
+    """Whether a count reads as singular: exactly 1 (1.0 too); 0, 2, 1.5 and none are plural."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == 1
 
 
 class _Reading(dict):

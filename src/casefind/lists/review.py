@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from casefind.contract.schema import REVIEW_DECISIONS
 from casefind.errors import DataError, UsageError
+from casefind.lists.practice_file import import_name
 from casefind.outputs import restore
 from casefind.store import Store, decisions, listings
 
@@ -137,47 +138,93 @@ def _decode(data: bytes, path: Path) -> tuple[str, str]:
                                    "as 'CSV UTF-8 (comma delimited)'"])
 
 
-def _delimiter(header_line: str) -> str:
-    """The separator that splits the header line into the most of the list's columns."""
-    def found(d: str) -> int:
-        cells = next(csv.reader([header_line], delimiter=d), [])
-        return len({c.strip() for c in cells} & set(_TEXT))
-    return max(DELIMITERS, key=found)
-
-
 def _cell(text: str) -> str | None:
     """A CSV cell as text: spreadsheet-safety undone, surrounding space trimmed, blank → None."""
     return restore(text.strip()).strip() or None
 
 
-def _csv_rows(text: str, path: Path) -> tuple[list[str], list[list[str]]]:
-    header_line = text.split("\n", 1)[0].rstrip("\r")
+HEADER_SEARCH_ROWS = 50  # the header is within the first rows (an instruction block above it)
+
+
+def _column_name(cell: str) -> str | None:
+    """The list column a header cell names: the machine name (list.csv) or the plain title
+    a practice's file shows ("Decided on"), else None."""
+    text = cell.strip()
+    return text if text in _TEXT else import_name(text)
+
+
+def _header_at(records: list[list[str]]) -> tuple[int, int]:
+    """(index of the header row, how many list columns it names): the first of the first
+    rows that names the most; rows above it (a practice file's instructions) are skipped."""
+    best = (0, -1)
+    for i, record in enumerate(records[:HEADER_SEARCH_ROWS]):
+        found = len({_column_name(c) for c in record} & set(_REQUIRED))
+        if found > best[1]:
+            best = (i, found)
+    return best
+
+
+def _parse(text: str, delimiter: str, path: Path) -> list[list[str]]:
     try:
-        records = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(header_line)))
+        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
     except csv.Error as e:
         raise ReviewImportError(path, [f"not a CSV file casefind can read: {e}"]) from None
+
+
+def _csv_rows(text: str, path: Path) -> tuple[list[str | None], list[tuple[int, list[str]]]]:
+    """(the header as column names, [(row number, cells)] below it). The separator is the
+    one whose header row names the most list columns; row numbers count from the file's
+    first line, so they match what a spreadsheet shows."""
+    head = "\n".join(text.splitlines()[:HEADER_SEARCH_ROWS])
+    delimiter = max(DELIMITERS, key=lambda d: _header_at(_parse(head, d, path))[1])
+    records = _parse(text, delimiter, path)
     if not records:
         raise ReviewImportError(path, ["the file is empty"])
-    header = [h.strip() for h in records[0]]
-    twice = sorted({h for h in header if h in _TEXT and header.count(h) > 1})
+    at, _ = _header_at(records)
+    return _named_header(path, records[at]), list(enumerate(records[at + 1:], start=at + 2))
+
+
+def _named_header(path: Path, cells: list) -> list[str | None]:
+    header = [_column_name(str(h)) if h is not None else None for h in cells]
+    twice = sorted({h for h in header if h is not None and header.count(h) > 1})
     if twice:
         raise ReviewImportError(path, [f"column {', '.join(twice)} appears more than once in the header"])
-    return header, records[1:]
+    return header
 
 
 def _read_csv(path: Path) -> ListFile:
     text, encoding = _decode(path.read_bytes(), path)
     header, records = _csv_rows(text, path)
+    return _list_file(path, header, records, encoding, _cell)
+
+
+def _read_xlsx(path: Path) -> ListFile:
+    """A practice's workbook (lists/xlsx.py): its List sheet, cells as text (dates as
+    YYYY-MM-DD). Cells are text as written, so there is no spreadsheet-safety to undo."""
+    from casefind.lists.xlsx import read_workbook
+
+    try:
+        header, records = read_workbook(path)
+    except ValueError as e:
+        raise ReviewImportError(path, [str(e)]) from None
+    return _list_file(path, _named_header(path, header), records, "Excel workbook",
+                      lambda v: (v.strip() or None) if isinstance(v, str) else v)
+
+
+def _list_file(path: Path, header: list[str | None], records: list[tuple[int, list]], encoding: str,
+               cell) -> ListFile:
+    """The rows below the header as ListFile rows (blank rows skipped, keeping their numbers)."""
     wanted = {name: i for i, name in enumerate(header) if name in _TEXT}
     _require_columns(path, wanted)
     rows, numbers, problems = [], [], []
-    for n, record in enumerate(records, start=2):
-        if not any(c.strip() for c in record):
+    for n, record in records:
+        if not any(c is not None and str(c).strip() for c in record):
             continue  # a blank row, as spreadsheets leave at the end
-        if len(record) > len(header) and any(c.strip() for c in record[len(header):]):
+        if any(c is not None and str(c).strip() for c in record[len(header):]):
             problems.append(f"row {n}: {len(record)} cells, but the header has {len(header)} columns")
             continue
-        rows.append({name: _cell(record[i]) if i < len(record) else None for name, i in wanted.items()})
+        rows.append({name: cell(record[i]) if i < len(record) and record[i] is not None else None
+                     for name, i in wanted.items()})
         numbers.append(n)
     if problems:
         raise ReviewImportError(path, problems)
@@ -207,11 +254,11 @@ def _require_columns(path: Path, columns) -> None:
     missing = [c for c in _REQUIRED if c not in columns]
     if missing:
         raise ReviewImportError(path, [f"missing column(s) {', '.join(missing)}: import a list written by "
-                                       "`casefind run` (list.csv, practices/<code>.csv or the run folder)"])
+                                       "`casefind run` (list.csv, practices/<code>.csv or .xlsx, or the run folder)"])
 
 
 def read_list(path: Path) -> ListFile:
-    """A list file (CSV or Parquet) or a run folder (its list.parquet), cells as text."""
+    """A list file (CSV, a practice's .xlsx, or Parquet) or a run folder (its list.parquet), cells as text."""
     path = Path(path)
     if path.is_dir():
         path = path / "list.parquet"
@@ -221,7 +268,9 @@ def read_list(path: Path) -> ListFile:
         return _read_parquet(path)
     if path.suffix.lower() in (".csv", ".tsv", ".txt"):
         return _read_csv(path)
-    raise ReviewImportError(path, ["not a list file: give the list's .csv or .parquet, or its run folder"])
+    if path.suffix.lower() == ".xlsx":
+        return _read_xlsx(path)
+    raise ReviewImportError(path, ["not a list file: give the list's .csv, .xlsx or .parquet, or its run folder"])
 
 
 # --- checking each row against the run it came from ---------------------------------------
@@ -242,10 +291,10 @@ class _Runs:
 
 def _file_practice(path: Path, practice: str | None, listing: listings.Listing) -> str | None:
     """Whose file this is: the practice given, else the practice a file named
-    practices/<code>.csv is for (when <code> is one of the run's practices), else None."""
+    practices/<code>.csv (or .xlsx) is for (when <code> is one of the run's practices), else None."""
     if practice is not None:
         return practice
-    return path.stem if path.suffix.lower() == ".csv" and path.stem in listing.practices else None
+    return path.stem if path.suffix.lower() in (".csv", ".xlsx") and path.stem in listing.practices else None
 
 
 def _check_listed(r: dict, listing: listings.Listing, file_practice: str | None) -> dt.date:
@@ -355,8 +404,9 @@ def decision_rows(lf: ListFile, store_root: str | Path, *, reviewer: str | None,
                   today: dt.date, practice: str | None = None) -> _Checked:
     """The log rows a reviewed list gives (listed + decisions) and how many rows are
     undecided; ReviewImportError with every problem if any row is wrong."""
-    checker = _RowChecker(lf.path, _Runs(Path(store_root)), _OnePerDay(decisions.read_log(store_root)), practice,
-                          reviewer, decided_on, today)
+    in_force = decisions.in_force(decisions.read_log(store_root))
+    checker = _RowChecker(lf.path, _Runs(Path(store_root)), _OnePerDay(in_force), practice, reviewer, decided_on,
+                          today)
     out = _Checked()
     for n, r in zip(lf.row_numbers, lf.rows):
         try:
@@ -477,6 +527,28 @@ def record_decision(store_root: str | Path, *, rule: str, patient_id: str, decis
     listing = _listing_in_force(store_root, rule, patient_id, when)
     row = pa.Table.from_pylist([{"patient_id": patient_id, "rule": rule, "decision": value, "date": when,
                                  "practice": listing.practice_of[patient_id], "run_id": None,
+                                 "reviewer": reviewer, "note": note}], schema=decisions.INPUT_SCHEMA)
+    batch, _, _ = decisions.append(store_root, row, one_per_day=True)
+    return batch is not None
+
+
+def withdraw_decision(store_root: str | Path, *, rule: str, patient_id: str, reviewer: str | None = None,
+                      on: dt.date | None = None, note: str | None = None) -> bool:
+    """Withdraw the patient's decision on ``rule``'s list: a ``withdrawn`` row is appended to
+    the review log (who, when, why), so the history is kept, and from then on rules'
+    ``reviewed()`` and ``review show`` no longer see any decision recorded before it for the
+    patient and rule (store/decisions.py, ``in_force``). True if a decision was withdrawn,
+    False if none was in force (nothing recorded). UsageError for a rule no run listed, a
+    patient it never listed, or a date in the future."""
+    Store.open(store_root)
+    today = dt.date.today()
+    when = on or today
+    if when > today:
+        raise UsageError(f"the withdrawal date {when} is in the future", option="--on")
+    _registered_rule(store_root, rule)
+    listing = _listing_in_force(store_root, rule, patient_id, when)
+    row = pa.Table.from_pylist([{"patient_id": patient_id, "rule": rule, "decision": decisions.WITHDRAWN,
+                                 "date": when, "practice": listing.practice_of[patient_id], "run_id": None,
                                  "reviewer": reviewer, "note": note}], schema=decisions.INPUT_SCHEMA)
     batch, _, _ = decisions.append(store_root, row, one_per_day=True)
     return batch is not None

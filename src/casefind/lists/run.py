@@ -35,10 +35,12 @@ from casefind import __version__
 from casefind.contract.dates import NULL_DAY, to_day
 from casefind.engines.base import get_engine
 from casefind.errors import UsageError
+from casefind.lists.practice_file import ListAbout, write_practice_csv
 from casefind.lists.reasons import Describer, aggregates_in
 from casefind.lists.recheck import RECHECK_ALL_UP_TO, ValidationError, validate  # noqa: F401 (public here too)
 from casefind.lists.select import ListPolicy, select
 from casefind.lists.table import REVIEW_COLUMNS, list_table  # noqa: F401
+from casefind.lists.xlsx import write_practice_xlsx
 from casefind.outputs import UnsafePathError, safe_child, spreadsheet_safe
 from casefind.plan import make_plan
 from casefind.plan.lookback import read_span
@@ -225,7 +227,10 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
             "coverage": {"store": str(Coverage.of(store.manifest)), "partial": warnings[0] if warnings else None},
             "codelists": codelist_manifest(rule),
         }
-        per_practice = _write_run(out, final, table, manifest, timings)
+        about = ListAbout(rule.name, rule.title, rule.version, rule.as_of, run_id)
+        practice_codes = store.table("practices").arrow.column("practice_code").cast(pa.string()).to_pylist()
+        per_practice = _write_run(out, final, table, manifest, timings,
+                                  PracticeFiles(about, sorted(set(practice_codes)), dict(rule.output_round)))
         _register(store_path, run_id, rule, store.snapshot_id, table)
     return RunResult(run_id, final, rule, sel.counts, sel.excluded, per_practice, segments, timings, manifest,
                      warnings)
@@ -253,14 +258,25 @@ def _timed(timings: dict[str, float], step: str):
         timings[step] = time.perf_counter() - t
 
 
-def _write_run(out: Path, final: Path, table: pa.Table, manifest: dict, timings: dict[str, float]) -> dict[str, int]:
+@dataclass(frozen=True)
+class PracticeFiles:
+    """What the per-practice files need beyond the list: what to say about it, every
+    practice of the store (each gets a file, listed or not) and the published rounding."""
+
+    about: ListAbout
+    practices: list[str]
+    places: dict[str, int]
+
+
+def _write_run(out: Path, final: Path, table: pa.Table, manifest: dict, timings: dict[str, float],
+               files: PracticeFiles) -> dict[str, int]:
     """The list, its per-practice files and the manifest into a temporary folder beside
     ``final``, renamed into place whole; returns rows per practice."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".tmp-{manifest['run_id']}"
     tmp.mkdir()
     try:
-        per_practice = _write_list(tmp, table)
+        per_practice = _write_list(tmp, table, files)
         manifest.update(per_practice=per_practice, timings_s={k: round(v, 4) for k, v in timings.items()},
                         peak_memory_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
@@ -296,11 +312,12 @@ def _evidence(store: Store, rule: CompiledRule, patients: np.ndarray) -> dict[st
 
     from casefind.engines import duckdb_sql
     from casefind.lists.evidence import collect
+    from casefind.lists.terms import rule_terms
 
     con = duckdb.connect()
     duckdb_sql.register_store(con, store, only=patients)
     return collect(con, {name: aggregates_in(node) for name, node in rule.include}, patients.tolist(), rule.as_of,
-                   rule.evidence)
+                   rule.evidence, rule_terms(rule))
 
 
 def segment_shares(rule: CompiledRule, values: pa.Table) -> dict:
@@ -323,21 +340,25 @@ def segment_shares(rule: CompiledRule, values: pa.Table) -> dict:
     return segments
 
 
-def _write_list(folder: Path, table: pa.Table) -> dict[str, int]:
-    """The list as Parquet and CSV, and one CSV per practice; returns rows per practice.
-    The folder is a temporary one renamed into place whole, so each file is written in
-    place; the CSVs are made spreadsheet-safe once, for all of them."""
+def _write_list(folder: Path, table: pa.Table, files: PracticeFiles) -> dict[str, int]:
+    """The list as Parquet and CSV for analysts, and for every practice of the store its GP's
+    files (practices/<CODE>.csv and .xlsx: practice_file.py, xlsx.py), one even for a practice
+    nobody is listed for; returns rows per listed practice. The folder is a temporary one
+    renamed into place whole."""
     pq.write_table(table, folder / "list.parquet")
-    safe = spreadsheet_safe(table)
-    pacsv.write_csv(safe, folder / "list.csv")
+    pacsv.write_csv(spreadsheet_safe(table), folder / "list.csv")
     (folder / "practices").mkdir()
     per_practice: dict[str, int] = {}
     codes = table.column("practice").to_pylist()
     starts = [i for i, c in enumerate(codes) if i == 0 or c != codes[i - 1]]  # the list is in practice order
-    files = _practice_files(folder / "practices", [codes[i] for i in starts])
-    for i, end in zip(starts, starts[1:] + [len(codes)]):
-        pacsv.write_csv(safe.slice(i, end - i), files[codes[i]])
-        per_practice[codes[i]] = end - i
+    slices = {codes[i]: table.slice(i, end - i) for i, end in zip(starts, starts[1:] + [len(codes)])}
+    paths = _practice_files(folder / "practices", sorted(set(files.practices) | set(slices)))
+    for code, path in paths.items():
+        mine = slices.get(code, table.slice(0, 0))
+        write_practice_csv(path, mine, files.about, code, files.places)
+        write_practice_xlsx(path.with_suffix(".xlsx"), mine, files.about, code, files.places)
+        if mine.num_rows:
+            per_practice[code] = mine.num_rows
     return per_practice
 
 

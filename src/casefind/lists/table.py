@@ -55,11 +55,18 @@ def reasons(rule: CompiledRule, listed: pa.Table, met: dict[str, np.ndarray]) ->
     for name, node in rule.include:
         template = rule.reasons.get(name)
         reads = describer.reads(node, template)
-        known = {k: listed.column(k).to_pylist() for k in reads if k in listed.column_names}
+        known = {k: _published(rule, k, listed.column(k).to_pylist()) for k in reads if k in listed.column_names}
         for i in np.flatnonzero(met[name]):
             row = {**{k: params.get(k) for k in reads if k not in known}, **{k: v[i] for k, v in known.items()}}
             per_patient[i].append(describer.sentence(name, node, row, template))
     return [" | ".join(s) for s in per_patient]
+
+
+def _published(rule: CompiledRule, name: str, values: list) -> list:
+    """A column's values as the list publishes them (output: round:), so that a reason and
+    its column agree ("eFI 0.25" beside 0.25)."""
+    places = rule.output_round.get(name)
+    return values if places is None else [rounded(v, places) for v in values]
 
 
 def _flag(table: pa.Table, name: str) -> np.ndarray:

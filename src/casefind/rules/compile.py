@@ -59,6 +59,9 @@ MAX_ROUND_PLACES = 10               # decimal places output: round: shows
 LIST_COLUMNS = ("run_id", "rule", "as_of", "practice", "locality", "patient_id", "rank", "segment",
                 "reasons", "decision", "decided_on", "reviewer", "note")
 _TEMPLATE_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A plural field: {name|plural} or {name|singular|plural}, each form a few plain letters
+# (a suffix such as s or es, or a word such as person|people; a form may be empty).
+_PLURAL_FIELD = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)\|(?P<forms>[A-Za-z' -]{0,40}(?:\|[A-Za-z' -]{0,40})?)")
 _INT_TEXT = re.compile(r"[-+]?\d+")
 _FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -968,7 +971,20 @@ class Compiler:
             if name not in known:
                 raise RuleError(span, f"reason of {criterion!r} uses {{{name}}}, which is not a feature, "
                                 "parameter or patient attribute", did_you_mean(name, known))
+        for name, forms, _ in template_pieces(template):
+            if forms is not None and self._template_type(name) not in ir.NUMERIC:
+                raise RuleError(span, f"reason of {criterion!r}: {{{name}|...}} chooses a plural by a number, "
+                                f"and {name} is {self._template_type(name).value}",
+                                "put the plural field after a count: {emergency_12m} admission{emergency_12m|s}")
         return template
+
+    def _template_type(self, name: str) -> ir.T:
+        """The type of a name a reason template fills in (a feature, parameter or attribute)."""
+        if name in self.features:
+            return self.features[name].type
+        if name in self.params:
+            return self.params[name].type
+        return ir.PATIENT_ATTRIBUTES[name]
 
     def rank_entry(self, loc: Located) -> tuple[str, ir.Node, bool]:
         """``name``, ``name desc`` or ``name asc``: a feature or patient attribute that
@@ -1146,17 +1162,37 @@ def _check_row_expression(node: ir.Node, span: Span, what: str) -> None:
 
 def template_fields(template: str) -> list[str]:
     """The names a reason template fills in; ValueError unless every field is a plain
-    {name} (no format, conversion, index or attribute: a format such as {x:>50000000}
-    would write gigabytes, {x:d} fails on text)."""
-    fields = []
-    for _, name, spec, conversion in string.Formatter().parse(template):
+    {name} or a plural field (parse_field) (no format, conversion, index or attribute: a
+    format such as {x:>50000000} would write gigabytes, {x:d} fails on text)."""
+    return list(dict.fromkeys(field[0] for field in template_pieces(template) if field[0] is not None))
+
+
+def template_pieces(template: str) -> list[tuple[str | None, tuple[str, str] | None, str]]:
+    """A template as (name, plural forms or None, literal text before it) pieces, in order;
+    name None for the text after the last field. ValueError for a field that is neither."""
+    pieces = []
+    for literal, name, spec, conversion in string.Formatter().parse(template):
         if name is None:
+            pieces.append((None, None, literal))
             continue
-        if not _TEMPLATE_FIELD.fullmatch(name) or spec or conversion:
+        if spec or conversion:
             shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
             raise ValueError(f"{shown[:40]} is not a plain {{name}}: values are formatted by their type")
-        fields.append(name)
-    return fields
+        pieces.append(parse_field(name) + (literal,))
+    return pieces
+
+
+def parse_field(field: str) -> tuple[str, tuple[str, str] | None]:
+    """``name`` → (name, None); ``name|s`` → (name, ("", "s")); ``name|person|people`` →
+    (name, ("person", "people")): the singular when the value is 1, else the plural."""
+    if _TEMPLATE_FIELD.fullmatch(field):
+        return field, None
+    m = _PLURAL_FIELD.fullmatch(field)
+    if not m:
+        raise ValueError(f"{{{field[:40]}}} is not a plain {{name}} nor a plural {{name|s}} or "
+                         "{name|singular|plural} (forms are letters, spaces, ' and -)")
+    forms = m["forms"].split("|")
+    return m["name"], (("", forms[0]) if len(forms) == 1 else (forms[0], forms[1]))
 
 
 def _is_table_ref(n: syn.Node) -> bool:

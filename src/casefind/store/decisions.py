@@ -7,6 +7,12 @@ never sees one. Appends take the store's decisions lock; a row already in the lo
 patient, rule, decision and list run) is not added twice, so re-importing a file is safe.
 Reviews add one rule (``one_per_day``): one decision per patient, rule and day, so the same
 decision again is a no-op whichever run it names, and a different one that day is refused.
+
+A decision is withdrawn by appending a ``withdrawn`` row for the patient and rule: nothing
+is deleted, so the history stays, but every decision recorded before it for that patient
+and rule is no longer in force (``in_force``): rules' ``reviewed()`` and ``review show``
+no longer see it, and a new decision may be recorded, even the same day. The log's order
+is the order rows were recorded: batch names sort in the order the batches were written.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ SCHEMA = pa.schema([
 # A decision on a list's row is recorded once per list run, whatever date a re-import gives
 # it; a decision made outside a list (no run id) is one per date.
 KEY = ("patient_id", "rule", "decision", "run_id")
+WITHDRAWN = "withdrawn"  # a log row that withdraws the patient's earlier decisions for the rule
 # What a caller gives to append(); the batch adds when and in which batch it was recorded.
 INPUT_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in ("recorded_at", "batch")])
 
@@ -103,9 +110,29 @@ def _keys(t: pa.Table) -> list[tuple]:
 
 
 def _day_keys(t: pa.Table) -> list[tuple | None]:
-    """(patient, rule, decision, day) for each decision row; None for 'listed' rows."""
+    """(patient, rule, decision, day) for each decision row; None for 'listed' and
+    'withdrawn' rows."""
     cols = [t.column(k).to_pylist() for k in ("patient_id", "rule", "decision", "date")]
-    return [k if k[2] != "listed" else None for k in zip(*cols)]
+    return [k if k[2] not in ("listed", WITHDRAWN) else None for k in zip(*cols)]
+
+
+def in_force(log: pa.Table) -> pa.Table:
+    """The log without its withdrawals and the decisions they withdrew: a 'withdrawn' row
+    cancels every decision (not a listing) recorded before it for the same patient and rule.
+    The log as it is when nothing was ever withdrawn."""
+    decision = log.column("decision")
+    if log.num_rows == 0 or not pc.any(pc.equal(decision, WITHDRAWN)).as_py():
+        return log
+    pairs = list(zip(log.column("patient_id").to_pylist(), log.column("rule").to_pylist()))
+    withdrawn: set[tuple] = set()
+    keep = [False] * log.num_rows
+    for i in range(log.num_rows - 1, -1, -1):  # latest first: a withdrawal reaches back
+        d = decision[i].as_py()
+        if d == WITHDRAWN:
+            withdrawn.add(pairs[i])
+        else:
+            keep[i] = d == "listed" or pairs[i] not in withdrawn
+    return log.filter(pa.array(keep))
 
 
 def decided_by_day(log: pa.Table) -> dict[tuple, set[str]]:
@@ -142,23 +169,16 @@ def append(store_root: str | Path, rows: pa.Table, *, one_per_day: bool = False)
     if not (root / "current").exists():
         raise StoreError(f"no store at {root}; decisions are recorded beside a store")
     with _locked(root):
-        log = read_log(root)
+        files = batches(root)
+        log = in_force(read_log(root, files))
         if one_per_day and (conflicts := day_conflicts(log, rows)):
             raise DecisionConflict(rows, conflicts)
-        seen, seen_days = set(_keys(log)), set(_day_keys(log)) if one_per_day else set()
-        keep = []
-        for i, (key, day) in enumerate(zip(_keys(rows), _day_keys(rows))):
-            day = day if one_per_day else None
-            if key in seen or (day is not None and day in seen_days):
-                continue
-            seen.add(key)
-            seen_days.add(day)
-            keep.append(i)
+        keep = _new_rows(log, rows, one_per_day)
         duplicates = rows.num_rows - len(keep)
         if not keep:
             return None, SCHEMA.empty_table(), duplicates
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        name = f"batch-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+        name = _batch_name(files, now)
         new = rows.take(pa.array(keep, pa.int64()))
         new = new.append_column("recorded_at", pa.array([now] * new.num_rows, SCHEMA.field("recorded_at").type))
         new = new.append_column("batch", pa.array([name] * new.num_rows, pa.string()))
@@ -171,8 +191,45 @@ def append(store_root: str | Path, rows: pa.Table, *, one_per_day: bool = False)
         return name, new, duplicates
 
 
+def _new_rows(log: pa.Table, rows: pa.Table, one_per_day: bool) -> list[int]:
+    """The indices of ``rows`` not already in force in ``log`` (nor earlier in ``rows``); a
+    withdrawal is new only when it withdraws a decision in force."""
+    seen, seen_days = set(_keys(log)), set(_day_keys(log)) if one_per_day else set()
+    decided = {(k[0], k[1]) for k in _day_keys(log) if k is not None}
+    keep = []
+    for i, (key, day) in enumerate(zip(_keys(rows), _day_keys(rows))):
+        pair = key[:2]
+        if key[2] == WITHDRAWN:
+            if pair in decided:
+                keep.append(i)
+                decided.discard(pair)
+                seen = {k for k in seen if k[:2] != pair or k[2] == "listed"}
+                seen_days = {k for k in seen_days if k is None or k[:2] != pair}
+            continue
+        day = day if one_per_day else None
+        if key in seen or (day is not None and day in seen_days):
+            continue
+        seen.add(key)
+        seen_days.add(day)
+        if key[2] != "listed":
+            decided.add(pair)
+        keep.append(i)
+    return keep
+
+
+def _batch_name(files: list[Path], now: dt.datetime) -> str:
+    """A new batch's name, sorting after every earlier batch's (the log's order is the order
+    of recording, which withdrawals rely on), even within one second or after a clock step."""
+    name = f"batch-{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().int % 0x80000000:08x}"
+    last = files[-1].stem if files else ""
+    if name > last:
+        return name
+    return f"{last[:-8]}{int(last[-8:], 16) + 1:08x}"
+
+
 def latest(log: pa.Table) -> pa.Table:
-    """The latest decision per (rule, patient), ignoring 'listed' rows."""
+    """The latest decision in force per (rule, patient), ignoring 'listed' rows."""
+    log = in_force(log)
     decided = log.filter(pc.not_equal(log.column("decision"), "listed"))
     if decided.num_rows == 0:
         return decided

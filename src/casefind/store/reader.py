@@ -73,7 +73,8 @@ class Store:
         self._tables: dict[str, StoredTable] = {}
         self._dicts: dict[str, np.ndarray] = {}
         batches = decisions.batches(root)
-        self._review_log = decisions.read_log(root, batches)
+        full_log = decisions.read_log(root, batches)
+        self._review_log = decisions.in_force(full_log)  # withdrawn decisions are not seen by rules
         rules = np.asarray(sorted(set(self._review_log.column("rule").to_pylist())), dtype=object)
         self._dicts["text.reviews.rule"] = rules
         self.manifest = {
@@ -84,7 +85,7 @@ class Store:
                               "rule": {"kind": "text", "dictionary": "text.reviews.rule", "null": -1},
                               "decision": {"kind": "enum", "values": list(REVIEW_DECISIONS), "null": -1}}}},
             "dictionaries": {**manifest["dictionaries"], "text.reviews.rule": {"file": None, "size": len(rules)}},
-            "reviews": {"batches": len(batches), "rows": self._review_log.num_rows,
+            "reviews": {"batches": len(batches), "rows": full_log.num_rows,
                         "digest": decisions.digest(batches)},
         }
 

@@ -42,7 +42,7 @@ CURRENT = "current"
 SNAPSHOTS = "snapshots"
 LOCK = ".lock"
 # What else a store folder may hold: kept across snapshots, never touched by an ingest.
-BESIDE_SNAPSHOTS = frozenset({"decisions", ".decisions.lock", "kpi", "lists"})
+BESIDE_SNAPSHOTS = frozenset({"decisions", ".decisions.lock", "kpi", "lists", "audit"})
 _TRANSIENT = (".build-", ".current-", ".retired-")  # left by an interrupted build
 
 

@@ -52,7 +52,7 @@ def test_shipped_rules_declare_the_published_precision_and_others_show_values_wh
     rules = Path(__file__).parents[3] / "rules"
     assert compile_rule(rules / "hfrs.yml").output_round == {"hfrs": 1}  # read from output: round:
     assert compile_rule(rules / "frail.yml").output_round == {"efi": 2}
-    assert compile_rule(rules / "charlson.yml").output_round == {}
+    assert compile_rule(rules / "charlson.yml").output_round == {"charlson": 0}  # SHMI weights are whole
     assert rounded(4.999999999999999, None) == 4.999999999999999
 
 
