@@ -146,6 +146,12 @@ def main(debug):
       casefind catalogue --html                      # every rule, codelist, KPI file
       casefind quality --html                        # the store's data quality
 
+    \b
+    Practices review their lists in the browser:
+      casefind serve                                 # http://127.0.0.1:8000 (demo accounts printed)
+      casefind users add dr_a --role clinician --practice Z00001
+      casefind audit verify                          # the audit log's hash chain is intact
+
     Settings (store, out, history, engine, as_of, disclosure) come from the flag, else
     CASEFIND_<NAME>, else casefind.toml (here or in a parent folder), else the default;
     `casefind info` shows which. With no store set, commands use a demo workspace with
@@ -844,6 +850,7 @@ from casefind.cli_quality import command as quality_command  # noqa: E402
 from casefind.cli_reidentify import command as reidentify_command  # noqa: E402
 from casefind.cli_review_undo import command as review_undo_command  # noqa: E402
 from casefind.cli_ruletest import command as ruletest_command  # noqa: E402
+from casefind.cli_serve import serve_command, users_command  # noqa: E402
 
 main.add_command(ruletest_command)
 main.add_command(catalogue_command)
@@ -851,6 +858,8 @@ main.add_command(quality_command)
 main.add_command(audit_command)
 main.add_command(reidentify_command)
 review.add_command(review_undo_command)
+main.add_command(serve_command)
+main.add_command(users_command)
 
 if __name__ == "__main__":
     main()

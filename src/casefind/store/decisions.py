@@ -63,7 +63,24 @@ def read_log(store_root: str | Path, files: list[Path] | None = None) -> pa.Tabl
     files = batches(store_root) if files is None else files
     if not files:
         return pa.Table.from_batches([], schema=SCHEMA)  # empty_table() would import pandas
-    return pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files])
+    return pa.concat_tables([_batch(f) for f in files])
+
+
+# Batches are immutable once written (unique names, written to a temporary name and renamed),
+# so a process that reads the log often (the review app: every page) reads each batch once.
+_BATCHES: dict[tuple, pa.Table] = {}
+_BATCHES_MAX = 50_000
+
+
+def _batch(path: Path) -> pa.Table:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    table = _BATCHES.get(key)
+    if table is None:
+        if len(_BATCHES) >= _BATCHES_MAX:
+            _BATCHES.clear()
+        table = _BATCHES[key] = pq.read_table(path, schema=SCHEMA)
+    return table
 
 
 def digest(files: list[Path]) -> str:
