@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from casefind import __version__
-from casefind.cli_common import emit_json, json_option, resolve_store, setting
+from casefind.cli_common import emit_json, json_option, project, resolve_store, setting
 from casefind.errors import EXIT_FAILED, CasefindError, UsageError
 from casefind.ui import console, current_stage, err_console, reset_stage, stage_progress
 
@@ -85,20 +85,11 @@ def _store_option(f):
              "else the demo workspace (created on first use).")(f)
 
 
-_resolve_store = resolve_store
-
-
 def _rule(text: str, kind: str = "rule") -> Path:
     """A rule (or KPI file) argument: a path, or a name in the project's or the shipped rules."""
     from casefind.project import resolve_rule
 
-    return resolve_rule(text, setting_project(), kind=kind)
-
-
-def setting_project():
-    from casefind.cli_common import project
-
-    return project()
+    return resolve_rule(text, project(), kind=kind)
 
 
 def _as_of(flag: str | None, store) -> str | None:
@@ -319,12 +310,11 @@ def info(store, as_json):
     """Show the settings in force (each with where it came from: flag, environment,
     casefind.toml or default) and what the population store holds: patients,
     hierarchy, rows, dates, quarantine."""
-    from casefind.cli_common import project
     from casefind.store import Store
     from casefind.ui import settings_table, store_info
 
     settings = project(store=store)
-    st = Store.open(_resolve_store(store))
+    st = Store.open(resolve_store(store))
     if as_json:
         emit_json({"project_file": None if settings.file is None else str(settings.file),
                    "settings": settings.rows(), "store": str(st.root), "manifest": st.manifest})
@@ -408,7 +398,7 @@ def run(rule, store, as_of, params, out, engine, allow_partial, as_json):
     from casefind.startup import without_pandas
     from casefind.ui import run_summary
 
-    rule, store, engine = _rule(rule), _resolve_store(store), setting("engine", engine)
+    rule, store, engine = _rule(rule), resolve_store(store), setting("engine", engine)
     as_of, out = _as_of(as_of, store), setting("out", out)
     _say_if_compiling(engine)
     with stage_progress(f"run {rule.name}") as say, without_pandas():
@@ -459,7 +449,7 @@ def explain(rule, store, as_of, sql):
     (written inline: it needs no store to read)."""
     from casefind.rules.compile import compile_rule
 
-    r = compile_rule(_rule(rule), as_of=_as_of(as_of, lambda: _resolve_store(store)))
+    r = compile_rule(_rule(rule), as_of=_as_of(as_of, lambda: resolve_store(store)))
     if sql:
         from casefind.engines.duckdb_sql import query_text
         from casefind.lists.run import rule_expressions
@@ -469,7 +459,7 @@ def explain(rule, store, as_of, sql):
     from casefind.explain import sections
     from casefind.store import Store
 
-    for title, text in sections(r, Store.open(_resolve_store(store))):
+    for title, text in sections(r, Store.open(resolve_store(store))):
         console.rule(title)
         click.echo(text)
 
@@ -512,7 +502,7 @@ def review_import(files, store, reviewer, decided_on, practice, as_json):
     from casefind.lists.review import import_reviews
     from casefind.ui import review_import_summary
 
-    store = _resolve_store(store)
+    store = resolve_store(store)
     summaries = []
     try:
         for f in files:
@@ -540,7 +530,7 @@ def review_record(store, rule, patient_id, decision, decided_on, reviewer, note,
     """Record one decision without a list file (for a patient a run of RULE listed)."""
     from casefind.lists.review import record_decision
 
-    new = record_decision(_resolve_store(store), rule=rule, patient_id=patient_id, decision=decision,
+    new = record_decision(resolve_store(store), rule=rule, patient_id=patient_id, decision=decision,
                           on=decided_on.date() if decided_on else None, reviewer=reviewer, note=note)
     if as_json:
         emit_json({"command": "review record", "rule": rule, "decision": decision, "recorded": bool(new)})
@@ -557,7 +547,7 @@ def review_show(store, rule, as_json):
     from casefind.lists.review import review_status
     from casefind.ui import review_table
 
-    t = review_status(_resolve_store(store), rule)
+    t = review_status(resolve_store(store), rule)
     if as_json:
         import json
 
@@ -636,7 +626,7 @@ def kpi(file, store, period, first, last, history_path, params, engine, export, 
         raise click.UsageError("give --period YYYY-MM (or --from and --to)")
     if drop and file is None and not kpi_set:
         raise click.UsageError("--drop-period needs --kpis NAME (or a KPI FILE) to say which KPI set")
-    store = _resolve_store(store)
+    store = resolve_store(store)
     hist = setting("history", history_path) or history.default_path(store)
     said = {"command": "kpi", "history": str(hist)}
     if file is not None:
@@ -711,7 +701,7 @@ def report(store, period, history_path, kpi_set, out, as_json):
         period = parse(period).label
     except PeriodError as e:
         raise click.BadParameter(e.message, param_hint="--period") from None
-    hist = setting("history", history_path) or history.default_path(_resolve_store(store))
+    hist = setting("history", history_path) or history.default_path(resolve_store(store))
     table = history.read(hist, kpi_set, through=period)
     if period not in set(table.column("period").to_pylist()):
         raise CasefindError(f"the KPI history has no {kpi_set} results for {period}",
@@ -784,7 +774,7 @@ def dataset_command(rule, output, store, as_of, columns, params, engine, opt_out
 
     t0 = time.perf_counter()
     check_output(output)
-    rule, store, engine = _rule(rule), _resolve_store(store), setting("engine", engine)
+    rule, store, engine = _rule(rule), resolve_store(store), setting("engine", engine)
     dates = [_as_of(a, store) for a in as_of] if as_of else [_as_of(None, store)]
     as_of = [d for d in dates if d is not None]
     with stage_progress(f"dataset {rule.name}") as say:
@@ -833,7 +823,7 @@ def codelists_check(rule, store, as_json):
     from casefind.store import Store
 
     compiled = compile_rule(_rule(rule))
-    path = _resolve_store(store)
+    path = resolve_store(store)
     report = codelist_check(compiled, Store.open(path), path)
     if as_json:
         import json
