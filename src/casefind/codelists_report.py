@@ -64,7 +64,7 @@ def codelist_check(rule, store, store_path: Path | str | None = None) -> dict:
             "store_snapshot": store.snapshot_id, "codelists": out}
 
 
-def _text(value) -> str:
+def provenance_text(value) -> str:
     """A provenance value as table text: a repository at its commit, a publisher with the
     copies used, one line per entry of a mapping (e.g. a licence per repository)."""
     if value is None or value == "" or value == {}:
@@ -77,9 +77,9 @@ def _text(value) -> str:
         if "publisher" in value:
             repos = value.get("repositories") or []
             return str(value["publisher"]) + (f"; copies in {', '.join(map(str, repos))}" if repos else "")
-        return "\n".join(f"{k}: {_text(v)}" for k, v in value.items())
+        return "\n".join(f"{k}: {provenance_text(v)}" for k, v in value.items())
     if isinstance(value, list):
-        return "; ".join(_text(v) for v in value)
+        return "; ".join(provenance_text(v) for v in value)
     return str(value).strip()
 
 
@@ -129,7 +129,7 @@ def codelist_check_table(report: dict, out: Console) -> None:
         counts = prov.get("counts") if isinstance(prov.get("counts"), dict) else {}
         for label, key in (("source", "source"), ("release", "release"), ("licence", "licence"),
                            ("retrieved", "date_retrieved")):
-            p.add_row(label, escape(_text(prov.get(key))))
+            p.add_row(label, escape(provenance_text(prov.get(key))))
         if counts.get("total_rows") is not None:
             p.add_row("rows", f"{counts['total_rows']:,}" + (f" ({counts['total_distinct_codes']:,} distinct codes)"
                                                             if counts.get("total_distinct_codes") is not None else ""))

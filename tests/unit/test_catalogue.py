@@ -16,7 +16,7 @@ from casefind.catalogue import header
 from casefind.catalogue.collect import build
 from casefind.catalogue.model import status
 from casefind.catalogue.render import render_html, write_html
-from casefind.codelists_report import _text as provenance_text
+from casefind.codelists_report import provenance_text
 from casefind.rules import ir
 from casefind.rules.compile import compile_rule
 

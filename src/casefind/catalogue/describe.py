@@ -73,7 +73,7 @@ def _parameter_notes(path: Path) -> dict[str, str]:
 def codelist_info(name: str, cl: ir.Codelist) -> CodelistInfo:
     """What the catalogue shows of one codelist: the run manifest's record of it
     (codelist_manifest) and the sidecar's provenance, each field as text."""
-    from casefind.codelists_report import _text as provenance_text
+    from casefind.codelists_report import provenance_text
 
     prov = dict(cl.provenance)
     counts = prov.get("counts") if isinstance(prov.get("counts"), dict) else {}
