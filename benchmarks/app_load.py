@@ -45,6 +45,15 @@ class Timings:
     seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: list[str] = field(default_factory=list)
     decided: list[tuple[str, int]] = field(default_factory=list)  # (clinician, row position)
+    decide_spans: list[tuple[float, float]] = field(default_factory=list)  # (started, answered), perf_counter
+
+    def decide_rate(self) -> float | None:
+        """Decisions per second from the first decision posted to the last one answered:
+        the review log's throughput, without the sign-ins before it."""
+        if not self.decide_spans:
+            return None
+        seconds = max(e for _, e in self.decide_spans) - min(s for s, _ in self.decide_spans)
+        return round(len(self.decide_spans) / seconds, 1) if seconds > 0 else None
 
     def summary(self) -> dict[str, dict[str, float]]:
         out = {}
@@ -109,10 +118,12 @@ async def clinician(base: str, name: str, password: str, practice: str, slot: in
         for position in list(range(slot, len(handles), of))[:decisions]:
             patient = await _timed(t, "patient", c.get(f"/patient/{handles[position]}"))
             token = CSRF.search(patient.text).group(1)
+            started = time.perf_counter()
             r = await _timed(t, "decide", c.post(f"/patient/{handles[position]}/decision", data={
                 "csrf": token, "decision": "accepted", "reason": "", "note": f"load test {name}"}))
             if r.status_code < 400:
                 t.decided.append((name, position))
+                t.decide_spans.append((started, time.perf_counter()))
             await _timed(t, "list", c.get(f"/practice/{practice}"))
 
 
@@ -125,11 +136,14 @@ async def crowd(base: str, clinicians: list[tuple[str, str, str, int, int]], dec
 
 
 def check_log(store: Path, t: Timings, reviewers: set[str]) -> dict[str, int]:
-    """Decisions posted against the review log: none lost, none twice."""
+    """Decisions posted against the review log: none lost, none twice; and the audit log's
+    hash chain intact after the crowd's concurrent (group-committed) appends."""
+    from casefind import audit
     from casefind.store import decisions
 
     log = decisions.read_log(store).to_pylist()
     ours = [r for r in log if (r.get("note") or "").startswith("load test ")]
     keys = [(r["rule"], r["patient_id"]) for r in ours]
     return {"posted": len(t.decided), "in_log": len(ours), "distinct": len(set(keys)),
-            "reviewers": len({r["note"][len("load test "):] for r in ours} & reviewers)}
+            "reviewers": len({r["note"][len("load test "):] for r in ours} & reviewers),
+            "audit_entries": (checked := audit.verify(store)).entries, "audit_chain_ok": int(checked.ok)}

@@ -107,8 +107,9 @@ def _check_output(output: Path, store_root: Path, list_path: Path) -> None:
     out = output.absolute().resolve()
     if output.is_dir() or not out.parent.is_dir():
         raise UsageError(f"{output}: give a new file's name in an existing folder", option="--output")
-    if output.suffix.lower() != ".csv":
-        raise UsageError(f"{output.name}: the identifiable list is written as .csv", option="--output")
+    if output.suffix.lower() not in (".csv", ".xlsx"):
+        raise UsageError(f"{output.name}: the identifiable list is written as .csv, or .xlsx for the named "
+                         "workbook", option="--output")
     if out == list_path.absolute().resolve():
         raise UsageError("--output would overwrite the list: write the identifiable copy to a new file",
                          option="--output")
@@ -174,6 +175,14 @@ def reidentify(store, practice, list_path, output, user, role, as_json):
 
     root = resolve_store(store)
     _check_output(output, root, list_path)
+    if output.suffix.lower() == ".xlsx":
+        summary = _named_xlsx(root, practice, list_path, output, user, role)
+        if as_json:
+            emit_json(summary)
+        else:
+            click.echo(f"wrote the named workbook of practice {practice} to {output} ({summary['rows']} rows, "
+                       f"{summary['identified']} identified); audited")
+        return
     lr = read_rows(list_path)
     mine = [r[lr.id_col] for r in lr.rows if r[lr.practice_col] == practice]
     other_practices = len(lr.rows) - len(mine)
@@ -197,13 +206,63 @@ def reidentify(store, practice, list_path, output, user, role, as_json):
                    f"{other_practices} of other practices, {len(moved)} no longer registered there); audited")
 
 
+def _workbook_source(list_path: Path, practice: str) -> Path:
+    """The run's pseudonymised workbook for ``practice``: given, or in the run folder given."""
+    from casefind.outputs import UnsafePathError, safe_child
+
+    if list_path.is_dir():
+        try:
+            list_path = safe_child(list_path / "practices", practice, ".xlsx")
+        except UnsafePathError:
+            raise UsageError(f"practice code {practice!r} is not a plain code", option="--practice") from None
+    if list_path.suffix.lower() != ".xlsx" or not list_path.is_file():
+        raise UsageError(f"no workbook {list_path} to add names to: give --output a .csv name for an identifiable "
+                         "CSV", "the named workbook is made from the run's practices/<CODE>.xlsx: give that file or "
+                         "the run folder", option="LIST")
+    return list_path
+
+
+def _named_xlsx(root: Path, practice: str, list_path: Path, output: Path, user: str, role: str) -> dict:
+    """The run's workbook for ``practice`` with its patients by name (lists/xlsx.py
+    ``named_workbook``), as the app's download gives it; patients no longer registered there
+    keep their row, without a name."""
+    import datetime as dt
+
+    from casefind.lists.xlsx import named_workbook, read_workbook
+    from casefind.outputs import write_atomic
+    from casefind.reidentify import identities_for, registered_at
+    from casefind.store import Store
+
+    source = _workbook_source(list_path, practice)
+    try:
+        header, rows = read_workbook(source)
+    except ValueError as e:
+        raise DataError(f"{source}: {e}", "give the practices/<CODE>.xlsx that `casefind run` wrote") from None
+    pid, code = header.index("patient_id"), header.index("practice") if "practice" in header else None
+    mine = [c[pid] for _, c in rows if c[pid] and (code is None or c[code] == practice)]
+    if len(mine) != sum(1 for _, c in rows if c[pid]):
+        raise UsageError(f"{source} holds rows of another practice than {practice}", option="--practice")
+    here = registered_at(Store.open(root), practice, mine)
+    found = identities_for(root, practice=practice, patient_ids=[p for p in mine if p in here], user=user,
+                           role=role, purpose=f"casefind reidentify to {output.name}"[:120],
+                           detail={"format": "xlsx", "identifiable": True, "rows": len(mine)})
+    today = dt.date.today()
+    people = {p: (i.nhs_number_formatted, i.display_name, i.date_of_birth, i.age_on(today)) for p, i in found.items()}
+    data, n = named_workbook(source, people, practice)
+    write_atomic(output, lambda tmp: Path(tmp).write_bytes(data))
+    output.chmod(0o600)
+    return {"output": str(output), "practice": practice, "rows": n, "identified": len(found),
+            "without_identity": n - len(found), "left_out_no_longer_registered": len(mine) - len(here), "user": user}
+
+
 command = click.command("reidentify")(
     click.option("--store", type=click.Path(path_type=Path), default=None,
                  help="Population store (default: CASEFIND_STORE, casefind.toml, else the demo workspace).")(
     click.option("--practice", required=True, help="The practice whose patients to identify (its code).")(
     click.argument("list_path", metavar="LIST", type=click.Path(path_type=Path))(
     click.option("--output", type=click.Path(path_type=Path), required=True,
-                 help="The identifiable CSV to write (a new file, outside the store).")(
+                 help="The identifiable file to write (a new file, outside the store): .csv, or .xlsx for "
+                      "the named workbook (from the run's practices/<CODE>.xlsx or the run folder).")(
     click.option("--user", default=_login, show_default="your login name",
                  help="Who is re-identifying, for the audit log.")(
     click.option("--role", type=click.Choice(["clinician", "practice_admin"]), default="practice_admin",

@@ -1,5 +1,5 @@
 """``casefind serve`` (the clinicians' review app, docs/app.md) and ``casefind users`` (its
-local accounts: add, remove, reset, list)."""
+accounts: add, remove, reset, list; local passwords, or bound to an OpenID Connect provider)."""
 from __future__ import annotations
 
 import getpass
@@ -57,15 +57,21 @@ users_command = click.Group("users", help="The review app's local accounts (argo
 @click.option("--role", required=True, type=click.Choice(["clinician", "practice_admin", "analyst", "auditor"]))
 @click.option("--practice", "practices", multiple=True, help="A practice code the user acts for (repeat for more).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input (else one is made).")
+@click.option("--oidc-subject", default=None, metavar="SUB",
+              help="Signed in by the OpenID Connect provider only: its identifier for this person (no password).")
 @STORE_OPTION
 @USERS_OPTION
-def users_add(name, role, practices, password_stdin, store, users_file):
+def users_add(name, role, practices, password_stdin, oidc_subject, store, users_file):
     """Add a user; prints the password when casefind made it."""
-    password, made = _password(password_stdin)
+    if oidc_subject is not None and password_stdin:
+        raise UsageError("an account signed in by the OIDC provider has no password", option="--password-stdin")
+    password, made = (None, False) if oidc_subject is not None else _password(password_stdin)
     users = _users(store, users_file)
-    users.add(name, role, list(practices), password)
-    _audit(_store_for_audit(store, users_file), "user_added", name, {"new_role": role})
-    console.print(f"Added {name} ({role}{', ' + ', '.join(practices) if practices else ''}) to {users.path}.")
+    users.add(name, role, list(practices), password, oidc_subject=oidc_subject)
+    _audit(_store_for_audit(store, users_file), "user_added", name,
+           {"new_role": role} | ({"sign_in": "oidc"} if oidc_subject is not None else {}))
+    console.print(f"Added {name} ({role}{', ' + ', '.join(practices) if practices else ''}) to {users.path}"
+                  f"{', signed in by the OIDC provider' if oidc_subject is not None else ''}.")
     if made:
         console.print(f"Password (shown once): {password}", highlight=False)
 
@@ -110,16 +116,18 @@ def users_reset(name, password_stdin, store, users_file):
 def users_list(store, users_file, as_json):
     """Who has an account: role, practices, failed sign-ins, locked."""
     users = _users(store, users_file).load()
-    rows = [{"name": u.name, "role": u.role, "practices": u.practices, "failed": u.failed, "locked": u.locked}
+    rows = [{"name": u.name, "role": u.role, "practices": u.practices, "failed": u.failed, "locked": u.locked,
+             "sign_in": "oidc" if u.oidc_subject else "password", "oidc_subject": u.oidc_subject or None}
             for u in sorted(users.values(), key=lambda u: u.name)]
     if as_json:
         emit_json(rows)
         return
     from rich.table import Table
 
-    table = Table("user", "role", "practices", "failed", "locked")
+    table = Table("user", "role", "practices", "sign-in", "failed", "locked")
     for r in rows:
-        table.add_row(r["name"], r["role"], ", ".join(r["practices"]), str(r["failed"]), "yes" if r["locked"] else "")
+        table.add_row(r["name"], r["role"], ", ".join(r["practices"]), r["sign_in"], str(r["failed"]),
+                      "yes" if r["locked"] else "")
     console.print(table)
 
 
@@ -151,6 +159,26 @@ def _demo_lists(store: Path, out: Path) -> None:
     run(shipped_rules() / "frail.yml", store, out)
 
 
+def oidc_authenticator(root: Path, users_path: Path, oidc_file: Path | None):
+    """The OIDC authenticator when one is set up (``--oidc``, else STORE/app/oidc.json), else None
+    (local accounts). Reads the provider's discovery document now: a CasefindError if it cannot."""
+    from casefind.app import oidc_config
+
+    path = oidc_file or oidc_config.default_path(root)
+    if oidc_file is None and not path.exists():
+        return None
+    from casefind.app.auth import LocalAuthenticator
+    from casefind.app.oidc import OidcAuthenticator
+    from casefind.app.users import UserStore
+
+    config = oidc_config.load(path)
+    users = UserStore(users_path)
+    authenticator = OidcAuthenticator(config, users, local=LocalAuthenticator(users) if config.allow_local else None)
+    err_console.print(f"Sign-in with {config.name} ({config.issuer}); local passwords "
+                      f"{'allowed' if config.allow_local else 'disabled'}.", highlight=False)
+    return authenticator
+
+
 @click.command("serve")
 @STORE_OPTION
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -161,7 +189,10 @@ def _demo_lists(store: Path, out: Path) -> None:
 @click.option("--behind-tls-proxy", is_flag=True,
               help="Served over HTTPS by a reverse proxy on this machine: Secure cookies, HSTS, and the proxy's "
                    "X-Forwarded-For/-Proto trusted.")
-def serve_command(store, host, port, users_file, out_dir, behind_tls_proxy):
+@click.option("--oidc", "oidc_file", type=click.Path(path_type=Path), default=None,
+              help="Sign in with an OpenID Connect provider set up in this file (default: STORE/app/oidc.json "
+                   "when it exists).")
+def serve_command(store, host, port, users_file, out_dir, behind_tls_proxy, oidc_file):
     """The clinicians' review web app: each practice's lists, by name, for its own clinicians."""
     import uvicorn
 
@@ -189,7 +220,9 @@ def serve_command(store, host, port, users_file, out_dir, behind_tls_proxy):
     if host not in ("127.0.0.1", "localhost", "::1") and not behind_tls_proxy:
         err_console.print("[yellow]warning:[/] serving plain HTTP beyond this machine; put it behind a TLS proxy "
                           "and give --behind-tls-proxy")
-    app = create_app(root, users_path, secure_cookies=behind_tls_proxy, out_dirs=outs, trust_proxy=behind_tls_proxy)
+    authenticator = oidc_authenticator(root, users_path, oidc_file)
+    app = create_app(root, users_path, secure_cookies=behind_tls_proxy, out_dirs=outs, trust_proxy=behind_tls_proxy,
+                     authenticator=authenticator)
     console.print(f"casefind review on http://{host}:{port}/ (store {root}); Ctrl-C stops it.")
     uvicorn.run(app, host=host, port=port, proxy_headers=behind_tls_proxy, forwarded_allow_ips="127.0.0.1",
                 server_header=False, log_level="warning")

@@ -82,16 +82,39 @@ def _practice_index(store, practice: str) -> int | None:
 def registered_at(store, practice: str, patient_ids: list[str]) -> dict[str, int]:
     """Of ``patient_ids``, those registered at ``practice`` now → their store patient index.
     Reads only that practice's rows (patients are stored in practice order)."""
-    p = _practice_index(store, practice)
-    if p is None or not patient_ids:
+    if not patient_ids:
         return {}
-    patients = store.table("patients")
-    rows = np.flatnonzero(patients["practice"] == p)
+    rows, ids = _registered(store, practice)
     if not len(rows):
         return {}
-    ids = patients.arrow.column("patient_id").take(pa.array(rows, pa.int64())).cast(pa.string())
     where = pc.index_in(pa.array(patient_ids, pa.string()), value_set=ids).to_pylist()
     return {pid: int(rows[i]) for pid, i in zip(patient_ids, where) if i is not None}
+
+
+# A practice's registered patients, per snapshot (immutable): the app asks on every page.
+# Keyed by store, snapshot and practice, so one practice's answer is never another's.
+_REGISTERED: dict[tuple, tuple[np.ndarray, pa.Array]] = {}
+_REGISTERED_MAX = 256
+_REGISTERED_LOCK = threading.Lock()
+
+
+def _registered(store, practice: str) -> tuple[np.ndarray, pa.Array]:
+    key = (str(store.root), store.snapshot_id, practice)
+    with _REGISTERED_LOCK:
+        found = _REGISTERED.get(key)
+    if found is not None:
+        return found
+    p = _practice_index(store, practice)
+    rows, ids = np.zeros(0, np.int64), pa.array([], pa.string())
+    if p is not None:
+        patients = store.table("patients")
+        rows = np.flatnonzero(patients["practice"] == p)
+        ids = patients.arrow.column("patient_id").take(pa.array(rows, pa.int64())).cast(pa.string())
+    with _REGISTERED_LOCK:
+        if len(_REGISTERED) >= _REGISTERED_MAX:
+            _REGISTERED.clear()
+        _REGISTERED[key] = (rows, ids)
+    return rows, ids
 
 
 # --- the identities store, read once per snapshot per process -------------------------------
@@ -170,11 +193,12 @@ def _check_request(role: str, action: str, purpose: str) -> str | None:
 
 def identities_for(store_root: str | Path, *, practice: str, patient_ids: list[str], user: str, role: str,
                    purpose: str, run_id: str | None = None, rule: str | None = None,
-                   action: str = "reidentify") -> dict[str, Identity]:
+                   action: str = "reidentify", detail: dict | None = None) -> dict[str, Identity]:
     """The identities of ``patient_ids``, all of them patients of ``practice``, keyed by
     pseudonymised id (an id with no identity held is left out). Audited before returning;
     refused (ReidentificationRefused, audited) for another practice's patient or a role
-    that may not see names; IdentitiesMismatch when the identities are of another snapshot."""
+    that may not see names; IdentitiesMismatch when the identities are of another snapshot.
+    ``detail``: more for the audit entry (an export's format and rows; no names)."""
     from casefind.store import Store
 
     ids = list(dict.fromkeys(str(p) for p in patient_ids))
@@ -197,6 +221,6 @@ def identities_for(store_root: str | Path, *, practice: str, patient_ids: list[s
     audit.record(store_root, user=user, role=role, action=action, practice=practice,
                  patient_id=ids[0] if one else None, patient_ids=None if one else sorted(revealed),
                  run_id=run_id, rule=rule,
-                 detail={"purpose": purpose, "requested": len(ids), "revealed": len(revealed),
+                 detail={**(detail or {}), "purpose": purpose, "requested": len(ids), "revealed": len(revealed),
                          "snapshot": store.snapshot_id})
     return revealed

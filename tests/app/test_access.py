@@ -108,6 +108,9 @@ class Case:
 CASES = {
     "login": Case(200, cross_login),
     "login_submit": Case(400, cross_login),  # no sign-in form was loaded (no session): a fresh form, nothing checked
+    "oidc_start": Case(404, cross_login),  # no OIDC provider set up here: not there (test_oidc.py tests it with one)
+    "oidc_callback": Case(404, cross_login, "/oidc/callback?code=x&state=y"),
+    "oidc_keys": Case(404, cross_login),  # published only with private_key_jwt (test_oidc.py)
     "logout": Case(401, cross_logout),
     "home": Case(303, cross_home),
     "practice": Case(303, cross_practice, "/practice/Z00001"),

@@ -114,7 +114,8 @@ def test_import_records_once_and_the_next_run_leaves_declined_patients_off(liste
     assert not ids & {rows[0]["patient_id"], rows[1]["patient_id"], rows[2]["patient_id"]}
 
 
-def test_record_one_decision_and_a_second_writer_is_refused(listed):
+def test_record_one_decision_and_a_second_writer_is_refused(listed, monkeypatch):
+    monkeypatch.setattr(decisions, "PROCESS_WAIT_S", 0.05)  # the writer waits this long for another process
     root, run_dir = listed
     pid = next(csv.DictReader((run_dir / "list.csv").open()))["patient_id"]
     args = ("review", "record", "--store", root / "store", "--rule", "frail", "--patient", pid,

@@ -42,6 +42,9 @@ class AppRoute:
 ROUTES = (
     AppRoute("login", "/login", signin.login_page),
     AppRoute("login_submit", "/login", signin.login_submit, ("POST",)),
+    AppRoute("oidc_start", "/login/oidc", signin.oidc_start, ("POST",)),
+    AppRoute("oidc_callback", "/oidc/callback", signin.oidc_callback),
+    AppRoute("oidc_keys", "/oidc/jwks.json", signin.oidc_keys),
     AppRoute("logout", "/logout", signin.logout, ("POST",)),
     AppRoute("home", "/", pages.home),
     AppRoute("practice", "/practice/{code}", pages.practice),

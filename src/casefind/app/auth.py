@@ -1,14 +1,15 @@
 """Who is signing in: the ``Authenticator`` interface, local accounts behind it, and throttling.
 
 The app asks an ``Authenticator`` for a ``Principal`` (name, role, practices) and never
-looks at passwords itself, so an OpenID Connect provider (NHS CIS2, Entra ID) can replace
-``LocalAuthenticator``: it would send the browser to the provider (``start``) and turn the
-provider's answer into a Principal (``finish``), mapping its claims to a role and practices
-(docs/app.md). Local sign-in is throttled per user name and per client address, and an
+looks at passwords itself, so an OpenID Connect provider (NHS CIS2, Entra ID; ``app.oidc``)
+can stand beside or replace ``LocalAuthenticator``: it sends the browser to the provider
+(``start``) and turns the provider's answer into a Principal (``finish``), mapped to an
+account of the users file (docs/app.md). Local sign-in is throttled per user name and per client address, and an
 account is locked after ``users.LOCK_AFTER`` failures in a row until ``casefind users reset``.
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -44,19 +45,22 @@ class SignInRefused(CasefindError):
 
 class Authenticator:
     """Turns a sign-in into a Principal. ``password_form``: the sign-in page asks for a user
-    name and password (local accounts); an external provider instead redirects (``start``)
-    and is called back (``finish``)."""
+    name and password (local accounts). ``provider``: the name of an external provider the
+    page offers a button for (None: none); it redirects (``start``) and is called back
+    (``finish``). ``binding`` is a secret the browser holds from ``start`` to ``finish``
+    (a cookie), so a callback works only in the browser that started it."""
 
     password_form = True
+    provider: str | None = None
     kind = "abstract"
 
     def verify_password(self, name: str, password: str, client: str) -> Principal:  # pragma: no cover
         raise NotImplementedError
 
-    def start(self, state: str) -> str:  # pragma: no cover - the URL to send the browser to
+    def start(self, binding: str) -> str:  # pragma: no cover - the URL to send the browser to
         raise NotImplementedError
 
-    def finish(self, params: dict[str, str], state: str) -> Principal:  # pragma: no cover
+    def finish(self, params: dict[str, str], binding: str) -> Principal:  # pragma: no cover
         raise NotImplementedError
 
     def current(self, principal: Principal) -> Principal | None:
@@ -65,11 +69,13 @@ class Authenticator:
 
 
 class Throttle:
-    """At most ``limit`` failures per key within ``window`` seconds; beyond that, refused."""
+    """At most ``limit`` failures per key within ``window`` seconds; beyond that, refused.
+    Password checks run in worker threads, so the counts are kept under a lock."""
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic):
         self.limit, self.window, self.clock = limit, window, clock
         self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
 
     def _recent(self, key: str) -> deque[float]:
         q, now = self._failures[key], self.clock()
@@ -78,10 +84,12 @@ class Throttle:
         return q
 
     def blocked(self, key: str) -> bool:
-        return len(self._recent(key)) >= self.limit
+        with self._lock:
+            return len(self._recent(key)) >= self.limit
 
     def failed(self, key: str) -> None:
-        self._recent(key).append(self.clock())
+        with self._lock:
+            self._recent(key).append(self.clock())
 
 
 class LocalAuthenticator(Authenticator):
@@ -100,6 +108,8 @@ class LocalAuthenticator(Authenticator):
         if self.by_user.blocked(name) or self.by_client.blocked(client):
             raise SignInRefused(THROTTLED)
         user = self.users.get(name)
+        if user is not None and user.oidc_subject:
+            user = None  # signed in by the provider only: no password to guess, nothing to lock
         ok = user is not None and not user.locked and password_matches(user, password)
         if user is not None:
             user = self.users.note_attempt(name, ok)

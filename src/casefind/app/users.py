@@ -3,7 +3,9 @@
 Kept at ``STORE/app/users.json`` by default (mode 0600), rewritten whole under a temporary
 name and renamed, so a crash never leaves half a file. A user has a role, the practices
 they act for, an argon2id hash, a count of failed sign-ins and a locked flag; a locked
-account stays locked, even for the right password, until ``casefind users reset``.
+account stays locked, even for the right password, until ``casefind users reset``. An
+account bound to an OpenID Connect provider (``oidc_subject``, docs/app.md) has no password:
+only the provider signs it in.
 """
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ class User:
     password_hash: str = ""
     failed: int = 0
     locked: bool = False
+    oidc_subject: str = ""  # the provider's identifier for this person; no password is usable then
 
     @property
     def sees_names(self) -> bool:
@@ -62,6 +65,8 @@ def hash_password(password: str) -> str:
 
 
 def password_matches(user: User, password: str) -> bool:
+    if user.oidc_subject or not user.password_hash:
+        return False
     try:
         return _HASHER.verify(user.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -131,14 +136,31 @@ class UserStore:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def add(self, name: str, role: str, practices: list[str], password: str) -> User:
-        user = _checked(User(name, role, sorted(set(practices))))
-        user.password_hash = hash_password(password)
+    def add(self, name: str, role: str, practices: list[str], password: str | None = None, *,
+            oidc_subject: str | None = None) -> User:
+        """A new account: with a password, or (``oidc_subject``) signed in by the OIDC provider only."""
+        user = _checked(User(name, role, sorted(set(practices)), oidc_subject=(oidc_subject or "").strip()))
+        if oidc_subject is None:
+            user.password_hash = hash_password(password or "")
+        elif not user.oidc_subject or len(user.oidc_subject) > 255:
+            raise UsersError("the OIDC subject is empty or longer than 255 characters", option="--oidc-subject")
         with self._editing() as users:
             if name in users:
                 raise UsersError(f"user {name!r} exists", "`casefind users reset NAME` gives a new password")
+            other = self._bound(users, user.oidc_subject) if user.oidc_subject else None
+            if other is not None:
+                raise UsersError(f"account {other.name!r} is bound to that OIDC subject already",
+                                 option="--oidc-subject")
             users[name] = user
         return user
+
+    def by_oidc_subject(self, subject: str) -> User | None:
+        """The account bound to the provider's identifier ``subject``, if any."""
+        return self._bound(self.load(), subject) if subject else None
+
+    @staticmethod
+    def _bound(users: dict[str, User], subject: str) -> User | None:
+        return next((u for u in users.values() if u.oidc_subject == subject), None)
 
     def remove(self, name: str) -> None:
         with self._editing() as users:
@@ -150,6 +172,9 @@ class UserStore:
         hashed = hash_password(password)
         with self._editing() as users:
             user = self._existing(users, name)
+            if user.oidc_subject:
+                raise UsersError(f"{name} signs in with the OIDC provider and has no password",
+                                 "remove the account and add it again to change how it signs in")
             user.password_hash, user.failed, user.locked = hashed, 0, False
         return user
 

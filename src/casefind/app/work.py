@@ -4,6 +4,7 @@ and the review log. Nothing here is identifiable: names come later, through brid
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from casefind.app.cache import LRU
 from casefind.lists.review import DECISIONS
 from casefind.outputs import UnsafePathError, safe_child
 from casefind.store import decisions, listings
@@ -64,25 +66,48 @@ def _evidence_items(text: str | None) -> list[tuple[str, str]]:
 
 
 class Work:
-    """The store's runs and decisions, read fresh on each call (the files are small and
-    immutable; a new run or decision shows at once)."""
+    """The store's runs and decisions. A run's registry entry, list table and output folder
+    never change once written, so each is read once per process (bounded caches keyed by
+    the file's version); the review log is re-listed on every call, so a new run or
+    decision shows at once."""
 
     def __init__(self, store_root: str | Path, out_dirs: list[Path]):
         self.store_root = Path(store_root)
         self.out_dirs = [Path(d) for d in out_dirs]
+        self._listings: LRU[listings.Listing] = LRU(64)
+        self._folders: LRU[str | None] = LRU(256)
+        self._tables: LRU[pa.Table] = LRU(8)
+        self._practice_rows: LRU[list[dict]] = LRU(512)
+
+    def _registered(self) -> list[listings.Listing]:
+        """Every registered run, oldest as_of first (listings.runs' order), each read once."""
+        folder = listings.lists_dir(self.store_root)
+        paths = sorted(p for p in folder.glob("*.parquet") if listings.is_run_id(p.stem)) if folder.is_dir() else []
+        found = [self._listing(p) for p in paths]
+        return sorted((r for r in found if r is not None),
+                      key=lambda r: (r.as_of.isoformat(), r.recorded_at or "", r.run_id))
+
+    def _listing(self, path: Path) -> listings.Listing | None:
+        try:
+            key = _version(path)
+        except FileNotFoundError:
+            return None
+        return self._listings.get(key, lambda: listings.get(self.store_root, path.stem))
 
     def latest_runs(self) -> list[listings.Listing]:
         """The latest registered run of each rule, by rule name."""
         latest: dict[str, listings.Listing] = {}
-        for r in listings.runs(self.store_root):
-            latest[r.rule] = r  # runs() is oldest first
+        for r in self._registered():
+            latest[r.rule] = r  # oldest first
         return [latest[k] for k in sorted(latest)]
 
     def practices(self) -> list[str]:
         return sorted({p for r in self.latest_runs() for p in r.practices})
 
     def run(self, run_id: str) -> listings.Listing | None:
-        return listings.get(self.store_root, run_id) if listings.is_run_id(run_id) else None
+        if not listings.is_run_id(run_id):
+            return None
+        return self._listing(listings.lists_dir(self.store_root) / f"{run_id}.parquet")
 
     def list_file(self, listing: listings.Listing) -> Path | None:
         """The run's list.parquet, if one of the output folders still holds that run's."""
@@ -107,28 +132,33 @@ class Work:
                 folder = safe_child(out, f"{listing.rule}-{listing.as_of.isoformat()}")
             except UnsafePathError:
                 return None
+            manifest = folder / "manifest.json"
             try:
-                manifest = json.loads((folder / "manifest.json").read_text())
-            except (OSError, ValueError):
+                key = _version(manifest)
+            except (FileNotFoundError, NotADirectoryError):
                 continue
-            if manifest.get("run_id") == listing.run_id:
+            if self._folders.get(key, functools.partial(_manifest_run_id, manifest)) == listing.run_id:
                 return folder
         return None
 
     def rows(self, listing: listings.Listing, practice: str) -> list[Row]:
         """The run's rows for ``practice``, ranked, with reasons and evidence when the run's
-        list file is still there (else rank and pseudonym only)."""
+        list file is still there (else rank and pseudonym only). Fresh Row objects each call
+        (callers add decisions to them) from the practice's cached rows."""
         path = self.list_file(listing)
         if path is None:
             listed = listing.listed.filter(pc.equal(listing.listed.column("practice"), practice))
             rows = [Row(listing.run_id, listing.rule, listing.as_of, practice, r["patient_id"], r["rank"])
                     for r in listed.to_pylist()]
         else:
-            t = pq.read_table(path)
-            t = t.filter(pc.equal(t.column("practice"), practice))
-            rows = [self._row(r) for r in t.to_pylist()]
+            key = (_version(path), practice)
+            rows = [self._row(r) for r in self._practice_rows.get(key, lambda: self._read_rows(path, practice))]
         rows.sort(key=lambda r: r.rank)
         return rows
+
+    def _read_rows(self, path: Path, practice: str) -> list[dict]:
+        t = self._tables.get(_version(path), lambda: pq.read_table(path))
+        return t.filter(pc.equal(t.column("practice"), practice)).to_pylist()
 
     @staticmethod
     def _row(r: dict) -> Row:
@@ -175,6 +205,20 @@ class Work:
             r.decision = next(({"decision": d.decision, "label": LABELS.get(d.decision, d.decision), "date": d.date}
                                for d in items if d.in_force), None)
         return rows
+
+
+def _version(path: Path) -> tuple:
+    """A file's identity for the caches: a rewritten file (a new run in the same folder) is
+    a new key."""
+    st = path.stat()
+    return str(path), st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _manifest_run_id(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def ppv(rows: list[Row]) -> dict:

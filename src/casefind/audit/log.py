@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -235,22 +236,105 @@ def record(store_root: str | Path, *, user: str, role: str, action: str, practic
            patient_id: str | None = None, patient_ids: list[str] | None = None, run_id: str | None = None,
            rule: str | None = None, detail: dict | None = None) -> dict:
     """Append one entry and return it; on disk (fsynced) when this returns. Raises AuditError
-    (nothing written) for a value that is not allowed, e.g. an NHS number or a name's key."""
+    (nothing written) for a value that is not allowed, e.g. an NHS number or a name's key.
+    Threads recording at once share one write and one fsync (``_GroupCommit``)."""
     fields = _checked(user, role, action, practice, patient_id, patient_ids, run_id, rule, detail)
-    with locked(store_root) as folder:
-        path = folder / LOG
-        seq, prev_hash = _previous(path)
-        entry = {"seq": seq + 1, "time": now_iso(), **fields, "prev_hash": prev_hash}
-        entry["hash"] = entry_hash(entry)
-        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return _committer(store_root).commit(fields)
+
+
+class _Pending:
+    """One entry waiting for its group's write: its fields, then the entry or the error."""
+
+    def __init__(self, fields: dict):
+        self.fields = fields
+        self.entry: dict | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.written = threading.Event()
+
+
+class _GroupCommit:
+    """Group commit for one store's log in this process. Each caller queues its entry; the
+    first to get the writer's turn takes every entry queued by then, chains them in queue
+    order under the file lock, writes them in one append and one fsync, then marks them
+    done. A caller returns only once its own entry is on disk, so durability and the chain
+    are as for one entry at a time, with one fsync for many clinicians."""
+
+    def __init__(self, store_root: Path):
+        self.store_root = store_root
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._turn = threading.Lock()
+
+    def commit(self, fields: dict) -> dict:
+        mine = _Pending(fields)
+        with self._queue_lock:
+            self._queue.append(mine)
+        if not self._turn.acquire(timeout=LOCK_WAIT_S):
+            with self._queue_lock:
+                queued = mine in self._queue
+                if queued:
+                    self._queue.remove(mine)
+            if queued:
+                raise AuditBusy(f"the audit log of {self.store_root} stayed busy for {LOCK_WAIT_S:.0f} s; "
+                                "nothing was recorded", "try again; if it persists, find the stuck process")
+            mine.written.wait()  # a writer took it: wait for its outcome (locked() bounds that wait)
+        else:
+            try:
+                if not mine.done:
+                    with self._queue_lock:
+                        group, self._queue = self._queue, []
+                    self._write(group)
+            finally:
+                self._turn.release()
+        if mine.error is not None:
+            raise mine.error
+        return mine.entry
+
+    def _write(self, group: list[_Pending]) -> None:
         try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _write_head(folder, entry)
-    return entry
+            with locked(self.store_root) as folder:
+                path = folder / LOG
+                seq, prev_hash = _previous(path)
+                lines = []
+                for p in group:
+                    seq += 1
+                    entry = {"seq": seq, "time": now_iso(), **p.fields, "prev_hash": prev_hash}
+                    entry["hash"] = prev_hash = entry_hash(entry)
+                    p.entry = entry
+                    lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+                _append_synced(path, b"".join(lines))
+                _write_head(folder, group[-1].entry)
+        except BaseException as e:  # nobody in the group is recorded: each caller raises it
+            for p in group:
+                p.entry, p.error = None, e
+        for p in group:
+            p.done = True
+            p.written.set()
+
+
+def _append_synced(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_COMMITTERS: dict[str, _GroupCommit] = {}
+_COMMITTERS_LOCK = threading.Lock()
+
+
+def _committer(store_root: str | Path) -> _GroupCommit:
+    key = str(Path(store_root).resolve())
+    with _COMMITTERS_LOCK:
+        found = _COMMITTERS.get(key)
+        if found is None:
+            found = _COMMITTERS[key] = _GroupCommit(Path(store_root))
+        return found
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ import datetime as dt
 import fcntl
 import hashlib
 import os
+import threading
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -54,7 +56,7 @@ def log_dir(store_root: str | Path) -> Path:
 
 def batches(store_root: str | Path) -> list[Path]:
     folder = log_dir(store_root)
-    return sorted(folder.glob("batch-*.parquet")) if folder.is_dir() else []
+    return sorted(folder.glob("batch-*.parquet"), key=lambda p: p.name) if folder.is_dir() else []
 
 
 def read_log(store_root: str | Path, files: list[Path] | None = None) -> pa.Table:
@@ -63,18 +65,48 @@ def read_log(store_root: str | Path, files: list[Path] | None = None) -> pa.Tabl
     files = batches(store_root) if files is None else files
     if not files:
         return pa.Table.from_batches([], schema=SCHEMA)  # empty_table() would import pandas
-    return pa.concat_tables([_batch(f) for f in files])
+    return _LOGS.concat(files)
+
+
+class _Logs:
+    """The log as last read, per folder: a reader that finds the same batches plus newer
+    ones adds only the newer (batches are only ever added, in name order)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[tuple, pa.Table]] = {}
+
+    def concat(self, files: list[Path]) -> pa.Table:
+        folder = os.path.abspath(files[0].parent)
+        keys = tuple(f.name for f in files)  # a batch is never rewritten: its unique name is its version
+        with self._lock:
+            seen, table = self._last.get(folder, ((), None))
+        if table is not None and keys[:len(seen)] == seen:
+            table = pa.concat_tables([table] + [_batch(f) for f in files[len(seen):]]) if len(keys) > len(seen) \
+                else table
+        else:
+            table = pa.concat_tables([_batch(f) for f in files])
+        with self._lock:
+            if len(self._last) >= 16 and folder not in self._last:
+                self._last.clear()
+            self._last[folder] = (keys, table)
+        return table
+
+
+def _key(path: Path) -> tuple:
+    st = path.stat()
+    return os.path.abspath(path), st.st_size, st.st_mtime_ns
 
 
 # Batches are immutable once written (unique names, written to a temporary name and renamed),
 # so a process that reads the log often (the review app: every page) reads each batch once.
 _BATCHES: dict[tuple, pa.Table] = {}
 _BATCHES_MAX = 50_000
+_LOGS = _Logs()
 
 
 def _batch(path: Path) -> pa.Table:
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = _key(path)
     table = _BATCHES.get(key)
     if table is None:
         if len(_BATCHES) >= _BATCHES_MAX:
@@ -91,19 +123,48 @@ def digest(files: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+LOCK_WAIT_S = 30.0  # how long an append waits for this process's other threads (the app)
+PROCESS_WAIT_S = 5.0  # how long it then waits for another process (an import) before StoreBusy
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(root: Path) -> threading.Lock:
+    """This process's lock for one store's log: threads queue on it in turn, and only the
+    one holding it competes for the file lock with other processes."""
+    key = str(root.resolve())
+    with _THREAD_LOCKS_GUARD:
+        return _THREAD_LOCKS.setdefault(key, threading.Lock())
+
+
 @contextmanager
 def _locked(store_root: Path):
+    """The review log's writer lock, for threads and processes alike: waits its turn (an
+    append takes milliseconds), then gives up with StoreBusy rather than hang."""
     store_root.mkdir(parents=True, exist_ok=True)
-    with open(store_root / LOCK, "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise StoreBusy(f"another process is recording review decisions in {store_root}; "
-                             "try again when it has finished") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    mine = _thread_lock(store_root)
+    if not mine.acquire(timeout=LOCK_WAIT_S):
+        raise StoreBusy(f"review decisions in {store_root} were queued behind others for {LOCK_WAIT_S:.0f} s; "
+                        "nothing was recorded", "try again in a moment")
+    try:
+        with open(store_root / LOCK, "w") as fh:
+            deadline = time.monotonic() + PROCESS_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreBusy(f"another process is recording review decisions in {store_root} "
+                                        f"(waited {PROCESS_WAIT_S:.0f} s); nothing was recorded; try again when "
+                                        "it has finished") from None
+                    time.sleep(0.005)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        mine.release()
 
 
 class DecisionConflict(DataError):
@@ -120,12 +181,31 @@ class DecisionConflict(DataError):
                          "one decision per patient, rule and day: record a changed decision on the day it was made")
 
 
+def _memo(fn):
+    """The answers for the last two tables kept while the same table objects are asked again
+    (append asks several times of one log and of its new rows). Thread-safe: the pairs are
+    replaced whole."""
+    held: list[tuple] = [()]
+
+    def memoised(t: pa.Table):
+        pairs = held[0]
+        for table, value in pairs:
+            if table is t:
+                return value
+        value = fn(t)
+        held[0] = ((t, value),) + pairs[:1]
+        return value
+    return memoised
+
+
+@_memo
 def _keys(t: pa.Table) -> list[tuple]:
     cols = [t.column(k).to_pylist() for k in KEY]
     dates = t.column("date").to_pylist()
     return [k + ((d,) if k[-1] is None else ()) for k, d in zip(zip(*cols), dates)]
 
 
+@_memo
 def _day_keys(t: pa.Table) -> list[tuple | None]:
     """(patient, rule, decision, day) for each decision row; None for 'listed' and
     'withdrawn' rows."""
@@ -140,11 +220,24 @@ def in_force(log: pa.Table) -> pa.Table:
     decision = log.column("decision")
     if log.num_rows == 0 or not pc.any(pc.equal(decision, WITHDRAWN)).as_py():
         return log
+    last = _IN_FORCE.get("last")
+    if last is not None and last[0] is log:  # the same table object as last time (read_log's cache)
+        return last[1]
+    kept = _in_force(log, decision)
+    _IN_FORCE["last"] = (log, kept)
+    return kept
+
+
+_IN_FORCE: dict[str, tuple[pa.Table, pa.Table]] = {}
+
+
+def _in_force(log: pa.Table, decision: pa.ChunkedArray) -> pa.Table:
     pairs = list(zip(log.column("patient_id").to_pylist(), log.column("rule").to_pylist()))
     withdrawn: set[tuple] = set()
     keep = [False] * log.num_rows
+    values = decision.to_pylist()
     for i in range(log.num_rows - 1, -1, -1):  # latest first: a withdrawal reaches back
-        d = decision[i].as_py()
+        d = values[i]
         if d == WITHDRAWN:
             withdrawn.add(pairs[i])
         else:
@@ -202,10 +295,27 @@ def append(store_root: str | Path, rows: pa.Table, *, one_per_day: bool = False)
         new = new.select(SCHEMA.names).cast(SCHEMA)
         folder = log_dir(root)
         folder.mkdir(exist_ok=True)
-        tmp = folder / f".{name}.tmp"
-        pq.write_table(new, tmp)
-        os.replace(tmp, folder / f"{name}.parquet")
+        _write_durably(new, folder, name)
         return name, new, duplicates
+
+
+def _write_durably(table: pa.Table, folder: Path, name: str) -> None:
+    """The batch on disk before append returns: written to a temporary name, fsynced,
+    renamed, and the folder fsynced so the rename survives a power cut too."""
+    tmp = folder / f".{name}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            pq.write_table(table, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / f"{name}.parquet")
+    finally:
+        tmp.unlink(missing_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _new_rows(log: pa.Table, rows: pa.Table, one_per_day: bool) -> list[int]:

@@ -36,7 +36,7 @@ def _filters(request: Request) -> tuple[dict, str | None]:
 
 
 @guarded(("auditor",))
-async def audit_page(request: Request, s, principal) -> Response:
+def audit_page(request: Request, s, principal) -> Response:
     filters, problem = _filters(request)
     rows = audit.entries(request.app.state.store_root, **filters)
     audit.record(request.app.state.store_root, user=principal.name, role=principal.role, action="audit_view",
@@ -47,7 +47,7 @@ async def audit_page(request: Request, s, principal) -> Response:
 
 
 @guarded(("auditor",), page=False)
-async def audit_csv(request: Request, s, principal) -> Response:
+def audit_csv(request: Request, s, principal) -> Response:
     filters, _ = _filters(request)
     with tempfile.TemporaryDirectory(prefix="casefind-audit-") as tmp:
         path = Path(tmp) / "audit.csv"

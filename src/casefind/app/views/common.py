@@ -7,8 +7,10 @@ practice's objects, so nothing says that an object exists.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Iterable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -35,16 +37,20 @@ def not_found() -> HTTPException:
 
 def guarded(roles: Iterable[str], *, page: bool = True):
     """The endpoint runs only for a signed-in principal whose role is in ``roles``; it gets
-    (request, session, principal)."""
+    (request, session, principal). A plain (not async) endpoint does blocking work (files,
+    the audit log, names) and runs in the thread pool, so one slow request never holds up
+    the others on the event loop."""
     roles = tuple(roles)
 
     def wrap(endpoint):
+        threaded = not inspect.iscoroutinefunction(endpoint)
+
         @functools.wraps(endpoint)
         async def checked(request: Request) -> Response:
             s = session_of(request)
             principal = s.principal if s else None
-            if principal is not None:
-                principal = request.app.state.authenticator.current(principal)  # removed or locked since
+            if principal is not None:  # removed or locked since (reads the users file)
+                principal = await run_in_threadpool(request.app.state.authenticator.current, principal)
                 if principal is None:
                     request.app.state.sessions.end(s.token)
             if principal is None:
@@ -54,6 +60,8 @@ def guarded(roles: Iterable[str], *, page: bool = True):
             if principal.role not in roles:
                 raise not_found()
             s.principal = principal
+            if threaded:
+                return await run_in_threadpool(endpoint, request, s, principal)
             return await endpoint(request, s, principal)
         checked.roles = roles
         return checked

@@ -8,6 +8,7 @@ handle stands for in this session: form fields never name a patient, practice or
 """
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -45,7 +46,11 @@ def _problem(request, s, principal, message: str) -> Response:
 
 @guarded(NAMED, page=False)
 async def decide(request: Request, s, principal) -> Response:
-    form = await _form(request, s)
+    form = await _form(request, s)  # the body is read on the event loop; the writes in the thread pool
+    return await run_in_threadpool(_decide, request, s, principal, form)
+
+
+def _decide(request: Request, s, principal, form: dict) -> Response:
     _, row = patient_target(request, s, principal)
     decision, reason, note = form["decision"], form["reason"] or None, form["note"][:MAX_NOTE]
     if decision not in DECISIONS:
@@ -76,6 +81,10 @@ async def decide(request: Request, s, principal) -> Response:
 @guarded(NAMED, page=False)
 async def withdraw(request: Request, s, principal) -> Response:
     form = await _form(request, s)
+    return await run_in_threadpool(_withdraw, request, s, principal, form)
+
+
+def _withdraw(request: Request, s, principal, form: dict) -> Response:
     _, row = patient_target(request, s, principal)
     if withdraw_decision is None:
         return _problem(request, s, principal, "Withdrawing a decision is not available in this version.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -52,7 +53,7 @@ def identities(request: Request, principal, practice: str, rows: list[Row], acti
 
 
 @guarded(("clinician", "practice_admin", "analyst", "auditor"))
-async def home(request: Request, s, principal) -> Response:
+def home(request: Request, s, principal) -> Response:
     if principal.role == "auditor":
         return RedirectResponse("/audit", status_code=303)
     mine = practices_for(request, principal)
@@ -88,7 +89,7 @@ def _lists(request: Request, practice: str, rule: str | None, status: str) -> li
 
 
 @guarded(PRACTICE_VIEWERS)
-async def practice(request: Request, s, principal) -> Response:
+def practice(request: Request, s, principal) -> Response:
     code = _practice_or_404(request, principal, request.path_params["code"])
     rules = [r.rule for r in request.app.state.work.latest_runs()]
     rule = request.query_params.get("rule") or None
@@ -121,7 +122,7 @@ def patient_target(request: Request, s, principal):
 
 
 @guarded(PRACTICE_VIEWERS)
-async def patient(request: Request, s, principal) -> Response:
+def patient(request: Request, s, principal) -> Response:
     listing, row = patient_target(request, s, principal)
     work = request.app.state.work
     work.with_decisions([row])
@@ -135,7 +136,7 @@ async def patient(request: Request, s, principal) -> Response:
 
 
 @guarded(PRACTICE_VIEWERS)
-async def print_view(request: Request, s, principal) -> Response:
+def print_view(request: Request, s, principal) -> Response:
     code = _practice_or_404(request, principal, request.path_params["code"])
     lists = _lists(request, code, None, "all")
     for item in lists:
@@ -147,19 +148,51 @@ async def print_view(request: Request, s, principal) -> Response:
                   printed=dt.datetime.now().strftime("%d %B %Y %H:%M"))
 
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
 @guarded(NAMED, page=False)
-async def xlsx_download(request: Request, s, principal) -> Response:
-    """The practice's workbook of the latest run of a rule, as the run wrote it (pseudonymised,
-    with the instructions sheet and the decision drop-down; ``review import`` reads it back)."""
+def xlsx_download(request: Request, s, principal) -> Response:
+    """The practice's workbook of the latest run of a rule, to take offline, for its own
+    clinicians and administrators (the route is for no other role): by name (NHS number,
+    name, date of birth, age beside the pseudonym), audited as an identifiable export, with
+    the instructions sheet and the Decision drop-down; ``review import`` reads it back by
+    the pseudonym. Analysts use the run's pseudonymised practices/<CODE>.xlsx."""
     code = _practice_or_404(request, principal, request.path_params["code"])
     work = request.app.state.work
     listing = next((r for r in work.latest_runs() if r.rule == request.path_params["rule"]), None)
     path = work.practice_workbook(listing, code) if listing else None
     if path is None:
         raise not_found()
-    data = path.read_bytes()
-    bridge.record(request.app.state.store_root, user=principal.name, role=principal.role, action="export_list",
-                  practice=code, run_id=listing.run_id, rule=listing.rule, detail={"format": "xlsx"})
-    name = f"{listing.rule}-{listing.as_of.isoformat()}-{code}.xlsx"
-    return Response(data, media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    data = _named_workbook(request, principal, listing, code, path)
+    name = f"{listing.rule}-{listing.as_of.isoformat()}-{code}-named.xlsx"
+    return Response(data, media_type=XLSX, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+def _named_workbook(request: Request, principal, listing, code: str, path) -> bytes:
+    """The run's workbook with the practice's patients by name; names come only through
+    ``identities_for``, whose audit entry (export_list: who, practice, run, rows) is on disk
+    before the names are read. A refusal (a patient moved practice) is audited there and
+    answers 409, with nothing sent."""
+    from casefind.lists.xlsx import named_workbook
+
+    rows = request.app.state.work.rows(listing, code)
+    today = dt.date.today()
+    if not rows:  # nobody listed: nothing identifiable in it, but the download is still recorded
+        bridge.record(request.app.state.store_root, user=principal.name, role=principal.role, action="export_list",
+                      practice=code, run_id=listing.run_id, rule=listing.rule,
+                      detail={"format": "xlsx", "identifiable": True, "rows": 0})
+    try:
+        found = bridge.identities_for(request.app.state.store_root, practice=code,
+                                      patient_ids=[r.patient_id for r in rows], user=principal.name,
+                                      role=principal.role, purpose="offline review of the list",
+                                      run_id=listing.run_id, rule=listing.rule, action="export_list",
+                                      detail={"format": "xlsx", "identifiable": True, "rows": len(rows)})
+    except CasefindError as e:
+        log.warning("named workbook refused: %s", type(e).__name__)
+        raise HTTPException(409, "The list can't be downloaded by name now (its patients have changed "
+                                 "practice since the run). Ask for a new run of the list.") from None
+    people = {pid: (i.nhs_number_formatted, i.display_name, i.date_of_birth, i.age_on(today))
+              for pid, i in found.items()}
+    data, _ = named_workbook(path, people, code)
+    return data
