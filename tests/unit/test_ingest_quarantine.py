@@ -13,6 +13,7 @@ HARDENING_BAD = [
     ("practices", ("../../evil", "Escape", "LOC001", "North", "SYS01", "Demo ICB"), "invalid_code"),
     ("patients", ("b11", "1851-01-01", "F", "Z00001", "2000-01-01", N, N, N, N, N), "out_of_range"),
     ("activity", ("p1", "2025-01-01", N, "gp", "1e400", N, N, N), "out_of_range"),
+    ("activity", ("p1", "2025-01-01", N, "community", "60", N, N, N, N, "grant"), "unknown_funding"),
 ]
 ALL_BAD = BAD + HARDENING_BAD
 

@@ -446,7 +446,7 @@ def test_a_v1_source_ingests_as_before(tmp_path):
     assert summary.quarantined_total == 0
     assert {n: (s.read, s.stored) for n, s in summary.tables.items()} == {
         n: (len(rows), len(rows)) for n, rows in GOOD.items()}
-    assert summary.missing_columns == {"activity": ["spell_id"], "diagnoses": ["spell_id", "position"]}
+    assert summary.missing_columns == {"activity": ["spell_id", "funding"], "diagnoses": ["spell_id", "position"]}
     assert summary.dropped_columns == {}
     store = Store.open(tmp_path / "store")
     assert store.manifest["contract_version"] == "2"

@@ -22,6 +22,7 @@ REASONS: dict[str, str] = {
     "unknown_source": "source is not a known source",
     "unknown_setting": "setting is not a known setting",
     "unknown_discharge_destination": "discharge_destination is not a known destination",
+    "unknown_funding": "funding is not activity, block, national, out_of_area or high_cost_low_volume",
     "unknown_kind": "opt-out kind is not type1 or ndo",
     "negative_cost": "cost below zero",
     "out_of_range": ("a number outside its valid range (e.g. imd_decile not 1-10, a position not "

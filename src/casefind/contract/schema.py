@@ -26,6 +26,12 @@ SETTINGS = (
     "mental_health", "social_care", "ambulance", "out_of_hours", "care_home",
 )
 DISCHARGE_DESTINATIONS = ("home", "care_home", "died", "other_hospital", "other")
+# How an activity row is paid for. A null reads as "activity" (paid by activity or tariff).
+# The Year of Care Commissioning handbook leaves the other four out of a capitated budget:
+# block contracts without activity data, nationally commissioned (specialised) services,
+# out-of-area activity and high-cost low-volume residential placements.
+FUNDING = ("activity", "block", "national", "out_of_area", "high_cost_low_volume")
+FUNDING_DEFAULT = "activity"
 OPT_OUT_KINDS = ("type1", "ndo")
 ETHNIC_CATEGORIES = tuple("ABCDEFGHJKLMNPRSZ")  # NHS ethnic category letters in use
 KNOWN_REGISTERS = (
@@ -237,6 +243,15 @@ ACTIVITY = Table(
         Column("spell_id", "spell", nullable=True,
                doc="hospital provider spell identifier of an admission; unique; diagnoses and "
                    "procedures name it (v2)"),
+        Column("funding", "enum", nullable=True, values=FUNDING,
+               doc="how the row is paid for: `activity` (by activity or tariff; null reads as "
+                   "this), `block` (a block contract without activity-based payment), "
+                   "`national` (nationally commissioned, e.g. specialised services), "
+                   "`out_of_area` (commissioned by another system), `high_cost_low_volume` "
+                   "(high-cost low-volume residential placements). The Year of Care "
+                   "Commissioning handbook keeps all but `activity` out of a capitated "
+                   "budget's in-scope spend. Optional: a source without it reads as all "
+                   "`activity`"),
         Column("cips_position", "int", nullable=True, minimum=1, maximum=MAX_POSITION, derived=True,
                doc="derived: 1 for an admission that starts a continuous inpatient (CIP) "
                    "spell, 2, 3, ... for one that continues it by a transfer (the previous "

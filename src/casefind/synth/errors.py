@@ -107,7 +107,22 @@ def inject(tables: dict, rate: float, seed: int, new_pid, life, dead_rows):
         t = tables[name]
         out[name] = inj.table(name, t, _event_faults(inj, name, t, dead_rows))
     out["identities"] = _broken_identities(inj, tables["identities"], rate)
+    out["activity"] = _bad_funding(inj, out["activity"], tables["activity"], seed)
     return out, inj.counts
+
+
+def _bad_funding(inj: Injector, out: pa.Table, clean: pa.Table, seed: int) -> pa.Table:
+    """Copies of clean activity rows (without their spell) whose funding no contract allows.
+    Drawn last, from a stream of their own, so that the funding column's arrival moved no
+    other injected row."""
+    if clean.num_rows == 0 or "funding" not in clean.column_names:
+        return out
+    r = np.random.Generator(np.random.PCG64([seed, 97]))
+    k = max(1, round(inj.rate * clean.num_rows / len(REASONS)))
+    rows = clean.take(pa.array(r.integers(0, clean.num_rows, k)))
+    rows = _set(_set(rows, "spell_id", [None] * k), "funding", ["grant"] * k)
+    inj.counts["activity.unknown_funding"] = k
+    return pa.concat_tables([out, rows])
 
 
 def _unknown_patient(inj: Injector, rows: pa.Table, base: int = 0) -> pa.Table:

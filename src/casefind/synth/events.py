@@ -251,7 +251,37 @@ def activity(pop: Population, seed: int, spells):
         "discharge_destination": (list(S.DISCHARGE_DESTINATIONS), np.concatenate(cols["dest"])),
         "spell_id": (spells.ids, np.concatenate(cols["spell"])),
     }
+    table["funding"] = (list(S.FUNDING), funding(table["setting"][1], table["patient_id"], pop.n, seed))
     return table
+
+
+# setting -> (funding, share of rows); the rest are paid by activity. A care home's high-cost
+# low-volume placement is a person's, so it is drawn per resident, the others per row.
+_FUNDING_SHARES = {
+    "emergency_admission": (("out_of_area", 0.03), ("national", 0.02)),
+    "elective_admission": (("out_of_area", 0.03), ("national", 0.04)),
+    "community": (("block", 0.35),),
+    "mental_health": (("block", 0.5),),
+}
+HIGH_COST_PLACEMENTS = 0.15  # share of care-home residents in a high-cost low-volume placement
+
+
+def funding(setting: np.ndarray, pid: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """How each activity row is paid for (index into schema.FUNDING): mostly by activity.
+    Its own random stream, drawn after every other column, so adding it changed no other value."""
+    r = rng(seed, 25)
+    ix = {f: i for i, f in enumerate(S.FUNDING)}
+    out = np.full(len(setting), ix["activity"], np.int8)
+    u = r.random(len(setting))
+    for name, shares in _FUNDING_SHARES.items():
+        here = setting == S.SETTINGS.index(name)
+        edge = 0.0
+        for kind, share in shares:
+            out[here & (u >= edge) & (u < edge + share)] = ix[kind]
+            edge += share
+    placed = r.random(n) < HIGH_COST_PLACEMENTS
+    out[(setting == S.SETTINGS.index("care_home")) & placed[pid]] = ix["high_cost_low_volume"]
+    return out
 
 
 def merge(a, b):
