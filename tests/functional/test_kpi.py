@@ -38,7 +38,7 @@ def test_every_engine_agrees_with_the_reference_on_every_kpi(store, tmp_path, en
         for c in ("numerator", "denominator", "value", "lower", "upper", "suppressed"):
             x, y = r[c], rows_b[k][c]
             assert (x is None and y is None) or x == pytest.approx(y, rel=1e-9, abs=1e-12), (k, c, x, y)
-    assert len({r["kpi"] for r in a.to_pylist()}) == 23
+    assert len({r["kpi"] for r in a.to_pylist()}) == 30  # rules/kpis/triple_aim.yml's measures
 
 
 def test_counts_roll_up_exactly_before_disclosure_control(store):
@@ -63,6 +63,16 @@ def test_counts_roll_up_exactly_before_disclosure_control(store):
                 assert sum(k[c] or 0 for k in kids) == pytest.approx(parent[c] or 0, rel=1e-12), (kpi, b, bv, c)
             checked += 1
     assert checked > 100
+    # providers and services (the activity's provider_code; "(no provider)" the remainder)
+    # over the system's population add up to the system exactly, as practices do
+    split = {r["kpi"] for r in rows if r["level"] == "provider"}
+    assert split >= {"emergency_admissions_month", "elective_admissions_month", "outpatient_attendances_month"}
+    for kpi in split:
+        (system,) = by_key[(kpi, "", "", "system")]
+        for level in ("provider", "service"):
+            units = [r for r in rows if r["kpi"] == kpi and r["level"] == level]
+            assert sum(u["numerator"] for u in units) == system["numerator"], (kpi, level)
+            assert {u["denominator"] for u in units} == {system["denominator"]}
 
 
 def test_rerun_is_idempotent_and_the_run_log_keeps_both(store, tmp_path):

@@ -113,10 +113,12 @@ agg = st.one_of(
     st.builds(lambda w: "count(activity, cips_position == 1"
                         f" and days_between(previous_discharge, start_date) <= 29{w})", window),
     st.builds(lambda w: f"count(activity, cips_position >= 2{w})", window),
+    st.builds(lambda d, w: f"count(activity, weekday(start_date) {d}{w})", st.sampled_from([">= 6", "== 1", "<= 5"]),
+              window),
 )
 patient_expr = st.sampled_from(["age", "age >= 65", "registered and alive", 'sex == "F"', "imd_decile",
                                 "days_between(birth_date, as_of)", "age < 30 or age >= 80", "imd_decile <= 3",
-                                "death_date > as_of - months(12)"])
+                                "death_date > as_of - months(12)", "weekday(birth_date)"])
 # per-patient functions and operators of a numeric feature x
 scalar = st.sampled_from(["logistic({x} / 10 - 1)", "exp(min({x}, 5))", "log(abs({x}) + 1)", "abs({x} - 2)",
                           "round({x} / 3)", "max({x}, 1)", "min({x}, threshold)", "-{x}", "{x} - {x} / 4"])

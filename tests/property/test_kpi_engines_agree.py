@@ -26,7 +26,7 @@ measures:
      breakdowns: [age_band, sex]}
   mean_cost:
     {title: Mean cost, domain: cost, kind: mean, population: 'age >= 18',
-     value: 'mean(activity.cost, within=months(6))'}
+     value: 'mean(activity.cost, within=months(6))', basis: point}
   cost_per_head:
     {title: Cost, domain: cost, kind: per_head, population: resident, value: 'sum(activity.cost, within=period)'}
   median_cost:

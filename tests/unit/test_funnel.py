@@ -124,3 +124,49 @@ def test_classify_depends_on_the_denominator():
     # the same rate is unremarkable in a small practice and an outlier in a large one
     got = fn.classify([150.0, 150.0], [500, 50_000], "rate", 120.0, 1000)
     assert got == [fn.WITHIN, fn.ABOVE_998]
+
+
+# ---------------------------------------------------------------- overdispersion (Spiegelhalter 2005)
+
+def test_overdispersion_factor_is_the_mean_squared_winsorised_z_score():
+    # Spiegelhalter, "Funnel plots for comparing institutional performance" (Stat Med 2005),
+    # section 3.2: phi = (1/I) sum z_i^2 over z-scores Winsorised at the 10th and 90th centiles.
+    # p0 = 0.5, n = 100: sd 0.05, so a value 0.5 + k 0.05 has z = k.
+    z = [-2, -1, -1, 0, 0, 0, 0, 1, 1, 2]
+    values = [100 * (0.5 + k * 0.05) for k in z]
+    # the 10th and 90th centiles of z are -1.1 and 1.1 (linear interpolation): -2, 2 -> -1.1, 1.1
+    expected = (2 * 1.1 ** 2 + 4 * 1.0) / 10
+    assert fn.overdispersion(values, [100] * 10, "proportion", 50.0, 100) == pytest.approx(expected)
+
+
+def test_overdispersion_for_rates_uses_the_poisson_variance():
+    # rate0 = 0.1 per person, n = 1000: sd of the rate sqrt(0.1 / 1000) = 0.01
+    z = [-3, -1, 0, 1, 3, -1, 0, 1, 0, 0]
+    values = [1000 * (0.1 + k * 0.01) for k in z]
+    lo, hi = np.quantile(z, [0.1, 0.9])
+    expected = float(np.mean(np.clip(z, lo, hi) ** 2))
+    assert fn.overdispersion(values, [1000] * 10, "rate", 100.0, 1000) == pytest.approx(expected)
+
+
+def test_overdispersion_needs_two_units():
+    assert math.isnan(fn.overdispersion([20.0], [100], "proportion", 20.0, 100))
+    assert math.isnan(fn.overdispersion([0.0, 0.0], [100, 100], "proportion", 0.0, 100))
+
+
+@pytest.mark.parametrize("kind", ["proportion", "rate"])
+def test_phi_widens_the_limits_by_its_square_root(kind):
+    plain = fn.funnel(kind, 20.0, [400, 1600], 100)  # large enough that nothing is clipped at 0
+    wide = fn.funnel(kind, 20.0, [400, 1600], 100, phi=4.0)
+    assert wide.upper95 - 20.0 == pytest.approx(2 * (plain.upper95 - 20.0))
+    assert 20.0 - wide.lower998 == pytest.approx(2 * (20.0 - plain.lower998))
+    assert fn.funnel(kind, 20.0, [400], 100, phi=0.5).upper95 == pytest.approx(plain.upper95[:1])  # never narrowed
+
+
+def test_widened_proportion_limits_stay_within_0_and_100():
+    wide = fn.funnel("proportion", 95.0, [20], 100, phi=9.0)
+    assert wide.upper998[0] == 100.0 and wide.lower998[0] >= 0.0
+
+
+def test_classify_with_phi_brings_an_overdispersed_unit_back_inside():
+    assert fn.classify([28.0], [100], "proportion", 20.0, 100) == [fn.ABOVE_95]
+    assert fn.classify([28.0], [100], "proportion", 20.0, 100, phi=2.0) == [fn.WITHIN]

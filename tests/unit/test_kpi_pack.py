@@ -177,7 +177,11 @@ def test_pack_is_self_contained(rendered):
     assert "http:" not in lowered and "https:" not in lowered
     assert "<script" not in lowered and "<link" not in lowered and "<img" not in lowered
     assert not re.search(r"\bsrc\s*=", lowered) and "@import" not in lowered and "url(http" not in lowered
-    assert "@media print" in html and "page-break-before" in html
+    assert "@media print" in html
+    # print layout: a chart (with its KPI heading) never splits across pages, and KPIs are not
+    # each forced onto a new page, so two charts share a page where they fit
+    assert ".chart-block { break-inside: avoid; page-break-inside: avoid; }" in html
+    assert "page-break-before: always" not in html
 
 
 def test_header_names_period_run_and_snapshot(rendered):
@@ -276,7 +280,9 @@ def test_summary_shows_target_and_change(history, rendered):
     assert flu[1] == f"{now['value']:.1f}%"
     delta = now["value"] - before["value"]
     assert flu[3].startswith(("+" if delta > 0 else "\u2212") + f"{abs(delta):.1f} pp")
-    assert flu[5].startswith("Met" if now["value"] >= 75 else "Missed")
+    # MDC assurance replaces "Met": uptake wanders 74-77% around its 75% target, so the target
+    # lies between the process limits
+    assert "Hit and miss (target ≥ 75.0%)" in flu[5]
     assert "target ≥ 75.0%" in flu[5]
     locality = parsed.rows[("cost_per_head", "L2")][0]
     assert locality[1] == f"£{rows[('cost_per_head', 'L2', '2026-10')]['value']:,.2f}"

@@ -231,13 +231,34 @@ def test_falling_trend_is_improvement_when_lower_is_better():
     assert set(spc.signals(c, "higher_is_better")[1:8]) == {spc.CONCERN}
 
 
-def test_improvement_wins_when_a_point_is_both():
-    # a run of 7 above the mean that is also falling: the shift says 'high', the trend 'falling'
-    values = alternating(6, -10, -8) + [20.0, 19, 18, 17, 16, 15, 14] + alternating(6, -10, -8)
+def test_a_trend_decides_over_a_shift():
+    # a run of 7 above the mean that is also falling: the shift says 'high', the trend 'falling';
+    # trend comes before shift in the precedence (NHSRplotthedots PR #180), so the points show
+    # the trend's sense
+    values = alternating(12, -3, 3) + [7.0, 6.5, 6, 5.5, 5, 4.5, 4] + alternating(6, -3, 3)
     c = spc.xmr(values)
-    assert c.shift[6:13].all() and c.trend_falling[6:13].all()
-    assert set(spc.signals(c, "higher_is_better")[6:13]) == {spc.IMPROVEMENT}
-    assert set(spc.signals(c, "lower_is_better")[6:13]) == {spc.IMPROVEMENT}
+    assert c.shift[12:19].all() and c.trend_falling[12:19].all()
+    assert not (c.beyond_limit.any() or c.two_of_three.any())
+    assert set(spc.signals(c, "higher_is_better")[12:19]) == {spc.CONCERN}
+    assert set(spc.signals(c, "lower_is_better")[12:19]) == {spc.IMPROVEMENT}
+    assert {p.rule for p in spc.classify(c, "lower_is_better")[12:19]} == {"trend"}
+
+
+def improving_run_with_a_high_point() -> list[float]:
+    """A lower-is-better measure: a falling trend of 8 points whose first point is beyond the
+    upper limit (the brief's case: 'a point above the upper limit drawn as an improvement')."""
+    return alternating(12, 10.0, 11.0) + [30.0, 14, 12, 10, 9, 8, 7, 6] + alternating(8, 10.0, 11.0)
+
+
+def test_a_point_beyond_a_limit_is_a_concern_even_inside_an_improving_run():
+    c = spc.xmr(improving_run_with_a_high_point())
+    assert c.beyond_limit[12] and c.side[12] == 1 and c.trend_falling[12:20].all()
+    classes = spc.classify(c, "lower_is_better")
+    # the rule: beyond a limit > trend > two of three > shift; the sense is that rule's
+    assert classes[12] == spc.PointClass(spc.CONCERN, "beyond_limit", 1)
+    assert {p.status for p in classes[13:20]} == {spc.IMPROVEMENT}
+    assert {p.rule for p in classes[13:20]} <= {"trend", "beyond_limit"}
+    assert spc.signals(c, "lower_is_better") == [p.status for p in classes]
 
 
 def test_variation_status_is_the_latest_point():
@@ -250,3 +271,121 @@ def test_variation_status_is_the_latest_point():
 def test_unknown_direction_is_an_error():
     with pytest.raises(ValueError):
         spc.signals(_shift_up(), "up")
+
+
+def test_unknown_direction_is_an_error_for_classify_too():
+    with pytest.raises(ValueError):
+        spc.classify(_shift_up(), "down")
+
+
+# ---------------------------------------------------------------- Making Data Count icons
+
+def ends_high(n_run: int = 7) -> list[float]:
+    return alternating(8, 1.0, -1.0) + [1.0] * n_run
+
+
+@pytest.mark.parametrize("values, direction, icon", [
+    (alternating(15), "higher_is_better", "common_cause"),
+    (ends_high(), "higher_is_better", "improvement_high"),
+    ([-v for v in ends_high()], "lower_is_better", "improvement_low"),
+    (ends_high(), "lower_is_better", "concern_high"),
+    ([-v for v in ends_high()], "higher_is_better", "concern_low"),
+    (ends_high(), "neutral", "neither_high"),
+    ([-v for v in ends_high()], "neutral", "neither_low"),
+])
+def test_each_variation_icon(values, direction, icon):
+    assert spc.latest_class(spc.xmr(values), direction).icon == icon
+
+
+def test_no_icon_without_data_or_limits():
+    assert spc.latest_class(spc.xmr([]), "higher_is_better").status == spc.NO_DATA
+    assert spc.latest_class(spc.xmr([4.0]), "higher_is_better").status == spc.INSUFFICIENT
+    assert spc.variation_icon(spc.NO_DATA) is None and spc.variation_icon(spc.INSUFFICIENT) is None
+
+
+# limits of alternating(20, 9, 11): mean 10, mean moving range 2 -> 10 +/- 5.32 = 4.68 to 15.32
+@pytest.mark.parametrize("target, direction, expected", [
+    (16.0, "higher_is_better", spc.FAIL),     # above the upper limit: never reached
+    (16.0, "lower_is_better", spc.PASS),      # always below it
+    (4.0, "higher_is_better", spc.PASS),
+    (4.0, "lower_is_better", spc.FAIL),
+    (10.0, "higher_is_better", spc.HIT_AND_MISS),
+    (15.32, "lower_is_better", spc.HIT_AND_MISS),  # on a limit: inside
+    (10.0, "neutral", None),
+    (None, "higher_is_better", None),
+])
+def test_each_assurance_case(target, direction, expected):
+    c = spc.xmr(alternating(20, 9.0, 11.0))
+    assert (c.lower, c.upper) == pytest.approx((4.68, 15.32))
+    assert spc.assurance(c, direction, target) == expected
+
+
+def test_no_assurance_without_limits():
+    assert spc.assurance(spc.xmr([3.0]), "higher_is_better", 2.0) is None
+
+
+# ---------------------------------------------------------------- clipped limits
+
+def test_a_percentage_near_100_has_its_upper_limit_clipped():
+    c = spc.xmr([96.0, 100.0] * 8, bounds=(0.0, 100.0))
+    assert c.upper == pytest.approx(98 + 2.66 * 4) and c.upper > 100  # 108.64: impossible for a %
+    assert c.upper_shown == 100.0 and c.upper_clipped
+    assert c.upper_shown_at.max() == 100.0 and c.upper_clipped_at.all()
+    assert not c.lower_clipped and c.lower_shown == c.lower
+    assert not c.beyond_limit.any()  # signals use the computed limits
+
+
+def test_a_count_near_zero_has_its_lower_limit_clipped_at_zero():
+    c = spc.xmr([0.0, 3.0] * 8, bounds=(0.0, None))
+    assert c.lower == pytest.approx(1.5 - 2.66 * 3) and c.lower < 0  # -6.48 admissions
+    assert c.lower_shown == 0.0 and c.lower_clipped and c.lower_clipped_at.all()
+    assert not c.upper_clipped and c.upper_shown == c.upper
+
+
+def test_no_bounds_no_clipping():
+    c = spc.xmr([0.0, 3.0] * 8)
+    assert not c.lower_clipped and c.lower_shown == c.lower and not c.lower_clipped_at.any()
+
+
+# ---------------------------------------------------------------- baselines
+
+def test_a_fixed_baseline_takes_the_limits_from_the_first_points_and_holds_them():
+    values = alternating(12, 9.0, 11.0) + [20.0, 21.0, 19.0, 20.0]
+    fixed = spc.xmr(values, baseline=12)
+    first = spc.xmr(values[:12])
+    assert (fixed.mean, fixed.upper, fixed.lower) == pytest.approx((first.mean, first.upper, first.lower))
+    assert fixed.n_basis == 12 and fixed.n == 16 and not fixed.trial_limits
+    assert flagged(fixed.beyond_limit) == [12, 13, 14, 15]  # judged against the held limits
+    assert spc.xmr(values).upper > fixed.upper + 3  # limits from all points would absorb the jump
+
+
+def test_a_rebase_recomputes_limits_from_that_point():
+    before, after = alternating(12, 9.0, 11.0), alternating(10, 19.0, 23.0)
+    c = spc.xmr(before + after, rebase_at=[12])
+    b, a = spc.xmr(before), spc.xmr(after)
+    assert c.mean_at[0] == pytest.approx(b.mean) and c.upper_at[11] == pytest.approx(b.upper)
+    assert c.mean_at[12] == pytest.approx(a.mean) and c.lower_at[21] == pytest.approx(a.lower)
+    assert (c.mean, c.upper) == pytest.approx((a.mean, a.upper))  # the latest segment's
+    assert c.segment.tolist() == [0] * 12 + [1] * 10
+    assert np.isnan(c.moving_range[12])  # no moving range across the rebase
+    assert not c.any_signal.any()
+    assert spc.xmr(before + after).shift.any()  # without the rebase: a shift
+
+
+def test_runs_do_not_cross_a_rebase():
+    values = alternating(8, 0.0, 2.0) + [1.5] * 4 + [1.5] * 3 + alternating(8, 0.0, 2.0)
+    assert flagged(spc.xmr(values).shift) == list(range(7, 15))
+    assert not spc.xmr(values, rebase_at=[12]).shift.any()
+
+
+def test_baseline_within_each_rebased_segment():
+    values = alternating(6, 9.0, 11.0) + [30.0] + alternating(6, 49.0, 51.0) + [80.0]
+    c = spc.xmr(values, baseline=6, rebase_at=[7])
+    assert flagged(c.beyond_limit) == [6, 13]
+    assert c.mean_at[7] == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("kw", [{"baseline": 1}, {"rebase_at": [0]}, {"rebase_at": [5]}])
+def test_bad_baseline_or_rebase_is_an_error(kw):
+    with pytest.raises(ValueError):
+        spc.xmr([1.0, 2.0, 3.0, 4.0, 5.0], **kw)

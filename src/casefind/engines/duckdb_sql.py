@@ -288,6 +288,7 @@ class SqlCompiler:
                                                    n.operand.type),
         ir.Logistic: lambda self, n, d: f"(1.0 / (1.0 + exp(-({self.sql(n.args[0], d)}))))",
         ir.DaysBetween: lambda self, n, d: f"date_diff('day', {self.sql(n.args[0], d)}, {self.sql(n.args[1], d)})",
+        ir.Weekday: lambda self, n, d: f"CAST(isodow({self.sql(n.args[0], d)}) AS BIGINT)",
         ir.Least: lambda self, n, d: f"least({', '.join(self.sql(a, d) for a in n.args)})",
         ir.Greatest: lambda self, n, d: f"greatest({', '.join(self.sql(a, d) for a in n.args)})",
         ir.Log: lambda self, n, d: f"ln(nullif(greatest(CAST({self.sql(n.args[0], d)} AS DOUBLE), 0.0), 0.0))",

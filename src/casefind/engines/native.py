@@ -708,6 +708,8 @@ class NativeEngine:
             if n.name == "days_between":
                 b = args[1]
                 return Vec(b.values - a.values, a.valid & b.valid)
+            if n.name == "weekday":  # day 0 (1970-01-01) was a Thursday, ISO day 4
+                return Vec(np.where(a.valid, (a.values.astype(np.int64) + 3) % 7 + 1, 0), a.valid)
         raise NotImplementedError(n.name)
 
     def members(self, x: Vec, d: dt.date) -> np.ndarray:

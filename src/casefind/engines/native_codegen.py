@@ -143,6 +143,9 @@ class RowExprs:
         if isinstance(n, ir.Func) and n.name == "days_between":  # day numbers: a difference
             (a, an), (b, bn) = self.value(n.args[0], d, r), self.value(n.args[1], d, r)
             return f"({b} - {a})", " or ".join(x for x in (an, bn) if x) or None
+        if isinstance(n, ir.Func) and n.name == "weekday":  # ISO: day 0, 1970-01-01, was a Thursday (4)
+            a, an = self.value(n.args[0], d, r)
+            return f"(({a} + 3) % 7 + 1)", an
         if isinstance(n, ir.Shift):  # a row's date moved by calendar months and days
             if isinstance(n.months, ir.PeriodDays) or isinstance(n.days, ir.PeriodDays):
                 raise NotImplementedError("a row's date moved by 'period' (native engine)")

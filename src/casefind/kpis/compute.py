@@ -4,11 +4,15 @@ Every measure's population and value, for every period, is one expression evalua
 period's end (``x at <end>``); all of them go to the engine together, so the native engine
 fuses every period into the same scan of each table. What follows is per-patient numpy:
 sums per practice (and breakdown), then localities as sums of their practices and the
-system as the sum of its localities, so counts roll up exactly. Intervals come after the
-sums; disclosure control comes last (kpis/disclosure.py), never before roll-up.
+system as the sum of its localities, so counts roll up exactly. A measure with ``levels:``
+also has a value per provider (kpis/levels.py), summed to its system, for provider and
+service rows that add up to the system's. Intervals come after the sums; an annualised
+(``per_year``) measure's multiplier is x 365 / the period's days; disclosure control comes
+last (kpis/disclosure.py), never before roll-up.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -17,8 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from casefind.engines.base import get_engine
+from casefind.kpis import levels as split_levels
 from casefind.kpis import stats
 from casefind.kpis.define import KpiSet, Measure, load_kpis
+from casefind.kpis.disclosure import EXACT_COLUMNS
+from casefind.kpis.measure_meta import NOT_ASSESSED
 from casefind.kpis.periods import Period
 from casefind.plan import bind
 from casefind.rules import ir
@@ -38,6 +45,9 @@ RESULT_SCHEMA = pa.schema([
     ("breakdown", pa.string()), ("breakdown_value", pa.string()), ("numerator", pa.float64()),
     ("denominator", pa.float64()), ("value", pa.float64()), ("lower", pa.float64()), ("upper", pa.float64()),
     ("standardised", pa.bool_()), ("suppressed", pa.bool_()),
+    ("basis", pa.string()), ("framework", pa.string()), ("integrity", pa.string()), ("cohorts", pa.string()),
+    # the unrounded figures, filled in by disclosure control (kpis/disclosure.py), never published
+    *((name, pa.float64()) for name in EXACT_COLUMNS),
 ])
 
 
@@ -74,20 +84,29 @@ class Hierarchy:
         return [None] * len(self.codes["system"])
 
 
-def expressions(ks: KpiSet) -> dict[str, ir.Node]:
+def expressions(ks: KpiSet, providers: tuple[str, ...] = ()) -> dict[str, ir.Node]:
     """What each period needs: every measure's population and value (and a ratio's
-    denominator), and age and segment for breakdowns and standardisation. They may hold the
-    KPI's ``period``, bound per period by the engine."""
+    denominator, and a split measure's value per provider: kpis/levels.py), and age and
+    segment for breakdowns and standardisation. They may hold the KPI's ``period``, bound
+    per period by the engine."""
     exprs: dict[str, ir.Node] = {}
     for m in ks.measures.values():
         exprs[f"{m.name}|pop"] = m.population
         exprs[f"{m.name}|val"] = m.value
         if m.denominator is not None:
             exprs[f"{m.name}|den"] = m.denominator
+    exprs.update(split_levels.variants(ks, providers))
     exprs["age"] = ir.Attr("age")
     if ks.segment is not None:
         exprs["segment"] = ks.segment
     return exprs
+
+
+def providers_of(store: Store, ksets: dict[Period, KpiSet]) -> tuple[str, ...]:
+    """The store's provider codes, when a measure is split by provider; else none."""
+    if not any(m.split.levels for ks in ksets.values() for m in ks.measures.values()):
+        return ()
+    return split_levels.provider_codes(store)
 
 
 STATIC = {"sex": ir.Attr("sex"), "imd_decile": ir.Attr("imd_decile")}  # the same in every period
@@ -115,15 +134,16 @@ def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native") 
     expressions with ``period`` bound (casefind.plan.bind)."""
     eng = get_engine(engine)
     columns: dict[str, pa.Array] = {}
+    providers = providers_of(store, ksets)
     for periods in _sets(ksets):
-        exprs = expressions(ksets[periods[0]])
+        exprs = expressions(ksets[periods[0]], providers)
         if hasattr(eng, "evaluate_periods"):
             tables = eng.evaluate_periods(store, exprs, [(p.end, p.days) for p in periods])
         else:
             tables = [eng.evaluate(store, {k: bind(v, p.days) for k, v in exprs.items()}, p.end) for p in periods]
         _put(columns, exprs, periods, tables)
     first = min(ksets, key=lambda q: q.end)
-    return _table(ksets, columns, eng.evaluate(store, STATIC, first.end))
+    return _table(ksets, columns, eng.evaluate(store, STATIC, first.end), providers)
 
 
 CHUNK_PATIENTS = 65_536  # patients evaluated at a time by evaluate_chunks
@@ -142,7 +162,8 @@ def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "na
     n = store.n_patients
     chunks = [np.arange(lo, min(lo + size, n), dtype=np.int64) for lo in range(0, n, size)]
     sets = _sets(ksets)
-    exprs = [expressions(ksets[periods[0]]) for periods in sets]
+    providers = providers_of(store, ksets)
+    exprs = [expressions(ksets[periods[0]], providers) for periods in sets]
     streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks)
                for e, periods in zip(exprs, sets)]
     first = min(ksets, key=lambda q: q.end)
@@ -150,7 +171,7 @@ def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "na
         columns: dict[str, pa.Array] = {}
         for e, periods, tables in zip(exprs, sets, parts):
             _put(columns, e, periods, tables)
-        yield _table(ksets, columns, eng.evaluate(store, STATIC, first.end, patients=rows))
+        yield _table(ksets, columns, eng.evaluate(store, STATIC, first.end, patients=rows), providers)
 
 
 def _put(columns: dict, exprs: dict, periods: list[Period], tables: list[pa.Table]) -> None:
@@ -159,9 +180,10 @@ def _put(columns: dict, exprs: dict, periods: list[Period], tables: list[pa.Tabl
         columns.update({f"{name}|{p.label}": t.column(name) for name in exprs})
 
 
-def _table(ksets: dict[Period, KpiSet], columns: dict, static: pa.Table) -> pa.Table:
+def _table(ksets: dict[Period, KpiSet], columns: dict, static: pa.Table, providers: tuple[str, ...]) -> pa.Table:
     columns.update({name: static.column(name) for name in STATIC})
-    order = ["patient"] + [f"{name}|{p.label}" for p, ks in ksets.items() for name in expressions(ks)] + list(STATIC)
+    order = ["patient"] + [f"{name}|{p.label}" for p, ks in ksets.items()
+                           for name in expressions(ks, providers)] + list(STATIC)
     return pa.table({k: columns[k] for k in order})
 
 
@@ -250,7 +272,7 @@ def compute(store: Store, ksets: dict[Period, KpiSet], values: pa.Table | Iterab
     unit and breakdown. ``values``: ``evaluate``'s table, or ``evaluate_chunks``' pieces
     (consecutive patients in store order), added up piece by piece."""
     roll = _Rollup(store, run_id, level)
-    sums = _Sums(ksets, roll.practice, len(roll.h.codes["practice"]))
+    sums = _Sums(ksets, roll.practice, len(roll.h.codes["practice"]), providers_of(store, ksets))
     for piece in [values] if isinstance(values, pa.Table) else values:
         sums.add(piece)
     sums.finish(roll)
@@ -332,8 +354,10 @@ class _Sums:
     """What each (period, measure, breakdown) needs of the patients, added up as their
     values come: additive sums per practice x label, or a median's values."""
 
-    def __init__(self, ksets: dict[Period, KpiSet], practice: np.ndarray, n_practices: int):
+    def __init__(self, ksets: dict[Period, KpiSet], practice: np.ndarray, n_practices: int,
+                 providers: tuple[str, ...] = ()):
         self.ksets, self.practice, self.n_practices = ksets, practice, n_practices
+        self.providers = providers
         self.n_bands = len(stats.european_standard_population().weights)
         self.labels: dict[tuple, _Labels] = {}
         self.acc: dict[tuple, _Acc | _Kept] = {}
@@ -347,6 +371,8 @@ class _Sums:
                         self.acc[(p, m.name, b, "den")] = _Acc(n_practices)
                 if m.standardise == "esp2013":
                     self.acc[(p, m.name, "esp2013")] = _Acc(n_practices)
+                for j in range(len(split_levels.units(m, providers))):
+                    self.acc[(p, m.name, "@", j)] = _Acc(n_practices)
 
     def split(self, p: Period, b: str) -> _Labels:
         return self.labels.get((p, b)) or self.labels[(None, b)]
@@ -380,6 +406,9 @@ class _Sums:
                     if esp_band is None:  # per period, and only when a measure is standardised
                         esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
                     self.acc[(p, m.name, "esp2013")].add(esp_band, practice, self.n_bands, mask, v, valid)
+                for j in range(len(split_levels.units(m, self.providers))):  # the value per provider
+                    vj = _column(values, f"{split_levels.variant_name(m, j)}|{p.label}", 0.0).astype(np.float64)
+                    self.acc[(p, m.name, "@", j)].add(label[""], practice, 1, mask, vj, valid)
 
     def finish(self, roll: _Rollup) -> None:
         """Every result row, in the order of periods, measures and breakdowns."""
@@ -401,6 +430,11 @@ class _Sums:
                 if m.standardise == "esp2013":
                     esp = self.acc[(p, m.name, "esp2013")]
                     roll.standardised(p, ks, m, esp.by_practice(np.arange(self.n_bands), self.n_bands))
+                if m.split.levels:
+                    one = np.zeros(1, np.int64)
+                    variants = [self.acc[(p, m.name, "@", j)].by_practice(one, 1)
+                                for j in range(len(split_levels.units(m, self.providers)))]
+                    roll.split(p, ks, m, self.acc[(p, m.name, "")].by_practice(one, 1), variants)
 
 
 def _measure_columns(values: pa.Table, m: Measure, p: Period):
@@ -428,27 +462,50 @@ class _Rollup:
                                "parent_code": np.array(h.parents(lv), dtype=object)} for lv in LEVELS}
         self.esp = stats.european_standard_population()
         self.practice = h.practice_of_patient
+        self.store = store
+        self.providers: split_levels.Providers | None = None  # read when a measure is split
         self.chunks: list[dict] = []
 
     def emit(self, p: Period, ks: KpiSet, m: Measure, lv: str, breakdown: str, labels: list[str],
              parts: tuple, standardised: bool = False) -> None:
         """Rows for every unit (× breakdown cell) of one level; a breakdown cell with no
         one in it gets no row."""
-        nb = len(labels)
-        unit = np.repeat(np.arange(self.n_units[lv]), nb)
-        cell = np.tile(np.arange(nb), self.n_units[lv])
+        self.emit_units(p, ks, m, lv, breakdown, labels, parts, self.unit_cols[lv], standardised)
+
+    def emit_units(self, p: Period, ks: KpiSet, m: Measure, lv: str, breakdown: str, labels: list[str],
+                   parts: tuple, unit_cols: dict[str, np.ndarray], standardised: bool = False) -> None:
+        """``emit`` for units given as columns (unit_code, unit_name, parent_code)."""
+        nb, n_units = len(labels), len(unit_cols["unit_code"])
+        unit = np.repeat(np.arange(n_units), nb)
+        cell = np.tile(np.arange(nb), n_units)
         keep = parts[1] != 0 if breakdown else np.ones(len(unit), bool)
         chunk = {name: np.where(np.isfinite(x[keep]), x[keep], np.nan)
                  for name, x in zip(("numerator", "denominator", "value", "lower", "upper"), parts)}
-        chunk.update({k: v[unit[keep]] for k, v in self.unit_cols[lv].items()})
+        chunk.update({k: v[unit[keep]] for k, v in unit_cols.items()})
         chunk["breakdown_value"] = np.array(labels if breakdown else [""] * nb, dtype=object)[cell[keep]]
         chunk["_constants"] = {
             "run_id": self.run_id, "kpi_set": ks.name, "kpi": m.name, "title": m.title, "domain": m.domain,
             "kind": m.kind, "unit_label": m.unit_label + (", age-standardised (ESP 2013)" if standardised else ""),
-            "multiplier": m.multiplier, "direction": m.direction, "target": m.target, "period": p.label,
+            "multiplier": _scale(m, p), "direction": m.direction, "target": m.target, "period": p.label,
             "period_start": p.start, "period_end": p.end, "level": lv, "breakdown": breakdown,
-            "standardised": standardised, "suppressed": False}
+            "standardised": standardised, "suppressed": False, **_about(m)}
         self.chunks.append(chunk)
+
+    def split(self, p: Period, ks: KpiSet, m: Measure, total: dict, variants: list[dict]) -> None:
+        """Provider and service rows of a split measure (kpis/levels.py): each variant's and
+        the total's practice pieces summed to their system first."""
+        if self.providers is None:
+            h = self.h
+            system = h.system_of_locality[h.locality_of_practice[self.practice]]
+            self.providers = split_levels.Providers.of(self.store, system, self.n_units["system"])
+        total_sys = self.levels(total, 1)[2][1]
+        variant_sys = [self.levels(v, 1)[2][1] for v in variants]
+        for lv in m.split.levels:
+            rows = split_levels.unit_rows(m, lv, self.providers)
+            sums = split_levels.unit_sums(rows, variant_sys, total_sys)
+            cols = {"unit_code": np.array(rows.codes, dtype=object), "unit_name": np.array(rows.names, dtype=object),
+                    "parent_code": np.array(self.h.codes["system"], dtype=object)[rows.system]}
+            self.emit_units(p, ks, m, lv, "", ["all"], _finish(_annualised(m, p), sums, self.level), cols)
 
     def levels(self, sums: dict, nb: int) -> list[tuple[str, dict]]:
         """Practice sums and their exact roll-up to localities and the system."""
@@ -459,7 +516,7 @@ class _Rollup:
     def sums(self, p, ks, m, breakdown, labels, pr: dict) -> None:
         """Rows of every level from the practices' additive pieces (practice x label)."""
         for lv, s in self.levels(pr, len(labels)):
-            self.emit(p, ks, m, lv, breakdown, labels, _finish(m, s, self.level))
+            self.emit(p, ks, m, lv, breakdown, labels, _finish(_annualised(m, p), s, self.level))
 
     def medians(self, p, ks, m, breakdown, labels, code, practice, v) -> None:
         """Medians do not add up: each level's groups are sorted apart (``v``: the values of
@@ -470,7 +527,7 @@ class _Rollup:
             sums = _sums(g, self.n_units[lv] * nb, everyone, v, everyone)
             med = _medians(g, self.n_units[lv] * nb, everyone, v, everyone)
             nan = np.full(len(med), np.nan)
-            self.emit(p, ks, m, lv, breakdown, labels, (nan, sums["k"], med * m.multiplier, nan, nan))
+            self.emit(p, ks, m, lv, breakdown, labels, (nan, sums["k"], med * _scale(m, p), nan, nan))
 
     def standardised(self, p, ks, m, pr: dict) -> None:
         """A rate directly age-standardised to the European Standard Population 2013
@@ -479,15 +536,34 @@ class _Rollup:
         for lv, s in self.levels(pr, nbands):
             counts = s["s"].reshape(-1, nbands)
             pops = s["n"].reshape(-1, nbands)
-            value, lo, hi = stats.dsr(counts, pops, self.esp.weights, m.multiplier, self.level)
+            value, lo, hi = stats.dsr(counts, pops, self.esp.weights, _scale(m, p), self.level)
             self.emit(p, ks, m, lv, "", ["all"], (counts.sum(1), pops.sum(1), value, lo, hi), standardised=True)
+
+
+def _scale(m: Measure, p: Period) -> float:
+    """What the value is multiplied by: ``per``, and for an annualised measure also
+    365 / the period's days (so a month's events read as a rate a year)."""
+    return m.multiplier * 365 / p.days if m.per_year else m.multiplier
+
+
+def _annualised(m: Measure, p: Period) -> Measure:
+    return dataclasses.replace(m, multiplier=_scale(m, p)) if m.per_year else m
+
+
+def _about(m: Measure) -> dict[str, str]:
+    """The measure's basis, framework, integrity (JSON) and cohorts, as result columns."""
+    return {"basis": m.basis, "framework": m.framework,
+            "integrity": m.integrity.as_json() if m.integrity is not None else NOT_ASSESSED,
+            "cohorts": ",".join(m.cohorts)}
 
 
 def _assemble(chunks: list[dict]) -> pa.Table:
     sizes = np.array([len(c["numerator"]) for c in chunks], np.int64)
     out = {}
     for f in RESULT_SCHEMA:
-        if chunks and f.name in chunks[0] and f.name != "_constants":
+        if f.name in EXACT_COLUMNS:  # disclosure control fills them in
+            out[f.name] = pa.nulls(int(sizes.sum()), f.type)
+        elif chunks and f.name in chunks[0] and f.name != "_constants":
             arr = np.concatenate([c[f.name] for c in chunks])
             coded = arr.dtype == object
             out[f.name] = pa.array(arr.tolist(), f.type) if coded else pa.array(arr, f.type, from_pandas=True)

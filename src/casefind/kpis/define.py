@@ -3,7 +3,9 @@
 A KPI file has the rule file's ``parameters``, ``codelists`` and shared ``features``, plus
 ``measures``: for each, a per-patient ``population`` (the denominator) and ``value`` (the
 numerator, or the per-patient amount), a ``kind``, a triple-aim ``domain``, a ``direction``
-and optionally a ``target``. ``within=period`` in an expression is the reporting period, a
+and optionally a ``target``; what it says about itself (``basis``, ``framework``,
+``integrity``, ``cohorts``) and the extra ``levels`` it is computed at are read by
+kpis/measure_meta.py. ``within=period`` in an expression is the reporting period, a
 calendar month or quarter: it compiles to a placeholder for the period's length in days
 (``ir.PeriodDays``), bound per period, so that (end − period, end] is exactly the month
 (counting back one month from 30 April would include 31 March) and one compiled file serves
@@ -18,7 +20,9 @@ from pathlib import Path
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
+from casefind.kpis import measure_meta as meta
 from casefind.kpis.disclosure import DisclosurePolicy
+from casefind.kpis.measure_meta import Integrity, Split
 from casefind.rules import ir
 from casefind.rules.compile import Compiler, compile_rule
 from casefind.rules.errors import RuleError, Span, did_you_mean
@@ -39,7 +43,8 @@ from casefind.rules.load import (
 TOP_LEVEL = ("kpis", "title", "version", "description", "parameters", "codelists", "features",
              "breakdowns", "segments_from", "disclosure", "measures")
 MEASURE_KEYS = ("title", "domain", "kind", "per", "population", "value", "denominator", "direction", "target",
-                "standardise", "unit", "source", "breakdowns")
+                "standardise", "unit", "source", "breakdowns", "basis", "framework", "integrity", "cohorts",
+                "levels", "per_year")
 DOMAINS = ("population_health", "experience", "cost", "process")
 KINDS = ("proportion", "rate", "mean", "per_head", "total", "median", "ratio")
 DIRECTIONS = ("higher_is_better", "lower_is_better", "neutral")
@@ -71,6 +76,12 @@ class Measure:
     source: str = ""
     breakdowns: tuple[str, ...] = ()
     denominator: ir.Node | None = None  # ratio only: per-patient count of the events counted
+    basis: str = "point"  # month | rolling_12m | point (measure_meta.BASES): which chart fits it
+    framework: str = ""  # the source framework, e.g. "NHS Outcomes Framework 2.3.i"
+    integrity: Integrity | None = None  # the three tests; None: not assessed
+    cohorts: tuple[str, ...] = ()
+    split: Split = field(default_factory=Split)  # provider / service levels
+    per_year: bool = False  # annualised: x 365 / the period's days
 
 
 @dataclass(frozen=True)
@@ -130,10 +141,12 @@ def load_kpis(path: str | Path, *, period_days: int | None = None, params: dict[
     default_breakdowns = _breakdowns(file, data, "breakdowns")
     measures: dict[str, Measure] = {}
     node = mapping_at(file, data, "measures", "name: {title, domain, kind, population, value, ...}")
+    seg_rule = _segments_rule(file, path, data, node)
+    names = tuple(n for n, _ in seg_rule.segments) if seg_rule is not None else None
     for name, m in node.items():
         name = check_name(key_span(file, node, name), name, "measure")
-        measures[name] = _measure(file, c, node, name, m, default_breakdowns)
-    segment = _segment(file, path, data, measures)
+        measures[name] = _measure(file, c, node, name, m, default_breakdowns, names)
+    segment = _segment(file, data, measures, seg_rule)
     policy = _disclosure(file, data)
     return KpiSet(name=src.name.value, title=str(data.get("title") or src.name.value),
                   version=str(data.get("version") or ""), path=path,
@@ -141,7 +154,8 @@ def load_kpis(path: str | Path, *, period_days: int | None = None, params: dict[
                   measures=measures, segment=segment, disclosure=policy)
 
 
-def _measure(file: str, c: Compiler, node, name: str, m, default_breakdowns: tuple[str, ...]) -> Measure:
+def _measure(file: str, c: Compiler, node, name: str, m, default_breakdowns: tuple[str, ...],
+             segments: tuple[str, ...] | None) -> Measure:
     """One measure: its keys checked, its population, value (and denominator) compiled."""
     if not isinstance(m, CommentedMap):
         raise RuleError(span_at(file, node, name), f"measure {name!r} must be a mapping",
@@ -163,6 +177,10 @@ def _measure(file: str, c: Compiler, node, name: str, m, default_breakdowns: tup
     standardise = _str("standardise", file, m, STANDARDS) or None
     if standardise and kind != "rate":
         raise RuleError(span_at(file, m, "standardise"), f"{name}: only rates are age-standardised")
+    per_year = m.get("per_year", False)
+    if not isinstance(per_year, bool) or (per_year and kind not in meta.PER_YEAR_KINDS):
+        raise RuleError(span_at(file, m, "per_year"), f"{name}: per_year is true or false, for a "
+                        f"{', '.join(meta.PER_YEAR_KINDS)}", "per_year: true annualises: x 365 / the period's days")
     return Measure(
         name=name, title=str(m["title"]), domain=_str("domain", file, m, DOMAINS), kind=kind,
         population=population, value=value, multiplier=float(per),
@@ -170,7 +188,11 @@ def _measure(file: str, c: Compiler, node, name: str, m, default_breakdowns: tup
         target=float(target) if target is not None else None, standardise=standardise,
         unit_label=str(m.get("unit") or _default_unit(kind, float(per))), source=str(m.get("source") or ""),
         breakdowns=_breakdowns(file, m, "breakdowns") if "breakdowns" in m else default_breakdowns,
-        denominator=denominator)
+        denominator=denominator,
+        basis=meta.basis(file, node, m, name, [value] + ([denominator] if denominator is not None else [])),
+        framework=str(m.get("framework") or ""), integrity=meta.integrity(file, m, name),
+        cohorts=meta.cohorts(file, m, name, segments), split=meta.split(file, m, name, kind, value),
+        per_year=per_year)
 
 
 def _value(file: str, c: Compiler, m, name: str, kind: str) -> ir.Node:
@@ -207,17 +229,33 @@ def _denominator(file: str, c: Compiler, node, m, name: str, kind: str) -> ir.No
     return denominator
 
 
-def _segment(file: str, path: Path, data, measures: dict[str, Measure]) -> ir.Node | None:
-    """Each patient's segment (from segments_from:), when a measure breaks down by segment."""
-    if not any("segment" in m.breakdowns for m in measures.values()):
+def _segments_rule(file: str, path: Path, data, measures):
+    """The compiled rule of segments_from:, when a measure breaks down by segment or names
+    cohorts (which are checked against its segments); None otherwise."""
+    raw = [m for m in measures.values() if isinstance(m, CommentedMap)]
+    wanted = any("cohorts" in m for m in raw) or "segment" in _raw_breakdowns(data) or any(
+        "segment" in _raw_breakdowns(m) for m in raw)
+    if "segments_from" not in data or not wanted:
         return None
-    if "segments_from" not in data:
-        raise RuleError(span_at(file, data, "breakdowns"), "a segment breakdown needs segments_from:",
-                        "segments_from: ../segments.yml (a rule file with segments:)")
     seg_path = confined(path, str(data["segments_from"]), span_at(file, data, "segments_from"), "segments_from file")
     seg_rule = compile_rule(seg_path)
     if not seg_rule.segments:
         raise RuleError(span_at(file, data, "segments_from"), f"{seg_path} has no segments:")
+    return seg_rule
+
+
+def _raw_breakdowns(node) -> list[str]:
+    v = node.get("breakdowns")
+    return [str(b) for b in v] if isinstance(v, CommentedSeq) else []
+
+
+def _segment(file: str, data, measures: dict[str, Measure], seg_rule) -> ir.Node | None:
+    """Each patient's segment (from segments_from:), when a measure breaks down by segment."""
+    if not any("segment" in m.breakdowns for m in measures.values()):
+        return None
+    if seg_rule is None:
+        raise RuleError(span_at(file, data, "breakdowns"), "a segment breakdown needs segments_from:",
+                        "segments_from: ../segments.yml (a rule file with segments:)")
     return ir.Case(tuple((cond, ir.Const(n, ir.T.TEXT)) for n, cond in seg_rule.segments), None)
 
 
@@ -229,7 +267,7 @@ def _disclosure(file: str, data) -> DisclosurePolicy:
         return DisclosurePolicy.from_mapping(settings)
     except ValueError as e:
         raise RuleError(span_at(file, data, "disclosure"), f"disclosure: {e}",
-                        "e.g. disclosure: {suppress_below: 5, round_to: 5}") from None
+                        "e.g. disclosure: {suppress_below: 8, round_to: 5}") from None
 
 
 def _breakdowns(file: str, node, key: str) -> tuple[str, ...]:

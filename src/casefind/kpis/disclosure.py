@@ -7,28 +7,59 @@ The defaults follow NHS Digital's "Disclosure control methodology for Hospital E
 Statistics (HES) and Emergency Care Data Set (ECDS)" (digital.nhs.uk, in use from September
 2018 and since adopted for other NHS Digital data such as SRHAD and the DQMI): below national
 level, counts of 1 to 7 are replaced by '*' and every other count is rounded to the nearest 5
-(0 is published as 0); a mean or median from 1 to 7 values is not given; percentages are
-worked out from the rounded numerator and denominator; standardised rates and confidence
-intervals need no further control. Rounding, not secondary suppression, is what stops a
-suppressed cell being worked out by subtracting its neighbours from a total, so keep
-``round_to`` above 1 where cells are suppressed. ``suppress_below=8`` is that 1-7 rule; KPI
-files may choose their own. An integrated care system is itself below national level: the
-default leaves the system level uncontrolled, for use inside the system; add "system" to
-``apply_to_levels`` to follow HES to the letter (as for figures published outside the NHS).
+(0 is published as 0); "where the number of values used is between 1 and 7 inclusive, no
+calculation is made" for a mean or median; percentages are worked out from the rounded
+numerator and denominator. Rounding, not secondary suppression, is what stops a suppressed
+cell being worked out by subtracting its neighbours from a total, so keep ``round_to`` above
+1 where cells are suppressed. ``suppress_below=8`` is that 1-7 rule. Every level casefind
+reports (practice, locality, system, provider, service) is below national level, so all are
+controlled by default; leave one out of ``apply_to_levels`` only for figures that stay
+inside the organisation.
+
+Every published figure comes from the rounded counts, for every kind, because an exact value
+next to a rounded count gives the exact count back (numerator / value), and exact counts of a
+parent and its other children give a suppressed child's small count by difference:
+
+* proportion, ratio: count / count from the rounded counts, Wilson limits from them (HES);
+* crude rate: rounded count / rounded people, exact-Poisson/Byar limits from them;
+* total: the rounded count;
+* mean, per head: HES gives the mean "calculated" from exact data once 8 or more values are
+  used; casefind is stricter, as an exact mean of whole numbers (days, scores) is a fraction
+  whose denominator is the exact count. The sum of the values is tested like a count (a
+  per-head count of contacts has a count for its sum) and rounded like one, the sum of squares
+  too, and the mean and its normal-approximation limits are worked out from the rounded sums
+  and the rounded number of values;
+* median: not given from 1 to 7 values (HES); otherwise given as computed, since a median is
+  one of the values (or halfway between two), not a function of their number;
+* directly standardised rate: HES says "for complex calculations such as standardised rates,
+  confidence intervals and regression models, no disclosure control is required", but
+  Dobson's limits are DSR + s(O_limit - O), and the shape of (upper - DSR) / (DSR - lower)
+  gives the exact count O. So the DSR and its limits are those of the age bands scaled to the
+  published totals (counts by rounded/exact count, populations by rounded/exact people):
+  DSR x (O_r / O) x (n / n_r), with Dobson's spread x (n / n_r) and the Poisson limits of
+  O_r. Fewer than 10 events give no DSR (kpis/stats.py), so a small count never gives one.
+
+The unrounded figures are kept beside the published ones (``exact_*``), for the analyst's
+history and for classification only; history.export never writes them.
 """
 from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from casefind.kpis import stats
 
-LEVELS = ("practice", "locality", "system")
+LEVELS = ("practice", "locality", "system", "provider", "service")  # all below national level
 COUNT_KINDS = ("proportion", "rate", "total", "ratio")  # kinds whose numerator is a count of people or events
-REQUIRED_COLUMNS = ("level", "numerator", "denominator", "value", "lower", "upper")
+SUM_KINDS = ("mean", "per_head")  # numerator: a sum of values (money, days, scores, contacts)
+FIGURES = ("numerator", "denominator", "value", "lower", "upper")
+EXACT_COLUMNS = tuple(f"exact_{c}" for c in FIGURES)
+REQUIRED_COLUMNS = ("level", *FIGURES)
+RULE = ("NHS Digital, Disclosure control methodology for HES and ECDS (2018): below national level, "
+        "counts of 1-7 suppressed, other counts rounded to the nearest 5, figures derived from the rounded counts")
 
 
 @dataclass(frozen=True)
@@ -38,16 +69,16 @@ class DisclosurePolicy:
     suppress_below: counts from 1 to suppress_below − 1 are suppressed (8: HES's 1-7 rule;
         0 or 1 suppresses nothing).
     round_to: published counts are rounded to the nearest multiple (halves up); 0 or 1 keeps them.
-    apply_to_levels: the levels controlled; others (by default the system) are published as
-        computed, as HES publishes national figures.
+    apply_to_levels: the levels controlled (by default all: each is below national level);
+        others are published as computed, as HES publishes national figures.
     suppress_zero: also suppress counts of 0 (for measures where "none" is itself disclosive).
-    derive_from_rounded: work proportions, crude rates and totals out again from the rounded
-        counts, as HES does; otherwise an exact value would give the unrounded counts back.
+    derive_from_rounded: work every value and interval out again from the rounded counts;
+        otherwise an exact value gives the unrounded counts back.
     """
 
     suppress_below: int = 8
     round_to: int = 5
-    apply_to_levels: tuple[str, ...] = ("practice", "locality")
+    apply_to_levels: tuple[str, ...] = LEVELS
     suppress_zero: bool = False
     derive_from_rounded: bool = True
 
@@ -89,6 +120,27 @@ class DisclosurePolicy:
                 raise ValueError(f"disclosure: unknown key {key!r}{hint}; keys are {', '.join(names)}")
         return cls(**dict(data))
 
+    def as_dict(self) -> dict:
+        """The policy as plain JSON-able values (for the run log and the pack)."""
+        out = asdict(self)
+        out["apply_to_levels"] = list(self.apply_to_levels)
+        return out
+
+    def weaker_than_default(self) -> list[str]:
+        """How this policy falls short of the default (HES/ECDS), one phrase each; empty if not."""
+        hes, out = DisclosurePolicy(), []
+        if self.suppress_below < hes.suppress_below:
+            out.append(f"counts from {max(self.suppress_below, 1)} to 7 are published "
+                       f"(suppress_below {self.suppress_below}; HES: {hes.suppress_below})")
+        if self.round_to < hes.round_to:
+            out.append(f"counts are rounded to {max(self.round_to, 1)}, not 5 (round_to {self.round_to})")
+        missing = [lv for lv in hes.apply_to_levels if lv not in self.apply_to_levels]
+        if missing:
+            out.append(f"the {', '.join(missing)} level{'s are' if len(missing) > 1 else ' is'} not controlled")
+        if not self.derive_from_rounded:
+            out.append("values and intervals come from the unrounded counts (derive_from_rounded false)")
+        return out
+
     def apply(self, numerator, denominator, value, lower, upper, level, **kw) -> dict[str, np.ndarray]:
         """``apply`` with this policy."""
         return apply(numerator, denominator, value, lower, upper, level, self, **kw)
@@ -111,61 +163,104 @@ def _as_strings(x, shape) -> np.ndarray:
 
 def apply(numerator, denominator, value, lower, upper, level, policy: DisclosurePolicy | None = None, *,
           kind=None, multiplier=None, standardised=None, ci_level: float = 0.95) -> dict[str, np.ndarray]:
-    """Suppress and round KPI cells: arrays in, arrays out (with a boolean ``suppressed``).
+    """Suppress and round KPI cells: arrays in, arrays out (with a boolean ``suppressed`` and
+    the unrounded figures as ``exact_numerator`` … ``exact_upper``).
 
     A controlled cell (its ``level`` in ``apply_to_levels``) is suppressed when its
-    denominator (people) or, for count kinds, its numerator is small; all five numbers of a
-    suppressed cell become NaN. Other controlled cells have their counts rounded.
+    denominator or, except for a median (which has none), its numerator is small; all five
+    numbers of a suppressed cell become NaN. Other controlled cells have both counts rounded.
 
-    ``kind`` (per cell, or None: every numerator is a count) says whether the numerator is a
-    count (proportion, rate, total) or an amount (mean, per_head, median: only the number of
-    people, the denominator, is tested and rounded). With ``kind`` and ``multiplier`` given and
-    ``derive_from_rounded`` on, proportions (Wilson), crude rates (exact/Byar) and totals are
-    worked out again from the rounded counts, with intervals at ``ci_level``; ``standardised``
-    cells (DSRs) keep their values.
+    ``kind`` (per cell, or None: every numerator a count) and ``multiplier`` say how each
+    value is worked out again from the rounded counts (module docstring), with intervals at
+    ``ci_level``; ``standardised`` marks DSRs. Without them values are passed through.
     """
     policy = policy or DisclosurePolicy()
-    num, den, val, lo, hi = (np.array(x, dtype=np.float64) for x in (numerator, denominator, value, lower, upper))
-    num, den, val, lo, hi = np.broadcast_arrays(num, den, val, lo, hi)
-    num, den, val, lo, hi = (np.array(x) for x in (num, den, val, lo, hi))  # writable copies
+    exact = [np.array(x, dtype=np.float64) for x in np.broadcast_arrays(
+        *(np.asarray(x, dtype=np.float64) for x in (numerator, denominator, value, lower, upper)))]
+    num, den, val, lo, hi = (x.copy() for x in exact)
     shape = num.shape
     controlled = np.isin(_as_strings(level, shape), policy.apply_to_levels)
     kinds = None if kind is None else _as_strings(kind, shape)
-    counted = np.ones(shape, bool) if kinds is None else np.isin(kinds, COUNT_KINDS)
-    suppressed = controlled & (_small(den, policy) | (counted & _small(num, policy)))
+    tested = np.ones(shape, bool) if kinds is None else kinds != "median"
+    suppressed = controlled & (_small(den, policy) | (tested & _small(num, policy)))
     keep = controlled & ~suppressed
-    num = np.where(keep & counted, _round(num, policy.round_to), num)
+    num = np.where(keep, _round(num, policy.round_to), num)
     den = np.where(keep, _round(den, policy.round_to), den)
     if kinds is not None and multiplier is not None and policy.derive_from_rounded and policy.round_to > 1:
         std = np.zeros(shape, bool) if standardised is None else np.broadcast_to(np.asarray(standardised, bool), shape)
-        _rederive(num, den, val, lo, hi, kinds, np.broadcast_to(np.asarray(multiplier, np.float64), shape),
-                  keep & ~std, ci_level)
+        mult = np.broadcast_to(np.asarray(multiplier, np.float64), shape)
+        _rederive((num, den, val, lo, hi), exact, kinds, mult, std, keep, policy.round_to, ci_level)
     for a in (num, den, val, lo, hi):
         a[suppressed] = np.nan
-    return {"numerator": num, "denominator": den, "value": val, "lower": lo, "upper": hi, "suppressed": suppressed}
+    out = dict(zip(FIGURES, (num, den, val, lo, hi)))
+    out["suppressed"] = suppressed
+    out.update(zip(EXACT_COLUMNS, exact))
+    return out
 
 
-def _rederive(num, den, val, lo, hi, kinds, mult, rows, ci_level) -> None:
-    """Values of proportions, crude rates and totals from the rounded counts, in place."""
-    p = rows & np.isin(kinds, ("proportion", "ratio"))
-    if p.any():
-        with np.errstate(divide="ignore", invalid="ignore"):
+def _rederive(published, exact, kinds, mult, std, rows, step: int, ci_level: float) -> None:
+    """Every kind's value and limits from the rounded counts, in place (module docstring)."""
+    num, den, val, lo, hi = published
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = rows & np.isin(kinds, ("proportion", "ratio"))
+        if p.any():
             val[p] = num[p] / den[p] * mult[p]
-        w_lo, w_hi = stats.wilson(num[p], den[p], ci_level)
-        lo[p], hi[p] = w_lo * mult[p], w_hi * mult[p]
-    r = rows & (kinds == "rate")
-    if r.any():
-        val[r], lo[r], hi[r] = stats.rate_ci(num[r], den[r], mult[r], ci_level)
-    t = rows & (kinds == "total")
-    val[t] = num[t] * mult[t]
+            w_lo, w_hi = stats.wilson(np.minimum(num[p], den[p]), den[p], ci_level)
+            lo[p], hi[p] = w_lo * mult[p], w_hi * mult[p]
+        r = rows & (kinds == "rate") & ~std
+        if r.any():
+            val[r], lo[r], hi[r] = stats.rate_ci(num[r], den[r], mult[r], ci_level)
+        t = rows & (kinds == "total")
+        val[t] = num[t] * mult[t]
+        m = rows & np.isin(kinds, SUM_KINDS)
+        if m.any():
+            _means(published, exact, m, mult, step, ci_level)
+        d = rows & (kinds == "rate") & std
+        if d.any():
+            _standardised(published, exact, d, ci_level)
+
+
+def _means(published, exact, rows, mult, step: int, ci_level: float) -> None:
+    """A mean (or per-head amount) from the rounded sum, sum of squares and count.
+
+    The sum of squares is not in the results: it comes back from the exact normal-
+    approximation limits (half-width z·√(var/count), var = (ss/count − mean²)·count/(count − 1)).
+    """
+    num, den, val, lo, hi = published
+    e_num, e_den, _, e_lo, e_hi = (x[rows] for x in exact)
+    z, k = stats.z_value(ci_level), mult[rows]
+    var = ((e_hi - e_lo) / 2 / k / z) ** 2 * e_den
+    ss = _round(var * np.maximum(e_den - 1, 1) + e_num ** 2 / e_den, step)
+    count = den[rows]
+    mean = num[rows] / count
+    var_r = np.maximum(ss / count - mean ** 2, 0) * count / np.maximum(count - 1, 1)
+    half = z * np.sqrt(var_r / count)
+    val[rows], lo[rows], hi[rows] = mean * k, (mean - half) * k, (mean + half) * k
+
+
+def _standardised(published, exact, rows, ci_level: float) -> None:
+    """A DSR and its Dobson limits for the age bands scaled to the published totals: counts
+    by O_r / O and populations by n_r / n, so no figure depends on the exact O or n."""
+    num, den, val, lo, hi = published
+    o, n, dsr, _, e_hi = (x[rows] for x in exact)
+    o_r, n_r = num[rows], den[rows]
+    _, o_hi = stats.poisson_limits(o, ci_level)
+    spread = (e_hi - dsr) / (o_hi - o) * (n / n_r)  # Dobson's √(var/O), for the scaled populations
+    value = dsr * (o_r / o) * (n / n_r)
+    r_lo, r_hi = stats.poisson_limits(o_r, ci_level)
+    shown = np.isfinite(dsr) & (o_r >= stats.DSR_MIN_COUNT)
+    val[rows] = np.where(shown, value, np.nan)
+    lo[rows] = np.where(shown, value + spread * (r_lo - o_r), np.nan)
+    hi[rows] = np.where(shown, value + spread * (r_hi - o_r), np.nan)
 
 
 def apply_table(table, policy: DisclosurePolicy | None = None, ci_level: float = 0.95):
     """``apply`` over a pyarrow Table of KPI results (columns level, numerator, denominator,
     value, lower, upper; kind, multiplier, standardised and suppressed used when present).
 
-    Returns the table with those columns replaced (NaN as null) and ``suppressed`` set; rows
-    that came in already flagged as suppressed are nulled too.
+    Returns the table with those columns replaced (NaN as null), ``suppressed`` set, and the
+    unrounded figures in ``exact_*`` columns (appended, or replaced when present); rows that
+    came in already flagged as suppressed are nulled too.
     """
     import pyarrow as pa  # the table API only; the array API needs numpy alone
 
@@ -180,20 +275,20 @@ def apply_table(table, policy: DisclosurePolicy | None = None, ci_level: float =
         return table.column(name).to_pylist() if name in table.column_names else None
 
     std = optional("standardised")
-    out = apply(*(floats(c) for c in ("numerator", "denominator", "value", "lower", "upper")),
-                table.column("level").to_pylist(), policy,
+    out = apply(*(floats(c) for c in FIGURES), table.column("level").to_pylist(), policy,
                 kind=optional("kind"), multiplier=floats("multiplier") if "multiplier" in table.column_names else None,
                 standardised=None if std is None else [bool(x) for x in std], ci_level=ci_level)
     before = optional("suppressed")
     if before is not None:
         out["suppressed"] = out["suppressed"] | np.array([bool(x) for x in before], bool)
-        for name in ("numerator", "denominator", "value", "lower", "upper"):
+        for name in FIGURES:
             out[name][out["suppressed"]] = np.nan
-    for name in ("numerator", "denominator", "value", "lower", "upper", "suppressed"):
+    for name in (*FIGURES, "suppressed", *EXACT_COLUMNS):
+        kind = pa.bool_() if name == "suppressed" else pa.float64()
+        column = pa.array(out[name], kind, from_pandas=True)
         if name in table.column_names:
             i = table.column_names.index(name)
-            table = table.set_column(i, table.schema.field(i), pa.array(out[name], table.schema.field(i).type,
-                                                                           from_pandas=True))
+            table = table.set_column(i, table.schema.field(i), column.cast(table.schema.field(i).type))
         else:
-            table = table.append_column(name, pa.array(out[name], pa.bool_()))
+            table = table.append_column(pa.field(name, kind), column)
     return table

@@ -6,6 +6,11 @@ was, and a re-run of a period replaces it while the run log keeps both runs. One
 a time: a second run finds the lock taken and is told who holds it, rather than waiting or
 corrupting anything. The history lives beside the store (``STORE/kpi/history.duckdb``)
 unless given elsewhere.
+
+The schema grows: a writer adds the columns its results (or the run log) have and the stored
+tables lack, inside its transaction, so histories written by earlier versions keep every
+row and read back with nulls in the new columns. The unrounded figures (``exact_*``) are
+stored for the analyst and never exported.
 """
 from __future__ import annotations
 
@@ -22,10 +27,16 @@ import pyarrow as pa
 from casefind import __version__
 from casefind.errors import BusyError, CasefindError
 from casefind.kpis.compute import RESULT_SCHEMA
+from casefind.kpis.disclosure import EXACT_COLUMNS
 
-_SQL_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.date32(): "DATE", pa.bool_(): "BOOLEAN"}
+_SQL_TYPES = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.date32(): "DATE", pa.bool_(): "BOOLEAN",
+              pa.int64(): "BIGINT"}
+STORED_SCHEMA = pa.schema(list(RESULT_SCHEMA) + [pa.field(c, pa.float64()) for c in EXACT_COLUMNS
+                                                 if c not in RESULT_SCHEMA.names])
 RUN_LOG_COLUMNS = ("log_id", "run_id", "kpi_set", "kpi_file", "kpi_sha256", "store_snapshot", "review_log",
-                   "periods", "engine", "casefind_version", "started", "finished", "status", "rows", "message")
+                   "periods", "engine", "casefind_version", "started", "finished", "status", "rows", "message",
+                   "disclosure")
+_RUN_LOG_TYPES = {"started": "TIMESTAMPTZ", "finished": "TIMESTAMPTZ", "rows": "BIGINT"}
 
 
 class HistoryLocked(BusyError):
@@ -66,15 +77,46 @@ def writer_lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _sql_type(field: pa.Field) -> str:
+    try:
+        return _SQL_TYPES[field.type]
+    except KeyError:
+        raise HistoryError(f"the KPI results column {field.name} has a type ({field.type}) "
+                           "the history cannot store") from None
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                                      "ORDER BY ordinal_position", [table]).fetchall()]
+
+
+def _add_missing(con: duckdb.DuckDBPyConnection, table: str, wanted: list[tuple[str, str]]) -> None:
+    """ALTER TABLE … ADD COLUMN for each (name, SQL type) the stored table lacks: older rows get nulls."""
+    have = set(_columns(con, table))
+    for name, sql_type in wanted:
+        if name not in have:
+            con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {sql_type}')
+
+
 def _create(con: duckdb.DuckDBPyConnection) -> None:
-    cols = ", ".join(f"{f.name} {_SQL_TYPES[f.type]}" for f in RESULT_SCHEMA)
+    """The two tables, created or brought up to this version's columns, in one transaction."""
+    con.execute("BEGIN TRANSACTION")
+    cols = ", ".join(f'"{f.name}" {_sql_type(f)}' for f in STORED_SCHEMA)
     con.execute(f"CREATE TABLE IF NOT EXISTS kpi_results ({cols})")
-    con.execute("CREATE TABLE IF NOT EXISTS kpi_runs (" + ", ".join(
-        f"{c} {'TIMESTAMPTZ' if c in ('started', 'finished') else 'BIGINT' if c == 'rows' else 'VARCHAR'}"
-        for c in RUN_LOG_COLUMNS) + ")")
+    run_cols = [(c, _RUN_LOG_TYPES.get(c, "VARCHAR")) for c in RUN_LOG_COLUMNS]
+    con.execute("CREATE TABLE IF NOT EXISTS kpi_runs (" + ", ".join(f"{c} {t}" for c, t in run_cols) + ")")
+    _add_missing(con, "kpi_runs", run_cols)
     # a run that started but never finished was killed: say so (its results never landed)
     con.execute("UPDATE kpi_runs SET status = 'interrupted', message = 'the run stopped before "
                 "committing; the history kept the results it had' WHERE status = 'running'")
+    con.execute("COMMIT")
+
+
+def _log(con: duckdb.DuckDBPyConnection, values: dict) -> None:
+    """One row of the run log, by column name (older logs may order their columns differently)."""
+    names = list(values)
+    con.execute(f"INSERT INTO kpi_runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                list(values.values()))
 
 
 def write(path: Path, results: pa.Table, run: dict, *, before_commit=None) -> str:
@@ -85,16 +127,22 @@ def write(path: Path, results: pa.Table, run: dict, *, before_commit=None) -> st
         con = _connect_write(path)
         try:
             _create(con)
-            con.execute("INSERT INTO kpi_runs VALUES (" + ", ".join("?" * len(RUN_LOG_COLUMNS)) + ")",
-                        [log_id, run["run_id"], run["kpi_set"], run["kpi_file"], run["kpi_sha256"],
-                         run["store_snapshot"], run.get("review_log"), json.dumps(run["periods"]), run["engine"],
-                         run["casefind_version"], run["started"], None, "running", None, run.get("message")])
+            disclosure = run.get("disclosure")
+            _log(con, {"log_id": log_id, "run_id": run["run_id"], "kpi_set": run["kpi_set"],
+                       "kpi_file": run["kpi_file"], "kpi_sha256": run["kpi_sha256"],
+                       "store_snapshot": run["store_snapshot"], "review_log": run.get("review_log"),
+                       "periods": json.dumps(run["periods"]), "engine": run["engine"],
+                       "casefind_version": run["casefind_version"], "started": run["started"], "status": "running",
+                       "message": run.get("message"),
+                       "disclosure": None if disclosure is None else json.dumps(disclosure, sort_keys=True)})
             try:
                 con.execute("BEGIN TRANSACTION")
+                _add_missing(con, "kpi_results", [(f.name, _sql_type(f)) for f in results.schema])
                 con.execute("DELETE FROM kpi_results WHERE kpi_set = ? AND period IN (SELECT unnest(?))",
                             [run["kpi_set"], run["periods"]])
                 con.register("new_rows", results)
-                con.execute("INSERT INTO kpi_results SELECT * FROM new_rows")
+                names = ", ".join(f'"{c}"' for c in results.column_names)
+                con.execute(f"INSERT INTO kpi_results ({names}) SELECT {names} FROM new_rows")
                 con.unregister("new_rows")
                 if before_commit is not None:
                     before_commit()
@@ -153,17 +201,24 @@ def read(path: Path, kpi_set: str | None = None, periods: list[str] | None = Non
         if through:
             where.append("period_end <= (SELECT max(period_end) FROM kpi_results WHERE period = ?)")
             args.append(through)
-        sql = "SELECT * FROM kpi_results" + (" WHERE " + " AND ".join(where) if where else "")
+        have = set(_columns(con, "kpi_results"))
+        select = ", ".join(f'"{f.name}"' if f.name in have else f'CAST(NULL AS {_sql_type(f)}) AS "{f.name}"'
+                           for f in STORED_SCHEMA)  # a column an older history lacks reads as null
+        sql = f"SELECT {select} FROM kpi_results" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY kpi_set, kpi, standardised, period_end, level, unit_code, breakdown, breakdown_value"
-        return con.sql(sql, params=args).to_arrow_table().cast(RESULT_SCHEMA)
+        return con.sql(sql, params=args).to_arrow_table().cast(STORED_SCHEMA)
     finally:
         con.close()
 
 
 def runs(path: Path) -> pa.Table:
+    """The run log, oldest first; columns an older log lacks (``disclosure``) read as null."""
     con = _connect_read(path)
     try:
-        return con.sql("SELECT * FROM kpi_runs ORDER BY started").to_arrow_table()
+        have = set(_columns(con, "kpi_runs"))
+        select = ", ".join(c if c in have else f"CAST(NULL AS {_RUN_LOG_TYPES.get(c, 'VARCHAR')}) AS {c}"
+                           for c in RUN_LOG_COLUMNS)
+        return con.sql(f"SELECT {select} FROM kpi_runs ORDER BY started").to_arrow_table()
     finally:
         con.close()
 
@@ -183,9 +238,9 @@ def drop_periods(path: Path, kpi_set: str, periods: list[str]) -> int:
                             [kpi_set, periods]).fetchone()[0]
             con.execute("DELETE FROM kpi_results WHERE kpi_set = ? AND period IN (SELECT unnest(?))",
                         [kpi_set, periods])
-            con.execute("INSERT INTO kpi_runs VALUES (" + ", ".join("?" * len(RUN_LOG_COLUMNS)) + ")",
-                        [f"drop-{now:%Y%m%dT%H%M%S%f}", None, kpi_set, None, None, None, None, json.dumps(periods),
-                         None, __version__, now, now, "dropped", -n, f"removed {n} rows for {', '.join(periods)}"])
+            _log(con, {"log_id": f"drop-{now:%Y%m%dT%H%M%S%f}", "kpi_set": kpi_set, "periods": json.dumps(periods),
+                       "casefind_version": __version__, "started": now, "finished": now, "status": "dropped",
+                       "rows": -n, "message": f"removed {n} rows for {', '.join(periods)}"})
             con.execute("COMMIT")
         finally:
             con.close()
@@ -194,7 +249,8 @@ def drop_periods(path: Path, kpi_set: str, periods: list[str]) -> int:
 
 def export(path: Path, out: Path, kpi_set: str | None, periods: list[str]) -> int:
     """Write the history (one KPI set, some periods) to .csv (spreadsheet-safe) or .parquet,
-    replacing ``out`` only when complete. Returns the rows written."""
+    replacing ``out`` only when complete: the published figures only, never the unrounded
+    ``exact_*`` ones. Returns the rows written."""
     import pyarrow.parquet as pq
 
     from casefind.errors import UsageError
@@ -206,6 +262,7 @@ def export(path: Path, out: Path, kpi_set: str | None, periods: list[str]) -> in
     if not out.parent.is_dir():
         raise UsageError(f"the folder {out.parent} does not exist", option="--export")
     table = read(path, kpi_set, periods or None)
+    table = table.drop_columns([c for c in table.column_names if c.startswith("exact_")])
     if out.suffix == ".csv":
         write_csv(table, out)
     else:

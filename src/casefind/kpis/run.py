@@ -72,12 +72,33 @@ def _policy_note(overrides: dict | None, policy) -> list[str]:
             f"round_to={policy.round_to}"]
 
 
+def _policy_record(kset, overrides: dict | None, policy: disclosure.DisclosurePolicy) -> dict:
+    """The policy applied and where it came from, for the run log (and the pack to state)."""
+    if overrides:
+        source = "project settings (casefind.toml [disclosure] or the command line) over the KPI file's"
+    elif kset.disclosure != disclosure.DisclosurePolicy():
+        source = f"the KPI file's disclosure: ({Path(kset.path).name})"
+    else:
+        source = "the default"
+    weaker = policy.weaker_than_default()
+    return {**policy.as_dict(), "source": source, "rule": disclosure.RULE, "weaker_than_default": weaker}
+
+
+def _weaker_warning(record: dict) -> list[str]:
+    """Say so when a KPI file or setting weakens the HES/ECDS default, rather than silently."""
+    if not record["weaker_than_default"]:
+        return []
+    return [f"disclosure control from {record['source']} is weaker than NHS Digital's HES/ECDS rule "
+            f"(the default): {'; '.join(record['weaker_than_default'])}"]
+
+
 def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *, history_path: Path | None = None,
              engine: str = "native", params: dict[str, str] | None = None, allow_partial: bool = False,
              progress: Callable[[str], None] | None = None, before_commit=None,
              disclosure_overrides: dict[str, int] | None = None) -> KpiRunResult:
     """``disclosure_overrides`` overrides the KPI file's disclosure policy (the project's settings:
-    suppress_below, round_to); the run log records the policy applied."""
+    suppress_below, round_to); the run log records the policy applied (``disclosure``: JSON with
+    its source), and a policy weaker than the HES/ECDS default is warned about."""
     say = progress or (lambda s: None)
     get_engine(engine)  # an unknown engine is refused before anything is compiled
     timings: dict[str, float] = {}
@@ -106,6 +127,8 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
     t = time.perf_counter()
     say("disclosure control")
     policy = dataclasses.replace(first.disclosure, **(disclosure_overrides or {}))
+    record = _policy_record(first, disclosure_overrides, policy)
+    warnings = warnings + _weaker_warning(record)
     results = disclosure.apply_table(results, policy)
     timings["disclosure"] = time.perf_counter() - t
 
@@ -117,6 +140,7 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
         "kpi_sha256": first.file_sha256, "store_snapshot": store.snapshot_id, "review_log": review_digest,
         "periods": labels, "engine": engine, "casefind_version": __version__, "started": started,
         "message": "; ".join(warnings + _policy_note(disclosure_overrides, policy)) or None,
+        "disclosure": record,
     }, before_commit=before_commit)
     timings["write"] = time.perf_counter() - t
     suppressed = int(pc.sum(results.column("suppressed")).as_py() or 0)

@@ -19,6 +19,14 @@ Public Health England's "Technical Guide: funnel plots" (Fingertips guidance):
 
 Levels are two-sided 95% and 99.8% (z = 1.959964 and 3.090232, the normal quantiles
 usually quoted as 1.96 and 3.09). A value exactly on a limit is within it.
+
+Overdispersion: when units differ by more than chance (case-mix, recording), far more than 5%
+fall outside the 95% limits. Spiegelhalter, "Funnel plots for comparing institutional
+performance" (Statistics in Medicine 2005; 24:1185-1202), estimates a multiplicative factor
+phi = mean of the squared z-scores, the z-scores Winsorised at their 10th and 90th
+percentiles (section 3.2), and widens the limits to centre +/- z sqrt(phi V / n). Here the
+limits' distance from the centre is multiplied by sqrt(phi) (for the Poisson limits, Byar's
+asymmetric distance), and only when phi > 1.
 """
 from __future__ import annotations
 
@@ -104,8 +112,9 @@ class Funnel:
     upper998: np.ndarray
 
 
-def funnel(kind: str, centre: float, denominator, multiplier: float = 1.0) -> Funnel:
-    """Both funnels for a KPI of ``kind`` ('proportion' or 'rate') around the system value."""
+def funnel(kind: str, centre: float, denominator, multiplier: float = 1.0, phi: float = 1.0) -> Funnel:
+    """Both funnels for a KPI of ``kind`` ('proportion' or 'rate') around the system value;
+    ``phi`` > 1 widens them for overdispersion (Spiegelhalter 2005)."""
     if kind not in KINDS:
         raise ValueError(f"funnel limits exist for {KINDS}, not {kind!r}")
     n = np.asarray(denominator, dtype=np.float64)
@@ -113,16 +122,37 @@ def funnel(kind: str, centre: float, denominator, multiplier: float = 1.0) -> Fu
     limits = poisson_limits if kind == "rate" else proportion_limits
     (l95, u95), (l998, u998) = limits(base, n, Z95), limits(base, n, Z998)
     m = multiplier
+    if phi > 1.0:
+        top = 1.0 if kind != "rate" else np.inf
+        (l95, u95), (l998, u998) = ((np.clip(base - np.sqrt(phi) * (base - lo), 0.0, top),
+                                     np.clip(base + np.sqrt(phi) * (hi - base), 0.0, top))
+                                    for lo, hi in ((l95, u95), (l998, u998)))
     return Funnel(centre, n, l95 * m, u95 * m, l998 * m, u998 * m)
 
 
+def overdispersion(values, denominator, kind: str, centre: float, multiplier: float = 1.0,
+                   winsor: float = 0.1) -> float:
+    """Spiegelhalter's (2005) multiplicative overdispersion factor phi from the units' z-scores
+    (Winsorised at ``winsor`` and 1 - ``winsor``); NaN with fewer than 2 usable units."""
+    v = np.asarray(values, dtype=np.float64) / multiplier
+    n = np.asarray(denominator, dtype=np.float64)
+    ok = ~np.isnan(v) & (n > 0)
+    base = centre / multiplier
+    var = base * (1.0 - base) if kind != "rate" else base
+    if ok.sum() < 2 or var <= 0:
+        return float("nan")
+    z = (v[ok] - base) / np.sqrt(var / n[ok])
+    lo, hi = np.quantile(z, [winsor, 1.0 - winsor])
+    return float(np.mean(np.clip(z, lo, hi) ** 2))
+
+
 def classify(values, denominator, kind: str, centre: float,
-             multiplier: float = 1.0) -> list[str]:
+             multiplier: float = 1.0, phi: float = 1.0) -> list[str]:
     """Each unit's place against the funnel; NaN value or non-positive denominator: not assessed."""
     v = np.asarray(values, dtype=np.float64)
     n = np.asarray(denominator, dtype=np.float64)
     ok = ~np.isnan(v) & (n > 0)
-    f = funnel(kind, centre, np.where(ok, n, 1.0), multiplier)
+    f = funnel(kind, centre, np.where(ok, n, 1.0), multiplier, phi)
     out = []
     for i in range(v.size):
         if not ok[i]:

@@ -1,16 +1,17 @@
 """The monthly KPI pack: one self-contained, printable HTML file from the KPI ``history`` table.
 
 Why one file: packs are emailed and read on locked-down machines, so everything (CSS, SVG
-charts) is inline, nothing is fetched and no script runs. Every number shown comes from
-``history``; the only things computed here are chart furniture: XmR means and limits and
-SPC signals (``spc``) and funnel limits (``funnel``).
+charts and icons) is inline, nothing is fetched and no script runs. Every number shown comes
+from ``history``; the only things computed here are chart furniture: XmR means, limits and
+signals (``spc``), Making Data Count icons, and funnel limits (``funnel``). Classes are worked
+out from the unrounded figures where the history keeps them (``exact_*``); only the published
+(rounded, suppressed) figures are shown.
 """
 from __future__ import annotations
 
 import datetime as dt
-import math
+import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,21 +21,29 @@ import numpy as np
 import pyarrow as pa
 from markupsafe import Markup
 
+from casefind.errors import UsageError
 from casefind.reports import charts, spc
 from casefind.reports import funnel as fn
-
-REQUIRED_COLUMNS = (
-    "run_id", "kpi", "title", "domain", "kind", "unit_label", "multiplier", "direction", "target",
-    "period", "period_start", "period_end", "level", "unit_code", "unit_name", "parent_code",
-    "breakdown", "breakdown_value", "numerator", "denominator", "value", "lower", "upper",
-    "standardised", "suppressed",
+from casefind.reports import integrity as ig
+from casefind.reports.view import (  # noqa: F401  (fmt_* are part of this module's interface)
+    DOMAINS,
+    MISSING,
+    NO_DATA,
+    SUMMARY_LEVELS,
+    SUPPRESSED,
+    History,
+    Kpi,
+    exact,
+    fmt_change,
+    fmt_ci,
+    fmt_count,
+    fmt_value,
+    no_data,
+    period_kind,
+    read_rows,
+    shown,
 )
-DOMAINS = {
-    "population_health": "Population health",
-    "experience": "Experience",
-    "cost": "Cost",
-    "process": "Process",
-}
+
 VARIATION = {  # label, css class, glyph: the glyph keeps the badge legible in black and white
     spc.IMPROVEMENT: ("Special cause improvement", "improve", "\u25b2"),
     spc.CONCERN: ("Special cause concern", "concern", "\u25a0"),
@@ -44,171 +53,56 @@ VARIATION = {  # label, css class, glyph: the glyph keeps the badge legible in b
     spc.INSUFFICIENT: ("Too few points for limits", "none", "\u2013"),
     spc.NO_DATA: ("No data", "none", "\u2013"),
 }
-SUPPRESSED = "*"
-MISSING = "\u2013"
-_PERIOD_KINDS = (("month", re.compile(r"^\d{4}-\d{2}$")), ("quarter", re.compile(r"^\d{4}-Q[1-4]$")),
-                 ("rolling", re.compile(r"^\d+m-to-")))
+ASSURANCE = {spc.PASS: "Consistently passes the target", spc.FAIL: "Consistently fails the target",
+             spc.HIT_AND_MISS: "Hit and miss"}
+HES_RULE = "NHS England's HES/ECDS disclosure control methodology"
 
 
 @dataclass(frozen=True)
-class Kpi:
-    code: str
-    title: str
-    domain: str
-    kind: str
-    unit_label: str
-    multiplier: float
-    direction: str
-    target: float | None
-    standardised: bool
+class PackOptions:
+    """How the SPC charts are drawn: ``baseline`` N holds limits from the first N points;
+    ``rebase`` (kpi, period) pairs start new limits at a period; ``overdispersion`` widens
+    funnel limits by Spiegelhalter's factor where practices are overdispersed."""
 
-    @property
-    def anchor(self) -> str:
-        return "kpi-" + re.sub(r"[^a-z0-9]+", "-", self.code.lower()).strip("-")
-
-    @property
-    def money(self) -> bool:
-        return "\u00a3" in (self.unit_label or "")
-
-    @property
-    def percent(self) -> bool:
-        return (self.unit_label or "").strip() == "%" or (self.kind == "proportion" and self.multiplier == 100)
+    baseline: int | None = None
+    rebase: tuple[tuple[str, str], ...] = ()
+    overdispersion: bool = False
 
 
-# ---------------------------------------------------------------- formatting
+# ---------------------------------------------------------------- one chart per unit and KPI
 
-def fmt_value(v: float | None, kpi: Kpi) -> str:
-    """A KPI value as printed everywhere in the pack: one rule per KPI, so columns line up.
-
-    Money: £ with thousands separators (whole pounds for totals, pence otherwise);
-    percentages: 1 decimal and '%'; bare fractions: 3 decimals; totals: whole numbers;
-    everything else (rates, means, medians): 1 decimal with thousands separators.
-    """
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return MISSING
-    if kpi.money:
-        sign = "-" if v < 0 else ""
-        return f"{sign}\u00a3{abs(v):,.0f}" if kpi.kind == "total" else f"{sign}\u00a3{abs(v):,.2f}"
-    if kpi.percent:
-        return f"{v:.1f}%"
-    if kpi.kind == "proportion" and kpi.multiplier == 1:  # a bare fraction needs more places
-        return f"{v:.3f}"
-    if kpi.kind == "total":
-        return f"{v:,.0f}"
-    return f"{v:,.1f}"
+def rebase_indices(h: History, kpi: Kpi, options: PackOptions) -> list[int]:
+    out = []
+    for code, period in options.rebase:
+        if code != kpi.code:
+            continue
+        if period not in h.periods or h.periods.index(period) == 0:
+            raise UsageError(f"{code}={period}: re-base at a period after the first charted "
+                             f"({h.periods[0]} to {h.periods[-1]})", option="--rebase")
+        out.append(h.periods.index(period))
+    return out
 
 
-def fmt_ci(lower: float | None, upper: float | None, kpi: Kpi) -> str:
-    if lower is None or upper is None:
-        return MISSING
-    return f"{fmt_value(lower, kpi)}\u2013{fmt_value(upper, kpi)}"
+def check_options(h: History, options: PackOptions) -> None:
+    """Every --rebase names a KPI of the pack and a charted period."""
+    known = {k.code for k in h.kpis}
+    for code, _ in options.rebase:
+        if code not in known:
+            raise UsageError(f"no KPI {code!r} in this pack", f"KPIs: {', '.join(sorted(known))}",
+                             option="--rebase")
+    for kpi in h.kpis:
+        rebase_indices(h, kpi, options)
 
 
-def fmt_count(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return MISSING
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
-
-
-def fmt_change(delta: float | None, kpi: Kpi) -> str:
-    """Change in the KPI's own units; percentages change in percentage points (pp)."""
-    if delta is None:
-        return MISSING
-    text = fmt_value(abs(delta), kpi)
-    if kpi.percent:
-        text = text.rstrip("%") + " pp"
-    if set(re.sub(r"[^0-9]", "", text)) <= {"0"}:
-        return "no change"
-    return ("+" if delta > 0 else "\u2212") + text
-
-
-# ---------------------------------------------------------------- reading history
-
-def period_kind(period: str) -> str:
-    """Month, quarter or rolling window: an SPC series never mixes them."""
-    for kind, pattern in _PERIOD_KINDS:
-        if pattern.match(period):
-            return kind
-    return "other"
-
-
-def _rows(history: pa.Table) -> list[dict]:
-    missing = [c for c in REQUIRED_COLUMNS if c not in history.column_names]
-    if missing:
-        raise ValueError(f"history is missing columns: {', '.join(missing)}")
-    rows = history.to_pylist()
-    for r in rows:
-        r["breakdown"] = r["breakdown"] or ""
-        r["breakdown_value"] = r["breakdown_value"] or ""
-    return rows
-
-
-def _shown(row: dict | None) -> float | None:
-    """The value a chart may plot: None when absent or suppressed."""
-    if row is None or row["suppressed"] or row["value"] is None:
+def chart_for(h: History, kpi: Kpi, level: str, unit: str, options: PackOptions) -> spc.XmR | None:
+    """The XmR chart of one unit's KPI, from unrounded values where kept; None for a measure
+    that is not charted as XmR (rolling-year or point-in-time figures)."""
+    if not kpi.xmr:
         return None
-    return float(row["value"])
-
-
-class _History:
-    """Rows up to the pack's period, indexed for look-up."""
-
-    def __init__(self, rows: list[dict], period: str):
-        now = [r for r in rows if r["period"] == period]
-        if not now:
-            raise ValueError(f"period {period!r} is not in history")
-        cutoff = max(r["period_end"] for r in now)
-        kind = period_kind(period)
-        ends = {}
-        for r in rows:
-            if period_kind(r["period"]) == kind and r["period_end"] <= cutoff:
-                ends.setdefault(r["period"], (r["period_end"], r["period_start"], r["period"]))
-        self.period = period
-        self.periods = sorted(ends, key=ends.get)
-        keep = set(self.periods)
-        self.rows = [r for r in rows if r["period"] in keep]
-        self.now = now
-        self.index = {(r["kpi"], r["period"], r["level"], r["unit_code"], r["breakdown"],
-                       r["breakdown_value"]): r for r in self.rows}
-        self.kpis = self._kpis(now)
-        self.units = self._units(now)
-
-    @staticmethod
-    def _kpis(now: list[dict]) -> list[Kpi]:
-        seen: dict[str, Kpi] = {}
-        for r in now:
-            if r["kpi"] not in seen:
-                seen[r["kpi"]] = Kpi(r["kpi"], r["title"], r["domain"], r["kind"], r["unit_label"],
-                                     float(r["multiplier"]), r["direction"], r["target"],
-                                     bool(r["standardised"]))
-        order = list(DOMAINS)
-        return sorted(seen.values(), key=lambda k: (order.index(k.domain) if k.domain in order
-                                                    else len(order), list(seen).index(k.code)))
-
-    @staticmethod
-    def _units(now: list[dict]) -> dict[str, dict[str, dict]]:
-        units: dict[str, dict[str, dict]] = {"system": {}, "locality": {}, "practice": {}}
-        for r in now:
-            if r["breakdown"] == "" and r["level"] in units:
-                units[r["level"]].setdefault(r["unit_code"], {"code": r["unit_code"], "name": r["unit_name"],
-                                                              "parent": r["parent_code"]})
-        return {level: dict(sorted(u.items())) for level, u in units.items()}
-
-    def get(self, kpi: str, period: str, level: str, unit: str, breakdown: str = "",
-            value: str = "") -> dict | None:
-        return self.index.get((kpi, period, level, unit, breakdown, value))
-
-    def series(self, kpi: str, level: str, unit: str) -> np.ndarray:
-        vals = [_shown(self.get(kpi, p, level, unit)) for p in self.periods]
-        return np.array([np.nan if v is None else v for v in vals], dtype=np.float64)
-
-    def system_of(self, practice: dict) -> str | None:
-        locality = self.units["locality"].get(practice["parent"] or "")
-        if locality is not None:
-            return locality["parent"]
-        if practice["parent"] in self.units["system"]:
-            return practice["parent"]
-        return next(iter(self.units["system"]), None) if len(self.units["system"]) == 1 else None
+    values = h.series(kpi.code, level, unit, exact_values=True)
+    baseline = options.baseline
+    return spc.xmr(values, baseline=baseline, rebase_at=rebase_indices(h, kpi, options),
+                   bounds=kpi.bounds(values.tolist()))
 
 
 # ---------------------------------------------------------------- building the page
@@ -218,91 +112,126 @@ def _badge(status: str) -> dict:
     return {"label": label, "css": css, "glyph": glyph}
 
 
+def _variation(point: spc.PointClass) -> dict:
+    """Icon (where MDC has one) and text for one class."""
+    badge = _badge(point.status)
+    icon = point.icon
+    if point.status in (spc.IMPROVEMENT, spc.CONCERN):
+        badge["label"] += " (high)" if point.sense > 0 else " (low)"
+    badge["icon"] = Markup(charts.variation_icon_svg(icon, labelled=False)) if icon else None
+    badge["icon_name"] = icon
+    return badge
+
+
+def _assurance(status: str | None) -> dict | None:
+    if status is None:
+        return None
+    name = spc.ASSURANCE_ICONS[status]
+    return {"label": ASSURANCE[status], "icon": Markup(charts.assurance_icon_svg(name, labelled=False)),
+            "icon_name": name}
+
+
 def _cell(row: dict | None, kpi: Kpi) -> dict:
     if row is None:
         return {"value": MISSING, "ci": MISSING, "numerator": MISSING, "denominator": MISSING,
-                "suppressed": False}
+                "suppressed": False, "no_data": False}
+    if no_data(row):
+        return {"value": NO_DATA, "ci": MISSING, "numerator": "0", "denominator": "0", "suppressed": False,
+                "no_data": True}
     if row["suppressed"]:
         return {"value": SUPPRESSED, "ci": SUPPRESSED, "numerator": SUPPRESSED,
-                "denominator": fmt_count(row["denominator"]), "suppressed": True}
+                "denominator": fmt_count(row["denominator"]), "suppressed": True, "no_data": False}
     numerator = fmt_count(row["numerator"])
     if kpi.money and row["numerator"] is not None:  # a cost KPI's numerator is money too
         numerator = ("-" if row["numerator"] < 0 else "") + "\u00a3" + fmt_count(abs(row["numerator"]))
     return {"value": fmt_value(row["value"], kpi), "ci": fmt_ci(row["lower"], row["upper"], kpi),
             "numerator": numerator, "denominator": fmt_count(row["denominator"]),
-            "suppressed": False}
+            "suppressed": False, "no_data": False}
 
 
-def _target(kpi: Kpi, value: float | None) -> dict | None:
+def _target_text(kpi: Kpi) -> str | None:
     if kpi.target is None:
         return None
     sign = {"higher_is_better": "\u2265", "lower_is_better": "\u2264"}.get(kpi.direction, "=")
-    text = f"target {sign} {fmt_value(kpi.target, kpi)}"
-    if value is None or kpi.direction == "neutral":
-        return {"status": "n/a", "css": "none", "text": text}
-    met = value >= kpi.target if kpi.direction == "higher_is_better" else value <= kpi.target
-    return {"status": "Met" if met else "Missed", "css": "met" if met else "missed", "text": text}
+    return f"target {sign} {fmt_value(kpi.target, kpi)}"
 
 
-def _status_now(h: _History, kpi: Kpi, level: str, unit: str) -> str:
-    chart = spc.xmr(h.series(kpi.code, level, unit))
+def _status_now(h: History, chart: spc.XmR | None, kpi: Kpi) -> spc.PointClass | None:
+    """The class of this period's point (None: not an XmR measure)."""
+    if chart is None:
+        return None
     if chart.n == 0:
-        return spc.NO_DATA
+        return spc.PointClass(spc.NO_DATA)
     if not chart.has_limits:
-        return spc.INSUFFICIENT
-    return spc.signals(chart, kpi.direction)[h.periods.index(h.period)]
+        return spc.PointClass(spc.INSUFFICIENT)
+    return spc.classify(chart, kpi.direction)[h.periods.index(h.period)]
 
 
-def _summary_row(h: _History, kpi: Kpi, level: str, unit: str) -> dict:
+def _summary_row(h: History, kpi: Kpi, level: str, unit: str, options: PackOptions) -> dict:
     row = h.get(kpi.code, h.period, level, unit)
     pos = h.periods.index(h.period)
     prev_period = h.periods[pos - 1] if pos else None
-    now, before = _shown(row), _shown(h.get(kpi.code, prev_period, level, unit)) if prev_period else None
+    now, before = shown(row), shown(h.get(kpi.code, prev_period, level, unit)) if prev_period else None
     delta = None if now is None or before is None else now - before
-    return {"kpi": kpi, "cell": _cell(row, kpi), "change": fmt_change(delta, kpi),
-            "previous": prev_period, "variation": _badge(_status_now(h, kpi, level, unit)),
-            "target": _target(kpi, now)}
+    chart = chart_for(h, kpi, level, unit, options)
+    status = _status_now(h, chart, kpi)
+    return {"kpi": kpi, "cell": _cell(row, kpi), "change": fmt_change(delta, kpi), "previous": prev_period,
+            "variation": _variation(status) if status else None,
+            "assurance": _assurance(spc.assurance(chart, kpi.direction, kpi.target)) if chart else None,
+            "target": _target_text(kpi), "basis_note": kpi.basis_note, "integrity": ig.marker(kpi.integrity)}
 
 
-def _summary(h: _History) -> list[dict]:
+def _summary(h: History, options: PackOptions) -> list[dict]:
     out = []
-    for level in ("system", "locality"):
+    for level in SUMMARY_LEVELS:
         for unit in h.units[level].values():
             domains = []
             for domain, domain_title in DOMAINS.items():
-                kpis = [k for k in h.kpis if k.domain == domain]
+                kpis = [k for k in h.kpis if k.domain == domain and h.get(k.code, h.period, level, unit["code"])]
                 if kpis:
                     domains.append({"title": domain_title,
-                                    "rows": [_summary_row(h, k, level, unit["code"]) for k in kpis]})
-            out.append({"level": level, "unit": unit, "domains": domains})
+                                    "rows": [_summary_row(h, k, level, unit["code"], options) for k in kpis]})
+            if domains:  # a unit no KPI reports on (e.g. a provider without activity) is left out
+                out.append({"level": level, "unit": unit, "domains": domains})
     return out
 
 
-def _episodes(chart: spc.XmR, periods: list[str], direction: str) -> list[dict]:
-    """Signals as readable runs: which rule, which periods, improvement or concern."""
-    good = {"higher_is_better": 1, "lower_is_better": -1}.get(direction)
+def _rule_groups(chart: spc.XmR):
+    """(rule, sense, point indices) for each maximal run of points one rule flags in one sense."""
+    ones = np.ones_like(chart.side)
     flags = [("beyond_limit", chart.beyond_limit, chart.side), ("shift", chart.shift, chart.side),
-             ("trend", chart.trend_rising, np.ones_like(chart.side)),
-             ("trend", chart.trend_falling, -np.ones_like(chart.side)),
+             ("trend", chart.trend_rising, ones), ("trend", chart.trend_falling, -ones),
              ("two_of_three", chart.two_of_three, chart.side)]
     valid = np.flatnonzero(~np.isnan(chart.values))
-    out = []
     for rule, flag, sense in flags:
         group: list[int] = []
         for i in [*valid, None]:
-            if i is not None and flag[i] and (not group or sense[group[0]] == sense[i]):
-                group.append(i)
+            same_segment = not group or i is None or chart.segment[i] == chart.segment[group[0]]
+            if i is not None and flag[i] and same_segment and (not group or sense[group[0]] == sense[i]):
+                group.append(int(i))
                 continue
             if group:
-                s = int(sense[group[0]])
-                if good is None:
-                    status = spc.NEUTRAL_HIGH if s > 0 else spc.NEUTRAL_LOW
-                else:
-                    status = spc.IMPROVEMENT if s == good else spc.CONCERN
-                out.append({"rule": spc.RULE_LABELS[rule], "code": charts.RULE_CODES[rule],
-                            "start": periods[group[0]], "end": periods[group[-1]], "points": len(group),
-                            "where": _where(rule, s), "variation": _badge(status)})
-            group = [i] if i is not None and flag[i] else []
+                yield rule, int(sense[group[0]]), group
+            group = [int(i)] if i is not None and flag[i] else []
+
+
+def episodes(chart: spc.XmR, classes: list[spc.PointClass], periods: list[str]) -> list[dict]:
+    """Signals as readable runs: which rule, which periods, and the classes its points show.
+
+    The classes are the points' own (``spc.classify``), so the table says what the markers
+    show; a run whose points show more than one class (a higher-precedence rule decided some)
+    lists each with its count."""
+    out = []
+    for rule, sense, group in _rule_groups(chart):
+        counts: dict[tuple[str, int], int] = {}
+        for i in group:
+            key = (classes[i].status, classes[i].sense)
+            counts[key] = counts.get(key, 0) + 1
+        shown_as = [dict(_variation(spc.PointClass(s, None, d)), count=c) for (s, d), c in counts.items()]
+        out.append({"rule": spc.RULE_LABELS[rule], "code": charts.RULE_CODES[rule],
+                    "start": periods[group[0]], "end": periods[group[-1]], "points": len(group),
+                    "where": _where(rule, sense), "variation": shown_as, "mixed": len(shown_as) > 1,
+                    "indices": group})
     return sorted(out, key=lambda e: (periods.index(e["start"]), e["code"]))
 
 
@@ -312,37 +241,86 @@ def _where(rule: str, sense: int) -> str:
     return "above the mean" if sense > 0 else "below the mean"
 
 
-def _spc_block(h: _History, kpi: Kpi, system: dict) -> dict:
-    chart = spc.xmr(h.series(kpi.code, "system", system["code"]))
-    classes = spc.signals(chart, kpi.direction)
-    svg = charts.spc_chart(h.periods, chart, classes, target=kpi.target,
-                           label=f"XmR chart: {kpi.title}, {system['name']}",
-                           fmt=lambda v: fmt_value(v, kpi))
-    return {"svg": Markup(svg), "episodes": _episodes(chart, h.periods, kpi.direction),
-            "n": chart.n, "trial": chart.has_limits and chart.trial_limits,
-            "limits": {"mean": fmt_value(chart.mean, kpi), "lower": fmt_value(chart.lower, kpi),
-                       "upper": fmt_value(chart.upper, kpi)} if chart.has_limits else None}
+def _limits_text(chart: spc.XmR, kpi: Kpi) -> dict:
+    def limit(raw: float, shown_: float, clipped: bool) -> str:
+        return f"{fmt_value(shown_, kpi)} (computed {fmt_value(raw, kpi)}, clipped)" if clipped else fmt_value(raw, kpi)
+
+    return {"mean": fmt_value(chart.mean, kpi),
+            "lower": limit(chart.lower, chart.lower_shown, chart.lower_clipped),
+            "upper": limit(chart.upper, chart.upper_shown, chart.upper_clipped),
+            "clipped": chart.lower_clipped or chart.upper_clipped}
 
 
-def _funnel_x(row: dict, kpi: Kpi) -> float | None:
+def _spc_block(h: History, kpi: Kpi, system: dict, options: PackOptions) -> dict:
+    label = f"{kpi.title}, {system['name']}"
+    published = h.series(kpi.code, "system", system["code"])
+    if not kpi.xmr:
+        svg = charts.run_chart(h.periods, published, label=f"Run chart: {label}", target=kpi.target,
+                               fmt=lambda v: fmt_value(v, kpi))
+        return {"svg": Markup(svg), "xmr": False, "note": kpi.basis_note, "episodes": [], "n": int(
+            np.count_nonzero(~np.isnan(published))), "trial": False, "limits": None, "variation": None,
+            "assurance": None, "baseline": None, "rebased": []}
+    chart = chart_for(h, kpi, "system", system["code"], options)
+    classes = spc.classify(chart, kpi.direction)
+    svg = charts.spc_chart(h.periods, chart, classes, target=kpi.target, label=f"XmR chart: {label}",
+                           fmt=lambda v: fmt_value(v, kpi), values=published)
+    status = _status_now(h, chart, kpi)
+    baseline = None
+    if options.baseline and chart.n > options.baseline:
+        valid = [h.periods[i] for i in np.flatnonzero(~np.isnan(chart.values))]
+        baseline = {"n": options.baseline, "start": valid[0], "end": valid[options.baseline - 1]}
+    return {"svg": Markup(svg), "xmr": True, "note": None, "episodes": episodes(chart, classes, h.periods),
+            "n": chart.n, "n_basis": chart.n_basis, "trial": chart.has_limits and chart.trial_limits,
+            "limits": _limits_text(chart, kpi) if chart.has_limits else None,
+            "variation": _variation(status), "assurance": _assurance(spc.assurance(chart, kpi.direction,
+                                                                                   kpi.target)),
+            "baseline": baseline, "rebased": [h.periods[i] for i in chart.rebase_at]}
+
+
+def _funnel_x(row: dict, kpi: Kpi, exact_values: bool = False) -> float | None:
     """The denominator a practice sits at; for age-standardised rates the 'derived denominator'
     (count / standardised rate), which gives the count the Poisson spread it actually has."""
+    pick = (lambda c: row[f"exact_{c}"] if row.get(f"exact_{c}") is not None else row[c]) if exact_values \
+        else (lambda c: row[c])
     if kpi.standardised and kpi.kind == "rate":
-        num, val = row["numerator"], row["value"]
+        num, val = pick("numerator"), pick("value")
         return num / (val / kpi.multiplier) if num and val else None
-    return row["denominator"]
+    return pick("denominator")
 
 
-def _practice_block(h: _History, kpi: Kpi, system: dict, uid: str) -> dict:
-    practices = [p for p in h.units["practice"].values() if h.system_of(p) == system["code"]]
-    centre = _shown(h.get(kpi.code, h.period, "system", system["code"]))
-    points, rows = [], []
+def _funnel_points(h: History, kpi: Kpi, practices: list[dict], centre: float | None):
+    """Per practice: (row, published x, exact x, exact value), for those that can be assessed."""
+    out = []
     for p in practices:
         row = h.get(kpi.code, h.period, "practice", p["code"])
-        x = _funnel_x(row, kpi) if _shown(row) is not None else None
-        status = fn.NOT_ASSESSED
-        if x and x > 0 and centre is not None and kpi.kind in fn.KINDS:
-            status = fn.classify([row["value"]], [x], kpi.kind, centre, kpi.multiplier)[0]
+        if shown(row) is None or centre is None or kpi.kind not in fn.KINDS:
+            out.append((p, row, None, None, None))
+            continue
+        x, x_exact = _funnel_x(row, kpi), _funnel_x(row, kpi, exact_values=True)
+        ok = x and x > 0 and x_exact and x_exact > 0
+        out.append((p, row, x if ok else None, x_exact if ok else None, exact(row) if ok else None))
+    return out
+
+
+def _overdispersion(kind: str, centre: float, multiplier: float, assessed) -> float:
+    return fn.overdispersion([v for *_, v in assessed], [xe for *_, xe, _ in assessed], kind, centre, multiplier)
+
+
+def _practice_block(h: History, kpi: Kpi, system: dict, uid: str, options: PackOptions) -> dict:
+    practices = [p for p in h.units["practice"].values() if h.system_of(p) == system["code"]]
+    centre_row = h.get(kpi.code, h.period, "system", system["code"])
+    centre, centre_exact = shown(centre_row), exact(centre_row)
+    items = _funnel_points(h, kpi, practices, centre)
+    assessed = [it for it in items if it[2] is not None]
+    phi = _overdispersion(kpi.kind, centre_exact, kpi.multiplier, assessed) if len(assessed) >= 2 else float("nan")
+    use_phi = phi if options.overdispersion and phi > 1 else 1.0
+    statuses = dict(zip([it[0]["code"] for it in assessed],
+                        fn.classify([it[4] for it in assessed], [it[3] for it in assessed], kpi.kind,
+                                    centre_exact, kpi.multiplier, use_phi))) if assessed else {}
+    points, rows = [], []
+    for p, row, x, _, _ in items:
+        status = statuses.get(p["code"], fn.NOT_ASSESSED)
+        if x is not None:
             points.append(charts.FunnelPoint(p["code"], float(row["value"]), float(x), status))
         locality = h.units["locality"].get(p["parent"] or "")
         rows.append({"code": p["code"], "name": p["name"], "locality": locality["name"] if locality else "",
@@ -357,15 +335,20 @@ def _practice_block(h: _History, kpi: Kpi, system: dict, uid: str) -> dict:
         note = "No funnel plot: no practice has a value that can be shown."
     svg = None
     if note is None:
-        svg = Markup(charts.funnel_chart(kpi.kind, centre, kpi.multiplier, points, uid=uid,
+        svg = Markup(charts.funnel_chart(kpi.kind, centre, kpi.multiplier, points, uid=uid, phi=use_phi,
                                          label=f"Funnel plot: {kpi.title}, practices in {system['name']}, "
                                                f"{h.period}", fmt=lambda v: fmt_value(v, kpi)))
+    outside = sum(1 for s in statuses.values() if s != fn.WITHIN)
     return {"svg": svg, "note": note, "rows": rows, "centre": fmt_value(centre, kpi),
             "derived_x": kpi.standardised and kpi.kind == "rate",
-            "any_suppressed": any(r["cell"]["suppressed"] for r in rows)}
+            "any_suppressed": any(r["cell"]["suppressed"] for r in rows),
+            "any_no_data": any(r["cell"]["no_data"] for r in rows),
+            "overdispersed": bool(statuses) and outside * 2 > len(statuses) and use_phi == 1.0,
+            "outside": outside, "assessed": len(statuses),
+            "phi": None if np.isnan(phi) else f"{phi:.2f}", "phi_used": use_phi > 1.0}
 
 
-def _breakdowns(h: _History, kpi: Kpi, system: dict) -> list[dict]:
+def _breakdowns(h: History, kpi: Kpi, system: dict) -> list[dict]:
     rows = [r for r in h.now if r["kpi"] == kpi.code and r["level"] == "system"
             and r["unit_code"] == system["code"] and r["breakdown"] != ""]
     rows.sort(key=lambda r: (r["breakdown"], r["breakdown_value"]))
@@ -373,17 +356,24 @@ def _breakdowns(h: _History, kpi: Kpi, system: dict) -> list[dict]:
              "cell": _cell(r, kpi)} for r in rows]
 
 
-def _kpi_sections(h: _History) -> list[dict]:
+def _about(kpi: Kpi) -> dict:
+    """What a KPI section says about the measure: framework, the three tests, note, cohorts."""
+    a = kpi.integrity
+    return {"framework": ig.framework_text(kpi.framework), "status": ig.status_text(a), "verdict": ig.verdict(a),
+            "high": a.high_integrity, "tests": a.tests, "note": a.note, "cohorts": ig.cohort_text(kpi.cohorts)}
+
+
+def _kpi_sections(h: History, options: PackOptions) -> list[dict]:
     out = []
     for k_i, kpi in enumerate(h.kpis):
         systems = []
         for s_i, system in enumerate(h.units["system"].values()):
-            systems.append({"unit": system, "spc": _spc_block(h, kpi, system),
-                            "practices": _practice_block(h, kpi, system, uid=f"{k_i}-{s_i}"),
+            systems.append({"unit": system, "spc": _spc_block(h, kpi, system, options),
+                            "practices": _practice_block(h, kpi, system, f"{k_i}-{s_i}", options),
                             "breakdowns": _breakdowns(h, kpi, system)})
         out.append({"kpi": kpi, "domain": DOMAINS.get(kpi.domain, kpi.domain),
                     "target": fmt_value(kpi.target, kpi) if kpi.target is not None else None,
-                    "systems": systems})
+                    "about": _about(kpi), "systems": systems})
     return out
 
 
@@ -393,23 +383,61 @@ def _as_list(v) -> list[str]:
     return [str(x) for x in v] if isinstance(v, (list, tuple, set)) else [str(v)]
 
 
-def _header(h: _History, meta: dict) -> dict:
+def disclosure_text(policies) -> str | None:
+    """The disclosure rule applied, in words, from the run log's policy (JSON text or dicts)."""
+    seen = []
+    for p in _as_list(policies) if isinstance(policies, str) else (policies or []):
+        p = json.loads(p) if isinstance(p, str) else p
+        if p and p not in seen:
+            seen.append(p)
+    if not seen:
+        return None
+    return " ".join(_one_policy(p) for p in seen)
+
+
+def _one_policy(p: dict) -> str:
+    below, round_to = int(p.get("suppress_below") or 0), int(p.get("round_to") or 0)
+    parts = []
+    if below > 1:
+        parts.append(f"Counts of 1\u2013{below - 1} are suppressed (*)" if below > 2 else
+                     "Counts of 1 are suppressed (*)")
+    if round_to > 1:
+        parts.append(("others" if parts else "Counts are") + f" rounded to the nearest {round_to}")
+    text = " and ".join(parts) if parts else "No counts are suppressed or rounded"
+    levels = _as_list(p.get("apply_to_levels"))
+    if levels:
+        text += f", at {' and '.join(levels) if len(levels) < 3 else ', '.join(levels)} level"
+    if below == 8 and round_to == 5:
+        text += f", following {HES_RULE}"
+    if p.get("source") and p["source"] != "default":
+        text += f" (set by {p['source']})"
+    return text + "; rates and percentages are worked out from the rounded counts."
+
+
+def _header(h: History, meta: dict) -> dict:
     run_ids = _as_list(meta.get("run_ids", meta.get("run_id"))) or sorted({r["run_id"] for r in h.rows})
     snapshots = (_as_list(meta.get("snapshot_ids", meta.get("snapshot_id")))
                  or sorted({str(r["snapshot_id"]) for r in h.rows if r.get("snapshot_id")}))
     generated = meta.get("generated") or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    known = {"run_ids", "run_id", "snapshot_ids", "snapshot_id", "generated"}
+    known = {"run_ids", "run_id", "snapshot_ids", "snapshot_id", "generated", "disclosure"}
     extra = [(str(k).replace("_", " "), str(v)) for k, v in meta.items() if k not in known]
     start = min(r["period_start"] for r in h.now)
     end = max(r["period_end"] for r in h.now)
     return {"run_ids": run_ids, "snapshots": snapshots or ["not recorded"], "generated": str(generated),
-            "extra": extra, "start": start.isoformat(), "end": end.isoformat()}
+            "extra": extra, "start": start.isoformat(), "end": end.isoformat(),
+            "disclosure": disclosure_text(meta.get("disclosure"))}
 
 
 def _legend() -> dict:
+    icons = ["common_cause", "improvement_high", "improvement_low", "concern_high", "concern_low",
+             "neither_high", "neither_low"]
     return {
         "spc": [(Markup(charts.legend_marker(kind, 1)), VARIATION[kind][0])
                 for kind in (spc.COMMON, spc.IMPROVEMENT, spc.CONCERN, spc.NEUTRAL_HIGH)],
+        "variation_icons": [(Markup(charts.variation_icon_svg(n, 20, labelled=False)), charts.ICON_TEXT[n])
+                            for n in icons],
+        "assurance_icons": [(Markup(charts.assurance_icon_svg(n, 20, labelled=False)), charts.ICON_TEXT[n])
+                            for n in spc.ASSURANCE_ICONS.values()],
         "rules": [(charts.RULE_CODES[r], spc.RULE_LABELS[r]) for r in spc.RULES],
         "funnel": [(Markup(charts.legend_funnel_marker(s)), label) for s, label in
                    ((fn.WITHIN, "Within the 95% limits"), (fn.ABOVE_95, "Beyond a 95% limit"),
@@ -417,12 +445,18 @@ def _legend() -> dict:
     }
 
 
-def build_context(history: pa.Table, period: str, *, title: str, meta: dict | None = None) -> dict:
+def build_context(history: pa.Table, period: str, *, title: str, meta: dict | None = None,
+                  options: PackOptions | None = None) -> dict:
     """Everything the template shows, as plain values (tests can inspect it without HTML)."""
-    h = _History(_rows(history), period)
+    options = options or PackOptions()
+    h = History(read_rows(history), period)
+    check_options(h, options)
     return {"title": title, "period": period, "periods": h.periods, "header": _header(h, meta or {}),
-            "summary": _summary(h), "kpis": _kpi_sections(h), "legend": _legend(),
-            "run_length": spc.RUN_LENGTH, "min_firm": spc.MIN_POINTS_FIRM}
+            "summary": _summary(h, options), "kpis": _kpi_sections(h, options), "legend": _legend(),
+            "integrity_line": ig.count_line([k.integrity for k in h.kpis]),
+            "run_length": spc.RUN_LENGTH, "min_firm": spc.MIN_POINTS_FIRM, "options": options,
+            "precedence": [spc.RULE_LABELS[r].split(":")[0].lower() for r in spc.PRECEDENCE],
+            "any_rolling": any(not k.xmr for k in h.kpis)}
 
 
 # ---------------------------------------------------------------- output
@@ -453,8 +487,8 @@ def write_atomic(out_path: Path, text: str) -> Path:
 
 
 def render_pack(history: pa.Table, period: str, out_path: Path, *, title: str = "casefind KPI pack",
-                meta: dict | None = None) -> Path:
+                meta: dict | None = None, options: PackOptions | None = None) -> Path:
     """Render the KPI pack for ``period`` to one self-contained HTML file; returns its path."""
-    context = build_context(history, period, title=title, meta=meta)
+    context = build_context(history, period, title=title, meta=meta, options=options)
     html = _environment().get_template("pack.html.j2").render(**context)
     return write_atomic(Path(out_path), html)

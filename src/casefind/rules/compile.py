@@ -1006,7 +1006,7 @@ class Compiler:
 
 
 _ENUM_LABELS = {"setting": "a setting", "source": "a source", "discharge_destination": "a discharge destination",
-                "kind": "an opt-out kind", "decision": "a review decision"}
+                "kind": "an opt-out kind", "decision": "a review decision", "funding": "a funding kind"}
 _OPEN_COLUMNS = {("registers", "register"): ("known register", KNOWN_REGISTERS),
                  ("experience", "measure"): ("known measure", KNOWN_MEASURES)}
 
@@ -1153,7 +1153,7 @@ def _check_row_expression(node: ir.Node, span: Span, what: str) -> None:
             raise RuleError(span, f"{what} cannot use case() on each row", "write the conditions with and / or")
         if isinstance(x, ir.Func) and not x.per_row:
             raise RuleError(span, f"{what} cannot use {x.name}() on each row",
-                            "per row: comparisons, and, or, not, in, + - * /, days_between and date shifts")
+                            "per row: comparisons, and, or, not, in, + - * /, days_between, weekday and date shifts")
         if (isinstance(x, (ir.Eq, ir.Ne)) and {x.left.type, x.right.type} & {ir.T.TEXT, ir.T.CODE}
                 and not any(isinstance(side, (ir.Const, ir.Param)) for side in (x.left, x.right))):
             raise RuleError(span, f"{what} compares text with text that is not a fixed value",

@@ -683,6 +683,13 @@ class DaysBetween(Func):
     type = T.INT
 
 
+class Weekday(Func):
+    """The ISO day of the week of a date: 1 Monday ... 6 Saturday, 7 Sunday."""
+
+    name, arity, wants, per_row = "weekday", 1, (T.DATE,), True
+    type = T.INT
+
+
 # --- from rows to one value per patient ----------------------------------------------------
 
 class Window:
