@@ -683,39 +683,81 @@ def _drop_label(parse, text: str) -> str:
 @click.option("--kpis", "kpi_set", default="triple_aim", show_default=True, help="Which KPI file's results.")
 @click.option("--output", "--out", "out", type=click.Path(path_type=Path, dir_okay=False),
               help="HTML file to write. Default: kpi-pack-<kpis>-<period>.html in the current folder.")
+@click.option("--baseline", type=click.IntRange(min=2), default=None, metavar="N",
+              help="Fix SPC limits from the first N points (e.g. 12 or 20), then hold them.")
+@click.option("--rebase", multiple=True, metavar="KPI=YYYY-MM",
+              help="Re-base KPI's SPC limits at a period (a change in the service); repeatable.")
+@click.option("--overdispersion", is_flag=True,
+              help="Widen funnel limits by Spiegelhalter's overdispersion factor where practices are overdispersed.")
+@click.option("--export", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the pack's data, with the SPC columns per unit and period, to .csv or .parquet.")
 @json_option
-def report(store, period, history_path, kpi_set, out, as_json):
+def report(store, period, history_path, kpi_set, out, baseline, rebase, overdispersion, export, as_json):
     """Write the monthly KPI pack: one self-contained HTML file (opens offline, prints).
 
     \b
     A triple-aim summary per system and locality; for each KPI a statistical process
     control chart (XmR, Making Data Count rules) of its trend, a funnel plot of the
     practices against the system, and a table per practice. Every number comes from
-    the KPI history (`casefind kpi` first); nothing is recomputed.
+    the KPI history (`casefind kpi` first); nothing is recomputed. Monthly measures
+    are XmR charts with Making Data Count variation and assurance icons; rolling-year
+    figures are run charts. --export writes the same data for Power BI.
     """
     from casefind.kpis import history
     from casefind.kpis.periods import PeriodError, parse
-    from casefind.reports.pack import render_pack
+    from casefind.reports.pack import PackOptions, render_pack
+    from casefind.reports.pack_export import check_export_path, export_pack
 
     try:
         period = parse(period).label
     except PeriodError as e:
         raise click.BadParameter(e.message, param_hint="--period") from None
+    rebases = tuple(_rebase_option(parse, r) for r in rebase)
+    options = PackOptions(baseline=baseline, rebase=rebases, overdispersion=overdispersion)
+    if export is not None:
+        check_export_path(export)
     hist = setting("history", history_path) or history.default_path(resolve_store(store))
     table = history.read(hist, kpi_set, through=period)
     if period not in set(table.column("period").to_pylist()):
         raise CasefindError(f"the KPI history has no {kpi_set} results for {period}",
                             f"casefind kpi rules/kpis/{kpi_set}.yml --period {period}")
     out = out or Path(f"kpi-pack-{kpi_set}-{period}.html")
-    path = render_pack(table, period, out, title=f"casefind KPI pack: {kpi_set}",
-                       meta={"run_ids": sorted(set(table.column("run_id").to_pylist())),
-                             "snapshot_ids": history.snapshots_of(hist, table), "history": str(hist)})
+    run_ids = sorted(set(table.column("run_id").to_pylist()))
+    path = render_pack(table, period, out, title=f"casefind KPI pack: {kpi_set}", options=options,
+                       meta={"run_ids": run_ids, "snapshot_ids": history.snapshots_of(hist, table),
+                             "history": str(hist), "disclosure": _disclosure_of(history.runs(hist), run_ids)})
     kpis = len(set(table.column("kpi").to_pylist()))
+    said = {"command": "report", "period": period, "kpi_set": kpi_set, "output": str(path), "kpis": kpis,
+            "history": str(hist)}
+    if export is not None:
+        said["exported"] = {"path": str(export), "rows": export_pack(table, period, export, options)}
     if as_json:
-        emit_json({"command": "report", "period": period, "kpi_set": kpi_set, "output": str(path), "kpis": kpis,
-                   "history": str(hist)})
+        emit_json(said)
     else:
         console.print(f"KPI pack for {period}: {_escape(str(path))} ({kpis} KPIs)")
+        if export is not None:
+            console.print(f"exported {said['exported']['rows']:,} rows to {_escape(str(export))}")
+
+
+def _rebase_option(parse, text: str) -> tuple[str, str]:
+    """KPI=YYYY-MM for --rebase."""
+    from casefind.kpis.periods import PeriodError
+
+    kpi, sep, when = text.partition("=")
+    if not sep or not kpi.strip():
+        raise click.BadParameter(f"{text!r}: write KPI=YYYY-MM", param_hint="--rebase")
+    try:
+        return kpi.strip(), parse(when.strip()).label
+    except PeriodError as e:
+        raise click.BadParameter(e.message, param_hint="--rebase") from None
+
+
+def _disclosure_of(runs, run_ids: list[str]) -> list[str]:
+    """The disclosure policies (JSON) the pack's runs applied; none in histories from before
+    the run log recorded them."""
+    if "disclosure" not in runs.column_names:
+        return []
+    return [r["disclosure"] for r in runs.to_pylist() if r["run_id"] in run_ids and r["disclosure"]]
 
 
 # --- casefind dataset: one row per patient of a rule's population, every feature (issue 9) ---
@@ -835,6 +877,7 @@ def codelists_check(rule, store, as_json):
 
 # Commands that live in their own modules (each imports only click at load time).
 from casefind.cli_audit import command as audit_command  # noqa: E402
+from casefind.cli_budget import budget as budget_command  # noqa: E402
 from casefind.cli_catalogue import command as catalogue_command  # noqa: E402
 from casefind.cli_quality import command as quality_command  # noqa: E402
 from casefind.cli_reidentify import command as reidentify_command  # noqa: E402
@@ -850,6 +893,7 @@ main.add_command(reidentify_command)
 review.add_command(review_undo_command)
 main.add_command(serve_command)
 main.add_command(users_command)
+main.add_command(budget_command)
 
 if __name__ == "__main__":
     main()

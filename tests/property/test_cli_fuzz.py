@@ -31,7 +31,10 @@ COMMANDS = {
     ("review", "show"): ["--store", "--rule", "--json"],
     ("kpi",): ["ARG", "--store", "--period", "--from", "--to", "--history", "--param", "--engine", "--export",
                "--drop-period", "--kpis", "--allow-partial"],
-    ("report",): ["--store", "--period", "--history", "--kpis", "--out"],
+    ("report",): ["--store", "--period", "--history", "--kpis", "--out", "--baseline", "--rebase", "--export"],
+    ("budget",): ["ARG", "--year", "--store", "--out", "--history", "--engine", "--allow-partial"],
+    ("budget", "simulate"): ["ARG", "--scenario", "--years", "--year", "--store", "--out", "--as-of", "--engine"],
+    ("budget", "statement"): ["ARG", "--html", "--export", "--format"],
     ("dataset",): ["ARG", "--output", "--store", "--as-of", "--columns", "--param", "--engine", "--opt-out",
                    "--allow-partial"],
     ("codelists", "check"): ["ARG", "--store", "--json"],
@@ -43,7 +46,8 @@ TEXT = ["", " ", ".", "..", "-", "--", "0", "-1", "1e400", "inf", "nan", "abc", 
         "min_age=seventy", "n=inf", "as_of=2030-01-31", "=", "a=b=c", "2026-10", "2026-13", "0000-01",
         "9999-12", "2019-01", "12m-to-2026-10", "2026-Q5", "2026-10-31", "31/10/2026", "2030-01-31",
         "2026-02-30", "declined", "accepted", "maybe", "native", "duckdb", "csv", "parquet", "triple_aim",
-        "out.parquet", "out.csv", "out.xlsx", "none", "exclude-type1", "efi,age", "nosuch,efi",
+        "out.parquet", "out.csv", "out.xlsx", "none", "2026-27", "2025-26", "2027-29", "ltc_year_of_care",
+        "fewer_emergency_admissions", "exclude-type1", "efi,age", "nosuch,efi",
         "999999999999999999999", "0.6", "50000000"]
 
 

@@ -54,7 +54,9 @@ def test_every_shipped_rule_and_kpi_file_is_listed_and_compiles(shipped):
         compiled_title = compile_rule(e.path).title if e.kind == "rule" else None
         assert e.title and e.version and (compiled_title in (None, e.title))
         assert e.sha256 == hashlib.sha256(Path(e.path).read_bytes()).hexdigest()
-    assert shipped.budgets_dir is None  # the shipped rules have no budgets/ folder
+    assert shipped.budgets_dir.endswith("budgets")  # the shipped Year of Care budget files
+    assert set(_by_name(shipped, "budget")) == {"ltc_year_of_care", "lead_provider"}
+    assert [e.path for e in shipped.entries if e.kind == "budget" and e.error] == []
     assert len({e.anchor for e in shipped.entries}) == len(shipped.entries)
 
 
@@ -157,21 +159,26 @@ def test_a_broken_kpi_file_is_listed_too(rules):
     assert kpis["triple_aim"].error is None
 
 
-def test_budget_files_are_listed_with_their_header_fields_when_the_folder_exists(tmp_path):
+def test_budget_files_are_compiled_and_listed_with_their_header_fields_when_the_folder_exists(tmp_path):
     (tmp_path / "r.yml").write_text(RULE.format(name="r", title="A rule"))
     assert build(tmp_path).budgets_dir is None
     budgets = tmp_path / "budgets"
     budgets.mkdir()
-    (budgets / "frailty.yml").write_text("budget: frailty_pool\ntitle: Frailty pool\nversion: 2\n"
-                                         "year: 2026\nlines: [1, 2]\n")
+    (budgets / "frailty.yml").write_text('budget: frailty_pool\ntitle: Frailty pool\nversion: 2\n'
+                                         'cohort: {when: "age >= 65"}\ncategories:\n'
+                                         '  old: {when: "age >= 80"}\n  rest: {}\n')
     (budgets / "broken.yml").write_text("budget: [\n")
+    (budgets / "typo.yml").write_text('budget: typo\ncohort: {when: "age >= 65"}\ncategories:\n'
+                                      '  a: {when: "agee > 1"}\n')
     cat = build(tmp_path)
     assert cat.budgets_dir == str(budgets)
     got = _by_name(cat, "budget")
-    assert got["frailty_pool"].header == {"budget": "frailty_pool", "title": "Frailty pool", "version": 2,
-                                          "year": 2026}
+    assert got["frailty_pool"].header == {"budget": "frailty_pool", "title": "Frailty pool", "version": 2}
     assert got["frailty_pool"].title == "Frailty pool" and got["frailty_pool"].version == "2"
+    assert got["frailty_pool"].criteria == {"categories": ["old", "rest"]}
+    assert got["frailty_pool"].error is None
     assert got["broken"].error.startswith(str(budgets / "broken.yml") + ":")
+    assert got["typo"].error.startswith(str(budgets / "typo.yml") + ":4:")  # the located compile error
 
 
 def test_test_files_beside_a_rule_are_found(tmp_path):
@@ -312,7 +319,9 @@ def test_a_project_copy_says_which_files_were_edited_since_they_were_shipped(tmp
     assert got == {**{e.name: "unchanged" for e in cat.entries}, "frail": "edited", "mine": "added"}
     assert cat.shipped_from
     edited = {(e.name, c.name) for e in cat.entries for c in e.codelists if c.shipped == "edited"}
-    assert edited == {("multimorbidity", "bmi_value"), ("segments", "bmi_value")}
+    # the budget files use multimorbidity.yml's codelists through their cohort rule
+    assert edited == {("multimorbidity", "bmi_value"), ("segments", "bmi_value"),
+                      ("ltc_year_of_care", "bmi_value"), ("lead_provider", "bmi_value")}
     assert "edited since copied" in render_html(cat)
     assert build(RULES).shipped_from is None and all(e.shipped is None for e in build(RULES).entries)
 

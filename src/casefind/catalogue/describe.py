@@ -6,8 +6,10 @@ an entry with its error (file:line:col and the hint), never a failed catalogue.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import os
 from pathlib import Path
 
 from casefind.catalogue import header
@@ -156,22 +158,47 @@ def describe_kpis(path: Path) -> Entry:
 
 
 def describe_budget(path: Path) -> Entry:
-    """A budget file: its top-level single values (title, version, ...) as they are. casefind
-    has no budget format yet, so nothing more is read into them."""
+    """A budget file, compiled by the budget loader (so a broken one shows its located error),
+    with its top-level single values, cohort, categories and the tables it reads."""
+    from casefind.budgets.define import load_budget
     from casefind.rules.load import read_yaml
 
     entry = _new(BUDGET, path)
     try:
         data = read_yaml(path, "a budget file is a YAML mapping")
+        spec = load_budget(path)
     except (CasefindError, OSError) as e:
         return _failed(entry, e)
     entry.header = {str(k): _value(v) for k, v in data.items()
                     if isinstance(v, (str, int, float, bool, dt.date)) or v is None}
-    entry.title = str(data.get("title") or "")
-    entry.version = str(data.get("version") or "")
-    for key in ("budget", "name"):
-        if isinstance(data.get(key), str) and data[key].strip():
-            entry.name = data[key].strip()[:64]
-            break
+    entry.name, entry.title, entry.version = spec.name, spec.title, spec.version
+    entry.criteria = {"categories": [c.name for c in spec.categories]}
+    if spec.rule_name:
+        entry.header["cohort rule"] = spec.rule_name
+    nodes = [spec.cohort] + [c.when for c in spec.categories if c.when is not None]
+    entry.reads, entry.attributes = reads(nodes)
+    rule = data.get("cohort", {}).get("rule") if isinstance(data.get("cohort"), dict) else None
+    folders = [path.parent] + ([(path.parent / str(rule)).parent] if rule else [])
+    entry.codelists = [codelist_info(cl.name, _from_budget(cl, path.parent, folders)) for cl in _codelists(nodes)]
     return entry
+
+
+def _from_budget(cl: ir.Codelist, budget_dir: Path, folders: list[Path]) -> ir.Codelist:
+    """A codelist as the budget file would name it: a rule's codelists are named from the
+    rule's folder, so their path is given again from the budget file's."""
+    for folder in folders:
+        if cl.file and (folder / cl.file).is_file():
+            return dataclasses.replace(cl, file=os.path.relpath(folder / cl.file, budget_dir))
+    return cl
+
+
+def _codelists(nodes: list[ir.Node]) -> list[ir.Codelist]:
+    """The codelists the expressions use, each once, by name."""
+    found: dict[str, ir.Codelist] = {}
+    for n in nodes:
+        for x in ir.walk(n, (ir.ROWS, ir.DATE)):
+            cl = getattr(x, "codelist", None)
+            if isinstance(cl, ir.Codelist):
+                found.setdefault(cl.name, cl)
+    return [found[k] for k in sorted(found)]
 

@@ -1,0 +1,157 @@
+"""The budget folder, ``OUT/budget-<name>-<year>/`` (the interface helpers build on): the
+tables as Parquet, statement.json and manifest.json, written into a temporary folder and
+renamed into place whole."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from casefind.budgets import rollup
+from casefind.budgets.compute import Computed
+from casefind.budgets.features import NO_DATE
+from casefind.budgets.register import JOIN_REASONS, LEAVE_REASONS
+from casefind.contract.schema import FUNDING_DEFAULT
+from casefind.outputs import safe_child
+from casefind.store import Store
+
+
+def tariffs_table(c: Computed) -> pa.Table:
+    t = c.tariffs
+    return pa.table({
+        "category": pa.array(t.category, pa.string()), "label": pa.array(t.label, pa.string()),
+        "people": pa.array(t.people, pa.int64()), "trimmed": pa.array(t.trimmed, pa.int64()),
+        "merged_into": pa.array(t.merged_into, pa.string()),
+        "baseline_mean": pa.array(t.baseline_mean, pa.float64()),
+        "trimmed_mean": pa.array(t.trimmed_mean, pa.float64()),
+        "uplift": pa.array(t.uplift, pa.float64()), "tariff": pa.array(t.tariff, pa.float64()),
+        "incentive": pa.array(t.incentive, pa.float64()), "source": pa.array(t.source, pa.string())})
+
+
+def _dates(days: np.ndarray) -> pa.Array:
+    days = np.asarray(days, np.int64)
+    return pa.array(np.where(days == NO_DATE, 0, days).astype(np.int32), pa.date32(), mask=days == NO_DATE)
+
+
+def text(codes: np.ndarray, values) -> pa.Array:
+    """Codes (-1: null) as the text values they index, without a Python object per row."""
+    codes = np.asarray(codes, np.int64)
+    indices = pa.array(np.maximum(codes, 0).astype(np.int32), mask=codes < 0)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(values), pa.string())).dictionary_decode()
+
+
+def _ids(store: Store, rows: np.ndarray) -> pa.Array:
+    return store.table("patients").arrow.column("patient_id").cast(pa.string()).take(pa.array(rows)).combine_chunks()
+
+
+def _codes(c: Computed, lv: str, practice: np.ndarray) -> pa.Array:
+    h = c.hierarchy
+    idx = {"practice": practice, "locality": h.locality_of_practice[practice],
+           "system": h.system_of_locality[h.locality_of_practice[practice]]}[lv]
+    return text(idx, h.codes[lv])
+
+
+def register_table(c: Computed, store: Store) -> pa.Table:
+    reg = c.register
+    patient = reg.patients[reg.stint_patient]
+    practice = c.hierarchy.practice_of_patient[patient]
+    days = np.zeros(reg.n_stints, np.int64)
+    covered = reg.stint_of >= 0
+    np.add.at(days, reg.stint_of[covered], reg.days[covered])
+    return pa.table({
+        "patient_id": _ids(store, patient), "practice_code": _codes(c, "practice", practice),
+        "locality_code": _codes(c, "locality", practice), "system_code": _codes(c, "system", practice),
+        "category": text(reg.category, c.tariffs.category), "joined": _dates(reg.joined), "left": _dates(reg.left),
+        "join_reason": text(reg.join_reason, JOIN_REASONS), "leave_reason": text(reg.leave_reason, LEAVE_REASONS),
+        "days_in_year": pa.array(days), "tariff": pa.array(c.stint_rate), "budget": pa.array(c.stint_budget)})
+
+
+def changes_table(register: pa.Table) -> pa.Table:
+    """The register as dated changes (joins and leaves) for the DuckDB register."""
+    joins = register.select(["patient_id", "joined", "join_reason"]).rename_columns(["patient_id", "change_date",
+                                                                                     "reason"])
+    leaves = register.filter(register["left"].is_valid()).select(["patient_id", "left", "leave_reason"])
+    leaves = leaves.rename_columns(["patient_id", "change_date", "reason"])
+    joins = joins.append_column("change", pa.array(["join"] * joins.num_rows, pa.string()))
+    leaves = leaves.append_column("change", pa.array(["leave"] * leaves.num_rows, pa.string()))
+    return pa.concat_tables([joins, leaves]).select(["patient_id", "change_date", "change", "reason"])
+
+
+def tagged_table(c: Computed, store: Store) -> pa.Table:
+    act, rec = store.table("activity"), c.tagged
+    patient = c.activity.patient[rec]
+    practice = c.hierarchy.practice_of_patient[patient]
+    cat = rollup.month_category(c)[c.tagged_row, c.tagged_month]
+    providers = store.dictionary(act.encodings["provider_code"]["dictionary"])
+    return pa.table({
+        "patient_id": _ids(store, patient), "practice_code": _codes(c, "practice", practice),
+        "category": text(cat, c.tariffs.category), "record": pa.array(rec.astype(np.int64)),
+        "spell_id": _spells(store, act["spell_id"].astype(np.int64)[rec]),
+        "start_date": _dates(c.activity.start[rec]),
+        "setting": text(act["setting"].astype(np.int64)[rec], act.encodings["setting"]["values"]),
+        "provider_code": text(act["provider_code"].astype(np.int64)[rec], providers),
+        "funding": _funding(store, rec), "cost": pa.array(c.activity.cost[rec]),
+        "month": text(c.tagged_month, c.year.month_labels())})
+
+
+def _spells(store: Store, numbers: np.ndarray) -> pa.Array:
+    """Spell numbers (0: none) as the source's spell ids."""
+    if "spell" not in store.manifest["dictionaries"]:
+        return pa.nulls(len(numbers), pa.string())
+    names = store.dictionary("spell")
+    return text(np.where(numbers > 0, numbers, -1), [str(x) if x is not None else "" for x in names])
+
+
+def _funding(store: Store, rec: np.ndarray) -> pa.Array:
+    act = store.table("activity")
+    if "funding" not in act.columns:
+        return pa.array(np.full(len(rec), FUNDING_DEFAULT, dtype=object).tolist(), pa.string())
+    codes = act["funding"].astype(np.int64)[rec]
+    values = list(act.encodings["funding"]["values"])
+    return text(np.where(codes < 0, values.index(FUNDING_DEFAULT), codes), values)
+
+
+def folder_name(name: str, year: str) -> str:
+    return f"budget-{name}-{year}"
+
+
+def write_folder(out: Path, name: str, year: str, tables: dict[str, pa.Table], docs: dict[str, dict],
+                 manifest: dict) -> Path:
+    """Every table and JSON document into ``out/budget-<name>-<year>/``, swapped in whole;
+    manifest.json lists each file with its SHA-256."""
+    out.mkdir(parents=True, exist_ok=True)
+    final = safe_child(out, folder_name(name, year))
+    tmp = out / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        files = {}
+        for table_name, table in tables.items():
+            pq.write_table(table, tmp / f"{table_name}.parquet")
+        for doc_name, doc in docs.items():
+            (tmp / f"{doc_name}.json").write_text(json.dumps(doc, indent=2, default=str))
+        for p in sorted(tmp.iterdir()):
+            files[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
+        manifest = {**manifest, "files": files}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        _replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:6]}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
