@@ -104,51 +104,6 @@ def high_utilisers_sql(d: dt.date, min_admissions: int = 3, cap: int = 25) -> st
                   "age, sex, emergency_12m, ae_12m, cost_12m, cost_percentile, last_admission")
 
 
-def rising_risk_sql(d: dt.date, cap: int = 25) -> str:
-    m6, m12, then = months_back(d, 6), months_back(d, 12), months_back(d, 6)
-    then12 = months_back(then, 12)
-    urgent = "setting IN ('ae', 'emergency_admission')"
-    bucket = " ".join(f"WHEN start_date > DATE '{months_back(d, i + 1)}' THEN {11 - i}" for i in range(12))
-    # in doubles, as the rules language computes: DuckDB's decimal literals would add exactly,
-    # making ties of scores that doubles tell apart (and moving the top 2% boundary)
-    risk = "1.0 / (1.0 + exp(-(-5.0::DOUBLE + 0.03::DOUBLE * {age} + 0.6::DOUBLE * {em} + 0.25::DOUBLE * {ae})))"
-    return f"""WITH {_pop(d, 18)}, {_registers_active(d)}, act AS (
-    SELECT patient_id,
-           count(*) FILTER ({urgent} AND start_date > DATE '{m6}' AND start_date <= DATE '{d}') AS urgent_recent,
-           count(*) FILTER ({urgent} AND start_date > DATE '{m12}' AND start_date <= DATE '{m6}') AS urgent_prior,
-           count(*) FILTER (setting = 'emergency_admission' AND start_date > DATE '{m12}') AS emergency_12m,
-           count(*) FILTER (setting = 'ae' AND start_date > DATE '{m12}') AS ae_12m,
-           count(*) FILTER (setting = 'emergency_admission' AND start_date > DATE '{then12}'
-                            AND start_date <= DATE '{then}') AS emergency_then,
-           count(*) FILTER (setting = 'ae' AND start_date > DATE '{then12}' AND start_date <= DATE '{then}') AS ae_then
-    FROM activity SEMI JOIN pop USING (patient_id) WHERE start_date <= DATE '{d}' GROUP BY patient_id
-), monthly AS (  -- urgent care per month of the last 12 (x = 0 oldest .. 11 latest)
-    SELECT patient_id, CASE {bucket} END AS x, count(*) AS y
-    FROM activity SEMI JOIN pop USING (patient_id)
-    WHERE {urgent} AND start_date > DATE '{m12}' AND start_date <= DATE '{d}' GROUP BY ALL
-), trend AS (  -- least-squares slope over the 12 months (empty months add nothing)
-    SELECT patient_id, CASE WHEN count(*) < 2 THEN 0.0 ELSE sum((x - 5.5) * y) / 143.0 END AS urgent_trend
-    FROM monthly GROUP BY patient_id
-), f AS (
-    SELECT pop.*, {_age(then, 'pop.birth_date')} AS age_then,
-           coalesce(urgent_recent, 0) AS urgent_recent, coalesce(urgent_prior, 0) AS urgent_prior,
-           coalesce(urgent_trend, 0.0) AS urgent_trend, coalesce(emergency_12m, 0) AS emergency_12m,
-           coalesce(ae_12m, 0) AS ae_12m, coalesce(emergency_then, 0) AS emergency_then,
-           coalesce(ae_then, 0) AS ae_then,
-           coalesce(palliative_care, false) AS palliative_care, coalesce(case_managed, false) AS case_managed
-    FROM pop LEFT JOIN act USING (patient_id) LEFT JOIN trend USING (patient_id) LEFT JOIN reg USING (patient_id)
-), r AS (
-    SELECT *, {risk.format(age='age', em='emergency_12m', ae='ae_12m')} AS risk,
-           {risk.format(age='age_then', em='emergency_then', ae='ae_then')} AS risk_6m_ago
-    FROM f
-), v AS (
-    SELECT *, (rank() OVER (ORDER BY risk DESC) - 1) < 0.02::DOUBLE * count(*) OVER () AS top_2pct FROM r
-)""" + _list_tail(d, "(urgent_recent >= 2 AND urgent_recent > urgent_prior AND urgent_trend > 0) "
-                     "OR (risk >= 1.2 * risk_6m_ago AND risk > 0.05)",
-                  "top_2pct OR palliative_care OR case_managed", "urgent_trend DESC, risk DESC", cap,
-                  "age, sex, urgent_recent, urgent_prior, urgent_trend, risk, risk_6m_ago")
-
-
 def _coded(table: str, codelist: str, where: str = "TRUE") -> str:
     """Rows of ``table`` (alias d) matching a codelist (alias c) by code or by ``*`` prefix:
     one equality join per prefix length, so every join is hashed."""
@@ -317,5 +272,15 @@ def segments_sql(d: dt.date, cap: int = 50) -> str:
         "segment, age, sex, efi, ltc_count, cost_12m, emergency_12m")
 
 
-LIST_SQL = {"high_utilisers": high_utilisers_sql, "rising_risk": rising_risk_sql, "charlson": charlson_sql,
+LIST_SQL = {"high_utilisers": high_utilisers_sql, "rising_risk": None, "charlson": charlson_sql,
             "hfrs": hfrs_sql, "multimorbidity": multimorbidity_sql, "segments": segments_sql}
+
+
+def _rising_risk_model_sql(d: dt.date, cap: int = 25) -> str:
+    """rules/rising_risk.yml scores with the fitted model: its peer is model_peer's, which
+    writes the artefact's coefficients out as SQL (model_peer imports this module)."""
+    from model_peer import rising_risk_sql
+    return rising_risk_sql(d, cap)
+
+
+LIST_SQL["rising_risk"] = _rising_risk_model_sql

@@ -103,48 +103,6 @@ def high_utilisers_polars(source: Path, d: dt.date, min_admissions: int = 3, cap
                  cap, ["age", "sex", "emergency_12m", "ae_12m", "cost_12m", "cost_percentile", "last_admission"])
 
 
-def _risk(age: str, em: str, ae: str) -> pl.Expr:
-    z = -5.0 + 0.03 * pl.col(age) + 0.6 * pl.col(em) + 0.25 * pl.col(ae)
-    return 1.0 / (1.0 + (-z).exp())
-
-
-def rising_risk_polars(source: Path, d: dt.date, cap: int = 25) -> pl.DataFrame:
-    m6, m12 = months_back(d, 6), months_back(d, 12)
-    then = m6
-    then12 = months_back(then, 12)
-    pop = _pop(source, d, 18)
-    ids = pop.select("patient_id")
-    s, st = pl.col("setting"), pl.col("start_date")
-    urgent = s.is_in(["ae", "emergency_admission"])
-    acts = _activity(source, d, ids)
-    act = acts.group_by("patient_id").agg(
-        urgent_recent=(urgent & (st > m6)).sum(), urgent_prior=(urgent & (st > m12) & (st <= m6)).sum(),
-        emergency_12m=((s == "emergency_admission") & (st > m12)).sum(), ae_12m=((s == "ae") & (st > m12)).sum(),
-        emergency_then=((s == "emergency_admission") & (st > then12) & (st <= then)).sum(),
-        ae_then=((s == "ae") & (st > then12) & (st <= then)).sum())
-    x = pl.when(st > months_back(d, 1)).then(11)
-    for i in range(1, 12):
-        x = x.when(st > months_back(d, i + 1)).then(11 - i)
-    trend = (acts.filter(urgent & (st > m12)).group_by("patient_id", x.alias("x")).agg(y=pl.len())
-             .group_by("patient_id").agg(urgent_trend=pl.when(pl.len() < 2).then(0.0)
-                                         .otherwise(((pl.col("x") - 5.5) * pl.col("y")).sum() / 143.0)))
-    counts = ["urgent_recent", "urgent_prior", "emergency_12m", "ae_12m", "emergency_then", "ae_then"]
-    v = (_flags(pop.join(act, on="patient_id", how="left").join(trend, on="patient_id", how="left")
-                .join(_registers_active(source, d, ids), on="patient_id", how="left"), EXCLUSIONS)
-         .with_columns([pl.col(c).fill_null(0).cast(pl.Int64) for c in counts]
-                       + [pl.col("urgent_trend").fill_null(0.0), _age(then).alias("age_then")])
-         .with_columns(risk=_risk("age", "emergency_12m", "ae_12m"),
-                       risk_6m_ago=_risk("age_then", "emergency_then", "ae_then"))
-         .with_columns(top_2pct=(pl.col("risk").rank("min", descending=True) - 1) < 0.02 * pl.len()))
-    recent = pl.col("urgent_recent")
-    rising_use = (recent >= 2) & (recent > pl.col("urgent_prior")) & (pl.col("urgent_trend") > 0)
-    rising_score = (pl.col("risk") >= 1.2 * pl.col("risk_6m_ago")) & (pl.col("risk") > 0.05)
-    return _list(v, source, d, rising_use | rising_score,
-                 pl.col("top_2pct") | pl.col("palliative_care") | pl.col("case_managed"),
-                 [("urgent_trend", True), ("risk", True)], cap,
-                 ["age", "sex", "urgent_recent", "urgent_prior", "urgent_trend", "risk", "risk_6m_ago"])
-
-
 def _coded(rows: pl.LazyFrame, table: str) -> pl.LazyFrame:
     """``rows`` matching a codelist by code or by ``*`` prefix, with the entry's category and
     weight: one equality join per prefix length."""
@@ -321,5 +279,14 @@ def _segment_condition(cond: str) -> pl.Expr:
     return pl.col(cond)
 
 
-LIST_POLARS = {"high_utilisers": high_utilisers_polars, "rising_risk": rising_risk_polars, "charlson": charlson_polars,
+LIST_POLARS = {"high_utilisers": high_utilisers_polars, "rising_risk": None, "charlson": charlson_polars,
                "hfrs": hfrs_polars, "multimorbidity": multimorbidity_polars, "segments": segments_polars}
+
+
+def _rising_risk_model_polars(source: Path, d: dt.date, cap: int = 25) -> pl.DataFrame:
+    """rules/rising_risk.yml scores with the fitted model: model_peer_polars writes it out."""
+    from model_peer_polars import rising_risk_polars
+    return rising_risk_polars(source, d, cap)
+
+
+LIST_POLARS["rising_risk"] = _rising_risk_model_polars

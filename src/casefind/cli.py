@@ -879,6 +879,9 @@ def codelists_check(rule, store, as_json):
 from casefind.cli_audit import command as audit_command  # noqa: E402
 from casefind.cli_budget import budget as budget_command  # noqa: E402
 from casefind.cli_catalogue import command as catalogue_command  # noqa: E402
+from casefind.cli_describe import command as describe_command  # noqa: E402
+from casefind.cli_model import command as model_command  # noqa: E402
+from casefind.cli_pyramid import pyramid_command  # noqa: E402
 from casefind.cli_quality import command as quality_command  # noqa: E402
 from casefind.cli_reidentify import command as reidentify_command  # noqa: E402
 from casefind.cli_review_undo import command as review_undo_command  # noqa: E402
@@ -894,6 +897,9 @@ review.add_command(review_undo_command)
 main.add_command(serve_command)
 main.add_command(users_command)
 main.add_command(budget_command)
+main.add_command(model_command)
+main.add_command(pyramid_command)
+main.add_command(describe_command)
 
 if __name__ == "__main__":
     main()

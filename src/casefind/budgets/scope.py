@@ -10,7 +10,7 @@ read one year gather only its records.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,10 +29,17 @@ class Activity:
     cost: np.ndarray
     in_scope: np.ndarray
     has_funding: bool
+    _windows: dict[tuple[int, int], np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     def within(self, first: int, last: int) -> np.ndarray:
-        """The in-scope records (their indices) with a start day from ``first`` to ``last``."""
-        return np.nonzero(self.in_scope & (self.start >= first) & (self.start <= last))[0]
+        """The in-scope records (their indices) with a start day from ``first`` to ``last``;
+        found once per window (the year's is read by tagging, actuals and shadow budgets)."""
+        key = (int(first), int(last))
+        if key not in self._windows:
+            found = np.nonzero(self.in_scope & (self.start >= first) & (self.start <= last))[0]
+            found.flags.writeable = False  # shared by every step that reads the window
+            self._windows[key] = found
+        return self._windows[key]
 
 
 def _decoded(store: Store, column: str) -> tuple[np.ndarray, list]:

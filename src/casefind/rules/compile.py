@@ -563,10 +563,23 @@ class Compiler:
             if table is not None:
                 raise RuleError(n.span, "reviewed() cannot be nested inside another aggregation")
             return self.reviewed(n)
+        if f == "model":
+            return self.model(n, table)
         allowed = sorted(_EVENT_AGGS | set(ir.FUNC_CLASSES) | set(ir.RANK_CLASSES) | set(_DURATIONS)
-                         | {"score", "case", "date", "reviewed", "spell_has"})
+                         | {"score", "case", "date", "reviewed", "spell_has", "model"})
         raise RuleError(n.span, f"unknown function {f!r}",
                         did_you_mean(f, allowed) or f"functions: {', '.join(allowed)}")
+
+    def model(self, n: syn.Call, table) -> ir.Node:
+        """``model("name")``: the fitted model rules/models/name.model.json, as the logistic
+        of its linear predictor over its own features (docs/models.md)."""
+        if table is not None:
+            raise RuleError(n.span, "model() cannot be used inside an aggregation")
+        if len(n.args) != 1 or n.kwargs or not isinstance(n.args[0], syn.Str):
+            raise RuleError(n.span, 'model() takes the name of a fitted model in quotes: model("emergency_12m")')
+        from casefind.models.artefact import model_node
+
+        return model_node(self.src.path, n.args[0].value, n.args[0].span, getattr(self, "as_of", None))
 
     def case(self, n: syn.Call, table, codelist) -> ir.Node:
         args = [self.node(a, table, codelist) for a in n.args]
