@@ -880,6 +880,8 @@ from casefind.cli_audit import command as audit_command  # noqa: E402
 from casefind.cli_budget import budget as budget_command  # noqa: E402
 from casefind.cli_catalogue import command as catalogue_command  # noqa: E402
 from casefind.cli_describe import command as describe_command  # noqa: E402
+from casefind.cli_diagnose import diagnose_command  # noqa: E402
+from casefind.cli_evaluate import command as evaluate_command  # noqa: E402
 from casefind.cli_model import command as model_command  # noqa: E402
 from casefind.cli_pyramid import pyramid_command  # noqa: E402
 from casefind.cli_quality import command as quality_command  # noqa: E402
@@ -900,6 +902,8 @@ main.add_command(budget_command)
 main.add_command(model_command)
 main.add_command(pyramid_command)
 main.add_command(describe_command)
+main.add_command(evaluate_command)
+main.add_command(diagnose_command)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""Rule diagnostics (``casefind diagnose``): cohort size, turnover, overlap, PPV, crisis curve."""

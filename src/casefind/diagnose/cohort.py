@@ -1,0 +1,96 @@
+"""Who each rule selects, at many dates in one engine call per rule.
+
+A rule's *cohort* at a date is the people its criteria select: in its population, meeting
+its include criteria (``require``) and not caught by its own exclusions. It is taken before
+list policy (opt-outs) and before the per-practice, per-locality and total caps of
+``casefind run`` (lists/select.py): diagnostics describe the rule, not one capped list.
+Every date a diagnosis needs (now, a year earlier, each month-end of the crisis curve) is
+evaluated together: the native engine's ``evaluate_periods`` scans each table once for all.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from casefind.engines.base import get_engine
+from casefind.plan import make_plan
+from casefind.plan.lookback import read_span
+from casefind.rules import ir
+from casefind.rules.compile import CompiledRule
+from casefind.store import Store
+from casefind.store.coverage import Coverage, check_span
+
+
+def selection_expressions(rule: CompiledRule) -> dict[str, ir.Node]:
+    """The population, each include and exclude criterion and ``require``: what decides the cohort."""
+    exprs: dict[str, ir.Node] = {"population": rule.population}
+    for name, node in rule.include:
+        exprs[f"include:{name}"] = node
+    for name, node in rule.exclude:
+        exprs[f"exclude:{name}"] = node
+    if rule.require is not None:
+        exprs["require"] = rule.require
+    return exprs
+
+
+def _flag(table: pa.Table, name: str) -> np.ndarray:
+    return np.asarray(table.column(name).fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def cohort_mask(rule: CompiledRule, values: pa.Table) -> np.ndarray:
+    """Per row of ``values``: in the population, meets the criteria, not excluded by the rule."""
+    keep = _flag(values, "population")
+    if rule.include:
+        keep &= _flag(values, "require")
+    for name, _ in rule.exclude:
+        keep &= ~_flag(values, f"exclude:{name}")
+    return keep
+
+
+@dataclass(frozen=True)
+class Cohorts:
+    """One rule's cohort at each of ``dates``: ``masks[i]`` is a bool per stored patient."""
+
+    rule: CompiledRule
+    dates: tuple[dt.date, ...]
+    masks: np.ndarray  # (len(dates), n_patients) bool
+
+    def at(self, d: dt.date) -> np.ndarray:
+        return self.masks[self.dates.index(d)]
+
+
+def check_dates(store: Store, rule: CompiledRule, dates: list[dt.date], what: str) -> None:
+    """Refuse dates whose look-back the store's data does not cover: a cohort read from
+    missing months would be too small, and everyone would look newly identified."""
+    exprs = selection_expressions(rule)
+    first, _ = read_span(make_plan(exprs, min(dates), rule.population))
+    _, last = read_span(make_plan(exprs, max(dates), rule.population))
+    check_span(Coverage.of(store.manifest), first, last, what=f"{rule.name}: {what}", option="--as-of",
+               allow_partial=False)
+
+
+def evaluate(store: Store, rule: CompiledRule, dates: list[dt.date], engine: str = "native") -> Cohorts:
+    """The rule's cohort at every date: one engine call for all of them where the engine
+    evaluates periods together, else one per date."""
+    dates = sorted(set(dates))
+    eng = get_engine(engine)
+    exprs = selection_expressions(rule)
+    if hasattr(eng, "evaluate_periods"):
+        tables = eng.evaluate_periods(store, exprs, [(d, None) for d in dates], rule.population)
+    else:
+        tables = [eng.evaluate(store, exprs, d, rule.population) for d in dates]
+    masks = np.zeros((len(dates), store.n_patients), bool)
+    for i, t in enumerate(tables):
+        masks[i, t.column("patient").to_numpy().astype(np.int64)] = cohort_mask(rule, t)
+    return Cohorts(rule, tuple(dates), masks)
+
+
+def sizes_by_practice(store: Store, mask: np.ndarray) -> dict[str, int]:
+    """Cohort members per practice code (every practice of the store, zeros included)."""
+    practice = store.table("patients")["practice"].astype(np.int64)
+    codes = store.table("practices").arrow.column("practice_code").cast(pa.string()).to_pylist()
+    counts = np.bincount(practice[mask], minlength=len(codes))
+    return {code: int(n) for code, n in zip(codes, counts)}

@@ -1,0 +1,1 @@
+"""Matched-cohort evaluation of a programme (``casefind evaluate SPEC.yml``, docs/evaluate.md)."""
