@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from casefind.errors import CasefindError
 from casefind.rules import ir
 
 AS_OF = "the list date"
@@ -55,9 +56,10 @@ _COMPARE: dict[type, tuple[str, str, str, str]] = {
 _ARITHMETIC = {ir.Add: "plus", ir.Sub: "minus", ir.Mul: "times", ir.Div: "divided by"}
 
 
-class UnwordedNode(TypeError):
+class UnwordedNode(CasefindError):
     """A node class with no ``<classname>_words`` method: a bug in casefind (the IR grew a
-    class this module does not word yet), never a user's mistake."""
+    class this module does not word yet), never a user's mistake; the one error base still
+    gives the CLI one line to print, with a hint to report it."""
 
 
 def method_name(cls: type) -> str:
@@ -92,7 +94,7 @@ def window_words(w: ir.Window) -> str:
         if w.end == (0, 0):
             return f"in the {months_days(w.start)} before {AS_OF}"
         return f"from {months_days(w.start)} to {months_days(w.end)} before {AS_OF}"
-    raise UnwordedNode(f"no words for the window {type(w).__name__}")
+    raise UnwordedNode(f"no words for the window {type(w).__name__}", "a bug in casefind describe: please report it")
 
 
 def conjuncts(n: ir.Node | None) -> list[ir.Node]:
@@ -117,7 +119,8 @@ class Words:
             return f"`{self.names[n]}`"
         method: Callable[[ir.Node], str] | None = getattr(self, method_name(type(n)), None)
         if method is None:
-            raise UnwordedNode(f"no words for the IR node {type(n).__name__} (add {method_name(type(n))})")
+            raise UnwordedNode(f"no words for the IR node {type(n).__name__} (add {method_name(type(n))})",
+                               "a bug in casefind describe: please report it")
         return method(n)
 
     def _sub(self, n: ir.Node) -> str:
