@@ -140,6 +140,38 @@ def test_the_shipped_rule_uses_the_shipped_model():
     assert [p["name"] for p in body["predictors"]] == list(shipped.features)
 
 
+def test_a_rule_records_the_model_it_reads_and_the_models_codelists():
+    """A refitted model changes what a rule does while the rule file stays the same: the
+    compiled rule (and so the run's manifest) carries the artefact's sha256, and the
+    model's codelists are among the rule's, so runs record and descriptions list them."""
+    rules = Path(__file__).resolve().parents[2] / "rules"
+    rule = compile_rule(rules / "rising_risk.yml")
+    body = artefact.read(rules / "models" / "emergency_12m.model.json")
+    used = rule.models["emergency_12m"]
+    assert used["sha256"] == body["sha256"] and used["file"] == "models/emergency_12m.model.json"
+    assert used["trained_on_snapshot"] == body["training"]["snapshot_id"]
+    assert {"qof", "efi"} <= set(rule.codelists) and set(body["codelists"]) <= set(rule.codelists)
+
+
+def test_a_model_codelist_named_like_a_different_rule_codelist_keeps_both(tmp_path):
+    (tmp_path / "models").mkdir()
+    artefact.write(tmp_path / "models" / "m.model.json", {
+        "name": "m", "intercept": -2.0, "codelists": {"dx": {"system": "snomed", "codes": ["111"]}},
+        "features": {"dxs": "count(diagnoses, codelist=dx)"},
+        "predictors": [{"name": "dxs", "coefficient": 0.5, "mean": 0.0}]})
+    rule = compile_rule(_write(tmp_path, "r.yml", """\
+        rule: r
+        as_of: "2026-10-31"
+        population: registered
+        codelists:
+          dx: {system: snomed, codes: ["222"]}
+        features:
+          risk: model("m")
+          mine: count(diagnoses, codelist=dx)
+        """))
+    assert rule.codelists["dx"].codes == ("222",) and rule.codelists["m.dx"].codes == ("111",)
+
+
 def test_specs_and_models_are_found_by_name():
     from click.testing import CliRunner
 

@@ -53,3 +53,13 @@ def test_shape_errors_are_located(tmp_path, text, line, col, words):
         load_rule(write(tmp_path, text))
     assert (e.value.span.line, e.value.span.col) == (line, col), str(e.value)
     assert words in str(e.value)
+
+
+@pytest.mark.parametrize("sub", ["kpis", "budgets", "models", "evaluations"])
+def test_files_in_a_rules_subfolder_belong_to_the_rules_folder_above(tmp_path, sub):
+    """KPI, budget, model and evaluation files read codelists (and fitted models) from the
+    rules folder they sit under, as a rule beside them would; any other folder is its own root."""
+    from casefind.rules.load import rules_root
+
+    assert rules_root(tmp_path / "rules" / sub / "x.yml") == (tmp_path / "rules").resolve()
+    assert rules_root(tmp_path / "rules" / "other" / "x.yml") == (tmp_path / "rules" / "other").resolve()

@@ -40,11 +40,14 @@ def _dates(days: np.ndarray) -> pa.Array:
     return pa.array(np.where(days == NO_DATE, 0, days).astype(np.int32), pa.date32(), mask=days == NO_DATE)
 
 
-def text(codes: np.ndarray, values) -> pa.Array:
-    """Codes (-1: null) as the text values they index, without a Python object per row."""
-    codes = np.asarray(codes, np.int64)
-    indices = pa.array(np.maximum(codes, 0).astype(np.int32), mask=codes < 0)
-    return pa.DictionaryArray.from_arrays(indices, pa.array(list(values), pa.string())).dictionary_decode()
+def text(codes: np.ndarray, values, encoded: bool = False) -> pa.Array:
+    """Codes (-1: null) as the text values they index, without a Python object per row;
+    ``encoded`` keeps them dictionary-encoded (the record-level table: decoding its millions of
+    rows costs more than writing them, and every reader sees the same strings)."""
+    codes = np.asarray(codes)
+    indices = pa.array(np.maximum(codes, 0).astype(np.int32, copy=False), mask=codes < 0)
+    array = pa.DictionaryArray.from_arrays(indices, pa.array(list(values), pa.string()))
+    return array if encoded else array.dictionary_decode()
 
 
 def _ids(store: Store, rows: np.ndarray) -> pa.Array:
@@ -91,14 +94,14 @@ def tagged_table(c: Computed, store: Store) -> pa.Table:
     cat = rollup.month_category(c)[c.tagged_row, c.tagged_month]
     providers = store.dictionary(act.encodings["provider_code"]["dictionary"])
     return pa.table({
-        "patient_id": _ids(store, patient), "practice_code": _codes(c, "practice", practice),
-        "category": text(cat, c.tariffs.category), "record": pa.array(rec.astype(np.int64)),
-        "spell_id": _spells(store, act["spell_id"].astype(np.int64)[rec]),
+        "patient_id": _ids(store, patient), "practice_code": text(practice, c.hierarchy.codes["practice"], True),
+        "category": text(cat, c.tariffs.category, True), "record": pa.array(rec.astype(np.int64)),
+        "spell_id": _spells(store, act["spell_id"][rec]),
         "start_date": _dates(c.activity.start[rec]),
-        "setting": text(act["setting"].astype(np.int64)[rec], act.encodings["setting"]["values"]),
-        "provider_code": text(act["provider_code"].astype(np.int64)[rec], providers),
+        "setting": text(act["setting"][rec], act.encodings["setting"]["values"], True),
+        "provider_code": text(act["provider_code"][rec], providers, True),
         "funding": _funding(store, rec), "cost": pa.array(c.activity.cost[rec]),
-        "month": text(c.tagged_month, c.year.month_labels())})
+        "month": text(c.tagged_month, c.year.month_labels(), True)})
 
 
 def _spells(store: Store, numbers: np.ndarray) -> pa.Array:
@@ -113,9 +116,16 @@ def _funding(store: Store, rec: np.ndarray) -> pa.Array:
     act = store.table("activity")
     if "funding" not in act.columns:
         return pa.array(np.full(len(rec), FUNDING_DEFAULT, dtype=object).tolist(), pa.string())
-    codes = act["funding"].astype(np.int64)[rec]
+    codes = act["funding"][rec]
     values = list(act.encodings["funding"]["values"])
-    return text(np.where(codes < 0, values.index(FUNDING_DEFAULT), codes), values)
+    return text(np.where(codes < 0, values.index(FUNDING_DEFAULT), codes), values, True)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """Dictionary-encoded text is written as plain Parquet strings (no Arrow schema stored), so
+    every reader sees the interface's string columns whatever the writer held."""
+    encoded = any(pa.types.is_dictionary(f.type) for f in table.schema)
+    pq.write_table(table, path, store_schema=not encoded)
 
 
 def folder_name(name: str, year: str) -> str:
@@ -133,7 +143,7 @@ def write_folder(out: Path, name: str, year: str, tables: dict[str, pa.Table], d
     try:
         files = {}
         for table_name, table in tables.items():
-            pq.write_table(table, tmp / f"{table_name}.parquet")
+            _write_parquet(table, tmp / f"{table_name}.parquet")
         for doc_name, doc in docs.items():
             (tmp / f"{doc_name}.json").write_text(json.dumps(doc, indent=2, default=str))
         for p in sorted(tmp.iterdir()):

@@ -203,14 +203,8 @@ def _value(v: object) -> str:
 
 
 def _codelists(rule: CompiledRule) -> dict[str, ir.Codelist]:
-    """The rule's codelists, and any other its expressions use (a fitted model's, ``model()``)."""
-    found = dict(rule.codelists)
-    for node in _nodes(rule):
-        for x in ir.walk(node, (ir.ROWS, ir.DATE)):
-            cl = getattr(x, "codelist", None)
-            if isinstance(cl, ir.Codelist) and cl not in found.values():
-                found.setdefault(cl.name, cl)
-    return found
+    """The rule's codelists, a fitted model's (``model()``) among them (the compiler adds them)."""
+    return dict(rule.codelists)
 
 
 def _nodes(rule: CompiledRule) -> list[ir.Node]:

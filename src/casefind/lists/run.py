@@ -225,7 +225,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
             "counts": {**sel.counts, "capped": sel.capped, "rechecked_against_reference": rechecked},
             "excluded": sel.excluded, "segments": segments,
             "coverage": {"store": str(Coverage.of(store.manifest)), "partial": warnings[0] if warnings else None},
-            "codelists": codelist_manifest(rule),
+            "codelists": codelist_manifest(rule), "models": rule.models,
         }
         about = ListAbout(rule.name, rule.title, rule.version, rule.as_of, run_id)
         practice_codes = store.table("practices").arrow.column("practice_code").cast(pa.string()).to_pylist()

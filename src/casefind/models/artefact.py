@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from casefind.outputs import write_atomic
@@ -73,7 +74,17 @@ def find(rule_path: Path, name: str, span: Span) -> Path:
     return path
 
 
-def model_node(rule_path: Path, name: str, span: Span, as_of) -> ir.Node:
+@dataclass(frozen=True)
+class ModelUse:
+    """A rule's ``model("name")``: the expression, what a run records of the artefact (so a
+    refitted model is visible in the run's manifest although the rule file is unchanged),
+    and the codelists its features read."""
+    node: ir.Node
+    record: dict
+    codelists: dict[str, ir.Codelist]
+
+
+def model_node(rule_path: Path, name: str, span: Span, as_of) -> ModelUse:
     """``model("name")``: logistic(intercept + sum of coefficient * feature), each feature
     compiled from the artefact's rules-language text (a missing number is the training mean)."""
     from casefind.models.spec import compiler_for
@@ -88,7 +99,11 @@ def model_node(rule_path: Path, name: str, span: Span, as_of) -> ir.Node:
     for p in body["predictors"]:
         x = _filled(c.feature(p["name"], at), float(p["mean"]))
         total = ir.binary("+", total, ir.binary("*", ir.Const(float(p["coefficient"]), ir.T.FLOAT), x))
-    return ir.func("logistic", (total,))
+    training = body.get("training", {})
+    record = {"file": str(path.relative_to(rules_root(rule_path))), "sha256": body["sha256"],
+              "version": body.get("version"), "trained_on_snapshot": training.get("snapshot_id"),
+              "feature_date": training.get("date")}
+    return ModelUse(ir.func("logistic", (total,)), record, dict(c.codelists))
 
 
 def _filled(x: ir.Node, mean: float) -> ir.Node:

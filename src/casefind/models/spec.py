@@ -24,6 +24,7 @@ from casefind.rules.load import (
     check_set_name,
     read_shared_sections,
     read_yaml,
+    rules_root,
     span_at,
 )
 
@@ -65,8 +66,7 @@ class CompiledSpec:
 
 def compile_dir(path: Path) -> Path:
     """The folder a spec's (and its artefact's) codelists are relative to: the rules folder."""
-    folder = path.resolve().parent
-    return folder.parent if folder.name == "models" else folder
+    return rules_root(path)
 
 
 def load_spec(path: str | Path) -> ModelSpec:

@@ -25,6 +25,7 @@ import string
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from casefind.contract import TABLES
 from casefind.contract.schema import KNOWN_MEASURES, KNOWN_REGISTERS, SEX
@@ -34,6 +35,9 @@ from casefind.rules import expr as syn
 from casefind.rules import ir
 from casefind.rules.errors import RuleError, Span, did_you_mean
 from casefind.rules.load import Located, RuleSource, confined, load_rule, read_text_file
+
+if TYPE_CHECKING:
+    from casefind.models.artefact import ModelUse
 
 _KIND_TYPE = {"date": ir.T.DATE, "enum": ir.T.TEXT, "code": ir.T.CODE, "text": ir.T.TEXT,
               "float": ir.T.FLOAT, "int": ir.T.INT, "patient_id": ir.T.TEXT,
@@ -91,6 +95,7 @@ class CompiledRule:
     # decimal places a feature is published to, in lists and datasets (output: round:); the
     # full value is what criteria and rank_by use
     output_round: dict[str, int] = field(default_factory=dict)
+    models: dict[str, dict] = field(default_factory=dict)  # model("name") -> its artefact's record
 
 
 def rounded(value, places: int | None):
@@ -279,6 +284,7 @@ class Compiler:
             c = _const_of(value)
             self.params[name] = ir.Param(name, c.value, c.type)
         self.codelists = {n: load_codelist(n, loc, src.path) for n, loc in src.codelists.items()}
+        self.models: dict[str, ModelUse] = {}  # model("name") -> the fitted model it read
         self.features: dict[str, ir.Node] = {}
         self.in_progress: list[str] = []
         self.criteria_names: dict[str, ir.Node] = {}  # include names, inside require:
@@ -579,7 +585,9 @@ class Compiler:
             raise RuleError(n.span, 'model() takes the name of a fitted model in quotes: model("emergency_12m")')
         from casefind.models.artefact import model_node
 
-        return model_node(self.src.path, n.args[0].value, n.args[0].span, getattr(self, "as_of", None))
+        use = model_node(self.src.path, n.args[0].value, n.args[0].span, getattr(self, "as_of", None))
+        self.models[n.args[0].value] = use
+        return use.node
 
     def case(self, n: syn.Call, table, codelist) -> ir.Node:
         args = [self.node(a, table, codelist) for a in n.args]
@@ -899,12 +907,24 @@ class Compiler:
         return CompiledRule(
             name=src.name.value, title=src.title, version=src.version, path=src.path,
             file_sha256=hashlib.sha256(src.path.read_bytes()).hexdigest(),
-            as_of=self.as_of, parameters=self.params, codelists=self.codelists,
-            population=population, features=dict(self.features), segments=segments, cost=cost, include=include,
+            as_of=self.as_of, parameters=self.params, codelists=self.all_codelists(),
+            models={k: u.record for k, u in self.models.items()}, population=population,
+            features=dict(self.features), segments=segments, cost=cost, include=include,
             reasons=reasons,
             require=require, exclude=exclude, rank_by=tuple(rank), limit=limit,
             output_columns=tuple(c.value for c in src.output_columns), evidence=evidence,
             output_round=output_round)
+
+    def all_codelists(self) -> dict[str, ir.Codelist]:
+        """The rule's codelists and those its fitted models read, so a run records, and a
+        description lists, every codelist that decides who is in; a model's codelist keeps
+        its own name unless the rule has a different one by that name."""
+        out = dict(self.codelists)
+        for model, use in self.models.items():
+            for name, cl in use.codelists.items():
+                if cl not in out.values():
+                    out[name if name not in out else f"{model}.{name}"] = cl
+        return out
 
     def cost_feature(self, loc: Located | None, segmented: bool) -> str | None:
         """``cost: NAME``: the numeric feature a segmented rule's run summary gives each

@@ -29,7 +29,7 @@ RULE_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")        # the name of a rule or K
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")       # features, parameters, codelists, criteria
 KEYWORDS = ("and", "or", "not", "in", "at", "true", "false")
 RESERVED = ("patient", "population", "require", "segment")  # columns every evaluation already has
-SUBFOLDERS = ("kpis", "budgets")  # files here belong to the rules folder above them
+SUBFOLDERS = ("kpis", "budgets", "models", "evaluations")  # files here belong to the rules folder above them
 
 TOP_LEVEL = ("rule", "title", "version", "description", "as_of", "parameters", "population",
              "codelists", "features", "segments", "cost", "criteria", "rank_by", "limit", "output")
@@ -230,7 +230,7 @@ def _shown(text: str) -> str:
 
 def rules_root(path: Path) -> Path:
     """The folder tree a rule file's codelists (and other files) must lie in: the rule's own
-    folder, or the rules folder above it for a file in its kpis/ or budgets/ subfolder."""
+    folder, or the rules folder above it for a file in one of its SUBFOLDERS."""
     folder = path.resolve().parent
     return folder.parent if folder.name in SUBFOLDERS else folder
 
