@@ -60,9 +60,10 @@ def command(rule, as_html, output, as_json):
     if output is not None:
         written = write(description, output, html_out)
         if not as_json:
+            n = len(description.codelists)
             err_console.print(f"Described rule {description.rule} ({len(description.include)} include and "
                               f"{len(description.exclude)} exclude criteria, {len(description.features)} features, "
-                              f"{len(description.codelists)} codelists) in {written}",
+                              f"{n} codelist{'' if n == 1 else 's'}) in {written}",
                               highlight=False, soft_wrap=True, markup=False)
     if as_json:
         emit_json({"command": "describe", "path": str(path), "output": None if written is None else str(written),

@@ -89,6 +89,10 @@ def diagnose(rule_paths: list[Path], store_root: Path, as_of: dt.date, options: 
     store = Store.open(store_root)
     listing = _listing(store_root, options.against, names)
     window = crisis.Window(crisis.last_month_end(as_of), options.window, options.washout) if options.window else None
+    earlier = {r.name: None if listing is not None and listing.rule == r.name else shift_date(as_of, -12)
+               for r in rules}
+    for rule in rules:  # every rule's dates checked before any work, so a refusal names no half-done step
+        _check(store, rule, as_of, earlier[rule.name], window)
     timings["compile"] = time.perf_counter() - t
     sizes, moves, curves, now = {}, [], [], {}
     values = None
@@ -100,8 +104,7 @@ def diagnose(rule_paths: list[Path], store_root: Path, as_of: dt.date, options: 
         timings["monthly"] = time.perf_counter() - t
     for rule in rules:
         mine = listing if listing is not None and listing.rule == rule.name else None
-        year_earlier = None if mine else shift_date(as_of, -12)
-        _check(store, rule, as_of, year_earlier, window)
+        year_earlier = earlier[rule.name]
         t = time.perf_counter()
         dates = _dates(as_of, year_earlier, window)
         say(f"evaluating {rule.name} at {len(dates)} dates ({options.engine} engine)")

@@ -428,11 +428,19 @@ def registers(pop: Population, seed: int):
     dead = np.flatnonzero((pop.death != NULL) & (r.random(pop.n) < 0.35))
     st = np.maximum(pop.death[dead] - r.integers(7, 365, len(dead)), pop.birth[dead])
     parts.append((1, dead, st, pop.death[dead]))
-    # case management: ~1.5% of the highest latent risk, some discharged
+    # case management: ~1.5% of the highest latent risk among everyone in the data in the last
+    # two years, so enrolment does not foresee death or moving away (drawn from the living
+    # alone, no case-managed person ever died: a matched evaluation then "found" fewer deaths);
+    # joined in the two years before they left the data, some discharged, the rest on it until
+    # they left
     k = int(0.015 * alive.sum())
-    cm = cand[np.argsort(-(np.log(pop.risk[cand] + 1e-6) + r.gumbel(0, 0.7, len(cand))), kind="stable")[:k]]
-    st = np.maximum(pop.as_of - r.integers(7, 730, len(cm)), pop.birth[cm])
-    en = np.where(r.random(len(cm)) < 0.3, np.minimum(st + r.integers(30, 300, len(cm)), pop.as_of), NULL)
+    exit_day = pop.exit
+    recent = np.flatnonzero(exit_day > pop.as_of - 730)
+    cm = recent[np.argsort(-(np.log(pop.risk[recent] + 1e-6) + r.gumbel(0, 0.7, len(recent))), kind="stable")[:k]]
+    st = np.maximum(np.maximum(exit_day[cm] - r.integers(7, 730, len(cm)), pop.reg_start[cm]), pop.birth[cm])
+    gone = exit_day[cm] < pop.as_of
+    en = np.where(r.random(len(cm)) < 0.3, np.minimum(st + r.integers(30, 300, len(cm)), exit_day[cm]), NULL)
+    en = np.where(gone & (en == NULL), exit_day[cm], en)
     parts.append((0, cm, st, en.astype(np.int32)))
     # virtual ward: short stays for a few of the very high risk
     vw = cand[pop.risk[cand] > np.quantile(pop.risk[cand], 0.995)]
