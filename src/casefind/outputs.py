@@ -1,5 +1,6 @@
 """Writing files a person will open: names that stay inside their folder, cells a
-spreadsheet will not evaluate, and writes that replace a file only once it is complete.
+spreadsheet will not evaluate, and writes that replace a file (or a folder of them) only once
+it is complete.
 
 Every file casefind names after something in the data (a practice code, a rule name) goes
 through ``safe_child``; every CSV casefind writes goes through ``write_csv``.
@@ -8,7 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -122,3 +126,36 @@ def write_atomic(path: str | Path, write) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Swap the fully written folder ``tmp`` in as ``final``, so that a run that fails while
+    writing leaves the earlier ``final`` as it was and a reader never sees half a folder.
+
+    An existing ``final`` is first renamed aside (a dot name beside it), then removed once
+    ``tmp`` is in place (put back if ``tmp`` cannot be). ``tmp`` must be on the same file system as ``final``."""
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:6]}")
+        os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            os.replace(old, final)  # the earlier folder back where it was
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+@contextmanager
+def folder_swapped_in(tmp: Path, final: Path) -> Iterator[Path]:
+    """``tmp`` made for the caller to fill, then swapped in as ``final`` (``replace_dir``); if
+    anything raises, ``tmp`` is removed instead, so a failed run leaves no half-written folder
+    and the earlier ``final`` as it was."""
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_dir(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -208,6 +208,7 @@ def test_a_mistake_in_a_scenario_file_is_located(tmp_path, old, new, line, col, 
     ("rank_by: age\nchanges: {}\n", "the scenario file has no name"),
     ("scenario: x\nchanges: {}\n", "the scenario file has no rank_by:"),
     ("scenario: x\nrank_by: age\n", "the scenario file has no changes:"),
+    ("scenario: x\nrank_by:\nchanges: {}\n", "the scenario file has no rank_by:"),
 ])
 def test_a_scenario_file_without_its_keys_is_refused(tmp_path, text, message):
     with pytest.raises(RuleError, match=message):

@@ -21,18 +21,17 @@ from casefind.budgets.years import FinancialYear, YearError, parse_year
 from casefind.contract.schema import FUNDING, FUNDING_DEFAULT, SETTINGS
 from casefind.rules import ir
 from casefind.rules.compile import Compiler, compile_rule
-from casefind.rules.errors import RuleError, Span, did_you_mean
+from casefind.rules.errors import RuleError, did_you_mean
 from casefind.rules.load import (
     Located,
     RuleSource,
     check_keys,
-    check_set_name,
     confined,
     key_span,
     mapping_at,
-    read_shared_sections,
-    read_yaml,
+    read_spec,
     span_at,
+    spec_source,
 )
 
 TOP_LEVEL = ("budget", "title", "version", "description", "parameters", "codelists", "features", "cohort",
@@ -152,18 +151,12 @@ def load_budget(path: str | Path) -> BudgetSpec:
     """The budget file compiled; RuleErrors at file:line:col for anything wrong in it."""
     path = Path(path)
     file = str(path)
-    data = read_yaml(path, "a budget file is a YAML mapping (budget:, cohort:, categories:, ...)")
-    check_keys(file, data, TOP_LEVEL, "the budget file")
-    if "budget" not in data:
-        raise RuleError(Span(file, 1, 1), "the budget file has no name",
-                        "add a first line such as: budget: ltc_year_of_care")
-    name = check_set_name(span_at(file, data, "budget"), data["budget"], "the budget")
-    for required in ("cohort", "categories"):
-        if data.get(required) is None:
-            raise RuleError(Span(file, 1, 1), f"the budget file has no {required}:",
-                            "see docs/budgets.md for the keys of a budget file")
-    src = RuleSource(path, Located(name, span_at(file, data, "budget")), span=Span(file, 1, 1))
-    read_shared_sections(file, data, src)
+    data = read_spec(path, "budget", TOP_LEVEL, ("cohort", "categories"),
+                     "add a first line such as: budget: ltc_year_of_care",
+                     shape="a budget file is a YAML mapping (budget:, cohort:, categories:, ...)",
+                     required_hint="see docs/budgets.md for the keys of a budget file")
+    src = spec_source(path, data, "budget")
+    name = src.name.value
     c = Compiler(src, {})
     rule = _cohort_rule(file, path, data, src, c)
     for feature in [f for f in src.features if f not in c.features]:

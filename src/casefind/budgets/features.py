@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from casefind.budgets.define import BudgetSpec
-from casefind.engines.base import get_engine
+from casefind.engines.many_dates import evaluate_at_dates
 from casefind.rules import ir
 from casefind.store import Store
 
@@ -59,12 +59,8 @@ def expressions(spec: BudgetSpec) -> dict[str, ir.Node]:
 
 def evaluate(store: Store, spec: BudgetSpec, dates: list[dt.date], engine: str = "native") -> Values:
     """Every expression at every date in one evaluation (see the module's docstring)."""
-    eng = get_engine(engine)
     exprs = expressions(spec)
-    if hasattr(eng, "evaluate_periods"):
-        tables = eng.evaluate_periods(store, exprs, [(d, None) for d in dates])
-    else:
-        tables = [eng.evaluate(store, exprs, d) for d in dates]
+    tables = evaluate_at_dates(store, exprs, dates, engine)
     n = store.n_patients
 
     def stack(name: str, fill, dtype) -> np.ndarray:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from casefind.budgets.compute import Computed
 from casefind.budgets.features import NO_DATE
 from casefind.budgets.register import JOIN_REASONS, LEAVE_REASONS
 from casefind.contract.schema import FUNDING_DEFAULT
-from casefind.outputs import safe_child
+from casefind.outputs import folder_swapped_in, safe_child
 from casefind.store import Store
 
 
@@ -139,8 +137,7 @@ def write_folder(out: Path, name: str, year: str, tables: dict[str, pa.Table], d
     out.mkdir(parents=True, exist_ok=True)
     final = safe_child(out, folder_name(name, year))
     tmp = out / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with folder_swapped_in(tmp, final):
         files = {}
         for table_name, table in tables.items():
             _write_parquet(table, tmp / f"{table_name}.parquet")
@@ -150,18 +147,4 @@ def write_folder(out: Path, name: str, year: str, tables: dict[str, pa.Table], d
             files[p.name] = hashlib.sha256(p.read_bytes()).hexdigest()
         manifest = {**manifest, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:6]}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)

@@ -24,12 +24,11 @@ from casefind.rules.load import (
     Located,
     RuleSource,
     check_keys,
-    check_set_name,
     key_span,
     mapping_at,
-    read_shared_sections,
-    read_yaml,
+    read_spec,
     span_at,
+    spec_source,
 )
 
 TOP_LEVEL = ("scenario", "title", "description", "as_of", "parameters", "codelists", "features",
@@ -115,19 +114,13 @@ def load_scenario(path: str | Path, years: int | None = None) -> Scenario:
     """The scenario file compiled; ``years`` (the --years flag) overrides its years:."""
     path = Path(path)
     file = str(path)
-    data = read_yaml(path, "a scenario file is a YAML mapping (scenario:, rank_by:, changes:, ...)")
-    check_keys(file, data, TOP_LEVEL, "the scenario file")
-    if "scenario" not in data:
-        raise RuleError(Span(file, 1, 1), "the scenario file has no name",
-                        "add a first line such as: scenario: fewer_emergency_admissions")
-    for required in ("rank_by", "changes"):
-        if required not in data:
-            raise RuleError(Span(file, 1, 1), f"the scenario file has no {required}:",
-                            "rank_by: the risk or cost measure cohorts are ranked by; changes: what the "
-                            "scenario does per cohort")
-    name = check_set_name(span_at(file, data, "scenario"), data["scenario"], "the scenario")
-    src = RuleSource(path, Located(name, span_at(file, data, "scenario")), span=Span(file, 1, 1))
-    read_shared_sections(file, data, src)
+    data = read_spec(path, "scenario", TOP_LEVEL, ("rank_by", "changes"),
+                     "add a first line such as: scenario: fewer_emergency_admissions",
+                     shape="a scenario file is a YAML mapping (scenario:, rank_by:, changes:, ...)",
+                     required_hint="rank_by: the risk or cost measure cohorts are ranked by; changes: what the "
+                                   "scenario does per cohort")
+    src = spec_source(path, data, "scenario")
+    name = src.name.value
     c = Compiler(src, {})
     for feature in src.features:
         c.feature(feature, src.features[feature].span)

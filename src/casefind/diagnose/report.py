@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from casefind import __version__
 from casefind.diagnose import charts, crisis
 from casefind.diagnose.overlap import upset_svg
 from casefind.diagnose.run import Diagnosis
-from casefind.outputs import UnsafePathError, safe_child
+from casefind.outputs import UnsafePathError, folder_swapped_in, safe_child
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("casefind.diagnose", "templates"),
                           autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
@@ -87,21 +85,10 @@ def write(d: Diagnosis, out: Path) -> Path:
         raise RuntimeError(e.message) from None
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".tmp-diagnose-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with folder_swapped_in(tmp, final):
         for stem, table in tables(d).items():
             pq.write_table(table, tmp / f"{stem}.parquet")
         (tmp / "report.html").write_text(html(d), encoding="utf-8")
         (tmp / "manifest.json").write_text(json.dumps(manifest(d), indent=2, default=str))
-        if final.exists():
-            old = out / f".old-diagnose-{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     d.out_dir = final
     return final

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from casefind.engines.base import get_engine
+from casefind.engines.many_dates import evaluate_at_dates
 from casefind.evaluate.spec import EvalSpec
 from casefind.rules import ir
 from casefind.store import Store
@@ -67,12 +68,8 @@ def expressions(spec: EvalSpec) -> dict[str, ir.Node]:
 
 def evaluate(store: Store, spec: EvalSpec, dates: list[dt.date], engine: str = "native") -> Values:
     """Every expression at every date (see the module's docstring)."""
-    eng = get_engine(engine)
     exprs = expressions(spec)
-    if hasattr(eng, "evaluate_periods"):
-        tables = eng.evaluate_periods(store, exprs, [(d, None) for d in dates])
-    else:
-        tables = [eng.evaluate(store, exprs, d) for d in dates]
+    tables = evaluate_at_dates(store, exprs, dates, engine)
     columns, labels = {}, {}
     for name in exprs:
         cols = [t.column(name) for t in tables]

@@ -20,18 +20,16 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from casefind.rules import expr as syn
 from casefind.rules import ir
 from casefind.rules.compile import Compiler
-from casefind.rules.errors import RuleError, Span
+from casefind.rules.errors import RuleError
 from casefind.rules.load import (
     Located,
-    RuleSource,
     check_keys,
     check_name,
-    check_set_name,
     key_span,
     mapping_at,
-    read_shared_sections,
-    read_yaml,
+    read_spec,
     span_at,
+    spec_source,
 )
 
 TOP_LEVEL = ("evaluation", "title", "version", "description", "parameters", "codelists", "features",
@@ -92,17 +90,12 @@ class EvalCompiler(Compiler):
 def load_spec(path: str | Path, params: dict[str, str] | None = None) -> EvalSpec:
     path = Path(path)
     file = str(path)
-    data = read_yaml(path, "an evaluation file is a YAML mapping (evaluation:, group:, match:, outcomes:, ...)")
-    check_keys(file, data, TOP_LEVEL, "the evaluation file")
-    if "evaluation" not in data:
-        raise RuleError(Span(file, 1, 1), "the evaluation has no name",
-                        "add a first line such as: evaluation: case_management")
-    for required in ("group", "match", "outcomes"):
-        if data.get(required) is None:
-            raise RuleError(Span(file, 1, 1), f"the evaluation file has no {required}:")
-    name = check_set_name(span_at(file, data, "evaluation"), data["evaluation"], "the evaluation")
-    src = RuleSource(path, Located(name, span_at(file, data, "evaluation")), span=Span(file, 1, 1))
-    read_shared_sections(file, data, src)
+    data = read_spec(path, "evaluation", TOP_LEVEL, ("group", "match", "outcomes"),
+                     "add a first line such as: evaluation: case_management",
+                     shape="an evaluation file is a YAML mapping (evaluation:, group:, match:, outcomes:, ...)",
+                     unnamed="the evaluation has no name")
+    src = spec_source(path, data, "evaluation")
+    name = src.name.value
     c = EvalCompiler(src, dict(params or {}))
     c.window_months = _window(file, data)
     for fname in src.features:

@@ -14,12 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import platform
 import resource
-import shutil
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -41,7 +38,7 @@ from casefind.lists.recheck import RECHECK_ALL_UP_TO, ValidationError, validate 
 from casefind.lists.select import ListPolicy, select
 from casefind.lists.table import REVIEW_COLUMNS, list_table  # noqa: F401
 from casefind.lists.xlsx import write_practice_xlsx
-from casefind.outputs import UnsafePathError, safe_child, spreadsheet_safe
+from casefind.outputs import UnsafePathError, folder_swapped_in, safe_child, spreadsheet_safe
 from casefind.plan import make_plan
 from casefind.plan.lookback import read_span
 from casefind.rules import ir
@@ -164,16 +161,6 @@ def policy_masks(store: Store, as_of: dt.date, policy: ListPolicy) -> dict[str, 
     return out
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:6]}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of=None,
         params: dict[str, str] | None = None, engine: str = "native", policy: ListPolicy = DEFAULT_POLICY,
         allow_partial: bool = False, progress: Callable[[str], None] | None = None) -> RunResult:
@@ -274,17 +261,12 @@ def _write_run(out: Path, final: Path, table: pa.Table, manifest: dict, timings:
     ``final``, renamed into place whole; returns rows per practice."""
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".tmp-{manifest['run_id']}"
-    tmp.mkdir()
-    try:
+    with folder_swapped_in(tmp, final):
         per_practice = _write_list(tmp, table, files)
         manifest.update(per_practice=per_practice, timings_s={k: round(v, 4) for k, v in timings.items()},
                         peak_memory_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
                         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return per_practice
 
 

@@ -254,6 +254,34 @@ def read_shared_sections(file: str, data: CommentedMap, src: RuleSource) -> None
             setattr(src, key, _named(file, node, key.rstrip("s")))
 
 
+def read_spec(path: Path, kind: str, top_level, required, hint: str, *, shape: str,
+              unnamed: str | None = None, required_hint: str | None = None) -> CommentedMap:
+    """A YAML file of one kind (a rule, a budget, a scenario, an evaluation) as a mapping,
+    after the checks every kind makes first, so each says them in the same words: it is a
+    mapping (else ``shape``), it has only ``top_level`` keys, it is named by its ``kind:``
+    key (else ``unnamed``, with ``hint``) and each key of ``required`` is given, not empty."""
+    file = str(path)
+    data = read_yaml(path, shape)
+    check_keys(file, data, top_level, f"the {kind} file")
+    if kind not in data:
+        raise RuleError(Span(file, 1, 1), unnamed or f"the {kind} file has no name", hint)
+    for key in required:
+        if data.get(key) is None:
+            raise RuleError(Span(file, 1, 1), f"the {kind} file has no {key}:", required_hint)
+    return data
+
+
+def spec_source(path: Path, data: CommentedMap, kind: str) -> RuleSource:
+    """What a file's expressions compile against: its name from the ``kind:`` key (checked),
+    its parameters, codelists and features."""
+    file = str(path)
+    span = span_at(file, data, kind)
+    name = check_set_name(span, data[kind], f"the {kind}")
+    src = RuleSource(path, Located(name, span), span=Span(file, 1, 1))
+    read_shared_sections(file, data, src)
+    return src
+
+
 def _named(file: str, node: CommentedMap, what: str) -> dict[str, Located]:
     """name: value entries of a section, each name checked."""
     out = {}
@@ -269,12 +297,10 @@ def _named(file: str, node: CommentedMap, what: str) -> dict[str, Located]:
 def load_rule(path: str | Path) -> RuleSource:
     path = Path(path)
     file = str(path)
-    data = read_yaml(path, "a rule file is a YAML mapping (rule:, population:, features:, ...)")
-    check_keys(file, data, TOP_LEVEL, "the rule file")
-    if "rule" not in data:
-        raise RuleError(Span(file, 1, 1), "the rule has no name", "add a first line such as: rule: frail")
-    name = check_set_name(span_at(file, data, "rule"), data["rule"], "the rule")
-    src = RuleSource(path, Located(name, span_at(file, data, "rule")), span=Span(file, 1, 1))
+    data = read_spec(path, "rule", TOP_LEVEL, (), "add a first line such as: rule: frail",
+                     shape="a rule file is a YAML mapping (rule:, population:, features:, ...)",
+                     unnamed="the rule has no name")
+    src = spec_source(path, data, "rule")
     src.title = str(data.get("title", "") or "")
     src.version = str(data.get("version", "") or "")
     src.description = str(data.get("description", "") or "")
@@ -282,7 +308,6 @@ def load_rule(path: str | Path) -> RuleSource:
         src.as_of = Located(str(data["as_of"]), span_at(file, data, "as_of"))
     if "population" in data:
         src.population = Located(data["population"], span_at(file, data, "population"))
-    read_shared_sections(file, data, src)
     if "segments" in data and data["segments"] is not None:
         seq = data["segments"]
         if not isinstance(seq, CommentedSeq):
