@@ -86,7 +86,7 @@ def summary(result, folder: Path) -> dict:
 
 
 def show(result, folder: Path) -> None:
-    from casefind.evaluate.report import fmt
+    from casefind.evaluate.report import effect_places, fmt
 
     c = result.counts
     t = Table(title=f"Evaluation {result.spec.name} → {folder}", title_justify="left")
@@ -94,12 +94,14 @@ def show(result, folder: Path) -> None:
                 f"{result.spec.confidence:.0%} interval"):
         t.add_column(col, justify="left" if col == "outcome" else "right")
     for e in result.effects:
+        k = effect_places(e)
         t.add_row(e.outcome, fmt(e.treated_before), fmt(e.treated_after), fmt(e.control_before),
-                  fmt(e.control_after), fmt(e.estimate, 3), f"{fmt(e.lower, 3)} to {fmt(e.upper, 3)}")
+                  fmt(e.control_after), fmt(e.estimate, k), f"{fmt(e.lower, k)} to {fmt(e.upper, k)}")
     console.print(t)
     flagged = sorted({b.feature for b in result.balance if b.stage == "after" and b.flagged})
     console.print(f"{c['matched']:,} of {c['treated_eligible']:,} treated people matched "
-                  f"({c['unmatched']:,} without a control within the caliper), {c['pairs']:,} pairs; "
+                  f"({c['unmatched']:,} without a control within the caliper), {c['pairs']:,} treated-control pairs "
+                  f"(up to {result.spec.matching.ratio} controls each); "
                   + (f"still imbalanced after matching (|SMD| > 0.1): {', '.join(flagged)}" if flagged
                      else "every matching feature balanced (|SMD| <= 0.1)"), soft_wrap=True, markup=False,
                   highlight=False)

@@ -41,6 +41,20 @@ def _summary_table(data: dict) -> Table:
     return t
 
 
+def _check_outputs(name: str, artefact: Path | None, report: Path | None) -> None:
+    """Before any fitting: the artefact is named for its model (``model("NAME")`` reads
+    NAME.model.json), and both files' folders exist, so a mistake costs nothing."""
+    from casefind.models.artefact import SUFFIX
+
+    if artefact is not None and artefact.name != f"{name}{SUFFIX}":
+        raise UsageError(f"the artefact of model {name!r} must be named {name}{SUFFIX}, not {artefact.name!r}",
+                         f"rules read it by that name: e.g. --artefact FOLDER/{name}{SUFFIX}", option="--artefact")
+    for option, path in (("--artefact", artefact), ("--report", report)):
+        if path is not None and not path.resolve().parent.is_dir():
+            raise UsageError(f"the folder {path.parent} does not exist", "create it first, or give another path",
+                             option=option)
+
+
 def fit(spec, store, engine, truth, artefact, report, as_json):
     """Fit and validate a risk model out of time, and write its artefact and report.
 
@@ -54,9 +68,11 @@ def fit(spec, store, engine, truth, artefact, report, as_json):
     from casefind.models import artefact as art
     from casefind.models import pipeline
     from casefind.models import report as rep
+    from casefind.models.spec import load_spec
     from casefind.store import Store
 
     path = _spec_path(spec)
+    _check_outputs(load_spec(path).name, artefact, report)
     st = Store.open(resolve_store(store))
     engine = setting("engine", engine)
     with stage_progress("model fit") as say:
@@ -87,6 +103,15 @@ def show(name, as_json):
         from casefind.project import rules_folder
         from casefind.rules.errors import Span
 
+        if not art.RULE_NAME.fullmatch(name):
+            raise UsageError(f"{name[:40]!r} is not a model name or an artefact file",
+                             "a model's name: lower-case letters, digits and _ (e.g. emergency_12m)", "NAME")
+        folder = rules_folder(project()) / "models"
+        if not (folder / f"{name}{art.SUFFIX}").is_file():
+            known = sorted(p.name[: -len(art.SUFFIX)] for p in folder.glob(f"*{art.SUFFIX}")) if folder.is_dir() else []
+            raise UsageError(f"no fitted model {name!r} in {folder}",
+                             f"fitted models: {', '.join(known)}" if known else "fit one: casefind model fit SPEC",
+                             "NAME")
         path = art.find(rules_folder(project()) / "rule.yml", name, Span("model", 1, 1))
     body = art.read(path)
     if as_json:

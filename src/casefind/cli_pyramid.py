@@ -69,12 +69,16 @@ def source_of(text: str, score: str, as_of_flag: str | None, params: dict[str, s
 
     artefact = _model_artefact(text)
     if artefact is not None:
+        for option, given in (("--score", score), ("--param", params)):
+            if given:
+                raise UsageError(f"this does not apply to a MODEL: {text} ranks by its own probability",
+                                 f"leave out {option}, or give a rule and one of its features", option=option)
         return source.from_model(artefact, _as_of(as_of_flag, store, model=True))
     from casefind.project import resolve_rule
     from casefind.rules.compile import compile_rule
 
     rule = compile_rule(resolve_rule(text, project()), as_of=_as_of(as_of_flag, store, model=False), params=params)
-    return source.from_rule(rule, score)
+    return source.from_rule(rule, score or "risk")
 
 
 def _params(values: tuple[str, ...]) -> dict[str, str]:
@@ -117,8 +121,9 @@ def _summary(result, folder: Path) -> None:
 
 @click.command("pyramid")
 @click.argument("source", metavar="RULE|MODEL")
-@click.option("--score", default="risk", show_default=True, metavar="FEATURE",
-              help="The RULE's feature to rank by (a number per patient). A MODEL ranks by its probability.")
+@click.option("--score", default=None, metavar="FEATURE",
+              help="The RULE's feature to rank by (a number per patient; default: risk). A MODEL ranks by its "
+                   "probability.")
 @click.option("--outcome", type=click.Choice(OUTCOMES), default="next", show_default=True,
               help="next: the score a year before as_of, admissions in the year after it; concurrent: the score "
                    "at as_of, admissions in the 12 months to it.")
@@ -167,6 +172,10 @@ def pyramid_command(source, score, outcome, bands, cut, store, as_of, params, ou
         scored = source_of(source, score, as_of, _params(params), st)
         say("evaluating")
         result = compute.run(st, scored, opts)
+        if not result.meta["ranked"]:
+            raise UsageError(f"nobody to rank: {scored.name}'s population at {result.meta['score_date']} is empty"
+                             + (f" ({result.meta['unscored']:,} without a score)" if result.meta["unscored"] else ""),
+                             "check the rule's population and its parameters (--param), or give another --as-of")
         say("writing")
         folder = safe_child(Path(setting("out", out)), f"pyramid-{scored.name}-{scored.as_of.isoformat()}")
         files = report.write(folder, result)

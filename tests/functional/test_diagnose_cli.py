@@ -63,6 +63,22 @@ def test_diagnose_usage_errors(store, tmp_path, args, code, words):
     assert words in r.output
 
 
+def test_turnover_against_a_run_dated_after_as_of_is_refused(store, tmp_path):
+    """Turnover runs forward: against a run as of 2026-10-31, an --as-of before it is a mistake."""
+    ran = cli("run", "frail", "--store", store, "--out", tmp_path, "--as-of", "2026-10-31", "--json")
+    assert ran.exit_code == 0, ran.output
+    run_id = json.loads(ran.stdout)["run_id"]
+    r = cli("diagnose", "frail", "--against", run_id, "--as-of", "2026-06-30", "--window", "0",
+            "--store", store, "--out", tmp_path)
+    assert r.exit_code == 2 and "not before --as-of 2026-06-30" in r.output, r.output
+    assert not (tmp_path / "diagnose-2026-06-30").exists()
+
+
+def test_a_look_back_before_the_data_has_a_hint_diagnose_can_follow(store, tmp_path):
+    r = cli("diagnose", "frail", "--as-of", "2024-01-31", "--window", "0", "--store", store, "--out", tmp_path)
+    assert r.exit_code == 2 and "give a later --as-of" in r.output and "--allow-partial" not in r.output, r.output
+
+
 def test_diagnose_rule_error_exits_4(store, tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("rule: bad\npopulation: registered and\n")

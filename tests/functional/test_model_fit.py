@@ -134,3 +134,32 @@ def test_the_summary_table_names_every_score(fitted):
     text = out.export_text()
     assert all(k in text for k in ("model", "baseline", "boosted", "latent"))
     assert f"{fitted['scores']['model']['c_statistic']['c']:.3f}" in text
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--report", "no-such-folder/report.html", "the folder"),
+    ("--artefact", "no-such-folder/emergency_12m.model.json", "the folder"),
+    ("--artefact", "other.model.json", "must be named emergency_12m.model.json"),
+])
+def test_bad_output_paths_are_refused_before_fitting(store, rules, tmp_path, option, value, message):
+    """A mistake in where to write costs nothing: refused (exit 2) before the fit, and the
+    spec's existing artefact is left as it was."""
+    artefact = rules / "models" / "emergency_12m.model.json"
+    before = artefact.read_bytes() if artefact.exists() else None
+    from casefind_testdata import cli
+
+    r = cli("model", "fit", rules / "models" / "emergency_12m.yml", "--store", store, option, tmp_path / value)
+    assert r.exit_code == 2 and message in r.output, r.output
+    assert (artefact.read_bytes() if artefact.exists() else None) == before
+
+
+def test_an_artefact_renamed_to_another_model_is_refused(fitted, rules, tmp_path):
+    from casefind.rules.compile import compile_rule
+    from casefind.rules.errors import RuleError
+
+    (tmp_path / "models").mkdir()
+    shutil.copy(rules / "models" / "emergency_12m.model.json", tmp_path / "models" / "other.model.json")
+    rule = tmp_path / "r.yml"
+    rule.write_text('rule: r\nas_of: "2026-10-31"\npopulation: registered\nfeatures:\n  risk: model("other")\n')
+    with pytest.raises(RuleError, match="holds model 'emergency_12m', not 'other'"):
+        compile_rule(rule)

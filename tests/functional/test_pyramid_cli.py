@@ -267,3 +267,21 @@ def test_latest_and_params(store, rule, tmp_path):
     body = json.loads(r.stdout)
     assert body["as_of"] == Store.open(store).manifest["tables"]["activity"]["date_range"][1]
     assert invoke(rule, "--store", store, "--param", "b_age").exit_code == 2
+
+
+def test_a_model_takes_no_score_or_params(store, fitted, tmp_path):
+    """A MODEL ranks by its own probability: a --score or --param given with one is a mistake,
+    refused before any work rather than silently ignored."""
+    path = fitted / "models" / "emergency_12m.model.json"
+    for extra in (["--score", "efi"], ["--param", "min_age=70"]):
+        r = invoke(path, "--store", store, "--out", tmp_path, *extra)
+        assert r.exit_code == 2 and "does not apply to a MODEL" in r.output, r.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_nobody_to_rank_is_refused_and_writes_nothing(store, rule, tmp_path):
+    empty = tmp_path / "empty.yml"
+    empty.write_text(Path(rule).read_text().replace("population: ", "population: age > 200 and ", 1))
+    r = invoke(empty, "--store", store, "--out", tmp_path)
+    assert r.exit_code == 2 and "nobody to rank" in r.output, r.output
+    assert not list(tmp_path.glob("pyramid-*"))

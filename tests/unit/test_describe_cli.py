@@ -63,7 +63,7 @@ def test_output_file(tmp_path, name, html):
     assert r.exit_code == 0, r.output
     text = (tmp_path / name).read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") is html
-    assert "Described rule frail (2 include and 4 exclude criteria, 11 features, 1 codelists)" in r.output
+    assert "Described rule frail (2 include and 4 exclude criteria, 11 features, 1 codelist)" in r.output
     if not html:
         assert text == (GOLDEN / "frail.md").read_text(encoding="utf-8")
 

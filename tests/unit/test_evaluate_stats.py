@@ -101,3 +101,16 @@ def test_forest_axis_includes_zero_and_skips_missing():
     f = forest(e)
     assert f["zero"] < f["lower"] < f["point"] < f["upper"] <= 190
     assert forest(effects.Effect("y", 1, 0, 0, 0, 0, 1.0, math.nan, math.nan, math.nan, 0.95)) is None
+
+
+@pytest.mark.parametrize("means, places", [((0.52, 0.62, 0.46, 0.39), 3), ((2.75, 3.4, 12.0, 2.0), 1),
+                                           ((7675.1, 9275.9, 7989.7, 8113.7), 0), ((float("nan"),) * 4, 3)])
+def test_effects_are_shown_to_places_that_suit_their_size(means, places):
+    """Admissions per person to three places; money to whole pounds (not 1,476.816)."""
+    from types import SimpleNamespace
+
+    from casefind.evaluate.report import effect_places
+
+    e = SimpleNamespace(treated_before=means[0], treated_after=means[1], control_before=means[2],
+                        control_after=means[3])
+    assert effect_places(e) == places

@@ -94,11 +94,26 @@ def describe(rule: CompiledRule) -> Description:
         exclude=[Named(k, _criterion(words, n)) for k, n in rule.exclude],
         list_policy=list_policy(), segments=[Named(k, _segment(words, n)) for k, n in rule.segments],
         ranking=_ranking(rule),
-        features=[Named(k, _sentence(words.of(n, top=True)), _TYPE_WORDS[n.type]) for k, n in rule.features.items()],
+        features=[Named(k, _model_sentence(rule, n) or _sentence(words.of(n, top=True)), _TYPE_WORDS[n.type])
+                  for k, n in rule.features.items()],
         parameters=_parameters(rule),
         codelists=[_codelist(k, cl) for k, cl in _codelists(rule).items()],
         **_reads(rule), columns=list_columns(rule), outputs=_outputs(rule), opt_out=opt_out_policy(),
         notes=_notes(rule))
+
+
+def _model_sentence(rule: CompiledRule, node: ir.Node) -> str | None:
+    """A fitted model's probability in words a board can read (its formula is in the artefact
+    and ``casefind model show``), or None when ``node`` is not a model."""
+    name = next((k for k, n in rule.model_nodes.items() if n == node), None)
+    if name is None:
+        return None
+    m = rule.models[name]
+    c = f", c-statistic {m['c_statistic']:.3f} on validation" if m.get("c_statistic") is not None else ""
+    return (f"The probability from the fitted model `{name}` ({m.get('title') or name}): a logistic regression on "
+            f"{len(m['predictors'])} predictors ({', '.join(m['predictors'])}), fitted on features at "
+            f"{m['feature_date']}{c}; artefact {m['file']}, sha256 `{m['sha256']}`. "
+            f"`casefind model show {name}` gives its coefficients.")
 
 
 def _header_text(path: Path) -> str:
@@ -133,12 +148,12 @@ def _require(rule: CompiledRule, words: Words) -> str:
         return "A patient must meet the include criterion."
     by_name = {node: name for name, node in rule.include}
     inner = Words({**words.names, **by_name})
-    from casefind.rules.compile import _joined  # how the compiler joins them for require: all / any
+    from casefind.rules.compile import joined  # how the compiler joins them for require: all / any
 
     criteria = [n for _, n in rule.include]
-    if rule.require == _joined("and", criteria):
+    if rule.require == joined("and", criteria):
         return "A patient must meet every include criterion (all)."
-    if rule.require == _joined("or", criteria):
+    if rule.require == joined("or", criteria):
         return "A patient must meet at least one include criterion (any)."
     return f"A patient must meet this combination of the include criteria: {inner.of(rule.require, top=True)}."
 

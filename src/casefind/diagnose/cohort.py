@@ -69,7 +69,8 @@ def check_dates(store: Store, rule: CompiledRule, dates: list[dt.date], what: st
     first, _ = read_span(make_plan(exprs, min(dates), rule.population))
     _, last = read_span(make_plan(exprs, max(dates), rule.population))
     check_span(Coverage.of(store.manifest), first, last, what=f"{rule.name}: {what}", option="--as-of",
-               allow_partial=False)
+               allow_partial=False, partial_hint="a cohort read from missing months would be too small, and "
+               "everyone in it would look newly identified: give a later --as-of")
 
 
 def evaluate(store: Store, rule: CompiledRule, dates: list[dt.date], engine: str = "native") -> Cohorts:

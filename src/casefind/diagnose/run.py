@@ -57,6 +57,14 @@ def _listing(store_root: Path, run_id: str | None, names: list[str]) -> listings
     return found
 
 
+def _check_order(listing: listings.Listing | None, as_of: dt.date) -> None:
+    """Turnover runs forward: the run compared against must be dated before --as-of."""
+    if listing is not None and listing.as_of >= as_of:
+        raise UsageError(f"run {listing.run_id} is as of {listing.as_of}, not before --as-of {as_of}: turnover "
+                         "compares an earlier cohort with a later one",
+                         f"give an --as-of after {listing.as_of}, or a run from before {as_of}", option="--against")
+
+
 def _dates(as_of: dt.date, earlier: dt.date | None, window: crisis.Window | None) -> list[dt.date]:
     """Now, a year earlier (unless a run gives the earlier cohort) and the crisis curve's month-ends."""
     return sorted({as_of} | ({earlier} if earlier else set()) | set(window.dates if window else []))
@@ -88,6 +96,7 @@ def diagnose(rule_paths: list[Path], store_root: Path, as_of: dt.date, options: 
         raise UsageError(f"a rule is named twice: {', '.join(names)}")
     store = Store.open(store_root)
     listing = _listing(store_root, options.against, names)
+    _check_order(listing, as_of)
     window = crisis.Window(crisis.last_month_end(as_of), options.window, options.washout) if options.window else None
     earlier = {r.name: None if listing is not None and listing.rule == r.name else shift_date(as_of, -12)
                for r in rules}

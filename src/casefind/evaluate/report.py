@@ -7,8 +7,6 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pyarrow.parquet as pq
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from casefind.evaluate.run import Result
-from casefind.outputs import safe_child
+from casefind.outputs import folder_swapped_in, safe_child
 
 INTERVAL = "paired t interval over matched sets (analytic variance of the set differences)"
 
@@ -69,18 +67,13 @@ def write(r: Result, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     final = safe_child(out, f"evaluate-{r.spec.name}")
     tmp = out / f".tmp-{final.name}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with folder_swapped_in(tmp, final):
         for name, table in (("effects", effects_table(r)), ("balance", balance_table(r)),
                             ("matches", matches_table(r))):
             pq.write_table(table, tmp / f"{name}.parquet")
         (tmp / "report.html").write_text(html(r), encoding="utf-8")
         files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp.iterdir())}
         (tmp / "manifest.json").write_text(json.dumps(manifest(r, files), indent=2, default=str))
-        _replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
@@ -97,16 +90,6 @@ def manifest(r: Result, files: dict[str, str]) -> dict:
             "files": files}
 
 
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:6]}")
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def fmt(v: float, places: int = 2) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
@@ -114,6 +97,14 @@ def fmt(v: float, places: int = 2) -> str:
         return "∞" if v > 0 else "−∞"
     text = f"{abs(v):,.{places}f}"
     return ("−" if v < 0 and float(text.replace(",", "")) != 0 else "") + text
+
+
+def effect_places(e) -> int:
+    """Decimal places for an effect and its interval, by the size of the outcome's means: three
+    for counts per person (0.145 admissions), none for money (1,477 a person)."""
+    size = max((abs(v) for v in (e.treated_before, e.treated_after, e.control_before, e.control_after)
+                if v is not None and math.isfinite(v)), default=0.0)
+    return 3 if size < 10 else 1 if size < 1000 else 0
 
 
 def forest(e) -> dict | None:
@@ -147,6 +138,7 @@ def love(rows) -> dict:
 def html(r: Result) -> str:
     env = Environment(loader=PackageLoader("casefind.evaluate", "templates"), autoescape=select_autoescape(["html"]))
     env.filters["fmt"] = fmt
+    env.globals["places"] = effect_places
     return env.get_template("report.html.j2").render(
         r=r, s=r.spec, m=r.spec.matching, effects=[(e, forest(e)) for e in r.effects],
         balance=r.balance, love=love(r.balance), interval=INTERVAL,

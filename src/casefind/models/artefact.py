@@ -91,6 +91,9 @@ def model_node(rule_path: Path, name: str, span: Span, as_of) -> ModelUse:
 
     path = find(rule_path, name, span)
     body = read(path, span)
+    if body.get("name") != name:
+        raise RuleError(span, f"{path.name} holds model {str(body.get('name'))[:40]!r}, not {name!r}",
+                        "an artefact is read by its model's name: fit the model again rather than renaming its file")
     at = Span(str(path), 1, 1)
     features = {k: Located(v, at) for k, v in body["features"].items()}
     codelists = {k: Located(v, at) for k, v in body.get("codelists", {}).items()}
@@ -101,8 +104,10 @@ def model_node(rule_path: Path, name: str, span: Span, as_of) -> ModelUse:
         total = ir.binary("+", total, ir.binary("*", ir.Const(float(p["coefficient"]), ir.T.FLOAT), x))
     training = body.get("training", {})
     record = {"file": str(path.relative_to(rules_root(rule_path))), "sha256": body["sha256"],
-              "version": body.get("version"), "trained_on_snapshot": training.get("snapshot_id"),
-              "feature_date": training.get("date")}
+              "version": body.get("version"), "title": body.get("title"),
+              "trained_on_snapshot": training.get("snapshot_id"), "feature_date": training.get("date"),
+              "predictors": [p["name"] for p in body["predictors"]],
+              "c_statistic": body.get("validation", {}).get("c_statistic", {}).get("c")}
     return ModelUse(ir.func("logistic", (total,)), record, dict(c.codelists))
 
 

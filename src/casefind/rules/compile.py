@@ -96,6 +96,7 @@ class CompiledRule:
     # full value is what criteria and rank_by use
     output_round: dict[str, int] = field(default_factory=dict)
     models: dict[str, dict] = field(default_factory=dict)  # model("name") -> its artefact's record
+    model_nodes: dict[str, ir.Node] = field(default_factory=dict)  # model("name") -> the expression it became
 
 
 def rounded(value, places: int | None):
@@ -877,7 +878,7 @@ class Compiler:
             mode = (src.require.value if src.require else "all").strip()
             names = [node for _, node in include]
             if mode in ("all", "any"):
-                require = _joined("and" if mode == "all" else "or", names)
+                require = joined("and" if mode == "all" else "or", names)
             else:  # an expression over the include names
                 self.criteria_names = dict(include)
                 require = self.condition(src.require, "require")
@@ -908,7 +909,8 @@ class Compiler:
             name=src.name.value, title=src.title, version=src.version, path=src.path,
             file_sha256=hashlib.sha256(src.path.read_bytes()).hexdigest(),
             as_of=self.as_of, parameters=self.params, codelists=self.all_codelists(),
-            models={k: u.record for k, u in self.models.items()}, population=population,
+            models={k: u.record for k, u in self.models.items()},
+            model_nodes={k: u.node for k, u in self.models.items()}, population=population,
             features=dict(self.features), segments=segments, cost=cost, include=include,
             reasons=reasons,
             require=require, exclude=exclude, rank_by=tuple(rank), limit=limit,
@@ -1135,12 +1137,12 @@ def _same_for_everyone(n: ir.Node) -> bool:
     return isinstance(n, (ir.AsOf, ir.Const, ir.Param))
 
 
-def _joined(op: str, nodes: list[ir.Node]) -> ir.Node:
+def joined(op: str, nodes: list[ir.Node]) -> ir.Node:
     """``op`` (and / or) over many conditions as a balanced tree: shallow however many."""
     if len(nodes) == 1:
         return nodes[0]
     mid = len(nodes) // 2
-    return ir.binary(op, _joined(op, nodes[:mid]), _joined(op, nodes[mid:]))
+    return ir.binary(op, joined(op, nodes[:mid]), joined(op, nodes[mid:]))
 
 
 def _check_limits(node: ir.Node, span: Span) -> None:

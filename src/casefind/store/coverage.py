@@ -45,9 +45,10 @@ class Coverage:
 
 
 def check_span(cov: Coverage, first: dt.date, last: dt.date, *, what: str, option: str,
-               allow_partial: bool) -> str | None:
+               allow_partial: bool, partial_hint: str | None = None) -> str | None:
     """Refuse (CoverageError) an evaluation reading ``first``..``last`` that lies outside the
-    data; when only partly covered, refuse unless ``allow_partial``, then return a warning."""
+    data; when only partly covered, refuse unless ``allow_partial``, then return a warning.
+    ``partial_hint`` replaces the --allow-partial hint for a command that has no such option."""
     if cov.first is None:
         raise CoverageError(f"{what}: the store has no dated events to evaluate", option=option)
     if last < cov.first or first > cov.last + _GRACE:
@@ -62,6 +63,6 @@ def check_span(cov: Coverage, first: dt.date, last: dt.date, *, what: str, optio
         return None
     message = f"{what} is only partly covered by the store's data ({cov}): {'; '.join(gaps)}"
     if not allow_partial:
-        raise CoverageError(message, "counts over the uncovered days would be too low; pass --allow-partial "
-                            "to run anyway (the run records that it was partial)", option=option)
+        raise CoverageError(message, partial_hint or "counts over the uncovered days would be too low; pass "
+                            "--allow-partial to run anyway (the run records that it was partial)", option=option)
     return message
