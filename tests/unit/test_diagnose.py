@@ -256,3 +256,12 @@ def test_reference_engine_gives_the_same_diagnosis(built):
     assert reference.sizes == native.sizes
     assert [t.row() for t in reference.turnover] == [t.row() for t in native.turnover]
     assert [c.rows for c in reference.curves] == [c.rows for c in native.curves]
+
+
+@pytest.mark.parametrize("raw, step", [(396.0, 500.0), (0.0425, 0.05), (1.0, 1.0), (0.3, 0.5), (12.0, 20.0),
+                                       (0.0, 1.0)])
+def test_crisis_chart_ticks_are_round_numbers(raw, step):
+    """Axis steps of 1, 2 or 5 times a power of ten: £0, £500, £1,000, never £396, £792."""
+    from casefind.diagnose.charts import nice_step
+
+    assert nice_step(raw) == pytest.approx(step)

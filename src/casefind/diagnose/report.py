@@ -63,9 +63,10 @@ def html(d: Diagnosis) -> str:
         by = {g: [r for r in c.rows if r["group"] == g] for g in crisis.GROUPS}
         curves.append({"curve": c, "window": [crisis.month_end(m) for m in c.window.identification_months[[0, -1]]],
                        "cost": charts.line_chart(months, {g: [r["mean_cost"] for r in by[g]] for g in by},
-                                                 f"{c.rule}: mean monthly in-scope cost", money=True),
+                                                 f"{c.rule}: cost per person a month (£)", money=True),
                        "admissions": charts.line_chart(months, {g: [r["mean_admissions"] for r in by[g]] for g in by},
-                                                       f"{c.rule}: mean monthly emergency admissions", money=False)})
+                                                       f"{c.rule}: emergency admissions per person a month",
+                                                       money=False)})
     practices = sorted({p for by in d.sizes.values() for p in by})
     return _ENV.get_template("diagnose.html.j2").render(
         d=d, practices=practices, upset=upset_svg(d.overlap), curves=curves, labels=charts.LABELS,
