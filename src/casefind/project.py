@@ -258,8 +258,11 @@ def resolve_rule(text: str | Path, project: Project, *, kind: str = "rule") -> P
     """A rule (or KPI file) given as a path, or by name: ``frail`` is ``frail.yml`` in the
     project's rules folder, else in the shipped rules (KPI files: in their kpis/ folders)."""
     path = Path(text)
-    if path.exists() or path.suffix in (".yml", ".yaml") or len(path.parts) > 1:
+    if path.exists():
         return path
+    if path.suffix in (".yml", ".yaml") or len(path.parts) > 1:
+        raise UsageError(f"no such {kind} file: {path}",
+                         f"give the path of a .yml file, or a {kind} name from the rules folder (e.g. frail)")
     name = str(text)
     if not name.isidentifier():
         raise UsageError(f"{name!r} is neither a file nor a {kind} name", "give a path to a .yml file, or a name")

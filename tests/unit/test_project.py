@@ -129,7 +129,13 @@ def test_rules_by_name_come_from_the_project_then_the_shipped_rules(tmp_path, mo
     project = load({}, environ={})
     assert resolve_rule("frail", project) == tmp_path.resolve() / "rules" / "frail.yml"
     assert resolve_rule("hfrs", project) == shipped_rules() / "hfrs.yml"  # not in the project: shipped
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.yml").write_text("rule: x\n")
     assert resolve_rule("other/x.yml", project) == Path("other/x.yml")  # a path stays a path
+    for missing in ("other/y.yml", "../frail", "y.yml"):  # a path to nothing: a usage error with a hint
+        with pytest.raises(CasefindError, match=f"no such rule file: {missing}") as caught:
+            resolve_rule(missing, project)
+        assert caught.value.exit_code == 2 and "give the path of a .yml file" in caught.value.hint
     with pytest.raises(CasefindError, match="no rule named 'fral'") as caught:
         resolve_rule("fral", project)
     assert "did you mean 'frail'" in caught.value.hint
