@@ -9,7 +9,7 @@ from rich.table import Table
 
 from casefind.cli_common import emit_json, json_option, project, resolve_store, setting
 from casefind.errors import UsageError
-from casefind.ui import console, stage_progress
+from casefind.ui import console, err_console, stage_progress
 
 
 def _spec_path(given: str) -> Path:
@@ -114,9 +114,12 @@ def show(name, as_json):
                              "NAME")
         path = art.find(rules_folder(project()) / "rule.yml", name, Span("model", 1, 1))
     body = art.read(path)
+    changed = art.spec_changed(path, body)
     if as_json:
-        emit_json({"command": "model show", "file": str(path), **body})
+        emit_json({"command": "model show", "file": str(path), "spec_changed": changed, **body})
         return
+    if changed:
+        err_console.print(f"warning: {changed}", soft_wrap=True, markup=False, highlight=False)
     v = body["validation"]
     console.print(f"{body['name']}: {body['title']}\nfile {path}\nsha256 {body['sha256']}\n"
                   f"trained on snapshot {body['training']['snapshot_id']} ({body['dates']['train_features']}), "

@@ -163,3 +163,20 @@ def test_an_artefact_renamed_to_another_model_is_refused(fitted, rules, tmp_path
     rule.write_text('rule: r\nas_of: "2026-10-31"\npopulation: registered\nfeatures:\n  risk: model("other")\n')
     with pytest.raises(RuleError, match="holds model 'emergency_12m', not 'other'"):
         compile_rule(rule)
+
+
+def test_a_spec_edited_after_fitting_is_flagged_wherever_the_model_is_shown(fitted, rules, tmp_path):
+    """The artefact is what was fitted: model show and --json say when its spec has changed."""
+    from casefind_testdata import cli
+
+    copy = tmp_path / "rules"
+    shutil.copytree(rules, copy)
+    assert json.loads(cli("model", "show", copy / "models" / "emergency_12m.model.json", "--json").stdout)[
+        "spec_changed"] is None
+    spec = copy / "models" / "emergency_12m.yml"
+    spec.write_text(spec.read_text().replace("  age_years: age\n", "  age_years: age * 2\n"))
+    shown = json.loads(cli("model", "show", copy / "models" / "emergency_12m.model.json", "--json").stdout)
+    assert "has changed since the model was fitted" in shown["spec_changed"]
+    spec.unlink()
+    r = cli("model", "show", copy / "models" / "emergency_12m.model.json")
+    assert r.exit_code == 0 and "is not there any more" in r.output

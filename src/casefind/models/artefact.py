@@ -59,6 +59,23 @@ def read(path: Path, span: Span | None = None) -> dict:
     return body
 
 
+def spec_changed(path: Path, body: dict) -> str | None:
+    """A warning when the spec beside the artefact is not the one it was fitted from (edited,
+    or gone), so nobody ranks patients by a model whose spec says something else."""
+    given = (body.get("spec") or {}).get("file")
+    if not given:
+        return None
+    spec = rules_root(path) / given
+    try:
+        now = hashlib.sha256(spec.read_bytes()).hexdigest()
+    except OSError:
+        return f"{body.get('name')}: its spec {given} is not there any more; the artefact is what was fitted"
+    if now != body["spec"].get("sha256"):
+        return (f"{body.get('name')}: its spec {given} has changed since the model was fitted; the artefact is "
+                f"what was fitted: fit it again (casefind model fit {body.get('name')}) to use the spec as it is now")
+    return None
+
+
 def find(rule_path: Path, name: str, span: Span) -> Path:
     """Where ``model("name")`` in the rule at ``rule_path`` reads its artefact."""
     if not RULE_NAME.fullmatch(name):

@@ -183,7 +183,7 @@ def run(store: Store, source: Scored, opts: Options) -> PyramidResult:
 
     dates = Dates.of(source.as_of, opts.outcome)
     exprs = expressions(source, opts.outcome)
-    warnings = [w for w in [check_coverage(store, source, exprs, opts.allow_partial)] if w]
+    warnings = [*source.notes, *(w for w in [check_coverage(store, source, exprs, opts.allow_partial)] if w)]
     values = get_engine(opts.engine).evaluate(store, exprs, source.as_of, source.population)
     member = _numbers(values, "in_population", 0.0).astype(bool)
     patients = values.column("patient").to_numpy().astype(np.int64)[member]

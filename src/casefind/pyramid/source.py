@@ -27,6 +27,7 @@ class Scored:
     population: ir.Node
     score: ir.Node
     score_name: str   # the feature, or model("NAME")
+    notes: tuple[str, ...] = ()  # warnings about the source (a model's spec changed since fitting)
 
     def compiler(self) -> Compiler:
         """A compiler for expressions beside the score (the outcomes), in its file's folder."""
@@ -49,10 +50,11 @@ def from_rule(rule: CompiledRule, feature: str) -> Scored:
 def from_model(artefact: Path, as_of: dt.date) -> Scored:
     """A fitted model's artefact (rules/models/NAME.model.json): its population as fitted,
     ranked by its probability, ``model("NAME")``."""
-    from casefind.models.artefact import SUFFIX, read
+    from casefind.models.artefact import SUFFIX, read, spec_changed
 
     name = artefact.name[: -len(SUFFIX)]
     body = read(artefact)
+    changed = spec_changed(artefact, body)
     rule_path = artefact.resolve().parent.parent / f"{name}.pyramid"  # model("NAME") looks in its models/
     c = Compiler(RuleSource(rule_path, Located(name, Span(str(artefact), 1, 1))), {})
     c.as_of = as_of
@@ -60,4 +62,4 @@ def from_model(artefact: Path, as_of: dt.date) -> Scored:
     population = c.condition(Located(str(body.get("population") or "registered and alive"), at), "population")
     score = c.expression(Located(f'model("{name}")', at))
     return Scored(name, str(body.get("title") or name), artefact, hashlib.sha256(artefact.read_bytes()).hexdigest(),
-                  as_of, population, score, f'model("{name}")')
+                  as_of, population, score, f'model("{name}")', (changed,) if changed else ())
