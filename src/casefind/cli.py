@@ -265,8 +265,12 @@ def _synth_json(result, out: Path, as_of, report: bool) -> None:
                    "else STORE-identities beside the store.")
 @click.option("--strict", is_flag=True,
               help="Fail (exit 3) if any row breaks the contract; the store is left unchanged.")
+@click.option("--shards", type=click.IntRange(min=1, max=1024), default=None, metavar="N",
+              help="Split the store into N shards by a hash of patient_id, each a store of its own with one "
+                   "manifest over them (docs/scale-out.md; other commands do not read sharded stores yet). "
+                   "1 or none: one store.")
 @json_option
-def ingest(source, store, identities_store, strict, as_json):
+def ingest(source, store, identities_store, strict, shards, as_json):
     """Validate SOURCE against the data contract and build a population store from it.
 
     \b
@@ -281,8 +285,8 @@ def ingest(source, store, identities_store, strict, as_json):
     review log (STORE/decisions/), the lists runs wrote (STORE/lists/) and the KPI
     history (STORE/kpi/) are kept across ingests.
     """
-    from casefind import summaries
-    from casefind.ingest import StrictModeError, run_ingest
+    from casefind.ingest import StrictModeError
+    from casefind.ingest.sharded import ingest_store, summary_json
     from casefind.ui import ingest_summary
 
     store, identities_store = setting("store", store), setting("identities", identities_store)
@@ -291,10 +295,11 @@ def ingest(source, store, identities_store, strict, as_json):
 
         store = demo_paths()["store"]
         identities_store = identities_store or demo_paths()["identities"]
-    show = (lambda s: emit_json(summaries.ingest(s))) if as_json else (lambda s: ingest_summary(s, console))
+    show = (lambda s: emit_json(summary_json(s))) if as_json else (lambda s: ingest_summary(s, console))
     try:
         with stage_progress("ingest") as say:
-            summary = run_ingest(source, store, identities_store=identities_store, strict=strict, progress=say)
+            summary = ingest_store(source, store, shards=shards, identities_store=identities_store,
+                                   strict=strict, progress=say)
     except StrictModeError as e:
         show(e.summary)
         e.hint = "look at the reasons above; without --strict the bad rows go to quarantine"
@@ -311,10 +316,20 @@ def info(store, as_json):
     casefind.toml or default) and what the population store holds: patients,
     hierarchy, rows, dates, quarantine."""
     from casefind.store import Store
+    from casefind.store.shards import info_json, is_sharded, print_info
     from casefind.ui import settings_table, store_info
 
     settings = project(store=store)
-    st = Store.open(resolve_store(store))
+    root = resolve_store(store)
+    if is_sharded(root):
+        if as_json:
+            emit_json({"project_file": None if settings.file is None else str(settings.file),
+                       "settings": settings.rows(), **info_json(root)})
+        else:
+            settings_table(settings, console)
+            print_info(root, console)
+        return
+    st = Store.open(root)
     if as_json:
         emit_json({"project_file": None if settings.file is None else str(settings.file),
                    "settings": settings.rows(), "store": str(st.root), "manifest": st.manifest})

@@ -21,7 +21,7 @@ EXIT_CODES = {0, 1, 2, 3, 4, 5}
 # What each command takes; values come from the pools below.
 COMMANDS = {
     ("synth",): ["--patients", "--seed", "--out", "--format", "--inject-errors", "--as-of"],
-    ("ingest",): ["ARG", "--store", "--identities", "--strict"],
+    ("ingest",): ["ARG", "--store", "--identities", "--strict", "--shards"],
     ("info",): ["--store", "--json"],
     ("run",): ["ARG", "--store", "--as-of", "--param", "--out", "--engine", "--allow-partial"],
     ("check",): ["ARG", "--param"],

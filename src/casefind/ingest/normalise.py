@@ -130,7 +130,7 @@ def _number(arr: pa.Array) -> pa.Array:
     return pc.cast(pc.if_else(ok, s, pa.scalar(None, pa.string())), pa.float64())
 
 
-def _patient_id(arr: pa.Array) -> pa.Array:
+def patient_id_text(arr: pa.Array) -> pa.Array:
     if pa.types.is_integer(arr.type):
         try:
             return pc.cast(arr, pa.int64())
@@ -254,7 +254,7 @@ def normalise(spec: Table, raw: pa.Table) -> NormalTable:
         elif c.kind in ("float", "int"):
             typed = _number(src)
         elif c.kind == "patient_id":
-            typed = _patient_id(src)
+            typed = patient_id_text(src)
         else:
             typed = _text(src)
         if c.kind in ("date", "float", "int") and _is_text(src.type):

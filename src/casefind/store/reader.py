@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from casefind.contract.schema import REVIEW_DECISIONS
 from casefind.store import decisions
+from casefind.store.shards import refuse_sharded
 from casefind.store.writer import CURRENT, FORMAT, FORMAT_VERSION, StoreError
 
 
@@ -92,6 +93,7 @@ class Store:
     @classmethod
     def open(cls, root: str | Path) -> Store:
         root = Path(root)
+        refuse_sharded(root)
         link = root / CURRENT
         if not link.exists():
             if not root.exists():

@@ -1,0 +1,273 @@
+"""``casefind ingest --shards N``: split a source by the patient's shard, ingest each part with
+today's pipeline, and swap the new shards in by replacing one manifest (docs/scale-out.md).
+
+A build happens in ``STORE/.building-<generation>/`` (each shard's identities in
+``IDENTITIES/shards-<generation>/shard-XXX``); it becomes ``STORE/shards-<generation>/`` and
+is put in force by replacing ``STORE/shards.json``. Until then readers see the previous
+shards, whose folders (and identities) are removed only after the swap.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from casefind.contract import TABLES
+from casefind.errors import CasefindError, UsageError
+from casefind.ingest.normalise import patient_id_text
+from casefind.ingest.pipeline import IngestSummary, Progress, TableSummary, run_ingest
+from casefind.ingest.sources import RESTRICTED, Source, read_source
+from casefind.store.identities import check_apart, default_root
+from casefind.store.shards import GENERATION_PREFIX, HASH, MANIFEST, ShardEntry, ShardManifest, read_manifest, shard_of
+from casefind.store.writer import BESIDE_SNAPSHOTS, CURRENT, LOCK, StoreError, lock_store, unlock_store
+
+BUILDING_PREFIX = ".building-"
+SPLIT = "sources"  # inside the build folder, mode 0700 (a source may hold identities); removed as used
+
+
+@dataclass
+class ShardedIngestSummary(IngestSummary):
+    """The shards' summaries added up (shared tables such as practices counted once), plus
+    each shard's own line."""
+    shards: list[dict] = field(default_factory=list)
+
+
+MAX_SHARDS = 1024  # 60 million patients in shards of 60,000 or more; each shard is a folder of files
+
+
+def ingest_store(source: str | Path, store: str | Path, *, shards: int | None = None,
+                 identities_store: str | Path | None = None, strict: bool = False,
+                 progress: Progress | None = None) -> IngestSummary:
+    """What ``casefind ingest`` runs: one store (no ``--shards``, or 1), else a sharded one."""
+    if shards is not None and not 1 <= shards <= MAX_SHARDS:
+        raise UsageError(f"must be from 1 to {MAX_SHARDS} (got {shards})", "give --shards N with N >= 2 (shards "
+                         "of about a million patients each), or leave it out for a single store", option="--shards")
+    if shards in (None, 1):
+        return run_ingest(source, store, identities_store=identities_store, strict=strict, progress=progress)
+    return run_sharded_ingest(source, store, shards, identities_store=identities_store, strict=strict,
+                              progress=progress)
+
+
+def summary_json(summary: IngestSummary) -> dict:
+    """``ingest --json``: today's summary, plus ``shards`` for a sharded store."""
+    from casefind import summaries
+
+    out = summaries.ingest(summary)
+    if isinstance(summary, ShardedIngestSummary):
+        out["shards"] = summary.shards
+    return out
+
+
+def split_source(src: Source, n: int, out: Path) -> list[Path]:
+    """Write ``src`` as ``n`` source folders, ``out/shard-XXX/``: each table with a
+    ``patient_id`` split by ``shard_of`` (rows kept in source order), every other table
+    (practices) copied whole. The one step a streaming DuckDB ``COPY ... (PARTITION_BY shard)``
+    replaces (step 3 of docs/scale-out.md)."""
+    folders = [out / f"shard-{i:03d}" for i in range(n)]
+    for f in folders:
+        f.mkdir(parents=True)
+    for name, table in src.tables.items():
+        if "patient_id" in table.column_names:
+            shard = shard_of(_id_text(table.column("patient_id")), n)
+            parts = [table.filter(pa.array(shard == i)) for i in range(n)]
+        else:
+            parts = [table] * n
+        if name == "patients":
+            _check_every_shard_has_patients(parts, n)
+        for folder, part in zip(folders, parts, strict=True):
+            where = folder / RESTRICTED if TABLES[name].restricted else folder
+            where.mkdir(exist_ok=True)
+            pq.write_table(part, where / f"{name}.parquet")
+    return folders
+
+
+def _id_text(col: pa.ChunkedArray) -> pa.Array:
+    """The id as ingest compares it (trimmed text; 3.0 as '3'), so that what one store
+    would take as one patient goes to one shard."""
+    arr = col.combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
+        arr = arr.cast(pa.string())
+    try:
+        return patient_id_text(arr).cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # a type ingest refuses: it says so, in shard 0
+        return pa.nulls(len(arr), pa.string())
+
+
+def _check_every_shard_has_patients(parts: list[pa.Table], n: int) -> None:
+    empty = [i for i, p in enumerate(parts) if p.num_rows == 0]
+    total = sum(p.num_rows for p in parts)
+    if empty and total:  # none at all: shard 0's ingest says so, as a single ingest would
+        raise UsageError(f"{n} shards for {total:,} patient row(s) leaves shard {empty[0]} empty",
+                         "give fewer shards (a shard should hold many patients)", option="--shards")
+
+
+def run_sharded_ingest(source: str | Path, store: str | Path, n_shards: int, *,
+                       identities_store: str | Path | None = None, strict: bool = False,
+                       progress: Progress | None = None) -> ShardedIngestSummary:
+    """Ingest ``source`` as ``n_shards`` stores; the previous sharded store stays in force,
+    unchanged, until every shard is built."""
+    if n_shards < 2:
+        raise UsageError(f"a sharded store needs at least 2 shards (got {n_shards})",
+                         "leave --shards out for a single store", option="--shards")
+    t0 = time.perf_counter()
+    say = progress or (lambda stage: None)
+    store = Path(store)
+    ids_root = Path(identities_store) if identities_store else default_root(store)
+    check_apart(store, ids_root)
+    _check_sharded_path(store)
+    created = (not store.exists(), not ids_root.exists())
+    store.mkdir(parents=True, exist_ok=True)
+    lock = lock_store(store)
+    generation = f"{GENERATION_PREFIX}{uuid.uuid4().hex[:12]}"
+    build = Path(store, f"{BUILDING_PREFIX}{generation.removeprefix(GENERATION_PREFIX)}")
+    try:
+        _remove_unreferenced(store, ids_root)
+        say("reading source")
+        src = read_source(source)
+        build.mkdir()
+        summary = _build(src, source, build, ids_root / generation, n_shards, strict, say)
+        os.replace(build, store / generation)
+        say("committing the shard manifest")
+        manifest = _manifest(store, generation, summary, source)
+        manifest.write(store)  # the swap
+        summary.snapshot_id = manifest.snapshot_id
+    except BaseException:
+        _abandon(store, build, store / generation, ids_root / generation, created, lock)
+        raise
+    _remove_unreferenced(store, ids_root)
+    unlock_store(lock)
+    summary.store, summary.seconds = store, time.perf_counter() - t0
+    return summary
+
+
+def _build(src: Source, source: str | Path, build: Path, ids_gen: Path, n: int, strict: bool,
+           say: Progress) -> ShardedIngestSummary:
+    """Split, then ingest each shard into ``build/shard-XXX``; their summaries added up."""
+    say(f"splitting the source into {n} shards")
+    split = build / SPLIT
+    split.mkdir(mode=0o700)
+    parts = split_source(src, n, split)
+    if "identities" in src.tables:
+        ids_gen.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ids_gen.mkdir(mode=0o700)
+    summaries = []
+    for i, part in enumerate(parts):
+        def shard_say(stage: str, i=i) -> None:
+            say(f"shard {i + 1}/{n}: {stage}")
+        try:
+            s = run_ingest(part, build / part.name, identities_store=ids_gen / part.name, strict=strict,
+                           progress=shard_say)
+        except CasefindError as e:
+            e.message = f"shard {i + 1} of {n}: {e.message}"
+            e.args = (e.message,)
+            raise
+        shutil.rmtree(part)
+        _restamp_source(build / part.name, src, source, i, n)
+        summaries.append(s)
+    shutil.rmtree(split)
+    return _add_up(summaries, src, ids_gen if "identities" in src.tables else None)
+
+
+def _restamp_source(shard_store: Path, src: Source, source: str | Path, i: int, n: int) -> None:
+    """The shard's manifest names the delivery it came from (not the split that fed it) and
+    which shard it is; the manifest is not among the hashed files, so the id stands."""
+    path = (shard_store / CURRENT).resolve() / "manifest.json"
+    m = json.loads(path.read_text())
+    m["source"] = {"path": str(Path(source).resolve()), "kind": src.kind, "tables": src.origins,
+                   "ignored": src.ignored}
+    m["shard"] = {"id": i, "n_shards": n, "hash": HASH}
+    tmp = path.with_name("manifest.json.tmp")
+    tmp.write_text(json.dumps(m, indent=2))
+    os.replace(tmp, path)
+
+
+def _add_up(summaries: list[IngestSummary], src: Source, ids_gen: Path | None) -> ShardedIngestSummary:
+    """One summary: tables with patient rows added up; copied tables (practices) counted once."""
+    first = summaries[0]
+    total = ShardedIngestSummary(first.store, ids_gen, None, ignored=list(src.ignored),
+                                 missing_columns=first.missing_columns, extras=first.extras,
+                                 identifier_columns=first.identifier_columns,
+                                 dropped_columns=first.dropped_columns)
+    for name in first.tables:
+        if name in src.tables and "patient_id" not in src.tables[name].column_names:
+            total.tables[name] = first.tables[name]
+            continue
+        quarantined: dict[str, int] = {}
+        for s in summaries:
+            for reason, k in s.tables[name].quarantined.items():
+                quarantined[reason] = quarantined.get(reason, 0) + k
+        total.tables[name] = TableSummary(sum(s.tables[name].read for s in summaries),
+                                          sum(s.tables[name].stored for s in summaries), quarantined)
+    total.shards = [{"id": i, "snapshot_id": s.snapshot_id, "patients": s.tables["patients"].stored,
+                     "quarantined": s.quarantined_total} for i, s in enumerate(summaries)]
+    return total
+
+
+def _manifest(store: Path, generation: str, summary: ShardedIngestSummary, source: str | Path) -> ShardManifest:
+    entries = []
+    for line in summary.shards:
+        folder = f"{generation}/shard-{line['id']:03d}"
+        m = json.loads(((store / folder / CURRENT).resolve() / "manifest.json").read_text())
+        entries.append(ShardEntry(line["id"], folder, m["snapshot_id"], m["counts"]["patients"],
+                                  {name: t["rows"] for name, t in m["tables"].items()}))
+        line["folder"] = folder
+    return ShardManifest.of(entries, str(Path(source).resolve()),
+                            dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
+def _check_sharded_path(root: Path) -> None:
+    """Build only into a new folder, an empty one, or a sharded store (never over a single store)."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise StoreError(f"{root} exists and is not a directory")
+    if (root / CURRENT).is_symlink() or (root / CURRENT).exists():
+        raise StoreError(f"{root} is a single store; a sharded store is built in a new folder",
+                         "choose a new --store path for --shards (re-sharding is a full re-ingest)")
+    allowed = {MANIFEST, LOCK} | BESIDE_SNAPSHOTS
+    odd = sorted(p.name for p in root.iterdir() if p.name not in allowed
+                 and not p.name.startswith((GENERATION_PREFIX, BUILDING_PREFIX, f".{MANIFEST}.")))
+    if odd:
+        raise StoreError(f"{root} is not empty and is not a casefind store (found {odd[:3]}); "
+                         "choose a new --store path or an existing sharded store")
+
+
+def _in_force(store: Path) -> set[str]:
+    return read_manifest(store).generations if (store / MANIFEST).is_file() else set()
+
+
+def _remove_unreferenced(store: Path, ids_root: Path) -> None:
+    """Generations the manifest does not name (older ones, or left by a killed build) go, in
+    the store and among the identities."""
+    keep = _in_force(store)
+    for p in store.iterdir():
+        if p.name.startswith(BUILDING_PREFIX) or (p.name.startswith(GENERATION_PREFIX) and p.name not in keep):
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.startswith(f".{MANIFEST}."):
+            p.unlink(missing_ok=True)
+    if ids_root.is_dir():
+        for p in ids_root.iterdir():
+            if p.name.startswith(GENERATION_PREFIX) and p.name not in keep:
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _abandon(store: Path, build: Path, built: Path, ids_gen: Path, created: tuple[bool, bool], lock) -> None:
+    """A failed build leaves nothing behind (folders it created included); the manifest in
+    force was never touched."""
+    for p in (build, built, ids_gen):
+        shutil.rmtree(p, ignore_errors=True)
+    unlock_store(lock)
+    if created[0] and {p.name for p in store.iterdir()} <= {LOCK}:
+        shutil.rmtree(store, ignore_errors=True)
+    if created[1] and ids_gen.parent.is_dir() and not any(ids_gen.parent.iterdir()):
+        ids_gen.parent.rmdir()
