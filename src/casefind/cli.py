@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from casefind import __version__
-from casefind.cli_common import emit_json, json_option, project, resolve_store, setting
+from casefind.cli_common import emit_json, json_option, parse_params, project, resolve_store, setting
 from casefind.errors import EXIT_FAILED, CasefindError, UsageError
 from casefind.ui import console, current_stage, err_console, reset_stage, stage_progress
 
@@ -338,16 +338,6 @@ def info(store, as_json):
         store_info(st, console)
 
 
-def _params(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, eq, val = v.partition("=")
-        if not eq or not k.strip():
-            raise click.BadParameter(f"{v!r}: write NAME=VALUE", param_hint="--param")
-        out[k.strip()] = val.strip()
-    return out
-
-
 def _as_of_option(f):
     return click.option("--as-of", metavar="YYYY-MM-DD|latest",
                         help="Evaluation date, or 'latest' (the end of the store's data). Default: the as_of "
@@ -417,7 +407,7 @@ def run(rule, store, as_of, params, out, engine, allow_partial, as_json):
     as_of, out = _as_of(as_of, store), setting("out", out)
     _say_if_compiling(engine)
     with stage_progress(f"run {rule.name}") as say, without_pandas():
-        result = run_rule(rule, store, out, as_of=as_of, params=_params(params), engine=engine,
+        result = run_rule(rule, store, out, as_of=as_of, params=parse_params(params), engine=engine,
                           allow_partial=allow_partial, progress=say)
     _warn(result.warnings)
     if as_json:
@@ -441,7 +431,7 @@ def check(rules, params, as_json):
     checked = []
     for text in rules:
         path = _rule(text)
-        r = compile_rule(path, params=_params(params))
+        r = compile_rule(path, params=parse_params(params))
         checked.append(summaries.check(r, path))
         if not as_json:
             console.print(f"[green]ok[/] {_escape(str(path))}: rule {r.name!r}, {len(r.features)} features, "
@@ -654,7 +644,7 @@ def kpi(file, store, period, first, last, history_path, params, engine, export, 
                                         ("round_to", setting("round_to", round_to))) if v is not None}
         _say_if_compiling(engine)
         with stage_progress(f"kpi {file.name}") as say:
-            result = run_kpis(file, store, periods, history_path=hist, engine=engine, params=_params(params),
+            result = run_kpis(file, store, periods, history_path=hist, engine=engine, params=parse_params(params),
                               allow_partial=allow_partial, progress=say,
                               disclosure_overrides=disclosure)
         _warn(result.warnings)
@@ -835,7 +825,7 @@ def dataset_command(rule, output, store, as_of, columns, params, engine, opt_out
     dates = [_as_of(a, store) for a in as_of] if as_of else [_as_of(None, store)]
     as_of = [d for d in dates if d is not None]
     with stage_progress(f"dataset {rule.name}") as say:
-        table = make_dataset(rule, store, as_of=list(as_of) or None, params=_params(params),
+        table = make_dataset(rule, store, as_of=list(as_of) or None, params=parse_params(params),
                              columns=None if columns is None else columns.split(","), engine=engine,
                              opt_out=opt_out, allow_partial=allow_partial, progress=say)
         say("writing")

@@ -38,3 +38,14 @@ def json_option(f):
 
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    """``--param NAME=VALUE`` (repeatable) as a mapping; a value without ``=`` is refused."""
+    out = {}
+    for v in values:
+        k, eq, val = v.partition("=")
+        if not eq or not k.strip():
+            raise click.BadParameter(f"{v!r}: write NAME=VALUE", param_hint="--param")
+        out[k.strip()] = val.strip()
+    return out

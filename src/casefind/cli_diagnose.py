@@ -7,20 +7,10 @@ from pathlib import Path
 
 import click
 
-from casefind.cli_common import emit_json, json_option, project, resolve_store, setting
+from casefind.cli_common import emit_json, json_option, parse_params, project, resolve_store, setting
 from casefind.engines.base import DEFAULT, ENGINES, engines_help  # names only: no engine is loaded
 from casefind.errors import UsageError
 from casefind.ui import console, stage_progress
-
-
-def _params(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, eq, val = v.partition("=")
-        if not eq or not k.strip():
-            raise click.BadParameter(f"{v!r}: write NAME=VALUE", param_hint="--param")
-        out[k.strip()] = val.strip()
-    return out
 
 
 def _as_of(flag: str | None, store: Path, first_rule: Path, params: dict[str, str]) -> dt.date:
@@ -110,7 +100,7 @@ def diagnose_command(rules, against, store, out, as_of, window, washout, params,
     settings = project()
     paths = [resolve_rule(r, settings) for r in rules]
     root = resolve_store(store)
-    values = _params(params)
+    values = parse_params(params)
     when = _as_of(as_of, root, paths[0], values)
     options = Options(against, window, washout, setting("engine", engine))
     with stage_progress("diagnose") as say, without_pandas():

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from casefind.cli_common import emit_json, json_option, resolve_store, setting
+from casefind.cli_common import emit_json, json_option, parse_params, resolve_store, setting
 from casefind.ui import console, err_console, stage_progress
 
 
@@ -15,16 +15,6 @@ def _engine_option(f):
 
     return click.option("--engine", type=click.Choice(list(ENGINES)), default=None,
                         help=f"{engines_help()} Default: $CASEFIND_ENGINE, else casefind.toml, else {DEFAULT}.")(f)
-
-
-def _params(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, eq, val = v.partition("=")
-        if not eq or not k.strip():
-            raise click.BadParameter(f"{v!r}: write NAME=VALUE", param_hint="--param")
-        out[k.strip()] = val.strip()
-    return out
 
 
 @click.command("evaluate")
@@ -63,7 +53,7 @@ def command(spec, store, out, params, engine, allow_partial, as_json):
     path, root = budget_file(spec, "evaluations", "evaluation"), resolve_store(store)
     engine, out = setting("engine", engine), Path(setting("out", out))
     with stage_progress(f"evaluate {path.name}") as say:
-        result = evaluate(path, root, engine=engine, params=_params(params), allow_partial=allow_partial,
+        result = evaluate(path, root, engine=engine, params=parse_params(params), allow_partial=allow_partial,
                           progress=say)
         say("writing the report")
         folder = report.write(result, out)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from casefind.cli_common import emit_json, json_option, project, resolve_store, setting
+from casefind.cli_common import emit_json, json_option, parse_params, project, resolve_store, setting
 from casefind.engines.base import DEFAULT, ENGINES, engines_help  # names only: no engine is loaded
 from casefind.errors import UsageError
 from casefind.pyramid.bands import DEFAULT_BANDS
@@ -79,16 +79,6 @@ def source_of(text: str, score: str, as_of_flag: str | None, params: dict[str, s
 
     rule = compile_rule(resolve_rule(text, project()), as_of=_as_of(as_of_flag, store, model=False), params=params)
     return source.from_rule(rule, score or "risk")
-
-
-def _params(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, eq, val = v.partition("=")
-        if not eq or not k.strip():
-            raise click.BadParameter(f"{v!r}: write NAME=VALUE", param_hint="--param")
-        out[k.strip()] = val.strip()
-    return out
 
 
 def _summary(result, folder: Path) -> None:
@@ -169,7 +159,7 @@ def pyramid_command(source, score, outcome, bands, cut, store, as_of, params, ou
     st = Store.open(resolve_store(store))
     with stage_progress("pyramid") as say:
         say("compiling")
-        scored = source_of(source, score, as_of, _params(params), st)
+        scored = source_of(source, score, as_of, parse_params(params), st)
         say("evaluating")
         result = compute.run(st, scored, opts)
         if not result.meta["ranked"]:

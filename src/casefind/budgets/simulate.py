@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from casefind.budgets.scenario import EXCESS_BED_DAY_COST, Band, Changes, Scenario
+from casefind.outputs import replace_dir
 from casefind.store import Store
 
 ADMISSIONS = ("emergency_admission", "elective_admission")
@@ -247,13 +248,7 @@ def write_folder(target: Path, result: SimulationResult) -> list[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         write(tmp, result)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{tmp.name}")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
+        replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return [target / "simulation.parquet", target / "simulation.json"]

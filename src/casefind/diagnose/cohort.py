@@ -15,25 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from casefind.engines.base import get_engine
+from casefind.engines.many_dates import evaluate_at_dates
+from casefind.lists.select import selection_expressions
 from casefind.plan import make_plan
 from casefind.plan.lookback import read_span
-from casefind.rules import ir
 from casefind.rules.compile import CompiledRule
 from casefind.store import Store
 from casefind.store.coverage import Coverage, check_span
-
-
-def selection_expressions(rule: CompiledRule) -> dict[str, ir.Node]:
-    """The population, each include and exclude criterion and ``require``: what decides the cohort."""
-    exprs: dict[str, ir.Node] = {"population": rule.population}
-    for name, node in rule.include:
-        exprs[f"include:{name}"] = node
-    for name, node in rule.exclude:
-        exprs[f"exclude:{name}"] = node
-    if rule.require is not None:
-        exprs["require"] = rule.require
-    return exprs
 
 
 def _flag(table: pa.Table, name: str) -> np.ndarray:
@@ -77,12 +65,7 @@ def evaluate(store: Store, rule: CompiledRule, dates: list[dt.date], engine: str
     """The rule's cohort at every date: one engine call for all of them where the engine
     evaluates periods together, else one per date."""
     dates = sorted(set(dates))
-    eng = get_engine(engine)
-    exprs = selection_expressions(rule)
-    if hasattr(eng, "evaluate_periods"):
-        tables = eng.evaluate_periods(store, exprs, [(d, None) for d in dates], rule.population)
-    else:
-        tables = [eng.evaluate(store, exprs, d, rule.population) for d in dates]
+    tables = evaluate_at_dates(store, selection_expressions(rule), dates, engine, rule.population)
     masks = np.zeros((len(dates), store.n_patients), bool)
     for i, t in enumerate(tables):
         masks[i, t.column("patient").to_numpy().astype(np.int64)] = cohort_mask(rule, t)

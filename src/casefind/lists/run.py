@@ -35,7 +35,7 @@ from casefind.errors import UsageError
 from casefind.lists.practice_file import ListAbout, write_practice_csv
 from casefind.lists.reasons import Describer, aggregates_in
 from casefind.lists.recheck import RECHECK_ALL_UP_TO, ValidationError, validate  # noqa: F401 (public here too)
-from casefind.lists.select import ListPolicy, select
+from casefind.lists.select import ListPolicy, select, selection_expressions
 from casefind.lists.table import REVIEW_COLUMNS, list_table  # noqa: F401
 from casefind.lists.xlsx import write_practice_xlsx
 from casefind.outputs import UnsafePathError, folder_swapped_in, safe_child, spreadsheet_safe
@@ -84,14 +84,7 @@ def list_expressions(rule: CompiledRule) -> dict[str, ir.Node]:
 
 
 def _expressions(rule: CompiledRule, features: dict[str, ir.Node]) -> dict[str, ir.Node]:
-    exprs: dict[str, ir.Node] = dict(features)
-    exprs["population"] = rule.population
-    for name, node in rule.include:
-        exprs[f"include:{name}"] = node
-    for name, node in rule.exclude:
-        exprs[f"exclude:{name}"] = node
-    if rule.require is not None:
-        exprs["require"] = rule.require
+    exprs: dict[str, ir.Node] = {**features, **selection_expressions(rule)}
     if rule.segments:
         exprs["segment"] = ir.Case(tuple((cond, ir.Const(name, ir.T.TEXT)) for name, cond in rule.segments), None)
     for attr in ["age", "sex"] + sorted(attributes_used(rule) - {"age", "sex"}):

@@ -12,7 +12,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from casefind.rules import ir
 from casefind.rules.compile import CompiledRule
+
+
+def selection_expressions(rule: CompiledRule) -> dict[str, ir.Node]:
+    """The population, each include and exclude criterion and ``require``: what decides the cohort."""
+    exprs: dict[str, ir.Node] = {"population": rule.population}
+    for name, node in rule.include:
+        exprs[f"include:{name}"] = node
+    for name, node in rule.exclude:
+        exprs[f"exclude:{name}"] = node
+    if rule.require is not None:
+        exprs["require"] = rule.require
+    return exprs
 
 
 @dataclass(frozen=True)

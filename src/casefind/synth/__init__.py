@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import pathlib
 import shutil
 import tempfile
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 from casefind.contract import TABLES
 from casefind.contract import schema as S
 from casefind.errors import UsageError
+from casefind.outputs import replace_dir
 from casefind.synth import events as E
 from casefind.synth import population as P
 from casefind.synth import spells as SP
@@ -268,10 +268,4 @@ def _write_all_truth(folder: pathlib.Path, pop, pid_arrow, injected: dict[str, i
 
 def _swap_in(tmp: pathlib.Path, out: pathlib.Path) -> None:
     """Replace ``out`` by the finished build; the old folder goes only once the new one is in place."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
+    replace_dir(tmp, out)
