@@ -23,7 +23,6 @@ import json
 import os
 import re
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 from casefind.contract.nhs_number import is_valid as is_nhs_number
 from casefind.contract.schema import IDENTIFIER_NAMES, IDENTIFIER_PREFIXES
 from casefind.errors import BusyError, CasefindError, UsageError
+from casefind.filelock import flock_waiting
 
 AUDIT_DIR = "audit"
 LOG = "audit.jsonl"
@@ -154,18 +154,10 @@ def locked(store_root: str | Path, wait_s: float = LOCK_WAIT_S):
     if not Path(store_root).is_dir():
         raise AuditError(f"no store at {store_root}; the audit log is kept beside a store")
     folder.mkdir(exist_ok=True)
-    deadline = time.monotonic() + wait_s
     with open(folder / LOCK, "a") as fh:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise AuditBusy(f"the audit log in {folder} stayed locked for {wait_s:.0f} s; "
-                                    "nothing was recorded", "try again; if it persists, find the stuck process") \
-                        from None
-                time.sleep(0.002)
+        flock_waiting(fh, wait_s, lambda: AuditBusy(
+            f"the audit log in {folder} stayed locked for {wait_s:.0f} s; nothing was recorded",
+            "try again; if it persists, find the stuck process"), poll_s=0.002)
         try:
             yield folder
         finally:

@@ -21,7 +21,6 @@ import fcntl
 import hashlib
 import os
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from casefind.errors import DataError
+from casefind.filelock import flock_waiting
 from casefind.store.writer import StoreBusy, StoreError
 
 DECISIONS_DIR = "decisions"
@@ -148,17 +148,9 @@ def _locked(store_root: Path):
                         "nothing was recorded", "try again in a moment")
     try:
         with open(store_root / LOCK, "w") as fh:
-            deadline = time.monotonic() + PROCESS_WAIT_S
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreBusy(f"another process is recording review decisions in {store_root} "
-                                        f"(waited {PROCESS_WAIT_S:.0f} s); nothing was recorded; try again when "
-                                        "it has finished") from None
-                    time.sleep(0.005)
+            flock_waiting(fh, PROCESS_WAIT_S, lambda: StoreBusy(
+                f"another process is recording review decisions in {store_root} (waited {PROCESS_WAIT_S:.0f} s); "
+                "nothing was recorded; try again when it has finished"))
             try:
                 yield
             finally:
