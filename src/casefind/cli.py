@@ -99,10 +99,9 @@ def _as_of(flag: str | None, store) -> str | None:
     if value == "rule":
         return None
     if value == "latest":
-        from casefind.store import Store
-        from casefind.store.coverage import Coverage
+        from casefind.store.sharded import coverage_of
 
-        last = Coverage.of(Store.open(store() if callable(store) else store).manifest).last
+        last = coverage_of(store() if callable(store) else store).last
         if last is None:
             raise UsageError("as_of 'latest': the store has no dated events", "give --as-of YYYY-MM-DD")
         return last.isoformat()

@@ -178,8 +178,8 @@ def test_zero_negative_or_too_many_shards_are_usage_errors(tmp_path, n):
     src = write_source(tmp_path / "src", GOOD)
     with pytest.raises(UsageError, match="--shards: must be from 1 to 1024"):
         ingest_store(src, tmp_path / "s", shards=n)
-    with pytest.raises(UsageError, match="at least 2 shards"):
-        run_sharded_ingest(src, tmp_path / "s", 1)
+    with pytest.raises(UsageError, match="from 1 to 1024 shards"):
+        run_sharded_ingest(src, tmp_path / "s", n)
     assert not (tmp_path / "s").exists()
 
 

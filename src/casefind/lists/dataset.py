@@ -23,7 +23,9 @@ as_of: the run manifest's ``eligible`` count). ``columns=`` picks some of these 
 (features, attributes, criteria, ``segment``, ``eligible``; the key columns always come).
 
 Types follow the rule's: true/false as ``bool``, whole numbers ``int64``, decimals
-``float64``, dates ``date32``, text ``string``; a missing value is null.
+``float64``, dates ``date32``, text ``string``; a missing value is null. A feature whose
+values are spells (``last(activity.spell_id, ...)``) shows the source's ``spell_id`` (text),
+not the number the store gave the spell.
 
 Who is in: the rule's population decides; nobody else is removed for being dead or
 deregistered (write ``registered and alive`` in the population for that). Who is out: the
@@ -45,6 +47,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +67,7 @@ from casefind.rules.compile import CompiledRule, check_as_of, compile_rule, roun
 from casefind.rules.errors import did_you_mean
 from casefind.store import Store
 from casefind.store.coverage import Coverage, check_span
+from casefind.store.sharded import ShardedStore, in_store_order, open_any, refuse_ranks, same_reference_tables
 
 # opt-out policy -> the opt-out kinds it excludes (at as_of), and what it is for
 OPT_OUT_POLICIES: dict[str, tuple[str, ...]] = {
@@ -142,38 +146,117 @@ def dataset(rule_path: str | Path, store_root: str | Path | Store, *, as_of=None
     wanted = _columns(columns, menu, rule)
     exprs = _needed(rule, menu, wanted, everything=columns is None)
     say("opening the store")
-    store = store_root if isinstance(store_root, Store) else Store.open(store_root)
+    store = store_root if isinstance(store_root, Store) else open_any(store_root)
     say("checking the dates against the data")
-    cov = Coverage.of(store.manifest)
+    cov = store.coverage if isinstance(store, ShardedStore) else Coverage.of(store.manifest)
     warnings = _coverage_warnings(cov, exprs, dates, rule, allow_partial)
-    say(f"evaluating ({engine} engine{f', {len(dates)} dates in one pass' if len(dates) > 1 else ''})")
-    blocks = _evaluate(store, exprs, dates, rule.population, engine)
-    say("assembling the rows")
+    job = _Job(rule, exprs, dates, menu, wanted, engine, OPT_OUT_POLICIES[opt_out])
+    if isinstance(store, ShardedStore):
+        parts, counts = _sharded_rows(store, job, say)
+        about = _About(store.root, store.snapshot_id, store.review_log)
+    else:
+        say(f"evaluating ({engine} engine{f', {len(dates)} dates in one pass' if len(dates) > 1 else ''})")
+        parts, counts, _ = _rows(store, job)
+        about = _About(store.root, store.snapshot_id, store.manifest["reviews"])
+    table = pa.concat_tables(parts) if len(dates) > 1 else parts[0]
+    meta = _provenance(rule, about, dates, engine, opt_out, counts, table, {"store": str(cov), "partial": warnings})
+    return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every shard evaluates: the same rule, expressions, dates and columns."""
+    rule: CompiledRule
+    exprs: dict[str, ir.Node]
+    dates: list[dt.date]
+    menu: dict[str, ir.Node]
+    wanted: list[str]
+    engine: str
+    opt_out_kinds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _About:
+    """The store a dataset came from, for its provenance."""
+    root: Path
+    snapshot_id: str
+    reviews: dict
+
+
+def _rows(store: Store, job: _Job) -> tuple[list[pa.Table], list[dict], list[np.ndarray]]:
+    """One store's rows per date (in store order), their counts, and each row's practice index."""
+    rule, dates = job.rule, job.dates
+    blocks = _evaluate(store, job.exprs, dates, rule.population, job.engine)
     keys = _PatientKeys.of(store)
-    opt_outs = _opt_outs(store, OPT_OUT_POLICIES[opt_out])
+    opt_outs = _opt_outs(store, job.opt_out_kinds)
     out = np.zeros(store.n_patients, bool)
     for mask in opt_outs.values():
         out |= mask
     several = len(dates) > 1
-    parts, counts = [], []
+    parts, counts, practices = [], [], []
     for d, values in zip(dates, blocks):
         pop = _flag(values, "population")
         rows = np.flatnonzero(pop & ~out)
         take = pa.array(rows, pa.int64())
         cols = keys.columns(rows, take, d if several else None)
-        for name in wanted:
+        for name in job.wanted:
             if name == ELIGIBLE:
                 cols[name] = pa.array(_eligible(store, rule, values, pop, d)[rows])
+            elif spell_valued(job.menu[name]):
+                cols[name] = _spell_ids(store, values.column(name).take(take))
             else:
-                cols[name] = _published(values.column(name).take(take).cast(_ARROW_TYPE[menu[name].type]),
+                cols[name] = _published(values.column(name).take(take).cast(_ARROW_TYPE[job.menu[name].type]),
                                         rule.output_round.get(name))
         parts.append(pa.table(cols))
+        practices.append(keys.practice[rows])
         counts.append({"as_of": d.isoformat(), "population": int(pop.sum()),
                        "excluded_opt_out": {kind: int((pop & mask).sum()) for kind, mask in opt_outs.items()},
                        "excluded_opt_out_total": int((pop & out).sum()), "rows": len(rows)})
-    table = pa.concat_tables(parts) if several else parts[0]
-    meta = _provenance(rule, store, dates, engine, opt_out, counts, table, {"store": str(cov), "partial": warnings})
-    return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta)})
+    return parts, counts, practices
+
+
+def _sharded_rows(store: ShardedStore, job: _Job, say) -> tuple[list[pa.Table], list[dict]]:
+    """Every shard's rows, a shard at a time, merged exactly: per date, the shards' rows
+    concatenated and put in one store's order (practice, then patient id), counts added up.
+    Each patient's values depend only on their own rows, so nothing else needs merging."""
+    refuse_ranks(job.exprs, store)
+    per_date: list[list[tuple[pa.Table, np.ndarray]]] = [[] for _ in job.dates]
+    totals: list[dict] | None = None
+    first = None
+    for i, shard in store.shards():
+        say(f"evaluating shard {i + 1} of {store.n_shards} ({job.engine} engine)")
+        if first is None:
+            first = shard
+        else:
+            same_reference_tables(store, first, shard, i)
+        parts, counts, practices = _rows(shard, job)
+        for slot, part, practice in zip(per_date, parts, practices):
+            slot.append((part, practice))
+        totals = counts if totals is None else [_added(a, b) for a, b in zip(totals, counts)]
+    return [in_store_order(pieces) for pieces in per_date], totals or []
+
+
+def _added(a: dict, b: dict) -> dict:
+    """Two shards' counts for one date, added up."""
+    kinds = {k: a["excluded_opt_out"].get(k, 0) + b["excluded_opt_out"].get(k, 0)
+             for k in dict.fromkeys([*a["excluded_opt_out"], *b["excluded_opt_out"]])}
+    return {"as_of": a["as_of"], "population": a["population"] + b["population"], "excluded_opt_out": kinds,
+            "excluded_opt_out_total": a["excluded_opt_out_total"] + b["excluded_opt_out_total"],
+            "rows": a["rows"] + b["rows"]}
+
+
+def spell_valued(node: ir.Node) -> bool:
+    """Whether a feature's values are spells (``last(activity.spell_id, ...)``): numbers that
+    a store gives its spells, which mean nothing outside that store (a shard numbers its own),
+    so a dataset shows the source's spell id instead."""
+    return (isinstance(node, (ir.First, ir.Last, ir.Min, ir.Max)) and isinstance(node.value, ir.Column)
+            and node.value.column == "spell_id")
+
+
+def _spell_ids(store: Store, numbers) -> pa.Array:
+    """Spell numbers as the source's spell ids (text); missing, or no spell, as null."""
+    v = numbers.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    return pa.array(store.spell_ids(v), pa.string())
 
 
 def _check_opt_out(opt_out: str) -> None:
@@ -225,7 +308,7 @@ class _PatientKeys:
         return cols
 
 
-def _provenance(rule: CompiledRule, store: Store, dates: list[dt.date], engine: str, opt_out: str,
+def _provenance(rule: CompiledRule, store: _About, dates: list[dt.date], engine: str, opt_out: str,
                 counts: list[dict], table: pa.Table, coverage: dict) -> dict:
     """How the dataset was made: the table's ``casefind`` metadata."""
     return {
@@ -235,7 +318,7 @@ def _provenance(rule: CompiledRule, store: Store, dates: list[dt.date], engine: 
         "parameters": {k: (v.value.isoformat() if isinstance(v.value, dt.date) else v.value)
                        for k, v in rule.parameters.items()},
         "store": str(Path(store.root).resolve()), "store_snapshot": store.snapshot_id,
-        "review_log": {k: store.manifest["reviews"][k] for k in ("batches", "rows", "digest")},
+        "review_log": {k: store.reviews[k] for k in ("batches", "rows", "digest")},
         "as_of": [d.isoformat() for d in dates], "engine": engine,
         "opt_out": {"policy": opt_out, "excluded_kinds": list(OPT_OUT_POLICIES[opt_out]),
                     "statement": OPT_OUT_STATEMENTS[opt_out]},

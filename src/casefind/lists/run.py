@@ -185,35 +185,69 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
         timings, validate=lambda: validate(store, rule, exprs, values, sel, policy_out, evaluator),
         evidence=lambda: _evidence(store, rule, sel.patients))
     with _timed(timings, "reasons"):
-        run_id = hashlib.sha256(f"{rule.file_sha256}{store.snapshot_id}{rule.as_of}{sorted((params or {}).items())}"
-                                f"{time.time_ns()}".encode()).hexdigest()[:12]
+        run_id = new_run_id(rule, store.snapshot_id, params)
         table = list_table(rule, values.take(pa.array(sel.rows, pa.int64())), sel.rank,
                            _who(store, sel.patients, ids), run_id, evidence)
     segments = segment_shares(rule, values)
     with _timed(timings, "write"):
         say("writing")
-        manifest = {
-            "run_id": run_id, "rule": rule.name, "rule_file": str(Path(rule.path).resolve()),
-            "rule_sha256": rule.file_sha256, "rule_version": rule.version, "as_of": rule.as_of.isoformat(),
-            "parameters": {k: (v.value.isoformat() if isinstance(v.value, dt.date) else v.value)
-                           for k, v in rule.parameters.items()},
-            "store": str(Path(store_path).resolve()), "store_snapshot": store.snapshot_id,
-            "review_log": {k: store.manifest["reviews"][k] for k in ("batches", "rows", "digest")},
-            "engine": engine, "versions": _versions(),
-            "policy": {"exclude_dead": policy.exclude_dead, "exclude_deregistered": policy.exclude_deregistered,
-                       "opt_out_kinds": list(policy.opt_out_kinds)},
-            "counts": {**sel.counts, "capped": sel.capped, "rechecked_against_reference": rechecked},
-            "excluded": sel.excluded, "segments": segments,
-            "coverage": {"store": str(Coverage.of(store.manifest)), "partial": warnings[0] if warnings else None},
-            "codelists": codelist_manifest(rule), "models": rule.models,
-        }
-        about = ListAbout(rule.name, rule.title, rule.version, rule.as_of, run_id)
+        manifest = run_manifest(rule, RunFacts(store_path, store.snapshot_id, store.manifest["reviews"],
+                                               Coverage.of(store.manifest), engine, policy, params),
+                                {**sel.counts, "capped": sel.capped, "rechecked_against_reference": rechecked},
+                                sel.excluded, segments, warnings, run_id)
         practice_codes = store.table("practices").arrow.column("practice_code").cast(pa.string()).to_pylist()
-        per_practice = _write_run(out, final, table, manifest, timings,
-                                  PracticeFiles(about, sorted(set(practice_codes)), dict(rule.output_round)))
-        _register(store_path, run_id, rule, store.snapshot_id, table)
+        per_practice = write_and_register(out, final, table, manifest, timings, rule, practice_codes)
     return RunResult(run_id, final, rule, sel.counts, sel.excluded, per_practice, segments, timings, manifest,
                      warnings)
+
+
+def new_run_id(rule: CompiledRule, snapshot_id: str, params: dict[str, str] | None) -> str:
+    return hashlib.sha256(f"{rule.file_sha256}{snapshot_id}{rule.as_of}{sorted((params or {}).items())}"
+                          f"{time.time_ns()}".encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a run's manifest records of where and how it ran (one store or a sharded one)."""
+    store_path: str | Path
+    snapshot_id: str
+    reviews: dict
+    coverage: Coverage
+    engine: str
+    policy: ListPolicy
+    params: dict[str, str] | None
+    shards: int | None = None
+
+
+def run_manifest(rule: CompiledRule, facts: RunFacts, counts: dict, excluded: dict, segments: dict,
+                 warnings: list[str], run_id: str) -> dict:
+    """The run's manifest (timings, rows per practice and the time are added as it is written)."""
+    policy = facts.policy
+    return {
+        "run_id": run_id, "rule": rule.name, "rule_file": str(Path(rule.path).resolve()),
+        "rule_sha256": rule.file_sha256, "rule_version": rule.version, "as_of": rule.as_of.isoformat(),
+        "parameters": {k: (v.value.isoformat() if isinstance(v.value, dt.date) else v.value)
+                       for k, v in rule.parameters.items()},
+        "store": str(Path(facts.store_path).resolve()), "store_snapshot": facts.snapshot_id,
+        **({"store_shards": facts.shards} if facts.shards else {}),
+        "review_log": {k: facts.reviews[k] for k in ("batches", "rows", "digest")},
+        "engine": facts.engine, "versions": _versions(),
+        "policy": {"exclude_dead": policy.exclude_dead, "exclude_deregistered": policy.exclude_deregistered,
+                   "opt_out_kinds": list(policy.opt_out_kinds)},
+        "counts": counts, "excluded": excluded, "segments": segments,
+        "coverage": {"store": str(facts.coverage), "partial": warnings[0] if warnings else None},
+        "codelists": codelist_manifest(rule), "models": rule.models,
+    }
+
+
+def write_and_register(out: Path, final: Path, table: pa.Table, manifest: dict, timings: dict[str, float],
+                       rule: CompiledRule, practice_codes: list[str]) -> dict[str, int]:
+    """Write the run (swapped in whole) and record who it listed; rows per listed practice."""
+    about = ListAbout(rule.name, rule.title, rule.version, rule.as_of, manifest["run_id"])
+    per_practice = _write_run(out, final, table, manifest, timings,
+                              PracticeFiles(about, sorted(set(practice_codes)), dict(rule.output_round)))
+    _register(manifest["store"], manifest["run_id"], rule, manifest["store_snapshot"], table)
+    return per_practice
 
 
 def _side_by_side(timings: dict[str, float], **steps: Callable[[], object]) -> list:

@@ -99,7 +99,7 @@ def record(store_root, *, run_id: str, rule: str, as_of: dt.date, snapshot_id: s
         raise ListingError(f"rule name '{rule}' is not a plain name (letters, digits, _ - .)")
     if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
         raise ListingError(f"the listing's as_of must be a date, not '{as_of}'")
-    if not (Path(store_root) / "current").exists():
+    if not ((Path(store_root) / "current").exists() or (Path(store_root) / "shards.json").exists()):
         raise ListingError(f"no store at {store_root}; lists are registered beside a store")
     path = _path(store_root, run_id)
     if path.exists():

@@ -68,13 +68,13 @@ class Store:
     both engines read clinicians' decisions as they read any table. The manifest gains a
     ``reviews`` entry (batches, rows, digest) that run manifests record."""
 
-    def __init__(self, root: Path, snapshot_dir: Path, manifest: dict):
+    def __init__(self, root: Path, snapshot_dir: Path, manifest: dict, decisions_root: Path | None = None):
         self.root = root
         self.dir = snapshot_dir
         self._tables: dict[str, StoredTable] = {}
         self._dicts: dict[str, np.ndarray] = {}
-        batches = decisions.batches(root)
-        full_log = decisions.read_log(root, batches)
+        batches = decisions.batches(decisions_root or root)
+        full_log = decisions.read_log(decisions_root or root, batches)
         self._review_log = decisions.in_force(full_log)  # withdrawn decisions are not seen by rules
         rules = np.asarray(sorted(set(self._review_log.column("rule").to_pylist())), dtype=object)
         self._dicts["text.reviews.rule"] = rules
@@ -91,7 +91,9 @@ class Store:
         }
 
     @classmethod
-    def open(cls, root: str | Path) -> Store:
+    def open(cls, root: str | Path, decisions_root: str | Path | None = None) -> Store:
+        """``decisions_root``: where the review log lives when not beside the snapshots (a
+        shard reads its sharded store's one log, filtered to its own patients on read)."""
         root = Path(root)
         refuse_sharded(root)
         link = root / CURRENT
@@ -109,7 +111,7 @@ class Store:
             raise StoreError(f"store {root} has format {manifest.get('format')} "
                              f"v{manifest.get('format_version')}; this casefind reads "
                              f"{FORMAT} v{FORMAT_VERSION}: re-run `casefind ingest`")
-        return cls(root, snapshot_dir, manifest)
+        return cls(root, snapshot_dir, manifest, None if decisions_root is None else Path(decisions_root))
 
     @property
     def snapshot_id(self) -> str:

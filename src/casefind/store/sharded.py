@@ -1,0 +1,137 @@
+"""A sharded store seen through one interface (docs/scale-out.md, build order step 2).
+
+Commands that merge exactly (``casefind run``, ``dataset``, ``kpi``) take either kind of
+store: ``open_any`` gives a ``Store`` or a ``ShardedStore``. A ``ShardedStore`` opens its
+shards one at a time (``shards()``), so that memory is bounded by a shard, not by the
+population; each shard is an ordinary ``Store`` that reads the sharded store's one review log
+(kept at its root) filtered to its own patients.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from casefind.store.coverage import Coverage
+from casefind.store.reader import Store
+from casefind.store.shards import ShardedStoreError, ShardManifest, is_sharded, read_manifest
+from casefind.store.writer import CURRENT, StoreError
+
+
+class ShardedStore:
+    """``root/shards.json`` and the shards it names. ``snapshot_id`` is the sharded one (a
+    hash of the shards' ids); ``coverage`` spans every shard's data, as one store's would."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.shard_manifest: ShardManifest = read_manifest(self.root)
+
+    @property
+    def snapshot_id(self) -> str:
+        return self.shard_manifest.snapshot_id
+
+    @property
+    def n_shards(self) -> int:
+        return self.shard_manifest.n_shards
+
+    @property
+    def n_patients(self) -> int:
+        return self.shard_manifest.patients
+
+    def shard_path(self, i: int) -> Path:
+        return self.root / self.shard_manifest.shards[i].folder
+
+    def open_shard(self, i: int) -> Store:
+        """Shard ``i`` as an ordinary store, checked to be the snapshot the manifest names."""
+        store = Store.open(self.shard_path(i), decisions_root=self.root)
+        if store.snapshot_id != self.shard_manifest.shards[i].snapshot_id:
+            raise StoreError(f"sharded store {self.root}: shard {i:03d} holds snapshot {store.snapshot_id}, "
+                             f"shards.json names {self.shard_manifest.shards[i].snapshot_id}",
+                             "re-run `casefind ingest SOURCE --store STORE --shards N`")
+        return store
+
+    def shards(self) -> Iterator[tuple[int, Store]]:
+        """Each shard in order, opened as it is reached (the caller drops it before the next)."""
+        for i in range(self.n_shards):
+            yield i, self.open_shard(i)
+
+    def shard_manifests(self) -> list[dict]:
+        """Each shard's own store manifest, read without opening the shard's tables."""
+        out = []
+        for i in range(self.n_shards):
+            path = self.shard_path(i) / CURRENT / "manifest.json"
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError) as e:
+                raise StoreError(f"sharded store {self.root}: cannot read shard {i:03d}'s manifest ({e})") from e
+        return out
+
+    @cached_property
+    def coverage(self) -> Coverage:
+        """From the earliest first date to the latest last date over the shards: the span one
+        store of the same patients would have."""
+        spans = [Coverage.of(m) for m in self.shard_manifests()]
+        firsts = [c.first for c in spans if c.first is not None]
+        lasts = [c.last for c in spans if c.last is not None]
+        return Coverage(min(firsts) if firsts else None, max(lasts) if lasts else None)
+
+    @cached_property
+    def review_log(self) -> dict:
+        """The review log's batches, rows and digest (the same for every shard: there is one log)."""
+        return dict(self.open_shard(0).manifest["reviews"])
+
+
+def open_any(root: str | Path) -> Store | ShardedStore:
+    """The store at ``root``, sharded or not."""
+    return ShardedStore(root) if is_sharded(root) else Store.open(root)
+
+
+def same_reference_tables(shards: ShardedStore, first: Store, other: Store, i: int) -> None:
+    """Every shard must hold the same practices (in the same order), so that a practice index
+    means the same practice in every shard; ingest copies the table whole into each."""
+    a = first.table("practices").arrow
+    b = other.table("practices").arrow
+    if not a.equals(b):
+        raise StoreError(f"sharded store {shards.root}: shard {i:03d}'s practices differ from shard 000's",
+                         "re-run `casefind ingest SOURCE --store STORE --shards N`")
+
+
+def refuse_ranks(exprs: dict, store: ShardedStore) -> None:
+    """Population-relative values (``top``, ``percentile``) need every shard's values at once;
+    until the exact two-pass merge is built they are refused on a sharded store, clearly."""
+    from casefind.rules import ir
+
+    ranked = [name for name, node in exprs.items() if ir.contains(node, ir.PopulationRank)]
+    if ranked:
+        raise ShardedStoreError(store.root, store.n_shards,
+                                f"{', '.join(ranked)} rank within the whole population (top / percentile)",
+                                "run it on a single store (`casefind ingest SOURCE --store NEW` without "
+                                "--shards); the exact two-pass merge for ranks is not built yet")
+
+
+def practice_codes(store: Store) -> pa.Array:
+    return store.table("practices").arrow.column("practice_code").cast(pa.string())
+
+
+def in_store_order(pieces: list[tuple[pa.Table, np.ndarray]]) -> pa.Table:
+    """Shards' rows (each piece with its rows' practice indices) as one table in the order a
+    single store of the same patients has: practice, then ``patient_id`` (ingest's order, by
+    the id's bytes, as Arrow sorts)."""
+    if not pieces:
+        raise ValueError("no pieces to merge")
+    table = pa.concat_tables([t for t, _ in pieces])
+    practice = np.concatenate([np.asarray(p, np.int64) for _, p in pieces])
+    keyed = pa.table({"practice": pa.array(practice), "patient_id": table.column("patient_id")})
+    order = pc.sort_indices(keyed, sort_keys=[("practice", "ascending"), ("patient_id", "ascending")])
+    return table.take(order)
+
+
+def coverage_of(root: str | Path) -> Coverage:
+    """The span of the data of the store at ``root``, sharded or not."""
+    store = open_any(root)
+    return store.coverage if isinstance(store, ShardedStore) else Coverage.of(store.manifest)
