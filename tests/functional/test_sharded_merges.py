@@ -88,3 +88,20 @@ def test_the_cli_writes_a_sharded_dataset_and_refuses_ranks_with_exit_code_1(sto
 def test_commands_whose_merge_is_not_built_still_refuse_a_sharded_store(stores, tmp_path):
     r = cli("run", _shipped("frail"), "--store", stores / "sh2", "--out", tmp_path / "o")
     assert r.exit_code == 1 and "sharded store" in r.output and "Traceback" not in r.output
+
+
+def test_the_reference_engine_on_shards_gives_the_native_engines_single_store_table(stores):
+    want = dataset(_shipped("frail"), stores / "single")
+    got = dataset(_shipped("frail"), stores / "sh5", engine="duckdb")
+    assert got.replace_schema_metadata(None).equals(want.replace_schema_metadata(None))
+
+
+def test_a_missing_shard_is_a_clear_error_with_a_hint(stores, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(stores / "sh2", broken)
+    shutil.rmtree(ShardedStore(broken).shard_path(1))
+    with pytest.raises(CasefindError, match="shard 001") as e:
+        dataset(_shipped("frail"), broken)
+    assert "--shards N" in e.value.hint

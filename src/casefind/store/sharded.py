@@ -68,7 +68,8 @@ class ShardedStore:
             try:
                 out.append(json.loads(path.read_text()))
             except (OSError, ValueError) as e:
-                raise StoreError(f"sharded store {self.root}: cannot read shard {i:03d}'s manifest ({e})") from e
+                raise StoreError(f"sharded store {self.root}: cannot read shard {i:03d}'s manifest ({e})",
+                                 "re-run `casefind ingest SOURCE --store STORE --shards N`") from e
         return out
 
     @cached_property
