@@ -4,6 +4,7 @@ same order, with the same values and counts, however many shards."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,8 @@ def test_the_cli_writes_a_sharded_dataset_and_refuses_ranks_with_exit_code_1(sto
 
 
 def test_commands_whose_merge_is_not_built_still_refuse_a_sharded_store(stores, tmp_path):
-    r = cli("run", _shipped("frail"), "--store", stores / "sh2", "--out", tmp_path / "o")
+    r = cli("kpi", RULES / "kpis" / "triple_aim.yml", "--store", stores / "sh2", "--period", "2026-10",
+            "--history", tmp_path / "h.duckdb")
     assert r.exit_code == 1 and "sharded store" in r.output and "Traceback" not in r.output
 
 
@@ -97,11 +99,70 @@ def test_the_reference_engine_on_shards_gives_the_native_engines_single_store_ta
 
 
 def test_a_missing_shard_is_a_clear_error_with_a_hint(stores, tmp_path):
-    import shutil
-
     broken = tmp_path / "broken"
     shutil.copytree(stores / "sh2", broken)
     shutil.rmtree(ShardedStore(broken).shard_path(1))
     with pytest.raises(CasefindError, match="shard 001") as e:
         dataset(_shipped("frail"), broken)
     assert "--shards N" in e.value.hint
+
+
+# --- casefind run: the per-practice top-k merge -------------------------------------------------
+LIST_SHARDS = (1, 3, 4)
+
+
+@pytest.fixture(scope="module")
+def practices(tmp_path_factory):
+    """Enough patients for 3 practices in 2 localities, so that every cap has work to do."""
+    root = tmp_path_factory.mktemp("lists")
+    assert cli("synth", "--patients", 24000, "--seed", 3, "--out", root / "src").exit_code == 0
+    assert cli("ingest", root / "src", "--store", root / "single").exit_code == 0
+    for n in LIST_SHARDS:
+        run_sharded_ingest(root / "src", root / f"sh{n}", n)
+    text = (RULES / "frail.yml").read_text()
+    assert "limit: {per_practice: 25}" in text
+    shutil.copytree(RULES / "codelists", root / "codelists")  # the rule's codelists, by its relative paths
+    capped = root / "frail_caps.yml"
+    capped.write_text(text.replace("limit: {per_practice: 25}",
+                                   "limit: {per_practice: 60, per_locality: 100, total: 150}"))
+    return root, capped
+
+
+def _run(rule: Path, store: Path, out: Path) -> tuple:
+    import pyarrow.parquet as pq
+
+    r = cli("run", rule, "--store", store, "--out", out)
+    assert r.exit_code == 0, r.output
+    folder = next(out.iterdir())
+    table = pq.read_table(folder / "list.parquet").replace_schema_metadata(None)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return table.drop_columns(["run_id"]) if "run_id" in table.column_names else table, manifest
+
+
+@pytest.mark.parametrize("n", LIST_SHARDS)
+@pytest.mark.parametrize("rule", ["caps", "frail", "segments", "hfrs"])
+def test_a_sharded_run_lists_exactly_the_single_stores_patients(practices, rule, n, tmp_path):
+    root, capped = practices
+    path = capped if rule == "caps" else _shipped(rule)
+    want, wm = _run(path, root / "single", tmp_path / "single")
+    got, gm = _run(path, root / f"sh{n}", tmp_path / "sharded")
+    assert want.num_rows > 0
+    assert got.equals(want)
+    for key in ("counts", "excluded", "segments"):
+        assert gm[key] == wm[key], key
+    assert gm["store_shards"] == n and gm["store_snapshot"] == ShardedStore(root / f"sh{n}").snapshot_id
+
+
+def test_the_caps_rule_exercises_every_cap(practices, tmp_path):
+    root, capped = practices
+    table, manifest = _run(capped, root / "single", tmp_path / "o")
+    per_practice = {p: table.column("practice").to_pylist().count(p) for p in set(table.column("practice").to_pylist())}
+    assert len(per_practice) >= 2 and table.num_rows == 150 and manifest["counts"]["capped"] > 0
+    assert max(per_practice.values()) <= 60
+
+
+def test_a_sharded_run_refuses_ranks_clearly(practices, tmp_path):
+    root, _ = practices
+    r = cli("run", _shipped("rising_risk"), "--store", root / "sh3", "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "rank within the whole population" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

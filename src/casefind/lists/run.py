@@ -46,6 +46,7 @@ from casefind.rules.codelists import codelist_manifest
 from casefind.rules.compile import CompiledRule, attributes_used, compile_rule
 from casefind.store import Store, listings
 from casefind.store.coverage import Coverage, check_span
+from casefind.store.shards import is_sharded
 
 DEFAULT_POLICY = ListPolicy()
 
@@ -101,10 +102,12 @@ def evaluate_list(evaluator, store: Store, rule: CompiledRule, exprs: dict[str, 
     return evaluator.evaluate(store, exprs, rule.as_of, rule.population, patients=members)
 
 
-def _check_coverage(store: Store, rule: CompiledRule, exprs: dict[str, ir.Node], allow_partial: bool) -> str | None:
+def _check_coverage(store: Store | Coverage, rule: CompiledRule, exprs: dict[str, ir.Node],
+                    allow_partial: bool) -> str | None:
     """Refuse an as_of whose windows the store's data does not cover (see store/coverage.py)."""
     first, last = read_span(make_plan(exprs, rule.as_of, rule.population))
-    return check_span(Coverage.of(store.manifest), first, last, what=f"as_of {rule.as_of}",
+    cov = store if isinstance(store, Coverage) else Coverage.of(store.manifest)
+    return check_span(cov, first, last, what=f"as_of {rule.as_of}",
                       option="--as-of", allow_partial=allow_partial)
 
 
@@ -159,6 +162,11 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
         allow_partial: bool = False, progress: Callable[[str], None] | None = None) -> RunResult:
     """Compile, evaluate, select, validate, describe and write one rule's list: each step
     below has one job; the list is written to a temporary folder and swapped in whole."""
+    if is_sharded(store_path):
+        from casefind.lists.sharded import run_sharded
+
+        return run_sharded(rule_path, store_path, out, as_of=as_of, params=params, engine=engine, policy=policy,
+                           allow_partial=allow_partial, progress=progress)
     say = progress or (lambda s: None)
     evaluator = get_engine(engine)
     timings: dict[str, float] = {}
