@@ -126,7 +126,8 @@ def _sets(ksets: dict[Period, KpiSet]) -> list[list[Period]]:
     return list(by_set.values())
 
 
-def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native") -> pa.Table:
+def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native",
+             providers: tuple[str, ...] | None = None) -> pa.Table:
     """Every period's per-patient values, as columns ``<expression>|<period label>`` (and
     ``sex``, ``imd_decile`` once). An engine that evaluates periods together (the native
     engine's ``evaluate_periods``) runs each table's scan once for all of them, with kernels
@@ -134,7 +135,7 @@ def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native") 
     expressions with ``period`` bound (casefind.plan.bind)."""
     eng = get_engine(engine)
     columns: dict[str, pa.Array] = {}
-    providers = providers_of(store, ksets)
+    providers = providers_of(store, ksets) if providers is None else providers
     for periods in _sets(ksets):
         exprs = expressions(ksets[periods[0]], providers)
         if hasattr(eng, "evaluate_periods"):
@@ -150,19 +151,19 @@ CHUNK_PATIENTS = 65_536  # patients evaluated at a time by evaluate_chunks
 
 
 def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "native",
-                    size: int = CHUNK_PATIENTS) -> Iterator[pa.Table]:
+                    size: int = CHUNK_PATIENTS, providers: tuple[str, ...] | None = None) -> Iterator[pa.Table]:
     """``evaluate``'s table in pieces of ``size`` consecutive patients, for ``compute``. An
     engine that evaluates chunks (the native engine's ``evaluate_periods_chunks``, with one
     plan and one set of kernels for all of them) then holds one chunk's values at a time,
     so memory does not grow with patients x periods x columns; any other gives one piece."""
     eng = get_engine(engine)
     if not hasattr(eng, "evaluate_periods_chunks"):
-        yield evaluate(store, ksets, engine)
+        yield evaluate(store, ksets, engine, providers)
         return
     n = store.n_patients
     chunks = [np.arange(lo, min(lo + size, n), dtype=np.int64) for lo in range(0, n, size)]
     sets = _sets(ksets)
-    providers = providers_of(store, ksets)
+    providers = providers_of(store, ksets) if providers is None else providers
     exprs = [expressions(ksets[periods[0]], providers) for periods in sets]
     streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks)
                for e, periods in zip(exprs, sets)]

@@ -23,8 +23,10 @@ from casefind import __version__
 from casefind.engines.base import get_engine
 from casefind.kpis import compute, disclosure, history
 from casefind.kpis.periods import Period
+from casefind.kpis.sharded import compute_sharded
 from casefind.store import Store
 from casefind.store.coverage import Coverage, check_span
+from casefind.store.sharded import ShardedStore, open_any
 
 
 @dataclass
@@ -41,10 +43,10 @@ class KpiRunResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_periods(store: Store, periods: list[Period], allow_partial: bool) -> list[str]:
+def check_periods(store: Store | ShardedStore, periods: list[Period], allow_partial: bool) -> list[str]:
     """Refuse periods the store's data does not cover, so no history row is a count of
     days nobody recorded (see store/coverage.py); warnings for those allowed partly."""
-    cov = Coverage.of(store.manifest)
+    cov = store.coverage if isinstance(store, ShardedStore) else Coverage.of(store.manifest)
     found = (check_span(cov, p.start, p.end, what=f"period {p.label}", option="--period",
                         allow_partial=allow_partial) for p in periods)
     return [w for w in found if w]
@@ -108,21 +110,26 @@ def run_kpis(path: str | Path, store_root: str | Path, periods: list[Period], *,
     ksets = compute.compile_for(path, periods, params)
     first = next(iter(ksets.values()))
     say("opening the store")
-    store = Store.open(store_root)
+    store = open_any(store_root)
+    sharded = isinstance(store, ShardedStore)
     say("checking the periods against the data")
     warnings = check_periods(store, periods, allow_partial)
     timings["compile"] = time.perf_counter() - t
 
     labels = [p.label for p in periods]
-    review_digest = store.manifest["reviews"]["digest"]
+    review_digest = (store.review_log if sharded else store.manifest["reviews"])["digest"]
     run_id = hashlib.sha256(json.dumps([first.file_sha256, store.snapshot_id, review_digest, labels,
                                         sorted((params or {}).items())]).encode()).hexdigest()[:12]
     t = time.perf_counter()
     say(f"evaluating {len(first.measures)} measures × {len(periods)} periods ({engine} engine, one pass), "
         "rolling up and adding intervals")
-    values = _timed(compute.evaluate_chunks(store, ksets, engine), timings, "evaluate")
-    results = compute.compute(store, ksets, values, run_id)
-    timings["aggregate"] = time.perf_counter() - t - timings["evaluate"]
+    if sharded:  # evaluated and added up a shard at a time (kpis/sharded.py)
+        results = compute_sharded(store, ksets, run_id, engine, say=say)
+        timings["evaluate"], timings["aggregate"] = time.perf_counter() - t, 0.0
+    else:
+        values = _timed(compute.evaluate_chunks(store, ksets, engine), timings, "evaluate")
+        results = compute.compute(store, ksets, values, run_id)
+        timings["aggregate"] = time.perf_counter() - t - timings["evaluate"]
 
     t = time.perf_counter()
     say("disclosure control")
