@@ -211,6 +211,8 @@ def test_native_equals_reference(tmp_path_factory, pop, rule):
 # generated after all (then remove it here) or if a class is neither generated nor listed.
 NEVER_GENERATED: dict[str, str] = {
     "WeightOf": "the compiler builds no WeightOf yet: a score reads its codelist's weights itself",
+    "RankInPool": "made only by the sharded two-pass merge (engines/pooled.py), never by a rule; "
+                  "tests/unit/test_pooled.py and tests/functional/test_sharded_merges.py test it",
 }
 
 

@@ -395,6 +395,11 @@ class Words:
     def top_words(self, n: ir.Top) -> str:
         return f"in the top {n.fraction * 100:g}% of the rule's population by {self._sub(n.operand)}"
 
+    def rankinpool_words(self, n: ir.RankInPool) -> str:
+        if n.kind == "percentile":
+            return f"the percentile (0-100) of {self._sub(n.operand)} within the rule's whole population"
+        return f"in the top {n.fraction * 100:g}% of the rule's whole population by {self._sub(n.operand)}"
+
 
 def _listed(items: list[str], joiner: str) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {joiner} " + items[-1]

@@ -553,6 +553,36 @@ class SqlCompiler:
             self.q.ctes[key] = (name, sql)
         return self.joined(self.q.ctes[key][0])
 
+    def pooled_standing(self, n: ir.RankInPool, d: str) -> str:
+        """``standing`` within a pool gathered beforehand (a registered table of its values)
+        instead of the population's values. Its alias."""
+        if self.con is None:
+            raise ValueError("a pooled rank needs a connection to register its pool on")
+        pool_key = ("pool", n.pool.digest)
+        if pool_key not in self.q.lookups:
+            self.q.lookups[pool_key] = name = f"pool{len(self.q.lookups)}"
+            self.con.register(name, pa.table({"x": pa.array(n.pool.values, pa.float64())}))
+        key = (n.operand, n.pool, d)
+        if key not in self.q.ctes:
+            self.q.aliases += 1
+            inner = self.with_alias(f"r{self.q.aliases}")
+            x = inner.sql(n.operand, d)
+            sql = (f"WITH vals AS (SELECT {inner.a}.patient, CAST({x} AS DOUBLE) AS x FROM {inner.patients_from()}), "
+                   f"m AS (SELECT x, count(*) AS c FROM {self.q.lookups[pool_key]} GROUP BY x), "
+                   f"cum AS (SELECT x, sum(c) OVER (ORDER BY x) AS le FROM m) "
+                   f"SELECT v.patient, v.x, {len(n.pool)} AS n, lt.le AS below, le.le AS at_or_below FROM vals v "
+                   f"ASOF LEFT JOIN cum lt ON v.x > lt.x ASOF LEFT JOIN cum le ON v.x >= le.x")
+            self.q.ctes[key] = (f"rank{len(self.q.ctes)}", sql)
+        return self.joined(self.q.ctes[key][0])
+
+    def rank_in_pool_sql(self, n: ir.RankInPool, d: str) -> str:
+        j = self.pooled_standing(n, d)
+        if n.kind == "percentile":
+            return (f"(CASE WHEN {j}.x IS NULL THEN NULL ELSE "
+                    f"100.0 * coalesce({j}.below, 0) / NULLIF({j}.n, 0) END)")
+        return (f"(CASE WHEN {j}.x IS NULL THEN FALSE ELSE "
+                f"({j}.n - coalesce({j}.at_or_below, 0)) < {sql_literal(float(n.fraction))} * {j}.n END)")
+
     def percentile_sql(self, n: ir.Percentile, d: str) -> str:
         j = self.standing(n, d)
         return f"(CASE WHEN {j}.x IS NULL THEN NULL ELSE 100.0 * coalesce({j}.below, 0) / NULLIF({j}.n, 0) END)"

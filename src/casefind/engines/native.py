@@ -483,6 +483,8 @@ class NativeEngine:
             return Vec(v.values.astype(np.int64, copy=False) if n.type is ir.T.DATE else v.values, v.valid, v.labels)
         if isinstance(n, ir.PopulationRank):
             return self.rank(n, d)
+        if isinstance(n, ir.RankInPool):
+            return self.rank_in_pool(n, d)
         if isinstance(n, ir.Binary):
             return self.binary(n, d)
         if isinstance(n, ir.Not):
@@ -751,6 +753,20 @@ class NativeEngine:
             return Vec(x.valid.copy(), np.ones(self.n(), bool))
         k = len(pool) - 1 - m
         return Vec((vals >= np.partition(pool, k)[k]) & x.valid, np.ones(self.n(), bool))
+
+    def rank_in_pool(self, n: ir.RankInPool, d: dt.date) -> Vec:
+        """A rank within values gathered beforehand: members below and at most each value,
+        by binary search of the sorted pool (nan last, as ``ranking.standing`` orders)."""
+        x = self.eval(n.operand, d)
+        vals = np.ascontiguousarray(x.values, dtype=np.float64)
+        pool = n.pool.values
+        size = len(pool)
+        if n.kind == "percentile":
+            if size == 0:
+                return Vec(np.zeros(self.n()), np.zeros(self.n(), bool))
+            return Vec(100.0 * np.searchsorted(pool, vals, "left") / size, x.valid)
+        above = size - np.searchsorted(pool, vals, "right")
+        return Vec((above < n.fraction * size) & x.valid, np.ones(self.n(), bool))
 
     def rank(self, n: ir.PopulationRank, d: dt.date) -> Vec:
         if n.kind == "top" and ("standing", n.operand, d) not in self.cache:

@@ -43,6 +43,7 @@ Arrow files keep; a CSV gets it beside it, in ``<file>.meta.json``.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -56,6 +57,7 @@ import pyarrow.parquet as pq
 
 from casefind import __version__
 from casefind.engines.base import get_engine
+from casefind.engines.pooled import over_shards, ranks_in
 from casefind.errors import CasefindError, UsageError
 from casefind.lists.run import policy_masks, rule_expressions
 from casefind.lists.select import ListPolicy
@@ -67,7 +69,7 @@ from casefind.rules.compile import CompiledRule, check_as_of, compile_rule, roun
 from casefind.rules.errors import did_you_mean
 from casefind.store import Store
 from casefind.store.coverage import Coverage, check_span
-from casefind.store.sharded import ShardedStore, in_store_order, open_any, refuse_ranks, same_reference_tables
+from casefind.store.sharded import ShardedStore, in_store_order, open_any, same_reference_tables
 
 # opt-out policy -> the opt-out kinds it excludes (at as_of), and what it is for
 OPT_OUT_POLICIES: dict[str, tuple[str, ...]] = {
@@ -150,7 +152,7 @@ def dataset(rule_path: str | Path, store_root: str | Path | Store, *, as_of=None
     say("checking the dates against the data")
     cov = store.coverage if isinstance(store, ShardedStore) else Coverage.of(store.manifest)
     warnings = _coverage_warnings(cov, exprs, dates, rule, allow_partial)
-    job = _Job(rule, exprs, dates, menu, wanted, engine, OPT_OUT_POLICIES[opt_out])
+    job = _Job(rule, exprs, dates, menu, wanted, engine, OPT_OUT_POLICIES[opt_out], len(dates) > 1)
     if isinstance(store, ShardedStore):
         parts, counts = _sharded_rows(store, job, say)
         about = _About(store.root, store.snapshot_id, store.review_log)
@@ -173,6 +175,7 @@ class _Job:
     wanted: list[str]
     engine: str
     opt_out_kinds: tuple[str, ...]
+    long_form: bool  # an as_of column: several dates asked for
 
 
 @dataclass(frozen=True)
@@ -192,7 +195,7 @@ def _rows(store: Store, job: _Job) -> tuple[list[pa.Table], list[dict], list[np.
     out = np.zeros(store.n_patients, bool)
     for mask in opt_outs.values():
         out |= mask
-    several = len(dates) > 1
+    several = job.long_form
     parts, counts, practices = [], [], []
     for d, values in zip(dates, blocks):
         pop = _flag(values, "population")
@@ -218,8 +221,22 @@ def _rows(store: Store, job: _Job) -> tuple[list[pa.Table], list[dict], list[np.
 def _sharded_rows(store: ShardedStore, job: _Job, say) -> tuple[list[pa.Table], list[dict]]:
     """Every shard's rows, a shard at a time, merged exactly: per date, the shards' rows
     concatenated and put in one store's order (practice, then patient id), counts added up.
-    Each patient's values depend only on their own rows, so nothing else needs merging."""
-    refuse_ranks(job.exprs, store)
+    A patient's values depend only on their own rows, except ranks within the population:
+    those are taken within pools gathered from every shard first (engines/pooled.py), a
+    date at a time."""
+    if not ranks_in(job.exprs):
+        return _merged_rows(store, job, say)
+    parts, counts = [], []
+    evaluator = get_engine(job.engine)
+    for d in job.dates:
+        exprs = over_shards(store, evaluator, job.exprs, d, job.rule.population, say)
+        p, c = _merged_rows(store, dataclasses.replace(job, exprs=exprs, dates=[d]), say)
+        parts += p
+        counts += c
+    return parts, counts
+
+
+def _merged_rows(store: ShardedStore, job: _Job, say) -> tuple[list[pa.Table], list[dict]]:
     per_date: list[list[tuple[pa.Table, np.ndarray]]] = [[] for _ in job.dates]
     totals: list[dict] | None = None
     first = None

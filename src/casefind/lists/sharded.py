@@ -21,12 +21,13 @@ import numpy as np
 import pyarrow as pa
 
 from casefind.engines.base import get_engine
+from casefind.engines.pooled import over_shards, ranks_in
 from casefind.lists.recheck import validate
 from casefind.lists.select import ListPolicy, Selection, select
 from casefind.lists.table import list_table
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
-from casefind.store.sharded import ShardedStore, in_store_order, practice_codes, refuse_ranks, same_reference_tables
+from casefind.store.sharded import ShardedStore, in_store_order, practice_codes, same_reference_tables
 
 
 @dataclasses.dataclass
@@ -72,11 +73,12 @@ def run_sharded(rule_path, store_path, out, *, as_of=None, params: dict[str, str
         say("opening the store")
         store = ShardedStore(store_path)
     exprs = single.list_expressions(rule)
-    refuse_ranks(exprs, store)
+    ranks_in(exprs)  # refuses a rank the two passes cannot give, before anything is evaluated
     final = single._output_folder(Path(out), rule)
     say("checking the dates against the data")
     warnings = [w for w in [single._check_coverage(store.coverage, rule, exprs, allow_partial)] if w]
     with single._timed(timings, "evaluate"):
+        exprs = over_shards(store, evaluator, exprs, rule.as_of, rule.population, say)  # ranks: pass 1
         pooled, first = _candidates(store, rule, exprs, evaluator, policy, say)
     with single._timed(timings, "select"):
         say("selecting and ranking the shards' candidates")

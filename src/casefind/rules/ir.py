@@ -1025,6 +1025,56 @@ class Top(PopulationRank):
             raise IRTypeError("top needs a share between 0% and 100%, e.g. top(cost_12m, 0.5%)")
 
 
+@dataclass(frozen=True)
+class Pool:
+    """The population's values a rank is taken within, gathered beforehand (a sharded store's
+    first pass: docs/scale-out.md), sorted as numpy sorts (nan last). Compared and hashed by
+    ``digest`` (of the sorted values' bytes), not by the values."""
+
+    digest: str
+    values: object = field(compare=False, repr=False)  # numpy float64, sorted
+
+    @classmethod
+    def of(cls, values) -> Pool:
+        import hashlib
+
+        import numpy as np
+
+        v = np.sort(np.ascontiguousarray(values, dtype=np.float64))
+        v.flags.writeable = False
+        return cls(hashlib.sha256(v.tobytes()).hexdigest(), v)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True)
+class RankInPool(Node):
+    """A ``percentile`` or ``top`` of ``operand`` taken within a ``Pool`` instead of within
+    the population it is evaluated with: the same value for every patient as the rank over
+    the patients whose values made the pool, so a shard ranks its patients exactly as the
+    whole store would. Made only by the sharded merge (engines/pooled.py), never by a rule."""
+
+    operand: Node
+    kind: str = field(metadata={"literal": True})
+    fraction: float | None
+    pool: Pool
+    domain = PATIENT
+
+    def __post_init__(self):
+        if self.kind not in RANK_KINDS:
+            raise IRTypeError(f"a pooled rank is one of {', '.join(RANK_KINDS)}, not {self.kind}")
+        if self.operand.type not in NUMERIC or not self.operand.domain.per_patient:
+            raise IRTypeError(f"{self.kind} ranks per-patient numbers")
+
+    @cached_property
+    def type(self) -> T:
+        return T.FLOAT if self.kind == "percentile" else T.BOOL
+
+
+RANK_KINDS = ("percentile", "top")
+
+
 # --- walking the tree ----------------------------------------------------------------------
 # A node's operands are its fields that hold nodes (found from the annotations). Fields made
 # with rows() or moved() are closed: evaluated per row of another table, or at another date,

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from casefind.store.coverage import Coverage
 from casefind.store.reader import Store
-from casefind.store.shards import ShardedStoreError, ShardManifest, is_sharded, read_manifest
+from casefind.store.shards import ShardManifest, is_sharded, read_manifest
 from casefind.store.writer import CURRENT, StoreError
 
 
@@ -100,19 +100,6 @@ def same_reference_tables(shards: ShardedStore, first: Store, other: Store, i: i
     if not a.equals(b):
         raise StoreError(f"sharded store {shards.root}: shard {i:03d}'s practices differ from shard 000's",
                          "re-run `casefind ingest SOURCE --store STORE --shards N`")
-
-
-def refuse_ranks(exprs: dict, store: ShardedStore) -> None:
-    """Population-relative values (``top``, ``percentile``) need every shard's values at once;
-    until the exact two-pass merge is built they are refused on a sharded store, clearly."""
-    from casefind.rules import ir
-
-    ranked = [name for name, node in exprs.items() if ir.contains(node, ir.PopulationRank)]
-    if ranked:
-        raise ShardedStoreError(store.root, store.n_shards,
-                                f"{', '.join(ranked)} rank within the whole population (top / percentile)",
-                                "run it on a single store (`casefind ingest SOURCE --store NEW` without "
-                                "--shards); the exact two-pass merge for ranks is not built yet")
 
 
 def practice_codes(store: Store) -> pa.Array:

@@ -38,11 +38,10 @@ DUCKDB_SHARD_EXPR = "((('0x' || left(sha256(patient_id), 16))::UBIGINT) % $n_sha
 class ShardedStoreError(StoreError):
     """A command that reads one store was given a sharded store."""
 
-    def __init__(self, root: Path, n_shards: int, what: str | None = None, hint: str | None = None):
-        super().__init__(f"{root} is a sharded store ({n_shards} shards); "
-                         + (f"{what}, which a sharded store cannot give yet" if what else
-                            "this command reads single stores only until issue 15's merges are built"),
-                         hint or "for a single store, ingest without --shards: `casefind ingest SOURCE --store NEW`")
+    def __init__(self, root: Path, n_shards: int):
+        super().__init__(f"{root} is a sharded store ({n_shards} shards); this command reads single stores "
+                         "only until issue 15's merges are built",
+                         "for a single store, ingest without --shards: `casefind ingest SOURCE --store NEW`")
 
 
 def _hash_one(patient_id: str, n: int) -> int:

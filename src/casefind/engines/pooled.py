@@ -1,0 +1,111 @@
+"""The exact two-pass merge of population-relative values (``top``, ``percentile``) over a
+sharded store (docs/scale-out.md).
+
+A rank needs every member's value, and a shard holds only some members. Pass 1: each shard
+gives the values of each ranked operand for its population's members (those with a value);
+the pieces, pooled and sorted, are exactly the values one store would rank within. Pass 2:
+every rank is replaced by an ``ir.RankInPool`` over that pool, which each engine evaluates
+for a shard's patients with the same result as the rank over the whole store, ties and nan
+included. Memory: one float per member per ranked value. Ranks inside ``at`` or within
+another rank's operand are refused (their pools would need their own pass).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+
+import numpy as np
+
+from casefind.errors import UsageError
+from casefind.rules import ir
+
+
+def ranks_in(exprs: dict[str, ir.Node]) -> list[ir.PopulationRank]:
+    """Every distinct rank the expressions hold, refusing those a second pass cannot give."""
+    found: dict[ir.PopulationRank, None] = {}
+    for node in exprs.values():
+        if ir.contains(node, ir.PopulationRank, into=(ir.ROWS, ir.DATE)) and not ir.contains(node, ir.PopulationRank):
+            raise UsageError("a rank (top / percentile) inside at() or an aggregation's rows cannot be merged "
+                             "over shards", "run it on a single store")
+        for n in ir.walk(node):
+            if isinstance(n, ir.PopulationRank):
+                if ir.contains(n.operand, ir.PopulationRank):
+                    raise UsageError("a rank of a value that itself ranks (top / percentile of a percentile) "
+                                     "cannot be merged over shards", "run it on a single store")
+                found[n] = None
+    return list(found)
+
+
+def members_values(evaluator, store, ranks: list[ir.PopulationRank], as_of: dt.date,
+                   population: ir.Node | None) -> list[np.ndarray]:
+    """Pass 1 on one store: per rank, its operand's values (float64) for the members of the
+    population that have one, as the engines' ``standing`` counts them."""
+    if not ranks:
+        return []
+    exprs = {f"v{i}": r.operand for i, r in enumerate(ranks)}
+    if population is not None:
+        exprs["member"] = population
+    table = evaluator.evaluate(store, exprs, as_of, population)
+    member = (np.asarray(table.column("member").fill_null(False).to_numpy(zero_copy_only=False), bool)
+              if population is not None else np.ones(table.num_rows, bool))
+    out = []
+    for i in range(len(ranks)):
+        col = table.column(f"v{i}")
+        valid = ~np.asarray(col.is_null().to_numpy(zero_copy_only=False), bool)
+        vals = col.cast("double").fill_null(0.0).to_numpy(zero_copy_only=False)
+        out.append(np.asarray(vals, np.float64)[member & valid])
+    return out
+
+
+def pools(ranks: list[ir.PopulationRank], pieces: Iterable[list[np.ndarray]]) -> dict[ir.PopulationRank, ir.Pool]:
+    """Each rank's pool: every shard's piece for it, together."""
+    gathered: list[list[np.ndarray]] = [[] for _ in ranks]
+    for piece in pieces:
+        for slot, values in zip(gathered, piece):
+            slot.append(values)
+    return {r: ir.Pool.of(np.concatenate(g) if g else np.zeros(0)) for r, g in zip(ranks, gathered)}
+
+
+def with_pools(exprs: dict[str, ir.Node], found: dict[ir.PopulationRank, ir.Pool]) -> dict[str, ir.Node]:
+    """``exprs`` with every rank replaced by the same rank within its pool (shared sub-trees
+    stay shared)."""
+    memo: dict[int, tuple[object, object]] = {}
+    return {name: _swapped(node, found, memo) for name, node in exprs.items()}
+
+
+def _swapped(node, found: dict, memo: dict):
+    if id(node) in memo:
+        return memo[id(node)][1]
+    if isinstance(node, ir.PopulationRank) and node in found:
+        out = ir.RankInPool(node.operand, node.kind, getattr(node, "fraction", None), found[node])
+    elif isinstance(node, tuple):
+        items = tuple(_swapped(x, found, memo) for x in node)
+        out = node if all(a is b for a, b in zip(items, node)) else items
+    elif isinstance(node, ir.Node):
+        changes = {}
+        for f in dataclasses.fields(node):
+            old = getattr(node, f.name)
+            if f.init and isinstance(old, (ir.Node, tuple)):
+                new = _swapped(old, found, memo)
+                if new is not old:
+                    changes[f.name] = new
+        out = dataclasses.replace(node, **changes) if changes else node
+    else:
+        out = node
+    memo[id(node)] = (node, out)  # the node is kept so that its id is not reused meanwhile
+    return out
+
+
+def over_shards(shards, evaluator, exprs: dict[str, ir.Node], as_of: dt.date, population: ir.Node | None,
+                say=lambda s: None) -> dict[str, ir.Node]:
+    """Both passes' glue for a sharded store: ``exprs`` as each shard must evaluate them
+    (unchanged when nothing ranks), after pass 1 over every shard."""
+    ranks = ranks_in(exprs)
+    if not ranks:
+        return exprs
+    pieces = []
+    for i, shard in shards.shards():
+        say(f"gathering the population's values for ranking, shard {i + 1} of {shards.n_shards}")
+        pieces.append(members_values(evaluator, shard, ranks, as_of, population))
+    return with_pools(exprs, pools(ranks, pieces))
