@@ -11,13 +11,13 @@ another rank's operand are refused (their pools would need their own pass).
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 
 import numpy as np
 
 from casefind.errors import UsageError
+from casefind.plan import substitute
 from casefind.rules import ir
 
 
@@ -70,31 +70,13 @@ def pools(ranks: list[ir.PopulationRank], pieces: Iterable[list[np.ndarray]]) ->
 def with_pools(exprs: dict[str, ir.Node], found: dict[ir.PopulationRank, ir.Pool]) -> dict[str, ir.Node]:
     """``exprs`` with every rank replaced by the same rank within its pool (shared sub-trees
     stay shared)."""
-    memo: dict[int, tuple[object, object]] = {}
-    return {name: _swapped(node, found, memo) for name, node in exprs.items()}
+    def swap(n):
+        if isinstance(n, ir.PopulationRank) and n in found:
+            return ir.RankInPool(n.operand, n.kind, getattr(n, "fraction", None), found[n])
+        return None
 
-
-def _swapped(node, found: dict, memo: dict):
-    if id(node) in memo:
-        return memo[id(node)][1]
-    if isinstance(node, ir.PopulationRank) and node in found:
-        out = ir.RankInPool(node.operand, node.kind, getattr(node, "fraction", None), found[node])
-    elif isinstance(node, tuple):
-        items = tuple(_swapped(x, found, memo) for x in node)
-        out = node if all(a is b for a, b in zip(items, node)) else items
-    elif isinstance(node, ir.Node):
-        changes = {}
-        for f in dataclasses.fields(node):
-            old = getattr(node, f.name)
-            if f.init and isinstance(old, (ir.Node, tuple)):
-                new = _swapped(old, found, memo)
-                if new is not old:
-                    changes[f.name] = new
-        out = dataclasses.replace(node, **changes) if changes else node
-    else:
-        out = node
-    memo[id(node)] = (node, out)  # the node is kept so that its id is not reused meanwhile
-    return out
+    memo: dict = {}
+    return {name: substitute(node, swap, memo) for name, node in exprs.items()}
 
 
 def over_shards(shards, evaluator, exprs: dict[str, ir.Node], as_of: dt.date, population: ir.Node | None,

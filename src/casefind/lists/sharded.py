@@ -116,9 +116,9 @@ def _candidates(store: ShardedStore, rule, exprs, evaluator, policy: ListPolicy,
         same_reference_tables(store, first, shard, i)
         values = single.evaluate_list(evaluator, shard, rule, exprs)
         ids = shard.table("patients").arrow.column("patient_id")
-        sel = select(prefilter, values, *single._hierarchy(shard), single.policy_masks(shard, rule.as_of, policy),
-                     ids)
-        pooled.add(i, values, sel, single._hierarchy(shard), ids)
+        hierarchy = single._hierarchy(shard)
+        sel = select(prefilter, values, *hierarchy, single.policy_masks(shard, rule.as_of, policy), ids)
+        pooled.add(i, values, sel, hierarchy, ids)
         if rule.segments:
             keep = ["population", "segment", *([rule.cost] if rule.cost else [])]
             patient = values.column("patient").to_numpy().astype(np.int64)
@@ -162,8 +162,8 @@ def _listed_per_shard(store: ShardedStore, rule, exprs, evaluator, policy, poole
         values = candidates.take(pa.array(sel.patients[mine]))  # the values pass 1 gave them
         rechecked += validate(shard, rule, exprs, values, Selection(local, sel.rank[mine]),
                               single.policy_masks(shard, rule.as_of, policy), evaluator)
+        by_local = dict(zip(local.tolist(), sel.patients[mine].tolist()))
         for name, found in single._evidence(shard, rule, local).items():
-            by_local = dict(zip(local.tolist(), sel.patients[mine].tolist()))
             evidence.setdefault(name, {}).update({by_local[p]: events for p, events in found.items()})
         for key, column in single._who(shard, local, shard.table("patients").arrow.column("patient_id")).items():
             who_parts.setdefault(key, []).append(column)

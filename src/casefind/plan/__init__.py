@@ -24,32 +24,43 @@ def bind_days(x: int, period_days: int | None) -> int:
     return x
 
 
-def bind(node, period_days: int, _memo: dict | None = None):
+def bind(node, period_days: int):
     """``node`` with every ``period`` placeholder bound to ``period_days`` days: what an
     engine that evaluates one period at a time (the reference engine) is given. Shared
     sub-trees stay shared; a tree without placeholders is returned as it is."""
+    return substitute(node, lambda n: n.bound(period_days) if isinstance(n, ir.PeriodDays) else None)
+
+
+def substitute(node, swap, _memo: dict | None = None):
+    """``node`` rebuilt with each part for which ``swap`` gives a replacement (not None)
+    replaced by it; shared sub-trees stay shared, and a tree with nothing to replace is
+    returned as it is. The one tree rewrite (``bind``, the sharded ranks' pools)."""
     memo = {} if _memo is None else _memo
     key = id(node)
     if key in memo:
         return memo[key][1]
-    if isinstance(node, ir.PeriodDays):
-        out = node.bound(period_days)
-    elif isinstance(node, tuple):
-        items = tuple(bind(x, period_days, memo) for x in node)
-        out = node if all(a is b for a, b in zip(items, node)) else items
-    elif dataclasses.is_dataclass(node) and not isinstance(node, type) and not isinstance(node, ir.Codelist):
+    out = swap(node)
+    if out is None:
+        out = _rebuilt(node, swap, memo)
+    memo[key] = (node, out)  # the node is kept so that its id is not reused meanwhile
+    return out
+
+
+def _rebuilt(node, swap, memo: dict):
+    """``node`` with its parts substituted (itself when none changes)."""
+    if isinstance(node, tuple):
+        items = tuple(substitute(x, swap, memo) for x in node)
+        return node if all(a is b for a, b in zip(items, node)) else items
+    if dataclasses.is_dataclass(node) and not isinstance(node, type) and not isinstance(node, ir.Codelist):
         changes = {}
         for f in dataclasses.fields(node):
             if f.init:
                 old = getattr(node, f.name)
-                new = bind(old, period_days, memo)
+                new = substitute(old, swap, memo)
                 if new is not old:
                     changes[f.name] = new
-        out = dataclasses.replace(node, **changes) if changes else node
-    else:
-        out = node
-    memo[key] = (node, out)  # the node is kept so that its id is not reused meanwhile
-    return out
+        return dataclasses.replace(node, **changes) if changes else node
+    return node
 
 
 def constant_date(n: ir.Node, d: dt.date, params: dict | None = None, period_days: int | None = None) -> dt.date:
