@@ -33,8 +33,10 @@ def group_sums(group: np.ndarray, n_groups: int, mask: np.ndarray, value: np.nda
 
 @nb.njit(cache=True)
 def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value: np.ndarray, valid: np.ndarray):
-    """``group_sums`` added to ``out`` (rows n, k, s, ss): patients taken chunk by chunk, in
-    order, give each group the same additions in the same order as one pass, so the same sums."""
+    """``group_sums`` added to ``out`` (rows n, k, s, ss, s_err, ss_err). The sums are
+    compensated (Neumaier): rows 4 and 5 carry what each addition rounded away, so ``s +
+    s_err`` is the sum to far below a double's resolution, whatever order the patients come
+    in. That is what lets shards' sums, added, give one store's sums (kpis/sharded.py)."""
     for i in range(group.shape[0]):
         if mask[i]:
             g = group[i]
@@ -42,5 +44,22 @@ def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value:
             if valid[i]:
                 x = value[i]
                 out[1, g] += 1.0
-                out[2, g] += x
-                out[3, g] += x * x
+                _add_compensated(out, 2, 4, g, x)
+                _add_compensated(out, 3, 5, g, x * x)
+
+
+@nb.njit(cache=True, inline="always")
+def _add_compensated(out: np.ndarray, row: int, err: int, g: int, x: float):
+    a = out[row, g]
+    t = a + x
+    out[err, g] += (a - t) + x if abs(a) >= abs(x) else (x - t) + a
+    out[row, g] = t
+
+
+def add_compensated(hi: np.ndarray, lo: np.ndarray, other_hi: np.ndarray, other_lo: np.ndarray) -> None:
+    """(hi, lo) += (other_hi, other_lo), in place: two compensated sums added (Knuth's
+    two-sum on the leading parts, the errors carried in ``lo``)."""
+    t = hi + other_hi
+    b = t - hi
+    lo += ((hi - (t - b)) + (other_hi - b)) + other_lo
+    hi[...] = t

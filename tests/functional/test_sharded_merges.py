@@ -7,8 +7,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 
 from casefind.errors import CasefindError
@@ -184,10 +182,5 @@ def test_sharded_kpis_are_the_single_stores_at_every_level(practices, n, tmp_pat
     assert want.num_rows > 0 and set(want.column("level").to_pylist()) >= {"practice", "locality", "system",
                                                                                 "provider", "service"}
     assert set(want.column("kind").to_pylist()) >= {"median"}, "a median (not additive) is among them"
-    for name in want.column_names:
-        a, b = want.column(name), got.column(name)
-        if pa.types.is_floating(a.type):  # decimals added in another order: equal to 1e-12
-            x, y = (c.to_numpy(zero_copy_only=False) for c in (a, b))
-            assert np.allclose(x, y, rtol=1e-12, atol=0, equal_nan=True), name
-        else:
-            assert a.equals(b), name
+    for name in want.column_names:  # sums are compensated, so shards added up give the same bits
+        assert want.column(name).equals(got.column(name)), name

@@ -30,7 +30,7 @@ from casefind.kpis.periods import Period
 from casefind.plan import bind
 from casefind.rules import ir
 from casefind.store import Store
-from casefind_native.aggregate import group_sums, group_sums_into
+from casefind_native.aggregate import add_compensated, group_sums, group_sums_into
 
 LEVELS = ("practice", "locality", "system")
 IMD_LABELS = ("1 (most deprived)", "2", "3", "4", "5 (least deprived)", "unknown")
@@ -303,26 +303,40 @@ class _Labels:
 
 
 class _Acc:
-    """The additive pieces (rows n, k, s, ss) per label x practice, grown as labels appear."""
+    """The additive pieces (rows n, k, s, ss, and the compensations of s and ss) per
+    label x practice, grown as labels appear."""
+
+    ROWS = 6
 
     def __init__(self, n_practices: int):
         self.n_practices = n_practices
-        self.parts = np.zeros((4, 0))
+        self.parts = np.zeros((self.ROWS, 0))
 
     def grown(self, n_labels: int) -> np.ndarray:
         size = n_labels * self.n_practices
         if self.parts.shape[1] < size:
-            self.parts = np.concatenate([self.parts, np.zeros((4, size - self.parts.shape[1]))], axis=1)
+            more = np.zeros((self.ROWS, size - self.parts.shape[1]))
+            self.parts = np.concatenate([self.parts, more], axis=1)
         return self.parts
+
+    def merge(self, other: _Acc, ids: np.ndarray, n_labels: int) -> None:
+        """``other``'s pieces added in, its label ``j`` being my label ``ids[j]``."""
+        theirs = other.grown(len(ids)).reshape(self.ROWS, len(ids), self.n_practices)
+        mine = self.grown(n_labels).reshape(self.ROWS, n_labels, self.n_practices)
+        cells = mine[:, ids, :]
+        cells[:2] += theirs[:2]
+        for hi, lo in ((2, 4), (3, 5)):
+            add_compensated(cells[hi], cells[lo], theirs[hi], theirs[lo])
+        mine[:, ids, :] = cells
 
     def add(self, label, practice, n_labels: int, mask, v, valid) -> None:
         group_sums_into(self.grown(n_labels), label * self.n_practices + practice, mask, v, valid)
 
     def by_practice(self, ids: np.ndarray, n_labels: int) -> dict:
         """The pieces per practice x label (labels in ``ids`` order), as group_sums gives them."""
-        parts = self.grown(n_labels).reshape(4, n_labels, self.n_practices)[:, ids, :]
-        flat = parts.transpose(0, 2, 1).reshape(4, -1)
-        return {"n": flat[0], "k": flat[1], "s": flat[2], "ss": flat[3]}
+        parts = self.grown(n_labels).reshape(self.ROWS, n_labels, self.n_practices)[:, ids, :]
+        flat = parts.transpose(0, 2, 1).reshape(self.ROWS, -1)
+        return {"n": flat[0], "k": flat[1], "s": flat[2] + flat[4], "ss": flat[3] + flat[5]}
 
 
 class _Kept:
@@ -410,6 +424,27 @@ class _Sums:
                 for j in range(len(split_levels.units(m, self.providers))):  # the value per provider
                     vj = _column(values, f"{split_levels.variant_name(m, j)}|{p.label}", 0.0).astype(np.float64)
                     self.acc[(p, m.name, "@", j)].add(label[""], practice, 1, mask, vj, valid)
+
+    def merge(self, other: _Sums) -> None:
+        """``other``'s sums (the same KPI sets over other patients: a shard) added in. Text
+        labels are matched by name, since each side numbered them as they appeared."""
+        to_mine = {key: self.labels[key].ids(lab.names) for key, lab in other.labels.items()}
+        for key, acc in other.acc.items():
+            ids, n_mine = self._label_map(key, to_mine)
+            mine = self.acc[key]
+            if isinstance(acc, _Kept):
+                mine.parts += [(ids[label], practice, v) for label, practice, v in acc.parts]
+                continue
+            mine.merge(acc, ids, n_mine)
+
+    def _label_map(self, key: tuple, to_mine: dict) -> tuple[np.ndarray, int]:
+        """For an accumulator's key: other's label id -> mine, and how many labels I have."""
+        p, b = key[0], key[2]
+        if b == "esp2013":
+            return np.arange(self.n_bands), self.n_bands
+        if b == "@":
+            return np.zeros(1, np.int64), 1
+        return to_mine[(p, b) if (p, b) in to_mine else (None, b)], len(self.split(p, b).names)
 
     def finish(self, roll: _Rollup) -> None:
         """Every result row, in the order of periods, measures and breakdowns."""

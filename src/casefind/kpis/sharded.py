@@ -1,8 +1,9 @@
 """KPIs on a sharded store (docs/scale-out.md): the single store's results.
 
 Every KPI is made of additive pieces per practice (and breakdown cell), or for a median of
-the members' values, so the shards are evaluated one at a time into the same running sums
-(``compute._Sums``) with each shard's own patients' practices, then rolled up once. A split
+the members' values, so each shard is evaluated into its own sums (``compute._Sums``, with
+its own patients' practices; wherever the mapper runs it), the shards' sums are added
+(``_Sums.merge``, text labels matched by name) and rolled up once. A split
 measure's providers are the union of the shards' provider codes in sorted order (a store's
 dictionary is sorted, so this is the single store's list), and which system each provider
 serves is the union of the shards' answers. Sums of decimals are added in another order
@@ -10,6 +11,7 @@ than one store adds them, so they may differ in the last bits (1e-12 relative, t
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -20,7 +22,7 @@ from casefind.kpis import levels as split_levels
 from casefind.kpis.compute import Hierarchy
 from casefind.kpis.define import KpiSet
 from casefind.kpis.periods import Period
-from casefind.store.sharded import ShardedStore, same_reference_tables
+from casefind.store.sharded import ShardedStore
 
 
 def compute_sharded(store: ShardedStore, ksets: dict[Period, KpiSet], run_id: str, engine: str = "native",
@@ -28,24 +30,41 @@ def compute_sharded(store: ShardedStore, ksets: dict[Period, KpiSet], run_id: st
     """``compute.compute(store, ksets, compute.evaluate_chunks(...))`` for a sharded store."""
     first = store.open_shard(0)
     split = any(m.split.levels for ks in ksets.values() for m in ks.measures.values())
-    shards_providers = [split_levels.provider_codes(s) for _, s in store.shards()] if split else []
-    providers = tuple(sorted(set().union(*shards_providers))) if split else ()
+    providers: tuple[str, ...] = ()
+    if split:
+        codes = store.map(_shard_providers, "listing providers", say)
+        providers = tuple(sorted(set().union(*codes)))
     roll = compute._Rollup(first, run_id, level)
-    sums = compute._Sums(ksets, roll.practice, len(roll.h.codes["practice"]), providers)
-    served = np.zeros((roll.n_units["system"], len(providers)), bool)
-    for i, shard in store.shards():
-        say(f"evaluating shard {i + 1} of {store.n_shards}")
-        same_reference_tables(store, first, shard, i)
-        h = Hierarchy.of(shard)
-        sums.practice = h.practice_of_patient
-        for piece in compute.evaluate_chunks(shard, ksets, engine, providers=providers):
-            sums.add(piece)
+    n_practices, n_systems = len(roll.h.codes["practice"]), roll.n_units["system"]
+    task = functools.partial(_shard_sums, ksets, engine, split, providers, n_practices, n_systems)
+    sums = compute._Sums(ksets, roll.practice, n_practices, providers)
+    served = np.zeros((n_systems, len(providers)), bool)
+    for part, mine in store.map(task, f"evaluating ({engine} engine)", say):
+        sums.merge(part)
         if split:
-            system = h.system_of_locality[h.locality_of_practice[h.practice_of_patient]]
-            mine = split_levels.Providers.of(shard, system, roll.n_units["system"])
             where = np.searchsorted(np.asarray(providers, dtype=object), np.asarray(mine.codes, dtype=object))
             served[:, where] |= mine.served
     if split:
         roll.providers = split_levels.Providers(providers, served)
     sums.finish(roll)
     return compute._assemble(roll.chunks)
+
+
+def _shard_providers(shard, i: int) -> list[str]:
+    return list(split_levels.provider_codes(shard))
+
+
+def _shard_sums(ksets, engine: str, split: bool, providers: tuple[str, ...], n_practices: int, n_systems: int,
+                shard, i: int):
+    """One shard's sums (and, for split measures, which systems its providers serve),
+    wherever the mapper runs it."""
+    h = Hierarchy.of(shard)
+    sums = compute._Sums(ksets, h.practice_of_patient, n_practices, providers)
+    for piece in compute.evaluate_chunks(shard, ksets, engine, providers=providers):
+        sums.add(piece)
+    mine = None
+    if split:
+        system = h.system_of_locality[h.locality_of_practice[h.practice_of_patient]]
+        mine = split_levels.Providers.of(shard, system, n_systems)
+    sums.practice = None  # per patient: not needed by the merge
+    return sums, mine
