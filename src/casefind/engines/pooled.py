@@ -12,6 +12,7 @@ another rank's operand are refused (their pools would need their own pass).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -86,8 +87,13 @@ def over_shards(shards, evaluator, exprs: dict[str, ir.Node], as_of: dt.date, po
     ranks = ranks_in(exprs)
     if not ranks:
         return exprs
-    pieces = []
-    for i, shard in shards.shards():
-        say(f"gathering the population's values for ranking, shard {i + 1} of {shards.n_shards}")
-        pieces.append(members_values(evaluator, shard, ranks, as_of, population))
+    task = functools.partial(_members_task, evaluator.name, ranks, as_of, population)
+    pieces = shards.map(task, "gathering the population's values for ranking", say)
     return with_pools(exprs, pools(ranks, pieces))
+
+
+def _members_task(engine: str, ranks, as_of, population, shard, i: int) -> list[np.ndarray]:
+    """Pass 1 for one shard, wherever the mapper runs it (engines are looked up by name there)."""
+    from casefind.engines.base import get_engine
+
+    return members_values(get_engine(engine), shard, ranks, as_of, population)

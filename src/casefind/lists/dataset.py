@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -69,7 +70,7 @@ from casefind.rules.compile import CompiledRule, check_as_of, compile_rule, roun
 from casefind.rules.errors import did_you_mean
 from casefind.store import Store
 from casefind.store.coverage import Coverage, check_span
-from casefind.store.sharded import ShardedStore, in_store_order, open_any, same_reference_tables
+from casefind.store.sharded import ShardedStore, in_store_order, open_any
 
 # opt-out policy -> the opt-out kinds it excludes (at as_of), and what it is for
 OPT_OUT_POLICIES: dict[str, tuple[str, ...]] = {
@@ -237,20 +238,19 @@ def _sharded_rows(store: ShardedStore, job: _Job, say) -> tuple[list[pa.Table], 
 
 
 def _merged_rows(store: ShardedStore, job: _Job, say) -> tuple[list[pa.Table], list[dict]]:
+    done = store.map(functools.partial(_shard_rows, job), f"evaluating ({job.engine} engine)", say)
     per_date: list[list[tuple[pa.Table, np.ndarray]]] = [[] for _ in job.dates]
     totals: list[dict] | None = None
-    first = None
-    for i, shard in store.shards():
-        say(f"evaluating shard {i + 1} of {store.n_shards} ({job.engine} engine)")
-        if first is None:
-            first = shard
-        else:
-            same_reference_tables(store, first, shard, i)
-        parts, counts, practices = _rows(shard, job)
+    for parts, counts, practices in done:
         for slot, part, practice in zip(per_date, parts, practices):
             slot.append((part, practice))
         totals = counts if totals is None else [_added(a, b) for a, b in zip(totals, counts)]
     return [in_store_order(pieces) for pieces in per_date], totals or []
+
+
+def _shard_rows(job: _Job, shard: Store, i: int):
+    """One shard's part, wherever the mapper runs it."""
+    return _rows(shard, job)
 
 
 def _added(a: dict, b: dict) -> dict:

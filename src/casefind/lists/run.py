@@ -46,6 +46,7 @@ from casefind.rules.codelists import codelist_manifest
 from casefind.rules.compile import CompiledRule, attributes_used, compile_rule
 from casefind.store import Store, listings
 from casefind.store.coverage import Coverage, check_span
+from casefind.store.sharded import refuse_unsharded
 from casefind.store.shards import is_sharded
 
 DEFAULT_POLICY = ListPolicy()
@@ -167,6 +168,7 @@ def run(rule_path: str | Path, store_path: str | Path, out: str | Path, *, as_of
 
         return run_sharded(rule_path, store_path, out, as_of=as_of, params=params, engine=engine, policy=policy,
                            allow_partial=allow_partial, progress=progress)
+    refuse_unsharded(store_path)
     say = progress or (lambda s: None)
     evaluator = get_engine(engine)
     timings: dict[str, float] = {}

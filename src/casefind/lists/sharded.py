@@ -14,6 +14,7 @@ Two passes over the shards, a shard at a time:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,35 +28,46 @@ from casefind.lists.select import ListPolicy, Selection, select
 from casefind.lists.table import list_table
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
-from casefind.store.sharded import ShardedStore, in_store_order, practice_codes, same_reference_tables
+from casefind.store.sharded import ShardedStore, in_store_order, practice_codes
+
+
+@dataclasses.dataclass
+class _ShardCandidates:
+    """What pass 1 keeps of one shard: its candidates' values, store indices within the
+    shard, practices, localities and ids; its totals; its rows for the segment shares."""
+    values: pa.Table
+    local: np.ndarray
+    practice: np.ndarray
+    locality: np.ndarray
+    ids: pa.Array
+    counts: dict[str, int]
+    excluded: dict[str, int]
+    segments: tuple[pa.Table, np.ndarray] | None
 
 
 @dataclasses.dataclass
 class _Pooled:
-    """What pass 1 keeps of every shard: candidates' values, where they came from, totals."""
-    values: list[pa.Table] = dataclasses.field(default_factory=list)
-    shard: list[np.ndarray] = dataclasses.field(default_factory=list)
-    local: list[np.ndarray] = dataclasses.field(default_factory=list)   # store index within the shard
-    practice: list[np.ndarray] = dataclasses.field(default_factory=list)
-    locality: list[np.ndarray] = dataclasses.field(default_factory=list)
-    ids: list[pa.Array] = dataclasses.field(default_factory=list)
-    segments: list[tuple[pa.Table, np.ndarray]] = dataclasses.field(default_factory=list)
-    counts: dict[str, int] = dataclasses.field(default_factory=dict)
-    excluded: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Every shard's candidates, together (index ``i`` of each list is shard ``i``)."""
+    parts: list[_ShardCandidates]
 
-    def add(self, i: int, shard_values: pa.Table, sel: Selection, hierarchy, ids: pa.ChunkedArray) -> None:
-        practice, locality = hierarchy
-        local = sel.patients.astype(np.int64)
-        self.values.append(shard_values.take(pa.array(sel.rows, pa.int64())))
-        self.shard.append(np.full(len(local), i, np.int64))
-        self.local.append(local)
-        self.practice.append(practice[local].astype(np.int64))
-        self.locality.append(locality[local].astype(np.int64))
-        self.ids.append(ids.take(pa.array(local)).combine_chunks())
-        for key in ("population", "meets_criteria", "eligible"):
-            self.counts[key] = self.counts.get(key, 0) + sel.counts[key]
-        for key, n in sel.excluded.items():
-            self.excluded[key] = self.excluded.get(key, 0) + n
+    def cat(self, field: str) -> np.ndarray:
+        arrays = [getattr(p, field) for p in self.parts]
+        return np.concatenate(arrays) if arrays else np.array([], np.int64)
+
+    @property
+    def shard(self) -> np.ndarray:
+        return np.concatenate([np.full(len(p.local), i, np.int64) for i, p in enumerate(self.parts)])
+
+    @property
+    def values(self) -> pa.Table:
+        return pa.concat_tables([p.values for p in self.parts])
+
+    def total(self, field: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.parts:
+            for key, n in getattr(p, field).items():
+                out[key] = out.get(key, 0) + n
+        return out
 
 
 def run_sharded(rule_path, store_path, out, *, as_of=None, params: dict[str, str] | None = None,
@@ -79,7 +91,7 @@ def run_sharded(rule_path, store_path, out, *, as_of=None, params: dict[str, str
     warnings = [w for w in [single._check_coverage(store.coverage, rule, exprs, allow_partial)] if w]
     with single._timed(timings, "evaluate"):
         exprs = over_shards(store, evaluator, exprs, rule.as_of, rule.population, say)  # ranks: pass 1
-        pooled, first = _candidates(store, rule, exprs, evaluator, policy, say)
+        pooled = _candidates(store, rule, exprs, evaluator, policy, say)
     with single._timed(timings, "select"):
         say("selecting and ranking the shards' candidates")
         sel, values = _merged_selection(rule, pooled)
@@ -89,7 +101,8 @@ def run_sharded(rule_path, store_path, out, *, as_of=None, params: dict[str, str
     with single._timed(timings, "reasons"):
         run_id = single.new_run_id(rule, store.snapshot_id, params)
         table = list_table(rule, values.take(pa.array(sel.rows, pa.int64())), sel.rank, who, run_id, evidence)
-    segments = single.segment_shares(rule, in_store_order(pooled.segments)) if rule.segments else {}
+    segments = (single.segment_shares(rule, in_store_order([p.segments for p in pooled.parts]))
+                if rule.segments else {})
     with single._timed(timings, "write"):
         say("writing")
         facts = single.RunFacts(store_path, store.snapshot_id, store.review_log, store.coverage, engine, policy,
@@ -98,81 +111,100 @@ def run_sharded(rule_path, store_path, out, *, as_of=None, params: dict[str, str
                                                      "rechecked_against_reference": rechecked},
                                        sel.excluded, segments, warnings, run_id)
         per_practice = single.write_and_register(Path(out), final, table, manifest, timings, rule,
-                                                 practice_codes(first).to_pylist())
+                                                 practice_codes(store.open_shard(0)).to_pylist())
     return single.RunResult(run_id, final, rule, sel.counts, sel.excluded, per_practice, segments, timings,
                             manifest, warnings)
 
 
-def _candidates(store: ShardedStore, rule, exprs, evaluator, policy: ListPolicy, say) -> tuple[_Pooled, Store]:
+def _candidates(store: ShardedStore, rule, exprs, evaluator, policy: ListPolicy, say) -> _Pooled:
     """Pass 1: every shard's candidates (see the module's docstring) and the totals."""
-    from casefind.lists import run as single
-
     cap = rule.limit.get("per_practice")
     prefilter = dataclasses.replace(rule, limit={"per_practice": cap} if cap is not None else {})
-    pooled, first = _Pooled(), None
-    for i, shard in store.shards():
-        say(f"evaluating shard {i + 1} of {store.n_shards} ({evaluator.name} engine)")
-        first = shard if first is None else first
-        same_reference_tables(store, first, shard, i)
-        values = single.evaluate_list(evaluator, shard, rule, exprs)
-        ids = shard.table("patients").arrow.column("patient_id")
-        hierarchy = single._hierarchy(shard)
-        sel = select(prefilter, values, *hierarchy, single.policy_masks(shard, rule.as_of, policy), ids)
-        pooled.add(i, values, sel, hierarchy, ids)
-        if rule.segments:
-            keep = ["population", "segment", *([rule.cost] if rule.cost else [])]
-            patient = values.column("patient").to_numpy().astype(np.int64)
-            part = values.select(keep).append_column("patient_id", ids.take(pa.array(patient)))
-            pooled.segments.append((part, shard.table("patients")["practice"][patient]))
-    return pooled, first
+    task = functools.partial(_shard_candidates, rule, prefilter, exprs, evaluator.name, policy)
+    return _Pooled(store.map(task, f"evaluating ({evaluator.name} engine)", say))
+
+
+def _shard_candidates(rule, prefilter, exprs, engine: str, policy: ListPolicy, shard: Store, i: int):
+    """Pass 1 for one shard, wherever the mapper runs it."""
+    from casefind.lists import run as single
+
+    values = single.evaluate_list(get_engine(engine), shard, rule, exprs)
+    ids = shard.table("patients").arrow.column("patient_id")
+    practice, locality = single._hierarchy(shard)
+    sel = select(prefilter, values, practice, locality, single.policy_masks(shard, rule.as_of, policy), ids)
+    local = sel.patients.astype(np.int64)
+    segments = None
+    if rule.segments:
+        keep = ["population", "segment", *([rule.cost] if rule.cost else [])]
+        patient = values.column("patient").to_numpy().astype(np.int64)
+        segments = (values.select(keep).append_column("patient_id", ids.take(pa.array(patient))), practice[patient])
+    counts = {key: sel.counts[key] for key in ("population", "meets_criteria", "eligible")}
+    return _ShardCandidates(values.take(pa.array(sel.rows, pa.int64())), local, practice[local].astype(np.int64),
+                            locality[local].astype(np.int64), ids.take(pa.array(local)).combine_chunks(),
+                            counts, dict(sel.excluded), segments)
 
 
 def _merged_selection(rule, pooled: _Pooled) -> tuple[Selection, pa.Table]:
     """The rule's selection over the pooled candidates (indices 0..C-1 stand for them), with
     the shards' totals in place of the candidates' own counts; and the candidates' values."""
-    values = pa.concat_tables(pooled.values)
+    values = pooled.values
     n = values.num_rows
     values = values.set_column(values.schema.get_field_index("patient"), "patient", pa.array(np.arange(n)))
-    practice = np.concatenate(pooled.practice) if n else np.array([], np.int64)
-    locality = np.concatenate(pooled.locality) if n else np.array([], np.int64)
-    ids = pa.concat_arrays(pooled.ids) if pooled.ids else pa.array([], pa.string())
-    sel = select(rule, values, practice, locality, {}, ids)
-    counts = {**pooled.counts, "listed": sel.counts["listed"]}
-    return dataclasses.replace(sel, counts=counts, excluded=dict(pooled.excluded),
+    ids = pa.concat_arrays([p.ids for p in pooled.parts]) if n else pa.array([], pa.string())
+    sel = select(rule, values, pooled.cat("practice"), pooled.cat("locality"), {}, ids)
+    counts = {**pooled.total("counts"), "listed": sel.counts["listed"]}
+    return dataclasses.replace(sel, counts=counts, excluded=pooled.total("excluded"),
                                capped=counts["eligible"] - counts["listed"]), values
+
+
+@dataclasses.dataclass
+class _Listed:
+    """One shard's listed patients, for pass 2: their positions in the list (``mine``, in
+    the shard's store order), store indices within the shard, ranks and pass-1 values."""
+    mine: np.ndarray
+    local: np.ndarray
+    rank: np.ndarray
+    values: pa.Table
 
 
 def _listed_per_shard(store: ShardedStore, rule, exprs, evaluator, policy, pooled: _Pooled, sel: Selection, say):
     """Pass 2: each shard re-checks its listed patients and gives their evidence and ids
     (keyed and ordered by the pooled candidates' indices)."""
-    from casefind.lists import run as single
-
-    shard_of = np.concatenate(pooled.shard)[sel.patients] if len(sel.patients) else np.array([], np.int64)
-    local_of = np.concatenate(pooled.local)[sel.patients] if len(sel.patients) else np.array([], np.int64)
-    candidates = pa.concat_tables(pooled.values)  # "patient": the store index within its shard
-    rechecked, evidence = 0, {name: {} for name, _ in rule.include}
-    who_parts: dict[str, list] = {}
-    order = []
+    shard_of = pooled.shard[sel.patients] if len(sel.patients) else np.array([], np.int64)
+    local_of = pooled.cat("local")[sel.patients] if len(sel.patients) else np.array([], np.int64)
+    candidates = pooled.values  # "patient": the store index within its shard
+    listed = {}
     for i in sorted(set(shard_of.tolist())):
-        say(f"checking shard {i + 1}'s listed patients")
-        shard = store.open_shard(i)
         mine = np.flatnonzero(shard_of == i)
         mine = mine[np.argsort(local_of[mine], kind="stable")]  # in the shard's store order
-        local = local_of[mine]
-        values = candidates.take(pa.array(sel.patients[mine]))  # the values pass 1 gave them
-        rechecked += validate(shard, rule, exprs, values, Selection(local, sel.rank[mine]),
-                              single.policy_masks(shard, rule.as_of, policy), evaluator)
-        by_local = dict(zip(local.tolist(), sel.patients[mine].tolist()))
-        for name, found in single._evidence(shard, rule, local).items():
-            evidence.setdefault(name, {}).update({by_local[p]: events for p, events in found.items()})
-        for key, column in single._who(shard, local, shard.table("patients").arrow.column("patient_id")).items():
+        listed[i] = _Listed(mine, local_of[mine], sel.rank[mine], candidates.take(pa.array(sel.patients[mine])))
+    task = functools.partial(_shard_listed, rule, exprs, evaluator.name, policy, listed)
+    done = store.map(task, "checking the listed patients; evidence", say)
+    rechecked, evidence = 0, {name: {} for name, _ in rule.include}
+    who_parts: dict[str, list] = {}
+    for i, (n, found, who) in enumerate(done):
+        rechecked += n
+        by_list = dict(zip(listed[i].local.tolist(), sel.patients[listed[i].mine].tolist())) if i in listed else {}
+        for name, events in found.items():
+            evidence.setdefault(name, {}).update({by_list[p]: e for p, e in events.items()})
+        for key, column in who.items():
             who_parts.setdefault(key, []).append(column)
-        order.append(mine)
-    if not order:
-        empty = single._who(store.open_shard(0), np.array([], np.int64),
-                            pa.chunked_array([], pa.string()))
-        return rechecked, evidence, empty
+    order = [listed[i].mine for i in sorted(listed)] or [np.array([], np.int64)]
     back = np.argsort(np.concatenate(order), kind="stable")
     who = {key: pa.concat_arrays([c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c for c in parts])
            .take(pa.array(back)) for key, parts in who_parts.items()}
     return rechecked, evidence, who
+
+
+def _shard_listed(rule, exprs, engine: str, policy: ListPolicy, listed: dict[int, _Listed], shard: Store, i: int):
+    """Pass 2 for one shard, wherever the mapper runs it: how many of its listed patients the
+    reference engine re-checked, their evidence (keyed by store index) and who they are."""
+    from casefind.lists import run as single
+
+    ids = shard.table("patients").arrow.column("patient_id")
+    if i not in listed:
+        return 0, {}, single._who(shard, np.array([], np.int64), ids)
+    mine = listed[i]
+    n = validate(shard, rule, exprs, mine.values, Selection(mine.local, mine.rank),
+                 single.policy_masks(shard, rule.as_of, policy), get_engine(engine))
+    return n, single._evidence(shard, rule, mine.local), single._who(shard, mine.local, ids)

@@ -8,8 +8,10 @@ population; each shard is an ordinary ``Store`` that reads the sharded store's o
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
 
@@ -60,6 +62,20 @@ class ShardedStore:
         for i in range(self.n_shards):
             yield i, self.open_shard(i)
 
+    def map(self, task: Callable[[Store, int], object], what: str,
+            say: Callable[[str], None] = lambda s: None) -> list:
+        """``task(shard, i)`` for every shard, in shard order, by the mapper in force
+        (``mapped_by``): this machine a shard at a time, or Spark's executors. Each shard is
+        checked to hold shard 000's practices, so a practice index means the same practice in
+        every result."""
+        done = current_mapper().map(self, _WithPractices(task), what, say)
+        first = done[0][0] if done else None
+        for i, (practices, _) in enumerate(done):
+            if not practices.equals(first):
+                raise StoreError(f"sharded store {self.root}: shard {i:03d}'s practices differ from shard 000's",
+                                 "re-run `casefind ingest SOURCE --store STORE --shards N`")
+        return [result for _, result in done]
+
     def shard_manifests(self) -> list[dict]:
         """Each shard's own store manifest, read without opening the shard's tables."""
         out = []
@@ -87,19 +103,63 @@ class ShardedStore:
         return dict(self.open_shard(0).manifest["reviews"])
 
 
+class OneShardAtATime:
+    """The default mapper: this process, one shard open at a time."""
+
+    name = "this machine"
+
+    def map(self, store: ShardedStore, task, what: str, say) -> list:
+        out = []
+        for i, shard in store.shards():
+            say(f"{what}, shard {i + 1} of {store.n_shards}")
+            out.append(task(shard, i))
+        return out
+
+
+class _WithPractices:
+    """A task that also returns its shard's practices table (for ``ShardedStore.map``'s check)."""
+
+    def __init__(self, task):
+        self.task = task
+
+    def __call__(self, shard: Store, i: int):
+        return shard.table("practices").arrow, self.task(shard, i)
+
+
+_LOCAL = OneShardAtATime()
+_MAPPER: contextvars.ContextVar = contextvars.ContextVar("casefind_shard_mapper", default=None)
+
+
+@contextlib.contextmanager
+def mapped_by(mapper):
+    """Every ``ShardedStore.map`` inside the block runs on ``mapper`` (e.g. ``casefind.spark``'s);
+    ``mapper.requires_sharded`` makes single stores refused in the block, not run locally."""
+    token = _MAPPER.set(mapper)
+    try:
+        yield mapper
+    finally:
+        _MAPPER.reset(token)
+
+
+def current_mapper():
+    return _MAPPER.get() or _LOCAL
+
+
 def open_any(root: str | Path) -> Store | ShardedStore:
-    """The store at ``root``, sharded or not."""
-    return ShardedStore(root) if is_sharded(root) else Store.open(root)
+    """The store at ``root``, sharded or not (sharded only, under a mapper that needs one)."""
+    if is_sharded(root):
+        return ShardedStore(root)
+    refuse_unsharded(root)
+    return Store.open(root)
 
 
-def same_reference_tables(shards: ShardedStore, first: Store, other: Store, i: int) -> None:
-    """Every shard must hold the same practices (in the same order), so that a practice index
-    means the same practice in every shard; ingest copies the table whole into each."""
-    a = first.table("practices").arrow
-    b = other.table("practices").arrow
-    if not a.equals(b):
-        raise StoreError(f"sharded store {shards.root}: shard {i:03d}'s practices differ from shard 000's",
-                         "re-run `casefind ingest SOURCE --store STORE --shards N`")
+def refuse_unsharded(root: str | Path) -> None:
+    """Under a mapper that distributes shards (Spark), a single store is an error, not a
+    silent run on this machine."""
+    mapper = current_mapper()
+    if getattr(mapper, "requires_sharded", False):
+        raise StoreError(f"{root} is a single store; {mapper.name} runs over a sharded store's shards",
+                         f"ingest with `casefind ingest SOURCE --store STORE --shards N`, or drop `{mapper.name}`")
 
 
 def practice_codes(store: Store) -> pa.Array:
