@@ -893,6 +893,8 @@ from casefind.cli_reidentify import command as reidentify_command  # noqa: E402
 from casefind.cli_review_undo import command as review_undo_command  # noqa: E402
 from casefind.cli_ruletest import command as ruletest_command  # noqa: E402
 from casefind.cli_serve import serve_command, users_command  # noqa: E402
+from casefind.cli_spark import add_commands as _spark_commands  # noqa: E402
+from casefind.cli_spark import spark_group  # noqa: E402
 
 main.add_command(ruletest_command)
 main.add_command(catalogue_command)
@@ -908,6 +910,8 @@ main.add_command(pyramid_command)
 main.add_command(describe_command)
 main.add_command(evaluate_command)
 main.add_command(diagnose_command)
+main.add_command(spark_group)
+_spark_commands(run, dataset_command, kpi)
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,18 @@ class CasefindError(Exception):
         """The one line the CLI prints after ``error:``."""
         return self.message
 
+    def __reduce__(self):
+        """Pickled as its state, whatever a subclass's ``__init__`` takes: an error raised in
+        another process (a Spark executor) comes back to the CLI as itself, hint included."""
+        return _rebuilt, (type(self), self.args, dict(self.__dict__))
+
+
+def _rebuilt(cls: type, args: tuple, state: dict) -> CasefindError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 class UsageError(CasefindError):
     """The command was used wrongly: a bad option value, a date outside the store's data.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+from pathlib import Path
 
 import casefind
 from casefind.errors import CasefindError
@@ -31,3 +32,20 @@ def test_every_exception_class_derives_from_the_one_base():
     assert len(found) >= 15  # the walk found them (there are about twenty)
     strays = [f"{c.__module__}.{c.__qualname__}" for c in found if not issubclass(c, CasefindError)]
     assert not strays, f"derive these from casefind.errors.CasefindError: {strays}"
+
+
+def test_errors_pickle_as_themselves_whatever_their_init_takes():
+    """A Spark executor's error crosses a process boundary by pickle; it must come back with
+    its class, message, hint and exit code (casefind.spark.mapper)."""
+    import pickle
+
+    from casefind.errors import UsageError
+    from casefind.store.shards import ShardedStoreError
+
+    for error in (CasefindError("bad", "fix it"), UsageError("no such date", "give another", option="--as-of"),
+                  ShardedStoreError(Path("/s"), 3)):
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is type(error)
+        assert (back.message, back.hint, back.exit_code, back.args) == (error.message, error.hint,
+                                                                         error.exit_code, error.args)
+        assert str(back) == str(error)

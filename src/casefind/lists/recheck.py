@@ -45,19 +45,26 @@ def recheck(store, rule: CompiledRule, exprs: dict[str, ir.Node], values: pa.Tab
         check = np.sort(np.random.default_rng(0).choice(listed, RECHECK_ALL_UP_TO, replace=False))
     evaluated = values.column("patient").to_numpy()
     mine = values.take(pa.array(np.searchsorted(evaluated, check)))
-    for part in _by_reach(exprs):
-        ref = get_engine(REFERENCE).evaluate(store, part, rule.as_of, rule.population, patients=check)
-        _compare(mine, ref, ["patient", *part], check, engine)
+    own, ranked, pooled = _by_reach(exprs)
+    for part, patients in ((own, check), (ranked, check), (pooled, None)):
+        if part:
+            ref = get_engine(REFERENCE).evaluate(store, part, rule.as_of, rule.population, patients=patients)
+            if patients is None:
+                ref = ref.take(pa.array(np.searchsorted(ref.column("patient").to_numpy(), check)))
+            _compare(mine, ref, ["patient", *part], check, engine)
     return len(check)
 
 
-def _by_reach(exprs: dict[str, ir.Node]) -> list[dict[str, ir.Node]]:
-    """The expressions the re-checked patients' own rows decide, then (if any) those with a
-    percentile or top, which rank within the whole population: apart, so that only these
-    make the reference engine read everyone's rows."""
-    ranked = {k: v for k, v in exprs.items() if ir.contains(v, ir.PopulationRank)}
-    own = {k: v for k, v in exprs.items() if k not in ranked}
-    return [part for part in (own, ranked) if part]
+def _by_reach(exprs: dict[str, ir.Node]) -> tuple[dict[str, ir.Node], ...]:
+    """The expressions the re-checked patients' own rows decide; those with a percentile or
+    top, which rank within the whole population (apart, so that only these make the
+    reference engine read everyone's rows); and those ranked within a sharded store's pool
+    (``RankInPool``), evaluated for the whole population as pass 1 evaluated the pool:
+    DuckDB may add a patient's costs in another order when asked for fewer patients, and
+    one bit's difference from the patient's value in the pool moves them across a tie."""
+    pooled = {k: v for k, v in exprs.items() if ir.contains(v, ir.RankInPool)}
+    ranked = {k: v for k, v in exprs.items() if k not in pooled and ir.contains(v, ir.PopulationRank)}
+    return {k: v for k, v in exprs.items() if k not in pooled and k not in ranked}, ranked, pooled
 
 
 def _compare(mine: pa.Table, ref: pa.Table, names: list[str], check: np.ndarray, engine: str) -> None:

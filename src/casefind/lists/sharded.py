@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from casefind.engines.base import get_engine
+from casefind.engines.base import REFERENCE, get_engine
 from casefind.engines.pooled import over_shards, ranks_in
 from casefind.lists.recheck import validate
 from casefind.lists.select import ListPolicy, Selection, select
@@ -90,14 +90,15 @@ def run_sharded(rule_path, store_path, out, *, as_of=None, params: dict[str, str
     say("checking the dates against the data")
     warnings = [w for w in [single._check_coverage(store.coverage, rule, exprs, allow_partial)] if w]
     with single._timed(timings, "evaluate"):
-        exprs = over_shards(store, evaluator, exprs, rule.as_of, rule.population, say)  # ranks: pass 1
-        pooled = _candidates(store, rule, exprs, evaluator, policy, say)
+        pooled_exprs = over_shards(store, evaluator, exprs, rule.as_of, rule.population, say)  # ranks: pass 1
+        pooled = _candidates(store, rule, pooled_exprs, evaluator, policy, say)
     with single._timed(timings, "select"):
         say("selecting and ranking the shards' candidates")
         sel, values = _merged_selection(rule, pooled)
     say("validating the list; reasons and evidence")
     with single._timed(timings, "validate"):
-        rechecked, evidence, who = _listed_per_shard(store, rule, exprs, evaluator, policy, pooled, sel, say)
+        recheck_exprs = _reference_pools(store, rule, exprs, pooled_exprs, evaluator, say)
+        rechecked, evidence, who = _listed_per_shard(store, rule, recheck_exprs, evaluator, policy, pooled, sel, say)
     with single._timed(timings, "reasons"):
         run_id = single.new_run_id(rule, store.snapshot_id, params)
         table = list_table(rule, values.take(pa.array(sel.rows, pa.int64())), sel.rank, who, run_id, evidence)
@@ -165,6 +166,17 @@ class _Listed:
     local: np.ndarray
     rank: np.ndarray
     values: pa.Table
+
+
+def _reference_pools(store: ShardedStore, rule, exprs, pooled_exprs, evaluator, say):
+    """What the reference engine re-checks: ranks within pools of *its own* values. Within
+    the native engine's pool, a patient whose cost the reference engine adds up one bit
+    differently would sit on the other side of a tie (a percentile 1/N apart) and fail the
+    re-check; one store's reference engine ranks its own values too."""
+    if pooled_exprs is exprs or evaluator.reference:
+        return pooled_exprs
+    return over_shards(store, get_engine(REFERENCE), exprs, rule.as_of, rule.population,
+                       lambda s: say(f"{s} (reference engine, for the re-check)"))
 
 
 def _listed_per_shard(store: ShardedStore, rule, exprs, evaluator, policy, pooled: _Pooled, sel: Selection, say):

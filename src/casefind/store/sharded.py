@@ -159,7 +159,8 @@ def refuse_unsharded(root: str | Path) -> None:
     mapper = current_mapper()
     if getattr(mapper, "requires_sharded", False):
         raise StoreError(f"{root} is a single store; {mapper.name} runs over a sharded store's shards",
-                         f"ingest with `casefind ingest SOURCE --store STORE --shards N`, or drop `{mapper.name}`")
+                         "ingest it with `casefind ingest SOURCE --store STORE --shards N`, "
+                         f"or {getattr(mapper, 'single_store_hint', 'run it on one machine')}")
 
 
 def practice_codes(store: Store) -> pa.Array:

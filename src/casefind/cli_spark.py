@@ -1,0 +1,35 @@
+"""``casefind spark run|dataset|kpi``: the same commands with a sharded store's shards
+evaluated on Apache Spark executors and merged on the driver (docs/scale-out.md)."""
+from __future__ import annotations
+
+import click
+
+SPARK_HELP = """Run `run`, `dataset` or `kpi` on Apache Spark: each shard of a sharded store
+(`casefind ingest SOURCE --store S --shards N`) is evaluated on an executor by the same
+code as on one machine, and the results are merged on the driver by the same functions,
+so the outputs are the single machine's. Needs the spark extra (pip install -e ".[spark]")
+and Java 17. Executors must see the store at the same path.
+
+\b
+  casefind spark run rules/frail.yml --store big-store
+  casefind spark --master local[4] kpi rules/kpis/triple_aim.yml --store big-store --period 2026-10
+  casefind spark --master spark://head:7077 dataset rules/frail.yml out.parquet --store /shared/store
+"""
+
+
+@click.group("spark", help=SPARK_HELP)
+@click.option("--master", default="local[2]", show_default=True, metavar="URL",
+              help="Spark master: local[N] for N worker threads on this machine, or a cluster's URL.")
+@click.pass_context
+def spark_group(ctx: click.Context, master: str):
+    from casefind.spark.mapper import SparkShards
+    from casefind.store.sharded import mapped_by
+
+    mapper = SparkShards(master=master)
+    ctx.with_resource(mapped_by(mapper))
+    ctx.call_on_close(mapper.stop)
+
+
+def add_commands(*commands: click.Command) -> None:
+    for command in commands:
+        spark_group.add_command(command)
