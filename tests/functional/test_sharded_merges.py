@@ -184,3 +184,48 @@ def test_sharded_kpis_are_the_single_stores_at_every_level(practices, n, tmp_pat
     assert set(want.column("kind").to_pylist()) >= {"median"}, "a median (not additive) is among them"
     for name in want.column_names:  # sums are compensated, so shards added up give the same bits
         assert want.column(name).equals(got.column(name)), name
+
+
+# --- review decisions: one log at the sharded root, each shard reads its own patients' ----------
+def _decide(store: Path, decisions: list[tuple[str, str]]) -> None:
+    for pid, decision in decisions:
+        r = cli("review", "record", "--store", store, "--rule", "frail", "--patient", pid, "--decision", decision,
+                "--on", "2026-11-02", "--reviewer", "dr_a")
+        assert r.exit_code == 0, r.output
+
+
+def _run_later(store: Path, out: Path) -> tuple:
+    """frail a week after the decisions (which a rule sees only from their date on)."""
+    import pyarrow.parquet as pq
+
+    r = cli("run", RULES / "frail.yml", "--store", store, "--out", out, "--as-of", "2026-11-09", "--allow-partial")
+    assert r.exit_code == 0, r.output
+    folder = next(out.iterdir())
+    table = pq.read_table(folder / "list.parquet").replace_schema_metadata(None).drop_columns(["run_id"])
+    return table, json.loads((folder / "manifest.json").read_text())
+
+
+def test_decisions_on_a_sharded_store_act_as_on_one_store_and_survive_a_reshard(practices, tmp_path):
+    """Decisions recorded on a sharded store (casefind review record / show) exclude the same
+    patients from the next list as on one store; re-ingesting as another number of shards
+    keeps them (they are keyed by patient_id and read by whichever shard holds the patient)."""
+    root, _ = practices
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    shutil.copytree(root / "single", single)
+    shutil.copytree(root / "sh3", sharded)
+    before, _ = _run(RULES / "frail.yml", single, tmp_path / "o1")
+    assert _run(RULES / "frail.yml", sharded, tmp_path / "o2")[0].equals(before)
+    ids = before.column("patient_id").to_pylist()
+    decided = [(ids[0], "already_known"), (ids[1], "declined"), (ids[2], "accepted")]
+    for store in (single, sharded):
+        _decide(store, decided)
+    shown = [cli("review", "show", "--store", s, "--json") for s in (single, sharded)]
+    assert all(r.exit_code == 0 for r in shown) and json.loads(shown[0].output) == json.loads(shown[1].output)
+    want, manifest = _run_later(single, tmp_path / "o3")
+    assert {ids[0], ids[1]}.isdisjoint(want.column("patient_id").to_pylist()), "the decisions took effect"
+    got, sharded_manifest = _run_later(sharded, tmp_path / "o4")
+    assert got.equals(want) and sharded_manifest["excluded"] == manifest["excluded"]
+    run_sharded_ingest(root / "src", sharded, 4)  # re-shard: a new generation of 4 shards
+    assert ShardedStore(sharded).n_shards == 4
+    again, again_manifest = _run_later(sharded, tmp_path / "o5")
+    assert again.equals(want) and again_manifest["excluded"] == manifest["excluded"]

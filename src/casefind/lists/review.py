@@ -35,7 +35,8 @@ from casefind.contract.schema import REVIEW_DECISIONS
 from casefind.errors import DataError, UsageError
 from casefind.lists.practice_file import import_name
 from casefind.outputs import restore
-from casefind.store import Store, decisions, listings
+from casefind.store import decisions, listings
+from casefind.store.sharded import open_any
 
 DECISIONS = tuple(d for d in REVIEW_DECISIONS if d != "listed")
 _ALIASES = {"accept": "accepted", "accepted": "accepted", "yes": "accepted",
@@ -441,7 +442,7 @@ def import_reviews(path: str | Path, store_root: str | Path, *, reviewer: str | 
                    practice: str | None = None) -> ImportSummary:
     """Check every row of a reviewed list, then record them all (or, if any is wrong, none).
     ``practice``: whose file it is; rows for another practice's patients are refused."""
-    Store.open(store_root)  # a clear error for a wrong --store, before any row is read
+    open_any(store_root)  # a clear error for a wrong --store, before any row is read
     lf = read_list(Path(path))
     checked = decision_rows(lf, store_root, reviewer=reviewer, decided_on=decided_on,
                             today=today or dt.date.today(), practice=practice)
@@ -457,7 +458,7 @@ def import_reviews(path: str | Path, store_root: str | Path, *, reviewer: str | 
 
 def review_status(store_root: str | Path, rule: str | None = None) -> pa.Table:
     """Per rule and practice: patients listed, reviewed, and the latest decision's counts."""
-    Store.open(store_root)  # a clear error for a wrong --store
+    open_any(store_root)  # a clear error for a wrong --store
     log = decisions.read_log(store_root)
     if rule is not None:
         log = log.filter(pc.equal(log.column("rule"), rule))
@@ -512,7 +513,7 @@ def record_decision(store_root: str | Path, *, rule: str, patient_id: str, decis
     """Record one decision made outside a list file, for a patient a run of ``rule`` listed
     (the practice is the one it was listed for). True if new, False if already recorded;
     DecisionConflict if another decision is recorded for that patient, rule and day."""
-    Store.open(store_root)
+    open_any(store_root)  # a store, sharded or not: a sharded one's log is at its root
     today = today or dt.date.today()
     try:
         value = normalise_decision(decision)
@@ -540,7 +541,7 @@ def withdraw_decision(store_root: str | Path, *, rule: str, patient_id: str, rev
     patient and rule (store/decisions.py, ``in_force``). True if a decision was withdrawn,
     False if none was in force (nothing recorded). UsageError for a rule no run listed, a
     patient it never listed, or a date in the future."""
-    Store.open(store_root)
+    open_any(store_root)  # a store, sharded or not: a sharded one's log is at its root
     today = dt.date.today()
     when = on or today
     if when > today:

@@ -268,7 +268,7 @@ def append(store_root: str | Path, rows: pa.Table, *, one_per_day: bool = False)
 
     Returns (batch name or None when nothing was new, the rows added, rows already recorded)."""
     root = Path(store_root)
-    if not (root / "current").exists():
+    if not ((root / "current").exists() or (root / "shards.json").exists()):  # one store, or a sharded one
         raise StoreError(f"no store at {root}; decisions are recorded beside a store")
     with _locked(root):
         files = batches(root)
