@@ -30,9 +30,9 @@ def parse_cut(text: str) -> float:
 
 
 def _latest(store) -> dt.date:
-    from casefind.store.coverage import Coverage
+    from casefind.store.sharded import coverage_of
 
-    last = Coverage.of(store.manifest).last
+    last = coverage_of(store.root).last
     if last is None:
         raise UsageError("as_of 'latest': the store has no dated events", "give --as-of YYYY-MM-DD")
     return last
@@ -152,11 +152,11 @@ def pyramid_command(source, score, outcome, bands, cut, store, as_of, params, ou
     from casefind.outputs import safe_child
     from casefind.pyramid import compute, report
     from casefind.pyramid.bands import parse_bands
-    from casefind.store import Store
+    from casefind.store.sharded import open_any
 
     opts = compute.Options(bands=parse_bands(bands), outcome=outcome, cut=parse_cut(cut),
                            engine=setting("engine", engine), allow_partial=allow_partial)
-    st = Store.open(resolve_store(store))
+    st = open_any(resolve_store(store))
     with stage_progress("pyramid") as say:
         say("compiling")
         scored = source_of(source, score, as_of, parse_params(params), st)

@@ -89,7 +89,7 @@ def test_the_cli_writes_a_sharded_dataset_with_exit_code_0(stores, tmp_path):
 
 
 def test_commands_whose_merge_is_not_built_still_refuse_a_sharded_store(stores, tmp_path):
-    r = cli("diagnose", _shipped("frail"), "--store", stores / "sh2")
+    r = cli("diagnose", _shipped("frail"), "--store", stores / "sh2")  # pyramid reads one since this
     assert r.exit_code == 1 and "sharded store" in r.output and "Traceback" not in r.output
 
 
@@ -229,3 +229,31 @@ def test_decisions_on_a_sharded_store_act_as_on_one_store_and_survive_a_reshard(
     assert ShardedStore(sharded).n_shards == 4
     again, again_manifest = _run_later(sharded, tmp_path / "o5")
     assert again.equals(want) and again_manifest["excluded"] == manifest["excluded"]
+
+
+# --- casefind pyramid: members in one store's order, bands ranked once over all of them ------------
+@pytest.mark.parametrize("rule, score, outcome", [("rising_risk", "risk", "next"),
+                                                  ("rising_risk", "risk", "concurrent"),
+                                                  ("high_utilisers", "cost_percentile", "concurrent")])
+def test_a_sharded_pyramid_is_the_single_stores(stores, rule, score, outcome):
+    """cost_percentile ranks within the population: its bands come from the two-pass pools."""
+    from casefind.pyramid import compute, source
+    from casefind.pyramid.bands import parse_bands
+    from casefind.rules.compile import compile_rule
+    from casefind.store.sharded import open_any
+
+    scored = source.from_rule(compile_rule(_shipped(rule)), score)
+    opts = compute.Options(parse_bands("0-0.5,0.5-5,5-20,20-100"), outcome=outcome)
+    want = compute.run(Store.open(stores / "single"), scored, opts)
+    assert want.meta["ranked"] > 0
+    for n in SHARDS:
+        got = compute.run(open_any(stores / f"sh{n}"), scored, opts)
+        assert got.table.equals(want.table), (n, rule, outcome)
+        differ = {k for k in want.meta if want.meta[k] != got.meta[k]}
+        assert differ <= {"store_snapshot", "run_id"}, differ
+
+
+def test_the_cli_draws_a_sharded_pyramid(stores, tmp_path):
+    r = cli("pyramid", _shipped("rising_risk"), "--store", stores / "sh2", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert (next(tmp_path.iterdir()) / "pyramid.parquet").exists()

@@ -29,6 +29,7 @@ from casefind.rules import ir
 from casefind.rules.errors import Span
 from casefind.rules.load import Located
 from casefind.store import Store
+from casefind.store.coverage import Coverage
 
 OUTCOMES = ("next", "concurrent")
 LEVELS = ("practice", "locality", "system")
@@ -84,11 +85,8 @@ class Units:
     parents: dict[str, list[str | None]]
 
     @classmethod
-    def of(cls, store: Store, patients: np.ndarray) -> Units:
-        from casefind.kpis.compute import Hierarchy
-
-        h = Hierarchy.of(store)
-        practice = h.practice_of_patient[patients]
+    def of(cls, h, practice: np.ndarray) -> Units:
+        """The units of people at ``practice`` (indices into the hierarchy ``h``'s practices)."""
         locality = h.locality_of_practice[practice]
         return cls({"practice": practice, "locality": locality, "system": h.system_of_locality[locality]},
                    h.codes, h.names, {lv: h.parents(lv) for lv in LEVELS})
@@ -165,39 +163,98 @@ class Options:
     allow_partial: bool = False
 
 
-def check_coverage(store: Store, source: Scored, exprs: dict[str, ir.Node], allow_partial: bool) -> str | None:
+def check_coverage(cov, source: Scored, exprs: dict[str, ir.Node], allow_partial: bool) -> str | None:
     """Refuse an outcome year (and the score's look-back) the store's data does not cover."""
     from casefind.plan import make_plan
     from casefind.plan.lookback import read_span
-    from casefind.store.coverage import Coverage, check_span
+    from casefind.store.coverage import check_span
 
     first, last = read_span(make_plan(exprs, source.as_of, source.population))
-    return check_span(Coverage.of(store.manifest), first, last, what=f"as_of {source.as_of}", option="--as-of",
+    return check_span(cov, first, last, what=f"as_of {source.as_of}", option="--as-of",
                       allow_partial=allow_partial)
 
 
-def run(store: Store, source: Scored, opts: Options) -> PyramidResult:
-    """Evaluate the source's population and score and the outcomes over ``store``, rank into
-    the bands and count per unit. A rule's criteria play no part: its population and score do."""
-    from casefind.engines.base import get_engine
+@dataclass(frozen=True)
+class Members:
+    """The population's members in one store's order (practice, then patient_id): their
+    practice index, pseudonymised id, score and outcomes; and the practices' hierarchy."""
+
+    practice: np.ndarray
+    keys: np.ndarray
+    scores: np.ndarray
+    admissions: np.ndarray
+    cost: np.ndarray
+    hierarchy: object
+
+
+def run(store, source: Scored, opts: Options) -> PyramidResult:
+    """Evaluate the source's population and score and the outcomes over ``store`` (one, or
+    sharded: docs/scale-out.md), rank into the bands and count per unit. A rule's criteria
+    play no part: its population and score do."""
+    from casefind.store.sharded import ShardedStore
 
     dates = Dates.of(source.as_of, opts.outcome)
     exprs = expressions(source, opts.outcome)
-    warnings = [*source.notes, *(w for w in [check_coverage(store, source, exprs, opts.allow_partial)] if w)]
-    values = get_engine(opts.engine).evaluate(store, exprs, source.as_of, source.population)
+    sharded = isinstance(store, ShardedStore)
+    cov = store.coverage if sharded else Coverage.of(store.manifest)
+    warnings = [*source.notes, *(w for w in [check_coverage(cov, source, exprs, opts.allow_partial)] if w)]
+    m = (_sharded_members if sharded else _members)(store, exprs, source, opts.engine)
+    band = assign(m.scores, m.keys, opts.bands)
+    ranked = band != OUTSIDE
+    table = unit_table(Units.of(m.hierarchy, m.practice[ranked]), band[ranked], m.admissions[ranked],
+                       m.cost[ranked], opts.bands, opts.cut)
+    counts = {"population": len(m.keys), "ranked": int(ranked.sum()), "unscored": int(len(m.keys) - ranked.sum())}
+    return PyramidResult(table, _meta(store, source, opts, dates, counts, edge_ties(m.scores, m.keys, opts.bands),
+                                      warnings))
+
+
+def _member_table(store: Store, exprs: dict[str, ir.Node], source: Scored, engine: str) -> tuple[pa.Table, np.ndarray]:
+    """One store's members: patient_id, practice (index), score, admissions and cost; and
+    their practices again (for ``in_store_order``)."""
+    from casefind.engines.base import get_engine
+
+    values = get_engine(engine).evaluate(store, exprs, source.as_of, source.population)
     member = _numbers(values, "in_population", 0.0).astype(bool)
     patients = values.column("patient").to_numpy().astype(np.int64)[member]
-    scores = _numbers(values, "score", np.nan)[member]
-    ids = store.table("patients").arrow.column("patient_id").take(pa.array(patients))
-    keys = np.asarray(ids.to_numpy(zero_copy_only=False), dtype=str)
-    band = assign(scores, keys, opts.bands)
-    ranked = band != OUTSIDE
-    admissions, cost = (_numbers(values, k, 0.0)[member][ranked] for k in ("admissions", "cost"))
-    table = unit_table(Units.of(store, patients[ranked]), band[ranked], admissions, cost, opts.bands, opts.cut)
-    counts = {"population": int(member.sum()), "ranked": int(ranked.sum()),
-              "unscored": int(member.sum() - ranked.sum())}
-    return PyramidResult(table, _meta(store, source, opts, dates, counts, edge_ties(scores, keys, opts.bands),
-                                      warnings))
+    practice = store.table("patients")["practice"][patients].astype(np.int64)
+    table = pa.table({"patient_id": store.table("patients").arrow.column("patient_id").take(pa.array(patients)),
+                      "practice": pa.array(practice),
+                      **{k: pa.array(_numbers(values, k, fill)[member])
+                         for k, fill in (("score", np.nan), ("admissions", 0.0), ("cost", 0.0))}})
+    return table, practice
+
+
+def _members(store: Store, exprs, source: Scored, engine: str) -> Members:
+    from casefind.kpis.compute import Hierarchy
+
+    table, _ = _member_table(store, exprs, source, engine)
+    return _as_members(table, Hierarchy.of(store))
+
+
+def _sharded_members(store, exprs, source: Scored, engine: str) -> Members:
+    """Every shard's members, put in one store's order, so that the sums per unit and band
+    add the same numbers in the same order as one store. A score that ranks within the
+    population takes the two-pass pools (engines/pooled.py)."""
+    import functools
+
+    from casefind.engines.base import get_engine
+    from casefind.engines.pooled import over_shards
+    from casefind.kpis.compute import Hierarchy
+    from casefind.store.sharded import in_store_order
+
+    exprs = over_shards(store, get_engine(engine), exprs, source.as_of, source.population)
+    parts = store.map(functools.partial(_shard_members, exprs, source, engine), f"evaluating ({engine} engine)")
+    return _as_members(in_store_order(parts), Hierarchy.of(store.open_shard(0)))
+
+
+def _shard_members(exprs, source: Scored, engine: str, shard: Store, i: int):
+    return _member_table(shard, exprs, source, engine)
+
+
+def _as_members(table: pa.Table, hierarchy) -> Members:
+    keys = np.asarray(table.column("patient_id").to_numpy(zero_copy_only=False), dtype=str)
+    return Members(table.column("practice").to_numpy(), keys,
+                   *(table.column(k).to_numpy() for k in ("score", "admissions", "cost")), hierarchy)
 
 
 def _meta(store: Store, source: Scored, opts: Options, dates: Dates, counts: dict, ties: list,
