@@ -13,7 +13,7 @@ and Java 17. Executors must see the store at the same path.
 \b
   casefind spark run rules/frail.yml --store big-store
   casefind spark --master local[4] kpi rules/kpis/triple_aim.yml --store big-store --period 2026-10
-  casefind spark --master spark://head:7077 dataset rules/frail.yml out.parquet --store /shared/store
+  casefind spark --master spark://head:7077 dataset rules/frail.yml -o frail.parquet --store /shared/store
 """
 
 

@@ -247,3 +247,73 @@ def test_ingest_json_and_info_through_the_cli(built, tmp_path):
     assert body["sharded"] is True and body["shards"]["n_shards"] == 2 and "settings" in body
     table = cli("info", "--store", tmp_path / "s")
     assert table.exit_code == 0 and "shard" in table.output.lower(), table.output
+
+
+def test_the_split_streams_in_batches_and_gives_the_same_shards(built, tmp_path, monkeypatch):
+    """Batches of 97 rows (the split holds one at a time): the same shards, to the snapshot id."""
+    from casefind.ingest import stream
+
+    root, _, _ = built
+    monkeypatch.setattr(stream, "BATCH_ROWS", 97)
+    run_sharded_ingest(root / "src", tmp_path / "batched", N_SHARDS)
+    want = [s.snapshot_id for s in read_manifest(root / "sharded").shards]
+    assert [s.snapshot_id for s in read_manifest(tmp_path / "batched").shards] == want
+
+
+def _as_csv(src, out):
+    import pyarrow.csv as pacsv
+
+    for path in src.rglob("*.parquet"):
+        target = out / path.relative_to(src).with_suffix(".csv")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pacsv.write_csv(pq.read_table(path), target)
+
+
+def _as_duckdb(src, out):
+    import duckdb
+
+    db = out / "source.duckdb"
+    with duckdb.connect(str(db)) as con:
+        for path in sorted(src.rglob("*.parquet")):
+            con.execute(f"CREATE TABLE {path.stem} AS SELECT * FROM read_parquet(?)", [str(path)])
+    return db
+
+
+def _as_parts(src, out):
+    import shutil
+
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("_truth"))
+    activity = pq.read_table(out / "activity.parquet")
+    (out / "activity.parquet").unlink()
+    (out / "activity").mkdir()
+    half = activity.num_rows // 2
+    pq.write_table(activity.slice(0, half), out / "activity" / "part-0.parquet")
+    pq.write_table(activity.slice(half), out / "activity" / "part-1.parquet")
+
+
+@pytest.mark.parametrize("kind", ["csv", "duckdb", "parts"])
+def test_every_kind_of_source_splits_into_the_single_stores_rows(built, tmp_path, kind, monkeypatch):
+    """CSV read a batch at a time as text, a DuckDB database and a table given as parts (each
+    read whole), split into shards whose patients' rows are the single store's of the same
+    source."""
+    from casefind.ingest import stream
+    from casefind.ingest.pipeline import run_ingest
+
+    root, _, _ = built
+    monkeypatch.setattr(stream, "BATCH_ROWS", 250)
+    folder = tmp_path / "src"
+    source = {"csv": lambda: _as_csv(root / "src", folder) or folder,
+              "duckdb": lambda: folder.mkdir() or _as_duckdb(root / "src", folder),
+              "parts": lambda: _as_parts(root / "src", folder) or folder}[kind]()
+    run_ingest(source, tmp_path / "single")
+    run_sharded_ingest(source, tmp_path / "sharded", N_SHARDS)
+    single = Store.open(tmp_path / "single")
+    manifest = read_manifest(tmp_path / "sharded")
+    shards = [Store.open(tmp_path / "sharded" / s.folder) for s in manifest.shards]
+    assert sorted(pid for s in shards for pid in _ids(s)) == sorted(_ids(single))
+    for s in shards:
+        for pid in _ids(s)[::60]:
+            for table, columns in {"activity": ["start_date", "setting", "cost", "spell_id"],
+                                   "medications": ["date", "code"]}.items():
+                assert _rows(s, table, pid, columns) == _rows(single, table, pid, columns), (kind, table, pid)
+    assert sum(s.rows["activity"] for s in manifest.shards) == single.manifest["tables"]["activity"]["rows"]

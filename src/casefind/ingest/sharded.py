@@ -24,7 +24,8 @@ from casefind.contract import TABLES
 from casefind.errors import CasefindError, UsageError
 from casefind.ingest.normalise import patient_id_text
 from casefind.ingest.pipeline import IngestSummary, Progress, TableSummary, run_ingest
-from casefind.ingest.sources import RESTRICTED, Source, read_source
+from casefind.ingest.sources import RESTRICTED, Source
+from casefind.ingest.stream import LazySource, open_source
 from casefind.store.identities import check_apart, default_root
 from casefind.store.shards import GENERATION_PREFIX, HASH, MANIFEST, ShardEntry, ShardManifest, read_manifest, shard_of
 from casefind.store.writer import BESIDE_SNAPSHOTS, CURRENT, LOCK, StoreError, lock_store, unlock_store
@@ -66,27 +67,45 @@ def summary_json(summary: IngestSummary) -> dict:
     return out
 
 
-def split_source(src: Source, n: int, out: Path) -> list[Path]:
-    """Write ``src`` as ``n`` source folders, ``out/shard-XXX/``: each table with a
-    ``patient_id`` split by ``shard_of`` (rows kept in source order), every other table
-    (practices) copied whole. The one step a streaming DuckDB ``COPY ... (PARTITION_BY shard)``
-    replaces (step 3 of docs/scale-out.md)."""
+def split_source(src: LazySource, n: int, out: Path) -> list[Path]:
+    """Write the source as ``n`` source folders, ``out/shard-XXX/``, a table at a time and a
+    batch at a time (ingest/stream.py): each table with a ``patient_id`` split by
+    ``shard_of`` (rows kept in source order), every other table (practices) copied whole.
+    Memory holds one batch (or one table given as parts), not the source. Each table's
+    schema is recorded in ``src.meta.tables`` (empty tables), for the summary."""
     folders = [out / f"shard-{i:03d}" for i in range(n)]
     for f in folders:
         f.mkdir(parents=True)
-    for name, table in src.tables.items():
-        if "patient_id" in table.column_names:
-            shard = shard_of(_id_text(table.column("patient_id")), n)
-            parts = [table.filter(pa.array(shard == i)) for i in range(n)]
-        else:
-            parts = [table] * n
-        if name == "patients":
-            _check_every_shard_has_patients(parts, n)
-        for folder, part in zip(folders, parts, strict=True):
-            where = folder / RESTRICTED if TABLES[name].restricted else folder
-            where.mkdir(exist_ok=True)
-            pq.write_table(part, where / f"{name}.parquet")
+    for name, opener in src.openers.items():
+        where = [folder / RESTRICTED if TABLES[name].restricted else folder for folder in folders]
+        for w in where:
+            w.mkdir(exist_ok=True)
+        stream = opener()
+        counts = _split_table(stream, n, [w / f"{name}.parquet" for w in where])
+        src.meta.tables[name] = stream.schema.empty_table()
+        if name == "patients" and "patient_id" in stream.schema.names:
+            _check_every_shard_has_patients(counts, n)
     return folders
+
+
+def _split_table(stream, n: int, paths: list[Path]) -> list[int]:
+    """One table's batches into ``n`` Parquet files; the rows each received."""
+    writers = [pq.ParquetWriter(p, stream.schema) for p in paths]
+    counts = [0] * n
+    try:
+        for batch in stream.batches:
+            if "patient_id" in batch.column_names:
+                shard = shard_of(_id_text(batch.column("patient_id")), n)
+                parts = [batch.filter(pa.array(shard == i)) for i in range(n)]
+            else:
+                parts = [batch] * n
+            for i, (writer, part) in enumerate(zip(writers, parts, strict=True)):
+                writer.write_table(part.cast(stream.schema) if part.schema != stream.schema else part)
+                counts[i] += part.num_rows
+    finally:
+        for w in writers:
+            w.close()
+    return counts
 
 
 def _id_text(col: pa.ChunkedArray) -> pa.Array:
@@ -103,9 +122,9 @@ def _id_text(col: pa.ChunkedArray) -> pa.Array:
         return pa.nulls(len(arr), pa.string())
 
 
-def _check_every_shard_has_patients(parts: list[pa.Table], n: int) -> None:
-    empty = [i for i, p in enumerate(parts) if p.num_rows == 0]
-    total = sum(p.num_rows for p in parts)
+def _check_every_shard_has_patients(counts: list[int], n: int) -> None:
+    empty = [i for i, rows in enumerate(counts) if rows == 0]
+    total = sum(counts)
     if empty and total:  # none at all: shard 0's ingest says so, as a single ingest would
         raise UsageError(f"{n} shards for {total:,} patient row(s) leaves shard {empty[0]} empty",
                          "give fewer shards (a shard should hold many patients)", option="--shards")
@@ -134,8 +153,8 @@ def run_sharded_ingest(source: str | Path, store: str | Path, n_shards: int, *,
     build = Path(store, f"{BUILDING_PREFIX}{generation.removeprefix(GENERATION_PREFIX)}")
     try:
         _remove_unreferenced(store, ids_root)
-        say("reading source")
-        src = read_source(source)
+        say("finding the source's tables")
+        src = open_source(source)
         build.mkdir()
         summary = _build(src, source, build, ids_root / generation, n_shards, strict, say)
         os.replace(build, store / generation)
@@ -152,13 +171,14 @@ def run_sharded_ingest(source: str | Path, store: str | Path, n_shards: int, *,
     return summary
 
 
-def _build(src: Source, source: str | Path, build: Path, ids_gen: Path, n: int, strict: bool,
+def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: int, strict: bool,
            say: Progress) -> ShardedIngestSummary:
     """Split, then ingest each shard into ``build/shard-XXX``; their summaries added up."""
     say(f"splitting the source into {n} shards")
     split = build / SPLIT
     split.mkdir(mode=0o700)
     parts = split_source(src, n, split)
+    src = src.meta
     if "identities" in src.tables:
         ids_gen.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ids_gen.mkdir(mode=0o700)

@@ -51,11 +51,15 @@ def _read_csv(path: Path, table: str) -> pa.Table:
     try:
         names = pacsv.open_csv(path).schema.names
         check_unique_names(table, names, f"the header of {path}")
-        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
-            strings_can_be_null=True, null_values=_NULLS))
+        return pacsv.read_csv(path, convert_options=csv_as_text(names))
     except pa.ArrowInvalid as e:
         raise IngestError(f"{path}: cannot read as CSV ({e})") from e
+
+
+def csv_as_text(names: list[str]) -> pacsv.ConvertOptions:
+    """Every CSV column as text, empty and NULL as missing (typing happens later)."""
+    return pacsv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True,
+                                null_values=_NULLS)
 
 
 def _read_parquet(path: Path, table: str) -> pa.Table:
@@ -117,7 +121,7 @@ def _concat_parts(table: str, parts: list[pa.Table], folder: Path) -> pa.Table:
                           "write every part with the same columns and types") from e
 
 
-def _read_parts(table: str, folder: Path, root: Path, src: Source) -> pa.Table:
+def read_parts(table: str, folder: Path, root: Path, src: Source) -> pa.Table:
     """A table written as a folder of Parquet parts (a dataset), hive partitions included."""
     parquet = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -150,9 +154,10 @@ def _candidates(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p != restricted) + inner
 
 
-def _read_folder(root: Path) -> Source:
-    src = Source(root, "folder")
-    readers = {".parquet": _read_parquet, ".csv": _read_csv}
+def folder_tables(root: Path, src: Source) -> dict[str, Path]:
+    """The contract's tables a source folder gives (name: file or parts folder), each once;
+    everything else is listed in ``src.ignored``."""
+    readers = (".parquet", ".csv")
     found: dict[str, list[Path]] = {}
     for path in _candidates(root):
         if path.name.startswith((".", "_")):
@@ -166,13 +171,15 @@ def _read_folder(root: Path) -> Source:
         if len(paths) > 1:
             raise IngestError(f"{root}: table {name} is given more than once "
                               f"({', '.join(str(p.relative_to(root)) for p in paths)}); keep one")
-        path = paths[0]
-        if path.is_dir():
-            src.tables[name] = _read_parts(name, path, root, src)
-            src.origins[name] = str(path.relative_to(root)) + "/"
-        else:
-            src.tables[name] = readers[path.suffix](path, name)
-            src.origins[name] = str(path.relative_to(root))
+        src.origins[name] = str(paths[0].relative_to(root)) + ("/" if paths[0].is_dir() else "")
+    return {name: paths[0] for name, paths in found.items()}
+
+
+def _read_folder(root: Path) -> Source:
+    src = Source(root, "folder")
+    readers = {".parquet": _read_parquet, ".csv": _read_csv}
+    for name, path in folder_tables(root, src).items():
+        src.tables[name] = read_parts(name, path, root, src) if path.is_dir() else readers[path.suffix](path, name)
     return src
 
 
@@ -213,8 +220,12 @@ def read_source(path: str | Path) -> Source:
         raise IngestError(f"{path} does not exist; give a folder of Parquet/CSV files or a DuckDB database")
     else:
         raise IngestError(f"{path}: not a folder or a DuckDB database (.duckdb)")
-    missing = [n for n, t in TABLES.items() if t.required and n not in src.tables]
+    check_required(path, src.tables)
+    return src
+
+
+def check_required(path: Path, names) -> None:
+    missing = [n for n, t in TABLES.items() if t.required and n not in names]
     if missing:
         raise IngestError(f"{path}: required table(s) missing: {', '.join(missing)} "
                           f"(expected files like {missing[0]}.parquet or {missing[0]}.csv)")
-    return src

@@ -1,0 +1,141 @@
+"""A source read one table at a time, in batches, for ``ingest --shards N``: the split
+holds one batch of one table (or one table given as a folder of parts, or one DuckDB
+table, which are read whole), never the whole source (docs/scale-out.md, step 1).
+
+The batches are the rows ``read_source`` gives, read the same way (CSV as text, Parquet as
+stored), so each shard receives what the in-memory split gave it."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from casefind.contract import INPUT_TABLES
+from casefind.ingest.sources import (
+    IngestError,
+    Source,
+    check_required,
+    check_unique_names,
+    csv_as_text,
+    folder_tables,
+    read_parts,
+)
+
+BATCH_ROWS = 1 << 18  # rows per batch: about 25 MB of activity
+
+
+@dataclass
+class TableStream:
+    schema: pa.Schema
+    batches: Iterator[pa.Table]
+
+
+@dataclass
+class LazySource:
+    """What ``read_source`` finds (``meta``: kind, origins, ignored; no tables read) and,
+    per table, how to stream it."""
+    meta: Source
+    openers: dict[str, Callable[[], TableStream]]
+
+
+def open_source(path: str | Path) -> LazySource:
+    path = Path(path)
+    if path.is_dir():
+        lazy = _folder(path)
+    elif path.is_file() and path.suffix in (".duckdb", ".db", ".ddb"):
+        lazy = _duckdb(path)
+    elif not path.exists():
+        raise IngestError(f"{path} does not exist; give a folder of Parquet/CSV files or a DuckDB database")
+    else:
+        raise IngestError(f"{path}: not a folder or a DuckDB database (.duckdb)")
+    check_required(path, lazy.openers)
+    return lazy
+
+
+def _folder(root: Path) -> LazySource:
+    meta = Source(root, "folder")
+    openers: dict[str, Callable[[], TableStream]] = {}
+    for name, path in folder_tables(root, meta).items():
+        if path.is_dir():
+            openers[name] = lambda name=name, path=path: _whole(read_parts(name, path, root, meta))
+        elif path.suffix == ".parquet":
+            openers[name] = lambda name=name, path=path: _parquet(path, name)
+        else:
+            openers[name] = lambda name=name, path=path: _csv(path, name)
+    return LazySource(meta, openers)
+
+
+def _whole(table: pa.Table) -> TableStream:
+    return TableStream(table.schema, iter([table]))
+
+
+def _parquet(path: Path, table: str) -> TableStream:
+    try:
+        f = pq.ParquetFile(path)
+        check_unique_names(table, f.schema_arrow.names, str(path))
+    except (pa.ArrowException, OSError) as e:
+        raise IngestError(f"{path}: cannot read as Parquet ({e})") from e
+
+    def batches():
+        try:
+            for b in f.iter_batches(BATCH_ROWS):
+                yield pa.Table.from_batches([b])
+        except (pa.ArrowException, OSError) as e:
+            raise IngestError(f"{path}: cannot read as Parquet ({e})") from e
+    return TableStream(f.schema_arrow, batches())
+
+
+def _csv(path: Path, table: str) -> TableStream:
+    try:
+        names = pacsv.open_csv(path).schema.names
+        check_unique_names(table, names, f"the header of {path}")
+        reader = pacsv.open_csv(path, convert_options=csv_as_text(names))
+    except pa.ArrowInvalid as e:
+        raise IngestError(f"{path}: cannot read as CSV ({e})") from e
+
+    def batches():
+        try:
+            for b in reader:
+                yield pa.Table.from_batches([b])
+        except pa.ArrowInvalid as e:
+            raise IngestError(f"{path}: cannot read as CSV ({e})") from e
+    return TableStream(reader.schema, batches())
+
+
+def _duckdb(path: Path) -> LazySource:
+    """A DuckDB database: each table read whole when its turn comes (one table in memory)."""
+    import duckdb
+
+    meta = Source(path, "duckdb")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        names = [r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()]
+        con.close()
+    except duckdb.Error as e:
+        raise IngestError(f"{path}: cannot open as a DuckDB database ({e})") from e
+    openers = {}
+    for name in names:
+        if name in INPUT_TABLES:
+            meta.origins[name] = f"{path.name}:{name}"
+            openers[name] = lambda name=name: _duckdb_table(path, name)
+        else:
+            meta.ignored.append(name)
+    return LazySource(meta, openers)
+
+
+def _duckdb_table(path: Path, name: str) -> TableStream:
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rel = con.table(name)  # a contract table's name, from the database's own list
+        fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
+        return _whole(fetch())
+    except duckdb.Error as e:
+        raise IngestError(f"{path}: cannot read table {name} ({e})") from e
+    finally:
+        con.close()
