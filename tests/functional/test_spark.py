@@ -157,3 +157,28 @@ def test_the_mapper_is_spark_only_inside_the_block(spark, stores):
     assert current_mapper().name == "this machine"
     assert ShardedStore(stores / "sh2").map(lambda shard, i: shard.n_patients, "counting") == [
         m.patients for m in ShardedStore(stores / "sh2").shard_manifest.shards]
+
+
+def test_a_bug_on_an_executor_comes_back_as_a_clear_failure_naming_the_shard(spark, stores):
+    from casefind.spark.mapper import ShardTaskFailed
+
+    def _broken_task(shard, i):  # defined here: pickled by value, so the executor can run it
+        raise ValueError(f"boom on {i}")
+
+    with cfspark.on(spark), pytest.raises(ShardTaskFailed, match="shard 000 failed on a Spark executor: "
+                                                               "ValueError: boom on 0") as e:
+        ShardedStore(stores / "sh2").map(_broken_task, "breaking")
+    assert "executor's log" in e.value.hint
+
+
+def test_a_failed_spark_job_is_a_clear_failure(spark, stores):
+    """A task the executors cannot even load (here: a function of a test module that is not
+    on their path) fails the job; that comes back as one failure, not Py4J's wall of text."""
+    from casefind.spark.mapper import ShardTaskFailed
+
+    with cfspark.on(spark), pytest.raises(ShardTaskFailed, match="the Spark job for loading failed"):
+        ShardedStore(stores / "sh2").map(_module_level_task, "loading")
+
+
+def _module_level_task(shard, i):
+    return i

@@ -54,8 +54,10 @@ class SparkShards:
     @property
     def spark(self):
         if self._spark is None:
-            from pyspark.sql import SparkSession
-
+            try:
+                from pyspark.sql import SparkSession
+            except ImportError as e:
+                raise UsageError("PySpark is not installed", 'install the extra: pip install -e ".[spark]"') from e
             active = SparkSession.getActiveSession()  # a notebook's or a test's: used, and left running
             self._given = active
             self._spark = active or start_session(self.master)
@@ -72,7 +74,11 @@ class SparkShards:
         say(f"{what}: {n} shard{'s' if n != 1 else ''} on {self.name}")
         root = str(Path(store.root).resolve())
         shards = self.spark.range(0, n, 1, numPartitions=n)
-        rows = shards.mapInArrow(functools.partial(_partition, root, task), RESULT_SCHEMA).collect()
+        try:
+            rows = shards.mapInArrow(functools.partial(_partition, root, task), RESULT_SCHEMA).collect()
+        except Exception as e:  # the job itself failed (an executor lost, a result too large): not the user's
+            first = (str(e).strip().splitlines() or [""])[0][:300]
+            raise ShardTaskFailed(f"the Spark job for {what} failed: {type(e).__name__}: {first}") from e
         by_shard = {int(r["shard"]): bytes(r["result"]) for r in rows}
         if sorted(by_shard) != list(range(n)):
             raise ShardTaskFailed(f"Spark returned shards {sorted(by_shard)}, not 0..{n - 1}")
