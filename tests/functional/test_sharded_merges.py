@@ -257,3 +257,16 @@ def test_the_cli_draws_a_sharded_pyramid(stores, tmp_path):
     r = cli("pyramid", _shipped("rising_risk"), "--store", stores / "sh2", "--out", tmp_path)
     assert r.exit_code == 0, r.output
     assert (next(tmp_path.iterdir()) / "pyramid.parquet").exists()
+
+
+def test_a_sharded_pyramid_refuses_a_ranked_score_a_year_back(stores):
+    """``next`` scores a year before as_of, under at(): pass 1 would pool the wrong date."""
+    from casefind.pyramid import compute, source
+    from casefind.pyramid.bands import parse_bands
+    from casefind.rules.compile import compile_rule
+    from casefind.store.sharded import open_any
+
+    scored = source.from_rule(compile_rule(_shipped("high_utilisers")), "cost_percentile")
+    opts = compute.Options(parse_bands("0-0.5,0.5-5,5-20,20-100"), outcome="next")
+    with pytest.raises(CasefindError, match="inside at"):
+        compute.run(open_any(stores / "sh2"), scored, opts)

@@ -99,6 +99,9 @@ def test_ranks_the_two_passes_cannot_give_are_refused():
     with pytest.raises(UsageError, match="itself ranks"):
         pooled.ranks_in(nested)
     assert pooled.with_pools({"a": age}, {}) == {"a": age}
+    shifted = {"then": ir.At(ir.rank("percentile", age), ir.Shift(ir.AsOf(), months=-12))}
+    with pytest.raises(UsageError, match="inside at"):  # pass 1 pools at as_of, not a year before
+        pooled.ranks_in(shifted)
 
 
 def test_a_pooled_rank_reads_as_the_rank_it_stands_for():

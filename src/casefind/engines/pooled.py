@@ -23,13 +23,17 @@ from casefind.rules import ir
 
 
 def ranks_in(exprs: dict[str, ir.Node]) -> list[ir.PopulationRank]:
-    """Every distinct rank the expressions hold, refusing those a second pass cannot give."""
+    """Every distinct rank the expressions hold, refusing those a second pass cannot give:
+    a rank under ``at()`` (pass 1 pools the values at the evaluation date, not at()'s) or in
+    an aggregation's rows, and a rank of a rank."""
     found: dict[ir.PopulationRank, None] = {}
     for node in exprs.values():
-        if ir.contains(node, ir.PopulationRank, into=(ir.ROWS, ir.DATE)) and not ir.contains(node, ir.PopulationRank):
-            raise UsageError("a rank (top / percentile) inside at() or an aggregation's rows cannot be merged "
-                             "over shards", "run it on a single store")
-        for n in ir.walk(node):
+        for x in ir.walk(node, (ir.ROWS, ir.DATE)):
+            closed = [c for c in ir.parts(x) if c not in ir.children(x)]
+            if any(ir.contains(c, ir.PopulationRank, (ir.ROWS, ir.DATE)) for c in closed):
+                raise UsageError("a rank (top / percentile) inside at() or an aggregation's rows cannot be "
+                                 "merged over shards", "run it on a single store")
+        for n in ir.walk(node, ()):
             if isinstance(n, ir.PopulationRank):
                 if ir.contains(n.operand, ir.PopulationRank):
                     raise UsageError("a rank of a value that itself ranks (top / percentile of a percentile) "

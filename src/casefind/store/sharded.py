@@ -157,7 +157,7 @@ def refuse_unsharded(root: str | Path) -> None:
     """Under a mapper that distributes shards (Spark), a single store is an error, not a
     silent run on this machine."""
     mapper = current_mapper()
-    if getattr(mapper, "requires_sharded", False):
+    if getattr(mapper, "requires_sharded", False) and (Path(root) / CURRENT).exists():  # else: no store
         raise StoreError(f"{root} is a single store; {mapper.name} runs over a sharded store's shards",
                          "ingest it with `casefind ingest SOURCE --store STORE --shards N`, "
                          f"or {getattr(mapper, 'single_store_hint', 'run it on one machine')}")
