@@ -69,11 +69,11 @@ def fit(spec, store, engine, truth, artefact, report, as_json):
     from casefind.models import pipeline
     from casefind.models import report as rep
     from casefind.models.spec import load_spec
-    from casefind.store import Store
+    from casefind.store.sharded import open_any
 
     path = _spec_path(spec)
     _check_outputs(load_spec(path).name, artefact, report)
-    st = Store.open(resolve_store(store))
+    st = open_any(resolve_store(store))
     engine = setting("engine", engine)
     with stage_progress("model fit") as say:
         result = pipeline.run(path, st, engine, truth, say)

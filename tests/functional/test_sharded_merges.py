@@ -270,3 +270,21 @@ def test_a_sharded_pyramid_refuses_a_ranked_score_a_year_back(stores):
     opts = compute.Options(parse_bands("0-0.5,0.5-5,5-20,20-100"), outcome="next")
     with pytest.raises(CasefindError, match="inside at"):
         compute.run(open_any(stores / "sh2"), scored, opts)
+
+
+# --- casefind model fit: the same rows in the same order, so the same fit -------------------------
+def test_a_model_fitted_on_a_sharded_store_is_the_single_stores(practices):
+    from casefind.models import pipeline
+    from casefind.store.sharded import open_any
+
+    root, _ = practices
+    spec = RULES / "models" / "emergency_12m.yml"
+    one = pipeline.run(spec, Store.open(root / "single"), say=lambda s: None)
+    many = pipeline.run(spec, open_any(root / "sh3"), say=lambda s: None)
+    want, got = pipeline.artefact_body(one), pipeline.artefact_body(many)
+    assert want["training"]["patients"] > 1000
+    for body in (want, got):
+        body["training"].pop("snapshot_id")
+    assert got == want  # coefficients, intercept, validation (c-statistics, calibration)
+    assert "latent" in many["metrics"], "the truth folder was found through the shards"
+    assert json.dumps(many["metrics"], default=str) == json.dumps(one["metrics"], default=str)

@@ -26,9 +26,9 @@ def dates(as_of: dt.date) -> dict[str, dt.date]:
             "valid_outcome_end": as_of}
 
 
-def latent_risk(truth: Path, store, patients: np.ndarray) -> np.ndarray | None:
+def latent_risk(truth: Path, ids: np.ndarray) -> np.ndarray | None:
     """The generator's latent risk as the probability of at least one emergency admission
-    in a year (1 - exp(-rate)), for ``patients``; None when ``truth`` has no latent.parquet."""
+    in a year (1 - exp(-rate)), for the patients ``ids``; None when ``truth`` has no latent.parquet."""
     import pyarrow.parquet as pq
 
     path = Path(truth) / "latent.parquet"
@@ -36,14 +36,15 @@ def latent_risk(truth: Path, store, patients: np.ndarray) -> np.ndarray | None:
         return None
     t = pq.read_table(path, columns=["patient_id", "latent_risk"])
     rate = dict(zip(t.column("patient_id").to_pylist(), t.column("latent_risk").to_pylist()))
-    ids = store.table("patients")["patient_id"][patients]
     lam = np.array([rate.get(str(i), np.nan) for i in ids], dtype=np.float64)
     return 1.0 - np.exp(-lam)
 
 
 def default_truth(store) -> Path | None:
-    """A synthetic store's truth folder: its source folder's _truth/, when there is one."""
-    source = (store.manifest.get("source") or {}).get("path")
+    """A synthetic store's truth folder: its source folder's _truth/, when there is one (a
+    sharded store's shards name the delivery they were split from)."""
+    manifest = store.open_shard(0).manifest if hasattr(store, "open_shard") else store.manifest
+    source = (manifest.get("source") or {}).get("path")
     folder = Path(source) / "_truth" if source else None
     return folder if folder is not None and (folder / "latent.parquet").is_file() else None
 
@@ -73,7 +74,7 @@ def _scores(model: fit.Fitted, train: Sample, valid: Sample, store, truth: Path 
     boosted = fit.fit_boosted(train.X, train.y).predict_proba(valid.X)[:, 1]
     out["boosted"] = {"score": boosted, "probability": boosted}
     truth = truth or default_truth(store)
-    latent = latent_risk(truth, store, valid.patients) if truth else None
+    latent = latent_risk(truth, valid.ids) if truth else None
     if latent is not None and np.isfinite(latent).all():
         out["latent"] = {"score": latent, "probability": latent}
     return out
