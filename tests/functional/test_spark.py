@@ -51,7 +51,7 @@ def _bare(table):
     return table.replace_schema_metadata(None)
 
 
-@pytest.mark.parametrize("n", SHARDS)
+@pytest.mark.parametrize("n", SHARDS[-1:])  # 7: every shard a partition, more than the worker threads
 @pytest.mark.parametrize("rule", ["frail", "segments", "high_utilisers", "rising_risk"])
 def test_a_dataset_on_spark_is_the_single_stores(spark, stores, rule, n):
     path = RULES / f"{rule}.yml"
@@ -69,7 +69,7 @@ def _list(result):
 
 
 @pytest.mark.parametrize("n", SHARDS)
-@pytest.mark.parametrize("rule", ["frail", "high_utilisers"])
+@pytest.mark.parametrize("rule", ["high_utilisers"])  # ranks, two passes, caps; frail runs through the CLI test
 def test_a_list_on_spark_is_the_single_stores(spark, stores, rule, n, tmp_path):
     path = RULES / f"{rule}.yml"
     want, a = _list(run(path, stores / "single", tmp_path / "one"))

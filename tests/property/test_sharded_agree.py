@@ -87,7 +87,7 @@ def _outputs(rule, store, out):
         return type(e), e.message.replace(str(store), "STORE")
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(larger_populations(), rules(), st.sampled_from([1, 2, 7]), st.integers(1, 3), st.booleans())
 def test_shards_and_spark_give_the_single_stores_dataset_and_list(tmp_path_factory, spark, pop, rule, n, cap,
                                                                    on_spark):
