@@ -288,3 +288,20 @@ def test_a_model_fitted_on_a_sharded_store_is_the_single_stores(practices):
     assert got == want  # coefficients, intercept, validation (c-statistics, calibration)
     assert "latent" in many["metrics"], "the truth folder was found through the shards"
     assert json.dumps(many["metrics"], default=str) == json.dumps(one["metrics"], default=str)
+
+
+def test_a_kpi_that_ranks_is_refused_on_a_sharded_store(practices, tmp_path):
+    """It would rank within each shard; refused with a clear error (exit 2), not wrong."""
+    root, _ = practices
+    text = (RULES / "kpis" / "triple_aim.yml").read_text()
+    assert "  cost_12m: sum(activity.cost, within=months(12))\n" in text
+    text = text.replace("  cost_12m: sum(activity.cost, within=months(12))\n",
+                        "  cost_12m: sum(activity.cost, within=months(12))\n  cost_rank: percentile(cost_12m)\n")
+    text = text.replace("    value: emergency_12m\n", "    value: cost_rank\n", 1)
+    shutil.copytree(RULES, tmp_path / "rules")  # the KPI file's codelists and segments, by relative path
+    kpi = tmp_path / "rules" / "kpis" / "ranked.yml"
+    kpi.write_text(text)
+    ok = cli("kpi", kpi, "--store", root / "single", "--period", "2026-10", "--history", tmp_path / "a.duckdb")
+    assert ok.exit_code == 0, ok.output
+    r = cli("kpi", kpi, "--store", root / "sh3", "--period", "2026-10", "--history", tmp_path / "b.duckdb")
+    assert r.exit_code == 2 and "ranks within the population" in r.output and "Traceback" not in r.output

@@ -17,17 +17,20 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
+from casefind.errors import UsageError
 from casefind.kpis import compute
 from casefind.kpis import levels as split_levels
 from casefind.kpis.compute import Hierarchy
 from casefind.kpis.define import KpiSet
 from casefind.kpis.periods import Period
+from casefind.rules import ir
 from casefind.store.sharded import ShardedStore
 
 
 def compute_sharded(store: ShardedStore, ksets: dict[Period, KpiSet], run_id: str, engine: str = "native",
                     level: float = 0.95, say: Callable[[str], None] = lambda s: None) -> pa.Table:
     """``compute.compute(store, ksets, compute.evaluate_chunks(...))`` for a sharded store."""
+    _refuse_ranks(ksets)
     first = store.open_shard(0)
     split = any(m.split.levels for ks in ksets.values() for m in ks.measures.values())
     providers: tuple[str, ...] = ()
@@ -48,6 +51,16 @@ def compute_sharded(store: ShardedStore, ksets: dict[Period, KpiSet], run_id: st
         roll.providers = split_levels.Providers(providers, served)
     sums.finish(roll)
     return compute._assemble(roll.chunks)
+
+
+def _refuse_ranks(ksets: dict[Period, KpiSet]) -> None:
+    """A measure that ranks within the population (top / percentile) would rank within each
+    shard: refused, until KPIs take the two-pass pools (engines/pooled.py) per period."""
+    for ks in ksets.values():
+        for name, node in compute.expressions(ks).items():
+            if ir.contains(node, ir.PopulationRank, (ir.ROWS, ir.DATE)):
+                raise UsageError(f"KPI {name.split('|')[0]} ranks within the population (top / percentile): "
+                                 "not merged over shards yet", "run this KPI file on a single store")
 
 
 def _shard_providers(shard, i: int) -> list[str]:
