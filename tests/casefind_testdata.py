@@ -31,6 +31,20 @@ def synthetic_store(root: Path, patients: int, seed: int) -> Path:
     return root / "store"
 
 
+def single_and_sharded(root: Path, patients: int, seed: int, shard_counts) -> Path:
+    """One synthetic source under ``root`` ingested as ``root/single`` and as ``root/shN``
+    for each N of ``shard_counts``; ``root``."""
+    from casefind.ingest.sharded import run_sharded_ingest
+
+    r = cli("synth", "--patients", patients, "--seed", seed, "--out", root / "src")
+    assert r.exit_code == 0, r.output
+    r = cli("ingest", root / "src", "--store", root / "single")
+    assert r.exit_code == 0, r.output
+    for n in shard_counts:
+        run_sharded_ingest(root / "src", root / f"sh{n}", n)
+    return root
+
+
 GOOD = {
     "practices": [
         ("Z00001", "Elm Surgery", "LOC001", "North", "SYS01", "Demo ICB"),

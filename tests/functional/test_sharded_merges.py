@@ -15,7 +15,7 @@ from casefind.lists.dataset import METADATA_KEY, dataset
 from casefind.store import Store
 from casefind.store.coverage import Coverage
 from casefind.store.sharded import ShardedStore, coverage_of
-from casefind_testdata import cli
+from casefind_testdata import cli, single_and_sharded
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 SHARDS = (1, 2, 5)
@@ -25,13 +25,7 @@ PER_PATIENT_RULES = ("frail", "multimorbidity", "charlson", "hfrs", "segments")
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    root = tmp_path_factory.mktemp("merges")
-    r = cli("synth", "--patients", 900, "--seed", 11, "--out", root / "src")
-    assert r.exit_code == 0, r.output
-    assert cli("ingest", root / "src", "--store", root / "single").exit_code == 0
-    for n in SHARDS:
-        run_sharded_ingest(root / "src", root / f"sh{n}", n)
-    return root
+    return single_and_sharded(tmp_path_factory.mktemp("merges"), 900, 11, SHARDS)
 
 
 def _meta(table) -> dict:
@@ -115,11 +109,7 @@ LIST_SHARDS = (1, 3, 4)
 @pytest.fixture(scope="module")
 def practices(tmp_path_factory):
     """Enough patients for 3 practices in 2 localities, so that every cap has work to do."""
-    root = tmp_path_factory.mktemp("lists")
-    assert cli("synth", "--patients", 24000, "--seed", 3, "--out", root / "src").exit_code == 0
-    assert cli("ingest", root / "src", "--store", root / "single").exit_code == 0
-    for n in LIST_SHARDS:
-        run_sharded_ingest(root / "src", root / f"sh{n}", n)
+    root = single_and_sharded(tmp_path_factory.mktemp("lists"), 24000, 3, LIST_SHARDS)
     text = (RULES / "frail.yml").read_text()
     assert "limit: {per_practice: 25}" in text
     shutil.copytree(RULES / "codelists", root / "codelists")  # the rule's codelists, by its relative paths

@@ -16,7 +16,6 @@ import pytest
 
 from casefind import spark as cfspark
 from casefind.errors import CasefindError
-from casefind.ingest.sharded import run_sharded_ingest
 from casefind.kpis import compute
 from casefind.kpis.periods import parse
 from casefind.kpis.run import run_kpis
@@ -24,7 +23,7 @@ from casefind.kpis.sharded import compute_sharded
 from casefind.lists.dataset import dataset
 from casefind.lists.run import run
 from casefind.store.sharded import ShardedStore, open_any
-from casefind_testdata import cli
+from casefind_testdata import cli, single_and_sharded
 
 RULES = Path(__file__).resolve().parents[2] / "rules"
 SHARDS = (2, 7)
@@ -39,12 +38,7 @@ def spark():
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    root = tmp_path_factory.mktemp("spark")
-    assert cli("synth", "--patients", 6000, "--seed", 5, "--out", root / "src").exit_code == 0
-    assert cli("ingest", root / "src", "--store", root / "single").exit_code == 0
-    for n in SHARDS:
-        run_sharded_ingest(root / "src", root / f"sh{n}", n)
-    return root
+    return single_and_sharded(tmp_path_factory.mktemp("spark"), 6000, 5, SHARDS)
 
 
 def _bare(table):

@@ -196,12 +196,7 @@ def _read_duckdb(path: Path) -> Source:
             "select table_name from information_schema.tables").fetchall()]
         for name in names:
             if name in INPUT_TABLES:
-                rel = con.table(name)
-                fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
-                try:
-                    src.tables[name] = fetch()
-                except duckdb.Error as e:
-                    raise IngestError(f"{path}: cannot read table {name} ({e})") from e
+                src.tables[name] = duckdb_table(con, path, name)
                 src.origins[name] = f"{path.name}:{name}"
             else:
                 src.ignored.append(name)
@@ -210,16 +205,32 @@ def _read_duckdb(path: Path) -> Source:
     return src
 
 
+def duckdb_table(con, path: Path, name: str) -> pa.Table:
+    """One contract table of a DuckDB database (``name`` from the database's own list)."""
+    import duckdb
+
+    rel = con.table(name)
+    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
+    try:
+        return fetch()
+    except duckdb.Error as e:
+        raise IngestError(f"{path}: cannot read table {name} ({e})") from e
+
+
+def source_kind(path: Path) -> str:
+    """``folder`` or ``duckdb``; an IngestError for anything else."""
+    if path.is_dir():
+        return "folder"
+    if path.is_file() and path.suffix in (".duckdb", ".db", ".ddb"):
+        return "duckdb"
+    if not path.exists():
+        raise IngestError(f"{path} does not exist; give a folder of Parquet/CSV files or a DuckDB database")
+    raise IngestError(f"{path}: not a folder or a DuckDB database (.duckdb)")
+
+
 def read_source(path: str | Path) -> Source:
     path = Path(path)
-    if path.is_dir():
-        src = _read_folder(path)
-    elif path.is_file() and path.suffix in (".duckdb", ".db", ".ddb"):
-        src = _read_duckdb(path)
-    elif not path.exists():
-        raise IngestError(f"{path} does not exist; give a folder of Parquet/CSV files or a DuckDB database")
-    else:
-        raise IngestError(f"{path}: not a folder or a DuckDB database (.duckdb)")
+    src = _read_folder(path) if source_kind(path) == "folder" else _read_duckdb(path)
     check_required(path, src.tables)
     return src
 

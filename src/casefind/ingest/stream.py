@@ -21,8 +21,10 @@ from casefind.ingest.sources import (
     check_required,
     check_unique_names,
     csv_as_text,
+    duckdb_table,
     folder_tables,
     read_parts,
+    source_kind,
 )
 
 BATCH_ROWS = 1 << 18  # rows per batch: about 25 MB of activity
@@ -44,14 +46,7 @@ class LazySource:
 
 def open_source(path: str | Path) -> LazySource:
     path = Path(path)
-    if path.is_dir():
-        lazy = _folder(path)
-    elif path.is_file() and path.suffix in (".duckdb", ".db", ".ddb"):
-        lazy = _duckdb(path)
-    elif not path.exists():
-        raise IngestError(f"{path} does not exist; give a folder of Parquet/CSV files or a DuckDB database")
-    else:
-        raise IngestError(f"{path}: not a folder or a DuckDB database (.duckdb)")
+    lazy = _folder(path) if source_kind(path) == "folder" else _duckdb(path)
     check_required(path, lazy.openers)
     return lazy
 
@@ -130,12 +125,11 @@ def _duckdb(path: Path) -> LazySource:
 def _duckdb_table(path: Path, name: str) -> TableStream:
     import duckdb
 
-    con = duckdb.connect(str(path), read_only=True)
     try:
-        rel = con.table(name)  # a contract table's name, from the database's own list
-        fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
-        return _whole(fetch())
+        con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as e:
-        raise IngestError(f"{path}: cannot read table {name} ({e})") from e
+        raise IngestError(f"{path}: cannot open as a DuckDB database ({e})") from e
+    try:
+        return _whole(duckdb_table(con, path, name))
     finally:
         con.close()

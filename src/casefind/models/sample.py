@@ -47,7 +47,7 @@ def sample(store, cs: CompiledSpec, date: dt.date, engine: str = "native") -> Sa
 
     if isinstance(store, ShardedStore):
         return _sharded_sample(store, cs, date, engine)
-    return _as_sample(_rows(store, _exprs(cs), cs, date, engine), cs, date)
+    return _as_sample(_rows(store, _exprs(cs), cs, date, engine)[0], cs, date)
 
 
 def _exprs(cs: CompiledSpec) -> dict:
@@ -85,16 +85,14 @@ def _sharded_sample(store, cs: CompiledSpec, date: dt.date, engine: str) -> Samp
     exprs = over_shards(store, get_engine(engine), _exprs(cs), date, cs.population)
     merged = in_store_order(store.map(functools.partial(_shard_rows, exprs, cs, date, engine), f"sampling {date}"))
     no_index = pa.array(np.full(merged.num_rows, -1, np.int32))
-    return _as_sample((merged.set_column(merged.schema.get_field_index("patient"), "patient", no_index), None),
-                      cs, date)
+    return _as_sample(merged.set_column(merged.schema.get_field_index("patient"), "patient", no_index), cs, date)
 
 
 def _shard_rows(exprs, cs: CompiledSpec, date: dt.date, engine: str, shard, i: int):
     return _rows(shard, exprs, cs, date, engine)
 
 
-def _as_sample(rows, cs: CompiledSpec, date: dt.date) -> Sample:
-    t = rows[0]
+def _as_sample(t, cs: CompiledSpec, date: dt.date) -> Sample:
     X = np.column_stack([_numbers(t.column(n)) for n in cs.predictors]) if cs.predictors else np.zeros((len(t), 0))
     baseline = np.nan_to_num(_numbers(t.column("baseline__")))
     y = t.column("outcome__").fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
