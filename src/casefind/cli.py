@@ -196,22 +196,27 @@ def init(directory, store, name, as_json):
 @click.option("--as-of", type=click.DateTime(["%Y-%m-%d"]), default="2026-10-31", show_default=True,
               help="Extract date: the history ends here.")
 @click.option("--report", is_flag=True, help="Print how close the population lands to the calibration targets.")
+@click.option("--identities/--no-identities", "with_identities", default=True, show_default=True,
+              help="Write OUT/restricted/identities (names, NHS numbers from the test ranges: at most "
+                   "1,818,182 patients). --no-identities writes the analysis tables only, for scale tests.")
 @json_option
-def synth(patients, seed, out, fmt, inject_errors, as_of, report, as_json):
+def synth(patients, seed, out, fmt, inject_errors, as_of, report, with_identities, as_json):
     """Generate a realistic synthetic population in the data contract's format.
 
     Deterministic per seed. Identities (NHS numbers, names) are written apart, to
     OUT/restricted/. Nothing here is real patient data. OUT must be a new or empty
     folder, or one an earlier `casefind synth` wrote (it is replaced only when the new
-    population is complete); any other folder is refused, never overwritten.
+    population is complete); any other folder is refused, never overwritten. More than
+    a million patients are made a million at a time, each million an area with its own
+    practices, so memory stays that of a million (10 million take about 20 minutes).
     """
     from casefind.synth import check_out_folder, check_size, generate
 
-    check_size(patients)
+    check_size(patients, with_identities, inject_errors)
     check_out_folder(out)
     with stage_progress("synth") as say:
         result = generate(patients, seed, out, inject_errors=inject_errors, fmt=fmt,
-                          as_of=as_of.date(), progress=say)
+                          as_of=as_of.date(), progress=say, with_identities=with_identities)
     if as_json:
         _synth_json(result, out, as_of.date(), report)
         return

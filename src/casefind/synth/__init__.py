@@ -13,30 +13,37 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from casefind.contract import TABLES
 from casefind.contract import schema as S
 from casefind.errors import UsageError
 from casefind.outputs import replace_dir
+from casefind.synth import blocks as B
 from casefind.synth import events as E
 from casefind.synth import population as P
 from casefind.synth import spells as SP
 from casefind.synth._common import NULL
 from casefind.synth.errors import inject
 from casefind.synth.identities import CAPACITY, identities, pseudonyms
-from casefind.synth.write import stringify, to_arrow, write
+from casefind.synth.write import stringify, to_arrow
 
 __all__ = ["SynthResult", "check_out_folder", "check_size", "frailty_category", "generate"]
 
 MARKER = ".casefind-synth"  # written at the top of every synth output, so it can be replaced
 
 
-def check_size(patients: int) -> None:
-    """Refuse at once a population the synthetic NHS number ranges cannot number."""
-    if patients > CAPACITY:
-        raise UsageError(f"at most {CAPACITY:,} patients: synthetic NHS numbers come only from the ranges "
-                         "reserved for testing (999 and 998), which hold that many", option="--patients")
+def check_size(patients: int, with_identities: bool = True, inject_errors: float = 0.0,
+               block: int = B.BLOCK) -> None:
+    """Refuse at once a population the synthetic NHS number ranges cannot number, and errors
+    injected into a population made in blocks."""
+    if with_identities and patients > CAPACITY:
+        raise UsageError(f"at most {CAPACITY:,} patients with identities: synthetic NHS numbers come only from the "
+                         "ranges reserved for testing (999 and 998), which hold that many",
+                         "add --no-identities for a larger population (the analysis tables only, "
+                         "as a scale test needs)", option="--patients")
+    if inject_errors > 0 and patients > block:
+        raise UsageError(f"--inject-errors works on at most {block:,} patients (one block)",
+                         "inject errors into a smaller population", option="--inject-errors")
 
 
 def _is_synth_output(folder: pathlib.Path) -> bool:
@@ -61,7 +68,7 @@ def check_out_folder(out: pathlib.Path) -> None:
 def _remove_stale_builds(out: pathlib.Path) -> None:
     """Builds a killed synth left beside OUT hold identities: clear them."""
     for old in out.parent.glob(f".{out.name}.*"):
-        if old.is_dir() and (old / "restricted").is_dir():
+        if old.is_dir() and ((old / "restricted").is_dir() or (old / MARKER).is_file()):
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -71,21 +78,22 @@ def _pairs(pid_arrow, mat: np.ndarray, names: list[str], column: str) -> pa.Tabl
                      column: pa.array(np.array(names, dtype=object)[cols].tolist(), pa.string())})
 
 
-def _write_truth(folder: pathlib.Path, pop, pid_arrow, polypharmacy: np.ndarray) -> None:
+def _condition_truth(pop, pid_arrow, polypharmacy: np.ndarray) -> dict[str, pa.Table]:
     """What is really so, before coding: the QOF conditions each person has now, their eFI
     deficits (the 35 coded kinds and polypharmacy), and the frailty category those give."""
     qof = len(P.QOF)
-    pq.write_table(_pairs(pid_arrow, pop.has[:, :qof], pop.conditions[:qof], "condition"),
-                   folder / "conditions.parquet")
     deficits = np.column_stack([pop.deficits, polypharmacy])
-    names = pop.deficit_names + ["polypharmacy"]
-    pq.write_table(_pairs(pid_arrow, deficits, names, "deficit"), folder / "deficits.parquet")
     count = deficits.sum(1)
-    pq.write_table(pa.table({"patient_id": pid_arrow, "true_frailty": pa.array(frailty_category(count).tolist()),
-                             "true_deficits": pa.array(count.astype(np.int32))}), folder / "frailty.parquet")
+    return {
+        "conditions.parquet": _pairs(pid_arrow, pop.has[:, :qof], pop.conditions[:qof], "condition"),
+        "deficits.parquet": _pairs(pid_arrow, deficits, pop.deficit_names + ["polypharmacy"], "deficit"),
+        "frailty.parquet": pa.table({"patient_id": pid_arrow,
+                                     "true_frailty": pa.array(frailty_category(count).tolist(), pa.string()),
+                                     "true_deficits": pa.array(count.astype(np.int32))}),
+    }
 
 
-def _write_spell_truth(folder: pathlib.Path, pop, pid_arrow, spells, revascularised: np.ndarray) -> None:
+def _spell_truth(pop, pid_arrow, spells, revascularised: np.ndarray) -> pa.Table:
     """Per admission spell: what the generator made it as (index, readmission, transfer, or a
     follow-on TRANSFER_DAYS + 1 days after a discharge to another hospital), and by the
     definitions (spells.truth): its CIP position, the previous CIP discharge, whether it is a
@@ -99,7 +107,7 @@ def _write_spell_truth(folder: pathlib.Path, pop, pid_arrow, spells, revasculari
         v = np.asarray(v, np.int32)
         return pa.array(v, mask=v == NULL).cast(pa.date32())
 
-    pq.write_table(pa.table({
+    return pa.table({
         "patient_id": pid_arrow.take(pa.array(c["pid"].astype(np.int64))),
         "spell_id": pa.array(spells.ids, pa.string()),
         "setting": pa.array(np.array(SP.SETTINGS)[c["setting"]].tolist(), pa.string()),
@@ -112,7 +120,7 @@ def _write_spell_truth(folder: pathlib.Path, pop, pid_arrow, spells, revasculari
         "excluded": pa.array(t["excluded"].tolist(), pa.string()),
         "acsc": pa.array(SP.acsc(pop, spells).tolist(), pa.string()),
         "revascularised": pa.array(revascularised),
-    }), folder / "spells.parquet")
+    })
 
 
 def frailty_category(deficits: np.ndarray) -> np.ndarray:
@@ -132,56 +140,82 @@ class SynthResult:
 
 def generate(patients: int, seed: int, out: pathlib.Path, *, inject_errors: float = 0.0,
              fmt: str = "parquet", as_of: dt.date = dt.date(2026, 10, 31),
-             progress: Callable[[str], None] | None = None) -> SynthResult:
+             progress: Callable[[str], None] | None = None, with_identities: bool = True,
+             block: int = B.BLOCK) -> SynthResult:
+    """The population in OUT, built beside it and swapped in whole. More than ``block``
+    patients are made a block at a time (synth.blocks), each block's rows appended to the
+    tables' files, so that memory is bounded by a block."""
     if fmt not in ("parquet", "csv"):
         raise ValueError("fmt must be 'parquet' or 'csv'")
     if patients < 1:
         raise ValueError("patients must be at least 1")
-    check_size(patients)
+    check_size(patients, with_identities, inject_errors, block)
     out = pathlib.Path(out).absolute()
     check_out_folder(out)
     t0 = time.perf_counter()
     say = progress or (lambda s: None)
-    A = (as_of - dt.date(1970, 1, 1)).days
-    say("population")
-    pop = P.build(patients, seed, A)
-    say("conditions")
-    P.add_conditions(pop, seed)
-    P.add_risk(pop, seed)
-    pids = pseudonyms(np.arange(patients), seed)
-    pid_arrow = pa.array(pids, pa.string())
-    prac_codes = np.array(pop.practices["practice_code"])
-
     out.parent.mkdir(parents=True, exist_ok=True)  # the build sits beside OUT, so the swap is a rename
     _remove_stale_builds(out)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        return _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject_errors, say, t0)
+        _start_build(tmp, with_identities)
+        files = B.TableFiles(fmt)
+        result = SynthResult(out=out)
+        try:
+            blocks = B.plan(patients, seed, block)
+            area, spells_before = P.Area(), 0
+            for b in blocks:
+                tell = say if len(blocks) == 1 else (lambda s, b=b: say(f"block {b.index + 1}/{len(blocks)}: {s}"))
+                area, spells_before = _generate_block(tmp, files, b, seed, area, spells_before, as_of, fmt,
+                                                      inject_errors, with_identities, result, tell)
+        finally:
+            files.close()
+        _swap_in(tmp, out)
+        result.seconds = time.perf_counter() - t0
+        return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when the swap succeeded
 
 
-def _generate_into(tmp, out, pop, pids, pid_arrow, prac_codes, seed, fmt, inject_errors, say, t0) -> SynthResult:
-    """Write the whole output into ``tmp`` (beside ``out``), then swap it in for ``out``."""
-    (tmp / "restricted").mkdir()
+def _start_build(tmp: pathlib.Path, with_identities: bool) -> None:
+    if with_identities:
+        (tmp / "restricted").mkdir()
     (tmp / "_truth").mkdir()
     (tmp / MARKER).write_text("written by casefind synth; `casefind synth --out` may replace this folder\n")
+
+
+def _generate_block(tmp, files: B.TableFiles, b: B.Block, seed: int, area: P.Area, spells_before: int, as_of,
+                    fmt: str, inject_errors: float, with_identities: bool, result: SynthResult, say
+                    ) -> tuple[P.Area, int]:
+    """One block's tables and truth appended to the files; where the next block's practices
+    and spell numbers start."""
+    A = (as_of - dt.date(1970, 1, 1)).days
+    say("population")
+    pop = P.build(b.n, b.seed, A, area)
+    say("conditions")
+    P.add_conditions(pop, b.seed)
+    P.add_risk(pop, b.seed)
+    pids = pseudonyms(np.arange(b.first, b.first + b.n), seed)
+    pid_arrow = pa.array(pids, pa.string())
+    prac_codes = np.array(pop.practices["practice_code"])
     as_strings = fmt == "csv" or inject_errors > 0
-    tables, truth = _source_tables(pop, pids, pid_arrow, prac_codes, seed, as_strings, inject_errors > 0, say)
-    injected: dict[str, int] = {}
+    numbering = b.numbering(seed)
+    spell_numbering = None if numbering is None else (seed, spells_before)
+    tables, truth = _source_tables(pop, pids, pid_arrow, prac_codes, b.seed, as_strings, inject_errors > 0, say,
+                                   with_identities, numbering, spell_numbering)
     if inject_errors > 0:
         say("errors")
-        tables, injected = _with_errors(tables, pop, pids, seed, inject_errors)
+        tables, result.injected = _with_errors(tables, pop, pids, b.seed, inject_errors)
     say("write")
-    rows = {}
     ext = "csv" if fmt == "csv" else "parquet"
-    for name, t in tables.items():
-        path = tmp / ("restricted" if TABLES[name].restricted else "") / f"{name}.{ext}"
-        write(t, path, fmt)
-        rows[name] = t.num_rows
-    _write_all_truth(tmp / "_truth", pop, pid_arrow, injected, truth)
-    _swap_in(tmp, out)
-    return SynthResult(out=out, rows=rows, injected=injected, seconds=time.perf_counter() - t0)
+    for name in list(tables):
+        t = tables.pop(name)
+        files.add(tmp / ("restricted" if TABLES[name].restricted else "") / f"{name}.{ext}", t)
+        result.rows[name] = result.rows.get(name, 0) + t.num_rows
+    for name, t in _truth_tables(pop, pid_arrow, truth).items():
+        files.add(tmp / "_truth" / name, t)
+    (tmp / "_truth" / "injected.json").write_text(json.dumps(result.injected, indent=1, sort_keys=True))
+    return pop.after, spells_before + len(truth.spells.ids)
 
 
 @dataclass
@@ -193,9 +227,11 @@ class _Truth:
 
 
 def _source_tables(pop, pids, pid_arrow, prac_codes, seed, as_strings: bool, numbers_as_strings: bool,
-                   say) -> tuple[dict[str, pa.Table], _Truth]:
+                   say, with_identities: bool = True, numbering: tuple[int, int] | None = None,
+                   spell_numbering: tuple[int, int] | None = None) -> tuple[dict[str, pa.Table], _Truth]:
     """Every table of the input contract, in the order the generator's random streams
-    are drawn, as Arrow (strings throughout for CSV or error injection)."""
+    are drawn, as Arrow (strings throughout for CSV or error injection). A block of a larger
+    population numbers its NHS numbers and spells by ``numbering`` and ``spell_numbering``."""
     tables: dict[str, pa.Table] = {}
 
     def emit(name, cols):
@@ -212,7 +248,7 @@ def _source_tables(pop, pids, pid_arrow, prac_codes, seed, as_strings: bool, num
     })
     emit("practices", {k: np.array(pop.practices[k]) for k in S.PRACTICES.names})
     say("activity")
-    spells = SP.build(pop, seed)
+    spells = SP.build(pop, seed, spell_numbering)
     emit("activity", E.activity(pop, seed, spells))
     say("diagnoses")
     emit("diagnoses", E.merge(E.primary_diagnoses(pop, seed), SP.hospital_diagnoses(pop, seed, spells)))
@@ -232,8 +268,9 @@ def _source_tables(pop, pids, pid_arrow, prac_codes, seed, as_strings: bool, num
     say("registers")
     emit("registers", E.registers(pop, seed))
     emit("opt_outs", E.opt_outs(pop, seed))
-    say("identities")
-    emit("identities", identities(pids, prac_codes[pop.practice], seed))
+    if with_identities:
+        say("identities")
+        emit("identities", identities(pids, prac_codes[pop.practice], seed, numbering))
     return tables, _Truth(spells, revascularised, polypharmacy)
 
 
@@ -256,14 +293,13 @@ def _with_errors(tables: dict[str, pa.Table], pop, pids, seed: int, rate: float)
     return inject(tables, rate, seed, lambda i: pseudonyms(i, seed), life, dead_rows)
 
 
-def _write_all_truth(folder: pathlib.Path, pop, pid_arrow, injected: dict[str, int], truth: _Truth) -> None:
-    """The _truth/ folder: latent risk, the injected counts, the conditions and the spells."""
+def _truth_tables(pop, pid_arrow, truth: _Truth) -> dict[str, pa.Table]:
+    """The _truth/ tables: latent risk, the conditions, the frailty and the spells."""
     traj = np.array(["stable", "rising", "falling"])[pop.trajectory]
-    pq.write_table(pa.table({"patient_id": pid_arrow, "latent_risk": pa.array(pop.risk.astype(np.float64)),
-                             "trajectory": pa.array(traj)}), folder / "latent.parquet")
-    (folder / "injected.json").write_text(json.dumps(injected, indent=1, sort_keys=True))
-    _write_truth(folder, pop, pid_arrow, truth.polypharmacy)
-    _write_spell_truth(folder, pop, pid_arrow, truth.spells, truth.revascularised)
+    return {"latent.parquet": pa.table({"patient_id": pid_arrow, "latent_risk": pa.array(pop.risk.astype(np.float64)),
+                                        "trajectory": pa.array(traj.tolist(), pa.string())}),
+            **_condition_truth(pop, pid_arrow, truth.polypharmacy),
+            "spells.parquet": _spell_truth(pop, pid_arrow, truth.spells, truth.revascularised)}
 
 
 def _swap_in(tmp: pathlib.Path, out: pathlib.Path) -> None:

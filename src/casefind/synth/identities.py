@@ -41,20 +41,26 @@ def _stem_pool() -> np.ndarray:
 CAPACITY = 1_818_182
 
 
-def nhs_numbers(n: int, seed: int) -> np.ndarray:
+def nhs_numbers(n: int, seed: int, first: int = 0) -> np.ndarray:
+    """NHS numbers first..first+n-1 of the seed's order of the pool: a block of a large
+    population takes the numbers after the blocks before it, so none is given twice."""
     pool = _stem_pool()
-    if n > len(pool):
+    if first + n > len(pool):
         raise ValueError("too many patients for the synthetic NHS number ranges")
-    pick = rng(seed, 91).permutation(len(pool))[:n]
+    pick = rng(seed, 91).permutation(len(pool))[first:first + n]
     return nhs_number.generate(pool[pick])
 
 
-def identities(pids: np.ndarray, practice_codes: np.ndarray, seed: int) -> dict:
+def identities(pids: np.ndarray, practice_codes: np.ndarray, seed: int, numbering: tuple[int, int] | None = None
+               ) -> dict:
+    """Names and NHS numbers; ``numbering`` (the population's seed and the block's first
+    patient) draws a block's NHS numbers from the whole population's order."""
     r = rng(seed, 92)
     n = len(pids)
+    number_seed, first = numbering or (seed, 0)
     return {
         "patient_id": pids,
-        "nhs_number": nhs_numbers(n, seed).astype("U10"),
+        "nhs_number": nhs_numbers(n, number_seed, first).astype("U10"),
         "given_name": np.array(GIVEN)[r.integers(0, len(GIVEN), n)],
         "family_name": np.array(FAMILY)[r.integers(0, len(FAMILY), n)],
         "practice_code": practice_codes,

@@ -56,6 +56,15 @@ HOSPITAL_ONLY = {
 QOF = list(_SHAPE)
 
 
+@dataclass(frozen=True)
+class Area:
+    """Where a block of a large population starts counting its practices, localities and
+    systems (synth generates more than BLOCK patients as blocks, each an area of its own)."""
+    practices: int = 0
+    localities: int = 0
+    systems: int = 0
+
+
 @dataclass
 class Population:
     n: int
@@ -81,6 +90,7 @@ class Population:
     care_home: tuple | None = None  # (row indexes, move-in day) of care-home residents
     risk: np.ndarray | None = None
     trajectory: np.ndarray | None = None  # 0 stable, 1 rising, 2 falling
+    after: Area = Area()  # where the next block's practices, localities and systems start
 
     @property
     def exit(self) -> np.ndarray:
@@ -103,7 +113,10 @@ class Population:
         return self.coded[:, self.conditions.index(name)]
 
 
-def _practices(n: int, r: np.random.Generator) -> dict:
+def _practices(n: int, r: np.random.Generator, first: Area = Area()) -> dict:
+    """The practices of an area of n patients; codes, names and the system index count on from
+    ``first`` (where an earlier block's ended), so the blocks of a large population never share
+    a code."""
     k = max(1, round(n / 8000))
     size = np.clip(r.lognormal(np.log(7000), 0.5, k), 2000, 30000)
     # 5-10 practices a locality, and never one locality for two or more practices, so that
@@ -112,27 +125,30 @@ def _practices(n: int, r: np.random.Generator) -> dict:
     loc = np.repeat(np.arange(n_loc), [len(a) for a in np.array_split(np.arange(k), n_loc)])
     n_sys = max(1, min(n_loc, round(n / 600_000)))
     sys_of_loc = np.repeat(np.arange(n_sys), [len(a) for a in np.array_split(np.arange(n_loc), n_sys)])
+    p0, l0, s0 = first.practices, first.localities, first.systems
     names = [f"{_PLACES[i % len(_PLACES)]} {_KINDS[(i // len(_PLACES)) % len(_KINDS)]}"
              + ("" if i < len(_PLACES) * len(_KINDS) else f" {i // (len(_PLACES) * len(_KINDS)) + 1}")
-             for i in range(k)]
+             for i in range(p0, p0 + k)]
     # deprivation clusters by locality (a deprived and a less deprived neighbourhood)
     loc_imd = r.uniform(2.5, 8.5, n_loc)
     if n_loc >= 2:
         loc_imd[:2] = [3.5, 7.5]
+    loc_g, sys_g = loc + l0, sys_of_loc[loc] + s0
     return {
-        "practice_code": [f"Z{i + 1:05d}" for i in range(k)],
+        "practice_code": [f"Z{p0 + i + 1:05d}" for i in range(k)],
         "practice_name": names,
-        "locality_code": [f"LOC{loc[i] + 1:03d}" for i in range(k)],
-        "locality_name": [f"{_PLACES[(loc[i] * 7 + 3) % len(_PLACES)]} Neighbourhood {loc[i] + 1}" for i in range(k)],
-        "system_code": [f"SYS{sys_of_loc[loc[i]] + 1:02d}" for i in range(k)],
-        "system_name": [f"Synthetic Integrated Care System {sys_of_loc[loc[i]] + 1}" for i in range(k)],
+        "locality_code": [f"LOC{loc_g[i] + 1:03d}" for i in range(k)],
+        "locality_name": [f"{_PLACES[(loc_g[i] * 7 + 3) % len(_PLACES)]} Neighbourhood {loc_g[i] + 1}"
+                          for i in range(k)],
+        "system_code": [f"SYS{sys_g[i] + 1:02d}" for i in range(k)],
+        "system_name": [f"Synthetic Integrated Care System {sys_g[i] + 1}" for i in range(k)],
         "weight": size / size.sum(),
         "imd_mean": np.clip(loc_imd[loc] + r.normal(0, 1.0, k), 2, 9),
-        "system": sys_of_loc[loc],
+        "system": sys_g,
     }
 
 
-def build(n: int, seed: int, as_of: int) -> Population:
+def build(n: int, seed: int, as_of: int, first: Area = Area()) -> Population:
     r = rng(seed, 1)
     ages = load_csv("age_structure.csv")
     p = np.array([float(a["percent_of_population"]) for a in ages])
@@ -148,12 +164,14 @@ def build(n: int, seed: int, as_of: int) -> Population:
     birth = (as_of - age * 365.25).astype(np.int32)
     birth -= ((birth + 10957) % 30).astype(np.int32) * 0  # keep day precision; month precision allowed
     sex = r.choice(3, n, p=[0.505, 0.493, 0.002]).astype(np.int8)
-    pr = _practices(n, r)
+    pr = _practices(n, r, first)
+    after = Area(first.practices + len(pr["practice_code"]), first.localities + len(set(pr["locality_code"])),
+                 first.systems + len(set(pr["system_code"])))
     practice = r.choice(len(pr["weight"]), n, p=pr["weight"]).astype(np.int32)
     imd = np.clip(np.rint(pr["imd_mean"][practice] + r.normal(0, 2.0, n)), 1, 10).astype(np.int8)
     _ep = np.array([74, 1.5, 1.5, 1, 1, 1, 0.5, 1, 3, 2.5, 1, 1, 1.6, 1.4, 1, 1, 5.5])
     eth = r.choice(17, n, p=_ep / _ep.sum()).astype(np.int8)
-    lsoa = (practice * 20 + r.integers(0, 20, n)).astype(np.int32)
+    lsoa = ((practice + first.practices) * 20 + r.integers(0, 20, n)).astype(np.int32)
     frail = (r.normal(0, 1, n) + 0.3 * (5.5 - imd) / 4.5).astype(np.float32)
     # registration: most long-standing, ~5%/year joined in the window, never before birth
     since = r.exponential(12 * 365, n)
@@ -176,7 +194,7 @@ def build(n: int, seed: int, as_of: int) -> Population:
                          reg_start).astype(np.int32)
     age_now = np.where(death != NULL, (death - birth) / 365.25, age)
     return Population(n, as_of, birth, sex, practice, reg_start, reg_end, death, imd, eth, lsoa,
-                      age_now.astype(np.float32), frail, pr)
+                      age_now.astype(np.float32), frail, pr, after=after)
 
 
 def _fit_level(base: np.ndarray, mask: np.ndarray, target: float) -> float:

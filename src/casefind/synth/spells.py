@@ -399,8 +399,10 @@ def _cancer_site(pop: Population, r, icd: Icd) -> np.ndarray:
     return site
 
 
-def build(pop: Population, seed: int) -> Spells:
-    """Every emergency and elective admission spell of the population (see the module doc)."""
+def build(pop: Population, seed: int, numbering: tuple[int, int] | None = None) -> Spells:
+    """Every emergency and elective admission spell of the population (see the module doc).
+    ``numbering`` (a seed and the first spell number) numbers a block of a larger population's
+    spells on from the blocks before it, so that no two blocks share a spell id."""
     r = rng(seed, 22)
     icd = Icd()
     dx = _Dx(pop, icd)
@@ -435,8 +437,9 @@ def build(pop: Population, seed: int) -> Spells:
     sp = _terminal(pop, r, sp, dx)
     sp = _finalise(pop, r, sp)
     # spell ids: unique, not in order, deterministic for the seed
-    i = np.arange(len(sp["pid"]), dtype=np.int64)
-    offset = int(rng(seed, 27).integers(0, 9_000_000_000))
+    id_seed, first = numbering or (seed, 0)
+    i = np.arange(first, first + len(sp["pid"]), dtype=np.int64)
+    offset = int(rng(id_seed, 27).integers(0, 9_000_000_000))
     num = (i * SPELL_ID_STRIDE + offset) % 9_000_000_000 + 1_000_000_000
     ids = np.char.add("SP", num.astype("U10")).tolist()
     sys_of = pop.practices["system"][pop.practice]

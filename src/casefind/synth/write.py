@@ -1,12 +1,10 @@
-"""Turning the internal column arrays into Arrow tables with the contract's columns, and writing
-them (Parquet or CSV) into a fresh folder that replaces the target atomically."""
+"""Turning the internal column arrays into Arrow tables with the contract's columns (synth.blocks
+writes them, Parquet or CSV, into the build that replaces the target whole)."""
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from casefind.contract import TABLES
 from casefind.synth._common import NULL
@@ -42,10 +40,3 @@ def stringify(tbl: pa.Table, numbers: bool) -> pa.Table:
         if pa.types.is_date(f.type) or (numbers and (pa.types.is_floating(f.type) or pa.types.is_integer(f.type))):
             tbl = tbl.set_column(i, f.name, pc.cast(tbl.column(i), pa.string()))
     return tbl
-
-
-def write(tbl: pa.Table, path, fmt: str) -> None:
-    if fmt == "csv":
-        pacsv.write_csv(tbl, str(path))
-    else:
-        pq.write_table(tbl, str(path), compression="snappy")
