@@ -21,8 +21,9 @@ def _as_of(flag: str | None, scenario_as_of: str | None, store) -> dt.date:
         value = scenario_as_of or "latest"
     if value == "latest":
         from casefind.store.coverage import Coverage
+        from casefind.store.sharded import ShardedStore
 
-        last = Coverage.of(store.manifest).last
+        last = (store.coverage if isinstance(store, ShardedStore) else Coverage.of(store.manifest)).last
         if last is None:
             raise UsageError("as_of 'latest': the store has no dated events", "give --as-of YYYY-MM-DD")
         return last
@@ -108,12 +109,12 @@ def simulate_command(file, scenario_file, years, year, store, out, as_of, engine
     from casefind.budgets import simulate as sim
     from casefind.budgets.scenario import load_scenario
     from casefind.cli_budget import budget_file
-    from casefind.store import Store
+    from casefind.store.sharded import open_any
 
     file = budget_file(file) if file is not None else None
     scenario = load_scenario(budget_file(scenario_file, "budgets/scenarios", "scenario"), years)
     target, into_budget = _target(Path(setting("out", out)), file, year, scenario.name)
-    st = Store.open(resolve_store(store))
+    st = open_any(resolve_store(store))  # one store or a sharded one: the same table
     when = _as_of(as_of, scenario.as_of, st)
     with stage_progress("simulate") as say:
         say("evaluating")

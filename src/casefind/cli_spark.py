@@ -1,10 +1,10 @@
-"""``casefind spark run|dataset|kpi``: the same commands with a sharded store's shards
+"""``casefind spark run|dataset|kpi|budget``: the same commands with a sharded store's shards
 evaluated on Apache Spark executors and merged on the driver (docs/scale-out.md)."""
 from __future__ import annotations
 
 import click
 
-SPARK_HELP = """Run `run`, `dataset` or `kpi` on Apache Spark: each shard of a sharded store
+SPARK_HELP = """Run `run`, `dataset`, `kpi` or `budget` on Apache Spark: each shard of a sharded store
 (`casefind ingest SOURCE --store S --shards N`) is evaluated on an executor by the same
 code as on one machine, and the results are merged on the driver by the same functions,
 so the outputs are the single machine's. Needs the spark extra (pip install -e ".[spark]")
@@ -14,6 +14,7 @@ and Java 17. Executors must see the store at the same path.
   casefind spark run rules/frail.yml --store big-store
   casefind spark --master local[4] kpi rules/kpis/triple_aim.yml --store big-store --period 2026-10
   casefind spark --master spark://head:7077 dataset rules/frail.yml -o frail.parquet --store /shared/store
+  casefind spark budget ltc_year_of_care --year 2026-27 --store big-store
 """
 
 
@@ -33,3 +34,14 @@ def spark_group(ctx: click.Context, master: str):
 def add_commands(*commands: click.Command) -> None:
     for command in commands:
         spark_group.add_command(command)
+
+
+def _add_budget() -> None:
+    """``casefind spark budget FILE --year Y``: ``casefind budget run`` with its shards on
+    Spark (budgets/sharded.py's tasks); added here so that the main CLI lists it beside the others."""
+    from casefind.cli_budget import run_command
+
+    spark_group.add_command(run_command, "budget")
+
+
+_add_budget()

@@ -1,6 +1,6 @@
 """Apache Spark local mode (several worker threads) gives exactly the single store's
-results: lists, datasets (ranks within the population included, by the two passes) and
-KPIs at every level, before and after disclosure control (docs/scale-out.md, "Spark").
+results: lists, datasets (ranks within the population included, by the two passes),
+KPIs at every level, before and after disclosure control, and budgets (docs/scale-out.md, "Spark").
 The executors run the same per-shard tasks as one machine; these tests check the wiring
 (partitions, pickling, errors coming back) gives the same bits."""
 from __future__ import annotations
@@ -121,6 +121,24 @@ def test_the_cli_runs_a_list_on_spark(spark, stores, tmp_path):
     b = pq.read_table(next((tmp_path / "cli").iterdir()) / "list.parquet").drop_columns(["run_id"])
     assert _bare(a).equals(_bare(b))
     assert spark.sparkContext._jsc is not None, "the CLI left the running session alone"
+
+
+def test_the_cli_runs_a_budget_on_spark(spark, stores, tmp_path):
+    """`casefind spark budget`: both passes (the parts, then the store's record numbers) on
+    the executors, every table of the folder the single store's."""
+    budget, args = RULES / "budgets" / "lead_provider.yml", ("--year", "2026-27", "--history", tmp_path / "k.duckdb")
+    jobs = spark.sparkContext.statusTracker()
+    before = len(jobs.getJobIdsForGroup())
+    r = cli("spark", "budget", budget, "--store", stores / "sh2", "--out", tmp_path / "spark", *args,
+            "--register", tmp_path / "a.duckdb")
+    assert r.exit_code == 0, r.output
+    assert len(jobs.getJobIdsForGroup()) >= before + 2, "both passes went through Spark"
+    one = cli("budget", budget, "--store", stores / "single", "--out", tmp_path / "one", *args,
+              "--register", tmp_path / "b.duckdb")
+    assert one.exit_code == 0, one.output
+    want, got = (tmp_path / d / "budget-lead_provider-2026-27" for d in ("one", "spark"))
+    for f in sorted(want.glob("*.parquet")):
+        assert pq.read_table(got / f.name).equals(pq.read_table(f)), f.name
 
 
 def test_a_single_store_on_spark_is_refused_clearly(spark, stores, tmp_path):

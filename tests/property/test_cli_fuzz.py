@@ -41,6 +41,7 @@ COMMANDS = {
     ("spark", "run"): ["ARG", "--store", "--as-of", "--out", "--engine"],  # no sharded store among the files:
     ("spark", "kpi"): ["ARG", "--store", "--period", "--history"],        # refused before a session starts
     ("spark", "dataset"): ["ARG", "--output", "--store", "--columns"],
+    ("spark", "budget"): ["ARG", "--year", "--store", "--out"],
 }
 FLAGS = {"--strict", "--json", "--allow-partial"}
 

@@ -18,7 +18,6 @@ from casefind.budgets.features import NO_DATE
 from casefind.budgets.register import JOIN_REASONS, LEAVE_REASONS
 from casefind.contract.schema import FUNDING_DEFAULT
 from casefind.outputs import folder_swapped_in, safe_child
-from casefind.store import Store
 
 
 def tariffs_table(c: Computed) -> pa.Table:
@@ -48,10 +47,6 @@ def text(codes: np.ndarray, values, encoded: bool = False) -> pa.Array:
     return array if encoded else array.dictionary_decode()
 
 
-def _ids(store: Store, rows: np.ndarray) -> pa.Array:
-    return store.table("patients").arrow.column("patient_id").cast(pa.string()).take(pa.array(rows)).combine_chunks()
-
-
 def _codes(c: Computed, lv: str, practice: np.ndarray) -> pa.Array:
     h = c.hierarchy
     idx = {"practice": practice, "locality": h.locality_of_practice[practice],
@@ -59,15 +54,14 @@ def _codes(c: Computed, lv: str, practice: np.ndarray) -> pa.Array:
     return text(idx, h.codes[lv])
 
 
-def register_table(c: Computed, store: Store) -> pa.Table:
+def register_table(c: Computed) -> pa.Table:
     reg = c.register
-    patient = reg.patients[reg.stint_patient]
-    practice = c.hierarchy.practice_of_patient[patient]
+    practice = c.practice[reg.stint_patient]
     days = np.zeros(reg.n_stints, np.int64)
     covered = reg.stint_of >= 0
     np.add.at(days, reg.stint_of[covered], reg.days[covered])
     return pa.table({
-        "patient_id": _ids(store, patient), "practice_code": _codes(c, "practice", practice),
+        "patient_id": c.patient_id.take(pa.array(reg.stint_patient)), "practice_code": _codes(c, "practice", practice),
         "locality_code": _codes(c, "locality", practice), "system_code": _codes(c, "system", practice),
         "category": text(reg.category, c.tariffs.category), "joined": _dates(reg.joined), "left": _dates(reg.left),
         "join_reason": text(reg.join_reason, JOIN_REASONS), "leave_reason": text(reg.leave_reason, LEAVE_REASONS),
@@ -85,38 +79,20 @@ def changes_table(register: pa.Table) -> pa.Table:
     return pa.concat_tables([joins, leaves]).select(["patient_id", "change_date", "change", "reason"])
 
 
-def tagged_table(c: Computed, store: Store) -> pa.Table:
-    act, rec = store.table("activity"), c.tagged
-    patient = c.activity.patient[rec]
-    practice = c.hierarchy.practice_of_patient[patient]
-    cat = rollup.month_category(c)[c.tagged_row, c.tagged_month]
-    providers = store.dictionary(act.encodings["provider_code"]["dictionary"])
+def tagged_table(c: Computed) -> pa.Table:
+    t = c.tagged
+    practice = c.practice[t.row]
+    cat = rollup.month_category(c)[t.row, t.month]
+    funding = (text(t.funding, t.values["funding"], True) if t.funding is not None
+               else pa.array(np.full(len(t.row), FUNDING_DEFAULT, dtype=object).tolist(), pa.string()))
     return pa.table({
-        "patient_id": _ids(store, patient), "practice_code": text(practice, c.hierarchy.codes["practice"], True),
-        "category": text(cat, c.tariffs.category, True), "record": pa.array(rec.astype(np.int64)),
-        "spell_id": _spells(store, act["spell_id"][rec]),
-        "start_date": _dates(c.activity.start[rec]),
-        "setting": text(act["setting"][rec], act.encodings["setting"]["values"], True),
-        "provider_code": text(act["provider_code"][rec], providers, True),
-        "funding": _funding(store, rec), "cost": pa.array(c.activity.cost[rec]),
-        "month": text(c.tagged_month, c.year.month_labels(), True)})
-
-
-def _spells(store: Store, numbers: np.ndarray) -> pa.Array:
-    """Spell numbers (0: none) as the source's spell ids."""
-    if "spell" not in store.manifest["dictionaries"]:
-        return pa.nulls(len(numbers), pa.string())
-    names = store.dictionary("spell")
-    return text(np.where(numbers > 0, numbers, -1), [str(x) if x is not None else "" for x in names])
-
-
-def _funding(store: Store, rec: np.ndarray) -> pa.Array:
-    act = store.table("activity")
-    if "funding" not in act.columns:
-        return pa.array(np.full(len(rec), FUNDING_DEFAULT, dtype=object).tolist(), pa.string())
-    codes = act["funding"][rec]
-    values = list(act.encodings["funding"]["values"])
-    return text(np.where(codes < 0, values.index(FUNDING_DEFAULT), codes), values, True)
+        "patient_id": c.patient_id.take(pa.array(t.row)),
+        "practice_code": text(practice, c.hierarchy.codes["practice"], True),
+        "category": text(cat, c.tariffs.category, True), "record": pa.array(t.record.astype(np.int64)),
+        "spell_id": t.spell, "start_date": _dates(t.start),
+        "setting": text(t.setting, t.values["setting"], True),
+        "provider_code": text(t.provider, t.values["provider"], True),
+        "funding": funding, "cost": pa.array(t.cost), "month": text(t.month, c.year.month_labels(), True)})
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from casefind.budgets.compute import Computed, registered_days
-from casefind.budgets.features import NO_DATE, day
+from casefind.budgets.compute import Computed
+from casefind.budgets.features import day
 from casefind.budgets.register import LEAVE_REASONS
-from casefind.store import Store
 
 LEVELS = ("practice", "locality", "system")
 ALL = "all"
@@ -40,8 +39,7 @@ def _practice_cube(c: Computed, practice: np.ndarray, cat: np.ndarray, month: np
 
 
 def monthly(c: Computed) -> pa.Table:
-    reg, h = c.register, c.hierarchy
-    practice = h.practice_of_patient[reg.patients]
+    reg, practice = c.register, c.practice
     cat = month_category(c)
     r, m = np.nonzero(cat >= 0)
     cubes = {
@@ -50,7 +48,7 @@ def monthly(c: Computed) -> pa.Table:
         "people": _practice_cube(c, practice[r], cat[r, m], m, reg.in_at_end[r, m].astype(np.float64)),
     }
     tr, tm = c.tagged_row, c.tagged_month
-    cubes["actual"] = _practice_cube(c, practice[tr], cat[tr, tm], tm, c.activity.cost[c.tagged])
+    cubes["actual"] = _practice_cube(c, practice[tr], cat[tr, tm], tm, c.tagged.cost)
     rolled = {name: dict(_levels(c, cube)) for name, cube in cubes.items()}
     parts = [_monthly_level(c, lv, {k: v[lv] for k, v in rolled.items()}) for lv in LEVELS]
     return pa.concat_tables(parts)
@@ -103,7 +101,7 @@ def movement(c: Computed) -> pa.Table:
         sel = reg.leave_reason == i
         out[f"left_{why}"] = np.bincount(leave_month[sel], minlength=12)[:12].astype(np.int64)
     out["cost_joiners"] = np.bincount(join_month[joined], weights=stint_cost[joined], minlength=12)[:12]
-    out["cost_leavers"] = np.bincount(leave_month[left], weights=_cost_before_leaving(c)[left], minlength=12)[:12]
+    out["cost_leavers"] = np.bincount(leave_month[left], weights=c.leaver_cost[left], minlength=12)[:12]
     out["budget_joiners"] = np.bincount(join_month[joined], weights=c.stint_budget[joined], minlength=12)[:12]
     out["budget_leavers"] = np.bincount(leave_month[left], weights=c.stint_budget[left], minlength=12)[:12]
     types = {k: pa.string() if k == "month" else pa.int64() if k.startswith(("joined", "left")) else pa.float64()
@@ -129,49 +127,21 @@ def _leave_month(c: Computed) -> np.ndarray:
 def _stint_tagged_cost(c: Computed) -> np.ndarray:
     reg = c.register
     stint = reg.stint_of[c.tagged_row, c.tagged_month]
-    return np.bincount(stint, weights=c.activity.cost[c.tagged], minlength=reg.n_stints)[: reg.n_stints]
+    return np.bincount(stint, weights=c.tagged.cost, minlength=reg.n_stints)[: reg.n_stints]
 
 
-def _cost_before_leaving(c: Computed) -> np.ndarray:
-    """Each leaving stint's in-scope cost in the 365 days up to its leaving day."""
-    reg, act = c.register, c.activity
-    out = np.zeros(reg.n_stints)
-    leaving = np.nonzero(reg.left != NO_DATE)[0]
-    if not len(leaving):
-        return out
-    patient = reg.patients[reg.stint_patient[leaving]]
-    order = np.argsort(patient, kind="stable")
-    patient, leaving = patient[order], leaving[order]
-    rank = np.arange(len(patient)) - np.searchsorted(patient, patient)  # a patient's 1st, 2nd... leaving
-    left_days = reg.left[leaving]
-    rec = act.within(int(left_days.min()) - 364, int(left_days.max()))  # the records any leaver's window holds
-    rec_patient = act.patient[rec]
-    for k in range(int(rank.max()) + 1):
-        sel = leaving[rank == k]
-        stint_of = np.full(max(int(rec_patient.max(initial=-1)), int(reg.patients.max())) + 1, -1, np.int64)
-        stint_of[reg.patients[reg.stint_patient[sel]]] = sel
-        s = stint_of[rec_patient]
-        has = np.nonzero(s >= 0)[0]
-        left, on = reg.left[s[has]], act.start[rec[has]]
-        inside = (on <= left) & (on > left - 365)
-        out += np.bincount(s[has][inside], weights=act.cost[rec[has][inside]], minlength=len(out))
-    return out
-
-
-def shadow(c: Computed, store: Store) -> pa.Table:
+def shadow(c: Computed) -> pa.Table:
     """The whole registered population's shadow budget beside the cohort's, per level.
     Budget: the year's; actual and variance: the months the data covers (variance =
-    the budget of those months - actual)."""
-    h = c.hierarchy
-    days, any_days = registered_days(store, c.year)
-    practice = h.practice_of_patient
-    n_p = len(h.codes["practice"])
-    pop_budget = np.bincount(practice, weights=c.shadow_rate * days / c.year.days, minlength=n_p)
-    pop_people = np.bincount(practice, weights=any_days.astype(np.float64), minlength=n_p)
+    the budget of those months - actual). A practice's population budget is the rate x
+    its people's days registered and alive in the year (an exact integer, whatever the
+    split of its patients over shards) / the year's days."""
+    h, pop = c.hierarchy, c.population
+    pop_budget = c.shadow_rate * pop.days / c.year.days
     frac = _to_date_fraction(c)
     rows = []
     for scope_name, people, budget, actual, to_date in (
-            ("whole_population", pop_people, pop_budget, _population_actual(c, store), pop_budget * frac),
+            ("whole_population", pop.people.astype(np.float64), pop_budget, pop.actual_total, pop_budget * frac),
             ("cohort",) + _cohort_shadow(c)):
         for (lv, b), (_, p), (_, a), (_, t) in zip(*(_levels(c, x) for x in (budget, people, actual, to_date))):
             money = {"budget": b, "budget_to_date": t, "actual": a, "variance": t - a}
@@ -187,26 +157,12 @@ def _to_date_fraction(c: Computed) -> float:
     return float(c.weights[: c.complete].sum())
 
 
-def _population_actual(c: Computed, store: Store) -> np.ndarray:
-    """In-scope spend of everyone while registered and alive, in the complete months."""
-    act, pt = c.activity, store.table("patients")
-    last = day(c.year.month_ends()[c.complete - 1]) if c.complete else day(c.year.start) - 1
-    rec = act.within(day(c.year.start), last)
-    patient, on = act.patient[rec], act.start[rec]
-    end, death = (pt[x].astype(np.int64) for x in ("registration_end", "death_date"))
-    until = np.minimum(np.where(end == NO_DATE, last, end), np.where(death == NO_DATE, last, death))
-    ok = (on >= pt["registration_start"][patient]) & (on <= until[patient])  # registered and alive that day
-    practice = c.hierarchy.practice_of_patient[patient[ok]]
-    return np.bincount(practice, weights=act.cost[rec[ok]], minlength=len(c.hierarchy.codes["practice"]))
-
-
 def _cohort_shadow(c: Computed) -> tuple[np.ndarray, ...]:
-    reg, h = c.register, c.hierarchy
-    n_p = len(h.codes["practice"])
-    practice = h.practice_of_patient[reg.patients]
+    reg, practice = c.register, c.practice
+    n_p = len(c.hierarchy.codes["practice"])
     people = np.bincount(practice, weights=(reg.days.sum(axis=1) > 0).astype(np.float64), minlength=n_p)
     budget = np.bincount(practice, weights=c.month_budget.sum(axis=1), minlength=n_p)
     to_date = np.bincount(practice, weights=c.month_budget[:, : c.complete].sum(axis=1), minlength=n_p)
     complete = c.tagged_month < c.complete
-    actual = np.bincount(practice[c.tagged_row[complete]], weights=c.activity.cost[c.tagged[complete]], minlength=n_p)
+    actual = np.bincount(practice[c.tagged_row[complete]], weights=c.tagged.cost[complete], minlength=n_p)
     return people, budget, actual, to_date

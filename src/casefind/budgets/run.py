@@ -4,7 +4,8 @@ compile → one engine evaluation at every date the year needs → tariffs → r
 budget and actual month by month → risk share and outcomes → the output folder (renamed
 into place whole) → the register's changes into DuckDB beside the KPI history. The run id
 is a hash of the inputs (budget file, store snapshot, review log, year), so re-running the
-same inputs gives the same outputs.
+same inputs gives the same outputs. A sharded store gives the single store's outputs
+(budgets/sharded.py); its run id hashes the sharded snapshot.
 """
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ import pyarrow.compute as pc
 
 from casefind import __version__
 from casefind.budgets import compute, history, outputs, rollup, share
+from casefind.budgets import sharded as budget_shards
 from casefind.budgets.define import BudgetSpec, load_budget
 from casefind.budgets.years import FinancialYear
 from casefind.engines.base import get_engine
 from casefind.kpis import history as kpi_history
-from casefind.store import Store
+from casefind.store.sharded import ShardedStore, open_any
 
 
 @dataclass
@@ -51,26 +53,29 @@ def run_budget(path: str | Path, store_root: str | Path, year: FinancialYear, ou
     say("compiling the budget file")
     spec = load_budget(path)
     say("opening the store")
-    store = Store.open(store_root)
+    store = open_any(store_root)
+    sharded = isinstance(store, ShardedStore)
     timings["compile"] = time.perf_counter() - t
     t = time.perf_counter()
-    c = compute.run(store, spec, year, engine, allow_partial, say)
+    c = (budget_shards.run if sharded else compute.run)(store, spec, year, engine, allow_partial, say)
     timings["compute"] = time.perf_counter() - t
     t = time.perf_counter()
     say("rolling up budget against actual, movement and shadow budgets")
-    tables = {"tariffs": outputs.tariffs_table(c), "register": outputs.register_table(c, store),
+    tables = {"tariffs": outputs.tariffs_table(c), "register": outputs.register_table(c),
               "monthly": rollup.monthly(c), "movement": rollup.movement(c),
-              "tagged_activity": outputs.tagged_table(c, store), "shadow": rollup.shadow(c, store)}
+              "tagged_activity": outputs.tagged_table(c), "shadow": rollup.shadow(c)}
     timings["tables"] = time.perf_counter() - t
-    run_id = _run_id(spec, store, year)
+    snapshot = store.snapshot_id
+    reviews = (store.review_log if sharded else store.manifest["reviews"])["digest"]
+    run_id = _run_id(spec, snapshot, reviews, year)
     hist = history_path or kpi_history.default_path(store_root)
     db = register_path or history.default_path(store_root)
     brought = history.carried_into(db, spec.name, year.previous().label)
-    statement = _statement(c, spec, store, run_id, tables, hist, brought)
+    statement = _statement(c, spec, snapshot, run_id, tables, hist, brought)
     manifest = {"command": "casefind budget", "run_id": run_id, "budget": spec.name, "year": year.label,
                 "file": str(Path(path).resolve()), "file_sha256": spec.file_sha256,
-                "store": str(Path(store_root).resolve()), "store_snapshot": store.snapshot_id,
-                "review_log": store.manifest["reviews"]["digest"], "engine": engine,
+                "store": str(Path(store_root).resolve()), "store_snapshot": snapshot,
+                "review_log": reviews, "engine": engine,
                 "casefind_version": __version__, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     t = time.perf_counter()
     say("writing the budget folder")
@@ -83,8 +88,8 @@ def run_budget(path: str | Path, store_root: str | Path, year: FinancialYear, ou
     return BudgetRunResult(run_id, spec.name, year.label, folder, db, statement, tables, timings, c.warnings)
 
 
-def _run_id(spec: BudgetSpec, store: Store, year: FinancialYear) -> str:
-    key = [spec.file_sha256, store.snapshot_id, store.manifest["reviews"]["digest"], year.label]
+def _run_id(spec: BudgetSpec, snapshot: str, reviews: str, year: FinancialYear) -> str:
+    key = [spec.file_sha256, snapshot, reviews, year.label]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:12]
 
 
@@ -106,7 +111,7 @@ def _system_totals(tables: dict[str, pa.Table]) -> dict:
             "forecast": a_done + (b_all - b_done)}
 
 
-def _statement(c: compute.Computed, spec: BudgetSpec, store: Store, run_id: str, tables: dict, hist: Path,
+def _statement(c: compute.Computed, spec: BudgetSpec, snapshot: str, run_id: str, tables: dict, hist: Path,
                brought: float | None) -> dict:
     """statement.json: the year's totals, the method stated, risk share and outcomes worked."""
     reg = c.register
@@ -126,7 +131,7 @@ def _statement(c: compute.Computed, spec: BudgetSpec, store: Store, run_id: str,
     return {
         "budget": spec.name, "title": spec.title, "year": c.year.label, "year_start": c.year.start.isoformat(),
         "year_end": c.year.end.isoformat(), "year_days": c.year.days, "file": str(spec.path),
-        "file_sha256": spec.file_sha256, "store_snapshot": store.snapshot_id, "as_of": c.as_of.isoformat(),
+        "file_sha256": spec.file_sha256, "store_snapshot": snapshot, "as_of": c.as_of.isoformat(),
         "run_id": run_id, "profile": spec.profile, "profile_weights": [float(w) for w in c.weights],
         "baseline_year": compute.baseline_year(spec, c.year).label,
         "trim": {"above_percentile": spec.trim.above_percentile, "method": spec.trim.method,

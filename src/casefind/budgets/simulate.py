@@ -191,13 +191,14 @@ class SimulationResult:
     meta: dict
 
 
-def run(store: Store, s: Scenario, as_of: dt.date, engine: str = "native") -> SimulationResult:
-    """Evaluate the scenario's expressions over ``store`` at ``as_of`` and simulate."""
-    from casefind.engines.base import get_engine
+def run(store, s: Scenario, as_of: dt.date, engine: str = "native") -> SimulationResult:
+    """Evaluate the scenario's expressions over ``store`` at ``as_of`` and simulate. A sharded
+    store's people are put in one store's order (practice, then pseudonymised id), and ranks
+    in the expressions take the two-pass pools, so the table is the single store's."""
+    from casefind.store.sharded import ShardedStore
 
-    values = get_engine(engine).evaluate(store, s.expressions(), as_of)
-    keys = store.table("patients").arrow.column("patient_id").cast(pa.string())
-    keys = np.asarray(keys.take(pa.array(values.column("patient"))).to_pylist(), dtype=str)
+    values = (_sharded_people if isinstance(store, ShardedStore) else _people)(store, s.expressions(), as_of, engine)
+    keys = np.asarray(values.column("patient_id").to_pylist(), dtype=str)
     in_population = _numbers(values, "in_population", 0.0).astype(bool)
     rank = _numbers(values, "rank", np.nan)
     base = Baseline(_numbers(values, "cost", 0.0),
@@ -205,6 +206,39 @@ def run(store: Store, s: Scenario, as_of: dt.date, engine: str = "native") -> Si
                     {k[9:]: _numbers(values, k, 0.0) for k in values.column_names if k.startswith("bed_days_")})
     table = simulate(cohort_of(rank, keys, in_population, s.bands), base, Assumptions.of(s))
     return SimulationResult(table, _meta(store, s, as_of, engine, int(in_population.sum()), table))
+
+
+def _person_table(store: Store, exprs: dict, as_of: dt.date, engine: str) -> tuple[pa.Table, np.ndarray]:
+    """One store's people: the expressions' values with each one's ``patient_id``; and their
+    practices (for ``in_store_order``)."""
+    from casefind.engines.base import get_engine
+
+    values = get_engine(engine).evaluate(store, exprs, as_of)
+    patients = pa.array(values.column("patient").to_numpy().astype(np.int64))
+    ids = store.table("patients").arrow.column("patient_id").cast(pa.string()).take(patients)
+    practice = store.table("patients")["practice"][patients.to_numpy()].astype(np.int64)
+    return values.drop_columns(["patient"]).append_column("patient_id", ids), practice
+
+
+def _people(store: Store, exprs: dict, as_of: dt.date, engine: str) -> pa.Table:
+    return _person_table(store, exprs, as_of, engine)[0]
+
+
+def _sharded_people(store, exprs: dict, as_of: dt.date, engine: str) -> pa.Table:
+    """Every shard's people in one store's order; a rank within the population (the
+    ranking measure may use one) by the two-pass pools (engines/pooled.py)."""
+    import functools
+
+    from casefind.engines.base import get_engine
+    from casefind.engines.pooled import over_shards
+    from casefind.store.sharded import in_store_order
+
+    exprs = over_shards(store, get_engine(engine), exprs, as_of, None)
+    return in_store_order(store.map(functools.partial(_shard_people, exprs, as_of, engine), "evaluating"))
+
+
+def _shard_people(exprs: dict, as_of: dt.date, engine: str, shard: Store, i: int):
+    return _person_table(shard, exprs, as_of, engine)
 
 
 def _numbers(values: pa.Table, name: str, fill: float) -> np.ndarray:

@@ -11,6 +11,7 @@ is used as written: not merged, trimmed or uplifted.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,13 +43,16 @@ class Tariffs:
 
 
 def trimmed(costs: np.ndarray, trim: Trim) -> tuple[float, int, float]:
-    """(threshold, people above it, mean after the trim) of one group's costs."""
+    """(threshold, people above it, mean after the trim) of one group's costs. Neither
+    depends on the costs' order: the percentile reads the sorted values, and the mean is
+    the exactly rounded sum (``math.fsum``) over the count, so the costs pooled from a
+    sharded store's shards give one store's tariffs to the bit."""
     if len(costs) == 0:
         return float("nan"), 0, float("nan")
     threshold = float(np.percentile(costs, trim.above_percentile))
     above = costs > threshold
     kept = np.minimum(costs, threshold) if trim.method == "cap" else costs[~above]
-    return threshold, int(above.sum()), float(kept.mean()) if len(kept) else float("nan")
+    return threshold, int(above.sum()), math.fsum(kept.tolist()) / len(kept) if len(kept) else float("nan")
 
 
 def merged(spec: BudgetSpec, people: np.ndarray) -> list[str | None]:
