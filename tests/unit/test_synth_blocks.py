@@ -57,6 +57,8 @@ def test_beyond_the_nhs_number_ranges_only_without_identities_and_never_with_err
     check_size(2_000_000, with_identities=False)
     with pytest.raises(UsageError, match="one block"):
         check_size(1_500, inject_errors=0.01, block=1_000)
+    with pytest.raises(UsageError, match="needs them"):
+        check_size(500, with_identities=False, inject_errors=0.01)
     out = tmp_path / "noid"
     generate(1_200, 3, out, block=600, with_identities=False)
     assert not (out / "restricted").exists() and (out / "patients.parquet").is_file()

@@ -41,6 +41,9 @@ def check_size(patients: int, with_identities: bool = True, inject_errors: float
                          "ranges reserved for testing (999 and 998), which hold that many",
                          "add --no-identities for a larger population (the analysis tables only, "
                          "as a scale test needs)", option="--patients")
+    if inject_errors > 0 and not with_identities:
+        raise UsageError("it breaks identities' rows too, so it needs them",
+                         "drop --no-identities, or --inject-errors", option="--inject-errors")
     if inject_errors > 0 and patients > block:
         raise UsageError(f"--inject-errors works on at most {block:,} patients (one block)",
                          "inject errors into a smaller population", option="--inject-errors")
