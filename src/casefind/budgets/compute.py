@@ -160,8 +160,9 @@ def combine(pieces: list[parts.Part], spec: BudgetSpec, year: FinancialYear, com
 
 
 def _ids(store: Store, rows: np.ndarray) -> pa.Array:
-    ids = store.table("patients").arrow.column("patient_id").cast(pa.string())
-    return ids.take(pa.array(np.asarray(rows, np.int64))).combine_chunks()
+    """The ids of ``rows`` as strings; only the rows asked for are cast."""
+    ids = store.table("patients").arrow.column("patient_id")
+    return ids.take(pa.array(np.asarray(rows, np.int64))).combine_chunks().cast(pa.string())
 
 
 def _registered_through(store: Store, year: FinancialYear) -> np.ndarray:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from casefind.budgets.register import Register
 from casefind.kpis.compute import Hierarchy
+from casefind.store.sharded import store_order
 from casefind_native.aggregate import add_compensated, group_sums_into
 
 
@@ -107,15 +107,6 @@ def add_sums(parts: list[np.ndarray]) -> np.ndarray:
     for other in parts[1:]:
         add_compensated(total[0], total[1], other[0], other[1])
     return total
-
-
-def store_order(practice: np.ndarray, patient_id: pa.Array) -> np.ndarray:
-    """The permutation putting rows in one store's patient order: practice, then
-    ``patient_id`` by its bytes (ingest's order, as Arrow sorts), stably."""
-    keyed = pa.table({"practice": pa.array(np.asarray(practice, np.int64)),
-                      "patient_id": pa.array(patient_id).cast(pa.string())})
-    order = pc.sort_indices(keyed, sort_keys=[("practice", "ascending"), ("patient_id", "ascending")])
-    return order.to_numpy().astype(np.int64)
 
 
 def _concat_ids(arrays: list[pa.Array]) -> pa.Array:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from casefind.budgets import compute, features, parts
 from casefind.budgets.define import BudgetSpec
@@ -78,16 +79,20 @@ def with_store_records(store: ShardedStore, pieces: list[parts.Part], say) -> li
 
 def _records_before(practice: np.ndarray, ids: pa.Array, shard: Store, i: int) -> np.ndarray:
     """For each asked patient (practice index, id), how many of this shard's activity records
-    belong to patients before them in store order (the shard's patients are in that order)."""
+    belong to patients before them in store order (the shard's patients are in that order).
+    The asked and own patients are sorted together in Arrow, the asked first on a tie."""
     patients = shard.table("patients")
     own = patients["practice"].astype(np.int64)
-    own_ids = patients.arrow.column("patient_id").cast(pa.string())
-    offsets = shard.table("activity").offsets
-    asked = np.asarray(ids.to_pylist(), dtype=object)
-    before = np.zeros(len(practice), np.int64)
-    for p in np.unique(practice):
-        lo, hi = np.searchsorted(own, p, "left"), np.searchsorted(own, p, "right")
-        sel = practice == p
-        mine = np.asarray(own_ids.slice(lo, hi - lo).to_pylist(), dtype=object)
-        before[sel] = lo + np.searchsorted(mine, asked[sel], side="left")
-    return offsets[before].astype(np.int64)
+    n_asked = len(practice)
+    keyed = pa.table({
+        "practice": pa.array(np.concatenate([np.asarray(practice, np.int64), own])),
+        "patient_id": pa.concat_arrays([ids.cast(pa.string()),
+                                        patients.arrow.column("patient_id").combine_chunks().cast(pa.string())]),
+        "own": pa.array(np.concatenate([np.zeros(n_asked, np.int8), np.ones(len(own), np.int8)]))})
+    keys = [("practice", "ascending"), ("patient_id", "ascending"), ("own", "ascending")]
+    order = pc.sort_indices(keyed, sort_keys=keys).to_numpy()
+    is_own = order >= n_asked
+    own_before = np.cumsum(is_own) - is_own
+    before = np.empty(n_asked, np.int64)
+    before[order[~is_own]] = own_before[~is_own]
+    return shard.table("activity").offsets[before].astype(np.int64)

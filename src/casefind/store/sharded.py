@@ -167,17 +167,23 @@ def practice_codes(store: Store) -> pa.Array:
     return store.table("practices").arrow.column("practice_code").cast(pa.string())
 
 
+def store_order(practice: np.ndarray, patient_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The permutation putting rows in one store's patient order: practice, then
+    ``patient_id`` by its bytes (ingest's order, as Arrow sorts), stably."""
+    keyed = pa.table({"practice": pa.array(np.asarray(practice, np.int64)),
+                      "patient_id": patient_id.cast(pa.string())})
+    order = pc.sort_indices(keyed, sort_keys=[("practice", "ascending"), ("patient_id", "ascending")])
+    return order.to_numpy().astype(np.int64)
+
+
 def in_store_order(pieces: list[tuple[pa.Table, np.ndarray]]) -> pa.Table:
     """Shards' rows (each piece with its rows' practice indices) as one table in the order a
-    single store of the same patients has: practice, then ``patient_id`` (ingest's order, by
-    the id's bytes, as Arrow sorts)."""
+    single store of the same patients has (``store_order``)."""
     if not pieces:
         raise ValueError("no pieces to merge")
     table = pa.concat_tables([t for t, _ in pieces])
     practice = np.concatenate([np.asarray(p, np.int64) for _, p in pieces])
-    keyed = pa.table({"practice": pa.array(practice), "patient_id": table.column("patient_id")})
-    order = pc.sort_indices(keyed, sort_keys=[("practice", "ascending"), ("patient_id", "ascending")])
-    return table.take(order)
+    return table.take(pa.array(store_order(practice, table.column("patient_id"))))
 
 
 def coverage_of(root: str | Path) -> Coverage:

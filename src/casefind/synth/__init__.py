@@ -202,10 +202,8 @@ def _generate_block(tmp, files: B.TableFiles, b: B.Block, seed: int, area: P.Are
     pid_arrow = pa.array(pids, pa.string())
     prac_codes = np.array(pop.practices["practice_code"])
     as_strings = fmt == "csv" or inject_errors > 0
-    numbering = b.numbering(seed)
-    spell_numbering = None if numbering is None else (seed, spells_before)
-    tables, truth = _source_tables(pop, pids, pid_arrow, prac_codes, b.seed, as_strings, inject_errors > 0, say,
-                                   with_identities, numbering, spell_numbering)
+    tables, truth = _source_tables(pop, pids, pid_arrow, prac_codes, b.seed, b.numbering(seed, spells_before),
+                                   with_identities, as_strings, inject_errors > 0, say)
     if inject_errors > 0:
         say("errors")
         tables, result.injected = _with_errors(tables, pop, pids, b.seed, inject_errors)
@@ -229,12 +227,11 @@ class _Truth:
     polypharmacy: np.ndarray
 
 
-def _source_tables(pop, pids, pid_arrow, prac_codes, seed, as_strings: bool, numbers_as_strings: bool,
-                   say, with_identities: bool = True, numbering: tuple[int, int] | None = None,
-                   spell_numbering: tuple[int, int] | None = None) -> tuple[dict[str, pa.Table], _Truth]:
+def _source_tables(pop, pids, pid_arrow, prac_codes, seed, numbering: B.Numbering, with_identities: bool,
+                   as_strings: bool, numbers_as_strings: bool, say) -> tuple[dict[str, pa.Table], _Truth]:
     """Every table of the input contract, in the order the generator's random streams
     are drawn, as Arrow (strings throughout for CSV or error injection). A block of a larger
-    population numbers its NHS numbers and spells by ``numbering`` and ``spell_numbering``."""
+    population numbers its NHS numbers and spells as ``numbering`` says."""
     tables: dict[str, pa.Table] = {}
 
     def emit(name, cols):
@@ -251,7 +248,7 @@ def _source_tables(pop, pids, pid_arrow, prac_codes, seed, as_strings: bool, num
     })
     emit("practices", {k: np.array(pop.practices[k]) for k in S.PRACTICES.names})
     say("activity")
-    spells = SP.build(pop, seed, spell_numbering)
+    spells = SP.build(pop, seed, numbering.spells)
     emit("activity", E.activity(pop, seed, spells))
     say("diagnoses")
     emit("diagnoses", E.merge(E.primary_diagnoses(pop, seed), SP.hospital_diagnoses(pop, seed, spells)))
@@ -273,7 +270,7 @@ def _source_tables(pop, pids, pid_arrow, prac_codes, seed, as_strings: bool, num
     emit("opt_outs", E.opt_outs(pop, seed))
     if with_identities:
         say("identities")
-        emit("identities", identities(pids, prac_codes[pop.practice], seed, numbering))
+        emit("identities", identities(pids, prac_codes[pop.practice], seed, numbering.nhs))
     return tables, _Truth(spells, revascularised, polypharmacy)
 
 

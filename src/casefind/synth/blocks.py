@@ -27,9 +27,18 @@ class Block:
     n: int
     seed: int  # the block's own random streams; the population's seed for block 0
 
-    def numbering(self, seed: int) -> tuple[int, int] | None:
-        """The population's numbering (its seed, this block's first row): None for one block."""
-        return None if self.index == 0 else (seed, self.first)
+    def numbering(self, seed: int, spells_before: int) -> Numbering:
+        """Where this block's NHS numbers and spell ids sit in the population's numbering
+        (its seed, this block's first row, the spells the blocks before made)."""
+        return Numbering() if self.index == 0 else Numbering((seed, self.first), (seed, spells_before))
+
+
+@dataclass(frozen=True)
+class Numbering:
+    """A block's NHS numbers and spell ids as (seed, first): None for a population of one
+    block, which numbers them from its own seed and 0."""
+    nhs: tuple[int, int] | None = None
+    spells: tuple[int, int] | None = None
 
 
 def plan(patients: int, seed: int, block: int = BLOCK) -> list[Block]:
