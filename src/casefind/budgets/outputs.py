@@ -26,8 +26,9 @@ def tariffs_table(c: Computed) -> pa.Table:
         "category": pa.array(t.category, pa.string()), "label": pa.array(t.label, pa.string()),
         "people": pa.array(t.people, pa.int64()), "trimmed": pa.array(t.trimmed, pa.int64()),
         "merged_into": pa.array(t.merged_into, pa.string()),
-        "baseline_mean": pa.array(t.baseline_mean, pa.float64()),
-        "trimmed_mean": pa.array(t.trimmed_mean, pa.float64()),
+        # a merged category with nobody in the baseline has no mean: null, not NaN (exports show a blank)
+        "baseline_mean": pa.array(t.baseline_mean, pa.float64(), from_pandas=True),
+        "trimmed_mean": pa.array(t.trimmed_mean, pa.float64(), from_pandas=True),
         "uplift": pa.array(t.uplift, pa.float64()), "tariff": pa.array(t.tariff, pa.float64()),
         "incentive": pa.array(t.incentive, pa.float64()), "source": pa.array(t.source, pa.string())})
 
