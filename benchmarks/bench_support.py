@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 PATIENTS = int(os.environ.get("CASEFIND_BENCH_PATIENTS", "100000"))
+SHARDS = int(os.environ.get("CASEFIND_BENCH_SHARDS", "4"))
 # rounds per contender when the benchmarks are enabled (--benchmark-enable); once when disabled
 ROUNDS = int(os.environ["CASEFIND_BENCH_ROUNDS"]) if os.environ.get("CASEFIND_BENCH_ROUNDS") else None
 

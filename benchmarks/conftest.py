@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_support import PATIENTS, REPORT
+from bench_support import PATIENTS, REPORT, SHARDS
 from casefind.synth import generate
 
 SEED = 7
@@ -49,6 +49,20 @@ def rules_store(request):
     instead of generating and ingesting one."""
     path = os.environ.get("CASEFIND_BENCH_STORE")
     return Path(path) if path else request.getfixturevalue("store")
+
+
+@pytest.fixture(scope="session")
+def sharded_store(population, bench_dir):
+    """The population as a sharded store of CASEFIND_BENCH_SHARDS shards (default 4), or
+    CASEFIND_BENCH_SHARDED_STORE=PATH, one built before (e.g. 10M patients in 16 shards)."""
+    given = os.environ.get("CASEFIND_BENCH_SHARDED_STORE")
+    if given:
+        return Path(given)
+    from casefind.ingest.sharded import run_sharded_ingest
+
+    path = bench_dir / f"store-{SHARDS}-shards"
+    run_sharded_ingest(population, path, SHARDS)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -99,12 +99,7 @@ def load_duckdb(source: Path, db_path: Path, *, identities_path: Path | None = N
             con.execute(f"CREATE TABLE {table} AS SELECT * EXCLUDE (filename, file_row_number) "
                         f"FROM read_parquet('{path}', filename = true, file_row_number = true){order}")
             rows[table] = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        con.execute(f"CREATE TABLE efi AS SELECT * FROM read_csv('{EFI_CSV}', header = true, "
-                    "columns = {'code': 'VARCHAR', 'system': 'VARCHAR', 'category': 'VARCHAR', 'term': 'VARCHAR'})")
-        con.execute("CREATE TABLE reviews (patient_id VARCHAR, date DATE, rule VARCHAR, decision VARCHAR)")
-        from peer_lists import load_codelists  # the other rules' codelists (peer_lists imports this module)
-
-        load_codelists(con)
+        load_reference_tables(con)
     finally:
         con.close()
     ident = parquet_of(source, "identities")
@@ -113,6 +108,29 @@ def load_duckdb(source: Path, db_path: Path, *, identities_path: Path | None = N
             icon.execute(f"CREATE TABLE identities AS SELECT * FROM read_parquet('{ident}') ORDER BY patient_id")
             rows["identities"] = icon.execute("SELECT count(*) FROM identities").fetchone()[0]
     return rows
+
+
+def load_reference_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The eFI codelist as ``efi``, the other rules' codelists and an empty ``reviews``."""
+    con.execute(f"CREATE TABLE efi AS SELECT * FROM read_csv('{EFI_CSV}', header = true, "
+                "columns = {'code': 'VARCHAR', 'system': 'VARCHAR', 'category': 'VARCHAR', 'term': 'VARCHAR'})")
+    con.execute("CREATE TABLE reviews (patient_id VARCHAR, date DATE, rule VARCHAR, decision VARCHAR)")
+    from peer_lists import load_codelists  # the other rules' codelists (peer_lists imports this module)
+
+    load_codelists(con)
+
+
+def parquet_views(source: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB whose source tables are views over the Parquet (no load: what an
+    analyst runs when a database of 500M rows is not worth building), with the reference
+    tables. ``rowid`` is the row's place in its file: the sorted load keeps that order for
+    ties within a patient and date, which is what the KPI peer's ``rowid`` breaks them by."""
+    con = duckdb.connect()
+    for table in source_tables(source):
+        con.execute(f"CREATE VIEW {table} AS SELECT * EXCLUDE (file_row_number), file_row_number AS rowid "
+                    f"FROM read_parquet('{parquet_of(source, table)}', file_row_number = true)")
+    load_reference_tables(con)
+    return con
 
 
 def _dates(as_of: dt.date) -> dict[str, str]:

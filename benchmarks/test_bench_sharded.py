@@ -12,7 +12,6 @@ Peak memory of a sharded ``casefind run`` and ``casefind kpi`` is measured in a 
 process (one shard open at a time: bounded by a shard, not by the population)."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import peers
-from bench_support import race, ratio, rounds, run_measured
+from bench_support import SHARDS, race, ratio, rounds, run_measured
 from casefind import spark as cfspark
 from casefind.kpis.periods import span
 from casefind.kpis.run import run_kpis
@@ -32,19 +31,6 @@ RULES = Path(__file__).parents[1] / "rules"
 FRAIL = RULES / "frail.yml"
 TRIPLE_AIM = RULES / "kpis" / "triple_aim.yml"
 PERIODS = span("2025-11", "2026-10")
-SHARDS = int(os.environ.get("CASEFIND_BENCH_SHARDS", "4"))
-
-
-@pytest.fixture(scope="module")
-def sharded_store(population, bench_dir):
-    given = os.environ.get("CASEFIND_BENCH_SHARDED_STORE")
-    if given:
-        return Path(given)
-    from casefind.ingest.sharded import run_sharded_ingest
-
-    path = bench_dir / f"store-{SHARDS}-shards"
-    run_sharded_ingest(population, path, SHARDS)
-    return path
 
 
 @pytest.fixture(scope="module")
