@@ -18,6 +18,15 @@ ROOT = Path(__file__).parents[2]
 SETTINGS = ("CASEFIND_STORE", "CASEFIND_OUT", "CASEFIND_HISTORY", "CASEFIND_RULES", "CASEFIND_PROJECT")
 
 
+@pytest.fixture(autouse=True)
+def wide(monkeypatch):
+    """A wide console, so that no cell of the table wraps however long tmp_path is (under
+    pytest-xdist it is longer)."""
+    from casefind import ui
+
+    monkeypatch.setattr(ui.console, "width", 200)
+
+
 def catalogue(*args):
     """`casefind catalogue ...` through the casefind command group (its error handling),
     whether or not cli.py has registered the command yet."""
