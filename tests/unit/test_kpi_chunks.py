@@ -60,3 +60,11 @@ def test_chunks_hold_the_patients_in_store_order(setup):
     patients = [x for t in pieces for x in t.column("patient").to_pylist()]
     assert patients == list(range(store.n_patients))
     assert pieces[0].column_names == compute.evaluate(store, ksets).column_names
+
+
+def test_chunks_shrink_as_columns_grow_so_memory_does_not():
+    """A measure split by sixty providers is sixty columns a period: a chunk then holds
+    fewer patients, never more than about CHUNK_BYTES of values, and at least 1,024."""
+    assert compute.chunk_size(10) == compute.CHUNK_PATIENTS
+    assert compute.chunk_size(4000) * 8 * 4000 <= compute.CHUNK_BYTES < (compute.chunk_size(4000) + 1) * 8 * 4000
+    assert compute.chunk_size(10**9) == 1024 and compute.chunk_size(10**9, 40) == 40

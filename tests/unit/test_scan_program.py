@@ -8,15 +8,17 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 
 from casefind.contract import TABLES
 from casefind.engines import native
+from casefind.engines.base import get_engine
 from casefind.engines.native_codegen import generate, lower
 from casefind.engines.reducers import REDUCERS, reducer_for
 from casefind.engines.scan_program import CodelistArg, DaysArg, GroupValidArg, OutArg, PatientsArg, ValidArg
 from casefind.lists.run import rule_expressions
-from casefind.plan import make_plan
+from casefind.plan import bind, make_plan
 from casefind.rules import ir
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
@@ -116,3 +118,39 @@ def test_codelist_slots_of_one_loop_share_one_lookup_and_one_walk(store):
     _, twelve = _plan(RULES / "multimorbidity.yml", periods)
     prog = lower("diagnoses", twelve.scans["diagnoses"], store, tuple(28 for _ in ends))
     assert any(b.walk and b.groups for b in prog.blocks)
+
+
+def _split_kpis(providers: tuple[str, ...]):
+    from casefind.kpis.compute import expressions
+    from casefind.kpis.define import load_kpis
+
+    return expressions(load_kpis(RULES / "kpis" / "triple_aim.yml"), providers)
+
+
+def test_a_kpi_split_by_provider_is_one_lookup_per_row_whatever_the_providers(store):
+    """triple_aim's four measures split by provider: one count per measure and provider,
+    each ``setting == S and provider_code == P``. They join one value group per measure, so
+    the activity kernel is the same source for 6 providers as for 60 (at 10M patients the
+    unrolled counts were more than Numba could compile), and it counts what the reference
+    engine does, for providers in the store and ones that are not."""
+    from casefind.kpis.levels import provider_codes
+
+    mine = provider_codes(store)
+    ends = [dt.date(2026, m, 28) for m in (3, 4)]
+    periods = [(d, 28) for d in ends]
+    few = mine + tuple(f"ZZ{i}" for i in range(6 - len(mine)))
+    many = mine + tuple(f"ZZ{i}" for i in range(60 - len(mine)))
+    src = {}
+    for provs in (few, many):
+        plan = make_plan(_split_kpis(provs), ends[0], None, periods)
+        kernel = generate("activity", plan.scans["activity"], store, (28, 28))
+        src[len(provs)] = kernel.source
+        assert sum(len(b.groups) for b in kernel.program.blocks) >= 4
+    assert src[6] == src[60] and src[60].count("rt.group_row(") >= 4
+    exprs = {k: bind(v, 28) for k, v in _split_kpis(few).items() if "|val@" in k}
+    assert len(exprs) == 4 * 6
+    for end in ends:
+        ours = native.ENGINE.evaluate(store, exprs, end)
+        ref = get_engine("duckdb").evaluate(store, exprs, end)
+        assert {k: ours.column(k).to_pylist() for k in exprs} == {k: ref.column(k).to_pylist() for k in exprs}
+        assert sum(pc.sum(ours.column(k)).as_py() for k in exprs) > 0

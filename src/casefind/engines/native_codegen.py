@@ -24,7 +24,15 @@ import numpy as np
 
 from casefind.contract import TABLES
 from casefind.contract.dates import NULL_DAY, shift_date, to_day
-from casefind.engines.reducers import GROUP_MIN, IN_BAND, CodelistGroup, SlotContext, group_kind, reducer_for
+from casefind.engines.reducers import (
+    GROUP_MIN,
+    IN_BAND,
+    CodelistGroup,
+    SlotContext,
+    ValueGroup,
+    group_kind,
+    reducer_for,
+)
 from casefind.engines.scan_program import (
     Bound,
     CodelistArg,
@@ -453,7 +461,9 @@ def lower(table: str, slots: list[Slot], store, period_days: tuple = (None,)) ->
     g.slot_dates = [s.dates or (s.as_of,) for s in slots]
     rows = [w.of(s, ds) for s, ds in zip(slots, g.slot_dates)]
     grouped = _codelist_groups(g, slots, reducers, rows)
-    tests = ["(codelist group)" if k in grouped else _test(g, w, s, ds)  # a group's tests are one look-up
+    by_value = _value_groups(g, slots, reducers, rows, grouped)
+    grouped.update({k: v[:3] for k, v in by_value.items()})
+    tests = ["(group)" if k in grouped else _test(g, w, s, ds)  # a group's tests are one look-up
              for k, (s, ds) in enumerate(zip(slots, g.slot_dates))]
     readers = Counter((r[0], r[1]) for r, red, s, t in zip(rows, reducers, slots, tests) if red.reads_rows(s.node, t))
     shared: dict[tuple[str, str], RowBlock] = {}
@@ -465,7 +475,9 @@ def lower(table: str, slots: list[Slot], store, period_days: tuple = (None,)) ->
                 prog.blocks.append(blk)
             j, m, members = grouped[k]
             out, ok = g.arg(f"gout{j}", GroupOutArg(members)), g.arg(f"gok{j}", GroupValidArg(members))
-            if m == 0:
+            if m == 0 and k in by_value:
+                blk.groups.append(_value_piece(g, j, slots, reducers, by_value, out, ok))
+            elif m == 0:
                 piece = _group_piece(g, j, [slots[i] for i in members], [reducers[i] for i in members], out, ok)
                 blk.groups.append(piece)
             sp = SlotProgram(k, slot, red.name, out, ok if red.has_valid else None, what, member=m)
@@ -540,6 +552,71 @@ def _group_piece(g: RowExprs, j: int, slots: list[Slot], reducers, out: str, ok:
     members = [(group_kind(s.node, red, g.spec), s.node.where.codelist) for s, red in zip(slots, reducers)]
     day = g.days(slots[0].dates or (slots[0].as_of,), what=f"the date of codelist group {j}")
     return CodelistGroup().lower(j, g, members, test.column.column, system, day, out, ok)
+
+
+def _conjuncts(n: ir.Node | None) -> list[ir.Node]:
+    if isinstance(n, ir.And):
+        return _conjuncts(n.left) + _conjuncts(n.right)
+    return [] if n is None else [n]
+
+
+def _all(parts: list[ir.Node]) -> ir.Node | None:
+    out = None
+    for x in parts:
+        out = x if out is None else ir.And(out, x)
+    return out
+
+
+def _equals_value(g: RowExprs, n: ir.Node) -> tuple[ir.Column, object] | None:
+    """(column, constant) when ``n`` is ``column == constant`` on an encoded text or enum column."""
+    if not isinstance(n, ir.Eq):
+        return None
+    col, const = (n.left, n.right) if isinstance(n.right, ir.Const) else (n.right, n.left)
+    if not (isinstance(col, ir.Column) and isinstance(const, ir.Const)) or col.column not in g.enc:
+        return None
+    return (col, const.value) if g.spec.column(col.column).kind in ("text", "enum") else None
+
+
+def _value_groups(g: RowExprs, slots: list[Slot], reducers, rows, taken: dict) -> dict[int, tuple]:
+    """Slots that join a value group (reducers.ValueGroup): those of one loop and one date
+    whose filters are the same test and ``column == c`` for one column, where there are at
+    least GROUP_MIN of them (a KPI's count per provider). A filter with several such tests
+    joins the largest group it can. Per slot: (group number, member number, the group's
+    slots, the column, its constant, the shared test)."""
+    options: dict[int, list[tuple]] = {}
+    for k, (slot, red, (first, end, _)) in enumerate(zip(slots, reducers, rows)):
+        if k in taken or not isinstance(slot.node, ir.Aggregate) or group_kind(slot.node, red, g.spec, False) is None:
+            continue
+        parts = _conjuncts(slot.node.where)
+        for i, x in enumerate(parts):
+            if (cv := _equals_value(g, x)) is not None:
+                rest = _all(parts[:i] + parts[i + 1:])
+                options.setdefault(k, []).append(((first, end, cv[0].column, rest, g.slot_dates[k]), cv))
+    size = Counter(key for opts in options.values() for key, _ in opts)
+    keys: dict[tuple, list[tuple[int, object]]] = {}
+    for k, opts in options.items():
+        key, cv = max(opts, key=lambda o: size[o[0]])
+        keys.setdefault(key, []).append((k, cv))
+    out: dict[int, tuple] = {}
+    j = len({v[0] for v in taken.values()})
+    for key, members in keys.items():
+        if len(members) >= GROUP_MIN:
+            ks = tuple(k for k, _ in members)
+            out.update({k: (j, m, ks, col, value, key[3]) for m, (k, (col, value)) in enumerate(members)})
+            j += 1
+    return out
+
+
+def _value_piece(g: RowExprs, j: int, slots: list[Slot], reducers, by_value: dict, out: str, ok: str):
+    members = next(v[2] for v in by_value.values() if v[0] == j)
+    first = slots[members[0]]
+    ds = first.dates or (first.as_of,)
+    _, _, _, col, _, rest = by_value[members[0]]
+    codes = [int(g.encode_const(col, by_value[k][4])) for k in members]
+    kinds = [group_kind(slots[k].node, reducers[k], g.spec, False) for k in members]
+    day = g.days(ds, what=f"the date of value group {j}")
+    test = g.cond(rest, ds) if rest is not None else "True"
+    return ValueGroup().lower(j, g, kinds, col.column, codes, test, day, out, ok)
 
 
 def generate(table: str, slots: list[Slot], store, period_days: tuple = (None,)) -> KernelSource:

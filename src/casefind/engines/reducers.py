@@ -333,15 +333,15 @@ class Trend(Reducer):
 GROUP_MIN = 4  # fewer slots of one codelist each are cheaper tested one by one
 
 
-def group_kind(node, red: Reducer, spec) -> int | None:
-    """The slot's kind in a codelist group, or None when it cannot join one: the group
-    serves exists, count, first, last and days_since whose filter is one codelist test (and
-    whose value, for first and last, is the table's date)."""
+def group_kind(node, red: Reducer, spec, codelist: bool = True) -> int | None:
+    """The slot's kind in a group, or None when it cannot join one: a group serves exists,
+    count, first, last and days_since (first and last of the table's date); a codelist
+    group those whose filter is one codelist test."""
     from casefind.rules import ir
 
-    if red.group_kind is None or not isinstance(node.where, ir.InCodelist) or node.window.kind == "active":
+    if red.group_kind is None or node.window.kind == "active":
         return None
-    if not isinstance(node.where.column, ir.Column):
+    if codelist and not (isinstance(node.where, ir.InCodelist) and isinstance(node.where.column, ir.Column)):
         return None
     by_date = isinstance(node.value, ir.Column) and node.value.column == spec.sort_date
     if red.name in ("first", "last") and not by_date:
@@ -349,41 +349,71 @@ def group_kind(node, red: Reducer, spec) -> int | None:
     return red.group_kind
 
 
+def _csr(sets: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Members of each code (CSR: ``ids[ptr[c]:ptr[c + 1]]``) from each member's codes."""
+    per_code = np.zeros(size + 1, dtype=np.int64)
+    for codes in sets:
+        np.add.at(per_code, codes + 1, 1)
+    ptr = np.cumsum(per_code)
+    ids = np.empty(int(ptr[-1]), dtype=np.int64)
+    fill = ptr[:-1].copy()
+    for m, codes in enumerate(sets):
+        ids[fill[codes]] = m
+        fill[codes] += 1
+    return ptr, ids
+
+
+def _group_lookup(j: int, g: RowExprs, kinds: list[int], sets: list[np.ndarray], size: int, what: str,
+                  code: str, has: str, day: str, out: str, ok: str) -> Piece:
+    """One look-up per row that passes ``has``: the row's code ``code`` (an index below
+    ``size``) to the members whose ``sets`` hold it (casefind_native.runtime.group_row),
+    and one loop that writes every member's output (group_emit)."""
+    ptr, ids = _csr(sets, size)
+    gp = g.arg(f"gptr{j}", ConstArg(ptr, f"group {j} ({what}): members of each code"))
+    gm = g.arg(f"gmem{j}", ConstArg(ids))
+    gk = g.arg(f"gkind{j}", ConstArg(np.array(kinds, dtype=np.int64)))
+    state = ", ".join(f"g{x}{j}" for x in ("cnt", "nd", "first", "last"))
+    return Piece(
+        scratch=[f"g{x}{j} = np.zeros({gk}.shape[0], dtype=np.int64)" for x in ("cnt", "nd", "first", "last")],
+        init=[f"gcnt{j}[:] = 0\ngnd{j}[:] = 0"],
+        step=[f"if {has}:\n    rt.group_row({gp}, {gm}, {code}, {g.date}[r], {state})"],
+        finish=[f"rt.group_emit({gk}, {state}, {day}[t], {out}, {ok}, t, q)"])
+
+
 class CodelistGroup:
     """Slots in one loop that each test one codelist on the same code column (QOF registers:
     thirty codelists over diagnoses). Instead of thirty tests per row, one look-up of the
-    row's code in a map from code to the members whose codelist holds it (casefind_native.
-    runtime.group_row), and one loop that writes every member's output (group_emit). The
-    source does not grow with the members, so any number of them compiles once."""
+    row's code in a map from code to the members whose codelist holds it. The source does
+    not grow with the members, so any number of them compiles once."""
 
     def lower(self, j: int, g: RowExprs, members: list, column: str, system: int | None, day: str,
               out: str, ok: str) -> Piece:
         """``members``: (kind, codelist) of each, in output order."""
         sets = [np.flatnonzero(g.lookup(cl)) for _, cl in members]
-        size = len(g.lookup(members[0][1]))
-        per_code = np.zeros(size + 1, dtype=np.int64)
-        for codes in sets:
-            np.add.at(per_code, codes + 1, 1)
-        ptr = np.cumsum(per_code)
-        ids = np.empty(int(ptr[-1]), dtype=np.int64)
-        fill = ptr[:-1].copy()
-        for m, codes in enumerate(sets):
-            ids[fill[codes]] = m
-            fill[codes] += 1
-        names = ", ".join(cl.name for _, cl in members)
-        gp = g.arg(f"gptr{j}", ConstArg(ptr, f"codelist group {j} ({names}): members of each code"))
-        gm = g.arg(f"gmem{j}", ConstArg(ids))
-        gk = g.arg(f"gkind{j}", ConstArg(np.array([k for k, _ in members], dtype=np.int64)))
         code = g.col(column)
         has = f"{code}[r] >= 0"
         if system is not None:
             has = f"{g.col(g.enc[column]['system_column'])}[r] == {system} and {has}"
-        state = ", ".join(f"g{x}{j}" for x in ("cnt", "nd", "first", "last"))
-        return Piece(
-            scratch=[f"g{x}{j} = np.zeros({gk}.shape[0], dtype=np.int64)" for x in ("cnt", "nd", "first", "last")],
-            init=[f"gcnt{j}[:] = 0\ngnd{j}[:] = 0"],
-            step=[f"if {has}:\n    rt.group_row({gp}, {gm}, {code}[r], {g.date}[r], {state})"],
-            finish=[f"rt.group_emit({gk}, {state}, {day}[t], {out}, {ok}, t, q)"])
+        names = ", ".join(cl.name for _, cl in members)
+        return _group_lookup(j, g, [k for k, _ in members], sets, len(g.lookup(members[0][1])),
+                             f"codelists {names}", f"{code}[r]", has, day, out, ok)
+
+
+class ValueGroup:
+    """Slots in one loop whose filters are the same test and ``column == <a constant>``, one
+    constant each (a KPI split by provider: one count per provider_code). One look-up of
+    the row's value instead of a test per member, so the source does not grow with the
+    number of constants (sixty providers compile as six do)."""
+
+    def lower(self, j: int, g: RowExprs, kinds: list[int], column: str, codes: list[int], rest: str, day: str,
+              out: str, ok: str) -> Piece:
+        """``codes``: each member's constant as the column's index (< 0: not in the store)."""
+        size = len(g.labels(g.spec.column(column)))
+        sets = [np.array([c] if 0 <= c < size else [], dtype=np.int64) for c in codes]
+        v = g.col(column)
+        has = f"{rest} and {v}[r] >= 0" if rest != "True" else f"{v}[r] >= 0"
+        return _group_lookup(j, g, kinds, sets, size, f"{column} is one of {len(codes)} values",
+                             f"{v}[r]", has, day, out, ok)
 
 
 REDUCERS: dict[str, Reducer] = {r.name: r for r in (

@@ -63,14 +63,14 @@ class ValidArg:
 
 @dataclass(frozen=True)
 class GroupOutArg:
-    """A codelist group's values, (members x periods x patients) of int64: member ``m`` is
+    """A group's values (reducers.CodelistGroup, ValueGroup), (members x periods x patients) of int64: member ``m`` is
     slot ``slots[m]`` (the engine casts each to its reducer's type)."""
     slots: tuple[int, ...]
 
 
 @dataclass(frozen=True)
 class GroupValidArg:
-    """Whether each member of a codelist group has a value, (members x periods x patients)."""
+    """Whether each member of a group has a value, (members x periods x patients)."""
     slots: tuple[int, ...]
 
 
@@ -138,7 +138,7 @@ class SlotProgram:
     rows: str               # what rows it reads, for describe
     labels: np.ndarray | None = None  # text values: the labels its codes index
     piece: Piece = field(default_factory=Piece)
-    member: int | None = None  # in a codelist group: its index in the group's outputs
+    member: int | None = None  # in a group: its index in the group's outputs
 
 
 @dataclass
@@ -160,7 +160,7 @@ class RowBlock:
     end: str
     backwards: bool = False
     slots: list[SlotProgram] = field(default_factory=list)
-    groups: list[Piece] = field(default_factory=list)  # codelist groups (reducers.CodelistGroup)
+    groups: list[Piece] = field(default_factory=list)  # codelist and value groups (reducers)
     walk: tuple[str, str] | None = None  # (end days, periods in their order): one walk for every period
 
     @property
@@ -196,7 +196,7 @@ class ScanProgram:
             for s in blk.slots:
                 name = names.get(s.slot.node)
                 label = f"{name} ({s.reducer})" if name else s.reducer
-                group = "" if s.member is None else ", in a codelist group (one lookup per row)"
+                group = "" if s.member is None else ", in a group (one lookup per row)"
                 lines.append(f"    slot {s.index}: {label}{group}")
         read = {a.codelist.name: a.codelist for a in self.args.values() if isinstance(a, CodelistArg)}
         for name, cl in sorted(read.items() if codelists else ()):
@@ -247,7 +247,13 @@ def render(prog: ScanProgram, header: list[str]) -> str:
 
 
 def _slots(blk: RowBlock) -> str:
-    return f"slot{'s' if len(blk.slots) > 1 else ''} {', '.join(f'{s.index} ({s.reducer})' for s in blk.slots)}"
+    """The block's slots for a comment; a group's members by their number of groups only, so
+    that the source does not grow with them."""
+    own = [f"{s.index} ({s.reducer})" for s in blk.slots if s.member is None]
+    text = f"slot{'s' if len(own) > 1 else ''} {', '.join(own)}" if own else ""
+    if blk.groups:
+        text += f"{' and ' if own else ''}the slots of {len(blk.groups)} group{'s' if len(blk.groups) > 1 else ''}"
+    return text
 
 
 def _walk(prog: ScanProgram, blk: RowBlock) -> list[str]:

@@ -147,24 +147,32 @@ def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native",
     return _table(ksets, columns, eng.evaluate(store, STATIC, first.end), providers)
 
 
-CHUNK_PATIENTS = 65_536  # patients evaluated at a time by evaluate_chunks
+CHUNK_PATIENTS = 65_536  # the most patients evaluated at a time by evaluate_chunks
+CHUNK_BYTES = 512 << 20  # ... and about the most bytes of values a chunk holds (per copy)
+
+
+def chunk_size(n_columns: int, size: int = CHUNK_PATIENTS) -> int:
+    """Patients per chunk: ``size``, fewer when the columns (expressions x periods: a measure
+    split by sixty providers is sixty of them) would hold more than CHUNK_BYTES."""
+    return min(size, max(1024, CHUNK_BYTES // (8 * max(n_columns, 1))))
 
 
 def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "native",
                     size: int = CHUNK_PATIENTS, providers: tuple[str, ...] | None = None) -> Iterator[pa.Table]:
-    """``evaluate``'s table in pieces of ``size`` consecutive patients, for ``compute``. An
-    engine that evaluates chunks (the native engine's ``evaluate_periods_chunks``, with one
-    plan and one set of kernels for all of them) then holds one chunk's values at a time,
-    so memory does not grow with patients x periods x columns; any other gives one piece."""
+    """``evaluate``'s table in pieces of at most ``size`` consecutive patients, for
+    ``compute``. An engine that evaluates chunks (the native engine's
+    ``evaluate_periods_chunks``, with one plan and one set of kernels for all of them) then
+    holds one chunk's values at a time, so memory does not grow with patients x periods x
+    columns (chunk_size); any other gives one piece."""
     eng = get_engine(engine)
     if not hasattr(eng, "evaluate_periods_chunks"):
         yield evaluate(store, ksets, engine, providers)
         return
-    n = store.n_patients
-    chunks = [np.arange(lo, min(lo + size, n), dtype=np.int64) for lo in range(0, n, size)]
     sets = _sets(ksets)
     providers = providers_of(store, ksets) if providers is None else providers
     exprs = [expressions(ksets[periods[0]], providers) for periods in sets]
+    n, size = store.n_patients, chunk_size(sum(len(e) * len(ps) for e, ps in zip(exprs, sets)), size)
+    chunks = [np.arange(lo, min(lo + size, n), dtype=np.int64) for lo in range(0, n, size)]
     streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks)
                for e, periods in zip(exprs, sets)]
     first = min(ksets, key=lambda q: q.end)
