@@ -170,8 +170,7 @@ def reidentify(store, practice, list_path, output, user, role, as_json):
     there now; the file is UTF-8 with a BOM for Excel, readable only by you. Every
     call is written to the audit log (pseudonymised ids only): see docs/audit.md.
     """
-    from casefind.reidentify import identities_for, registered_at
-    from casefind.store import Store
+    from casefind.reidentify import identities_for, registered_ids
 
     root = resolve_store(store)
     _check_output(output, root, list_path)
@@ -189,7 +188,7 @@ def reidentify(store, practice, list_path, output, user, role, as_json):
     if not mine:
         raise UsageError(f"no rows of practice {practice} in {list_path} ({other_practices} of other practices)",
                          "give that practice's own list, or the run folder", option="--practice")
-    moved = set(mine) - set(registered_at(Store.open(root), practice, mine))
+    moved = set(mine) - registered_ids(root, practice, mine)
     run_id, rule = _list_about(lr)
     ids = identities_for(root, practice=practice, patient_ids=[p for p in mine if p not in moved], user=user,
                          role=role, purpose=f"casefind reidentify to {output.name}"[:120], run_id=run_id,
@@ -230,8 +229,7 @@ def _named_xlsx(root: Path, practice: str, list_path: Path, output: Path, user: 
 
     from casefind.lists.xlsx import named_workbook, read_workbook
     from casefind.outputs import write_atomic
-    from casefind.reidentify import identities_for, registered_at
-    from casefind.store import Store
+    from casefind.reidentify import identities_for, registered_ids
 
     source = _workbook_source(list_path, practice)
     try:
@@ -242,7 +240,7 @@ def _named_xlsx(root: Path, practice: str, list_path: Path, output: Path, user: 
     mine = [c[pid] for _, c in rows if c[pid] and (code is None or c[code] == practice)]
     if len(mine) != sum(1 for _, c in rows if c[pid]):
         raise UsageError(f"{source} holds rows of another practice than {practice}", option="--practice")
-    here = registered_at(Store.open(root), practice, mine)
+    here = registered_ids(root, practice, mine)
     found = identities_for(root, practice=practice, patient_ids=[p for p in mine if p in here], user=user,
                            role=role, purpose=f"casefind reidentify to {output.name}"[:120],
                            detail={"format": "xlsx", "identifiable": True, "rows": len(mine)})

@@ -91,6 +91,20 @@ def registered_at(store, practice: str, patient_ids: list[str]) -> dict[str, int
     return {pid: int(rows[i]) for pid, i in zip(patient_ids, where) if i is not None}
 
 
+def stores_of(store_root: str | Path) -> tuple[object, list]:
+    """The store at ``store_root`` (sharded or not) and the stores that hold its patients:
+    itself, or a sharded store's shards (a practice's patients are spread over every shard)."""
+    from casefind.store.sharded import ShardedStore, open_any
+
+    store = open_any(store_root)
+    return store, [shard for _, shard in store.shards()] if isinstance(store, ShardedStore) else [store]
+
+
+def registered_ids(store_root: str | Path, practice: str, patient_ids: list[str]) -> set[str]:
+    """Of ``patient_ids``, those registered at ``practice`` now, in a store or a sharded one."""
+    return {pid for s in stores_of(store_root)[1] for pid in registered_at(s, practice, patient_ids)}
+
+
 # A practice's registered patients, per snapshot (immutable): the app asks on every page.
 # Keyed by store, snapshot and practice, so one practice's answer is never another's.
 _REGISTERED: dict[tuple, tuple[np.ndarray, pa.Array]] = {}
@@ -120,14 +134,15 @@ def _registered(store, practice: str) -> tuple[np.ndarray, pa.Array]:
 # --- the identities store, read once per snapshot per process -------------------------------
 
 class _Cache:
-    """The identities of one snapshot, sorted by store index: re-read only when the file
-    changes (a new ingest), so a page of the app does not read a million names."""
+    """The identities of a store's snapshot (of each shard's, for a sharded store), sorted by
+    store index: re-read only when the file changes (a new ingest), so a page of the app does
+    not read a million names."""
+
+    MAX = 256  # identities files held (a sharded store has one per shard)
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._key = None
-        self._table: pa.Table | None = None
-        self._index: np.ndarray | None = None
+        self._held: dict[str, tuple] = {}  # identities file -> (its key, table, index)
 
     def get(self, store) -> tuple[pa.Table, np.ndarray]:
         from casefind.store.identities import FILE, IdentitiesMismatch, identities_state
@@ -139,15 +154,16 @@ class _Cache:
         st = path.stat()
         key = (str(path), st.st_ino, st.st_mtime_ns, st.st_size, store.snapshot_id)
         with self._lock:
-            if key != self._key:
+            held = self._held.get(str(path))
+            if held is None or held[0] != key:
                 from casefind.store.identities import open_identities
 
                 table = open_identities(store.root)
-                order = pc.sort_indices(table, [("patient", "ascending")])
-                self._table = table.take(order)
-                self._index = self._table.column("patient").to_numpy()
-                self._key = key
-            return self._table, self._index
+                table = table.take(pc.sort_indices(table, [("patient", "ascending")]))
+                if len(self._held) >= self.MAX:
+                    self._held.clear()
+                held = self._held[str(path)] = (key, table, table.column("patient").to_numpy())
+            return held[1], held[2]
 
 
 _CACHE = _Cache()
@@ -198,8 +214,8 @@ def identities_for(store_root: str | Path, *, practice: str, patient_ids: list[s
     pseudonymised id (an id with no identity held is left out). Audited before returning;
     refused (ReidentificationRefused, audited) for another practice's patient or a role
     that may not see names; IdentitiesMismatch when the identities are of another snapshot.
-    ``detail``: more for the audit entry (an export's format and rows; no names)."""
-    from casefind.store import Store
+    ``detail``: more for the audit entry (an export's format and rows; no names). On a
+    sharded store each shard's identities are read for its own patients."""
 
     ids = list(dict.fromkeys(str(p) for p in patient_ids))
     asked = {"user": user, "role": role, "action": action, "practice": practice, "ids": ids,
@@ -209,14 +225,15 @@ def identities_for(store_root: str | Path, *, practice: str, patient_ids: list[s
         _refuse(store_root, problem, "sign in with a clinician's or practice administrator's account", **asked)
     if not ids:
         return {}
-    store = Store.open(store_root)
-    found = registered_at(store, practice, ids)
+    store, stores = stores_of(store_root)
+    found_in = [registered_at(s, practice, ids) for s in stores]
+    found = {pid: i for f in found_in for pid, i in f.items()}
     others = [p for p in ids if p not in found]
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         _refuse(store_root, f"{len(others)} of the {len(ids)} patients asked for are not registered at practice "
                 f"{practice} ({shown})", "a practice sees only its own patients by name", **asked)
-    revealed = _identities(store, practice, found)
+    revealed = {pid: x for s, f in zip(stores, found_in) if f for pid, x in _identities(s, practice, f).items()}
     one = len(ids) == 1
     audit.record(store_root, user=user, role=role, action=action, practice=practice,
                  patient_id=ids[0] if one else None, patient_ids=None if one else sorted(revealed),

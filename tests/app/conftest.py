@@ -7,6 +7,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from starlette.testclient import TestClient
 from tests.casefind_testdata import cli, synthetic_store
@@ -14,6 +15,7 @@ from tests.casefind_testdata import cli, synthetic_store
 from casefind.app.app import create_app
 from casefind.app.users import UserStore
 from casefind.project import shipped_rules
+from casefind.reidentify import stores_of
 from casefind.store import listings
 from casefind.store.identities import open_identities
 
@@ -66,6 +68,18 @@ def built_store(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def built_sharded_store(tmp_path_factory) -> Path:
+    """The same population ingested as 2 shards (each with its own identities), then run."""
+    root = tmp_path_factory.mktemp("app-sharded-store")
+    assert cli("synth", "--patients", PATIENTS, "--seed", 1, "--out", root / "src").exit_code == 0
+    r = cli("ingest", root / "src", "--store", root / "store", "--shards", 2)
+    assert r.exit_code == 0, r.output
+    r = cli("run", shipped_rules() / "frail.yml", "--store", root / "store", "--out", root / "out")
+    assert r.exit_code == 0, r.output
+    return root
+
+
 def make_world(built: Path, dest: Path) -> World:
     """A copy of the built store (each test module decides on its own copy) and its users."""
     for name in ("store", "store-identities", "out"):
@@ -75,7 +89,7 @@ def make_world(built: Path, dest: Path) -> World:
     practices = sorted(run.practices)
     assert len(practices) == 2, practices
     listed = {p: sorted(pid for pid, q in run.practice_of.items() if q == p) for p in practices}
-    ids = open_identities(store)
+    ids = pa.concat_tables([open_identities(s.root) for s in stores_of(store)[1]])  # a sharded store's: per shard
     users = UserStore(dest / "users.json")
     a, b = practices
     users.add("clin_a", "clinician", [a], PASSWORD)
