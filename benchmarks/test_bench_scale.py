@@ -27,7 +27,7 @@ import pytest
 
 import kpi_peers
 import peers
-from bench_support import check_rows, race, rounds, run_measured
+from bench_support import check_rows, race, rounds, run_measured, summary
 from casefind.kpis import compute
 from casefind.kpis.periods import span
 from casefind.kpis.sharded import compute_sharded
@@ -56,15 +56,11 @@ def views(population):
     con.close()
 
 
-def _size(benchmark, shards: ShardedStore, seconds: float | None = None) -> None:
+def _size(benchmark, shards: ShardedStore, times: list[float] | None = None) -> None:
     patients = shards.n_patients
     benchmark.extra_info.update(patients=patients, shards=shards.n_shards)
-    if seconds is not None:
-        benchmark.extra_info["median_s_per_million"] = round(seconds / (patients / 1e6), 3)
-
-
-def _median(times: list[float]) -> float:
-    return sorted(times)[len(times) // 2]
+    if times:
+        benchmark.extra_info["median_s_per_million"] = round(summary(times)["median"] / (patients / 1e6), 3)
 
 
 def test_frail_run_against_duckdb_over_the_parquet(benchmark, sharded_store, shards, views, population, bench_dir):
@@ -82,7 +78,7 @@ def test_frail_run_against_duckdb_over_the_parquet(benchmark, sharded_store, sha
                                              key, "Polars list", rule.output_round)
         others["polars_lazy"] = lambda: peers.list_polars(rule.name, population, rule.as_of)
     _, times = race(benchmark, "sharded_run", lambda: run(FRAIL, sharded_store, out), others, rounds(benchmark, 3))
-    _size(benchmark, shards, _median(times["sharded_run"]))
+    _size(benchmark, shards, times["sharded_run"])
     benchmark.extra_info.update(listed=len(ours), rows_compared=compared)
 
 
@@ -95,7 +91,7 @@ def test_frail_dataset_against_duckdb_over_the_parquet(benchmark, sharded_store,
                           "DuckDB SQL dataset over the Parquet", rule.output_round)
     _, times = race(benchmark, "sharded_dataset", lambda: dataset(FRAIL, sharded_store),
                     {"duckdb_sql_parquet": lambda: peers.duckdb_query(views, sql)}, rounds(benchmark, 3))
-    _size(benchmark, shards, _median(times["sharded_dataset"]))
+    _size(benchmark, shards, times["sharded_dataset"])
     benchmark.extra_info.update(rows=table.num_rows, columns=table.num_columns, rows_compared=compared)
 
 
@@ -109,7 +105,7 @@ def test_triple_aim_12_months_against_duckdb_over_the_parquet(benchmark, shards,
     compared = check_same(practice_sums(ours()), peer_sums(kpi_peers.run_all(views, ends)))
     peer = {"duckdb_per_measure_parquet": lambda: kpi_peers.run_all(views, ends)}
     _, times = race(benchmark, "sharded_kpis", ours, peer, rounds(benchmark, 1))
-    _size(benchmark, shards, _median(times["sharded_kpis"]))
+    _size(benchmark, shards, times["sharded_kpis"])
     benchmark.extra_info.update(periods=len(periods), practice_sums_compared=compared)
 
 

@@ -101,13 +101,19 @@ def _kpis(path, single, sharded) -> tuple:
     return (want, got), (disclosure.apply_table(want, policy), disclosure.apply_table(got, policy))
 
 
-def _outputs(rule, store, out):
-    """The dataset and the list (with its counts), or the error both stores must give alike."""
+def _or_error(store, make):
+    """``make()``, or the error (its class and message, the store's path left out) that a
+    single and a sharded store must give alike."""
     try:
-        table = dataset(rule, store, allow_partial=True).replace_schema_metadata(None)
-        return table, _list(run(rule, store, out, allow_partial=True))
+        return make()
     except CasefindError as e:
         return type(e), e.message.replace(str(store), "STORE")
+
+
+def _outputs(rule, store, out):
+    """The dataset and the list (with its counts), or the error."""
+    return _or_error(store, lambda: (dataset(rule, store, allow_partial=True).replace_schema_metadata(None),
+                                     _list(run(rule, store, out, allow_partial=True))))
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
@@ -159,13 +165,9 @@ def budget_texts(draw) -> str:
 
 
 def _budget(path, store, out):
-    """Every table of the budget's year, or the error both stores must give alike."""
-    try:
-        r = run_budget(path, store, parse_year("2026-27"), out, history_path=out / "kpi.duckdb",
-                       register_path=out / "budgets.duckdb")
-        return r.tables
-    except CasefindError as e:
-        return type(e), e.message.replace(str(store), "STORE")
+    """Every table of the budget's year, or the error."""
+    return _or_error(store, lambda: run_budget(path, store, parse_year("2026-27"), out, history_path=out / "kpi.duckdb",
+                                               register_path=out / "budgets.duckdb").tables)
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
