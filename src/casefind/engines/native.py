@@ -390,18 +390,22 @@ class NativeEngine:
     def _outputs(self, exprs: dict[str, ir.Node], as_of: dt.date) -> pa.Table:
         cols = {"patient": pa.array(self.patient_index().astype(np.int32))}
         # an output's sub-expressions are computed once (memoised per node and date) and let
-        # go once no later output needs them: new columns then reuse freed memory
-        needs = [self.reaches(node, as_of) for node in exprs.values()]
-        later: set = set()
-        needed_after = []
-        for keys in reversed(needs):
-            needed_after.append(later)
-            later = later | keys
-        needed_after.reverse()
-        for (name, node), keep in zip(exprs.items(), needed_after):
+        # go after the last output that needs them: new columns then reuse freed memory. Each
+        # key is looked at when it is made and after its last use, not after every output
+        # (a KPI split by 60 providers has hundreds of outputs: that was quadratic)
+        last_use: dict = {}
+        for i, node in enumerate(exprs.values()):
+            last_use.update(dict.fromkeys(self.reaches(node, as_of), i))
+        drop_after: list[list] = [[] for _ in exprs]
+        for key, i in last_use.items():
+            drop_after[i].append(key)
+        for i, (name, node) in enumerate(exprs.items()):
+            before = len(self.cache)
             cols[name] = self.to_arrow(node.type, self.eval(node, as_of))
-            for key in [k for k in self.cache if k not in keep and k not in self.sticky]:
-                del self.cache[key]
+            made = list(itertools.islice(reversed(self.cache), len(self.cache) - before))
+            for key in drop_after[i] + [k for k in made if last_use.get(k, -1) < i]:
+                if key not in self.sticky:
+                    self.cache.pop(key, None)
         return pa.table(cols)
 
     sticky = frozenset({"birth ymd"})  # cache entries kept for the whole evaluation
