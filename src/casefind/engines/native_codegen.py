@@ -476,7 +476,7 @@ def lower(table: str, slots: list[Slot], store, period_days: tuple = (None,)) ->
             j, m, members = grouped[k]
             out, ok = g.arg(f"gout{j}", GroupOutArg(members)), g.arg(f"gok{j}", GroupValidArg(members))
             if m == 0 and k in by_value:
-                blk.groups.append(_value_piece(g, j, slots, reducers, by_value, out, ok))
+                blk.groups.append(_value_piece(g, j, members, slots, reducers, by_value, out, ok))
             elif m == 0:
                 piece = _group_piece(g, j, [slots[i] for i in members], [reducers[i] for i in members], out, ok)
                 blk.groups.append(piece)
@@ -607,8 +607,8 @@ def _value_groups(g: RowExprs, slots: list[Slot], reducers, rows, taken: dict) -
     return out
 
 
-def _value_piece(g: RowExprs, j: int, slots: list[Slot], reducers, by_value: dict, out: str, ok: str):
-    members = next(v[2] for v in by_value.values() if v[0] == j)
+def _value_piece(g: RowExprs, j: int, members: tuple[int, ...], slots: list[Slot], reducers, by_value: dict,
+                 out: str, ok: str):
     first = slots[members[0]]
     ds = first.dates or (first.as_of,)
     _, _, _, col, _, rest = by_value[members[0]]
