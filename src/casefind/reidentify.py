@@ -160,10 +160,17 @@ class _Cache:
 
                 table = open_identities(store.root)
                 table = table.take(pc.sort_indices(table, [("patient", "ascending")]))
-                if len(self._held) >= self.MAX:
-                    self._held.clear()
+                self._let_go_of_gone()
                 held = self._held[str(path)] = (key, table, table.column("patient").to_numpy())
             return held[1], held[2]
+
+    def _let_go_of_gone(self) -> None:
+        """Forget the identities of snapshots a new ingest has removed (names are not kept in
+        memory longer than on disk), and all of them past MAX files."""
+        for name in [n for n in self._held if not Path(n).exists()]:
+            del self._held[name]
+        if len(self._held) >= self.MAX:
+            self._held.clear()
 
 
 _CACHE = _Cache()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -145,3 +146,18 @@ def test_identity_is_frozen():
     with pytest.raises(AttributeError):
         who.nhs_number = "x"
     assert who.age is None and who.date_of_birth is None
+
+
+def test_names_are_not_held_in_memory_after_a_new_ingest_removes_them(store, tmp_path):
+    """The identities cache keeps one file per store or shard; a new ingest withdraws the
+    last snapshot's identities, and the next read forgets them in memory too."""
+    from casefind import reidentify
+
+    _ask(store)
+    before = set(reidentify._CACHE._held)
+    changed = {**GOOD, "diagnoses": GOOD["diagnoses"][:2]}
+    assert cli("ingest", write_source(tmp_path / "src2", changed), "--store", store).exit_code == 0
+    _ask(store)
+    after = set(reidentify._CACHE._held)
+    assert len(after - before) == 1 and not any(Path(name).exists() for name in before)  # withdrawn
+    assert all(Path(name).exists() for name in after)  # ... and forgotten
