@@ -148,11 +148,12 @@ def test_identity_is_frozen():
     assert who.age is None and who.date_of_birth is None
 
 
-def test_names_are_not_held_in_memory_after_a_new_ingest_removes_them(store, tmp_path):
+def test_names_are_not_held_in_memory_after_a_new_ingest_removes_them(store, tmp_path, monkeypatch):
     """The identities cache keeps one file per store or shard; a new ingest withdraws the
     last snapshot's identities, and the next read forgets them in memory too."""
     from casefind import reidentify
 
+    monkeypatch.setattr(reidentify, "_CACHE", reidentify._Cache())  # not the other tests' stores
     _ask(store)
     before = set(reidentify._CACHE._held)
     changed = {**GOOD, "diagnoses": GOOD["diagnoses"][:2]}
