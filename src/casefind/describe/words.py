@@ -97,15 +97,6 @@ def window_words(w: ir.Window) -> str:
     raise UnwordedNode(f"no words for the window {type(w).__name__}", "a bug in casefind describe: please report it")
 
 
-def conjuncts(n: ir.Node | None) -> list[ir.Node]:
-    """The parts of an ``and`` chain (a filter's conditions), left to right."""
-    if n is None:
-        return []
-    if isinstance(n, ir.And):
-        return conjuncts(n.left) + conjuncts(n.right)
-    return [n]
-
-
 class Words:
     """English for IR nodes; ``names`` names features (and the nodes they stand for)."""
 
@@ -284,7 +275,7 @@ class Words:
         """The rows an aggregation reads, as a noun phrase (``one``: in the singular):
         "emergency admissions in the 12 months before the list date", "diagnoses coded in
         codelist `efi`"."""
-        noun, rest = self._noun(table, conjuncts(where), 0 if one else 1)
+        noun, rest = self._noun(table, ir.conjuncts(where), 0 if one else 1)
         for part in rest:
             noun += f" {self.of(part)}" if isinstance(part, (ir.InCodelist, ir.SpellHas)) else ""
         others = [p for p in rest if not isinstance(p, (ir.InCodelist, ir.SpellHas))]
@@ -333,7 +324,7 @@ class Words:
 
     def exists_words(self, n: ir.Exists) -> str:
         if n.table == "registers" and isinstance(n.window, ir.Active):
-            noun, rest = self._noun(n.table, conjuncts(n.where), 0)
+            noun, rest = self._noun(n.table, ir.conjuncts(n.where), 0)
             if noun.startswith("entry on the ") and not rest:
                 return f"on the {noun.removeprefix('entry on the ')} on {AS_OF}"
         found = self.rows(n.table, n.where, n.window, one=True)

@@ -19,6 +19,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -462,7 +463,7 @@ def lower(table: str, slots: list[Slot], store, period_days: tuple = (None,)) ->
     rows = [w.of(s, ds) for s, ds in zip(slots, g.slot_dates)]
     grouped = _codelist_groups(g, slots, reducers, rows)
     by_value = _value_groups(g, slots, reducers, rows, grouped)
-    grouped.update({k: v[:3] for k, v in by_value.items()})
+    grouped.update({k: (v.group, v.member, v.slots) for k, v in by_value.items()})
     tests = ["(group)" if k in grouped else _test(g, w, s, ds)  # a group's tests are one look-up
              for k, (s, ds) in enumerate(zip(slots, g.slot_dates))]
     readers = Counter((r[0], r[1]) for r, red, s, t in zip(rows, reducers, slots, tests) if red.reads_rows(s.node, t))
@@ -476,7 +477,7 @@ def lower(table: str, slots: list[Slot], store, period_days: tuple = (None,)) ->
             j, m, members = grouped[k]
             out, ok = g.arg(f"gout{j}", GroupOutArg(members)), g.arg(f"gok{j}", GroupValidArg(members))
             if m == 0 and k in by_value:
-                blk.groups.append(_value_piece(g, j, members, slots, reducers, by_value, out, ok))
+                blk.groups.append(_value_piece(g, j, members, slots, by_value, out, ok))
             elif m == 0:
                 piece = _group_piece(g, j, [slots[i] for i in members], [reducers[i] for i in members], out, ok)
                 blk.groups.append(piece)
@@ -554,12 +555,6 @@ def _group_piece(g: RowExprs, j: int, slots: list[Slot], reducers, out: str, ok:
     return CodelistGroup().lower(j, g, members, test.column.column, system, day, out, ok)
 
 
-def _conjuncts(n: ir.Node | None) -> list[ir.Node]:
-    if isinstance(n, ir.And):
-        return _conjuncts(n.left) + _conjuncts(n.right)
-    return [] if n is None else [n]
-
-
 def _all(parts: list[ir.Node]) -> ir.Node | None:
     out = None
     for x in parts:
@@ -577,46 +572,58 @@ def _equals_value(g: RowExprs, n: ir.Node) -> tuple[ir.Column, object] | None:
     return (col, const.value) if g.spec.column(col.column).kind in ("text", "enum") else None
 
 
-def _value_groups(g: RowExprs, slots: list[Slot], reducers, rows, taken: dict) -> dict[int, tuple]:
+class _ValueMember(NamedTuple):
+    """A slot's place in a value group: the group's number, its own, the group's slots, its
+    kind (reducers.group_kind), the column tested, its constant, and the test all share."""
+
+    group: int
+    member: int
+    slots: tuple[int, ...]
+    kind: int
+    column: ir.Column
+    value: object
+    rest: ir.Node | None
+
+
+def _value_groups(g: RowExprs, slots: list[Slot], reducers, rows, taken: dict) -> dict[int, _ValueMember]:
     """Slots that join a value group (reducers.ValueGroup): those of one loop and one date
     whose filters are the same test and ``column == c`` for one column, where there are at
     least GROUP_MIN of them (a KPI's count per provider). A filter with several such tests
-    joins the largest group it can. Per slot: (group number, member number, the group's
-    slots, the column, its constant, the shared test)."""
+    joins the largest group it can."""
     options: dict[int, list[tuple]] = {}
     for k, (slot, red, (first, end, _)) in enumerate(zip(slots, reducers, rows)):
-        if k in taken or not isinstance(slot.node, ir.Aggregate) or group_kind(slot.node, red, g.spec, False) is None:
+        kind = group_kind(slot.node, red, g.spec, False) if isinstance(slot.node, ir.Aggregate) else None
+        if k in taken or kind is None:
             continue
-        parts = _conjuncts(slot.node.where)
+        parts = ir.conjuncts(slot.node.where)
         for i, x in enumerate(parts):
             if (cv := _equals_value(g, x)) is not None:
                 rest = _all(parts[:i] + parts[i + 1:])
-                options.setdefault(k, []).append(((first, end, cv[0].column, rest, g.slot_dates[k]), cv))
+                options.setdefault(k, []).append(((first, end, cv[0].column, rest, g.slot_dates[k]), (kind, *cv)))
     size = Counter(key for opts in options.values() for key, _ in opts)
-    keys: dict[tuple, list[tuple[int, object]]] = {}
+    keys: dict[tuple, list[tuple[int, tuple]]] = {}
     for k, opts in options.items():
-        key, cv = max(opts, key=lambda o: size[o[0]])
-        keys.setdefault(key, []).append((k, cv))
-    out: dict[int, tuple] = {}
+        key, found = max(opts, key=lambda o: size[o[0]])
+        keys.setdefault(key, []).append((k, found))
+    out: dict[int, _ValueMember] = {}
     j = len({v[0] for v in taken.values()})
     for key, members in keys.items():
         if len(members) >= GROUP_MIN:
             ks = tuple(k for k, _ in members)
-            out.update({k: (j, m, ks, col, value, key[3]) for m, (k, (col, value)) in enumerate(members)})
+            out.update({k: _ValueMember(j, m, ks, *found, key[3]) for m, (k, found) in enumerate(members)})
             j += 1
     return out
 
 
-def _value_piece(g: RowExprs, j: int, members: tuple[int, ...], slots: list[Slot], reducers, by_value: dict,
+def _value_piece(g: RowExprs, j: int, members: tuple[int, ...], slots: list[Slot], by_value: dict,
                  out: str, ok: str):
-    first = slots[members[0]]
+    first, head = slots[members[0]], by_value[members[0]]
     ds = first.dates or (first.as_of,)
-    _, _, _, col, _, rest = by_value[members[0]]
-    codes = [int(g.encode_const(col, by_value[k][4])) for k in members]
-    kinds = [group_kind(slots[k].node, reducers[k], g.spec, False) for k in members]
+    codes = [int(g.encode_const(head.column, by_value[k].value)) for k in members]
     day = g.days(ds, what=f"the date of value group {j}")
-    test = g.cond(rest, ds) if rest is not None else "True"
-    return ValueGroup().lower(j, g, kinds, col.column, codes, test, day, out, ok)
+    test = g.cond(head.rest, ds) if head.rest is not None else "True"
+    return ValueGroup().lower(j, g, [by_value[k].kind for k in members], head.column.column, codes, test, day,
+                              out, ok)
 
 
 def generate(table: str, slots: list[Slot], store, period_days: tuple = (None,)) -> KernelSource:

@@ -411,7 +411,7 @@ class ValueGroup:
         size = len(g.labels(g.spec.column(column)))
         sets = [np.array([c] if 0 <= c < size else [], dtype=np.int64) for c in codes]
         v = g.col(column)
-        has = f"{rest} and {v}[r] >= 0" if rest != "True" else f"{v}[r] >= 0"
+        has = _and(rest, f"{v}[r] >= 0")
         return _group_lookup(j, g, kinds, sets, size, f"{column} is one of {len(codes)} values",
                              f"{v}[r]", has, day, out, ok)
 

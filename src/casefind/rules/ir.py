@@ -1113,6 +1113,15 @@ def _operands(n: Node, opened: tuple[str | None, ...]) -> list[Node]:
     return [x for name, closed in node_fields(type(n)) if closed in opened for x in _nodes_in(getattr(n, name))]
 
 
+def conjuncts(n: Node | None) -> list[Node]:
+    """The parts of an ``and`` chain (a filter's conditions), left to right."""
+    if n is None:
+        return []
+    if isinstance(n, And):
+        return conjuncts(n.left) + conjuncts(n.right)
+    return [n]
+
+
 def children(n: Node) -> list[Node]:
     """The open operands of ``n``: not the parts of an aggregation, ``spell_has`` or ``at``
     (evaluated per row or at another date, which callers handle themselves)."""
