@@ -80,7 +80,7 @@ def _assign(src) -> tuple[pa.Table, dict[str, dt.date]]:
     for p, d in zip(ea.column("patient_id").to_pylist(), ea.column("start_date").to_pylist()):
         if _add_months(month[p], -12) < d <= month[p]:
             before.add(p)
-    chosen = sorted(p for p in before - gone if rng.random() < 0.5)
+    chosen = [p for p in sorted(before - gone) if rng.random() < 0.5]  # sorted first: a set's order is per process
     index = {p: month[p].replace(day=int(rng.integers(1, month[p].day + 1))) for p in chosen}
     return act, index
 
