@@ -69,7 +69,12 @@ def expressions(spec: EvalSpec) -> dict[str, ir.Node]:
 def evaluate(store: Store, spec: EvalSpec, dates: list[dt.date], engine: str = "native") -> Values:
     """Every expression at every date (see the module's docstring)."""
     exprs = expressions(spec)
-    tables = evaluate_at_dates(store, exprs, dates, engine)
+    return values_of(exprs, dates, evaluate_at_dates(store, exprs, dates, engine))
+
+
+def values_of(exprs: dict[str, ir.Node], dates: list[dt.date], tables: list[pa.Table]) -> Values:
+    """``Values`` from one engine table per date (every patient, in store order); a text
+    expression's labels are the values seen at any date, sorted."""
     columns, labels = {}, {}
     for name in exprs:
         cols = [t.column(name) for t in tables]

@@ -40,7 +40,7 @@ def balance_table(r: Result) -> pa.Table:
 def matches_table(r: Result) -> pa.Table:
     """One row per (treated, control) pair, with both people's outcomes before and after."""
     m, v = r.matches, r.values
-    ids = r.store.table("patients").arrow.column("patient_id").cast(pa.string())
+    ids = r.patient_ids
     months = [r.months[i] for i in m.month]
     cols = {"set_id": pa.array(m.set_id), "index_month": pa.array(months, pa.date32()),
             "treated_patient_id": ids.take(pa.array(m.treated)), "control_patient_id": ids.take(pa.array(m.control)),
@@ -80,7 +80,7 @@ def write(r: Result, out: Path) -> Path:
 def manifest(r: Result, files: dict[str, str]) -> dict:
     s, m = r.spec, r.spec.matching
     return {"run_id": r.run_id, "evaluation": s.name, "spec": str(s.path), "spec_sha256": s.file_sha256,
-            "store": str(r.store.root), "snapshot_id": r.store.snapshot_id, "data_end": r.data_end,
+            "store": str(r.store_root), "snapshot_id": r.snapshot_id, "data_end": r.data_end,
             "group": {"kind": s.group_kind, "from": s.group_label, "first": s.first, "last": s.last},
             "window_months": s.window_months, "index_months": list(r.months),
             "matching": {"method": m.method, "exact": [n for n, _ in m.exact], "features": [n for n, _ in m.features],

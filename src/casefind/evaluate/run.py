@@ -10,20 +10,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
 from casefind.errors import UsageError
-from casefind.evaluate import balance, effects, match, outcomes
+from casefind.evaluate import balance, effects, match, outcomes, sharded
 from casefind.evaluate.outcomes import NO_DATE, Values, date_of, day_of, months_later
 from casefind.evaluate.spec import EvalSpec, load_spec
-from casefind.store import Store
-from casefind.store.coverage import Coverage, check_span
+from casefind.store.coverage import check_span
+from casefind.store.sharded import coverage, open_any
 
 
 @dataclass(frozen=True)
 class Result:
     spec: EvalSpec
     run_id: str
-    store: Store
+    store_root: Path
+    snapshot_id: str                 # the store's (a sharded store's own, over its shards)
+    patient_ids: pa.Array            # every patient's pseudonymised id, in store order
     data_end: dt.date
     months: tuple[dt.date, ...]      # the index month ends
     counts: dict[str, int]
@@ -41,8 +44,8 @@ def evaluate(spec_path: Path, store_root: Path, *, engine: str = "native", param
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     spec = load_spec(spec_path, params)
-    store = Store.open(store_root)
-    cov = Coverage.of(store.manifest)
+    store = open_any(store_root)
+    cov = coverage(store)
     if cov.last is None:
         raise UsageError("the store has no dated events to evaluate")
     warnings = []
@@ -54,7 +57,8 @@ def evaluate(spec_path: Path, store_root: Path, *, engine: str = "native", param
     if warn:
         warnings.append(warn)
     progress("finding the intervention group")
-    index = outcomes.index_dates(store, spec, cov.last, engine)
+    who = sharded.people(store, spec, cov.last, engine, progress)
+    index = who.index
     in_range = (index >= day_of(spec.first)) & (index <= day_of(spec.last))
     treated_rows = np.nonzero(in_range)[0]
     month_of = _month_ends(index[treated_rows])
@@ -66,11 +70,11 @@ def evaluate(spec_path: Path, store_root: Path, *, engine: str = "native", param
     timings["index"] = time.perf_counter() - t0
     progress(f"evaluating {len(spec.outcomes)} outcomes and {len(spec.matching.features)} features at "
              f"{len(months)} index months")
-    values = outcomes.evaluate(store, spec, sorted(set(months) | set(after.values())), engine)
+    values = sharded.values(store, spec, sorted(set(months) | set(after.values())), engine, who, progress)
     timings["evaluate"] = time.perf_counter() - t0 - timings["index"]
     cands, counts = _candidates(spec, values, index, treated_rows, month_of, months, after)
     progress(f"matching {counts['treated_eligible']:,} treated people ({spec.matching.method})")
-    m = match.match(cands, spec.matching, store.n_patients)
+    m = match.match(cands, spec.matching, len(index))
     counts.update(matched=len(np.unique(m.set_id)), unmatched=m.unmatched, pairs=len(m.set_id),
                   distinct_controls=len(np.unique(m.control)))
     if counts["matched"] == 0:
@@ -80,8 +84,8 @@ def evaluate(spec_path: Path, store_root: Path, *, engine: str = "native", param
     eff = _effects(spec, values, months, after, m)
     timings["match"] = time.perf_counter() - t0 - timings["index"] - timings["evaluate"]
     timings["total"] = time.perf_counter() - t0
-    return Result(spec, uuid.uuid4().hex[:12], store, cov.last, tuple(months), counts, m, rows, eff, values,
-                  warnings, timings)
+    return Result(spec, uuid.uuid4().hex[:12], Path(store_root), store.snapshot_id, who.patient_ids, cov.last,
+                  tuple(months), counts, m, rows, eff, values, warnings, timings)
 
 
 def _month_ends(days: np.ndarray) -> list[dt.date]:

@@ -188,5 +188,9 @@ def in_store_order(pieces: list[tuple[pa.Table, np.ndarray]]) -> pa.Table:
 
 def coverage_of(root: str | Path) -> Coverage:
     """The span of the data of the store at ``root``, sharded or not."""
-    store = open_any(root)
+    return coverage(open_any(root))
+
+
+def coverage(store: Store | ShardedStore) -> Coverage:
+    """The span of the data of an opened store, sharded or not."""
     return store.coverage if isinstance(store, ShardedStore) else Coverage.of(store.manifest)
