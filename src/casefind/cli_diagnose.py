@@ -22,10 +22,9 @@ def _as_of(flag: str | None, store: Path, first_rule: Path, params: dict[str, st
 
         return compile_rule(first_rule, params=params).as_of
     if value in (None, "latest"):
-        from casefind.store import Store
-        from casefind.store.coverage import Coverage
+        from casefind.store.sharded import coverage_of
 
-        last = Coverage.of(Store.open(store).manifest).last
+        last = coverage_of(store).last
         if last is None:
             raise UsageError("as_of 'latest': the store has no dated events", "give --as-of YYYY-MM-DD")
         return last

@@ -166,7 +166,7 @@ def test_a_failure_while_building_shard_2_leaves_the_previous_store(built, monke
 
 def test_commands_that_read_one_store_refuse_a_sharded_one(built):
     root, _, _ = built
-    r = cli("diagnose", "frail", "--store", root / "sharded")
+    r = cli("quality", "--store", root / "sharded")
     assert r.exit_code == 1
     assert f"{root / 'sharded'} is a sharded store (3 shards); this command reads single stores only until " \
            "issue 15's merges are built" in " ".join(r.output.split())

@@ -83,7 +83,7 @@ def test_the_cli_writes_a_sharded_dataset_with_exit_code_0(stores, tmp_path):
 
 
 def test_commands_whose_merge_is_not_built_still_refuse_a_sharded_store(stores, tmp_path):
-    r = cli("diagnose", _shipped("frail"), "--store", stores / "sh2")  # pyramid reads one since this
+    r = cli("quality", "--store", stores / "sh2")  # diagnose, evaluate and pyramid read one since
     assert r.exit_code == 1 and "sharded store" in r.output and "Traceback" not in r.output
 
 

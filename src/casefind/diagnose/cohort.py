@@ -19,9 +19,11 @@ from casefind.engines.many_dates import evaluate_at_dates
 from casefind.lists.select import selection_expressions
 from casefind.plan import make_plan
 from casefind.plan.lookback import read_span
+from casefind.rules import ir
 from casefind.rules.compile import CompiledRule
 from casefind.store import Store
-from casefind.store.coverage import Coverage, check_span
+from casefind.store.coverage import check_span
+from casefind.store.sharded import coverage
 
 
 def _flag(table: pa.Table, name: str) -> np.ndarray:
@@ -56,16 +58,19 @@ def check_dates(store: Store, rule: CompiledRule, dates: list[dt.date], what: st
     exprs = selection_expressions(rule)
     first, _ = read_span(make_plan(exprs, min(dates), rule.population))
     _, last = read_span(make_plan(exprs, max(dates), rule.population))
-    check_span(Coverage.of(store.manifest), first, last, what=f"{rule.name}: {what}", option="--as-of",
+    check_span(coverage(store), first, last, what=f"{rule.name}: {what}", option="--as-of",
                allow_partial=False, partial_hint="a cohort read from missing months would be too small, and "
                "everyone in it would look newly identified: give a later --as-of")
 
 
-def evaluate(store: Store, rule: CompiledRule, dates: list[dt.date], engine: str = "native") -> Cohorts:
+def evaluate(store: Store, rule: CompiledRule, dates: list[dt.date], engine: str = "native",
+             exprs: dict[str, ir.Node] | None = None) -> Cohorts:
     """The rule's cohort at every date: one engine call for all of them where the engine
-    evaluates periods together, else one per date."""
+    evaluates periods together, else one per date. ``exprs``: the rule's selection
+    expressions as a shard must read them (ranks within pools), if not the rule's own."""
     dates = sorted(set(dates))
-    tables = evaluate_at_dates(store, selection_expressions(rule), dates, engine, rule.population)
+    exprs = selection_expressions(rule) if exprs is None else exprs
+    tables = evaluate_at_dates(store, exprs, dates, engine, rule.population)
     masks = np.zeros((len(dates), store.n_patients), bool)
     for i, t in enumerate(tables):
         masks[i, t.column("patient").to_numpy().astype(np.int64)] = cohort_mask(rule, t)

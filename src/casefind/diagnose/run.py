@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from casefind.contract.dates import shift_date
-from casefind.diagnose import cohort, crisis, overlap, ppv, turnover
+from casefind.diagnose import cohort, crisis, overlap, ppv, sharded, turnover
 from casefind.errors import UsageError
 from casefind.rules.compile import CompiledRule, compile_rule
 from casefind.store import Store, decisions, listings
 from casefind.store.coverage import CoverageError
+from casefind.store.sharded import open_any
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,15 @@ def diagnose(rule_paths: list[Path], store_root: Path, as_of: dt.date, options: 
     names = [r.name for r in rules]
     if len(set(names)) != len(names):
         raise UsageError(f"a rule is named twice: {', '.join(names)}")
-    store = Store.open(store_root)
+    store = open_any(store_root)
+    people = sharded.patients(store, say)
     listing = _listing(store_root, options.against, names)
     _check_order(listing, as_of)
     window = crisis.Window(crisis.last_month_end(as_of), options.window, options.washout) if options.window else None
     earlier = {r.name: None if listing is not None and listing.rule == r.name else shift_date(as_of, -12)
                for r in rules}
     for rule in rules:  # every rule's dates checked before any work, so a refusal names no half-done step
-        _check(store, rule, as_of, earlier[rule.name], window)
+        _check(people, rule, as_of, earlier[rule.name], window)
     timings["compile"] = time.perf_counter() - t
     sizes, moves, curves, now = {}, [], [], {}
     values = None
@@ -109,7 +111,7 @@ def diagnose(rule_paths: list[Path], store_root: Path, as_of: dt.date, options: 
         t = time.perf_counter()
         say("monthly cost and admissions")
         months = window.identification_months
-        values = crisis.monthly(store, int(months[0]) - crisis.SPAN, int(months[-1]) + crisis.SPAN)
+        values = sharded.monthly(store, people, int(months[0]) - crisis.SPAN, int(months[-1]) + crisis.SPAN, say)
         timings["monthly"] = time.perf_counter() - t
     for rule in rules:
         mine = listing if listing is not None and listing.rule == rule.name else None
@@ -117,19 +119,19 @@ def diagnose(rule_paths: list[Path], store_root: Path, as_of: dt.date, options: 
         t = time.perf_counter()
         dates = _dates(as_of, year_earlier, window)
         say(f"evaluating {rule.name} at {len(dates)} dates ({options.engine} engine)")
-        found = cohort.evaluate(store, rule, dates, options.engine)
+        found = sharded.cohorts(store, people, rule, dates, options.engine, say)
         timings[f"evaluate:{rule.name}"] = time.perf_counter() - t
         now[rule.name] = found.at(as_of)
-        sizes[rule.name] = cohort.sizes_by_practice(store, now[rule.name])
-        moves.append(_turnover(store, rule.name, found, as_of, year_earlier, mine))
+        sizes[rule.name] = cohort.sizes_by_practice(people, now[rule.name])
+        moves.append(_turnover(people, rule.name, found, as_of, year_earlier, mine))
         if window is not None:
             t = time.perf_counter()
             say(f"crisis curve for {rule.name}")
-            curves.append(crisis.curve(store, _window_only(found, window), window, values))
+            curves.append(crisis.curve(people, _window_only(found, window), window, values))
             timings[f"crisis:{rule.name}"] = time.perf_counter() - t
     say("overlap and positive predictive value")
     log = decisions.in_force(decisions.read_log(store_root))
-    return Diagnosis(as_of, store.snapshot_id, rules, sizes, moves, overlap.overlap(now),
+    return Diagnosis(as_of, people.snapshot_id, rules, sizes, moves, overlap.overlap(now),
                      ppv.ppv_rows(log, names, as_of), curves, options, timings)
 
 

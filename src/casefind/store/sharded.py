@@ -191,6 +191,7 @@ def coverage_of(root: str | Path) -> Coverage:
     return coverage(open_any(root))
 
 
-def coverage(store: Store | ShardedStore) -> Coverage:
-    """The span of the data of an opened store, sharded or not."""
-    return store.coverage if isinstance(store, ShardedStore) else Coverage.of(store.manifest)
+def coverage(store) -> Coverage:
+    """The span of the data of an opened store, sharded or not (or a merged view of a sharded
+    one's patients, which carries its store's ``coverage``)."""
+    return Coverage.of(store.manifest) if isinstance(store, Store) else store.coverage
