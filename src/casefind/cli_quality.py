@@ -56,14 +56,14 @@ def quality(store, against, html, output, as_json, fail_on, months, top, unit_co
     """
     from casefind.quality import console as show
     from casefind.quality import render, report, thresholds, trend
-    from casefind.store import Store
+    from casefind.store.sharded import open_any
 
     rules = thresholds.parse_all(fail_on)
     if against is None and any(r.metric == "rows_change" for r in rules):
         raise UsageError("rows_change needs an earlier snapshot", "add --against SNAPSHOT", "--fail-on")
     options = _options(months, top, unit_costs)
     root = resolve_store(store)
-    st = Store.open(root)
+    st = open_any(root)  # one store or a sharded one: the same report
     path = _output(html, output, st.snapshot_id)
     with stage_progress("quality") as say:
         result = report.build(st, options, say)

@@ -97,8 +97,12 @@ def codes(con, table: str) -> list[dict]:
 def data_end(con) -> dt.date | None:
     """The last day of the data: the 99.9th percentile of every event date, so that a few rows
     dated years ahead (a typo the contract accepts, up to 2099) do not move the window."""
-    dates = " UNION ALL ".join(f"SELECT {m.month} AS d FROM {m.name}" for m in MEASURED.values() if m.month)
-    return con.execute(f"SELECT quantile_disc(d, 0.999) FROM ({dates})").fetchone()[0]
+    return con.execute(f"SELECT quantile_disc(d, 0.999) FROM ({dates_sql()})").fetchone()[0]
+
+
+def dates_sql() -> str:
+    """Every event date of every dated table, one row each, as column ``d``."""
+    return " UNION ALL ".join(f"SELECT {m.month} AS d FROM {m.name}" for m in MEASURED.values() if m.month)
 
 
 def costs(con, reference: pa.Table, factor: float, top: int) -> tuple[list[dict], list[dict]]:

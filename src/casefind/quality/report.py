@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 
 from casefind import __version__
-from casefind.quality import checks, measure
+from casefind.quality import checks, measure, parts
 from casefind.quality import unit_costs as uc
 from casefind.quality.codes import Vocabulary, vocabulary
+from casefind.quality.parts import COST_FACTOR
 from casefind.quality.tables import CODED, MEASURED
 from casefind.store import Store
+from casefind.store.sharded import ShardedStore
 
 FORMAT = "casefind-quality"
 VERSION = 1
-COST_FACTOR = 5.0  # a cost more than 5x, or under 1/5, of its setting's unit cost is implausible
 
 
 @dataclass
@@ -45,23 +47,40 @@ def window(end: dt.date | None, months: int) -> tuple[list[str], float]:
     return out[::-1], end.day / calendar.monthrange(end.year, end.month)[1]
 
 
-def build(store: Store, options: Options, say=lambda stage: None) -> dict:
-    """Every check over one snapshot."""
+def build(store: Store | ShardedStore, options: Options, say=lambda stage: None) -> dict:
+    """Every check over one snapshot, of one store or of a sharded one (quality/parts.py)."""
     say("reading the store")
-    con = measure.connect(store)
-    end = measure.data_end(con)
+    if isinstance(store, ShardedStore):
+        end = parts.data_end(store.map(_shard_dates, "reading the event dates", say))
+        raw = parts.merge(store.map(functools.partial(_shard_part, options, end), "counting", say), options.top)
+        created = store.shard_manifest.created
+    else:
+        con = measure.connect(store)
+        end = measure.data_end(con)
+        raw = parts.part(store, options, end, con, say)
+        created = store.manifest.get("created")
+    return _report(store, raw, options, end, created)
+
+
+def _shard_dates(shard: Store, i: int) -> dict:
+    return parts.date_counts(shard)
+
+
+def _shard_part(options: Options, end: dt.date | None, shard: Store, i: int) -> parts.Part:
+    return parts.part(shard, options, end)
+
+
+def _report(store, raw: parts.Part, options: Options, end: dt.date | None, created: str | None) -> dict:
+    """The report from a store's raw counts: summaries, codes, gaps and implausible values."""
     months, last_share = window(end, options.months)
     tables, units = {}, []
-    say("counting rows and completeness")
     for m in MEASURED.values():
-        tables[m.name], table_units = checks.summarise(m, measure.counts(con, m), months)
-        tables[m.name]["quarantined"] = _quarantined(store, m.name)
+        tables[m.name], table_units = checks.summarise(m, raw.counts[m.name], months)
+        tables[m.name]["quarantined"] = _quarantined(raw.quarantined[m.name])
         units += table_units
-    say("looking up codes")
-    _codes(con, tables, units, options)
+    _codes(raw, tables, units, options)
     gaps = [g for u in units if u["months"] for g in checks.gaps(u, tables[u["table"]]["months"], last_share)]
-    say("checking values")
-    found = _implausible(con, store, units, options, end)
+    found = _implausible(raw, units)
     for u in units:
         key = (u["table"], u["kind"], u["code"])
         u["gaps"] = [g for g in gaps if (g["table"], g["kind"], g["code"]) == key]
@@ -70,7 +89,7 @@ def build(store: Store, options: Options, say=lambda stage: None) -> dict:
         t["gaps"] = sum(1 for g in gaps if g["table"] == name)
         t["implausible"] = sum(f["rows"] for f in found if f["table"] == name)
     return {"format": FORMAT, "version": VERSION, "casefind_version": __version__,
-            "store": str(store.root), "snapshot_id": store.snapshot_id, "created": store.manifest.get("created"),
+            "store": str(store.root), "snapshot_id": store.snapshot_id, "created": created,
             "generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "window": {"first": months[0] if months else None, "last": months[-1] if months else None,
                        "months": len(months), "data_end": end.isoformat() if end else None},
@@ -81,16 +100,15 @@ def build(store: Store, options: Options, say=lambda stage: None) -> dict:
             "trend": None, "thresholds": []}
 
 
-def _quarantined(store: Store, table: str) -> dict:
-    ing = store.manifest.get("ingest", {}).get(table, {})
-    by_reason = dict(ing.get("quarantined", {}))
-    q, read = sum(by_reason.values()), ing.get("read", 0)
-    return {"rows": q, "read": read, "share": q / read if read else None, "by_reason": by_reason}
+def _quarantined(q: dict) -> dict:
+    by_reason, read = q["by_reason"], q["read"]
+    n = sum(by_reason.values())
+    return {"rows": n, "read": read, "share": n / read if read else None, "by_reason": by_reason}
 
 
-def _codes(con, tables: dict, units: list[dict], options: Options) -> None:
+def _codes(raw: parts.Part, tables: dict, units: list[dict], options: Options) -> None:
     for table in CODED:
-        rows = measure.codes(con, table)
+        rows = raw.codes[table]
         tables[table]["codes"] = checks.code_findings(rows, options.vocabulary, options.top)
         per_unit = checks.by_unit(rows)
         for u in units:
@@ -99,19 +117,18 @@ def _codes(con, tables: dict, units: list[dict], options: Options) -> None:
                                                   options.top)
 
 
-def _implausible(con, store: Store, units: list[dict], options: Options, end: dt.date | None) -> list[dict]:
-    reference = uc.as_table(options.unit_costs)
-    grouped, examples = measure.costs(con, reference, COST_FACTOR, options.top)
-    found = checks.implausible("cost", "activity", grouped, _readable(store, examples),
+def _implausible(raw: parts.Part, units: list[dict]) -> list[dict]:
+    grouped, examples = raw.costs
+    found = checks.implausible("cost", "activity", grouped, _readable(examples),
                                f"cost more than {COST_FACTOR:g}x or under 1/{COST_FACTOR:g} of the unit cost "
                                "of its setting")
-    grouped, examples = measure.stays(con, reference, end, options.top)
-    found += checks.implausible("stay", "activity", grouped, _readable(store, examples),
+    grouped, examples = raw.stays
+    found += checks.implausible("stay", "activity", grouped, _readable(examples),
                                 "stay (end_date - start_date) negative or beyond the setting's max_days, "
                                 "or an admission still open after max_days")
     for m in MEASURED.values():
         if m.max_per_month:
-            found += checks.implausible("events_per_person", m.name, measure.busy_patients(con, m), [],
+            found += checks.implausible("events_per_person", m.name, raw.busy[m.name], [],
                                         f"patients with more than {m.max_per_month} rows in one month")
     for u in units:
         if u["rows_after_window"]:
@@ -121,13 +138,12 @@ def _implausible(con, store: Store, units: list[dict], options: Options, end: dt
     return found
 
 
-def _readable(store: Store, examples: list[dict]) -> list[dict]:
-    """Examples as a provider can find them: source spell ids, ISO dates, rounded numbers."""
+def _readable(examples: list[dict]) -> list[dict]:
+    """Examples as a provider can find them: ISO dates, rounded numbers (spell ids are the
+    source's already: quality/parts.py)."""
     out = []
     for e in examples:
         e = dict(e)
-        if "spell_id" in e:
-            e["spell_id"] = None if e["spell_id"] is None else store.spell_ids([e["spell_id"]])[0]
         if isinstance(e.get("start_date"), dt.date):
             e["start_date"] = e["start_date"].isoformat()
         for k in ("expected", "ratio"):

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from casefind.errors import UsageError
 from casefind.store.reader import Store
+from casefind.store.sharded import ShardedStore
+from casefind.store.shards import is_sharded
 from casefind.store.writer import CURRENT, FORMAT, FORMAT_VERSION, SNAPSHOTS
 
 OPTION = "--against"
@@ -31,6 +33,8 @@ def earlier(text: str, store_root: Path, build) -> dict:
         return _load_report(path)
     if path.is_dir() and (path / CURRENT).exists():
         return build(Store.open(path))
+    if path.is_dir() and is_sharded(path):
+        return build(ShardedStore(path))
     if _SNAPSHOT_ID.match(text):
         snapshot = Path(store_root) / SNAPSHOTS / text
         if (snapshot / "manifest.json").is_file():
