@@ -466,9 +466,14 @@ def explain(rule, store, as_of, sql):
         click.echo(query_text(rule_expressions(r), r.as_of, r.population))
         return
     from casefind.explain import sections
-    from casefind.store import Store
+    from casefind.store.sharded import ShardedStore, open_any
 
-    for title, text in sections(r, Store.open(resolve_store(store))):
+    st = open_any(resolve_store(store))
+    if isinstance(st, ShardedStore):  # every shard runs the same scans and kernels
+        console.print(f"sharded store: the scans and kernels each of its {st.n_shards} shards runs, shown on shard "
+                      "000", soft_wrap=True, markup=False, highlight=False)
+        st = st.open_shard(0)
+    for title, text in sections(r, st):
         console.rule(title)
         click.echo(text)
 
@@ -871,11 +876,11 @@ def codelists_check(rule, store, as_json):
     date retrieved; the file's sha256)."""
     from casefind.codelists_report import codelist_check, codelist_check_table
     from casefind.rules.compile import compile_rule
-    from casefind.store import Store
+    from casefind.store.sharded import open_any
 
     compiled = compile_rule(_rule(rule))
     path = resolve_store(store)
-    report = codelist_check(compiled, Store.open(path), path)
+    report = codelist_check(compiled, open_any(path), path)  # a sharded store: its shards' codes together
     if as_json:
         import json
 

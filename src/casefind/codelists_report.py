@@ -32,14 +32,12 @@ def codelist_check(rule, store, store_path: Path | str | None = None) -> dict:
     from casefind.rules.codelists import codelist_manifest
 
     manifest = codelist_manifest(rule)
-    dictionaries: dict[str, list[str]] = {}
+    dictionaries = _held(store, {f"code.{cl.system}" for cl in rule.codelists.values()})
     out = []
     for name, cl in rule.codelists.items():
         dname = f"code.{cl.system}"
-        held = dname in store.manifest["dictionaries"]
-        if dname not in dictionaries:
-            dictionaries[dname] = sorted(str(c) for c in store.dictionary(dname)) if held else []
-        code_seen, prefix_seen = _seen(dictionaries[dname], cl.codes, cl.prefixes)
+        held = dname in dictionaries
+        code_seen, prefix_seen = _seen(dictionaries.get(dname, []), cl.codes, cl.prefixes)
         seen = code_seen + prefix_seen
         cats = list(cl.categories) if cl.categories else [None] * len(seen)
         by_cat: dict[str, bool] = {}
@@ -60,8 +58,21 @@ def codelist_check(rule, store, store_path: Path | str | None = None) -> dict:
             "categories_never_seen": sorted(c for c, s in by_cat.items() if not s),
             "provenance": m["provenance"],
         })
-    return {"rule": rule.name, "rule_file": str(rule.path), "store": str(store_path or store.dir),
+    return {"rule": rule.name, "rule_file": str(rule.path), "store": str(store_path or store.root),
             "store_snapshot": store.snapshot_id, "codelists": out}
+
+
+def _held(store, names: set[str]) -> dict[str, list[str]]:
+    """Each code dictionary of ``names`` the store holds, sorted; a sharded store's is every
+    shard's codes together (a code one shard holds, the store holds)."""
+    from casefind.store.sharded import ShardedStore
+
+    shards = (s for _, s in store.shards()) if isinstance(store, ShardedStore) else iter([store])
+    held: dict[str, set[str]] = {}
+    for shard in shards:  # one shard open at a time
+        for name in names & set(shard.manifest["dictionaries"]):
+            held.setdefault(name, set()).update(str(c) for c in shard.dictionary(name))
+    return {name: sorted(codes) for name, codes in held.items()}
 
 
 def provenance_text(value) -> str:

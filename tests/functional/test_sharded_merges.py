@@ -82,9 +82,20 @@ def test_the_cli_writes_a_sharded_dataset_with_exit_code_0(stores, tmp_path):
     assert (tmp_path / "d.parquet").exists()
 
 
-def test_commands_whose_merge_is_not_built_still_refuse_a_sharded_store(stores, tmp_path):
-    r = cli("quality", "--store", stores / "sh2")  # diagnose, evaluate and pyramid read one since
-    assert r.exit_code == 1 and "sharded store" in r.output and "Traceback" not in r.output
+def test_codelists_check_counts_every_shards_codes(stores):
+    """A code one shard holds, the store holds: the same report as one store's."""
+    want = json.loads(cli("codelists", "check", "frail", "--store", stores / "single", "--json").stdout)
+    for n in SHARDS:
+        r = cli("codelists", "check", "frail", "--store", stores / f"sh{n}", "--json")
+        assert r.exit_code == 0, r.output
+        got = json.loads(r.stdout)
+        assert got["codelists"] == want["codelists"] and got["codelists"], n
+
+
+def test_a_script_that_opens_a_sharded_store_as_one_store_is_told_how(stores):
+    with pytest.raises(CasefindError, match=r"sharded store .* opened as a single store") as e:
+        Store.open(stores / "sh2")
+    assert "open_any" in e.value.hint
 
 
 def test_the_reference_engine_on_shards_gives_the_native_engines_single_store_table(stores):

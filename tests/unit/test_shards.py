@@ -113,9 +113,8 @@ def test_store_open_refuses_a_sharded_store(tmp_path):
     _manifest().write(tmp_path)
     with pytest.raises(ShardedStoreError) as e:
         Store.open(tmp_path)
-    assert e.value.message == (f"{tmp_path} is a sharded store (2 shards); this command reads single stores "
-                               "only until issue 15's merges are built")
-    assert "`casefind ingest SOURCE --store NEW`" in e.value.hint and e.value.exit_code == 1
+    assert e.value.message == f"{tmp_path} is a sharded store (2 shards), opened as a single store"
+    assert "open_any" in e.value.hint and e.value.exit_code == 1
 
 
 def test_info_shows_the_shards(tmp_path):

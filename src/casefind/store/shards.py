@@ -36,12 +36,13 @@ DUCKDB_SHARD_EXPR = "((('0x' || left(sha256(patient_id), 16))::UBIGINT) % $n_sha
 
 
 class ShardedStoreError(StoreError):
-    """A command that reads one store was given a sharded store."""
+    """Code that reads one store (``Store.open``) was given a sharded store. Every command
+    opens its store with ``store.sharded.open_any``; this is for a script that does not."""
 
     def __init__(self, root: Path, n_shards: int):
-        super().__init__(f"{root} is a sharded store ({n_shards} shards); this command reads single stores "
-                         "only until issue 15's merges are built",
-                         "for a single store, ingest without --shards: `casefind ingest SOURCE --store NEW`")
+        super().__init__(f"{root} is a sharded store ({n_shards} shards), opened as a single store",
+                         "open it with casefind.store.sharded.open_any (as every casefind command does), or one "
+                         "shard with ShardedStore(ROOT).open_shard(i)")
 
 
 def _hash_one(patient_id: str, n: int) -> int:
