@@ -2,6 +2,8 @@
 split by the patient's hash, and is swapped in atomically (docs/scale-out.md)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -218,13 +220,33 @@ def test_refusals_before_anything_is_built(tmp_path):
         run_sharded_ingest(src, tmp_path / "file", 2)
 
 
+def _bad_birth_dates(*which: int) -> dict:
+    return {**GOOD, "patients": [(p[0], "bad-date", *p[2:]) if i in which else p
+                                 for i, p in enumerate(GOOD["patients"])]}
+
+
 def test_a_shards_error_names_the_shard(tmp_path):
-    tables = {**GOOD, "patients": [(*GOOD["patients"][0][:1], "bad-date", *GOOD["patients"][0][2:]),
-                                   *GOOD["patients"][1:]]}
-    src = write_source(tmp_path / "src", tables)
+    src = write_source(tmp_path / "src", _bad_birth_dates(0))  # p1, in shard 2 of 2
     with pytest.raises(CasefindError, match=r"^shard 2 of 2: --strict: 9 row\(s\) broke the contract"):
         run_sharded_ingest(src, tmp_path / "s", 2, strict=True)
     assert not (tmp_path / "s").exists() and not (tmp_path / "s-identities").exists()
+
+
+def test_strict_checks_every_shard_and_counts_what_one_store_would(tmp_path):
+    """Bad rows in both shards (every diagnosis's date: p1's in shard 2, p2's in shard 1):
+    the refusal names both and counts every bad row of the source, as a single store's
+    --strict does, and the CLI prints the whole summary."""
+    src = write_source(tmp_path / "src", {**GOOD, "diagnoses": [(d[0], "bad-date", *d[2:]) for d in GOOD["diagnoses"]]})
+    single = cli("ingest", src, "--store", tmp_path / "one", "--strict", "--json")
+    assert single.exit_code != 0 and not (tmp_path / "one").exists()
+    want = json.loads(single.stdout[single.stdout.index("{"):])
+    with pytest.raises(CasefindError, match=rf"^shards 1, 2 of 2: --strict: {want['quarantined_total']} row\(s\)"):
+        run_sharded_ingest(src, tmp_path / "s", 2, strict=True)
+    r = cli("ingest", src, "--store", tmp_path / "s", "--shards", 2, "--strict", "--json")
+    assert r.exit_code == single.exit_code and "Traceback" not in r.output
+    got = json.loads(r.stdout[r.stdout.index("{"):])
+    assert got["tables"] == want["tables"] and got["quarantined_total"] == want["quarantined_total"] > 0
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("n", ["0", "-1", "1025", str(10**20)])

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from casefind.contract import TABLES
 from casefind.errors import CasefindError, UsageError
 from casefind.ingest.normalise import patient_id_text
-from casefind.ingest.pipeline import IngestSummary, Progress, TableSummary, run_ingest
+from casefind.ingest.pipeline import IngestSummary, Progress, StrictModeError, TableSummary, run_ingest
 from casefind.ingest.sources import RESTRICTED, Source
 from casefind.ingest.stream import LazySource, open_source
 from casefind.store.identities import check_apart, default_root
@@ -182,22 +182,32 @@ def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: i
     if "identities" in src.tables:
         ids_gen.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ids_gen.mkdir(mode=0o700)
-    summaries = []
+    summaries, broke = [], []
     for i, part in enumerate(parts):
         def shard_say(stage: str, i=i) -> None:
             say(f"shard {i + 1}/{n}: {stage}")
         try:
             s = run_ingest(part, build / part.name, identities_store=ids_gen / part.name, strict=strict,
                            progress=shard_say)
+        except StrictModeError as e:  # every shard is still checked, so the count is the whole source's
+            s = e.summary
+            broke.append(i + 1)
         except CasefindError as e:
             e.message = f"shard {i + 1} of {n}: {e.message}"
             e.args = (e.message,)
             raise
+        else:
+            _restamp_source(build / part.name, src, source, i, n)
         shutil.rmtree(part)
-        _restamp_source(build / part.name, src, source, i, n)
         summaries.append(s)
     shutil.rmtree(split)
-    return _add_up(summaries, src, ids_gen if "identities" in src.tables else None)
+    total = _add_up(summaries, src, ids_gen if "identities" in src.tables else None)
+    if broke:
+        e = StrictModeError(total)
+        e.message = f"shard{'s' if len(broke) > 1 else ''} {', '.join(map(str, broke))} of {n}: {e.message}"
+        e.args = (e.message,)
+        raise e
+    return total
 
 
 def _restamp_source(shard_store: Path, src: Source, source: str | Path, i: int, n: int) -> None:
