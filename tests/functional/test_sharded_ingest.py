@@ -87,6 +87,25 @@ def _rows(store, table: str, pid: str, columns: list[str]) -> list[tuple]:
     return sorted(zip(*out, strict=True), key=repr)
 
 
+def test_the_quarantine_is_the_single_stores_with_the_deliverys_row_numbers(built):
+    """Each shard's quarantined rows, put together, are the single store's: the same rows as
+    the source gave them, reasons and columns, numbered by their row in the delivery (not in
+    the shard's part of it). Practices, copied into every shard, are shard 0's."""
+    root, single, _ = built
+    _, shards = _shards(root)
+    keys = [("_source_row", "ascending"), ("_reason", "ascending")]
+    seen = 0
+    for name in single.manifest["tables"]:
+        want = single.quarantine(name)
+        if not want.num_rows:
+            continue
+        pieces = [s.quarantine(name) for s in (shards[:1] if name == "practices" else shards)]
+        got = pa.concat_tables([p for p in pieces if p.num_rows])
+        assert got.sort_by(keys).equals(want.sort_by(keys)), name
+        seen += want.num_rows
+    assert seen > 50  # the injected errors, of every kind
+
+
 def test_each_patients_rows_equal_the_single_stores(built):
     root, single, _ = built
     _, shards = _shards(root)

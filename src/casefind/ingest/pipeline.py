@@ -3,6 +3,7 @@ the restricted identities store). Builds beside the live store and swaps at the 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class IngestSummary:
 
 
 Progress = Callable[[str], None]
+SourceRows = Callable[[str, np.ndarray], np.ndarray]  # (table, 0-based rows of a part) -> the delivery's rows
 SPELL_DICTIONARY = "spell"  # one store-wide dictionary: entry 0 is null, entry n the source id of spell n
 SPELL_ENCODING = {"kind": "spell", "dictionary": SPELL_DICTIONARY, "null": 0}
 
@@ -195,10 +197,12 @@ def _derive(spec: Table, arrays: dict[str, np.ndarray], patient: np.ndarray) -> 
 
 
 def run_ingest(source: str | Path, store: str | Path, *, identities_store: str | Path | None = None,
-               strict: bool = False, progress: Progress | None = None) -> IngestSummary:
+               strict: bool = False, progress: Progress | None = None,
+               source_rows: SourceRows | None = None) -> IngestSummary:
     """Read, check, encode and store one delivery of the source tables; the live store is
     replaced only once the whole snapshot is written (and not at all under ``strict`` when
-    any row was quarantined)."""
+    any row was quarantined). ``source_rows(table, rows)``: where rows of ``source`` sit in
+    the delivery it was split from (a shard's part), for the quarantine's row numbers."""
     t0 = time.perf_counter()
     say = progress or (lambda stage: None)
     store = Path(store)
@@ -211,7 +215,8 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
     unify_patient_ids(normal)
     if "identities" in normal:  # before the build, not after it
         check_store_path(identities_store)
-    verdicts = _Verdicts(_summary_of(store, identities_store if "identities" in normal else None, src, normal))
+    verdicts = _Verdicts(_summary_of(store, identities_store if "identities" in normal else None, src, normal),
+                         source_rows)
     say("validating: practices")
     practices = _practices(normal["practices"], verdicts)
     say("validating: patients")
@@ -246,15 +251,17 @@ class _Verdicts:
     """Each table's counts (the summary the CLI prints) and its quarantined rows (written
     into the snapshot, or beside the identities), recorded as each table is checked."""
 
-    def __init__(self, summary: IngestSummary):
+    def __init__(self, summary: IngestSummary, source_rows: SourceRows | None = None):
         self.summary = summary
         self.quarantine: dict[str, pa.Table] = {}
+        self.source_rows = source_rows
 
     def record(self, name: str, t: NormalTable, verdict, quarantined_patients=None) -> None:
         counts = verdict.counts()
         self.summary.tables[name] = TableSummary(t.num_rows, int(verdict.good.sum()), counts)
         if counts:
-            self.quarantine[name] = quarantine_rows(t, TABLES[name], verdict, quarantined_patients)
+            where = None if self.source_rows is None else functools.partial(self.source_rows, name)
+            self.quarantine[name] = quarantine_rows(t, TABLES[name], verdict, quarantined_patients, where)
 
     def in_contract_order(self) -> None:
         """Activity is checked first (its spells are what diagnoses and procedures name);

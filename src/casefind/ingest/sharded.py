@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -32,6 +33,7 @@ from casefind.store.writer import BESIDE_SNAPSHOTS, CURRENT, LOCK, StoreError, l
 
 BUILDING_PREFIX = ".building-"
 SPLIT = "sources"  # inside the build folder, mode 0700 (a source may hold identities); removed as used
+ROUTES = "routes"  # inside SPLIT: per table, each delivery row's shard
 
 
 @dataclass
@@ -76,26 +78,31 @@ def split_source(src: LazySource, n: int, out: Path) -> list[Path]:
     folders = [out / f"shard-{i:03d}" for i in range(n)]
     for f in folders:
         f.mkdir(parents=True)
+    (out / ROUTES).mkdir()
     for name, opener in src.openers.items():
         where = [folder / RESTRICTED if TABLES[name].restricted else folder for folder in folders]
         for w in where:
             w.mkdir(exist_ok=True)
         stream = opener()
-        counts = _split_table(stream, n, [w / f"{name}.parquet" for w in where])
+        counts = _split_table(stream, n, [w / f"{name}.parquet" for w in where], out / ROUTES / f"{name}.u16")
         src.meta.tables[name] = stream.schema.empty_table()
         if name == "patients" and "patient_id" in stream.schema.names:
             _check_every_shard_has_patients(counts, n)
     return folders
 
 
-def _split_table(stream, n: int, paths: list[Path]) -> list[int]:
-    """One table's batches into ``n`` Parquet files; the rows each received."""
+def _split_table(stream, n: int, paths: list[Path], routes: Path) -> list[int]:
+    """One table's batches into ``n`` Parquet files; the rows each received. ``routes``
+    gets each split row's shard (uint16, in the delivery's order), so that a shard's row
+    can be named by its row in the delivery (``PartRows``)."""
     writers = [pq.ParquetWriter(p, stream.schema) for p in paths]
     counts = [0] * n
     try:
         for batch in stream.batches:
             if "patient_id" in batch.column_names:
                 shard = shard_of(_id_text(batch.column("patient_id")), n)
+                with routes.open("ab") as f:
+                    f.write(shard.astype(np.uint16).tobytes())
                 parts = [batch.filter(pa.array(shard == i)) for i in range(n)]
             else:
                 parts = [batch] * n
@@ -106,6 +113,26 @@ def _split_table(stream, n: int, paths: list[Path]) -> list[int]:
         for w in writers:
             w.close()
     return counts
+
+
+class PartRows:
+    """Where shard ``shard``'s rows of each table sit in the delivery the split read: its
+    k-th row is the delivery's row of the k-th 'this shard' in the table's routes. A table
+    copied whole (practices) keeps its rows. Read only for tables with quarantined rows."""
+
+    def __init__(self, split: Path, shard: int):
+        self.routes, self.shard = split / ROUTES, shard
+
+    def __call__(self, table: str, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.int64)
+        path = self.routes / f"{table}.u16"
+        if not path.exists() or not len(rows):
+            return rows
+        routes = np.memmap(path, np.uint16, mode="r")
+        mine, chunk = [], 1 << 26  # 128 MB of routes at a time
+        for start in range(0, len(routes), chunk):
+            mine.append(np.flatnonzero(routes[start:start + chunk] == self.shard) + start)
+        return np.concatenate(mine)[rows]
 
 
 def _id_text(col: pa.ChunkedArray) -> pa.Array:
@@ -188,7 +215,7 @@ def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: i
             say(f"shard {i + 1}/{n}: {stage}")
         try:
             s = run_ingest(part, build / part.name, identities_store=ids_gen / part.name, strict=strict,
-                           progress=shard_say)
+                           progress=shard_say, source_rows=PartRows(split, i))
         except StrictModeError as e:  # every shard is still checked, so the count is the whole source's
             s = e.summary
             broke.append(i + 1)

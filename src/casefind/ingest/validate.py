@@ -229,10 +229,11 @@ def _as_text(col: pa.ChunkedArray) -> pa.Array:
 
 
 def quarantine_rows(t: NormalTable, spec: Table, verdict: Verdict,
-                    quarantined_patients: pa.Array | None = None) -> pa.Table:
+                    quarantined_patients: pa.Array | None = None, source_rows=None) -> pa.Table:
     """The bad rows exactly as the source gave them (as text), with row number, reason,
     the column concerned and, for unknown patients, whether their patients row was itself
-    quarantined."""
+    quarantined. ``source_rows(rows)``: the rows' places in the delivery, where ``t`` is one
+    shard's part of it (the row number is the delivery's, 1-based)."""
     rows = np.flatnonzero(~verdict.good)
     raw = t.raw.take(pa.array(rows, pa.int64()))
     out = {name: _as_text(raw.column(name)) for name in raw.column_names}
@@ -244,7 +245,7 @@ def quarantine_rows(t: NormalTable, spec: Table, verdict: Verdict,
         was_quarantined = encode.lookup(pid, quarantined_patients) >= 0
         detail = ["patient row quarantined in patients" if (r == "unknown_patient" and q) else None
                   for r, q in zip(reasons, was_quarantined)]
-    out["_source_row"] = pa.array(rows + 1, pa.int64())
+    out["_source_row"] = pa.array((rows if source_rows is None else source_rows(rows)) + 1, pa.int64())
     out["_reason"] = pa.array(reasons, pa.string())
     out["_column"] = pa.array(columns, pa.string())
     out["_detail"] = pa.array(detail, pa.string())
