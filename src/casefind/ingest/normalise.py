@@ -76,6 +76,20 @@ def _text(arr: pa.Array) -> pa.Array:
     return pc.if_else(empty, pa.scalar(None, pa.string()), arr)
 
 
+def text_key(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A text column (a spell id) as ingest compares it: plain text, trimmed, "" as missing,
+    3.0 as "3"; all missing where its type is not one ingest reads as text."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if pa.types.is_large_string(arr.type) or pa.types.is_string_view(arr.type):
+        arr = arr.cast(pa.string())
+    try:
+        return _text(arr)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(arr), pa.string())
+
+
 def _day_numbers(arr: pa.Array) -> np.ndarray:
     """Days since 1970 of a date or timestamp array, in int64 so that no value overflows
     (0 where null)."""

@@ -198,11 +198,12 @@ def _derive(spec: Table, arrays: dict[str, np.ndarray], patient: np.ndarray) -> 
 
 def run_ingest(source: str | Path, store: str | Path, *, identities_store: str | Path | None = None,
                strict: bool = False, progress: Progress | None = None,
-               source_rows: SourceRows | None = None) -> IngestSummary:
+               source_rows: SourceRows | None = None, duplicate_spells: np.ndarray | None = None) -> IngestSummary:
     """Read, check, encode and store one delivery of the source tables; the live store is
     replaced only once the whole snapshot is written (and not at all under ``strict`` when
     any row was quarantined). ``source_rows(table, rows)``: where rows of ``source`` sit in
-    the delivery it was split from (a shard's part), for the quarantine's row numbers."""
+    the delivery it was split from (a shard's part), for the quarantine's row numbers;
+    ``duplicate_spells``: activity rows another shard's spell ids make duplicates."""
     t0 = time.perf_counter()
     say = progress or (lambda stage: None)
     store = Path(store)
@@ -223,7 +224,7 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
     encoder = _Encoder()
     dictionaries: dict[str, pa.Array] = {}
     patients = _patients(normal["patients"], practices.codes, verdicts, encoder, dictionaries)
-    events = _validate_events(normal, patients, encoder, verdicts, say)
+    events = _validate_events(normal, patients, encoder, verdicts, say, duplicate_spells)
     identities = None
     if "identities" in normal:  # validated here, stored apart below
         say("validating: identities")
@@ -351,7 +352,8 @@ class _EventRows:
 
 
 def _validate_events(normal: dict[str, NormalTable], patients: _Patients, encoder: _Encoder,
-                     verdicts: _Verdicts, say: Progress) -> dict[str, _EventRows]:
+                     verdicts: _Verdicts, say: Progress,
+                     duplicate_spells: np.ndarray | None = None) -> dict[str, _EventRows]:
     """Check each event table and collect its codes into the shared dictionaries (finished
     here: encoding needs every table's codes first)."""
     events: dict[str, _EventRows] = {}
@@ -361,7 +363,8 @@ def _validate_events(normal: dict[str, NormalTable], patients: _Patients, encode
             continue
         say(f"validating: {name}")
         t = normal[name]
-        verdict, pidx = validate(t, TABLES[name], patients=patients.context, spells=encoder.spells)
+        verdict, pidx = validate(t, TABLES[name], patients=patients.context, spells=encoder.spells,
+                                 duplicate_spells=duplicate_spells if name == SPELL_TABLE else None)
         if name == SPELL_TABLE:
             encoder.spells = spell_context(t, verdict, pidx)
         verdicts.record(name, t, verdict, patients.quarantined_ids)

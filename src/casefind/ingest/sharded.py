@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from casefind.contract import TABLES
 from casefind.errors import CasefindError, UsageError
+from casefind.ingest import shared_spells
 from casefind.ingest.normalise import patient_id_text
 from casefind.ingest.pipeline import IngestSummary, Progress, StrictModeError, TableSummary, run_ingest
 from casefind.ingest.sources import RESTRICTED, Source
@@ -123,6 +124,11 @@ class PartRows:
     def __init__(self, split: Path, shard: int):
         self.routes, self.shard = split / ROUTES, shard
 
+    @staticmethod
+    def rows_in(split: Path):
+        """``(shard, rows) -> delivery rows`` of activity."""
+        return lambda i, rows: PartRows(split, i)("activity", rows)
+
     def __call__(self, table: str, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, np.int64)
         path = self.routes / f"{table}.u16"
@@ -209,32 +215,64 @@ def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: i
     if "identities" in src.tables:
         ids_gen.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ids_gen.mkdir(mode=0o700)
-    summaries, broke = [], []
+    shared = shared_spells.candidates(parts)
+    shard = _ShardIngest(build, ids_gen, split, src, source, n, strict, say)
+    summaries = []
     for i, part in enumerate(parts):
-        def shard_say(stage: str, i=i) -> None:
-            say(f"shard {i + 1}/{n}: {stage}")
-        try:
-            s = run_ingest(part, build / part.name, identities_store=ids_gen / part.name, strict=strict,
-                           progress=shard_say, source_rows=PartRows(split, i))
-        except StrictModeError as e:  # every shard is still checked, so the count is the whole source's
-            s = e.summary
-            broke.append(i + 1)
-        except CasefindError as e:
-            e.message = f"shard {i + 1} of {n}: {e.message}"
-            e.args = (e.message,)
-            raise
-        else:
-            _restamp_source(build / part.name, src, source, i, n)
-        shutil.rmtree(part)
-        summaries.append(s)
+        summaries.append(shard.ingest(i, part))
+        if not shared_spells.holds(part, shared):
+            shutil.rmtree(part)
+    kept = {i: p for i, p in enumerate(parts) if p.exists()}
+    if kept:
+        say("checking spell ids that patients in different shards share")
+        built = [i for i in kept if i + 1 not in shard.broke]
+        forced = shared_spells.duplicates({i: kept[i] for i in built}, shared, shard.quarantined,
+                                          PartRows.rows_in(split))
+        for i, rows in forced.items():
+            summaries[i] = shard.ingest(i, kept[i], rows)
     shutil.rmtree(split)
     total = _add_up(summaries, src, ids_gen if "identities" in src.tables else None)
-    if broke:
+    if shard.broke:
+        broke = sorted(shard.broke)
         e = StrictModeError(total)
         e.message = f"shard{'s' if len(broke) > 1 else ''} {', '.join(map(str, broke))} of {n}: {e.message}"
         e.args = (e.message,)
         raise e
     return total
+
+
+class _ShardIngest:
+    """Ingesting one shard's part of the split into ``build/shard-XXX`` (again, with forced
+    duplicate spells, where another shard holds an earlier row of a spell id)."""
+
+    def __init__(self, build: Path, ids_gen: Path, split: Path, src: Source, source, n: int, strict: bool,
+                 say: Progress):
+        self.build, self.ids_gen, self.split, self.src, self.source = build, ids_gen, split, src, source
+        self.n, self.strict, self.say = n, strict, say
+        self.broke: set[int] = set()  # shards (1-based) --strict refused
+
+    def ingest(self, i: int, part: Path, duplicate_spells=None) -> IngestSummary:
+        def shard_say(stage: str) -> None:
+            self.say(f"shard {i + 1}/{self.n}: {stage}")
+        try:
+            s = run_ingest(part, self.build / part.name, identities_store=self.ids_gen / part.name,
+                           strict=self.strict, progress=shard_say, source_rows=PartRows(self.split, i),
+                           duplicate_spells=duplicate_spells)
+        except StrictModeError as e:  # every shard is still checked, so the count is the whole source's
+            self.broke.add(i + 1)
+            return e.summary
+        except CasefindError as e:
+            e.message = f"shard {i + 1} of {self.n}: {e.message}"
+            e.args = (e.message,)
+            raise
+        _restamp_source(self.build / part.name, self.src, self.source, i, self.n)
+        return s
+
+    def quarantined(self, i: int) -> pa.Table:
+        """Shard i's quarantined activity rows, as built."""
+        from casefind.store.reader import Store
+
+        return Store.open(self.build / f"shard-{i:03d}").quarantine("activity")
 
 
 def _restamp_source(shard_store: Path, src: Source, source: str | Path, i: int, n: int) -> None:

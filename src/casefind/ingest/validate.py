@@ -136,11 +136,12 @@ def _spell_columns(spec: Table) -> list[str]:
 
 
 def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
-             patients: PatientContext | None = None,
-             spells: SpellContext | None = None) -> tuple[Verdict, np.ndarray | None]:
+             patients: PatientContext | None = None, spells: SpellContext | None = None,
+             duplicate_spells: np.ndarray | None = None) -> tuple[Verdict, np.ndarray | None]:
     """Return the verdict and, for tables keyed by patient, each row's store patient index
     (-1 where unknown). ``spells`` are the stored spells that a table other than activity
-    may name (none when not given)."""
+    may name (none when not given). ``duplicate_spells``: activity rows whose spell id an
+    earlier row in another shard holds (ingest/shared_spells.py), duplicates if otherwise good."""
     chk = _Checks(spec, t.num_rows)
     cols = t.columns
     for c in spec.columns:
@@ -203,6 +204,8 @@ def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
     if spec.name == SPELL_TABLE:
         for name in _spell_columns(spec):
             dup = _first_occurrence_duplicates(cols[name], verdict.good & t.present[name])
+            if duplicate_spells is not None:
+                dup[duplicate_spells] |= verdict.good[duplicate_spells]
             verdict.reason[dup] = _REASON_INDEX["duplicate_spell"]
             verdict.column[dup] = spec.names.index(name)
     return verdict, patient_index

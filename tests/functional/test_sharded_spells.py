@@ -1,0 +1,108 @@
+"""A spell id shared by patients in different shards is quarantined as one store quarantines
+it (ingest/shared_spells.py): the earliest otherwise-good row in the delivery keeps it, every
+later one is a duplicate_spell, and what other patients coded in it is an unknown_spell."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from casefind.ingest.sharded import run_sharded_ingest
+from casefind.store import Store
+from casefind.store.shards import read_manifest, shard_of
+from casefind_testdata import cli
+
+N_SHARDS = 3
+PAIRS = 8
+
+
+def _share_spells(src) -> list[str]:
+    """Give PAIRS spell rows of one patient the spell id of another patient's row, each pair in
+    different shards, the earlier row in the delivery sometimes one and sometimes the other;
+    the first pair's earlier row is made bad (a cost that is not a number), so its later row
+    keeps the id. Each borrowing patient's diagnoses in that spell keep naming it."""
+    act = pq.read_table(src / "activity.parquet")
+    spell = act.column("spell_id").to_pylist()
+    pid = act.column("patient_id").to_pylist()
+    rows = [i for i, s in enumerate(spell) if s is not None]
+    shard = dict(zip(pid, shard_of(pa.array(pid, pa.string()), N_SHARDS).tolist()))
+    rng = np.random.default_rng(4)
+    chosen, taken, used = [], set(), set()
+    for i in rng.permutation(rows):
+        j = next((j for j in rng.permutation(rows)[:50] if shard[pid[j]] != shard[pid[i]] and j not in used
+                  and pid[j] not in taken and pid[i] not in taken), None)
+        if j is not None:
+            chosen.append((int(i), int(j)))
+            taken |= {pid[i], pid[j]}
+            used |= {i, j}
+        if len(chosen) == PAIRS:
+            break
+    dia = pq.read_table(src / "diagnoses.parquet")
+    dia_spell = dia.column("spell_id").to_pylist()
+    for i, j in chosen:  # row j (and its diagnoses) now names row i's spell
+        dia_spell = [spell[i] if s == spell[j] and s is not None else s for s in dia_spell]
+        spell[j] = spell[i]
+    cost = act.column("cost").cast(pa.string()).to_pylist()
+    first = min(chosen[0])
+    cost[first] = "not-a-number"
+    act = act.set_column(act.schema.get_field_index("spell_id"), "spell_id", pa.array(spell, pa.string()))
+    act = act.set_column(act.schema.get_field_index("cost"), "cost", pa.array(cost, pa.string()))
+    pq.write_table(act, src / "activity.parquet")
+    dia = dia.set_column(dia.schema.get_field_index("spell_id"), "spell_id", pa.array(dia_spell, pa.string()))
+    pq.write_table(dia, src / "diagnoses.parquet")
+    assert any(i < j for i, j in chosen) and any(i > j for i, j in chosen)
+    return [spell[i] for i, _ in chosen]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shared-spells")
+    assert cli("synth", "--patients", 600, "--seed", 5, "--out", root / "src").exit_code == 0
+    shared = _share_spells(root / "src")
+    assert cli("ingest", root / "src", "--store", root / "single").exit_code == 0
+    summary = run_sharded_ingest(root / "src", root / "sharded", N_SHARDS)
+    shards = [Store.open(root / "sharded" / s.folder) for s in read_manifest(root / "sharded").shards]
+    return Store.open(root / "single"), shards, summary, shared
+
+
+def _quarantine(stores, table: str) -> pa.Table:
+    got = [s.quarantine(table) for s in stores]
+    got = pa.concat_tables([t for t in got if t.num_rows])
+    return got.sort_by([("_source_row", "ascending")])
+
+
+def test_the_shards_quarantine_a_shared_spell_as_one_store_does(built):
+    single, shards, summary, _ = built
+    for table in ("activity", "diagnoses", "procedures"):
+        assert _quarantine(shards, table).equals(_quarantine([single], table)), table
+    reasons = single.manifest["ingest"]["activity"]["quarantined"]
+    assert reasons["duplicate_spell"] == 7 and reasons["unparseable_number"] == 1  # the bad earlier row keeps none
+    assert single.manifest["ingest"]["diagnoses"]["quarantined"].get("unknown_spell", 0) > 0
+    for name, t in single.manifest["ingest"].items():
+        assert summary.tables[name].quarantined == t["quarantined"], name
+
+
+def test_each_shared_spell_is_stored_once_as_in_one_store(built):
+    single, shards, _, shared = built
+    in_single = set(single.spell_ids(np.unique(single.table("activity")["spell_id"])).tolist())
+    per_shard = [set(s.spell_ids(np.unique(s.table("activity")["spell_id"])).tolist()) for s in shards]
+    for sid in shared:
+        assert sid in in_single
+        assert sum(sid in ids for ids in per_shard) == 1, sid
+    assert set().union(*per_shard) == in_single
+    rows = sum(s.table("activity").num_rows for s in shards)
+    assert rows == single.table("activity").num_rows
+
+
+def test_without_a_shared_spell_no_shard_is_ingested_twice(tmp_path, monkeypatch):
+    """The check reads one column of each part; nothing is kept or ingested again."""
+    from casefind.ingest import sharded
+
+    calls = []
+    real = sharded.run_ingest
+    monkeypatch.setattr(sharded, "run_ingest", lambda *a, **k: calls.append(k) or real(*a, **k))
+    assert cli("synth", "--patients", 300, "--seed", 2, "--out", tmp_path / "src").exit_code == 0
+    summary = run_sharded_ingest(tmp_path / "src", tmp_path / "s", N_SHARDS)
+    assert "duplicate_spell" not in summary.tables["activity"].quarantined
+    assert len(calls) == N_SHARDS and all(k["duplicate_spells"] is None for k in calls)
