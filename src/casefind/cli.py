@@ -921,7 +921,7 @@ main.add_command(describe_command)
 main.add_command(evaluate_command)
 main.add_command(diagnose_command)
 main.add_command(spark_group)
-_spark_commands(run, dataset_command, kpi)
+_spark_commands(run, dataset_command, kpi, diagnose_command, evaluate_command, quality_command)
 
 if __name__ == "__main__":
     main()

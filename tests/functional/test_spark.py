@@ -194,3 +194,26 @@ def test_a_failed_spark_job_is_a_clear_failure(spark, stores):
 
 def _module_level_task(shard, i):
     return i
+
+
+def test_the_cli_runs_diagnose_evaluate_and_quality_on_spark(spark, stores, tmp_path):
+    """Their per-shard tasks (patients, cohorts, monthly costs; index dates and values;
+    the quality counts and the dates) pickled to the executors and back: the single store's
+    answers."""
+    jobs = spark.sparkContext.statusTracker()
+    commands = {
+        "diagnose": (("frail", "high_utilisers", "--as-of", "2026-10-31"), ("timings_s", "store_snapshot", "out_dir")),
+        "evaluate": ((RULES / "evaluations" / "case_management.yml",), ("timings_s", "run_id", "folder")),
+        "quality": ((), ("store", "snapshot_id", "created", "generated", "trend")),
+    }
+    for name, (args, own) in commands.items():
+        out = ("--out", tmp_path / name) if name != "quality" else ()
+        before = len(jobs.getJobIdsForGroup())
+        r = cli("spark", name, *args, "--store", stores / "sh7", *out, "--json")
+        assert r.exit_code == 0, (name, r.output)
+        assert len(jobs.getJobIdsForGroup()) > before, f"{name}'s shards went through Spark"
+        one = cli(name, *args, "--store", stores / "single", *(("--out", tmp_path / f"{name}-one") if out else ()),
+                  "--json")
+        assert one.exit_code == 0, (name, one.output)
+        got, want = (json.loads(x.stdout[x.stdout.index("{"):]) for x in (r, one))
+        assert {k: v for k, v in got.items() if k not in own} == {k: v for k, v in want.items() if k not in own}, name

@@ -42,6 +42,9 @@ COMMANDS = {
     ("spark", "kpi"): ["ARG", "--store", "--period", "--history"],        # refused before a session starts
     ("spark", "dataset"): ["ARG", "--output", "--store", "--columns"],
     ("spark", "budget"): ["ARG", "--year", "--store", "--out"],
+    ("spark", "diagnose"): ["ARG", "--store", "--as-of", "--out", "--json"],
+    ("spark", "evaluate"): ["ARG", "--store", "--out", "--json"],
+    ("spark", "quality"): ["--store", "--json"],
 }
 FLAGS = {"--strict", "--json", "--allow-partial"}
 
