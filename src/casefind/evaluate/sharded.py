@@ -59,8 +59,11 @@ def values(store: Store | ShardedStore, spec: EvalSpec, dates: list[dt.date], en
     exprs = outcomes.expressions(spec)
     pieces = store.map(functools.partial(_shard_values, exprs, dates, engine), "evaluating the features and outcomes",
                        say)
-    take = pa.array(who.order)
-    tables = [pa.concat_tables([p[k] for p in pieces]).take(take) for k in range(len(dates))]
+    take, tables = pa.array(who.order), []
+    for k in range(len(dates)):  # each date's pieces let go of once in order: one copy, not two
+        tables.append(pa.concat_tables([p[k] for p in pieces]).take(take))
+        for p in pieces:
+            p[k] = None
     return outcomes.values_of(exprs, dates, tables)
 
 

@@ -102,7 +102,7 @@ def _split_table(stream, n: int, paths: list[Path], routes: Path) -> list[int]:
         for batch in stream.batches:
             if "patient_id" in batch.column_names:
                 shard = shard_of(_id_text(batch.column("patient_id")), n)
-                with routes.open("ab") as f:
+                with routes.open("ab") as f:  # appended a batch at a time: memory holds one batch's
                     f.write(shard.astype(np.uint16).tobytes())
                 parts = [batch.filter(pa.array(shard == i)) for i in range(n)]
             else:
