@@ -49,7 +49,7 @@ def matches_table(r: Result) -> pa.Table:
     after = np.array([v.dates.index(_after(r, d)) for d in months], np.int64)
     for name, _ in r.spec.outcomes:
         grid = np.nan_to_num(v.columns[f"outcome|{name}"], nan=0.0)
-        for who, rows in (("treated", m.treated), ("control", m.control)):
+        for who, rows in (("treated", v.local(m.treated)), ("control", v.local(m.control))):
             cols[f"{who}_before_{name}"] = pa.array(grid[rows, before] if len(rows) else np.zeros(0))
             cols[f"{who}_after_{name}"] = pa.array(grid[rows, after] if len(rows) else np.zeros(0))
     return pa.table(cols)

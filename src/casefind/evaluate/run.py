@@ -1,5 +1,8 @@
-"""``casefind evaluate SPEC``: index dates, values at them, matching, balance, effects,
-then the report folder (evaluate/report.py)."""
+"""``casefind evaluate SPEC``: index dates; eligibility, exact values and features at the
+index months for everyone; matching and balance; then the outcomes of the matched people
+only, at the index months and the ends of their windows, and the effects; then the report
+folder (evaluate/report.py). Reading the outcomes of only the matched keeps memory to the
+features' (a tenth of the patients' values at every date)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -33,7 +36,7 @@ class Result:
     matches: match.Matches
     balance: list[balance.BalanceRow]
     effects: list[effects.Effect]
-    values: Values
+    values: Values                   # the outcomes of the matched people (``held``), at every date
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     folder: Path | None = None
@@ -68,9 +71,8 @@ def evaluate(spec_path: Path, store_root: Path, *, engine: str = "native", param
                          f"{spec.first} and {spec.last}", "check group: and its from:/to: dates", option="group")
     after = {m: months_later(m, spec.window_months) for m in months}
     timings["index"] = time.perf_counter() - t0
-    progress(f"evaluating {len(spec.outcomes)} outcomes and {len(spec.matching.features)} features at "
-             f"{len(months)} index months")
-    values = sharded.values(store, spec, sorted(set(months) | set(after.values())), engine, who, progress)
+    progress(f"evaluating {len(spec.matching.features)} features at {len(months)} index months")
+    values = sharded.values(store, outcomes.expressions(spec), months, engine, who, progress)
     timings["evaluate"] = time.perf_counter() - t0 - timings["index"]
     cands, counts = _candidates(spec, values, index, treated_rows, month_of, months, after)
     progress(f"matching {counts['treated_eligible']:,} treated people ({spec.matching.method})")
@@ -81,11 +83,16 @@ def evaluate(spec_path: Path, store_root: Path, *, engine: str = "native", param
         raise UsageError("no treated person found a control within the caliper",
                          "widen match: caliper:, or match on fewer exact values", option="match")
     rows = _balance(spec, values, cands, months, m)
-    eff = _effects(spec, values, months, after, m)
     timings["match"] = time.perf_counter() - t0 - timings["index"] - timings["evaluate"]
+    progress(f"evaluating {len(spec.outcomes)} outcomes of the {counts['pairs'] + counts['matched']:,} people matched")
+    matched = np.unique(np.concatenate([m.treated, m.control]))
+    outs = sharded.values(store, outcomes.outcome_expressions(spec), sorted(set(months) | set(after.values())),
+                          engine, who, progress, rows=matched)
+    eff = _effects(spec, outs, months, after, m)
+    timings["outcomes"] = time.perf_counter() - t0 - timings["index"] - timings["evaluate"] - timings["match"]
     timings["total"] = time.perf_counter() - t0
     return Result(spec, uuid.uuid4().hex[:12], Path(store_root), store.snapshot_id, who.patient_ids, cov.last,
-                  tuple(months), counts, m, rows, eff, values, warnings, timings)
+                  tuple(months), counts, m, rows, eff, outs, warnings, timings)
 
 
 def _month_ends(days: np.ndarray) -> list[dt.date]:
@@ -152,7 +159,6 @@ def _effects(spec: EvalSpec, values: Values, months: list[dt.date], after: dict,
     for name, _ in spec.outcomes:
         grid = np.nan_to_num(values.columns[f"outcome|{name}"], nan=0.0)  # missing counts as none
         b, a = grid[:, before_cols], grid[:, after_cols]
-        t, mt = m.treated[first], m.month[first]
-        out.append(effects.did(name, b[t, mt], a[t, mt], b[m.control, m.month], a[m.control, m.month],
-                               m.set_id, spec.confidence))
+        t, mt, c = values.local(m.treated[first]), m.month[first], values.local(m.control)
+        out.append(effects.did(name, b[t, mt], a[t, mt], b[c, m.month], a[c, m.month], m.set_id, spec.confidence))
     return out

@@ -31,11 +31,12 @@ from casefind.store.sharded import ShardedStore, store_order
 class People:
     """Every patient of the store in one store's order: their index day (``outcomes.NO_DATE``
     if never), their pseudonymised id, and (on a sharded store) the permutation from the
-    shards' concatenated rows to that order."""
+    shards' concatenated rows to that order and each shard's number of patients."""
 
     index: np.ndarray
     patient_ids: pa.Array
     order: np.ndarray | None = None
+    sizes: tuple[int, ...] = ()
 
 
 def people(store: Store | ShardedStore, spec: EvalSpec, data_end: dt.date, engine: str,
@@ -48,28 +49,36 @@ def people(store: Store | ShardedStore, spec: EvalSpec, data_end: dt.date, engin
     pieces = store.map(functools.partial(_shard_index, spec, data_end, engine), "finding the intervention group", say)
     ids = pa.concat_arrays([p[2] for p in pieces])
     order = store_order(np.concatenate([p[1] for p in pieces]), ids)
-    return People(np.concatenate([p[0] for p in pieces])[order], ids.take(pa.array(order)), order)
+    return People(np.concatenate([p[0] for p in pieces])[order], ids.take(pa.array(order)), order,
+                  tuple(len(p[0]) for p in pieces))
 
 
-def values(store: Store | ShardedStore, spec: EvalSpec, dates: list[dt.date], engine: str, who: People,
-           say: Callable[[str], None] = lambda s: None) -> outcomes.Values:
-    """Pass 2: every expression at every date, in ``who``'s order."""
+def values(store: Store | ShardedStore, exprs: dict[str, ir.Node], dates: list[dt.date], engine: str, who: People,
+           say: Callable[[str], None] = lambda s: None, rows: np.ndarray | None = None) -> outcomes.Values:
+    """Passes 2 and 3: ``exprs`` at every date, in ``who``'s order: for every patient (what
+    matching reads), or for the sorted store ``rows`` only (the matched people's outcomes,
+    each shard sending only its own of them)."""
     if isinstance(store, Store):
-        return outcomes.evaluate(store, spec, dates, engine)
-    exprs = outcomes.expressions(spec)
-    pieces = store.map(functools.partial(_shard_values, exprs, dates, engine), "evaluating the features and outcomes",
-                       say)
-    take, tables = pa.array(who.order), []
+        return outcomes.evaluate(store, exprs, dates, engine, rows)
+    wanted = who.order if rows is None else who.order[rows]   # rows of the shards, concatenated
+    starts = np.cumsum((0,) + who.sizes)
+    by_shard = np.searchsorted(starts, wanted, side="right") - 1
+    mine = {i: np.sort(wanted[by_shard == i]) - starts[i] for i in range(len(who.sizes))}
+    task = functools.partial(_shard_values, exprs, dates, engine, None if rows is None else mine)
+    pieces = store.map(task, "evaluating the outcomes of the matched" if rows is not None
+                       else "evaluating the features", say)
+    # the pieces, concatenated, hold the wanted rows sorted: each one's place there is its rank
+    take, tables = pa.array(np.argsort(np.argsort(wanted))), []
     for k in range(len(dates)):  # each date's pieces let go of once in order: one copy, not two
         tables.append(pa.concat_tables([p[k] for p in pieces]).take(take))
         for p in pieces:
             p[k] = None
-    return outcomes.values_of(exprs, dates, tables)
+    return outcomes.values_of(exprs, dates, tables, rows)
 
 
 def refuse_ranks(spec: EvalSpec) -> None:
     """A rank within the population would rank within each shard: refused with the way round it."""
-    for name, node in outcomes.expressions(spec).items():
+    for name, node in {**outcomes.expressions(spec), **outcomes.outcome_expressions(spec)}.items():
         if ir.contains(node, ir.PopulationRank, (ir.ROWS, ir.DATE)):
             raise UsageError(f"evaluation {spec.name}: {name.replace('|', ' ')} ranks within the population "
                              "(top / percentile), which is not merged over shards",
@@ -86,8 +95,11 @@ def _shard_index(spec: EvalSpec, data_end: dt.date, engine: str, shard: Store, i
             p.arrow.column("patient_id").combine_chunks().cast(pa.string()))
 
 
-def _shard_values(exprs: dict[str, ir.Node], dates: list[dt.date], engine: str, shard: Store, i: int):
-    """Pass 2 on one shard: one table per date, in the shard's order."""
+def _shard_values(exprs: dict[str, ir.Node], dates: list[dt.date], engine: str, rows: dict | None, shard: Store,
+                  i: int):
+    """Pass 2 or 3 on one shard: one table per date, of its patients (or of ``rows[i]``) in
+    the shard's order."""
     from casefind.engines.many_dates import evaluate_at_dates
 
-    return evaluate_at_dates(shard, exprs, dates, engine)
+    tables = evaluate_at_dates(shard, exprs, dates, engine)
+    return tables if rows is None else [t.take(pa.array(rows[i])) for t in tables]
