@@ -4,9 +4,10 @@ Matching reads everyone at once (the treated and every eligible control, in the 
 store keeps its patients, which its tie-breaks and its seeded draws follow), so each shard
 gives its patients' values and they are put in one store's order (practice, then
 ``patient_id``) before anything else: the index dates in pass 1, which say which month ends
-to read, then every expression at those dates in pass 2, reordered by pass 1's permutation.
-What follows (matching, balance, effects) is the single store's code on the same arrays, so
-the result is the single store's. An evaluation whose expressions rank within the population
+to read, then what matching reads at those months in pass 2, reordered by pass 1's
+permutation, and after matching the outcomes of the matched people in pass 3 (each shard
+sends only its own). Matching, balance and effects are the single store's code on the same
+arrays, so the result is the single store's. An evaluation whose expressions rank within the population
 (top / percentile) is refused: its pools would be needed at every index month.
 """
 from __future__ import annotations
@@ -61,10 +62,12 @@ def values(store: Store | ShardedStore, exprs: dict[str, ir.Node], dates: list[d
     if isinstance(store, Store):
         return outcomes.evaluate(store, exprs, dates, engine, rows)
     wanted = who.order if rows is None else who.order[rows]   # rows of the shards, concatenated
-    starts = np.cumsum((0,) + who.sizes)
-    by_shard = np.searchsorted(starts, wanted, side="right") - 1
-    mine = {i: np.sort(wanted[by_shard == i]) - starts[i] for i in range(len(who.sizes))}
-    task = functools.partial(_shard_values, exprs, dates, engine, None if rows is None else mine)
+    mine = None
+    if rows is not None:  # each shard's own wanted rows, in its order
+        starts = np.cumsum((0,) + who.sizes)
+        by_shard = np.searchsorted(starts, wanted, side="right") - 1
+        mine = {i: np.sort(wanted[by_shard == i]) - starts[i] for i in range(len(who.sizes))}
+    task = functools.partial(_shard_values, exprs, dates, engine, mine)
     pieces = store.map(task, "evaluating the outcomes of the matched" if rows is not None
                        else "evaluating the features", say)
     # the pieces, concatenated, hold the wanted rows sorted: each one's place there is its rank
