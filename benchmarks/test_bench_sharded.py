@@ -7,11 +7,16 @@ single store's output:
 - ``frail.yml``'s whole run (``casefind.lists.run.run``): sharded on this machine (ours), one
   store, Spark local[2] over the shards, and the peer a skilled analyst would write (one
   DuckDB SQL query over a DuckDB database of the source tables, benchmarks/peers.py);
-- all of ``triple_aim.yml`` for 12 months: sharded, one store, Spark local[2].
+- all of ``triple_aim.yml`` for 12 months: sharded, one store, Spark local[2];
+- the sharded ingest (``casefind ingest --shards``): this machine a shard at a time, its
+  shards built on Spark local[2] (``casefind spark ingest``), one store, and DuckDB's load
+  of the same Parquet into a database (benchmarks/peers.py), each sharded build checked to
+  give the same snapshot id.
 Peak memory of a sharded ``casefind run`` and ``casefind kpi`` is measured in a fresh
 process (one shard open at a time: bounded by a shard, not by the population)."""
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -84,6 +89,30 @@ def test_triple_aim_12_months_sharded_vs_single_and_spark(benchmark, rules_store
               "spark_local2": lambda: kpis(sharded_store, "k-spark.duckdb", cfspark.on(spark))}
     race(benchmark, "sharded", lambda: kpis(sharded_store, "k-sharded.duckdb"), others, rounds(benchmark, 3))
     benchmark.extra_info.update(shards=SHARDS, rows=want.num_rows)
+
+
+def test_sharded_ingest_on_this_machine_vs_spark(benchmark, population, spark, bench_dir):
+    from casefind.ingest import run_ingest
+    from casefind.ingest.sharded import run_sharded_ingest
+
+    out = bench_dir / "ingests"
+
+    def sharded(name, on=None):
+        with on or contextlib.nullcontext():
+            return run_sharded_ingest(population, out / name, SHARDS).snapshot_id
+
+    def duckdb_load():
+        (out / "peer.duckdb").unlink(missing_ok=True)
+        peers.load_duckdb(population, out / "peer.duckdb")
+
+    want = sharded("here")
+    assert sharded("spark", cfspark.on(spark)) == want
+    others = {"spark_local2": lambda: sharded("spark", cfspark.on(spark)),
+              "single_store": lambda: run_ingest(population, out / "single"), "duckdb_load": duckdb_load}
+    if benchmark.disabled:  # the smoke test: the two builds agree (above); three more ingests are no smoke test
+        others = {}
+    race(benchmark, "sharded", lambda: sharded("here"), others, rounds(benchmark, 3))
+    benchmark.extra_info.update(shards=SHARDS)
 
 
 def test_peak_memory_sharded_against_single(benchmark, rules_store, sharded_store, bench_dir):

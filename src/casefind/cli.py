@@ -271,8 +271,8 @@ def _synth_json(result, out: Path, as_of, report: bool) -> None:
               help="Fail (exit 3) if any row breaks the contract; the store is left unchanged.")
 @click.option("--shards", type=click.IntRange(min=1, max=1024), default=None, metavar="N",
               help="Split the store into N shards by a hash of patient_id, each a store of its own with one "
-                   "manifest over them (docs/scale-out.md). run, dataset, kpi, pyramid, budget, model fit and "
-                   "review read it; diagnose, evaluate, quality and serve refuse it. 1 or none: one store.")
+                   "manifest over them (docs/scale-out.md); every command that takes --store reads it. "
+                   "Under `casefind spark`, the shards are built on the executors. 1 or none: one store.")
 @json_option
 def ingest(source, store, identities_store, strict, shards, as_json):
     """Validate SOURCE against the data contract and build a population store from it.
@@ -921,7 +921,7 @@ main.add_command(describe_command)
 main.add_command(evaluate_command)
 main.add_command(diagnose_command)
 main.add_command(spark_group)
-_spark_commands(run, dataset_command, kpi, diagnose_command, evaluate_command, quality_command)
+_spark_commands(ingest, run, dataset_command, kpi, diagnose_command, evaluate_command, quality_command)
 
 if __name__ == "__main__":
     main()

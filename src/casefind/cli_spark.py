@@ -1,18 +1,20 @@
-"""``casefind spark run|dataset|kpi|budget|diagnose|evaluate|quality``: the same commands
-with a sharded store's shards evaluated on Apache Spark executors and merged on the driver
-(docs/scale-out.md)."""
+"""``casefind spark ingest|run|dataset|kpi|budget|diagnose|evaluate|quality``: the same
+commands with a sharded store's shards built or evaluated on Apache Spark executors and
+merged on the driver (docs/scale-out.md)."""
 from __future__ import annotations
 
 import click
 
-SPARK_HELP = """Run `run`, `dataset`, `kpi`, `budget`, `diagnose`, `evaluate` or `quality` on Apache
-Spark: each shard of a sharded store (`casefind ingest SOURCE --store S --shards N`) is
-evaluated on an executor by the same
-code as on one machine, and the results are merged on the driver by the same functions,
-so the outputs are the single machine's. Needs the spark extra (pip install -e ".[spark]")
-and Java 17. Executors must see the store at the same path.
+SPARK_HELP = """Run `ingest`, `run`, `dataset`, `kpi`, `budget`, `diagnose`, `evaluate` or `quality`
+on Apache Spark: each shard of a sharded store (`casefind ingest SOURCE --store S --shards N`)
+is built or evaluated on an executor by the same code as on one machine, and the results
+are merged on the driver by the same functions, so the outputs are the single machine's.
+`spark ingest` splits the source on the driver, then builds each shard on an executor.
+Needs the spark extra (pip install -e ".[spark]") and Java 17. Executors must see the
+store (and, for ingest, the store's folder being built) at the same path.
 
 \b
+  casefind spark ingest delivery/ --store big-store --shards 16
   casefind spark run rules/frail.yml --store big-store
   casefind spark --master local[4] kpi rules/kpis/triple_aim.yml --store big-store --period 2026-10
   casefind spark --master spark://head:7077 dataset rules/frail.yml -o frail.parquet --store /shared/store

@@ -3,6 +3,8 @@ it (ingest/shared_spells.py): the earliest otherwise-good row in the delivery ke
 later one is a duplicate_spell, and what other patients coded in it is an unknown_spell."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -106,3 +108,19 @@ def test_without_a_shared_spell_no_shard_is_ingested_twice(tmp_path, monkeypatch
     summary = run_sharded_ingest(tmp_path / "src", tmp_path / "s", N_SHARDS)
     assert "duplicate_spell" not in summary.tables["activity"].quarantined
     assert len(calls) == N_SHARDS and all(k["duplicate_spells"] is None for k in calls)
+
+
+def test_strict_counts_the_shared_spells_as_one_store_does(built, tmp_path):
+    """--strict refuses the shard with the bad cost before spells are compared, so it is
+    never built; its quarantine as checked still takes part in deciding the shared spells,
+    and the refusal counts what one store's --strict counts, duplicate and unknown spells
+    included."""
+    single = built[0]
+    src = single.manifest["source"]["path"]
+    one = cli("ingest", src, "--store", tmp_path / "one", "--strict", "--json")
+    r = cli("ingest", src, "--store", tmp_path / "s", "--shards", N_SHARDS, "--strict", "--json")
+    assert r.exit_code == one.exit_code == 3, r.output
+    got, want = (json.loads(x.stdout[x.stdout.index("{"):]) for x in (r, one))
+    assert want["tables"]["activity"]["quarantined"]["duplicate_spell"] == 7
+    assert got["tables"] == want["tables"] and got["quarantined_total"] == want["quarantined_total"]
+    assert not (tmp_path / "s").exists()

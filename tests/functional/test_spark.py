@@ -217,3 +217,63 @@ def test_the_cli_runs_diagnose_evaluate_and_quality_on_spark(spark, stores, tmp_
         assert one.exit_code == 0, (name, one.output)
         got, want = (json.loads(x.stdout[x.stdout.index("{"):]) for x in (r, one))
         assert {k: v for k, v in got.items() if k not in own} == {k: v for k, v in want.items() if k not in own}, name
+
+
+def _shards_of(root: Path) -> list[tuple]:
+    from casefind.store.shards import read_manifest
+
+    m = read_manifest(root)
+    return [(s.snapshot_id, s.patients, s.rows) for s in m.shards]
+
+
+def test_an_ingest_on_spark_builds_the_shards_one_machine_builds(spark, tmp_path):
+    """`casefind spark ingest --shards 3`: the split on the driver, each shard built on an
+    executor (and built again there where a spell id is shared across shards): the same
+    shards, quarantines and identities as on one machine."""
+    from tests.functional.test_sharded_spells import N_SHARDS, _share_spells
+
+    from casefind.ingest.sharded import run_sharded_ingest
+    from casefind.store.reader import Store
+    from casefind.store.shards import read_manifest
+
+    assert cli("synth", "--patients", 600, "--seed", 5, "--out", tmp_path / "src").exit_code == 0
+    _share_spells(tmp_path / "src")
+    want = run_sharded_ingest(tmp_path / "src", tmp_path / "one", N_SHARDS)
+    jobs = spark.sparkContext.statusTracker()
+    before = len(jobs.getJobIdsForGroup())
+    r = cli("spark", "ingest", tmp_path / "src", "--store", tmp_path / "spark", "--shards", N_SHARDS, "--json")
+    assert r.exit_code == 0, r.output
+    assert len(jobs.getJobIdsForGroup()) >= before + 2, "the shards were built, and some built again, on Spark"
+    got = json.loads(r.stdout[r.stdout.index("{"):])
+    assert got["snapshot_id"] == want.snapshot_id and _shards_of(tmp_path / "spark") == _shards_of(tmp_path / "one")
+    assert sum(got["tables"]["activity"]["quarantined"].values()) > 0
+    for a, b in zip(*(read_manifest(tmp_path / d).shards for d in ("one", "spark")), strict=True):
+        one, other = Store.open(tmp_path / "one" / a.folder), Store.open(tmp_path / "spark" / b.folder)
+        for table in ("activity", "diagnoses"):
+            assert other.quarantine(table).equals(one.quarantine(table)), (a.id, table)
+    ids = sorted(p.name for p in (tmp_path / "spark-identities").glob("shards-*/shard-*"))
+    assert ids == [f"shard-{i:03d}" for i in range(N_SHARDS)]
+
+
+def test_strict_on_spark_refuses_as_one_machine_does(spark, tmp_path):
+    from casefind_testdata import GOOD, write_source
+
+    bad = {**GOOD, "diagnoses": [(d[0], "bad-date", *d[2:]) for d in GOOD["diagnoses"]]}
+    src = write_source(tmp_path / "src", bad)
+    one = cli("ingest", src, "--store", tmp_path / "one", "--shards", 2, "--strict", "--json")
+    r = cli("spark", "ingest", src, "--store", tmp_path / "s", "--shards", 2, "--strict", "--json")
+    assert r.exit_code == one.exit_code == 3 and "Traceback" not in r.output
+    assert "shards 1, 2 of 2: --strict" in r.output
+    got, want = (json.loads(x.stdout[x.stdout.index("{"):]) for x in (r, one))
+    assert got["tables"] == want["tables"] and got["quarantined_total"] > 0
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("shards", [(), ("--shards", "1")])
+def test_a_single_store_ingest_on_spark_is_refused_before_anything_is_built(tmp_path, shards):
+    from casefind_testdata import GOOD, write_source
+
+    src = write_source(tmp_path / "src", GOOD)
+    r = cli("spark", "ingest", src, "--store", tmp_path / "s", *shards)
+    assert r.exit_code == 2 and "--shards N" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "s").exists()

@@ -38,6 +38,7 @@ COMMANDS = {
     ("dataset",): ["ARG", "--output", "--store", "--as-of", "--columns", "--param", "--engine", "--opt-out",
                    "--allow-partial"],
     ("codelists", "check"): ["ARG", "--store", "--json"],
+    ("spark", "ingest"): ["ARG", "--store", "--strict"],  # no --shards: refused before a session starts
     ("spark", "run"): ["ARG", "--store", "--as-of", "--out", "--engine"],  # no sharded store among the files:
     ("spark", "kpi"): ["ARG", "--store", "--period", "--history"],        # refused before a session starts
     ("spark", "dataset"): ["ARG", "--output", "--store", "--columns"],

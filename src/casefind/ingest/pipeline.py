@@ -32,8 +32,9 @@ class StrictModeError(IngestError):
 
     exit_code = EXIT_STRICT
 
-    def __init__(self, summary: IngestSummary):
+    def __init__(self, summary: IngestSummary, quarantine: dict[str, pa.Table] | None = None):
         self.summary = summary
+        self.quarantine = quarantine or {}  # table -> its quarantined rows (a sharded ingest compares spells)
         n = summary.quarantined_total
         super().__init__(f"--strict: {n} row(s) broke the contract; the store was left unchanged")
 
@@ -230,7 +231,7 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
         say("validating: identities")
         identities = _validate_identities(normal["identities"], practices, patients, verdicts)
     if strict and verdicts.summary.quarantined_total:
-        raise StrictModeError(verdicts.summary)
+        raise StrictModeError(verdicts.summary, verdicts.quarantine)
     _build_snapshot(store, identities_store, source, src, normal, practices, patients, events, identities,
                     encoder, dictionaries, verdicts, say)
     verdicts.summary.seconds = time.perf_counter() - t0

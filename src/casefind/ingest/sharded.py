@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ from casefind.ingest.pipeline import IngestSummary, Progress, StrictModeError, T
 from casefind.ingest.sources import RESTRICTED, Source
 from casefind.ingest.stream import LazySource, open_source
 from casefind.store.identities import check_apart, default_root
+from casefind.store.sharded import current_mapper
 from casefind.store.shards import GENERATION_PREFIX, HASH, MANIFEST, ShardEntry, ShardManifest, read_manifest, shard_of
 from casefind.store.writer import BESIDE_SNAPSHOTS, CURRENT, LOCK, StoreError, lock_store, unlock_store
 
@@ -55,6 +56,10 @@ def ingest_store(source: str | Path, store: str | Path, *, shards: int | None = 
         raise UsageError(f"must be from 1 to {MAX_SHARDS} (got {shards})", "give --shards N with N >= 2 (shards "
                          "of about a million patients each), or leave it out for a single store", option="--shards")
     if shards in (None, 1):
+        if getattr(current_mapper(), "requires_sharded", False):
+            raise UsageError(f"{current_mapper().name} builds a sharded store's shards, not a single store",
+                             "give --shards N (N >= 2), or run `casefind ingest` without `casefind spark`",
+                             option="--shards")
         return run_ingest(source, store, identities_store=identities_store, strict=strict, progress=progress)
     return run_sharded_ingest(source, store, shards, identities_store=identities_store, strict=strict,
                               progress=progress)
@@ -206,7 +211,8 @@ def run_sharded_ingest(source: str | Path, store: str | Path, n_shards: int, *,
 
 def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: int, strict: bool,
            say: Progress) -> ShardedIngestSummary:
-    """Split, then ingest each shard into ``build/shard-XXX``; their summaries added up."""
+    """Split, then ingest each shard into ``build/shard-XXX`` by the mapper in force (this
+    machine a shard at a time, or Spark's executors); their summaries added up."""
     say(f"splitting the source into {n} shards")
     split = build / SPLIT
     split.mkdir(mode=0o700)
@@ -215,64 +221,82 @@ def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: i
     if "identities" in src.tables:
         ids_gen.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ids_gen.mkdir(mode=0o700)
-    shared = shared_spells.candidates(parts)
-    shard = _ShardIngest(build, ids_gen, split, src, source, n, strict, say)
-    summaries = []
-    for i, part in enumerate(parts):
-        summaries.append(shard.ingest(i, part))
-        if not shared_spells.holds(part, shared):
-            shutil.rmtree(part)
+    job = ShardIngest(build.resolve(), ids_gen.resolve(), split.resolve(), src, str(source), n, strict,
+                      shared_spells.candidates(parts))
+    mapper = current_mapper()
+    done = mapper.map_each(list(range(n)), job, "ingesting", say)
+    summaries, broke = [s for s, _ in done], {i + 1 for i, (_, refused) in enumerate(done) if refused}
     kept = {i: p for i, p in enumerate(parts) if p.exists()}
     if kept:
         say("checking spell ids that patients in different shards share")
-        built = [i for i in kept if i + 1 not in shard.broke]
-        forced = shared_spells.duplicates({i: kept[i] for i in built}, shared, shard.quarantined,
-                                          PartRows.rows_in(split))
-        for i, rows in forced.items():
-            summaries[i] = shard.ingest(i, kept[i], rows)
+        forced = shared_spells.duplicates(kept, job.shared, job.quarantined, PartRows.rows_in(split))
+        if forced:
+            again = mapper.map_each(sorted(forced), replace(job, forced=forced), "ingesting again", say)
+            for i, (s, refused) in zip(sorted(forced), again, strict=True):
+                summaries[i] = s
+                if refused:  # --strict: the forced duplicates are quarantined rows too
+                    broke.add(i + 1)
     shutil.rmtree(split)
     total = _add_up(summaries, src, ids_gen if "identities" in src.tables else None)
-    if shard.broke:
-        broke = sorted(shard.broke)
+    if broke:
         e = StrictModeError(total)
-        e.message = f"shard{'s' if len(broke) > 1 else ''} {', '.join(map(str, broke))} of {n}: {e.message}"
+        e.message = f"shard{'s' if len(broke) > 1 else ''} {', '.join(map(str, sorted(broke)))} of {n}: {e.message}"
         e.args = (e.message,)
         raise e
     return total
 
 
-class _ShardIngest:
-    """Ingesting one shard's part of the split into ``build/shard-XXX`` (again, with forced
-    duplicate spells, where another shard holds an earlier row of a spell id)."""
+@dataclass(frozen=True)
+class ShardIngest:
+    """Ingesting shard i's part of the split into ``build/shard-XXX``: a picklable task, so
+    that Spark can run it on an executor (``casefind spark ingest``). With ``forced`` (shard
+    -> activity rows), shard i is ingested again with those rows forced to duplicate spells,
+    where another shard holds an earlier row of their spell id. Returns the shard's summary
+    and whether --strict refused it (every shard is still checked, so that the refusal
+    counts the whole source's bad rows)."""
 
-    def __init__(self, build: Path, ids_gen: Path, split: Path, src: Source, source, n: int, strict: bool,
-                 say: Progress):
-        self.build, self.ids_gen, self.split, self.src, self.source = build, ids_gen, split, src, source
-        self.n, self.strict, self.say = n, strict, say
-        self.broke: set[int] = set()  # shards (1-based) --strict refused
+    build: Path
+    ids_gen: Path
+    split: Path
+    src: Source
+    source: str
+    n: int
+    strict: bool
+    shared: pa.Array  # spell ids found in more than one part: a part holding one is kept
+    forced: dict[int, np.ndarray] | None = None
 
-    def ingest(self, i: int, part: Path, duplicate_spells=None) -> IngestSummary:
-        def shard_say(stage: str) -> None:
-            self.say(f"shard {i + 1}/{self.n}: {stage}")
+    def __call__(self, i: int, say: Progress) -> tuple[IngestSummary, bool]:
+        part = self.split / f"shard-{i:03d}"
         try:
             s = run_ingest(part, self.build / part.name, identities_store=self.ids_gen / part.name,
-                           strict=self.strict, progress=shard_say, source_rows=PartRows(self.split, i),
-                           duplicate_spells=duplicate_spells)
-        except StrictModeError as e:  # every shard is still checked, so the count is the whole source's
-            self.broke.add(i + 1)
-            return e.summary
+                           strict=self.strict, progress=lambda stage: say(f"shard {i + 1}/{self.n}: {stage}"),
+                           source_rows=PartRows(self.split, i),
+                           duplicate_spells=None if self.forced is None else self.forced[i])
+        except StrictModeError as e:  # its quarantine kept, so that shared spells are compared as if built
+            s, refused = e.summary, True
+            pq.write_table(e.quarantine.get("activity", pa.table({})), self._refused(i))
         except CasefindError as e:
             e.message = f"shard {i + 1} of {self.n}: {e.message}"
             e.args = (e.message,)
             raise
-        _restamp_source(self.build / part.name, self.src, self.source, i, self.n)
-        return s
+        else:
+            _restamp_source(self.build / part.name, self.src, self.source, i, self.n)
+            refused = False
+        if self.forced is None and not shared_spells.holds(part, self.shared):
+            shutil.rmtree(part)
+        return s, refused
 
     def quarantined(self, i: int) -> pa.Table:
-        """Shard i's quarantined activity rows, as built."""
+        """Shard i's quarantined activity rows, as built (or as checked, where --strict refused it)."""
         from casefind.store.reader import Store
 
+        refused = self._refused(i)
+        if refused.exists():
+            return pq.read_table(refused)
         return Store.open(self.build / f"shard-{i:03d}").quarantine("activity")
+
+    def _refused(self, i: int) -> Path:
+        return self.split / f"refused-{i:03d}-activity.parquet"
 
 
 def _restamp_source(shard_store: Path, src: Source, source: str | Path, i: int, n: int) -> None:

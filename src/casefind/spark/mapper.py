@@ -73,27 +73,55 @@ class SparkShards:
         n = store.n_shards
         say(f"{what}: {n} shard{'s' if n != 1 else ''} on {self.name}")
         root = str(Path(store.root).resolve())
-        shards = self.spark.range(0, n, 1, numPartitions=n)
+        return self._run(functools.partial(_on_shard, root, task), list(range(n)), what)
+
+    def map_each(self, indices: list[int], task, what: str, say) -> list:
+        """``task(i, say)`` for each shard index on the executors, where no store is open yet
+        (an ingest's shards, each built from its part of the split on shared storage). The
+        executors' progress stays in their log: the driver says what it started."""
+        k = len(indices)
+        say(f"{what}: {k} shard{'s' if k != 1 else ''} on {self.name}")
+        return self._run(functools.partial(_with_no_progress, task), indices, what)
+
+    def _run(self, task, indices: list[int], what: str) -> list:
+        """``task(i)`` for each index, one partition each; results in the order of ``indices``."""
+        k = len(indices)
+        if not k:
+            return []
+        partitions = self.spark.range(0, k, 1, numPartitions=k)
         try:
-            rows = shards.mapInArrow(functools.partial(_partition, root, task), RESULT_SCHEMA).collect()
+            rows = partitions.mapInArrow(functools.partial(_partition, task, indices), RESULT_SCHEMA).collect()
         except Exception as e:  # the job itself failed (an executor lost, a result too large): not the user's
             first = (str(e).strip().splitlines() or [""])[0][:300]
             raise ShardTaskFailed(f"the Spark job for {what} failed: {type(e).__name__}: {first}") from e
         by_shard = {int(r["shard"]): bytes(r["result"]) for r in rows}
-        if sorted(by_shard) != list(range(n)):
-            raise ShardTaskFailed(f"Spark returned shards {sorted(by_shard)}, not 0..{n - 1}")
-        return [_unwrap(pickle.loads(by_shard[i])) for i in range(n)]
+        if sorted(by_shard) != sorted(indices):
+            raise ShardTaskFailed(f"Spark returned shards {sorted(by_shard)}, not {sorted(indices)}")
+        return [_unwrap(pickle.loads(by_shard[i])) for i in indices]
 
 
-def _partition(root: str, task, batches):
-    """On an executor: the task on each shard index of this partition."""
+def _on_shard(root: str, task, i: int):
+    """On an executor: ``task`` on shard i of the store at ``root``."""
+    return task(ShardedStore(root).open_shard(i), i)
+
+
+def _with_no_progress(task, i: int):
+    return task(i, _quiet)
+
+
+def _quiet(stage: str) -> None:
+    return None
+
+
+def _partition(task, indices: list[int], batches):
+    """On an executor: the task on the shard index of each row of this partition."""
     import pyarrow as pa
 
-    store = ShardedStore(root)
     for batch in batches:
-        for i in batch.column("id").to_pylist():
+        for j in batch.column("id").to_pylist():
+            i = indices[j]
             try:
-                payload = ("ok", task(store.open_shard(i), i))
+                payload = ("ok", task(i))
             except CasefindError as e:
                 payload = ("error", e)
             except Exception as e:  # not the user's: the traceback to the executor's log, a summary back

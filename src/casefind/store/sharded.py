@@ -115,6 +115,10 @@ class OneShardAtATime:
             out.append(task(shard, i))
         return out
 
+    def map_each(self, indices: list[int], task, what: str, say) -> list:
+        """``task(i, say)`` for each shard index, where no store is open yet (an ingest's shards)."""
+        return [task(i, say) for i in indices]
+
 
 class _WithPractices:
     """A task that also returns its shard's practices table (for ``ShardedStore.map``'s check)."""
