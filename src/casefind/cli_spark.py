@@ -11,7 +11,7 @@ is built or evaluated on an executor by the same code as on one machine, and the
 are merged on the driver by the same functions, so the outputs are the single machine's.
 `spark ingest` splits the source on the driver, then builds each shard on an executor.
 Needs the spark extra (pip install -e ".[spark]") and Java 17. Executors must see the
-store (and, for ingest, the store's folder being built) at the same path.
+store (and, for ingest, the identities store too) at the same path.
 
 \b
   casefind spark ingest delivery/ --store big-store --shards 16

@@ -360,3 +360,23 @@ def test_every_kind_of_source_splits_into_the_single_stores_rows(built, tmp_path
                                    "medications": ["date", "code"]}.items():
                 assert _rows(s, table, pid, columns) == _rows(single, table, pid, columns), (kind, table, pid)
     assert sum(s.rows["activity"] for s in manifest.shards) == single.manifest["tables"]["activity"]["rows"]
+
+
+@pytest.mark.parametrize("missing", ["part", "identities"])
+def test_a_shard_task_that_cannot_see_the_shared_folders_says_so(tmp_path, missing):
+    """On a cluster an executor without the driver's storage would otherwise write the
+    shard's identities to its own disk and report success."""
+    import pyarrow as pa
+
+    from casefind.ingest.sharded import ShardIngest
+    from casefind.ingest.sources import Source
+
+    split, ids = tmp_path / "build" / "sources", tmp_path / "ids"
+    if missing == "identities":
+        (split / "shard-001").mkdir(parents=True)
+    task = ShardIngest(tmp_path / "build", ids, split, Source(tmp_path, "folder"), str(tmp_path), 2, False,
+                       pa.array([], pa.string()), identities=True)
+    gone = split / "shard-001" if missing == "part" else ids
+    with pytest.raises(CasefindError, match=rf"^shard 2 of 2: {gone} is not visible where shard shard-001") as e:
+        task(1, lambda stage: None)
+    assert "every Spark executor" in e.value.hint and not ids.exists()

@@ -221,18 +221,18 @@ def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: i
     if "identities" in src.tables:
         ids_gen.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ids_gen.mkdir(mode=0o700)
-    job = ShardIngest(build.resolve(), ids_gen.resolve(), split.resolve(), src, str(source), n, strict,
-                      shared_spells.candidates(parts))
+    job = ShardIngest(build.resolve(), ids_gen.resolve(), split.resolve(), src, str(Path(source).resolve()), n,
+                      strict, shared_spells.candidates(parts), "identities" in src.tables)
     mapper = current_mapper()
     done = mapper.map_each(list(range(n)), job, "ingesting", say)
-    summaries, broke = [s for s, _ in done], {i + 1 for i, (_, refused) in enumerate(done) if refused}
-    kept = {i: p for i, p in enumerate(parts) if p.exists()}
+    summaries, broke = [s for s, _, _ in done], {i + 1 for i, (_, refused, _) in enumerate(done) if refused}
+    kept = {i: parts[i] for i, (_, _, holds) in enumerate(done) if holds}  # as the tasks say: shared storage
     if kept:
         say("checking spell ids that patients in different shards share")
         forced = shared_spells.duplicates(kept, job.shared, job.quarantined, PartRows.rows_in(split))
         if forced:
             again = mapper.map_each(sorted(forced), replace(job, forced=forced), "ingesting again", say)
-            for i, (s, refused) in zip(sorted(forced), again, strict=True):
+            for i, (s, refused, _) in zip(sorted(forced), again, strict=True):
                 summaries[i] = s
                 if refused:  # --strict: the forced duplicates are quarantined rows too
                     broke.add(i + 1)
@@ -251,9 +251,13 @@ class ShardIngest:
     """Ingesting shard i's part of the split into ``build/shard-XXX``: a picklable task, so
     that Spark can run it on an executor (``casefind spark ingest``). With ``forced`` (shard
     -> activity rows), shard i is ingested again with those rows forced to duplicate spells,
-    where another shard holds an earlier row of their spell id. Returns the shard's summary
-    and whether --strict refused it (every shard is still checked, so that the refusal
-    counts the whole source's bad rows)."""
+    where another shard holds an earlier row of their spell id. Returns the shard's summary,
+    whether --strict refused it (every shard is still checked, so that the refusal counts
+    the whole source's bad rows) and whether its part is kept (it holds a shared spell id).
+    The build folder, and the identities store where the source has identities, must be on
+    storage the executors share: a task that cannot see them says so rather than write them
+    to an executor's own disk. A task removes its part, so Spark's speculative execution
+    (``spark.speculation``, off by default) must stay off for an ingest."""
 
     build: Path
     ids_gen: Path
@@ -263,11 +267,13 @@ class ShardIngest:
     n: int
     strict: bool
     shared: pa.Array  # spell ids found in more than one part: a part holding one is kept
+    identities: bool  # the source has identities: each shard's go to ids_gen/shard-XXX
     forced: dict[int, np.ndarray] | None = None
 
-    def __call__(self, i: int, say: Progress) -> tuple[IngestSummary, bool]:
+    def __call__(self, i: int, say: Progress) -> tuple[IngestSummary, bool, bool]:
         part = self.split / f"shard-{i:03d}"
         try:
+            self._check_shared(part)
             s = run_ingest(part, self.build / part.name, identities_store=self.ids_gen / part.name,
                            strict=self.strict, progress=lambda stage: say(f"shard {i + 1}/{self.n}: {stage}"),
                            source_rows=PartRows(self.split, i),
@@ -282,9 +288,19 @@ class ShardIngest:
         else:
             _restamp_source(self.build / part.name, self.src, self.source, i, self.n)
             refused = False
-        if self.forced is None and not shared_spells.holds(part, self.shared):
+        holds = self.forced is not None or shared_spells.holds(part, self.shared)
+        if not holds:
             shutil.rmtree(part)
-        return s, refused
+        return s, refused, holds
+
+    def _check_shared(self, part: Path) -> None:
+        """The split's part and the identities' folder are the driver's: not seeing them here
+        means this executor is on another machine without the shared storage."""
+        for folder in (part, *((self.ids_gen,) if self.identities else ())):
+            if not folder.is_dir():
+                raise StoreError(f"{folder} is not visible where shard {part.name} is being built",
+                                 "the store (and --identities) must be on storage every Spark executor "
+                                 "sees at the same path")
 
     def quarantined(self, i: int) -> pa.Table:
         """Shard i's quarantined activity rows, as built (or as checked, where --strict refused it)."""

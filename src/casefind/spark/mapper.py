@@ -1,7 +1,9 @@
 """Shards as Spark partitions: ``SparkShards.map`` is ``ShardedStore.map`` on executors.
 
-Each partition holds one shard index (``spark.range(n, numPartitions=n)``); ``mapInArrow``
-runs the task on that shard on an executor and yields one Arrow row, the pickled result.
+Each partition holds one shard index (``spark.range(k, numPartitions=k)`` over the k shards
+a map names); ``mapInArrow`` runs the task on that shard on an executor (on the opened shard
+for ``map``, on the index alone for ``map_each``, an ingest's shards) and yields one Arrow
+row, the pickled result.
 A user's error on an executor (a ``CasefindError``) comes back as itself, so the CLI prints
 it as it would on one machine; anything else comes back with the executor's traceback.
 Executors must see the store's folder at the same path (a shared or mounted file system)
