@@ -374,8 +374,8 @@ def test_a_shard_task_that_cannot_see_the_shared_folders_says_so(tmp_path, missi
     split, ids = tmp_path / "build" / "sources", tmp_path / "ids"
     if missing == "identities":
         (split / "shard-001").mkdir(parents=True)
-    task = ShardIngest(tmp_path / "build", ids, split, Source(tmp_path, "folder"), str(tmp_path), 2, False,
-                       pa.array([], pa.string()), identities=True)
+    src = Source(tmp_path, "folder", {"identities": pa.table({})})  # a source with identities
+    task = ShardIngest(tmp_path / "build", ids, split, src, str(tmp_path), 2, False, pa.array([], pa.string()))
     gone = split / "shard-001" if missing == "part" else ids
     with pytest.raises(CasefindError, match=rf"^shard 2 of 2: {gone} is not visible where shard shard-001") as e:
         task(1, lambda stage: None)

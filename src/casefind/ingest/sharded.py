@@ -222,7 +222,7 @@ def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: i
         ids_gen.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ids_gen.mkdir(mode=0o700)
     job = ShardIngest(build.resolve(), ids_gen.resolve(), split.resolve(), src, str(Path(source).resolve()), n,
-                      strict, shared_spells.candidates(parts), "identities" in src.tables)
+                      strict, shared_spells.candidates(parts))
     mapper = current_mapper()
     done = mapper.map_each(list(range(n)), job, "ingesting", say)
     summaries, broke = [s for s, _, _ in done], {i + 1 for i, (_, refused, _) in enumerate(done) if refused}
@@ -237,7 +237,7 @@ def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: i
                 if refused:  # --strict: the forced duplicates are quarantined rows too
                     broke.add(i + 1)
     shutil.rmtree(split)
-    total = _add_up(summaries, src, ids_gen if "identities" in src.tables else None)
+    total = _add_up(summaries, src, ids_gen if job.identities else None)
     if broke:
         e = StrictModeError(total)
         e.message = f"shard{'s' if len(broke) > 1 else ''} {', '.join(map(str, sorted(broke)))} of {n}: {e.message}"
@@ -267,8 +267,12 @@ class ShardIngest:
     n: int
     strict: bool
     shared: pa.Array  # spell ids found in more than one part: a part holding one is kept
-    identities: bool  # the source has identities: each shard's go to ids_gen/shard-XXX
     forced: dict[int, np.ndarray] | None = None
+
+    @property
+    def identities(self) -> bool:
+        """The source has identities: each shard's go to ids_gen/shard-XXX."""
+        return "identities" in self.src.tables
 
     def __call__(self, i: int, say: Progress) -> tuple[IngestSummary, bool, bool]:
         part = self.split / f"shard-{i:03d}"

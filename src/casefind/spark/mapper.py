@@ -83,7 +83,7 @@ class SparkShards:
         executors' progress stays in their log: the driver says what it started."""
         k = len(indices)
         say(f"{what}: {k} shard{'s' if k != 1 else ''} on {self.name}")
-        return self._run(functools.partial(_with_no_progress, task), indices, what)
+        return self._run(functools.partial(task, say=_quiet), indices, what)
 
     def _run(self, task, indices: list[int], what: str) -> list:
         """``task(i)`` for each index, one partition each; results in the order of ``indices``."""
@@ -105,10 +105,6 @@ class SparkShards:
 def _on_shard(root: str, task, i: int):
     """On an executor: ``task`` on shard i of the store at ``root``."""
     return task(ShardedStore(root).open_shard(i), i)
-
-
-def _with_no_progress(task, i: int):
-    return task(i, _quiet)
 
 
 def _quiet(stage: str) -> None:
