@@ -48,6 +48,28 @@ def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value:
                 _add_compensated(out, 3, 5, g, x * x)
 
 
+@nb.njit(cache=True)
+def block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, block: np.ndarray):
+    """``group_sums_into`` for many values of the same patients at once: ``block`` (patients
+    x values, every one valid) added to ``out`` (values x the six rows x groups). A KPI split
+    by sixty providers is sixty values per patient, mostly zero; one call and a skipped zero
+    (adding 0.0 changes no bit of a compensated sum) instead of sixty passes."""
+    people = np.zeros(out.shape[2])
+    for i in range(group.shape[0]):
+        if mask[i]:
+            g = group[i]
+            people[g] += 1.0
+            for j in range(block.shape[1]):
+                x = block[i, j]
+                if x != 0.0:
+                    _add_compensated(out[j], 2, 4, g, x)
+                    _add_compensated(out[j], 3, 5, g, x * x)
+    for j in range(out.shape[0]):
+        for g in range(out.shape[2]):
+            out[j, 0, g] += people[g]
+            out[j, 1, g] += people[g]
+
+
 @nb.njit(cache=True, inline="always")
 def _add_compensated(out: np.ndarray, row: int, err: int, g: int, x: float):
     a = out[row, g]

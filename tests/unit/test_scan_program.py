@@ -121,10 +121,15 @@ def test_codelist_slots_of_one_loop_share_one_lookup_and_one_walk(store):
 
 
 def _split_kpis(providers: tuple[str, ...]):
+    """triple_aim's expressions with each split measure's values per provider (its block's
+    members) as expressions of their own, named ``<block>#<j>``."""
+    from casefind.engines.base import block_members
+    from casefind.kpis import levels
     from casefind.kpis.compute import expressions
     from casefind.kpis.define import load_kpis
 
-    return expressions(load_kpis(RULES / "kpis" / "triple_aim.yml"), providers)
+    ks = load_kpis(RULES / "kpis" / "triple_aim.yml")
+    return {**expressions(ks), **block_members(levels.blocks(ks, providers))}
 
 
 def test_a_kpi_split_by_provider_is_one_lookup_per_row_whatever_the_providers(store):
@@ -147,7 +152,7 @@ def test_a_kpi_split_by_provider_is_one_lookup_per_row_whatever_the_providers(st
         src[len(provs)] = kernel.source
         assert sum(len(b.groups) for b in kernel.program.blocks) >= 4
     assert src[6] == src[60] and src[60].count("rt.group_row(") >= 4
-    exprs = {k: bind(v, 28) for k, v in _split_kpis(few).items() if "|val@" in k}
+    exprs = {k: bind(v, 28) for k, v in _split_kpis(few).items() if "|val@#" in k}
     assert len(exprs) == 4 * 6
     for end in ends:
         ours = native.ENGINE.evaluate(store, exprs, end)

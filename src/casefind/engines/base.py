@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from casefind.rules import ir
     from casefind.store import Store
 
+    Blocks = dict[str, tuple[ir.Node, ...]]  # named groups of numeric expressions, evaluated as one block
+
 
 class Engine:
     """An engine: ``evaluate`` the named expressions over a store at one date.
@@ -53,6 +55,28 @@ class Engine:
 
     def __repr__(self) -> str:
         return f"<engine {self.name}>"
+
+
+def block_column(values: np.ndarray) -> pa.Array:
+    """A (patients x members) block of numbers as one column of fixed-size lists of float64
+    (no copy of a float64 array): how an engine that evaluates a block of expressions at
+    once (the native engine's ``evaluate_periods(..., blocks=...)``) hands it over."""
+    import numpy as np
+    import pyarrow as pa
+
+    flat = pa.array(np.ascontiguousarray(values, dtype=np.float64).ravel())
+    return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
+
+
+def block_members(blocks: Blocks) -> dict[str, ir.Node]:
+    """Each block's members as expressions of their own, named ``<block>#<j>``."""
+    return {f"{name}#{j}": node for name, nodes in blocks.items() for j, node in enumerate(nodes)}
+
+
+def block_values(column, size: int) -> np.ndarray:
+    """A ``block_column`` (or a chunked one) back as (patients x members) float64."""
+    col = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    return col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), size)
 
 
 # name -> (the module whose ``ENGINE`` is that engine, a line for --help). Modules are

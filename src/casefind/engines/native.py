@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import platformdirs
@@ -26,7 +27,7 @@ import pyarrow as pa
 
 from casefind.contract.dates import NULL_DAY, shift_days, to_day
 from casefind.contract.dates import ymd as _ymd
-from casefind.engines.base import Engine
+from casefind.engines.base import Engine, block_column, block_members
 from casefind.engines.native_codegen import KernelSource, generate, generate_spell_test
 from casefind.engines.scan_program import (
     CodelistArg,
@@ -47,6 +48,9 @@ from casefind.engines.scan_program import (
 from casefind.plan import Plan, bind_days, constant_date, make_plan
 from casefind.rules import ir
 from casefind.store import Store
+
+if TYPE_CHECKING:
+    from casefind.engines.base import Blocks
 
 NULL = int(NULL_DAY)
 INT_MIN = np.iinfo(np.int64).min
@@ -368,24 +372,38 @@ class NativeEngine:
         return self.evaluate_periods(exprs, [(as_of, None)], population)[0]
 
     def evaluate_periods(self, exprs: dict[str, ir.Node], periods: list[tuple[dt.date, int | None]],
-                         population: ir.Node | None = None) -> list[pa.Table]:
+                         population: ir.Node | None = None, blocks: Blocks | None = None) -> list[pa.Table]:
         """``exprs`` at each (date, KPI period days) of ``periods``: one table per period.
         Every scan runs once for all periods; the per-patient expressions then run period
         by period. Called again with the same arguments (for other patients), the plan and
-        kernels are reused."""
+        kernels are reused. ``blocks``: named groups of numeric expressions, each one column
+        of fixed-size lists (``block_column``) rather than a column per member."""
+        blocks = blocks or {}
         same = self.planned_for and self.planned_for[0] is exprs and self.planned_for[2] is population
-        if not same or self.planned_for[1] != tuple(periods):
-            self.plan = make_plan(exprs, periods[0][0], population, periods)
-            self.planned_for, self.sources = (exprs, tuple(periods), population), {}
+        if not same or self.planned_for[1] != tuple(periods) or self.planned_for[3] is not blocks:
+            self.plan = make_plan({**exprs, **block_members(blocks)}, periods[0][0], population, periods)
+            self.planned_for, self.sources = (exprs, tuple(periods), population, blocks), {}
         self.population = population
         self.run_scans(self.plan)
         tables = []
         for t, (d, _) in enumerate(self.periods):
             self.t = t
-            tables.append(self._outputs(exprs, d))
+            table = self._outputs(exprs, d)
+            for name, nodes in blocks.items():
+                table = table.append_column(name, self._block(nodes, d))
+            tables.append(table)
             self.caches[t], self.slot_sets[t] = {}, {}  # the table holds what it needs; let the rest go
         self.t = 0
         return tables
+
+    def _block(self, nodes: tuple[ir.Node, ...], d: dt.date) -> pa.Array:
+        """Numeric expressions as one (patients x members) block, a missing value as 0."""
+        out = np.zeros((self.n(), len(nodes)))
+        for j, node in enumerate(nodes):
+            v = self.eval(node, d)
+            np.copyto(out[:, j], v.values, where=v.valid, casting="unsafe")
+            self.cache.pop((node, d), None)
+        return block_column(out)
 
     def _outputs(self, exprs: dict[str, ir.Node], as_of: dt.date) -> pa.Table:
         cols = {"patient": pa.array(self.patient_index().astype(np.int32))}
@@ -845,30 +863,32 @@ class NativeQueryEngine(Engine):
         return NativeEngine(store, rows).evaluate(exprs, as_of, population)
 
     def evaluate_periods(self, store: Store, exprs: dict[str, ir.Node], periods: list[tuple[dt.date, int | None]],
-                         population: ir.Node | None = None, patients: np.ndarray | None = None) -> list[pa.Table]:
+                         population: ir.Node | None = None, patients: np.ndarray | None = None,
+                         blocks: Blocks | None = None) -> list[pa.Table]:
         """``exprs`` (which may hold a KPI's ``period``) at each (end date, period days) of
-        ``periods``, one table per period, every table scanned once for all of them."""
+        ``periods``, one table per period, every table scanned once for all of them (and
+        ``blocks``, each a column of fixed-size lists: NativeEngine.evaluate_periods)."""
         if patients is not None and _ranks(exprs, population):
             rows = pa.array(sorted_unique(patients))
-            return [t.take(rows) for t in NativeEngine(store).evaluate_periods(exprs, periods, population)]
-        return NativeEngine(store, patients).evaluate_periods(exprs, periods, population)
+            return [t.take(rows) for t in NativeEngine(store).evaluate_periods(exprs, periods, population, blocks)]
+        return NativeEngine(store, patients).evaluate_periods(exprs, periods, population, blocks)
 
     def evaluate_periods_chunks(self, store: Store, exprs: dict[str, ir.Node],
                                 periods: list[tuple[dt.date, int | None]],
-                                chunks: list[np.ndarray]) -> Iterator[list[pa.Table]]:
+                                chunks: list[np.ndarray], blocks: Blocks | None = None) -> Iterator[list[pa.Table]]:
         """``evaluate_periods`` for each group of patients in ``chunks`` (sorted store
         indices) in turn, with one plan and one set of kernels: memory then grows with the
         chunk, not with every patient. Where something ranks within the population (which
         needs every patient's value), every patient is evaluated once and cut in chunks."""
         if _ranks(exprs, None):
-            tables = NativeEngine(store).evaluate_periods(exprs, periods)
+            tables = NativeEngine(store).evaluate_periods(exprs, periods, blocks=blocks)
             for rows in chunks:
                 yield [t.take(pa.array(rows)) for t in tables]
             return
         engine = NativeEngine(store)
         for rows in chunks:
             engine.use_patients(rows)
-            yield engine.evaluate_periods(exprs, periods)
+            yield engine.evaluate_periods(exprs, periods, blocks=blocks)
 
 
 ENGINE = NativeQueryEngine()

@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from casefind.engines.base import get_engine
+from casefind.engines.base import block_column, block_members, block_values, get_engine
 from casefind.kpis import levels as split_levels
 from casefind.kpis import stats
 from casefind.kpis.define import KpiSet, Measure, load_kpis
@@ -30,7 +31,10 @@ from casefind.kpis.periods import Period
 from casefind.plan import bind
 from casefind.rules import ir
 from casefind.store import Store
-from casefind_native.aggregate import add_compensated, group_sums, group_sums_into
+from casefind_native.aggregate import add_compensated, block_sums_into, group_sums, group_sums_into
+
+if TYPE_CHECKING:
+    from casefind.engines.base import Blocks
 
 LEVELS = ("practice", "locality", "system")
 IMD_LABELS = ("1 (most deprived)", "2", "3", "4", "5 (least deprived)", "unknown")
@@ -84,18 +88,17 @@ class Hierarchy:
         return [None] * len(self.codes["system"])
 
 
-def expressions(ks: KpiSet, providers: tuple[str, ...] = ()) -> dict[str, ir.Node]:
+def expressions(ks: KpiSet) -> dict[str, ir.Node]:
     """What each period needs: every measure's population and value (and a ratio's
-    denominator, and a split measure's value per provider: kpis/levels.py), and age and
-    segment for breakdowns and standardisation. They may hold the KPI's ``period``, bound
-    per period by the engine."""
+    denominator), and age and segment for breakdowns and standardisation (a split measure's
+    values per provider come as a block: kpis/levels.blocks). They may hold the KPI's
+    ``period``, bound per period by the engine."""
     exprs: dict[str, ir.Node] = {}
     for m in ks.measures.values():
         exprs[f"{m.name}|pop"] = m.population
         exprs[f"{m.name}|val"] = m.value
         if m.denominator is not None:
             exprs[f"{m.name}|den"] = m.denominator
-    exprs.update(split_levels.variants(ks, providers))
     exprs["age"] = ir.Attr("age")
     if ks.segment is not None:
         exprs["segment"] = ks.segment
@@ -137,12 +140,14 @@ def evaluate(store: Store, ksets: dict[Period, KpiSet], engine: str = "native",
     columns: dict[str, pa.Array] = {}
     providers = providers_of(store, ksets) if providers is None else providers
     for periods in _sets(ksets):
-        exprs = expressions(ksets[periods[0]], providers)
+        exprs, blocks = expressions(ksets[periods[0]]), split_levels.blocks(ksets[periods[0]], providers)
         if hasattr(eng, "evaluate_periods"):
-            tables = eng.evaluate_periods(store, exprs, [(p.end, p.days) for p in periods])
+            tables = eng.evaluate_periods(store, exprs, [(p.end, p.days) for p in periods], blocks=blocks)
         else:
-            tables = [eng.evaluate(store, {k: bind(v, p.days) for k, v in exprs.items()}, p.end) for p in periods]
-        _put(columns, exprs, periods, tables)
+            every = {**exprs, **block_members(blocks)}
+            tables = [_stacked(eng.evaluate(store, {k: bind(v, p.days) for k, v in every.items()}, p.end), blocks)
+                      for p in periods]
+        _put(columns, [*exprs, *blocks], periods, tables)
     first = min(ksets, key=lambda q: q.end)
     return _table(ksets, columns, eng.evaluate(store, STATIC, first.end), providers)
 
@@ -170,30 +175,46 @@ def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "na
         return
     sets = _sets(ksets)
     providers = providers_of(store, ksets) if providers is None else providers
-    exprs = [expressions(ksets[periods[0]], providers) for periods in sets]
-    n, size = store.n_patients, chunk_size(sum(len(e) * len(ps) for e, ps in zip(exprs, sets)), size)
+    exprs = [expressions(ksets[periods[0]]) for periods in sets]
+    blocks = [split_levels.blocks(ksets[periods[0]], providers) for periods in sets]
+    n_columns = sum((len(e) + len(block_members(b))) * len(ps) for e, b, ps in zip(exprs, blocks, sets))
+    n, size = store.n_patients, chunk_size(n_columns, size)
     chunks = [np.arange(lo, min(lo + size, n), dtype=np.int64) for lo in range(0, n, size)]
-    streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks)
-               for e, periods in zip(exprs, sets)]
+    streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks, blocks=b)
+               for e, b, periods in zip(exprs, blocks, sets)]
     first = min(ksets, key=lambda q: q.end)
     for rows, parts in zip(chunks, zip(*streams)):
         columns: dict[str, pa.Array] = {}
-        for e, periods, tables in zip(exprs, sets, parts):
-            _put(columns, e, periods, tables)
+        for e, b, periods, tables in zip(exprs, blocks, sets, parts):
+            _put(columns, [*e, *b], periods, tables)
         yield _table(ksets, columns, eng.evaluate(store, STATIC, first.end, patients=rows), providers)
 
 
-def _put(columns: dict, exprs: dict, periods: list[Period], tables: list[pa.Table]) -> None:
+def _put(columns: dict, names: list[str], periods: list[Period], tables: list[pa.Table]) -> None:
     for p, t in zip(periods, tables):
         columns.setdefault("patient", t.column("patient"))
-        columns.update({f"{name}|{p.label}": t.column(name) for name in exprs})
+        columns.update({f"{name}|{p.label}": t.column(name) for name in names})
 
 
 def _table(ksets: dict[Period, KpiSet], columns: dict, static: pa.Table, providers: tuple[str, ...]) -> pa.Table:
     columns.update({name: static.column(name) for name in STATIC})
     order = ["patient"] + [f"{name}|{p.label}" for p, ks in ksets.items()
-                           for name in expressions(ks, providers)] + list(STATIC)
+                           for name in [*expressions(ks), *_block_names(ks, providers)]] + list(STATIC)
     return pa.table({k: columns[k] for k in order})
+
+
+def _block_names(ks: KpiSet, providers: tuple[str, ...]) -> list[str]:
+    return [split_levels.block_name(m) for m in ks.measures.values() if split_levels.units(m, providers)]
+
+
+def _stacked(table: pa.Table, blocks: Blocks) -> pa.Table:
+    """``table`` with each block's member columns (``name#j``) as one column of fixed-size
+    lists, missing values as 0: what the native engine gives for a block."""
+    for name, nodes in blocks.items():
+        members = [f"{name}#{j}" for j in range(len(nodes))]
+        values = np.stack([_column(table, c, 0.0) for c in members], axis=1)
+        table = table.drop_columns(members).append_column(name, block_column(values))
+    return table
 
 
 def _column(values: pa.Table, name: str, fill) -> np.ndarray:
@@ -347,6 +368,28 @@ class _Acc:
         return {"n": flat[0], "k": flat[1], "s": flat[2] + flat[4], "ss": flat[3] + flat[5]}
 
 
+class _Variants:
+    """A split measure's additive pieces per provider unit x practice (kpis/levels.py):
+    rows as _Acc's, added from the block of every unit's values in one pass. The values are
+    counts and sums of activity, so every patient of the population has one (k = n)."""
+
+    def __init__(self, size: int, n_practices: int):
+        self.size = size
+        self.parts = np.zeros((size, _Acc.ROWS, n_practices))
+
+    def add(self, practice, mask, block: np.ndarray) -> None:
+        block_sums_into(self.parts, practice, mask, np.ascontiguousarray(block))
+
+    def merge(self, other: _Variants) -> None:
+        self.parts[:, :2] += other.parts[:, :2]
+        for hi, lo in ((2, 4), (3, 5)):
+            add_compensated(self.parts[:, hi], self.parts[:, lo], other.parts[:, hi], other.parts[:, lo])
+
+    def by_practice(self, j: int) -> dict:
+        x = self.parts[j]
+        return {"n": x[0], "k": x[1], "s": x[2] + x[4], "ss": x[3] + x[5]}
+
+
 class _Kept:
     """A median's population members with a value: label, practice and value of each."""
 
@@ -380,7 +423,6 @@ class _Sums:
     def __init__(self, ksets: dict[Period, KpiSet], practice: np.ndarray, n_practices: int,
                  providers: tuple[str, ...] = ()):
         self.ksets, self.practice, self.n_practices = ksets, practice, n_practices
-        self.providers = providers
         self.n_bands = len(stats.european_standard_population().weights)
         self.labels: dict[tuple, _Labels] = {}
         self.acc: dict[tuple, _Acc | _Kept] = {}
@@ -394,8 +436,8 @@ class _Sums:
                         self.acc[(p, m.name, b, "den")] = _Acc(n_practices)
                 if m.standardise == "esp2013":
                     self.acc[(p, m.name, "esp2013")] = _Acc(n_practices)
-                for j in range(len(split_levels.units(m, providers))):
-                    self.acc[(p, m.name, "@", j)] = _Acc(n_practices)
+        self.variants = {(p, m.name): _Variants(len(split_levels.units(m, providers)), n_practices)
+                         for p, ks in ksets.items() for m in ks.measures.values() if m.split.levels}
 
     def split(self, p: Period, b: str) -> _Labels:
         return self.labels.get((p, b)) or self.labels[(None, b)]
@@ -429,9 +471,11 @@ class _Sums:
                     if esp_band is None:  # per period, and only when a measure is standardised
                         esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
                     self.acc[(p, m.name, "esp2013")].add(esp_band, practice, self.n_bands, mask, v, valid)
-                for j in range(len(split_levels.units(m, self.providers))):  # the value per provider
-                    vj = _column(values, f"{split_levels.variant_name(m, j)}|{p.label}", 0.0).astype(np.float64)
-                    self.acc[(p, m.name, "@", j)].add(label[""], practice, 1, mask, vj, valid)
+                if (p, m.name) in self.variants:  # the value per provider
+                    acc = self.variants[(p, m.name)]
+                    if acc.size:
+                        block = values.column(f"{split_levels.block_name(m)}|{p.label}")
+                        acc.add(practice, mask, block_values(block, acc.size))
 
     def merge(self, other: _Sums) -> None:
         """``other``'s sums (the same KPI sets over other patients: a shard) added in. Text
@@ -444,14 +488,14 @@ class _Sums:
                 mine.parts += [(ids[label], practice, v) for label, practice, v in acc.parts]
                 continue
             mine.merge(acc, ids, n_mine)
+        for key, acc in other.variants.items():
+            self.variants[key].merge(acc)
 
     def _label_map(self, key: tuple, to_mine: dict) -> tuple[np.ndarray, int]:
         """For an accumulator's key: other's label id -> mine, and how many labels I have."""
         p, b = key[0], key[2]
         if b == "esp2013":
             return np.arange(self.n_bands), self.n_bands
-        if b == "@":
-            return np.zeros(1, np.int64), 1
         return to_mine[(p, b) if (p, b) in to_mine else (None, b)], len(self.split(p, b).names)
 
     def finish(self, roll: _Rollup) -> None:
@@ -475,10 +519,9 @@ class _Sums:
                     esp = self.acc[(p, m.name, "esp2013")]
                     roll.standardised(p, ks, m, esp.by_practice(np.arange(self.n_bands), self.n_bands))
                 if m.split.levels:
-                    one = np.zeros(1, np.int64)
-                    variants = [self.acc[(p, m.name, "@", j)].by_practice(one, 1)
-                                for j in range(len(split_levels.units(m, self.providers)))]
-                    roll.split(p, ks, m, self.acc[(p, m.name, "")].by_practice(one, 1), variants)
+                    acc = self.variants[(p, m.name)]
+                    total = self.acc[(p, m.name, "")].by_practice(np.zeros(1, np.int64), 1)
+                    roll.split(p, ks, m, total, [acc.by_practice(j) for j in range(acc.size)])
 
 
 def _measure_columns(values: pa.Table, m: Measure, p: Period):

@@ -62,16 +62,19 @@ def units(m: Measure, providers: tuple[str, ...]) -> list[tuple[str, str | None]
     return [(p, None) for p in providers]
 
 
-def variant_name(m: Measure, j: int) -> str:
-    return f"{m.name}|val@{j}"
+def block_name(m: Measure) -> str:
+    return f"{m.name}|val@"
 
 
-def variants(ks: KpiSet, providers: tuple[str, ...]) -> dict[str, ir.Node]:
-    """Each split measure's value restricted to each of its (provider, setting) units."""
-    out: dict[str, ir.Node] = {}
+def blocks(ks: KpiSet, providers: tuple[str, ...]) -> dict[str, tuple[ir.Node, ...]]:
+    """Each split measure's value restricted to each of its (provider, setting) units: one
+    block of values per patient, which the engine hands over as one (patients x units)
+    array rather than a column per unit (at 10M there are sixty providers)."""
+    out: dict[str, tuple[ir.Node, ...]] = {}
     for m in ks.measures.values():
-        for j, (prov, setting) in enumerate(units(m, providers)):
-            out[variant_name(m, j)] = restrict(m.value, prov, setting)
+        us = units(m, providers)
+        if us:
+            out[block_name(m)] = tuple(restrict(m.value, prov, setting) for prov, setting in us)
     return out
 
 
