@@ -105,11 +105,15 @@ NULL_DAY = -2147483648
 
 
 @nb.njit(cache=True, nogil=True)
-def group_row(ptr, members, code, day, cnt, nd, first, last):
+def group_row(ptr, members, code, day, cnt, nd, first, last, touched):
     """One row with code index ``code`` (>= 0) dated ``day``: every member whose codelist
-    holds the code (CSR ``ptr``/``members``) counts it."""
+    holds the code (CSR ``ptr``/``members``) counts it. A member's first row this patient
+    and period puts it on ``touched`` (its count in ``touched[0]``, members after)."""
     for j in range(ptr[code], ptr[code + 1]):
         m = members[j]
+        if cnt[m] == 0:
+            touched[0] += 1
+            touched[touched[0]] = m
         cnt[m] += 1
         if day != NULL_DAY:
             if nd[m] == 0:
@@ -119,10 +123,36 @@ def group_row(ptr, members, code, day, cnt, nd, first, last):
 
 
 @nb.njit(cache=True, nogil=True)
-def group_emit(kind, cnt, nd, first, last, day, out, ok, t, q):
-    """Each member's output at period ``t``, patient position ``q`` (``day``: the period's
-    date, for days_since)."""
+def group_reset(touched, cnt, nd):
+    """Before a patient and period: the members the last one touched back to no rows (the
+    rest are still zero), so a group of sixty costs what its rows touch, not sixty."""
+    for i in range(1, touched[0] + 1):
+        cnt[touched[i]] = 0
+        nd[touched[i]] = 0
+    touched[0] = 0
+
+
+@nb.njit(cache=True, nogil=True)
+def group_fill(kind, days, out, ok, q0, q1):
+    """Every member's output for patients ``q0 <= q < q1`` as if it had no rows (what
+    group_emit writes for a member untouched), before the work item's patients: then only
+    the touched members are written per patient and period."""
     for m in range(kind.shape[0]):
+        k = kind[m]
+        for t in range(out.shape[1]):
+            none = days[t] - NULL_DAY if k == GROUP_DAYS_SINCE else 0
+            valid = k <= GROUP_COUNT
+            for q in range(q0, q1):
+                out[m, t, q] = none
+                ok[m, t, q] = valid
+
+
+@nb.njit(cache=True, nogil=True)
+def group_emit(kind, touched, cnt, nd, first, last, day, out, ok, t, q):
+    """The touched members' outputs at period ``t``, patient position ``q`` (``day``: the
+    period's date, for days_since); group_fill wrote the others'."""
+    for i in range(1, touched[0] + 1):
+        m = touched[i]
         k, c, d = kind[m], cnt[m], nd[m]
         ok[m, t, q] = True if k <= GROUP_COUNT else d > 0
         if k == GROUP_EXISTS:

@@ -120,10 +120,16 @@ def test_codelist_group_matches_its_definition(codes, days):
         ids += [m for m, s in enumerate(member_sets) if c in s]
         ptr[c + 1] = len(ids)
     cnt, nd, first, last = (np.zeros(5, dtype=np.int64) for _ in range(4))
+    touched = np.zeros(6, dtype=np.int64)
+    for c, d in zip([3, 0], [2, 3]):  # an earlier patient's rows, reset before this one's
+        rt.group_row(ptr, np.array(ids, dtype=np.int64), c, d, cnt, nd, first, last, touched)
+    rt.group_reset(touched, cnt, nd)
     for c, d in zip(codes, days):
-        rt.group_row(ptr, np.array(ids, dtype=np.int64), c, d, cnt, nd, first, last)
-    out, ok = np.full((5, 1, 2), -9, dtype=np.int64), np.zeros((5, 1, 2), dtype=np.bool_)
-    rt.group_emit(kinds, cnt, nd, first, last, 20, out, ok, 0, 1)
+        rt.group_row(ptr, np.array(ids, dtype=np.int64), c, d, cnt, nd, first, last, touched)
+    assert sorted(touched[1:touched[0] + 1]) == [m for m, s in enumerate(member_sets) if s & set(codes)]
+    out, ok = np.full((5, 1, 3), -9, dtype=np.int64), np.zeros((5, 1, 3), dtype=np.bool_)
+    rt.group_fill(kinds, np.array([20], dtype=np.int64), out, ok, 1, 2)
+    rt.group_emit(kinds, touched, cnt, nd, first, last, 20, out, ok, 0, 1)
     want_out, want_ok = _group(codes, days, member_sets, kinds, 20)
     assert out[:, 0, 1].tolist() == want_out and ok[:, 0, 1].tolist() == want_ok
-    assert (out[:, 0, 0] == -9).all()
+    assert (out[:, 0, 0] == -9).all() and (out[:, 0, 2] == -9).all()  # outside the work item: not written

@@ -366,18 +366,23 @@ def _csr(sets: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
 def _group_lookup(j: int, g: RowExprs, kinds: list[int], sets: list[np.ndarray], size: int, what: str,
                   code: str, has: str, day: str, out: str, ok: str) -> Piece:
     """One look-up per row that passes ``has``: the row's code ``code`` (an index below
-    ``size``) to the members whose ``sets`` hold it (casefind_native.runtime.group_row),
-    and one loop that writes every member's output (group_emit)."""
+    ``size``) to the members whose ``sets`` hold it (casefind_native.runtime.group_row).
+    Every member's output is first written as if it had no rows, once per work item
+    (group_fill); per patient and period only the members its rows touched are reset and
+    written (group_reset, group_emit), so a group's cost follows its rows, not its size."""
     ptr, ids = _csr(sets, size)
     gp = g.arg(f"gptr{j}", ConstArg(ptr, f"group {j} ({what}): members of each code"))
     gm = g.arg(f"gmem{j}", ConstArg(ids))
     gk = g.arg(f"gkind{j}", ConstArg(np.array(kinds, dtype=np.int64)))
     state = ", ".join(f"g{x}{j}" for x in ("cnt", "nd", "first", "last"))
+    scratch = [f"g{x}{j} = np.zeros({gk}.shape[0], dtype=np.int64)" for x in ("cnt", "nd", "first", "last")]
+    scratch += [f"gtouch{j} = np.zeros({gk}.shape[0] + 1, dtype=np.int64)  # how many, then which members",
+                f"rt.group_fill({gk}, {day}, {out}, {ok}, q0, q1)"]
     return Piece(
-        scratch=[f"g{x}{j} = np.zeros({gk}.shape[0], dtype=np.int64)" for x in ("cnt", "nd", "first", "last")],
-        init=[f"gcnt{j}[:] = 0\ngnd{j}[:] = 0"],
-        step=[f"if {has}:\n    rt.group_row({gp}, {gm}, {code}, {g.date}[r], {state})"],
-        finish=[f"rt.group_emit({gk}, {state}, {day}[t], {out}, {ok}, t, q)"])
+        scratch=scratch,
+        init=[f"rt.group_reset(gtouch{j}, gcnt{j}, gnd{j})"],
+        step=[f"if {has}:\n    rt.group_row({gp}, {gm}, {code}, {g.date}[r], {state}, gtouch{j})"],
+        finish=[f"rt.group_emit({gk}, gtouch{j}, {state}, {day}[t], {out}, {ok}, t, q)"])
 
 
 class CodelistGroup:
