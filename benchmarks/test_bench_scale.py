@@ -9,7 +9,8 @@ database first), each first checked to give our answer:
 - ``frail.yml``'s whole run (``casefind.lists.run.run``) against ONE DuckDB SQL query, and
   with CASEFIND_BENCH_POLARS=1 one Polars lazy query over the Parquet (off by default: at 10M
   it is the memory of the machine that is measured);
-- frail's dataset (every feature for everyone in its population) against the DuckDB query;
+- frail's dataset (every feature for everyone in its population) against the DuckDB query
+  (and, with CASEFIND_BENCH_POLARS=1, the Polars lazy query);
 - all of ``triple_aim.yml`` for 12 months, once (minutes at 10M), against one DuckDB query per
   measure over all 12 periods (benchmarks/kpi_peers.py; 19 of the 23 measures);
 - peak memory of ``casefind run``, ``casefind dataset --output`` and ``casefind kpi`` in fresh
@@ -82,15 +83,21 @@ def test_frail_run_against_duckdb_over_the_parquet(benchmark, sharded_store, sha
     benchmark.extra_info.update(listed=len(ours), rows_compared=compared)
 
 
-def test_frail_dataset_against_duckdb_over_the_parquet(benchmark, sharded_store, shards, views):
+def test_frail_dataset_against_duckdb_over_the_parquet(benchmark, sharded_store, shards, views, population):
     rule = compile_rule(FRAIL)
     args = {"as_of": rule.as_of, "min_age": rule.parameters["min_age"].value}
     sql = peers.frail_sql(peers.FRAIL_DATASET_SQL, **args)
     table = dataset(FRAIL, sharded_store)
-    compared = check_rows(table.to_pylist(), peers.duckdb_query(views, sql).to_pylist(), ("patient_id",),
-                          "DuckDB SQL dataset over the Parquet", rule.output_round)
-    _, times = race(benchmark, "sharded_dataset", lambda: dataset(FRAIL, sharded_store),
-                    {"duckdb_sql_parquet": lambda: peers.duckdb_query(views, sql)}, rounds(benchmark, 3))
+    key = ("patient_id",)
+    compared = {"duckdb_sql": check_rows(table.to_pylist(), peers.duckdb_query(views, sql).to_pylist(), key,
+                                         "DuckDB SQL dataset over the Parquet", rule.output_round)}
+    others = {"duckdb_sql_parquet": lambda: peers.duckdb_query(views, sql)}
+    if POLARS:
+        polars_rows = peers.frail_dataset_polars(population, **args).to_dicts()
+        compared["polars_lazy"] = check_rows(table.to_pylist(), polars_rows, key, "Polars dataset", rule.output_round)
+        others["polars_lazy"] = lambda: peers.frail_dataset_polars(population, **args)
+    _, times = race(benchmark, "sharded_dataset", lambda: dataset(FRAIL, sharded_store), others,
+                    rounds(benchmark, 3))
     _size(benchmark, shards, times["sharded_dataset"])
     benchmark.extra_info.update(rows=table.num_rows, columns=table.num_columns, rows_compared=compared)
 
