@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from casefind.engines.base import Blocks
 
 NULL = int(NULL_DAY)
+_NO_BLOCKS: dict = {}  # never written: "no blocks" as one object, so a plan made without them is reused
 INT_MIN = np.iinfo(np.int64).min
 TWO_63 = 2.0 ** 63
 
@@ -378,13 +379,24 @@ class NativeEngine:
         by period. Called again with the same arguments (for other patients), the plan and
         kernels are reused. ``blocks``: named groups of numeric expressions, each one column
         of fixed-size lists (``block_column``) rather than a column per member."""
-        blocks = blocks or {}
+        self.scan_periods(exprs, periods, population, blocks)
+        return self.period_tables(exprs, blocks)
+
+    def scan_periods(self, exprs: dict[str, ir.Node], periods: list[tuple[dt.date, int | None]],
+                     population: ir.Node | None = None, blocks: Blocks | None = None) -> None:
+        """``evaluate_periods``' first half: the plan (made once for these arguments) and its
+        scans, whose values ``period_tables`` then reads."""
+        blocks = _NO_BLOCKS if blocks is None else blocks
         same = self.planned_for and self.planned_for[0] is exprs and self.planned_for[2] is population
         if not same or self.planned_for[1] != tuple(periods) or self.planned_for[3] is not blocks:
             self.plan = make_plan({**exprs, **block_members(blocks)}, periods[0][0], population, periods)
             self.planned_for, self.sources = (exprs, tuple(periods), population, blocks), {}
         self.population = population
         self.run_scans(self.plan)
+
+    def period_tables(self, exprs: dict[str, ir.Node], blocks: Blocks | None = None) -> list[pa.Table]:
+        """``evaluate_periods``' second half: each period's table from the scans' values."""
+        blocks = _NO_BLOCKS if blocks is None else blocks
         tables = []
         for t, (d, _) in enumerate(self.periods):
             self.t = t
@@ -397,13 +409,18 @@ class NativeEngine:
         return tables
 
     def _block(self, nodes: tuple[ir.Node, ...], d: dt.date) -> pa.Array:
-        """Numeric expressions as one (patients x members) block, a missing value as 0."""
-        out = np.zeros((self.n(), len(nodes)))
+        """Numeric expressions as one (patients x members) block, a missing value as 0:
+        each member copied whole into its row of a (members x patients) array, then the
+        array transposed once (a column at a time would be a strided write per value)."""
+        rows = np.zeros((len(nodes), self.n()))
         for j, node in enumerate(nodes):
             v = self.eval(node, d)
-            np.copyto(out[:, j], v.values, where=v.valid, casting="unsafe")
+            if v.valid.all():
+                np.copyto(rows[j], v.values, casting="unsafe")
+            else:
+                np.copyto(rows[j], v.values, where=v.valid, casting="unsafe")
             self.cache.pop((node, d), None)
-        return block_column(out)
+        return block_column(rows.T)
 
     def _outputs(self, exprs: dict[str, ir.Node], as_of: dt.date) -> pa.Table:
         cols = {"patient": pa.array(self.patient_index().astype(np.int32))}
@@ -885,10 +902,23 @@ class NativeQueryEngine(Engine):
             for rows in chunks:
                 yield [t.take(pa.array(rows)) for t in tables]
             return
-        engine = NativeEngine(store)
-        for rows in chunks:
+        engines = (NativeEngine(store), NativeEngine(store))
+
+        def scan(engine: NativeEngine, rows: np.ndarray) -> NativeEngine:
             engine.use_patients(rows)
-            yield engine.evaluate_periods(exprs, periods, blocks=blocks)
+            engine.scan_periods(exprs, periods, blocks=blocks)
+            return engine
+
+        # the next chunk's scans run (on another thread, kernels without the GIL) while the
+        # caller works on this chunk's tables: two engines take turns, so a core that the
+        # per-patient numpy leaves idle scans instead
+        with ThreadPoolExecutor(1, thread_name_prefix="casefind-ahead") as ahead:
+            ready = ahead.submit(scan, engines[0], chunks[0]) if chunks else None
+            for i in range(len(chunks)):
+                engine = ready.result()
+                if i + 1 < len(chunks):
+                    ready = ahead.submit(scan, engines[(i + 1) % 2], chunks[i + 1])
+                yield engine.period_tables(exprs, blocks)
 
 
 ENGINE = NativeQueryEngine()
