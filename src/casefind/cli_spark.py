@@ -3,6 +3,8 @@ commands with a sharded store's shards built or evaluated on Apache Spark execut
 merged on the driver (docs/scale-out.md)."""
 from __future__ import annotations
 
+import re
+
 import click
 
 SPARK_HELP = """Run `ingest`, `run`, `dataset`, `kpi`, `budget`, `diagnose`, `evaluate` or `quality`
@@ -23,15 +25,25 @@ store (and, for ingest, the identities store too) at the same path.
 """
 
 
+def _memory_size(ctx, param, value: str) -> str:
+    """A JVM memory size as Spark reads one: a number and k, m, g or t (4g, 8192m)."""
+    if not re.fullmatch(r"[1-9][0-9]*[kmgt]?", value.strip().lower()):
+        raise click.BadParameter(f"{value!r} is not a memory size; give a number and a unit, e.g. 4g or 8192m")
+    return value.strip().lower()
+
+
 @click.group("spark", help=SPARK_HELP)
 @click.option("--master", default="local[2]", show_default=True, metavar="URL",
               help="Spark master: local[N] for N worker threads on this machine, or a cluster's URL.")
+@click.option("--driver-memory", default="4g", show_default=True, metavar="SIZE", callback=_memory_size,
+              help="Memory of the Spark driver this command starts (spark.driver.memory), which gathers "
+                   "every shard's result; in local mode it also runs the tasks.")
 @click.pass_context
-def spark_group(ctx: click.Context, master: str):
+def spark_group(ctx: click.Context, master: str, driver_memory: str):
     from casefind.spark.mapper import SparkShards
     from casefind.store.sharded import mapped_by
 
-    mapper = SparkShards(master=master)
+    mapper = SparkShards(master=master, driver_memory=driver_memory)
     ctx.with_resource(mapped_by(mapper))
     ctx.call_on_close(mapper.stop)
 

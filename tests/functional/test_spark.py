@@ -277,3 +277,24 @@ def test_a_single_store_ingest_on_spark_is_refused_before_anything_is_built(tmp_
     r = cli("spark", "ingest", src, "--store", tmp_path / "s", *shards)
     assert r.exit_code == 2 and "--shards N" in r.output and "Traceback" not in r.output, r.output
     assert not (tmp_path / "s").exists()
+
+
+def test_a_dead_session_does_not_hide_the_jobs_error():
+    """A job that runs the driver out of memory kills its JVM; stopping that session then
+    fails (Connection refused). The CLI stops the session when the command ends, and that
+    failure once replaced the job's own error with "cannot read or write a file"."""
+
+    class Dead:
+        def stop(self):
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    mapper = cfspark.SparkShards(master="local[1]")
+    mapper._spark = Dead()  # as if this mapper had started it
+    mapper.stop()
+    assert mapper._spark is None
+
+
+def test_driver_memory_is_checked_before_spark_starts(tmp_path):
+    r = cli("spark", "--driver-memory", "lots", "quality", "--store", tmp_path)
+    assert r.exit_code == 2 and "not a memory size" in r.output and "4g or 8192m" in r.output
+    assert "Traceback" not in r.output

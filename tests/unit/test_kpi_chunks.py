@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from casefind.kpis import compute
@@ -68,3 +69,27 @@ def test_chunks_shrink_as_columns_grow_so_memory_does_not():
     assert compute.chunk_size(10) == compute.CHUNK_PATIENTS
     assert compute.chunk_size(4000) * 8 * 4000 <= compute.CHUNK_BYTES < (compute.chunk_size(4000) + 1) * 8 * 4000
     assert compute.chunk_size(10**9) == 1024 and compute.chunk_size(10**9, 40) == 40
+
+
+def test_a_shards_sums_pickle_small_and_whole(setup):
+    """A shard's sums go to the driver (on Spark, every shard's at once): they pickle
+    without their rows of zeros, and a split measure's sums per provider only where a
+    practice had that provider's activity, and come back the same to the bit."""
+    import pickle
+
+    from casefind.kpis.levels import provider_codes
+
+    store, ksets = setup
+    h = compute.Hierarchy.of(store)
+    providers = provider_codes(store) + tuple(f"ZZ{i}" for i in range(40))  # a region's others: none here
+    sums = compute._Sums(ksets, h.practice_of_patient, len(h.codes["practice"]), providers)
+    for piece in compute.evaluate_chunks(store, ksets, size=1000, providers=providers):
+        sums.add(piece)
+    back = pickle.loads(pickle.dumps(sums))
+    for key, acc in sums.acc.items():
+        mine, theirs = (a.parts if hasattr(a, "grown") else np.concatenate(a.arrays()) for a in (back.acc[key], acc))
+        assert mine.tobytes() == theirs.tobytes(), key
+    assert sums.variants
+    assert all(back.variants[k].parts.tobytes() == v.parts.tobytes() for k, v in sums.variants.items())
+    dense = sum(v.parts.nbytes for v in sums.variants.values())
+    assert len(pickle.dumps(sums.variants)) < dense / 4

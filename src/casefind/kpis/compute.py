@@ -361,6 +361,18 @@ class _Acc:
     def add(self, label, practice, n_labels: int, mask, v, valid) -> None:
         group_sums_into(self.grown(n_labels), label * self.n_practices + practice, mask, v, valid)
 
+    def __getstate__(self) -> dict:
+        """Pickled without its rows of zeros (a shard's sums go to the driver: on Spark, all
+        the shards' at once; the compensations of whole-number sums are zero)."""
+        rows = [i for i in range(self.ROWS) if self.parts[i].any()]
+        return {"n_practices": self.n_practices, "width": self.parts.shape[1], "rows": rows,
+                "data": self.parts[rows]}
+
+    def __setstate__(self, state: dict) -> None:
+        self.n_practices = state["n_practices"]
+        self.parts = np.zeros((self.ROWS, state["width"]))
+        self.parts[state["rows"]] = state["data"]
+
     def by_practice(self, ids: np.ndarray, n_labels: int) -> dict:
         """The pieces per practice x label (labels in ``ids`` order), as group_sums gives them."""
         parts = self.grown(n_labels).reshape(self.ROWS, n_labels, self.n_practices)[:, ids, :]
@@ -384,6 +396,26 @@ class _Variants:
         self.parts[:, :2] += other.parts[:, :2]
         for hi, lo in ((2, 4), (3, 5)):
             add_compensated(self.parts[:, hi], self.parts[:, lo], other.parts[:, hi], other.parts[:, lo])
+
+    def __getstate__(self) -> dict:
+        """Pickled small (a shard's sums go to the driver): the people per practice once
+        (rows n and k are the same for every unit), then only the unit x practice cells
+        with a sum, since a practice's patients see few of a region's providers."""
+        people = self.parts[:1, :2]
+        if not (self.parts[:, :2] == people).all():  # pragma: no cover - block_sums_into keeps them equal
+            return {"dense": self.parts}
+        unit, practice = np.nonzero(self.parts[:, 2:].any(axis=1))
+        return {"shape": self.parts.shape, "people": people[0], "unit": unit, "practice": practice,
+                "cells": self.parts[unit, 2:, practice]}
+
+    def __setstate__(self, state: dict) -> None:
+        if "dense" in state:  # pragma: no cover
+            self.parts = state["dense"]
+        else:
+            self.parts = np.zeros(state["shape"])
+            self.parts[:, :2] = state["people"]
+            self.parts[state["unit"], 2:, state["practice"]] = state["cells"]
+        self.size = self.parts.shape[0]
 
     def by_practice(self, j: int) -> dict:
         x = self.parts[j]

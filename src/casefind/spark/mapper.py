@@ -23,6 +23,10 @@ from casefind.errors import CasefindError, UsageError
 from casefind.store.sharded import ShardedStore, mapped_by
 
 RESULT_SCHEMA = "shard long, result binary"
+DRIVER_MEMORY = "4g"  # the driver gathers every shard's result (in local mode it runs the tasks too)
+OUT_OF_MEMORY_HINT = ("if Spark's log above says java.lang.OutOfMemoryError, give the driver more memory: "
+                      "casefind spark --driver-memory 8g ... (or spark.driver.memory in your session); "
+                      "otherwise the executors' log (stderr) says why")
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
@@ -31,9 +35,9 @@ class ShardTaskFailed(CasefindError):
     casefind, or an executor that cannot run it): what failed, on which shard. The full
     traceback is on the executor's stderr (Spark's executor log)."""
 
-    def __init__(self, message: str):
-        super().__init__(message, "the traceback is in the Spark executor's log (stderr); if it is a bug in "
-                                  "casefind, report it with that traceback and `casefind --version`")
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message, hint or "the traceback is in the Spark executor's log (stderr); if it is a bug "
+                                          "in casefind, report it with that traceback and `casefind --version`")
 
 
 class SparkShards:
@@ -43,7 +47,7 @@ class SparkShards:
     requires_sharded = True
     single_store_hint = "run the same command without `casefind spark` on one machine"
 
-    def __init__(self, spark=None, *, master: str | None = None):
+    def __init__(self, spark=None, *, master: str | None = None, driver_memory: str = DRIVER_MEMORY):
         try:  # pyspark's Arrow functions check for pandas; imported now, before a command holds it back
             import pandas  # noqa: F401
         except ImportError as e:
@@ -51,6 +55,7 @@ class SparkShards:
                              'install the extra: pip install -e ".[spark]"') from e
         self._spark, self._given = spark, spark
         self.master = master or spark.sparkContext.master
+        self.driver_memory = driver_memory
         self.name = f"Spark ({self.master})"
 
     @property
@@ -62,13 +67,16 @@ class SparkShards:
                 raise UsageError("PySpark is not installed", 'install the extra: pip install -e ".[spark]"') from e
             active = SparkSession.getActiveSession()  # a notebook's or a test's: used, and left running
             self._given = active
-            self._spark = active or start_session(self.master)
+            self._spark = active or start_session(self.master, self.driver_memory)
         return self._spark
 
     def stop(self) -> None:
-        """Stop the session this mapper started (not one it was given or found running)."""
+        """Stop the session this mapper started (not one it was given or found running). A
+        session whose JVM has died (a job that ran out of memory kills it) cannot be reached
+        to stop: that is not reported, so the job's own error is the one the user sees."""
         if self._spark is not None and self._spark is not self._given:
-            self._spark.stop()
+            with contextlib.suppress(Exception):
+                self._spark.stop()
         self._spark = None
 
     def map(self, store: ShardedStore, task, what: str, say) -> list:
@@ -95,7 +103,8 @@ class SparkShards:
             rows = partitions.mapInArrow(functools.partial(_partition, task, indices), RESULT_SCHEMA).collect()
         except Exception as e:  # the job itself failed (an executor lost, a result too large): not the user's
             first = (str(e).strip().splitlines() or [""])[0][:300]
-            raise ShardTaskFailed(f"the Spark job for {what} failed: {type(e).__name__}: {first}") from e
+            raise ShardTaskFailed(f"the Spark job for {what} failed: {type(e).__name__}: {first}",
+                                  OUT_OF_MEMORY_HINT) from e
         by_shard = {int(r["shard"]): bytes(r["result"]) for r in rows}
         if sorted(by_shard) != sorted(indices):
             raise ShardTaskFailed(f"Spark returned shards {sorted(by_shard)}, not {sorted(indices)}")
@@ -147,9 +156,10 @@ def on(spark):
         yield mapper
 
 
-def start_session(master: str = "local[2]"):
+def start_session(master: str = "local[2]", driver_memory: str = DRIVER_MEMORY):
     """A local (or ``master``) Spark session for the CLI: quiet, no UI, executors on this
-    Python, results of any size brought back to the driver."""
+    Python, results of any size brought back to a driver with ``driver_memory`` (at 10M
+    patients in 16 shards, a KPI file's sums are about 50 MB a shard)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as e:
@@ -159,7 +169,7 @@ def start_session(master: str = "local[2]"):
     java_options = f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
     builder = (SparkSession.builder.master(master).appName("casefind")
                .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-               .config("spark.driver.maxResultSize", "0")
+               .config("spark.driver.maxResultSize", "0").config("spark.driver.memory", driver_memory)
                .config("spark.driver.extraJavaOptions", java_options)
                .config("spark.executor.extraJavaOptions", java_options))
     try:
