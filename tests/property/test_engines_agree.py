@@ -55,14 +55,15 @@ def populations(draw):
         cost = draw(st.one_of(st.none(), st.sampled_from(["0", "42", "250.5", "3000"])))
         setting = draw(st.sampled_from(SETTINGS))
         primary = draw(st.sampled_from([None, "I509", "J440"]))
+        provider = draw(st.sampled_from([None, "RXX", "RYY", "RZZ"]))  # KPIs split by provider read it
         if setting in ("emergency_admission", "elective_admission"):  # a spell: its own id, an end
             sid = f"S{len(spells)}"
             end = (dt.date.fromisoformat(d) + dt.timedelta(days=draw(st.integers(0, 5)))).isoformat()
             dest = draw(st.sampled_from([None, "home", "other_hospital", "care_home"]))
             spells.append((pid, sid, d))
-            activity.append((pid, d, end, setting, cost, primary, None, dest, sid))
+            activity.append((pid, d, end, setting, cost, primary, provider, dest, sid))
         else:
-            activity += [(pid, d, None, setting, cost, primary, None, None, None)] * draw(st.integers(1, 2))
+            activity += [(pid, d, None, setting, cost, primary, provider, None, None)] * draw(st.integers(1, 2))
     diagnoses = []
     for _ in range(draw(st.integers(0, 12))):
         pid, d = draw(st.sampled_from(ids)), draw(day)
