@@ -177,7 +177,7 @@ def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "na
     providers = providers_of(store, ksets) if providers is None else providers
     exprs = [expressions(ksets[periods[0]]) for periods in sets]
     blocks = [split_levels.blocks(ksets[periods[0]], providers) for periods in sets]
-    n_columns = sum((len(e) + len(block_members(b))) * len(ps) for e, b, ps in zip(exprs, blocks, sets))
+    n_columns = sum((len(e) + sum(map(len, b.values()))) * len(ps) for e, b, ps in zip(exprs, blocks, sets))
     n, size = store.n_patients, chunk_size(n_columns, size)
     chunks = [np.arange(lo, min(lo + size, n), dtype=np.int64) for lo in range(0, n, size)]
     streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks, blocks=b)
@@ -331,6 +331,14 @@ class _Labels:
         return [self.names[i] for i in ids], np.asarray(ids, dtype=np.int64)
 
 
+def _add_pieces(mine: np.ndarray, theirs: np.ndarray) -> None:
+    """``theirs`` added to ``mine`` in place (both indexed by _Acc's six rows first): the
+    counts plainly, the sums and sums of squares as compensated pairs (two-sum)."""
+    mine[:2] += theirs[:2]
+    for hi, lo in ((2, 4), (3, 5)):
+        add_compensated(mine[hi], mine[lo], theirs[hi], theirs[lo])
+
+
 class _Acc:
     """The additive pieces (rows n, k, s, ss, and the compensations of s and ss) per
     label x practice, grown as labels appear."""
@@ -353,9 +361,7 @@ class _Acc:
         theirs = other.grown(len(ids)).reshape(self.ROWS, len(ids), self.n_practices)
         mine = self.grown(n_labels).reshape(self.ROWS, n_labels, self.n_practices)
         cells = mine[:, ids, :]
-        cells[:2] += theirs[:2]
-        for hi, lo in ((2, 4), (3, 5)):
-            add_compensated(cells[hi], cells[lo], theirs[hi], theirs[lo])
+        _add_pieces(cells, theirs)
         mine[:, ids, :] = cells
 
     def add(self, label, practice, n_labels: int, mask, v, valid) -> None:
@@ -393,28 +399,20 @@ class _Variants:
         block_sums_into(self.parts, practice, mask, np.ascontiguousarray(block))
 
     def merge(self, other: _Variants) -> None:
-        self.parts[:, :2] += other.parts[:, :2]
-        for hi, lo in ((2, 4), (3, 5)):
-            add_compensated(self.parts[:, hi], self.parts[:, lo], other.parts[:, hi], other.parts[:, lo])
+        _add_pieces(self.parts.swapaxes(0, 1), other.parts.swapaxes(0, 1))  # views: added in place
 
     def __getstate__(self) -> dict:
         """Pickled small (a shard's sums go to the driver): the people per practice once
         (rows n and k are the same for every unit), then only the unit x practice cells
         with a sum, since a practice's patients see few of a region's providers."""
-        people = self.parts[:1, :2]
-        if not (self.parts[:, :2] == people).all():  # pragma: no cover - block_sums_into keeps them equal
-            return {"dense": self.parts}
         unit, practice = np.nonzero(self.parts[:, 2:].any(axis=1))
-        return {"shape": self.parts.shape, "people": people[0], "unit": unit, "practice": practice,
+        return {"shape": self.parts.shape, "people": self.parts[0, :2], "unit": unit, "practice": practice,
                 "cells": self.parts[unit, 2:, practice]}
 
     def __setstate__(self, state: dict) -> None:
-        if "dense" in state:  # pragma: no cover
-            self.parts = state["dense"]
-        else:
-            self.parts = np.zeros(state["shape"])
-            self.parts[:, :2] = state["people"]
-            self.parts[state["unit"], 2:, state["practice"]] = state["cells"]
+        self.parts = np.zeros(state["shape"])
+        self.parts[:, :2] = state["people"]  # block_sums_into and merge add the same people to every unit
+        self.parts[state["unit"], 2:, state["practice"]] = state["cells"]
         self.size = self.parts.shape[0]
 
     def by_practice(self, j: int) -> dict:

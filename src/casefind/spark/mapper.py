@@ -159,7 +159,7 @@ def on(spark):
 def start_session(master: str = "local[2]", driver_memory: str = DRIVER_MEMORY):
     """A local (or ``master``) Spark session for the CLI: quiet, no UI, executors on this
     Python, results of any size brought back to a driver with ``driver_memory`` (at 10M
-    patients in 16 shards, a KPI file's sums are about 50 MB a shard)."""
+    patients in 16 shards, a KPI file's sums were 57 MB for shard 0)."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as e:
