@@ -219,6 +219,10 @@ def _stacked(table: pa.Table, blocks: Blocks) -> pa.Table:
 
 def _column(values: pa.Table, name: str, fill) -> np.ndarray:
     col = values.column(name)
+    if col.null_count == 0 and col.num_chunks == 1:  # most columns: no copy, or one cast
+        if pa.types.is_boolean(col.type):
+            return col.chunk(0).to_numpy(zero_copy_only=False)
+        return col.chunk(0).to_numpy().astype(np.float64, copy=False)
     if pa.types.is_boolean(col.type):
         return np.asarray(col.fill_null(False).to_numpy(zero_copy_only=False), bool)
     return np.asarray(col.cast(pa.float64()).fill_null(fill).to_numpy(zero_copy_only=False), np.float64)
@@ -558,11 +562,12 @@ def _measure_columns(values: pa.Table, m: Measure, p: Period):
     """A measure's per-patient population mask, value, validity and (ratios) denominator."""
     mask = _column(values, f"{m.name}|pop|{p.label}", False)
     raw = values.column(f"{m.name}|val|{p.label}")
-    valid = np.asarray(raw.is_valid().to_numpy(zero_copy_only=False), bool)
-    v = _column(values, f"{m.name}|val|{p.label}", 0.0).astype(np.float64)
-    if m.kind in ("rate", "total", "per_head", "proportion", "ratio"):
+    v = _column(values, f"{m.name}|val|{p.label}", 0.0)
+    if m.kind in ("rate", "total", "per_head", "proportion", "ratio") or raw.null_count == 0:
         valid = np.ones(len(v), bool)  # a missing count or cost is none
-    den = _column(values, f"{m.name}|den|{p.label}", 0.0).astype(np.float64) if m.kind == "ratio" else None
+    else:
+        valid = np.asarray(raw.is_valid().to_numpy(zero_copy_only=False), bool)
+    den = _column(values, f"{m.name}|den|{p.label}", 0.0) if m.kind == "ratio" else None
     return mask, v, valid, den
 
 
