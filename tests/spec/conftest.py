@@ -8,11 +8,28 @@ import pytest
 
 from spec_helpers import ENGINES, run_case
 
+FUSED = "native+fused"  # the native engine with every per-patient expression in its fused loop
+PER_PATIENT = {"operators", "case", "at", "attributes"}  # the constructs the fused loop computes
 
-@pytest.fixture(params=sorted(ENGINES))
-def engine(request) -> str:
-    """The name of a registered engine: a spec test runs once on each."""
-    return request.param
+
+def pytest_generate_tests(metafunc):
+    """Every registered engine for each spec test; the per-patient constructs also on the
+    native engine with its fused loop forced (engines/fused.py: below FUSE_MIN_WORK
+    patients x periods x nodes it is left to numpy, so small cases would never reach it)."""
+    if "engine" in metafunc.fixturenames:
+        fused = [FUSED] if metafunc.definition.path.parent.name in PER_PATIENT else []
+        metafunc.parametrize("engine", [*sorted(ENGINES), *fused], indirect=True)
+
+
+@pytest.fixture
+def engine(request, monkeypatch) -> str:
+    """The name of the engine a spec test runs on."""
+    if request.param != FUSED:
+        return request.param
+    from casefind.engines import fused
+
+    monkeypatch.setattr(fused, "FUSE_MIN_WORK", 0)
+    return "native"
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import hashlib
 import importlib.util
 import itertools
@@ -27,6 +28,7 @@ import pyarrow as pa
 
 from casefind.contract.dates import NULL_DAY, shift_days, to_day
 from casefind.contract.dates import ymd as _ymd
+from casefind.engines import fused as fusing
 from casefind.engines.base import Engine, block_column, block_members
 from casefind.engines.native_codegen import KernelSource, generate, generate_spell_test
 from casefind.engines.scan_program import (
@@ -218,6 +220,8 @@ class NativeEngine:
         self.caches: list[dict] = [{}]  # per period: (node, date) -> Vec
         self.slot_sets: list[dict] = [{}]  # per period: (node, date) -> the scan's Vec
         self.spell_cache: dict = {}
+        self.reach_sets: dict = {}  # (node, date, period days, population) -> reaches()
+        self.run_patients: int | None = None  # all the chunks' patients, when evaluated chunk by chunk
         self.population: ir.Node | None = None
         self.plan: Plan | None = None
         self.planned_for: tuple = ()  # what self.plan was made for: (exprs, periods, population)
@@ -398,9 +402,11 @@ class NativeEngine:
         """``evaluate_periods``' second half: each period's table from the scans' values."""
         blocks = _NO_BLOCKS if blocks is None else blocks
         tables = []
+        members = [m for nodes in blocks.values() for m in nodes]
         for t, (d, _) in enumerate(self.periods):
             self.t = t
-            table = self._outputs(exprs, d)
+            self.prefuse([*exprs.values(), *members], d)  # one loop for the outputs and the blocks' members
+            table = self._outputs(exprs, d, fuse=False)
             for name, nodes in blocks.items():
                 table = table.append_column(name, self._block(nodes, d))
             tables.append(table)
@@ -422,7 +428,46 @@ class NativeEngine:
             self.cache.pop((node, d), None)
         return block_column(rows.T)
 
-    def _outputs(self, exprs: dict[str, ir.Node], as_of: dt.date) -> pa.Table:
+    def prefuse(self, nodes: list[ir.Node], d: dt.date) -> None:
+        """The fusible ones of ``nodes`` computed at ``d`` by one compiled loop over the
+        patients (engines/fused.py) and cached as if evaluated, when there are enough
+        patients x nodes for the loop to pay for its compile; else nothing (numpy, later)."""
+        fusion = _fusion(tuple(nodes))
+        if not fusion.outputs or not self.fusing_pays(fusion.fused):
+            return
+        n = self.n()
+        kernel = load_kernel(fusion.name, fusion.source)
+        leaves = [self.eval(x, d) for x in fusion.leaves]
+        values = {"i": [], "f": [], "b": []}
+        for x, v, (kind, _) in zip(fusion.leaves, leaves, fusing.leaf_slots(fusion.leaves)):
+            values[kind].append(_leaf_values(x, v))
+        valid = tuple(np.ascontiguousarray(v.valid, dtype=np.bool_) for v in leaves)
+        out = {kind: tuple(np.empty(n, dtype) for k in fusion.kinds if k == kind)
+               for kind, dtype in (("i", np.int64), ("f", np.float64), ("b", np.bool_))}
+        ok = tuple(np.empty(n, np.bool_) for _ in fusion.outputs)
+        kernel(n, np.int64(to_day(d)), *(tuple(values[k]) for k in "ifb"), valid, out["i"], out["f"], out["b"], ok)
+        taken = {"i": 0, "f": 0, "b": 0}
+        for node, kind, present in zip(fusion.outputs, fusion.kinds, ok):
+            got = out[kind][taken[kind]]
+            taken[kind] += 1
+            labels = fusion.labels.get(node)
+            if labels is not None:
+                text = np.empty(len(labels), dtype=object)
+                text[:] = labels
+                self.cache[(node, d)] = Vec(got.astype(np.int32), present, text)
+            else:
+                self.cache[(node, d)] = Vec(got, present)
+
+    def fusing_pays(self, nodes: int) -> bool:
+        """Whether the evaluation's patients x periods x fused nodes reach FUSE_MIN_WORK:
+        below it, a first run's compile (3.5 s for triple_aim.yml's 102 nodes, once per
+        machine) costs more than the loop saves (about 2.5 ns a node and patient)."""
+        patients = self.run_patients or self.n()
+        return patients * len(self.periods) * nodes >= fusing.FUSE_MIN_WORK
+
+    def _outputs(self, exprs: dict[str, ir.Node], as_of: dt.date, fuse: bool = True) -> pa.Table:
+        if fuse:
+            self.prefuse(list(exprs.values()), as_of)
         cols = {"patient": pa.array(self.patient_index().astype(np.int32))}
         # an output's sub-expressions are computed once (memoised per node and date) and let
         # go after the last output that needs them: new columns then reuse freed memory. Each
@@ -446,7 +491,14 @@ class NativeEngine:
     sticky = frozenset({"birth ymd"})  # cache entries kept for the whole evaluation
 
     def reaches(self, node: ir.Node, d: dt.date) -> set:
-        """The cache keys evaluating ``node`` at ``d`` uses."""
+        """The cache keys evaluating ``node`` at ``d`` uses (the same for every chunk of
+        patients: kept, keyed by what they depend on)."""
+        key = (node, d, self.period_days, self.population)
+        if key not in self.reach_sets:
+            self.reach_sets[key] = self._reaches(node, d)
+        return self.reach_sets[key]
+
+    def _reaches(self, node: ir.Node, d: dt.date) -> set:
         keys, stack = set(), [(node, d)]
         while stack:
             n, d = stack.pop()
@@ -820,6 +872,25 @@ class NativeEngine:
         above = pool - at_most
         return Vec((above < n.fraction * pool) & valid, np.ones(self.n(), bool))
 
+_LEAF_DTYPE = {ir.T.BOOL: np.bool_, ir.T.INT: np.int64, ir.T.DATE: np.int64, ir.T.FLOAT: np.float64}
+
+
+def _leaf_values(node: ir.Node, v: Vec) -> np.ndarray:
+    """A leaf's values as the fused loop reads them: its kernel type, contiguous, and
+    true/false ones false where missing (the loop's ``and`` and ``not`` read them so)."""
+    values = np.ascontiguousarray(v.values, dtype=_LEAF_DTYPE[node.type])
+    if node.type is ir.T.BOOL and not v.valid.all():
+        values = values & v.valid
+    return values
+
+
+@functools.lru_cache(maxsize=32)
+def _fusion(nodes: tuple[ir.Node, ...]) -> fusing.Fusion:
+    """The fused loop for these outputs, made once per process (its source depends on the
+    expressions alone, not on the store or the patients)."""
+    return fusing.fuse(list(nodes))
+
+
 def _dtype(sp) -> np.dtype:
     """The output type of a slot's reducer."""
     from casefind.contract import TABLES
@@ -903,6 +974,8 @@ class NativeQueryEngine(Engine):
                 yield [t.take(pa.array(rows)) for t in tables]
             return
         engines = (NativeEngine(store), NativeEngine(store))
+        for engine in engines:
+            engine.run_patients = sum(len(rows) for rows in chunks)
 
         def scan(engine: NativeEngine, rows: np.ndarray) -> NativeEngine:
             engine.use_patients(rows)
