@@ -104,7 +104,7 @@ GROUP_EXISTS, GROUP_COUNT, GROUP_LAST, GROUP_FIRST, GROUP_DAYS_SINCE = 0, 1, 2, 
 NULL_DAY = -2147483648
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def group_row(ptr, members, code, day, cnt, nd, first, last, touched):
     """One row with code index ``code`` (>= 0) dated ``day``: every member whose codelist
     holds the code (CSR ``ptr``/``members``) counts it. A member's first row this patient
@@ -136,15 +136,21 @@ def group_reset(touched, cnt, nd):
 def group_fill(kind, days, out, ok, q0, q1):
     """Every member's output for patients ``q0 <= q < q1`` as if it had no rows (what
     group_emit writes for a member untouched), before the work item's patients: then only
-    the touched members are written per patient and period."""
+    the touched members are written per patient and period. ``out`` comes zeroed, so only
+    days_since's (days since no row) is written; ``ok`` only for the kinds that can be
+    missing (an exists or a count always has a value: the engine reads no ``ok`` for it).
+    A KPI split by sixty providers has hundreds of count members: writing each one's zeros
+    for every patient and period was most of the activity scan."""
     for m in range(kind.shape[0]):
         k = kind[m]
+        if k <= GROUP_COUNT:
+            continue
         for t in range(out.shape[1]):
             none = days[t] - NULL_DAY if k == GROUP_DAYS_SINCE else 0
-            valid = k <= GROUP_COUNT
             for q in range(q0, q1):
-                out[m, t, q] = none
-                ok[m, t, q] = valid
+                if none:
+                    out[m, t, q] = none
+                ok[m, t, q] = False
 
 
 @nb.njit(cache=True, nogil=True)
@@ -154,17 +160,18 @@ def group_emit(kind, touched, cnt, nd, first, last, day, out, ok, t, q):
     for i in range(1, touched[0] + 1):
         m = touched[i]
         k, c, d = kind[m], cnt[m], nd[m]
-        ok[m, t, q] = True if k <= GROUP_COUNT else d > 0
         if k == GROUP_EXISTS:
             out[m, t, q] = 1 if c > 0 else 0
         elif k == GROUP_COUNT:
             out[m, t, q] = c
-        elif k == GROUP_LAST:
-            out[m, t, q] = last[m] if d else 0
-        elif k == GROUP_FIRST:
-            out[m, t, q] = first[m] if d else 0
         else:
-            out[m, t, q] = day - (last[m] if d else NULL_DAY)
+            ok[m, t, q] = d > 0
+            if k == GROUP_LAST:
+                out[m, t, q] = last[m] if d else 0
+            elif k == GROUP_FIRST:
+                out[m, t, q] = first[m] if d else 0
+            else:
+                out[m, t, q] = day - (last[m] if d else NULL_DAY)
 
 
 # --- per-row values (a filter or value= computed on each event row) -------------------------

@@ -324,10 +324,11 @@ class NativeEngine:
             if rowless:
                 return (np.ones if isinstance(a, ValidArg) and a.empty else np.zeros)(shape, dtype=dtype)
             return np.empty(shape, dtype=dtype)
-        if isinstance(a, (GroupOutArg, GroupValidArg)):  # rowless: 0 and missing, as the reducers give
+        if isinstance(a, GroupOutArg):  # zeroed: group_fill writes only what is not 0 (rowless: 0)
+            return np.zeros((len(a.slots), *shape), dtype=np.int64)
+        if isinstance(a, GroupValidArg):  # rowless: missing, as the reducers give (read only where it can be)
             full = (len(a.slots), *shape)
-            dtype = np.int64 if isinstance(a, GroupOutArg) else np.bool_
-            return np.zeros(full, dtype=dtype) if rowless else np.empty(full, dtype=dtype)
+            return np.zeros(full, dtype=np.bool_) if rowless else np.empty(full, dtype=np.bool_)
         if isinstance(a, (ConstArg, CodelistArg)):
             return a.value
         if isinstance(a, DaysArg):

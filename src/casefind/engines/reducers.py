@@ -369,7 +369,9 @@ def _group_lookup(j: int, g: RowExprs, kinds: list[int], sets: list[np.ndarray],
     ``size``) to the members whose ``sets`` hold it (casefind_native.runtime.group_row).
     Every member's output is first written as if it had no rows, once per work item
     (group_fill); per patient and period only the members its rows touched are reset and
-    written (group_reset, group_emit), so a group's cost follows its rows, not its size."""
+    written (group_reset, group_emit), so a group's cost follows its rows, not its size;
+    where no row touched one (most patients in most periods) neither is called (a call
+    passing a dozen arrays costs more than the loop it would run)."""
     ptr, ids = _csr(sets, size)
     gp = g.arg(f"gptr{j}", ConstArg(ptr, f"group {j} ({what}): members of each code"))
     gm = g.arg(f"gmem{j}", ConstArg(ids))
@@ -380,9 +382,9 @@ def _group_lookup(j: int, g: RowExprs, kinds: list[int], sets: list[np.ndarray],
                 f"rt.group_fill({gk}, {day}, {out}, {ok}, q0, q1)"]
     return Piece(
         scratch=scratch,
-        init=[f"rt.group_reset(gtouch{j}, gcnt{j}, gnd{j})"],
+        init=[f"if gtouch{j}[0]:\n    rt.group_reset(gtouch{j}, gcnt{j}, gnd{j})"],
         step=[f"if {has}:\n    rt.group_row({gp}, {gm}, {code}, {g.date}[r], {state}, gtouch{j})"],
-        finish=[f"rt.group_emit({gk}, gtouch{j}, {state}, {day}[t], {out}, {ok}, t, q)"])
+        finish=[f"if gtouch{j}[0]:\n    rt.group_emit({gk}, gtouch{j}, {state}, {day}[t], {out}, {ok}, t, q)"])
 
 
 class CodelistGroup:
