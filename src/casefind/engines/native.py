@@ -399,14 +399,26 @@ class NativeEngine:
         self.population = population
         self.run_scans(self.plan)
 
-    def period_tables(self, exprs: dict[str, ir.Node], blocks: Blocks | None = None) -> list[pa.Table]:
-        """``evaluate_periods``' second half: each period's table from the scans' values."""
-        blocks = _NO_BLOCKS if blocks is None else blocks
-        tables = []
-        members = [m for nodes in blocks.values() for m in nodes]
+    def prefuse_periods(self, exprs: dict[str, ir.Node], blocks: Blocks | None = None) -> None:
+        """Every period's fusible outputs and block members, after the scans (``prefuse``:
+        one loop for all of them per period). Part of ``period_tables``, or run before it
+        (on another thread, see evaluate_periods_chunks)."""
+        members = [m for nodes in (_NO_BLOCKS if blocks is None else blocks).values() for m in nodes]
         for t, (d, _) in enumerate(self.periods):
             self.t = t
-            self.prefuse([*exprs.values(), *members], d)  # one loop for the outputs and the blocks' members
+            self.prefuse([*exprs.values(), *members], d)
+        self.t = 0
+
+    def period_tables(self, exprs: dict[str, ir.Node], blocks: Blocks | None = None,
+                      prefused: bool = False) -> list[pa.Table]:
+        """``evaluate_periods``' second half: each period's table from the scans' values
+        (``prefused``: prefuse_periods has run)."""
+        blocks = _NO_BLOCKS if blocks is None else blocks
+        if not prefused:
+            self.prefuse_periods(exprs, blocks)
+        tables = []
+        for t, (d, _) in enumerate(self.periods):
+            self.t = t
             table = self._outputs(exprs, d, fuse=False)
             for name, nodes in blocks.items():
                 table = table.append_column(name, self._block(nodes, d))
@@ -981,18 +993,19 @@ class NativeQueryEngine(Engine):
         def scan(engine: NativeEngine, rows: np.ndarray) -> NativeEngine:
             engine.use_patients(rows)
             engine.scan_periods(exprs, periods, blocks=blocks)
+            engine.prefuse_periods(exprs, blocks)
             return engine
 
-        # the next chunk's scans run (on another thread, kernels without the GIL) while the
-        # caller works on this chunk's tables: two engines take turns, so a core that the
-        # per-patient numpy leaves idle scans instead
+        # the next chunk's scans and fused loops run (on another thread, kernels without the
+        # GIL) while the caller sums this chunk's tables: two engines take turns, so both
+        # cores work (each side about half of 12 months of triple_aim at 1M)
         with ThreadPoolExecutor(1, thread_name_prefix="casefind-ahead") as ahead:
             ready = ahead.submit(scan, engines[0], chunks[0]) if chunks else None
             for i in range(len(chunks)):
                 engine = ready.result()
                 if i + 1 < len(chunks):
                     ready = ahead.submit(scan, engines[(i + 1) % 2], chunks[i + 1])
-                yield engine.period_tables(exprs, blocks)
+                yield engine.period_tables(exprs, blocks, prefused=True)
 
 
 ENGINE = NativeQueryEngine()
