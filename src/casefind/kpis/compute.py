@@ -368,8 +368,10 @@ class _Acc:
         _add_pieces(cells, theirs)
         mine[:, ids, :] = cells
 
-    def add(self, label, practice, n_labels: int, mask, v, valid) -> None:
-        group_sums_into(self.grown(n_labels), label * self.n_practices + practice, mask, v, valid)
+    def add(self, cell, n_labels: int, mask, v, valid) -> None:
+        """``cell``: each patient's label x n_practices + practice (the same for every
+        measure of a period and breakdown: made once, by _Sums.add)."""
+        group_sums_into(self.grown(n_labels), cell, mask, v, valid)
 
     def __getstate__(self) -> dict:
         """Pickled without its rows of zeros (a shard's sums go to the driver: on Spark, all
@@ -490,7 +492,8 @@ class _Sums:
                         static[b] = label[b]
                 else:
                     label[b] = static[b]
-            esp_band = None
+            cell = {b: x * self.n_practices + practice for b, x in label.items()}  # one per breakdown and period
+            esp_cell = None
             for m in ks.measures.values():
                 mask, v, valid, den = _measure_columns(values, m, p)
                 for b in [""] + list(m.breakdowns):
@@ -498,13 +501,14 @@ class _Sums:
                     if isinstance(acc, _Kept):
                         acc.add(label[b], practice, mask, v, valid)
                         continue
-                    acc.add(label[b], practice, n_labels, mask, v, valid)
+                    acc.add(cell[b], n_labels, mask, v, valid)
                     if den is not None:  # events over events: the denominator is the events' sum
-                        self.acc[(p, m.name, b, "den")].add(label[b], practice, n_labels, mask, den, valid)
+                        self.acc[(p, m.name, b, "den")].add(cell[b], n_labels, mask, den, valid)
                 if m.standardise == "esp2013":
-                    if esp_band is None:  # per period, and only when a measure is standardised
-                        esp_band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
-                    self.acc[(p, m.name, "esp2013")].add(esp_band, practice, self.n_bands, mask, v, valid)
+                    if esp_cell is None:  # per period, and only when a measure is standardised
+                        band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
+                        esp_cell = band * self.n_practices + practice
+                    self.acc[(p, m.name, "esp2013")].add(esp_cell, self.n_bands, mask, v, valid)
                 if (p, m.name) in self.variants:  # the value per provider
                     acc = self.variants[(p, m.name)]
                     if acc.size:
