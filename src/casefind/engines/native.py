@@ -428,9 +428,13 @@ class NativeEngine:
         return tables
 
     def _block(self, nodes: tuple[ir.Node, ...], d: dt.date) -> pa.Array:
-        """Numeric expressions as one (patients x members) block, a missing value as 0:
-        each member copied whole into its row of a (members x patients) array, then the
-        array transposed once (a column at a time would be a strided write per value)."""
+        """Numeric expressions as one (patients x members) column of fixed-size lists."""
+        return block_column(self._block_rows(nodes, d))
+
+    def _block_rows(self, nodes: tuple[ir.Node, ...], d: dt.date) -> np.ndarray:
+        """Numeric expressions as one (patients x members) float64 array, a missing value
+        as 0: each member copied whole into its row of a (members x patients) array, then
+        the array transposed once (a column at a time would be a strided write per value)."""
         rows = np.zeros((len(nodes), self.n()))
         for j, node in enumerate(nodes):
             v = self.eval(node, d)
@@ -439,7 +443,24 @@ class NativeEngine:
             else:
                 np.copyto(rows[j], v.values, where=v.valid, casting="unsafe")
             self.cache.pop((node, d), None)
-        return block_column(rows.T)
+        return np.ascontiguousarray(rows.T)
+
+    def period_values(self, exprs: dict[str, ir.Node], blocks: Blocks | None = None,
+                      prefused: bool = False) -> list[tuple[dict, dict]]:
+        """``period_tables`` without Arrow: per period, each expression's (Vec, type) and
+        each block's (patients x members) array, for callers that read numpy (the KPI sums:
+        kpis/values.ArrayValues)."""
+        blocks = _NO_BLOCKS if blocks is None else blocks
+        if not prefused:
+            self.prefuse_periods(exprs, blocks)
+        out = []
+        for t, (d, _) in enumerate(self.periods):
+            self.t = t
+            vecs = {name: (self.eval(node, d), node.type) for name, node in exprs.items()}
+            out.append((vecs, {name: self._block_rows(nodes, d) for name, nodes in blocks.items()}))
+            self.caches[t], self.slot_sets[t] = {}, {}  # the values hold what they need; let the rest go
+        self.t = 0
+        return out
 
     def prefuse(self, nodes: list[ir.Node], d: dt.date) -> None:
         """The fusible ones of ``nodes`` computed at ``d`` by one compiled loop over the
@@ -976,11 +997,14 @@ class NativeQueryEngine(Engine):
 
     def evaluate_periods_chunks(self, store: Store, exprs: dict[str, ir.Node],
                                 periods: list[tuple[dt.date, int | None]],
-                                chunks: list[np.ndarray], blocks: Blocks | None = None) -> Iterator[list[pa.Table]]:
+                                chunks: list[np.ndarray], blocks: Blocks | None = None,
+                                arrays: bool = False) -> Iterator[list]:
         """``evaluate_periods`` for each group of patients in ``chunks`` (sorted store
         indices) in turn, with one plan and one set of kernels: memory then grows with the
         chunk, not with every patient. Where something ranks within the population (which
-        needs every patient's value), every patient is evaluated once and cut in chunks."""
+        needs every patient's value), every patient is evaluated once and cut in chunks.
+        ``arrays``: each period's values as NativeEngine.period_values gives them (with
+        the chunk's patients), not as a table (where nothing ranks)."""
         if _ranks(exprs, None):
             tables = NativeEngine(store).evaluate_periods(exprs, periods, blocks=blocks)
             for rows in chunks:
@@ -1005,7 +1029,10 @@ class NativeQueryEngine(Engine):
                 engine = ready.result()
                 if i + 1 < len(chunks):
                     ready = ahead.submit(scan, engines[(i + 1) % 2], chunks[i + 1])
-                yield engine.period_tables(exprs, blocks, prefused=True)
+                if arrays:
+                    yield [(engine.patient_index(), *x) for x in engine.period_values(exprs, blocks, prefused=True)]
+                else:
+                    yield engine.period_tables(exprs, blocks, prefused=True)
 
 
 ENGINE = NativeQueryEngine()

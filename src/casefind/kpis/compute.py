@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from casefind.engines.base import block_column, block_members, block_values, get_engine
+from casefind.engines.base import block_column, block_members, get_engine
 from casefind.kpis import levels as split_levels
 from casefind.kpis import stats
 from casefind.kpis.define import KpiSet, Measure, load_kpis
 from casefind.kpis.disclosure import EXACT_COLUMNS
 from casefind.kpis.measure_meta import NOT_ASSESSED
 from casefind.kpis.periods import Period
+from casefind.kpis.values import ArrayValues, TableValues, values_of
 from casefind.plan import bind
 from casefind.rules import ir
 from casefind.store import Store
@@ -163,10 +163,12 @@ def chunk_size(n_columns: int, size: int = CHUNK_PATIENTS) -> int:
 
 
 def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "native",
-                    size: int = CHUNK_PATIENTS, providers: tuple[str, ...] | None = None) -> Iterator[pa.Table]:
+                    size: int = CHUNK_PATIENTS, providers: tuple[str, ...] | None = None) -> Iterator:
     """``evaluate``'s table in pieces of at most ``size`` consecutive patients, for
-    ``compute``. An engine that evaluates chunks (the native engine's
-    ``evaluate_periods_chunks``, with one plan and one set of kernels for all of them) then
+    ``compute``: tables, or the native engine's arrays as they are (kpis/values.ArrayValues,
+    with the table's column names; no Arrow between the engine and the sums). An engine
+    that evaluates chunks (the native engine's ``evaluate_periods_chunks``, with one plan and
+    one set of kernels for all of them) then
     holds one chunk's values at a time, so memory does not grow with patients x periods x
     columns (chunk_size); any other gives one piece."""
     eng = get_engine(engine)
@@ -180,14 +182,23 @@ def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "na
     n_columns = sum((len(e) + sum(map(len, b.values()))) * len(ps) for e, b, ps in zip(exprs, blocks, sets))
     n, size = store.n_patients, chunk_size(n_columns, size)
     chunks = [np.arange(lo, min(lo + size, n), dtype=np.int64) for lo in range(0, n, size)]
-    streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks, blocks=b)
+    streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks, blocks=b, arrays=True)
                for e, b, periods in zip(exprs, blocks, sets)]
     first = min(ksets, key=lambda q: q.end)
     for rows, parts in zip(chunks, zip(*streams)):
-        columns: dict[str, pa.Array] = {}
-        for e, b, periods, tables in zip(exprs, blocks, sets, parts):
-            _put(columns, [*e, *b], periods, tables)
-        yield _table(ksets, columns, eng.evaluate(store, STATIC, first.end, patients=rows), providers)
+        static = eng.evaluate(store, STATIC, first.end, patients=rows)
+        if any(isinstance(t, pa.Table) for tables in parts for t in tables):  # a ranking: tables, cut
+            columns: dict[str, pa.Array] = {}
+            for e, b, periods, tables in zip(exprs, blocks, sets, parts):
+                _put(columns, [*e, *b], periods, tables)
+            yield _table(ksets, columns, static, providers)
+            continue
+        vecs, block_rows = {}, {}
+        for periods, values in zip(sets, parts):
+            for p, (_, v, b) in zip(periods, values):
+                vecs.update({f"{name}|{p.label}": x for name, x in v.items()})
+                block_rows.update({f"{name}|{p.label}": x for name, x in b.items()})
+        yield ArrayValues(parts[0][0][0], vecs, block_rows, static, _names(ksets, providers))
 
 
 def _put(columns: dict, names: list[str], periods: list[Period], tables: list[pa.Table]) -> None:
@@ -198,9 +209,13 @@ def _put(columns: dict, names: list[str], periods: list[Period], tables: list[pa
 
 def _table(ksets: dict[Period, KpiSet], columns: dict, static: pa.Table, providers: tuple[str, ...]) -> pa.Table:
     columns.update({name: static.column(name) for name in STATIC})
-    order = ["patient"] + [f"{name}|{p.label}" for p, ks in ksets.items()
-                           for name in [*expressions(ks), *_block_names(ks, providers)]] + list(STATIC)
-    return pa.table({k: columns[k] for k in order})
+    return pa.table({k: columns[k] for k in _names(ksets, providers)})
+
+
+def _names(ksets: dict[Period, KpiSet], providers: tuple[str, ...]) -> list[str]:
+    """The columns of evaluate's table, in order."""
+    return ["patient"] + [f"{name}|{p.label}" for p, ks in ksets.items()
+                          for name in [*expressions(ks), *_block_names(ks, providers)]] + list(STATIC)
 
 
 def _block_names(ks: KpiSet, providers: tuple[str, ...]) -> list[str]:
@@ -212,42 +227,24 @@ def _stacked(table: pa.Table, blocks: Blocks) -> pa.Table:
     lists, missing values as 0: what the native engine gives for a block."""
     for name, nodes in blocks.items():
         members = [f"{name}#{j}" for j in range(len(nodes))]
-        values = np.stack([_column(table, c, 0.0) for c in members], axis=1)
+        values = np.stack([TableValues(table).numbers(c, 0.0) for c in members], axis=1)
         table = table.drop_columns(members).append_column(name, block_column(values))
     return table
 
 
-def _column(values: pa.Table, name: str, fill) -> np.ndarray:
-    col = values.column(name)
-    if col.null_count == 0 and col.num_chunks == 1:  # most columns: no copy, or one cast
-        if pa.types.is_boolean(col.type):
-            return col.chunk(0).to_numpy(zero_copy_only=False)
-        return col.chunk(0).to_numpy().astype(np.float64, copy=False)
-    if pa.types.is_boolean(col.type):
-        return np.asarray(col.fill_null(False).to_numpy(zero_copy_only=False), bool)
-    return np.asarray(col.cast(pa.float64()).fill_null(fill).to_numpy(zero_copy_only=False), np.float64)
-
-
-def _labels(values: pa.Table, name: str, period: Period, kind: str) -> tuple[np.ndarray, list[str]]:
-    """Breakdown codes per patient (int) and their labels."""
+def _labels(values, name: str, period: Period, kind: str) -> tuple[np.ndarray, list[str]]:
+    """Breakdown codes per patient (int) and their labels (``values``: kpis/values.py)."""
     if kind == "age_band":
-        age = _column(values, f"age|{period.label}", -1)
+        age = values.numbers(f"age|{period.label}", -1)
         code = np.full(len(age), len(AGE_BANDS), np.int64)
         for i, (lo, hi, _) in enumerate(AGE_BANDS):
             code[(age >= lo) & (age <= hi)] = i
         return code, [b[2] for b in AGE_BANDS] + ["unknown"]
     if kind == "imd_quintile":
-        dec = _column(values, "imd_decile", 0)
+        dec = values.numbers("imd_decile", 0)
         code = np.where(dec > 0, (dec.astype(np.int64) + 1) // 2 - 1, 5)
         return code, list(IMD_LABELS)
-    column = "sex" if kind == "sex" else f"segment|{period.label}"
-    enc = pc.dictionary_encode(values.column(column).fill_null("(none)")).combine_chunks()
-    labels = enc.dictionary.to_pylist()
-    order = np.argsort(np.array(labels, dtype=object))  # labels sorted, codes renumbered to match
-    rank = np.empty(len(labels), np.int64)
-    rank[order] = np.arange(len(labels))
-    code = rank[enc.indices.to_numpy(zero_copy_only=False)] if len(labels) else np.zeros(len(enc), np.int64)
-    return code, [str(labels[i]) for i in order]
+    return values.text("sex" if kind == "sex" else f"segment|{period.label}")
 
 
 def _sums(group: np.ndarray, n_groups: int, mask: np.ndarray, v: np.ndarray, valid: np.ndarray) -> dict:
@@ -478,9 +475,11 @@ class _Sums:
     def split(self, p: Period, b: str) -> _Labels:
         return self.labels.get((p, b)) or self.labels[(None, b)]
 
-    def add(self, values: pa.Table) -> None:
-        """One piece of evaluate's table (the next patients in store order)."""
-        practice = self.practice[values.column("patient").to_numpy(zero_copy_only=False).astype(np.int64)]
+    def add(self, piece) -> None:
+        """One piece of evaluate's table, or of evaluate_chunks' values (the next patients in
+        store order)."""
+        values = values_of(piece)
+        practice = self.practice[values.patients()]
         static: dict[str, np.ndarray] = {}
         for p, ks in self.ksets.items():
             label = {"": np.zeros(len(practice), np.int64)}
@@ -506,14 +505,13 @@ class _Sums:
                         self.acc[(p, m.name, b, "den")].add(cell[b], n_labels, mask, den, valid)
                 if m.standardise == "esp2013":
                     if esp_cell is None:  # per period, and only when a measure is standardised
-                        band = stats.age_band(np.maximum(_column(values, f"age|{p.label}", 0), 0).astype(np.int64))
+                        band = stats.age_band(np.maximum(values.numbers(f"age|{p.label}", 0), 0).astype(np.int64))
                         esp_cell = band * self.n_practices + practice
                     self.acc[(p, m.name, "esp2013")].add(esp_cell, self.n_bands, mask, v, valid)
                 if (p, m.name) in self.variants:  # the value per provider
                     acc = self.variants[(p, m.name)]
                     if acc.size:
-                        block = values.column(f"{split_levels.block_name(m)}|{p.label}")
-                        acc.add(practice, mask, block_values(block, acc.size))
+                        acc.add(practice, mask, values.block(f"{split_levels.block_name(m)}|{p.label}", acc.size))
 
     def merge(self, other: _Sums) -> None:
         """``other``'s sums (the same KPI sets over other patients: a shard) added in. Text
@@ -562,16 +560,14 @@ class _Sums:
                     roll.split(p, ks, m, total, [acc.by_practice(j) for j in range(acc.size)])
 
 
-def _measure_columns(values: pa.Table, m: Measure, p: Period):
+def _measure_columns(values, m: Measure, p: Period):
     """A measure's per-patient population mask, value, validity and (ratios) denominator."""
-    mask = _column(values, f"{m.name}|pop|{p.label}", False)
-    raw = values.column(f"{m.name}|val|{p.label}")
-    v = _column(values, f"{m.name}|val|{p.label}", 0.0)
-    if m.kind in ("rate", "total", "per_head", "proportion", "ratio") or raw.null_count == 0:
-        valid = np.ones(len(v), bool)  # a missing count or cost is none
-    else:
-        valid = np.asarray(raw.is_valid().to_numpy(zero_copy_only=False), bool)
-    den = _column(values, f"{m.name}|den|{p.label}", 0.0) if m.kind == "ratio" else None
+    mask = values.numbers(f"{m.name}|pop|{p.label}", False)
+    v = values.numbers(f"{m.name}|val|{p.label}", 0.0)
+    present = None if m.kind in ("rate", "total", "per_head", "proportion", "ratio") else \
+        values.present(f"{m.name}|val|{p.label}")  # a missing count or cost is none
+    valid = np.ones(len(v), bool) if present is None else present
+    den = values.numbers(f"{m.name}|den|{p.label}", 0.0) if m.kind == "ratio" else None
     return mask, v, valid, den
 
 
