@@ -906,6 +906,7 @@ class NativeEngine:
         above = pool - at_most
         return Vec((above < n.fraction * pool) & valid, np.ones(self.n(), bool))
 
+
 _LEAF_DTYPE = {ir.T.BOOL: np.bool_, ir.T.INT: np.int64, ir.T.DATE: np.int64, ir.T.FLOAT: np.float64}
 
 
