@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from openpyxl import load_workbook
 
-from casefind.lists.practice_file import DECISION_VALUES, ListAbout
+from casefind.lists.practice_file import DECISION_VALUES, Cells, ListAbout
 from casefind.lists.review import ReviewImportError, import_reviews
 from casefind.lists.xlsx import LIST_SHEET, write_practice_xlsx
 from casefind.store import decisions
@@ -34,7 +34,7 @@ def _table(reasons: list[str]) -> pa.Table:
 
 
 def test_the_workbook_has_instructions_a_drop_down_dates_and_a_frozen_header(tmp_path):
-    path = write_practice_xlsx(tmp_path / "Z1.xlsx", _table(["a", "b"]), ABOUT, "Z1", {"efi": 2})
+    path = write_practice_xlsx(tmp_path / "Z1.xlsx", Cells.of(_table(["a", "b"]), {"efi": 2}), ABOUT, "Z1")
     wb = load_workbook(path)
     assert wb.sheetnames == ["Instructions", LIST_SHEET]
     guide = " ".join(str(c.value) for c in wb["Instructions"]["A"])
@@ -53,7 +53,7 @@ def test_the_workbook_has_instructions_a_drop_down_dates_and_a_frozen_header(tmp
 
 
 def test_a_formula_in_a_value_is_stored_as_text(tmp_path):
-    path = write_practice_xlsx(tmp_path / "Z1.xlsx", _table(HOSTILE), ABOUT, "Z1", {})
+    path = write_practice_xlsx(tmp_path / "Z1.xlsx", Cells.of(_table(HOSTILE), {}), ABOUT, "Z1")
     with zipfile.ZipFile(path) as z:
         sheets = [z.read(n).decode() for n in z.namelist() if n.startswith("xl/worksheets/")]
     assert not any("<f>" in s or "<f " in s for s in sheets)  # no formula anywhere

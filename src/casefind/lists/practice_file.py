@@ -95,9 +95,25 @@ def import_name(title: str) -> str | None:
     return text if text in TITLES else by_title.get(text.casefold())
 
 
+@dataclass(frozen=True)
+class Cells:
+    """A list's cells as its practice files show them (column names in file order, rows of
+    Python values): made once for the whole list, sliced per practice, shared by the CSV
+    and the workbook."""
+    names: list[str]
+    rows: list[list]
+
+    @classmethod
+    def of(cls, table: pa.Table, places: dict[str, int]) -> Cells:
+        return cls(*cell_values(table, places))
+
+    def slice(self, start: int, stop: int) -> Cells:
+        return Cells(self.names, self.rows[start:stop])
+
+
 def cell_values(table: pa.Table, places: dict[str, int]) -> tuple[list[str], list[list]]:
-    """(column names, rows of Python values) for one practice: numbers rounded as published,
-    whole numbers without a fraction, true/false as yes/no; dates stay dates."""
+    """(column names, rows of Python values): numbers rounded as published, whole numbers
+    without a fraction, true/false as yes/no; dates stay dates."""
     names = columns(table)
     cols = [[_value(v, places.get(c)) for v in table.column(c).to_pylist()] for c in names]
     return names, [list(r) for r in zip(*cols)] if cols else []
@@ -149,9 +165,7 @@ def _csv_cell(v) -> str:
     return safe_cell(v) if isinstance(v, str) else str(v)
 
 
-def write_practice_csv(path: Path, table: pa.Table, about: ListAbout, practice: str,
-                       places: dict[str, int]) -> Path:
+def write_practice_csv(path: Path, cells: Cells, about: ListAbout, practice: str) -> Path:
     """One practice's list as a GP's CSV (UTF-8 with BOM), written whole or not at all."""
-    names, rows = cell_values(table, places)
-    text = csv_text([title_of(c) for c in names], rows, instructions(about, practice, table.num_rows))
+    text = csv_text([title_of(c) for c in cells.names], cells.rows, instructions(about, practice, len(cells.rows)))
     return write_atomic(path, lambda tmp: Path(tmp).write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8")))

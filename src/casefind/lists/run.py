@@ -32,7 +32,7 @@ from casefind import __version__
 from casefind.contract.dates import NULL_DAY, to_day
 from casefind.engines.base import get_engine
 from casefind.errors import UsageError
-from casefind.lists.practice_file import ListAbout, write_practice_csv
+from casefind.lists.practice_file import Cells, ListAbout, write_practice_csv
 from casefind.lists.reasons import Describer, aggregates_in
 from casefind.lists.recheck import RECHECK_ALL_UP_TO, ValidationError, validate  # noqa: F401 (public here too)
 from casefind.lists.select import ListPolicy, select, selection_expressions
@@ -370,14 +370,15 @@ def _write_list(folder: Path, table: pa.Table, files: PracticeFiles) -> dict[str
     per_practice: dict[str, int] = {}
     codes = table.column("practice").to_pylist()
     starts = [i for i, c in enumerate(codes) if i == 0 or c != codes[i - 1]]  # the list is in practice order
-    slices = {codes[i]: table.slice(i, end - i) for i, end in zip(starts, starts[1:] + [len(codes)])}
+    cells = Cells.of(table, files.places)
+    slices = {codes[i]: cells.slice(i, end) for i, end in zip(starts, starts[1:] + [len(codes)])}
     paths = _practice_files(folder / "practices", sorted(set(files.practices) | set(slices)))
     for code, path in paths.items():
-        mine = slices.get(code, table.slice(0, 0))
-        write_practice_csv(path, mine, files.about, code, files.places)
-        write_practice_xlsx(path.with_suffix(".xlsx"), mine, files.about, code, files.places)
-        if mine.num_rows:
-            per_practice[code] = mine.num_rows
+        mine = slices.get(code, cells.slice(0, 0))
+        write_practice_csv(path, mine, files.about, code)
+        write_practice_xlsx(path.with_suffix(".xlsx"), mine, files.about, code)
+        if mine.rows:
+            per_practice[code] = len(mine.rows)
     return per_practice
 
 

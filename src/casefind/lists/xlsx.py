@@ -6,23 +6,22 @@ titles as the practice's CSV. The Decision column is a drop-down of the allowed 
 (data validation: Excel refuses anything else), Decided on is formatted as a date, dates
 are real dates, the header row is frozen and columns are sized to their content.
 
-Every text cell is written as text, never as a formula: openpyxl would store a value
-starting "=" as a formula, so each text cell is typed as a string and given Excel's quote
-prefix (as typing ' before it does), which also keeps "+", "-" and "@" values text when a
-user edits the cell.
+Workbooks are written with XlsxWriter (a run writes one per practice, so its speed is the
+run's) and read back with openpyxl. Every text cell is written as a string, never as a
+formula, and one that starts "=", "+", "-" or "@" also gets Excel's quote prefix (as typing
+' before it does), so it stays text when a user edits the cell.
 """
 from __future__ import annotations
 
 import datetime as dt
 import io
+from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow as pa
 
 from casefind.lists.practice_file import (
     DECISION_VALUES,
+    Cells,
     ListAbout,
-    cell_values,
     import_name,
     instructions,
     title_of,
@@ -33,31 +32,13 @@ LIST_SHEET = "List"
 INSTRUCTIONS_SHEET = "Instructions"
 DATE_FORMAT = "DD/MM/YYYY"  # as Excel (UK) shows a date; the stored value is a date either way
 MAX_WIDTH = 60
-VALIDATED_ROWS = 1000  # Decision drop-down rows beyond the list's last: room for none, the list is fixed
 
 
-def write_practice_xlsx(path: Path, table: pa.Table, about: ListAbout, practice: str,
-                        places: dict[str, int]) -> Path:
+def write_practice_xlsx(path: Path, cells: Cells, about: ListAbout, practice: str) -> Path:
     """One practice's list as a workbook beside its CSV, written whole or not at all."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment
-
-    wb = Workbook()
-    guide = wb.active
-    guide.title = INSTRUCTIONS_SHEET
-    for i, line in enumerate(instructions(about, practice, table.num_rows), start=1):
-        _text(guide.cell(i, 1), line.removeprefix("# "))
-        guide.cell(i, 1).alignment = Alignment(wrap_text=True, vertical="top")
-    guide.column_dimensions["A"].width = 120
-    sheet = wb.create_sheet(LIST_SHEET)
-    names, rows = cell_values(table, places)
-    for j, name in enumerate(names, start=1):
-        _text(sheet.cell(1, j), title_of(name))
-    for i, row in enumerate(rows, start=2):
-        for j, value in enumerate(row, start=1):
-            _put(sheet.cell(i, j), value)
-    _shape(sheet, names, rows)
-    return write_atomic(path, lambda tmp: wb.save(tmp))
+    lines = [line.removeprefix("# ") for line in instructions(about, practice, len(cells.rows))]
+    sheet = ListSheet([title_of(n) for n in cells.names], cells.names, cells.rows)
+    return write_atomic(path, lambda tmp: _write_workbook(tmp, lines, sheet))
 
 
 # --- the named workbook: the run's workbook with the practice's patients by name ---------
@@ -73,36 +54,122 @@ def named_workbook(source: Path, people: dict[str, tuple], practice: str) -> tup
     IG warning above the list, at the top of the instructions and in the printed page
     header. The Decision drop-down is as in the run's; ``review import`` reads it back by
     the pseudonym and ignores the added columns."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
-
     lines, header, rows = _run_workbook(source)
     at = header.index("Patient ID (pseudonymised)") + 1
-    wb = Workbook()
-    guide = wb.active
-    guide.title = INSTRUCTIONS_SHEET
-    for i, line in enumerate([f"{IG_WARNING}. Practice {practice}."] + lines, start=1):
-        _text(guide.cell(i, 1), line)
-        guide.cell(i, 1).alignment = Alignment(wrap_text=True, vertical="top")
-    guide.cell(1, 1).font = Font(bold=True, color="C00000")
-    guide.column_dimensions["A"].width = 120
-    sheet = wb.create_sheet(LIST_SHEET)
-    _text(sheet.cell(1, 1), IG_WARNING)
-    sheet.cell(1, 1).font = Font(bold=True, color="C00000")
     titles = header[:at] + list(NAMED_TITLES) + header[at:]
-    for j, title in enumerate(titles, start=1):
-        _text(sheet.cell(2, j), title)
     named_rows = [r[:at] + list(people.get(str(r[at - 1]), ("", "", None, None))) + r[at:] for r in rows]
-    for i, row in enumerate(named_rows, start=3):
-        for j, value in enumerate(row, start=1):
-            _put(sheet.cell(i, j), value)
-    for sh in (guide, sheet):
-        sh.oddHeader.center.text = IG_WARNING
-        sh.evenHeader.center.text = IG_WARNING
-    _shape(sheet, [import_name(t) or t for t in titles], named_rows, header_row=2)
+    sheet = ListSheet(titles, [import_name(t) or t for t in titles], named_rows, warning=IG_WARNING)
     buf = io.BytesIO()
-    wb.save(buf)
+    _write_workbook(buf, [f"{IG_WARNING}. Practice {practice}."] + lines, sheet)
     return buf.getvalue(), len(named_rows)
+
+
+@dataclass(frozen=True)
+class ListSheet:
+    """What the list sheet shows: the titles, the machine names that say how a column is
+    shaped (``decision`` gets the drop-down, ``decided_on`` and ``Date of birth`` a date
+    format), the rows as typed values, and a warning line above the header (and in the
+    printed page header) when the workbook names patients."""
+    titles: list[str]
+    names: list[str]
+    rows: list[list]
+    warning: str | None = None
+
+
+def _write_workbook(target, lines: list[str], sheet: ListSheet) -> None:
+    """Instructions first, then the list (XlsxWriter: about five times faster than openpyxl
+    for a run's 100+ practice workbooks; openpyxl still reads them back)."""
+    import xlsxwriter
+
+    wb = xlsxwriter.Workbook(target, {"in_memory": True, "nan_inf_to_errors": True,
+                                      "strings_to_numbers": False, "strings_to_formulas": False,
+                                      "strings_to_urls": False})
+    try:
+        fmt = _Formats(wb)
+        guide = wb.add_worksheet(INSTRUCTIONS_SHEET)
+        guide.set_column(0, 0, 120)
+        for i, line in enumerate(lines):
+            _text(guide, i, 0, line, fmt, wrap=True, warn=sheet.warning is not None and i == 0)
+        _list_sheet(wb.add_worksheet(LIST_SHEET), sheet, fmt)
+        if sheet.warning:
+            for ws in (guide, wb.get_worksheet_by_name(LIST_SHEET)):
+                ws.set_header("&C" + sheet.warning.replace("&", "&&"))
+    finally:
+        wb.close()
+
+
+def _list_sheet(ws, sheet: ListSheet, fmt: _Formats) -> None:
+    """Frozen header, widths to content, the Decision drop-down and a date format for
+    Decided on (and Date of birth)."""
+    top = 0
+    if sheet.warning:
+        _text(ws, 0, 0, sheet.warning, fmt, warn=True)
+        top = 1
+    ws.freeze_panes(top + 1, 0)
+    for j, title in enumerate(sheet.titles):
+        _text(ws, top, j, title, fmt, bold=True)
+    dated = {j for j, n in enumerate(sheet.names) if n in DATED}
+    for i, row in enumerate(sheet.rows, start=top + 1):
+        for j, value in enumerate(row):
+            _put(ws, i, j, value, fmt, dated=j in dated)
+    first, last = top + 1, max(len(sheet.rows) + top, top + 1)
+    for j, name in enumerate(sheet.names):
+        longest = max([len(sheet.titles[j])] + [len(_shown(r[j])) for r in sheet.rows[:200]])
+        ws.set_column(j, j, min(max(longest + 2, 10), MAX_WIDTH))
+        if name == "decision":
+            ws.data_validation(first, j, last, j, {
+                "validate": "list", "source": list(DECISION_VALUES), "ignore_blank": True, "error_type": "stop",
+                "error_title": "Decision",
+                "error_message": "Choose " + ", ".join(DECISION_VALUES) + ", or leave it blank"})
+        if j in dated:
+            for i in range(len(sheet.rows) + top + 1, last + 1):
+                ws.write_blank(i, j, None, fmt.get(date=True))
+
+
+DATED = ("decided_on", "Date of birth")
+
+
+class _Formats:
+    """One XlsxWriter format per combination used (a workbook holds each style once)."""
+
+    def __init__(self, wb):
+        self.wb, self.made = wb, {}
+
+    def get(self, *, bold=False, wrap=False, warn=False, quote=False, date=False):
+        key = (bold, wrap, warn, quote, date)
+        if key not in self.made:
+            props = {"bold": bold or warn, "text_wrap": wrap, "quote_prefix": quote}
+            if wrap:
+                props["valign"] = "top"
+            if warn:
+                props["font_color"] = "#C00000"
+            if date:
+                props["num_format"] = DATE_FORMAT
+            self.made[key] = self.wb.add_format({k: v for k, v in props.items() if v})
+        return self.made[key]
+
+
+def _text(ws, i: int, j: int, value: str, fmt: _Formats, **style) -> None:
+    """A text cell that is text whatever it starts with (never a formula)."""
+    quote = value[:1] in ("=", "+", "-", "@")
+    if quote or style:
+        ws.write_string(i, j, value, fmt.get(quote=quote, **style))
+    else:
+        ws.write_string(i, j, value)
+
+
+def _put(ws, i: int, j: int, value, fmt: _Formats, *, dated: bool) -> None:
+    if value is None or value == "":  # an empty text is a blank cell, as Excel keeps it
+        if dated:
+            ws.write_blank(i, j, None, fmt.get(date=True))
+    elif isinstance(value, str):
+        _text(ws, i, j, value, fmt)
+    elif isinstance(value, dt.date):
+        ws.write_datetime(i, j, value, fmt.get(date=True))
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        ws.write_number(i, j, value)
+    else:
+        _text(ws, i, j, str(value), fmt)
 
 
 def _run_workbook(source: Path) -> tuple[list[str], list[str], list[list]]:
@@ -125,52 +192,6 @@ def _typed(value):
     if isinstance(value, dt.datetime) and value.time() == dt.time():
         return value.date()
     return value
-
-
-def _text(cell, value: str) -> None:
-    """A text cell that is text whatever it starts with (never a formula)."""
-    cell.value = value
-    cell.data_type = "s"
-    if value[:1] in ("=", "+", "-", "@"):
-        cell.quotePrefix = True
-
-
-def _put(cell, value) -> None:
-    if value is None:
-        return
-    if isinstance(value, str):
-        _text(cell, value)
-    elif isinstance(value, dt.date):
-        cell.value = value
-        cell.number_format = DATE_FORMAT
-    else:
-        cell.value = value
-
-
-def _shape(sheet, names: list[str], rows: list[list], header_row: int = 1) -> None:
-    """Frozen header, widths to content, the Decision drop-down and a date format for
-    Decided on (and Date of birth)."""
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
-    from openpyxl.worksheet.datavalidation import DataValidation
-
-    sheet.freeze_panes = f"A{header_row + 1}"
-    for cell in sheet[header_row]:
-        cell.font = Font(bold=True)
-    first, last = header_row + 1, max(len(rows) + header_row, header_row + 1)
-    for j, name in enumerate(names, start=1):
-        letter = get_column_letter(j)
-        longest = max([len(str(sheet.cell(header_row, j).value))] + [len(_shown(r[j - 1])) for r in rows[:200]])
-        sheet.column_dimensions[letter].width = min(max(longest + 2, 10), MAX_WIDTH)
-        if name == "decision":
-            dv = DataValidation(type="list", formula1='"' + ",".join(DECISION_VALUES) + '"', allow_blank=True,
-                                showErrorMessage=True, errorTitle="Decision",
-                                error="Choose " + ", ".join(DECISION_VALUES) + ", or leave it blank")
-            sheet.add_data_validation(dv)
-            dv.add(f"{letter}{first}:{letter}{last}")
-        if name in ("decided_on", "Date of birth"):
-            for i in range(first, last + 1):
-                sheet.cell(i, j).number_format = DATE_FORMAT
 
 
 def _shown(value) -> str:
