@@ -3,6 +3,7 @@ split by the patient's hash, and is swapped in atomically (docs/scale-out.md).""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +19,7 @@ from casefind.store.shards import MANIFEST, read_manifest, shard_of
 from casefind_testdata import GOOD, cli, write_source
 
 N_SHARDS = 3
+RULES = Path(__file__).parents[2] / "rules"
 
 
 @pytest.fixture(scope="module")
@@ -380,3 +382,56 @@ def test_a_shard_task_that_cannot_see_the_shared_folders_says_so(tmp_path, missi
     with pytest.raises(CasefindError, match=rf"^shard 2 of 2: {gone} is not visible where shard shard-001") as e:
         task(1, lambda stage: None)
     assert "every Spark executor" in e.value.hint and not ids.exists()
+
+
+def _spoil_shard(src, shard: int, n: int) -> int:
+    """Every patient row of ``shard`` (of ``n``) given a birth date that is not a date; how many."""
+    path = src / "patients.parquet"
+    t = pq.read_table(path)
+    spoil = (shard_of(t.column("patient_id").to_pylist(), n) == shard).tolist()
+    dates = [("not-a-date" if s else None if d is None else d.isoformat())
+             for s, d in zip(spoil, t.column("birth_date").to_pylist(), strict=True)]
+    pq.write_table(t.set_column(t.schema.get_field_index("birth_date"), "birth_date", pa.array(dates)), path)
+    return sum(spoil)
+
+
+def test_a_shard_whose_every_patient_row_is_bad_is_stored_empty_and_nothing_changes(tmp_path):
+    """As a single store would, the sharded store keeps every good patient: the shard whose
+    patients all break the contract is stored empty, and a list, a dataset and KPIs read
+    from the sharded store equal the single store's."""
+    src = tmp_path / "src"
+    assert cli("synth", "--patients", 300, "--seed", 3, "--out", src).exit_code == 0
+    spoiled = _spoil_shard(src, 0, 3)
+    assert cli("ingest", src, "--store", tmp_path / "one").exit_code == 0
+    r = cli("ingest", src, "--store", tmp_path / "s", "--shards", 3)
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    shards = [Store.open(tmp_path / "s" / s.folder) for s in read_manifest(tmp_path / "s").shards]
+    assert shards[0].table("patients").arrow.num_rows == 0 and spoiled > 0
+    assert sum(s.table("patients").arrow.num_rows for s in shards) == 300 - spoiled
+    for store in ("one", "s"):
+        for args in (("run", RULES / "frail.yml", "--out", tmp_path / f"list-{store}"),
+                     ("dataset", RULES / "frail.yml", "--output", tmp_path / f"ds-{store}.parquet"),
+                     ("kpi", RULES / "kpis" / "triple_aim.yml", "--from", "2026-08", "--to", "2026-10",
+                      "--output", tmp_path / f"kpi-{store}.parquet")):
+            r = cli(*args, "--store", tmp_path / store)
+            assert r.exit_code == 0, (args, r.output)
+    for name in ("ds", "kpi"):
+        one, sharded_ = (_without_run(pq.read_table(tmp_path / f"{name}-{s}.parquet")) for s in ("one", "s"))
+        keys = [(c, "ascending") for c in one.column_names]
+        assert one.num_rows > 0 and one.sort_by(keys).equals(sharded_.sort_by(keys)), name
+    one, sharded_ = (_without_run(pq.read_table(next((tmp_path / f"list-{s}").glob("*/list.parquet"))))
+                     for s in ("one", "s"))
+    assert one.equals(sharded_)
+
+
+def _without_run(t: pa.Table) -> pa.Table:
+    """A result's values, without what names the run (its id, its file metadata)."""
+    return t.drop_columns([c for c in ("run_id",) if c in t.column_names]).replace_schema_metadata(None)
+
+
+def test_a_sharded_source_with_no_good_patient_is_refused_and_nothing_is_left(tmp_path):
+    src = write_source(tmp_path / "src", _bad_birth_dates(0, 1, 2))
+    r = cli("ingest", src, "--store", tmp_path / "s", "--shards", 2)
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "no patients could be stored: all 3 rows of patients break the contract" in r.output
+    assert not (tmp_path / "s").exists() and not (tmp_path / "s-identities").exists()

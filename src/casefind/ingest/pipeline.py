@@ -199,12 +199,15 @@ def _derive(spec: Table, arrays: dict[str, np.ndarray], patient: np.ndarray) -> 
 
 def run_ingest(source: str | Path, store: str | Path, *, identities_store: str | Path | None = None,
                strict: bool = False, progress: Progress | None = None,
-               source_rows: SourceRows | None = None, duplicate_spells: np.ndarray | None = None) -> IngestSummary:
+               source_rows: SourceRows | None = None, duplicate_spells: np.ndarray | None = None,
+               allow_no_patients: bool = False) -> IngestSummary:
     """Read, check, encode and store one delivery of the source tables; the live store is
     replaced only once the whole snapshot is written (and not at all under ``strict`` when
     any row was quarantined). ``source_rows(table, rows)``: where rows of ``source`` sit in
     the delivery it was split from (a shard's part), for the quarantine's row numbers;
-    ``duplicate_spells``: activity rows another shard's spell ids make duplicates."""
+    ``duplicate_spells``: activity rows another shard's spell ids make duplicates;
+    ``allow_no_patients``: a shard whose every patient row is bad is stored empty (the
+    sharded ingest refuses only a source with no good patient anywhere)."""
     t0 = time.perf_counter()
     say = progress or (lambda stage: None)
     store = Path(store)
@@ -224,7 +227,7 @@ def run_ingest(source: str | Path, store: str | Path, *, identities_store: str |
     say("validating: patients")
     encoder = _Encoder()
     dictionaries: dict[str, pa.Array] = {}
-    patients = _patients(normal["patients"], practices.codes, verdicts, encoder, dictionaries)
+    patients = _patients(normal["patients"], practices.codes, verdicts, encoder, dictionaries, allow_no_patients)
     events = _validate_events(normal, patients, encoder, verdicts, say, duplicate_spells)
     identities = None
     if "identities" in normal:  # validated here, stored apart below
@@ -315,14 +318,14 @@ class _Patients:
 
 
 def _patients(pt: NormalTable, practice_codes: pa.Array, verdicts: _Verdicts, encoder: _Encoder,
-              dictionaries: dict[str, pa.Array]) -> _Patients:
+              dictionaries: dict[str, pa.Array], allow_none: bool = False) -> _Patients:
     """Check the patients; store order is practice, then patient id, so a practice's
     patients are one run of rows."""
     verdict, _ = validate(pt, TABLES["patients"], practices=practice_codes)
     verdicts.record("patients", pt, verdict)
     keep = verdict.good
-    if not keep.any():
-        raise _no_patients(verdicts.summary.tables["patients"])
+    if not keep.any() and not allow_none:
+        raise no_patients(verdicts.summary.tables["patients"])
     ids = _good(pt.columns["patient_id"], keep)
     practice_idx = encode.lookup(_good(pt.columns["practice_code"], keep), practice_codes)
     id_rank = pc.rank(ids, sort_keys="ascending", tiebreaker="first").to_numpy() if len(ids) else np.empty(0, np.uint64)
@@ -510,7 +513,8 @@ def _publish_with_identities(build: SnapshotBuilder, snapshot_id: str, identitie
         ids.finish()
 
 
-def _no_patients(patients: TableSummary) -> IngestError:
+def no_patients(patients: TableSummary) -> IngestError:
+    """The error for a delivery (or a sharded one, its shards added up) with no good patient."""
     if patients.read == 0:
         why = "the patients table has no rows"
     else:

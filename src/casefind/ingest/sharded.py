@@ -25,7 +25,7 @@ from casefind.contract import TABLES
 from casefind.errors import CasefindError, UsageError
 from casefind.ingest import shared_spells
 from casefind.ingest.normalise import patient_id_text
-from casefind.ingest.pipeline import IngestSummary, Progress, StrictModeError, TableSummary, run_ingest
+from casefind.ingest.pipeline import IngestSummary, Progress, StrictModeError, TableSummary, no_patients, run_ingest
 from casefind.ingest.sources import RESTRICTED, Source
 from casefind.ingest.stream import LazySource, open_source
 from casefind.store.identities import check_apart, default_root
@@ -237,7 +237,10 @@ def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: i
                 if refused:  # --strict: the forced duplicates are quarantined rows too
                     broke.add(i + 1)
     shutil.rmtree(split)
+    say("adding up the shards' counts")
     total = _add_up(summaries, src, ids_gen if job.identities else None)
+    if not total.tables["patients"].stored:  # a shard may be empty, not the store
+        raise no_patients(total.tables["patients"])
     if broke:
         e = StrictModeError(total)
         e.message = f"shard{'s' if len(broke) > 1 else ''} {', '.join(map(str, sorted(broke)))} of {n}: {e.message}"
@@ -281,7 +284,7 @@ class ShardIngest:
             s = run_ingest(part, self.build / part.name, identities_store=self.ids_gen / part.name,
                            strict=self.strict, progress=lambda stage: say(f"shard {i + 1}/{self.n}: {stage}"),
                            source_rows=PartRows(self.split, i),
-                           duplicate_spells=None if self.forced is None else self.forced[i])
+                           duplicate_spells=None if self.forced is None else self.forced[i], allow_no_patients=True)
         except StrictModeError as e:  # its quarantine kept, so that shared spells are compared as if built
             s, refused = e.summary, True
             pq.write_table(e.quarantine.get("activity", pa.table({})), self._refused(i))

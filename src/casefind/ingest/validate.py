@@ -95,6 +95,11 @@ class _Checks:
         return Verdict(reason, column)
 
 
+def _lives(days: np.ndarray) -> np.ndarray:
+    """``days`` indexable at 0 even when there are no patients (then no row is known)."""
+    return days if len(days) else np.full(1, NULL_DAY, days.dtype)
+
+
 def _first_occurrence_duplicates(ids: pa.Array, eligible: np.ndarray) -> np.ndarray:
     """Rows whose id already appeared in an earlier eligible row."""
     dup = np.zeros(len(ids), dtype=bool)
@@ -181,8 +186,9 @@ def validate(t: NormalTable, spec: Table, *, practices: pa.Array | None = None,
         patient_index = encode.lookup(cols["patient_id"], patients.ids)
         chk.add("unknown_patient", t.present["patient_id"] & (patient_index < 0), "patient_id")
         known = patient_index >= 0
-        birth = np.where(known, patients.birth[np.maximum(patient_index, 0)], NULL_DAY)
-        death = np.where(known, patients.death[np.maximum(patient_index, 0)], NULL_DAY)
+        at = np.maximum(patient_index, 0)
+        birth = np.where(known, _lives(patients.birth)[at], NULL_DAY)  # a shard may hold no patient
+        death = np.where(known, _lives(patients.death)[at], NULL_DAY)
         for d in spec.event_dates:
             day = encode.days(cols[d])
             has = known & (day != NULL_DAY)
