@@ -11,8 +11,7 @@ import click
 from casefind.cli_common import emit_json, json_option, parse_params, project, resolve_store, setting
 from casefind.engines.base import DEFAULT, ENGINES, engines_help  # names only: no engine is loaded
 from casefind.errors import UsageError
-from casefind.pyramid.bands import DEFAULT_BANDS
-from casefind.pyramid.compute import OUTCOMES
+from casefind.pyramid.options import DEFAULT_BANDS, OUTCOMES
 from casefind.ui import console, err_console, stage_progress
 
 _PERCENT = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%?\s*")

@@ -150,3 +150,15 @@ def test_listing_the_engines_loads_none_of_them():
             " 'numba', 'duckdb')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_cli_starts_without_the_heavy_libraries():
+    """Every command's start pays for what ``import casefind.cli`` imports: the options and
+    help of every command are built from light modules (pyramid/options.py for the pyramid's
+    defaults; before, that import pulled numpy, pyarrow, lark and ruamel in through the
+    budgets' simulation, and ``casefind --help`` took 0.6 s instead of 0.2 s)."""
+    heavy = ("numpy", "pyarrow", "scipy", "sklearn", "numba", "duckdb", "pandas", "polars", "lark", "ruamel",
+             "openpyxl", "xlsxwriter", "starlette", "jinja2", "pyspark")
+    code = f"import sys, casefind.cli\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -23,12 +23,12 @@ import numpy as np
 
 from casefind.budgets.simulate import band_edges, ranking_value
 from casefind.errors import UsageError
+from casefind.pyramid.options import DEFAULT_BANDS  # noqa: F401  (the bands' default, named here too)
 
 OUTSIDE = -1  # the band of someone without a score, or outside the population
 TIE_RULE = ("ranked by the score (to 32 significant bits), highest first, ties by pseudonymised patient id "
             "(ascending); band FROM-TO% holds ranks floor(N*FROM+1/2) to floor(N*TO+1/2) - 1, N the people "
             "with a score, so the top band has exactly round(N*TO) people; people without a score are in no band")
-DEFAULT_BANDS = "0-0.5,0.5-5,5-20,20-100"
 _BAND = re.compile(r"\s*(\d+(?:\.\d+)?)\s*%?\s*[-\u2013]\s*(\d+(?:\.\d+)?)\s*%?\s*")
 
 

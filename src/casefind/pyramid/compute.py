@@ -24,6 +24,7 @@ import pyarrow as pa
 from casefind.contract.dates import shift_date
 from casefind.errors import UsageError
 from casefind.pyramid.bands import OUTSIDE, TIE_RULE, Band, assign, edge_ties
+from casefind.pyramid.options import OUTCOMES
 from casefind.pyramid.source import Scored
 from casefind.rules import ir
 from casefind.rules.errors import Span
@@ -31,7 +32,6 @@ from casefind.rules.load import Located
 from casefind.store import Store
 from casefind.store.coverage import Coverage
 
-OUTCOMES = ("next", "concurrent")
 LEVELS = ("practice", "locality", "system")
 ALL = "all"  # the band label of a unit's total row
 ADMISSIONS = 'count(activity, setting == "emergency_admission", within=months(12))'
