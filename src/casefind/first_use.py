@@ -16,17 +16,25 @@ from pathlib import Path
 FIRST_COMPILE_S = 5
 
 
+def numba_cache_dir() -> Path:
+    """Where Numba keeps compiled code: NUMBA_CACHE_DIR, which casefind_native sets, when
+    unset, to the user's cache folder (casefind_native/__init__.py; the same rule here, so
+    that asking does not import Numba; tests/functional/test_cli.py checks that the two agree)."""
+    env = os.environ.get("NUMBA_CACHE_DIR")
+    return Path(env) if env else Path(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                      "casefind", "numba")
+
+
 def kernels_compiled() -> bool:
     """Whether compiled kernels from an earlier run are on disk: a kernel source in the
-    kernel cache and a Numba index for one (beside it, or under NUMBA_CACHE_DIR)."""
+    kernel cache and a Numba index for one. Before, the index was looked for beside the
+    sources, where Numba never puts it (casefind_native points it elsewhere), so a fresh
+    process with every kernel cached still said it would compile."""
     from casefind.engines.native import kernel_cache_dir
 
-    folder = kernel_cache_dir()
-    if next(folder.glob("k_*.py"), None) is None:
+    if next(kernel_cache_dir().glob("k_*.py"), None) is None:
         return False
-    numba_dir = os.environ.get("NUMBA_CACHE_DIR")
-    compiled = Path(numba_dir) if numba_dir else folder / "__pycache__"
-    return next(compiled.rglob("k_*.nbi"), None) is not None
+    return next(numba_cache_dir().rglob("k_*.nbi"), None) is not None
 
 
 def compile_notice(engine: str) -> str | None:

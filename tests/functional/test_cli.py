@@ -55,15 +55,33 @@ def test_the_compile_notice_is_for_a_kernel_cache_without_compiled_kernels(tmp_p
     kernels = tmp_path / "kernels"
     monkeypatch.setenv("CASEFIND_KERNEL_CACHE", str(kernels))
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert "compiling kernels for first use, about" in compile_notice("native")
     assert compile_notice("duckdb") is None  # the reference engine compiles nothing
-    (kernels / "__pycache__").mkdir(parents=True)
+    kernels.mkdir()
     (kernels / "k_0123.py").write_text("")
     assert compile_notice("native") is not None  # a kernel's source, but nothing compiled
-    (kernels / "__pycache__" / "k_0123.scan_activity-6.py311.nbi").write_bytes(b"")
+    numba = tmp_path / "cache" / "casefind" / "numba" / "kernels_0a1b"  # where casefind_native has Numba cache
+    numba.mkdir(parents=True)
+    (numba / "k_0123.scan_activity-6.py311.nbi").write_bytes(b"")
     assert compile_notice("native") is None
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))  # Numba's cache elsewhere, and empty
     assert compile_notice("native") is not None
+
+
+def test_the_notice_looks_where_casefind_native_has_numba_cache(tmp_path):
+    """first_use.numba_cache_dir (which must not import Numba) names the folder that
+    casefind_native sets NUMBA_CACHE_DIR to; and after a run, a fresh process says nothing."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"} | {"XDG_CACHE_HOME": str(tmp_path)}
+    code = ("import os, sys\nfrom casefind.first_use import numba_cache_dir\nmine = str(numba_cache_dir())\n"
+            "assert 'numba' not in sys.modules\nimport casefind_native\n"
+            "print(mine == os.environ['NUMBA_CACHE_DIR'])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "True", done.stdout + done.stderr
 
 
 def test_run_and_kpi_say_before_they_compile_kernels_for_first_use(tmp_path, monkeypatch):
