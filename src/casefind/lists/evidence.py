@@ -25,16 +25,41 @@ _IMPLIED_SYSTEM = {"primary_diagnosis": "icd10"}
 def _event_texts(table: str, events: pa.Table, terms: Terms | None = None) -> pa.Array:
     """Each event as one line of text: its date, then the columns _SHOW names (missing ones
     left out): a code as "term (system code)" where the rule's codelists give it a term
-    (else "system code"), cost as £1,234, a setting in words, an end date as "to 2026-01-31"."""
+    (else "system code"), cost as £1,234, a setting in words, an end date as "to 2026-01-31".
+    Each column's distinct values are put in words once (_shown), so a list's tens of
+    thousands of events cost their distinct values, then one join per event."""
     shown = [c for c in _SHOW.get(table, []) if c in events.column_names and c in TABLES[table].names]
-    values = {c: events.column(c).to_pylist() for c in shown}
-    dates = pc.strftime(events.column("date"), "%Y-%m-%d").to_pylist()
-    texts = []
-    for i, date in enumerate(dates):
-        row = {c: values[c][i] for c in shown}
-        parts = [date] + [_shown(c, v, row, terms) for c, v in row.items() if c != "code_system"]
-        texts.append(" ".join(p for p in parts if p) if date is not None else None)
-    return pa.array(texts, pa.string())
+    dates = pc.strftime(events.column("date").combine_chunks(), "%Y-%m-%d")
+    parts = [dates] + [_column_texts(c, events, terms) for c in shown if c != "code_system"]
+    # joined in Python: Arrow 26's binary_join_element_wise with null_handling="skip" drops
+    # the rows whose arguments are all null (a shorter result)
+    return pa.array([" ".join(w for w in words if w) if words[0] is not None else None
+                     for words in zip(*(p.to_pylist() for p in parts))], pa.string())
+
+
+def _column_texts(column: str, events: pa.Table, terms: Terms | None) -> pa.Array:
+    """One column of every event in words (null where missing or empty), each distinct
+    value (with its code system, for a code) put in words once."""
+    values = events.column(column).combine_chunks()
+    with_system = column in _CODE_COLUMNS and "code_system" in events.column_names
+    if with_system:
+        system = events.column("code_system").combine_chunks().cast(pa.string())
+        key = pc.binary_join_element_wise(pc.fill_null(system, ""), values.cast(pa.string()), _SEP)
+    else:
+        key = values
+    encoded = pc.dictionary_encode(key)
+    words = []
+    for v in encoded.dictionary.to_pylist():
+        if with_system:
+            system, _, code = v.partition(_SEP)
+            text = _shown(column, code, {"code_system": system or None}, terms)
+        else:
+            text = _shown(column, v, {}, terms)
+        words.append(text or None)  # an empty value is left out, as a missing one
+    return pa.array(words, pa.string()).take(encoded.indices)
+
+
+_SEP = "\x1f"  # between a code's system and the code in a distinct-value key (never in either)
 
 
 def _shown(column: str, value, row: dict, terms: Terms | None) -> str | None:
