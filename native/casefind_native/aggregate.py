@@ -53,17 +53,23 @@ def block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, block:
     """``group_sums_into`` for many values of the same patients at once: ``block`` (patients
     x values, every one valid) added to ``out`` (values x the six rows x groups). A KPI split
     by sixty providers is sixty values per patient, mostly zero; one call and a skipped zero
-    (adding 0.0 changes no bit of a compensated sum) instead of sixty passes."""
+    (adding 0.0 changes no bit of a compensated sum) instead of sixty passes. A value at a
+    time, its patients in order: each cell sees its additions in the order a column alone
+    would, and a block laid out a value at a time (the native engine's, a transposed view)
+    is read in order, without the copy a patient-major layout needs."""
     people = np.zeros(out.shape[2])
     for i in range(group.shape[0]):
         if mask[i]:
-            g = group[i]
-            people[g] += 1.0
-            for j in range(block.shape[1]):
+            people[group[i]] += 1.0
+    for j in range(block.shape[1]):
+        cells = out[j]
+        for i in range(group.shape[0]):
+            if mask[i]:
                 x = block[i, j]
                 if x != 0.0:
-                    _add_compensated(out[j], 2, 4, g, x)
-                    _add_compensated(out[j], 3, 5, g, x * x)
+                    g = group[i]
+                    _add_compensated(cells, 2, 4, g, x)
+                    _add_compensated(cells, 3, 5, g, x * x)
     for j in range(out.shape[0]):
         for g in range(out.shape[2]):
             out[j, 0, g] += people[g]

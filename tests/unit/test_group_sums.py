@@ -91,3 +91,7 @@ def test_block_sums_are_each_columns_group_sums_to_the_bit():
             group_sums_into(one, group[lo:hi], mask[lo:hi], block[lo:hi, j].copy(), np.ones(hi - lo, bool))
         assert out[j].tobytes() == one.tobytes(), j
     assert out[:, 2].any() and (out[:, 0] == out[:, 1]).all()
+    by_member = np.zeros_like(out)  # the native engine's layout: members x patients, seen transposed
+    for lo, hi in ((0, half), (half, n)):
+        block_sums_into(by_member, group[lo:hi], mask[lo:hi], np.ascontiguousarray(block[lo:hi].T).T)
+    assert by_member.tobytes() == out.tobytes()

@@ -433,8 +433,9 @@ class NativeEngine:
 
     def _block_rows(self, nodes: tuple[ir.Node, ...], d: dt.date) -> np.ndarray:
         """Numeric expressions as one (patients x members) float64 array, a missing value
-        as 0: each member copied whole into its row of a (members x patients) array, then
-        the array transposed once (a column at a time would be a strided write per value)."""
+        as 0: each member copied whole into its row of a (members x patients) array, handed
+        over transposed (a view: block_sums_into reads it a member at a time, in order;
+        block_column makes the patient-major copy Arrow needs)."""
         rows = np.zeros((len(nodes), self.n()))
         for j, node in enumerate(nodes):
             v = self.eval(node, d)
@@ -443,7 +444,7 @@ class NativeEngine:
             else:
                 np.copyto(rows[j], v.values, where=v.valid, casting="unsafe")
             self.cache.pop((node, d), None)
-        return np.ascontiguousarray(rows.T)
+        return rows.T
 
     def period_values(self, exprs: dict[str, ir.Node], blocks: Blocks | None = None,
                       prefused: bool = False) -> list[tuple[dict, dict]]:

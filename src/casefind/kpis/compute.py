@@ -399,7 +399,7 @@ class _Variants:
         self.parts = np.zeros((size, _Acc.ROWS, n_practices))
 
     def add(self, practice, mask, block: np.ndarray) -> None:
-        block_sums_into(self.parts, practice, mask, np.ascontiguousarray(block))
+        block_sums_into(self.parts, practice, mask, block)
 
     def merge(self, other: _Variants) -> None:
         _add_pieces(self.parts.swapaxes(0, 1), other.parts.swapaxes(0, 1))  # views: added in place
