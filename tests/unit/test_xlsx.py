@@ -64,6 +64,18 @@ def test_a_formula_in_a_value_is_stored_as_text(tmp_path):
     assert all(c.data_type == "s" and c.quotePrefix for c in cells)
 
 
+def test_a_date_excel_cannot_hold_is_written_as_text_and_odd_text_survives(tmp_path):
+    """Excel's dates start in 1900 (with a leap day that never was): an earlier date is
+    written as its ISO text rather than read back as another day."""
+    t = _table(["a\x01b", "c"]).append_column("born", pa.array([dt.date(1850, 1, 1), dt.date(1900, 3, 1)]))
+    sheet = load_workbook(write_practice_xlsx(tmp_path / "Z1.xlsx", Cells.of(t, {}), ABOUT, "Z1"))[LIST_SHEET]
+    header = [c.value for c in sheet[1]]
+    born = header.index("Born") + 1
+    assert sheet.cell(2, born).value == "1850-01-01" and sheet.cell(2, born).data_type == "s"
+    assert sheet.cell(3, born).value == dt.datetime(1900, 3, 1)
+    assert sheet.cell(2, header.index("Why listed") + 1).value.startswith("a")  # a control character: no failure
+
+
 @pytest.fixture(scope="module")
 def listed(tmp_path_factory):
     root = tmp_path_factory.mktemp("xlsx")

@@ -164,6 +164,8 @@ def _put(ws, i: int, j: int, value, fmt: _Formats, *, dated: bool) -> None:
             ws.write_blank(i, j, None, fmt.get(date=True))
     elif isinstance(value, str):
         _text(ws, i, j, value, fmt)
+    elif isinstance(value, dt.date) and (value.year, value.month) < (1900, 3):
+        _text(ws, i, j, value.isoformat(), fmt)  # before Excel's calendar (and its 1900 leap day): as text
     elif isinstance(value, dt.date):
         ws.write_datetime(i, j, value, fmt.get(date=True))
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
