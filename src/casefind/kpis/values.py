@@ -131,7 +131,12 @@ class ArrayValues:
         v, _ = self.vecs[name]
         labels = list(v.labels) + [NONE]
         code = np.where(v.valid, v.values, len(labels) - 1)
-        met, code = np.unique(code, return_inverse=True)  # the labels met, as Arrow's dictionary holds them
+        # the labels met, in order, as Arrow's dictionary holds them: np.unique's inverse
+        # without its sort (a count per label, then each code renumbered)
+        met = np.flatnonzero(np.bincount(code.ravel(), minlength=len(labels)))
+        remap = np.zeros(len(labels), np.int64)
+        remap[met] = np.arange(len(met))
+        code = remap[code]
         names = [labels[i] for i in met]
         if len(set(names)) < len(names):  # a label spelt "(none)": Arrow's dictionary merges the two
             return TableValues(pa.table({name: self.column(name)})).text(name)
