@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from casefind.errors import UsageError
-from casefind.pyramid.bands import DEFAULT_BANDS, OUTSIDE, assign, edge_ties, parse_bands
+from casefind.pyramid.bands import OUTSIDE, assign, edge_ties, parse_bands
 from casefind.pyramid.compute import ALL, Dates, Units, band_rows, unit_table
+from casefind.pyramid.options import DEFAULT_BANDS
 from casefind.pyramid.report import chart
 
 BANDS = parse_bands(DEFAULT_BANDS)

@@ -105,18 +105,14 @@ class Cells:
 
     @classmethod
     def of(cls, table: pa.Table, places: dict[str, int]) -> Cells:
-        return cls(*cell_values(table, places))
+        """Numbers rounded as published, whole numbers without a fraction, true/false as
+        yes/no; dates stay dates."""
+        names = columns(table)
+        cols = [[_value(v, places.get(c)) for v in table.column(c).to_pylist()] for c in names]
+        return cls(names, [list(r) for r in zip(*cols)] if cols else [])
 
     def slice(self, start: int, stop: int) -> Cells:
         return Cells(self.names, self.rows[start:stop])
-
-
-def cell_values(table: pa.Table, places: dict[str, int]) -> tuple[list[str], list[list]]:
-    """(column names, rows of Python values): numbers rounded as published, whole numbers
-    without a fraction, true/false as yes/no; dates stay dates."""
-    names = columns(table)
-    cols = [[_value(v, places.get(c)) for v in table.column(c).to_pylist()] for c in names]
-    return names, [list(r) for r in zip(*cols)] if cols else []
 
 
 def _value(v, places: int | None):

@@ -81,18 +81,17 @@ def _write_workbook(target, lines: list[str], sheet: ListSheet) -> None:
     for a run's 100+ practice workbooks; openpyxl still reads them back)."""
     import xlsxwriter
 
-    wb = xlsxwriter.Workbook(target, {"in_memory": True, "nan_inf_to_errors": True,
-                                      "strings_to_numbers": False, "strings_to_formulas": False,
-                                      "strings_to_urls": False})
+    wb = xlsxwriter.Workbook(target, {"in_memory": True, "nan_inf_to_errors": True})  # cells by write_string etc.
     try:
         fmt = _Formats(wb)
         guide = wb.add_worksheet(INSTRUCTIONS_SHEET)
         guide.set_column(0, 0, 120)
         for i, line in enumerate(lines):
             _text(guide, i, 0, line, fmt, wrap=True, warn=sheet.warning is not None and i == 0)
-        _list_sheet(wb.add_worksheet(LIST_SHEET), sheet, fmt)
+        listing = wb.add_worksheet(LIST_SHEET)
+        _list_sheet(listing, sheet, fmt)
         if sheet.warning:
-            for ws in (guide, wb.get_worksheet_by_name(LIST_SHEET)):
+            for ws in (guide, listing):
                 ws.set_header("&C" + sheet.warning.replace("&", "&&"))
     finally:
         wb.close()

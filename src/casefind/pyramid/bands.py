@@ -23,7 +23,6 @@ import numpy as np
 
 from casefind.budgets.simulate import band_edges, ranking_value
 from casefind.errors import UsageError
-from casefind.pyramid.options import DEFAULT_BANDS  # noqa: F401  (the bands' default, named here too)
 
 OUTSIDE = -1  # the band of someone without a score, or outside the population
 TIE_RULE = ("ranked by the score (to 32 significant bits), highest first, ties by pseudonymised patient id "
