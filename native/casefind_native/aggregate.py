@@ -51,7 +51,7 @@ def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value:
 @nb.njit(cache=True)
 def block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, block: np.ndarray):
     """``group_sums_into`` for many values of the same patients at once: ``block`` (patients
-    x values, every one valid) added to ``out`` (values x the six rows x groups). A KPI split
+    x values, every one valid: float64, or the int64 counts of a scan's value group) added to ``out`` (values x the six rows x groups). A KPI split
     by sixty providers is sixty values per patient, mostly zero; one call and a skipped zero
     (adding 0.0 changes no bit of a compensated sum) instead of sixty passes. A value at a
     time, its patients in order: each cell sees its additions in the order a column alone
@@ -65,7 +65,7 @@ def block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, block:
         cells = out[j]
         for i in range(group.shape[0]):
             if mask[i]:
-                x = block[i, j]
+                x = np.float64(block[i, j])  # a group's counts come as int64
                 if x != 0.0:
                     g = group[i]
                     _add_compensated(cells, 2, 4, g, x)

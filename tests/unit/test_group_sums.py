@@ -95,3 +95,10 @@ def test_block_sums_are_each_columns_group_sums_to_the_bit():
     for lo, hi in ((0, half), (half, n)):
         block_sums_into(by_member, group[lo:hi], mask[lo:hi], np.ascontiguousarray(block[lo:hi].T).T)
     assert by_member.tobytes() == out.tobytes()
+    counts = np.zeros((n_values, 3, n), np.int64)  # a value group's counts: members x periods x patients
+    counts[:, 1] = rng.poisson(0.4, (n_values, n))
+    from_counts, from_floats = np.zeros_like(out), np.zeros_like(out)
+    for lo, hi in ((0, half), (half, n)):
+        block_sums_into(from_counts, group[lo:hi], mask[lo:hi], counts[:, 1, lo:hi].T)
+        block_sums_into(from_floats, group[lo:hi], mask[lo:hi], counts[:, 1, lo:hi].T.astype(np.float64))
+    assert from_counts.tobytes() == from_floats.tobytes() and from_counts[:, 2].any()

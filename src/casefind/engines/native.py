@@ -219,6 +219,7 @@ class NativeEngine:
         self.t = 0  # the period being evaluated
         self.caches: list[dict] = [{}]  # per period: (node, date) -> Vec
         self.slot_sets: list[dict] = [{}]  # per period: (node, date) -> the scan's Vec
+        self.group_sets: list[dict] = [{}]  # per period: (node, date) -> (group array, member), counts
         self.spell_cache: dict = {}
         self.reach_sets: dict = {}  # (node, date, period days, population) -> reaches()
         self.run_patients: int | None = None  # all the chunks' patients, when evaluated chunk by chunk
@@ -260,20 +261,24 @@ class NativeEngine:
         the stages before it (``self.slots`` holds them by then). Returns the first period's."""
         self._start(plan.periods)
         for stage, scans in enumerate(plan.stages):
-            for t, found in enumerate(self.run_stage(scans, stage)):
+            for t, (found, grouped) in enumerate(self.run_stage(scans, stage)):
                 self.slot_sets[t].update(found)
+                self.group_sets[t].update(grouped)
         return self.slot_sets[0]
 
     def _start(self, periods) -> None:
         self.periods = tuple(periods)
         self.caches = [{} for _ in self.periods]
         self.slot_sets = [{} for _ in self.periods]
+        self.group_sets = [{} for _ in self.periods]
         self.t = 0
 
-    def run_stage(self, scans: dict, stage: int) -> list[dict]:
+    def run_stage(self, scans: dict, stage: int) -> list[tuple[dict, dict]]:
         """Every table's kernel over its work items, all tables' items on one thread pool;
-        per period, each slot's values."""
+        per period, each slot's values, and where a group's member is a count, the group's
+        (members x periods x patients) array and the member's index (``_group_block``)."""
         results: list[dict] = [{} for _ in self.periods]
+        grouped: list[dict] = [{} for _ in self.periods]
         calls, outputs = [], []
         days = tuple(p for _, p in self.periods)
         for table, slots in scans.items():
@@ -295,12 +300,17 @@ class NativeEngine:
             for sp in prog.slots:
                 values = named[sp.out]
                 valid = named[sp.ok] if sp.ok else np.ones(values.shape[-2:], dtype=np.bool_)
+                counts = None
                 if sp.member is not None:  # a codelist group's int64 outputs: the slot's own type
+                    counts = values if not sp.ok and _dtype(sp) == np.int64 else None
                     values = values[sp.member].astype(_dtype(sp), copy=False)
                     valid = valid[sp.member] if sp.ok else valid
                 for i, d in enumerate(sp.slot.dates or (sp.slot.as_of,)):
                     results[i][(sp.slot.node, d)] = Vec(values[i], valid[i], sp.labels)
-        return [{key: _as_codes(v) if v.labels is not None else v for key, v in r.items()} for r in results]
+                    if counts is not None:
+                        grouped[i][(sp.slot.node, d)] = (counts, sp.member, i)
+        return [({key: _as_codes(v) if v.labels is not None else v for key, v in r.items()}, g)
+                for r, g in zip(results, grouped)]
 
     def _work_items(self, offsets: np.ndarray) -> list[tuple[int, int]]:
         if self.rows is None:
@@ -423,7 +433,7 @@ class NativeEngine:
             for name, nodes in blocks.items():
                 table = table.append_column(name, self._block(nodes, d))
             tables.append(table)
-            self.caches[t], self.slot_sets[t] = {}, {}  # the table holds what it needs; let the rest go
+            self.caches[t], self.slot_sets[t], self.group_sets[t] = {}, {}, {}  # the table holds what it needs; let the rest go
         self.t = 0
         return tables
 
@@ -432,10 +442,14 @@ class NativeEngine:
         return block_column(self._block_rows(nodes, d))
 
     def _block_rows(self, nodes: tuple[ir.Node, ...], d: dt.date) -> np.ndarray:
-        """Numeric expressions as one (patients x members) float64 array, a missing value
-        as 0: each member copied whole into its row of a (members x patients) array, handed
+        """Numeric expressions as one (patients x members) array, a missing value as 0:
+        each member copied whole into its row of a (members x patients) float64 array, handed
         over transposed (a view: block_sums_into reads it a member at a time, in order;
-        block_column makes the patient-major copy Arrow needs)."""
+        block_column makes the patient-major copy Arrow needs). Members that are one group's
+        counts, in order, are a view of the group's array instead (``_group_block``)."""
+        view = self._group_block(nodes, d)
+        if view is not None:
+            return view
         rows = np.zeros((len(nodes), self.n()))
         for j, node in enumerate(nodes):
             v = self.eval(node, d)
@@ -445,6 +459,20 @@ class NativeEngine:
                 np.copyto(rows[j], v.values, where=v.valid, casting="unsafe")
             self.cache.pop((node, d), None)
         return rows.T
+
+    def _group_block(self, nodes: tuple[ir.Node, ...], d: dt.date) -> np.ndarray | None:
+        """The block as (patients x members) int64 when every member is a count of a scan's
+        group, read from the groups' arrays without evaluating each member: a view when
+        they are one group's members in order (a KPI split by sixty providers is one value
+        group of a count per provider: no copy, no call per member), else one gather (with
+        few providers the group may be the settings of one provider). Else None."""
+        found = [self.group_sets[self.t].get((node, d)) for node in nodes]
+        if not found or None in found:
+            return None
+        counts, first, t = found[0]
+        if all(c is counts and m == first + j and i == t for j, (c, m, i) in enumerate(found)):
+            return counts[first:first + len(nodes), t].T
+        return np.stack([c[m, i] for c, m, i in found]).T
 
     def period_values(self, exprs: dict[str, ir.Node], blocks: Blocks | None = None,
                       prefused: bool = False) -> list[tuple[dict, dict]]:
@@ -459,7 +487,7 @@ class NativeEngine:
             self.t = t
             vecs = {name: (self.eval(node, d), node.type) for name, node in exprs.items()}
             out.append((vecs, {name: self._block_rows(nodes, d) for name, nodes in blocks.items()}))
-            self.caches[t], self.slot_sets[t] = {}, {}  # the values hold what they need; let the rest go
+            self.caches[t], self.slot_sets[t], self.group_sets[t] = {}, {}, {}  # the values hold what they need; let the rest go
         self.t = 0
         return out
 
