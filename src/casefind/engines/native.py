@@ -296,10 +296,12 @@ class NativeEngine:
                 calls += [(kernel, q0, q1, args) for q0, q1 in self._work_items(t.offsets)]
             outputs.append((ks.program, dict(zip(ks.program.args, args))))
         _run_calls(calls)
+        everyone = np.ones((len(self.periods), len(self.patient_index())), dtype=np.bool_)
+        everyone.flags.writeable = False  # one for every slot that always has a value
         for prog, named in outputs:  # after the kernels: a group's outputs are cast (copied)
             for sp in prog.slots:
                 values = named[sp.out]
-                valid = named[sp.ok] if sp.ok else np.ones(values.shape[-2:], dtype=np.bool_)
+                valid = named[sp.ok] if sp.ok else everyone
                 counts = None
                 if sp.member is not None:  # a codelist group's int64 outputs: the slot's own type
                     counts = values if not sp.ok and _dtype(sp) == np.int64 else None
