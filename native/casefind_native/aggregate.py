@@ -51,7 +51,8 @@ def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value:
 @nb.njit(cache=True)
 def block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, block: np.ndarray):
     """``group_sums_into`` for many values of the same patients at once: ``block`` (patients
-    x values, every one valid: float64, or the int64 counts of a scan's value group) added to ``out`` (values x the six rows x groups). A KPI split
+    x values, every one valid: float64, or the int64 counts of a scan's value group) added
+    to ``out`` (values x the six rows x groups). A KPI split
     by sixty providers is sixty values per patient, mostly zero; one call and a skipped zero
     (adding 0.0 changes no bit of a compensated sum) instead of sixty passes. A value at a
     time, its patients in order: each cell sees its additions in the order a column alone
@@ -70,6 +71,33 @@ def block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, block:
                     g = group[i]
                     _add_compensated(cells, 2, 4, g, x)
                     _add_compensated(cells, 3, 5, g, x * x)
+    for j in range(out.shape[0]):
+        for g in range(out.shape[2]):
+            out[j, 0, g] += people[g]
+            out[j, 1, g] += people[g]
+
+
+@nb.njit(cache=True)
+def sparse_block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, at: np.ndarray,
+                           member: np.ndarray, value: np.ndarray):
+    """``block_sums_into`` for a block held as its values that are not 0: ``value[r]`` of
+    member ``member[r]`` for patient position ``at[r]``, the records in patient order (a
+    scan's sparse group of counts). Each cell sees its additions in the order the dense
+    block gives them, so the sums are the same bits; what is not recorded is a 0, which
+    changes no bit of a compensated sum."""
+    people = np.zeros(out.shape[2])
+    for i in range(group.shape[0]):
+        if mask[i]:
+            people[group[i]] += 1.0
+    for r in range(at.shape[0]):
+        q = at[r]
+        if mask[q]:
+            x = np.float64(value[r])
+            if x != 0.0:
+                cells = out[member[r]]
+                g = group[q]
+                _add_compensated(cells, 2, 4, g, x)
+                _add_compensated(cells, 3, 5, g, x * x)
     for j in range(out.shape[0]):
         for g in range(out.shape[2]):
             out[j, 0, g] += people[g]

@@ -174,6 +174,30 @@ def group_emit(kind, touched, cnt, nd, first, last, day, out, ok, t, q):
                 out[m, t, q] = day - (last[m] if d else NULL_DAY)
 
 
+
+SPARSE_START = 4096  # records a work item's sparse group starts with (it doubles when full)
+
+
+@nb.njit(cache=True, nogil=True)
+def group_emit_sparse(touched, cnt, buf, n, t, q, nper):
+    """group_emit for a group of counts kept sparse: each touched member's count at period
+    ``t``, patient position ``q`` appended to ``buf`` (rows: member x nper + t, q, count)
+    after its ``n`` records, the buffer doubled when full. Returns the buffer and its
+    length. Untouched members (most providers, for most patients and periods) cost nothing:
+    a count is 0 where no record is."""
+    need = n + touched[0]
+    if need > buf.shape[1]:
+        bigger = np.empty((3, max(2 * buf.shape[1], need)), dtype=np.int64)
+        bigger[:, :n] = buf[:, :n]
+        buf = bigger
+    for i in range(1, touched[0] + 1):
+        m = touched[i]
+        buf[0, n] = m * nper + t
+        buf[1, n] = q
+        buf[2, n] = cnt[m]
+        n += 1
+    return buf, n
+
 # --- per-row values (a filter or value= computed on each event row) -------------------------
 # Arithmetic on row values is done in float64 with nan for a missing value, as the reference
 # engine's SQL defines it: a result that is not finite (or, for whole numbers, beyond 64 bits)

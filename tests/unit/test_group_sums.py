@@ -74,7 +74,7 @@ def test_block_sums_are_each_columns_group_sums_to_the_bit():
     """block_sums_into (a KPI split by provider: one value per provider, all valid) gives
     for each column what group_sums_into gives that column alone, to the bit, zeros and
     negative amounts included."""
-    from casefind_native.aggregate import block_sums_into
+    from casefind_native.aggregate import block_sums_into, sparse_block_sums_into
 
     rng = np.random.default_rng(11)
     n, n_values, n_groups = 5_000, 9, 5
@@ -102,3 +102,10 @@ def test_block_sums_are_each_columns_group_sums_to_the_bit():
         block_sums_into(from_counts, group[lo:hi], mask[lo:hi], counts[:, 1, lo:hi].T)
         block_sums_into(from_floats, group[lo:hi], mask[lo:hi], counts[:, 1, lo:hi].T.astype(np.float64))
     assert from_counts.tobytes() == from_floats.tobytes() and from_counts[:, 2].any()
+    from_records = np.zeros_like(out)  # the same counts as a scan's sparse group records them
+    for lo, hi in ((0, half), (half, n)):
+        member, at = np.nonzero(counts[:, 1, lo:hi])
+        order = np.lexsort((member, at))  # in patient order
+        sparse_block_sums_into(from_records, group[lo:hi], mask[lo:hi], at[order], member[order],
+                               counts[member[order], 1, lo + at[order]])
+    assert from_records.tobytes() == from_counts.tobytes()

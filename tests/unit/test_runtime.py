@@ -137,3 +137,24 @@ def test_codelist_group_matches_its_definition(codes, days):
     assert out[:, 0, 1].tolist() == want_out and ok[read, 0, 1].tolist() == [w for w, r in zip(want_ok, read) if r]
     assert (out[:, 0, 0] == 0).all() and (out[:, 0, 2] == 0).all()  # outside the work item: not written
     assert ok[:, 0, 0].all() and ok[:, 0, 2].all()
+
+
+def test_a_sparse_group_records_each_touched_count_and_grows_its_buffer():
+    """group_emit_sparse against its definition: every touched member's count at (period,
+    patient position) appended as (member x periods + period, position, count), the
+    records already there kept when the buffer doubles, untouched members not recorded."""
+    rng = np.random.default_rng(5)
+    nper, n_members = 3, 7
+    buf, n, want = np.empty((3, 2), dtype=np.int64), 0, []  # two records' room: it must grow
+    for q in range(40):
+        for t in range(nper):
+            touched = np.zeros(n_members + 1, dtype=np.int64)
+            cnt = np.zeros(n_members, dtype=np.int64)
+            for m in rng.choice(n_members, rng.integers(0, 4), replace=False):
+                touched[0] += 1
+                touched[touched[0]] = m
+                cnt[m] = rng.integers(1, 9)
+                want.append((m * nper + t, q, cnt[m]))
+            buf, n = rt.group_emit_sparse(touched, cnt, buf, n, t, q, nper)
+    assert n == len(want) > 40 and buf.shape[1] >= n
+    assert list(map(tuple, buf[:, :n].T.tolist())) == want

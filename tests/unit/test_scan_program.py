@@ -15,7 +15,7 @@ from casefind.contract import TABLES
 from casefind.engines import native
 from casefind.engines.base import get_engine
 from casefind.engines.native_codegen import generate, lower
-from casefind.engines.reducers import REDUCERS, reducer_for
+from casefind.engines.reducers import REDUCERS, SPARSE_MIN, reducer_for
 from casefind.engines.scan_program import CodelistArg, DaysArg, GroupValidArg, OutArg, PatientsArg, ValidArg
 from casefind.lists.run import rule_expressions
 from casefind.plan import bind, make_plan
@@ -47,8 +47,9 @@ def test_lowering_types_every_argument_and_slot(store, rule):
         for sp in prog.slots:
             red = reducer_for(sp.slot.node, TABLES[table])
             assert (sp.ok is not None) == red.has_valid
-            if sp.member is not None:  # in a codelist group: its member of the group's outputs
-                assert prog.args[sp.out].slots[sp.member] == sp.index
+            if sp.member is not None:  # in a group: its member of the group's outputs (or returned records)
+                assert (prog.returns.get(sp.out) or prog.args[sp.out]).slots[sp.member] == sp.index
+                assert (sp.out in prog.returns) is (sp.out not in prog.args)
                 assert not sp.ok or isinstance(prog.args[sp.ok], GroupValidArg)
                 continue
             assert prog.args[sp.out] == OutArg(sp.index, np.dtype(red.dtype).name)
@@ -135,8 +136,9 @@ def _split_kpis(providers: tuple[str, ...]):
 def test_a_kpi_split_by_provider_is_one_lookup_per_row_whatever_the_providers(store):
     """triple_aim's four measures split by provider: one count per measure and provider,
     each ``setting == S and provider_code == P``. They join one value group per measure, so
-    the activity kernel is the same source for 6 providers as for 60 (at 10M patients the
-    unrolled counts were more than Numba could compile), and it counts what the reference
+    the activity kernel's source does not grow with the providers (at 10M patients the
+    unrolled counts were more than Numba could compile): one source for 6 and 12, and one
+    for SPARSE_MIN and 60, where the groups are kept sparse. It counts what the reference
     engine does, for providers in the store and ones that are not."""
     from casefind.kpis.levels import provider_codes
 
@@ -144,14 +146,14 @@ def test_a_kpi_split_by_provider_is_one_lookup_per_row_whatever_the_providers(st
     ends = [dt.date(2026, m, 28) for m in (3, 4)]
     periods = [(d, 28) for d in ends]
     few = mine + tuple(f"ZZ{i}" for i in range(6 - len(mine)))
-    many = mine + tuple(f"ZZ{i}" for i in range(60 - len(mine)))
     src = {}
-    for provs in (few, many):
-        plan = make_plan(_split_kpis(provs), ends[0], None, periods)
+    for size in (6, 12, SPARSE_MIN, 60):
+        plan = make_plan(_split_kpis(mine + tuple(f"ZZ{i}" for i in range(size - len(mine)))), ends[0], None, periods)
         kernel = generate("activity", plan.scans["activity"], store, (28, 28))
-        src[len(provs)] = kernel.source
+        src[size] = kernel.source
         assert sum(len(b.groups) for b in kernel.program.blocks) >= 4
-    assert src[6] == src[60] and src[60].count("rt.group_row(") >= 4
+        assert len(kernel.program.returns) == (4 if size >= SPARSE_MIN else 0)  # counts kept sparse
+    assert src[6] == src[12] and src[SPARSE_MIN] == src[60] and src[60].count("rt.group_row(") >= 4
     exprs = {k: bind(v, 28) for k, v in _split_kpis(few).items() if "|val@#" in k}
     assert len(exprs) == 4 * 6
     for end in ends:
@@ -161,22 +163,23 @@ def test_a_kpi_split_by_provider_is_one_lookup_per_row_whatever_the_providers(st
         assert sum(pc.sum(ours.column(k)).as_py() for k in exprs) > 0
 
 
-def test_a_split_measures_block_is_its_value_groups_counts_as_they_are(store):
-    """A measure split by provider is one value group of counts in the activity scan. The
-    engine hands its block over as a view of the group's (members x periods x patients)
-    array, not member by member into a copy (at 60 providers that copy was half a KPI
-    run): the same numbers as the reference engine gives for each member, 0 where a
-    patient has no such row, in every period. With few providers the group may be a
-    provider's settings instead: then the counts are gathered, still without evaluating
-    each member."""
-    from casefind.engines.base import block_members
+def test_a_split_measures_block_is_its_value_groups_counts_kept_sparse(store):
+    """A measure split by provider is one value group of counts in the activity scan, kept
+    sparse: the kernel records only the counts that are not 0 (a patient sees few of sixty
+    providers), and the engine hands the block over as those records (SparseBlock), not as
+    a dense patients x providers array (at 60 providers writing and copying that was half
+    a KPI run). Read as an array it is what the reference engine gives for each member, 0
+    where a patient has no such row, in every period, and so is each member read on its
+    own. A group of fewer than SPARSE_MIN is dense, and with few providers the groups are
+    a provider's settings instead: then the block is gathered from several groups."""
+    from casefind.engines.base import SparseBlock, block_members
     from casefind.kpis import levels
     from casefind.kpis.define import load_kpis
     from casefind.kpis.levels import provider_codes
 
     ks = load_kpis(RULES / "kpis" / "triple_aim.yml")
     periods = [(dt.date(2026, m, 28), 28) for m in (3, 4)]
-    for extra, view in ((10, True), (1, False)):
+    for extra, one_group in ((SPARSE_MIN, True), (1, False)):
         blocks = levels.blocks(ks, provider_codes(store) + tuple(f"ZZ{i}" for i in range(extra)))
         eng = native.NativeEngine(store)
         eng.scan_periods({}, periods, None, blocks)
@@ -186,7 +189,11 @@ def test_a_split_measures_block_is_its_value_groups_counts_as_they_are(store):
             ref = get_engine("duckdb").evaluate(store, {k: bind(v, days) for k, v in members.items()}, end)
             assert set(got) == set(blocks) and len(blocks) == 4
             for name, block in got.items():
-                assert block.dtype == np.int64 and (block.base.ndim == 3) is view, name  # a view of the scan's array
-                want = [ref.column(f"{name}#{j}").fill_null(0).to_pylist() for j in range(block.shape[1])]
-                assert block.T.tolist() == want, name
-            assert sum(int(b.sum()) for b in got.values()) > 0
+                assert isinstance(block, SparseBlock) is one_group, name
+                dense = np.asarray(block)
+                assert dense.dtype == np.int64 and dense.shape == (store.n_patients, len(blocks[name]))
+                want = [ref.column(f"{name}#{j}").fill_null(0).to_pylist() for j in range(dense.shape[1])]
+                assert dense.T.tolist() == want, name
+            assert sum(int(np.asarray(b).sum()) for b in got.values()) > 0
+            alone = native.ENGINE.evaluate(store, {k: bind(v, days) for k, v in members.items()}, end)
+            assert {k: alone.column(k).to_pylist() for k in members} == {k: ref.column(k).to_pylist() for k in members}

@@ -12,7 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from casefind.errors import UsageError
 from casefind.rules.errors import did_you_mean
@@ -66,6 +67,27 @@ def block_column(values: np.ndarray) -> pa.Array:
 
     flat = pa.array(np.ascontiguousarray(values, dtype=np.float64).ravel())
     return pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
+
+
+@dataclass(frozen=True)
+class SparseBlock:
+    """A (patients x members) block of counts held as those that are not 0: ``count[r]`` of
+    member ``member[r]`` for patient position ``at[r]``, in patient order (the native
+    engine's sparse value groups: a patient sees few of sixty providers). The KPI sums read
+    it as it is (casefind_native.aggregate.sparse_block_sums_into); anything else reads it
+    as the dense array it stands for."""
+
+    at: Any
+    member: Any
+    count: Any
+    shape: tuple[int, int]
+
+    def __array__(self, dtype=None, copy=None):
+        import numpy as np
+
+        out = np.zeros(self.shape, dtype=np.int64)
+        out[self.at, self.member] = self.count
+        return out if dtype is None else out.astype(dtype)
 
 
 def block_members(blocks: Blocks) -> dict[str, ir.Node]:

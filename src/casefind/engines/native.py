@@ -29,7 +29,7 @@ import pyarrow as pa
 from casefind.contract.dates import NULL_DAY, shift_days, to_day
 from casefind.contract.dates import ymd as _ymd
 from casefind.engines import fused as fusing
-from casefind.engines.base import Engine, block_column, block_members
+from casefind.engines.base import Engine, SparseBlock, block_column, block_members
 from casefind.engines.native_codegen import KernelSource, generate, generate_spell_test
 from casefind.engines.scan_program import (
     CodelistArg,
@@ -155,14 +155,80 @@ def work_items(offsets: np.ndarray, periods: int = 1) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
-def _run_calls(calls: list) -> None:
-    """Kernel calls (kernel, q0, q1, args): on the thread pool when there are several."""
+def _run_calls(calls: list) -> list:
+    """Kernel calls (kernel, q0, q1, args): on the thread pool when there are several.
+    What each returns (a sparse group's records, or None), in order."""
     if len(calls) > 1 and scan_threads() > 1:
-        for f in [_pool().submit(k, q0, q1, *args) for k, q0, q1, args in calls]:
-            f.result()
-    else:
-        for k, q0, q1, args in calls:
-            k(q0, q1, *args)
+        return [f.result() for f in [_pool().submit(k, q0, q1, *args) for k, q0, q1, args in calls]]
+    return [k(q0, q1, *args) for k, q0, q1, args in calls]
+
+
+@dataclass
+class SparseCounts:
+    """A sparse value group's counts (scan_program.SparseGroupOut) for the patients scanned:
+    the counts that are not 0, as records (member x periods + period, patient position,
+    count) in patient order. A count not recorded is 0."""
+
+    key: np.ndarray
+    at: np.ndarray
+    count: np.ndarray
+    size: int    # members
+    shape: tuple  # (periods, patients)
+
+    @classmethod
+    def of(cls, parts: list, size: int, shape: tuple) -> SparseCounts:
+        """From each work item's (records, how many), in patient order."""
+        rec = np.concatenate([buf[:, :n] for buf, n in parts], axis=1) if parts else np.zeros((3, 0), np.int64)
+        return cls(rec[0], rec[1], rec[2], size, shape)
+
+    @functools.cached_property
+    def _by_period(self) -> tuple[np.ndarray, np.ndarray]:
+        """The records' order by period (stable: patient order within one), and where each period starts."""
+        period = self.key % self.shape[0]
+        order = np.argsort(period, kind="stable")
+        return order, np.searchsorted(period[order], np.arange(self.shape[0] + 1))
+
+    def period(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Period ``t``'s records: patient positions, members and counts, in patient order."""
+        order, starts = self._by_period
+        rows = order[starts[t]:starts[t + 1]]
+        return self.at[rows], self.key[rows] // self.shape[0], self.count[rows]
+
+    def member(self, m: int, t: int) -> np.ndarray:
+        """Member ``m``'s count for every patient at period ``t`` (a view of ``dense``)."""
+        return self.dense[m, t]
+
+    @functools.cached_property
+    def dense(self) -> np.ndarray:
+        """Every count, (members x periods x patients): made once, if a member is read on
+        its own (the KPI sums read ``block``)."""
+        out = np.zeros((self.size, *self.shape), np.int64)
+        out.reshape(-1, self.shape[1])[self.key, self.at] = self.count
+        return out
+
+    def block(self, t: int, members: list[int]) -> SparseBlock:
+        """Members ``members`` (in that order) at period ``t`` as a block."""
+        at, member, count = self.period(t)
+        if members != list(range(self.size)):
+            column = np.full(self.size, -1, np.int64)
+            column[members] = np.arange(len(members))
+            member = column[member]
+            keep = member >= 0
+            at, member, count = at[keep], member[keep], count[keep]
+        return SparseBlock(at, member, count, (self.shape[1], len(members)))
+
+
+@dataclass
+class _SparseMember:
+    """A sparse group member's slot until it is read (NativeEngine._eval makes its Vec)."""
+
+    counts: SparseCounts
+    member: int
+    t: int
+    labels = None
+
+    def vec(self) -> Vec:
+        return Vec(self.counts.member(self.member, self.t), np.ones(self.counts.shape[1], np.bool_))
 
 
 class _Rows:
@@ -290,17 +356,27 @@ class NativeEngine:
             t = self.store.table(table)
             rowless = int(t.offsets[-1]) == 0  # e.g. no reviews recorded yet
             args = [self._arg(a, t, rowless) for a in ks.program.args.values()]
+            mine = []
             if not rowless:  # a table without rows needs no kernel (nor its compile)
                 kernel = load_kernel(ks.name, ks.source)
                 kernel(0, 0, *args)  # compile (or load from the cache) here, not on the pool
-                calls += [(kernel, q0, q1, args) for q0, q1 in self._work_items(t.offsets)]
-            outputs.append((ks.program, dict(zip(ks.program.args, args))))
-        _run_calls(calls)
-        everyone = np.ones((len(self.periods), len(self.patient_index())), dtype=np.bool_)
+                mine = [(kernel, q0, q1, args) for q0, q1 in self._work_items(t.offsets)]
+                calls += mine
+            outputs.append((ks.program, dict(zip(ks.program.args, args)), len(calls) - len(mine), len(calls)))
+        returned = _run_calls(calls)
+        shape = (len(self.periods), len(self.patient_index()))
+        everyone = np.ones(shape, dtype=np.bool_)
         everyone.flags.writeable = False  # one for every slot that always has a value
-        for prog, named in outputs:  # after the kernels: a group's outputs are cast (copied)
+        for prog, named, c0, c1 in outputs:  # after the kernels: a group's outputs are cast (copied)
+            for i, (name, out) in enumerate(prog.returns.items()):
+                named[name] = SparseCounts.of([r[2 * i:2 * i + 2] for r in returned[c0:c1]], len(out.slots), shape)
             for sp in prog.slots:
                 values = named[sp.out]
+                if isinstance(values, SparseCounts):  # each member's Vec made if it is read (_eval)
+                    for i, d in enumerate(sp.slot.dates or (sp.slot.as_of,)):
+                        results[i][(sp.slot.node, d)] = _SparseMember(values, sp.member, i)
+                        grouped[i][(sp.slot.node, d)] = (values, sp.member, i)
+                    continue
                 valid = named[sp.ok] if sp.ok else everyone
                 counts = None
                 if sp.member is not None:  # a codelist group's int64 outputs: the slot's own type
@@ -435,7 +511,8 @@ class NativeEngine:
             for name, nodes in blocks.items():
                 table = table.append_column(name, self._block(nodes, d))
             tables.append(table)
-            self.caches[t], self.slot_sets[t], self.group_sets[t] = {}, {}, {}  # the table holds what it needs; let the rest go
+            # the table holds what it needs; let the rest go
+            self.caches[t], self.slot_sets[t], self.group_sets[t] = {}, {}, {}
         self.t = 0
         return tables
 
@@ -472,9 +549,11 @@ class NativeEngine:
         if not found or None in found:
             return None
         counts, first, t = found[0]
+        if isinstance(counts, SparseCounts) and all(c is counts and i == t for c, _, i in found):
+            return counts.block(t, [m for _, m, _ in found])
         if all(c is counts and m == first + j and i == t for j, (c, m, i) in enumerate(found)):
             return counts[first:first + len(nodes), t].T
-        return np.stack([c[m, i] for c, m, i in found]).T
+        return np.stack([c.member(m, i) if isinstance(c, SparseCounts) else c[m, i] for c, m, i in found]).T
 
     def period_values(self, exprs: dict[str, ir.Node], blocks: Blocks | None = None,
                       prefused: bool = False) -> list[tuple[dict, dict]]:
@@ -489,7 +568,8 @@ class NativeEngine:
             self.t = t
             vecs = {name: (self.eval(node, d), node.type) for name, node in exprs.items()}
             out.append((vecs, {name: self._block_rows(nodes, d) for name, nodes in blocks.items()}))
-            self.caches[t], self.slot_sets[t], self.group_sets[t] = {}, {}, {}  # the values hold what they need; let the rest go
+            # the values hold what they need; let the rest go
+            self.caches[t], self.slot_sets[t], self.group_sets[t] = {}, {}, {}
         self.t = 0
         return out
 
@@ -636,6 +716,8 @@ class NativeEngine:
             return self.eval(n.operand, constant_date(n.when, d, None, self.period_days))
         if isinstance(n, (ir.Aggregate, ir.Trend)):
             v = self.slots[(n, d)]
+            if isinstance(v, _SparseMember):
+                v = self.slots[(n, d)] = v.vec()
             return Vec(v.values.astype(np.int64, copy=False) if n.type is ir.T.DATE else v.values, v.valid, v.labels)
         if isinstance(n, ir.PopulationRank):
             return self.rank(n, d)

@@ -50,6 +50,7 @@ from casefind.engines.scan_program import (
     RowBlock,
     ScanProgram,
     SlotProgram,
+    SparseGroupOut,
     SpellArg,
     ValidArg,
     render,
@@ -475,7 +476,11 @@ def lower(table: str, slots: list[Slot], store, period_days: tuple = (None,)) ->
             if not any(b is blk for b in prog.blocks):
                 prog.blocks.append(blk)
             j, m, members = grouped[k]
-            out, ok = g.arg(f"gout{j}", GroupOutArg(members)), g.arg(f"gok{j}", GroupValidArg(members))
+            if k in by_value and ValueGroup.sparse([by_value[i].kind for i in members]):  # returned, not passed
+                out, ok = f"gout{j}", f"gok{j}"
+                prog.returns.setdefault(out, SparseGroupOut(members, f"sbuf{j}", f"sn{j}"))
+            else:
+                out, ok = g.arg(f"gout{j}", GroupOutArg(members)), g.arg(f"gok{j}", GroupValidArg(members))
             if m == 0 and k in by_value:
                 blk.groups.append(_value_piece(g, j, members, slots, by_value, out, ok))
             elif m == 0:

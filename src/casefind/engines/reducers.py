@@ -331,6 +331,7 @@ class Trend(Reducer):
 
 
 GROUP_MIN = 4  # fewer slots of one codelist each are cheaper tested one by one
+SPARSE_MIN = 16  # a value group of counts this large is kept sparse: a patient's rows touch few of its members
 
 
 def group_kind(node, red: Reducer, spec, codelist: bool = True) -> int | None:
@@ -364,27 +365,35 @@ def _csr(sets: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _group_lookup(j: int, g: RowExprs, kinds: list[int], sets: list[np.ndarray], size: int, what: str,
-                  code: str, has: str, day: str, out: str, ok: str) -> Piece:
+                  code: str, has: str, day: str, out: str, ok: str, sparse: bool = False) -> Piece:
     """One look-up per row that passes ``has``: the row's code ``code`` (an index below
     ``size``) to the members whose ``sets`` hold it (casefind_native.runtime.group_row).
     Every member's output is first written as if it had no rows, once per work item
     (group_fill); per patient and period only the members its rows touched are reset and
     written (group_reset, group_emit), so a group's cost follows its rows, not its size;
     where no row touched one (most patients in most periods) neither is called (a call
-    passing a dozen arrays costs more than the loop it would run)."""
+    passing a dozen arrays costs more than the loop it would run). ``sparse`` (a group of
+    counts): no outputs are written, but each touched member's count is recorded
+    (runtime.group_emit_sparse) and the records returned by the kernel (SparseGroupOut)."""
     ptr, ids = _csr(sets, size)
     gp = g.arg(f"gptr{j}", ConstArg(ptr, f"group {j} ({what}): members of each code"))
     gm = g.arg(f"gmem{j}", ConstArg(ids))
     gk = g.arg(f"gkind{j}", ConstArg(np.array(kinds, dtype=np.int64)))
     state = ", ".join(f"g{x}{j}" for x in ("cnt", "nd", "first", "last"))
     scratch = [f"g{x}{j} = np.zeros({gk}.shape[0], dtype=np.int64)" for x in ("cnt", "nd", "first", "last")]
-    scratch += [f"gtouch{j} = np.zeros({gk}.shape[0] + 1, dtype=np.int64)  # how many, then which members",
-                f"rt.group_fill({gk}, {day}, {out}, {ok}, q0, q1)"]
+    scratch += [f"gtouch{j} = np.zeros({gk}.shape[0] + 1, dtype=np.int64)  # how many, then which members"]
+    if sparse:
+        scratch += [f"sbuf{j} = np.empty((3, rt.SPARSE_START), dtype=np.int64)  # the counts that are not 0",
+                    f"sn{j} = 0"]
+        emit = f"sbuf{j}, sn{j} = rt.group_emit_sparse(gtouch{j}, gcnt{j}, sbuf{j}, sn{j}, t, q, nper)"
+    else:
+        scratch += [f"rt.group_fill({gk}, {day}, {out}, {ok}, q0, q1)"]
+        emit = f"rt.group_emit({gk}, gtouch{j}, {state}, {day}[t], {out}, {ok}, t, q)"
     return Piece(
         scratch=scratch,
         init=[f"if gtouch{j}[0]:\n    rt.group_reset(gtouch{j}, gcnt{j}, gnd{j})"],
         step=[f"if {has}:\n    rt.group_row({gp}, {gm}, {code}, {g.date}[r], {state}, gtouch{j})"],
-        finish=[f"if gtouch{j}[0]:\n    rt.group_emit({gk}, gtouch{j}, {state}, {day}[t], {out}, {ok}, t, q)"])
+        finish=[f"if gtouch{j}[0]:\n    {emit}"])
 
 
 class CodelistGroup:
@@ -410,7 +419,10 @@ class ValueGroup:
     """Slots in one loop whose filters are the same test and ``column == <a constant>``, one
     constant each (a KPI split by provider: one count per provider_code). One look-up of
     the row's value instead of a test per member, so the source does not grow with the
-    number of constants (sixty providers compile as six do)."""
+    number of constants (sixty providers compile as six do). A group of SPARSE_MIN counts
+    or more is kept sparse: a patient sees few of sixty providers, so its counts are
+    recorded where they are not 0 rather than written for every member, period and patient
+    (a smaller one is cheaper dense: each member is then a view of the group's array)."""
 
     def lower(self, j: int, g: RowExprs, kinds: list[int], column: str, codes: list[int], rest: str, day: str,
               out: str, ok: str) -> Piece:
@@ -420,7 +432,11 @@ class ValueGroup:
         v = g.col(column)
         has = _and(rest, f"{v}[r] >= 0")
         return _group_lookup(j, g, kinds, sets, size, f"{column} is one of {len(codes)} values",
-                             f"{v}[r]", has, day, out, ok)
+                             f"{v}[r]", has, day, out, ok, self.sparse(kinds))
+
+    @staticmethod
+    def sparse(kinds: list[int]) -> bool:
+        return len(kinds) >= SPARSE_MIN and all(k == Count.group_kind for k in kinds)
 
 
 REDUCERS: dict[str, Reducer] = {r.name: r for r in (

@@ -74,6 +74,16 @@ class GroupValidArg:
     slots: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class SparseGroupOut:
+    """A value group of counts kept sparse (reducers.ValueGroup): not an argument but what
+    each work item's kernel call returns, its records (member x periods + period, patient
+    position, count) of the counts that are not 0. Member ``m`` is slot ``slots[m]``."""
+    slots: tuple[int, ...]
+    records: str  # the kernel's names of the records and of how many there are
+    length: str
+
+
 @dataclass(frozen=True, eq=False)
 class ConstArg:
     """A value worked out while lowering (a lookup table, a size); ``what`` says what it is."""
@@ -181,6 +191,7 @@ class ScanProgram:
     bounds: list[Bound] = field(default_factory=list)
     blocks: list[RowBlock] = field(default_factory=list)
     slots: list[SlotProgram] = field(default_factory=list)
+    returns: dict[str, SparseGroupOut] = field(default_factory=dict)  # by the members' ``out`` name
 
     def describe(self, names: dict | None = None, codelists: bool = True) -> str:
         """What the scan computes, for ``casefind explain``: each slot (named by the
@@ -197,6 +208,7 @@ class ScanProgram:
                 name = names.get(s.slot.node)
                 label = f"{name} ({s.reducer})" if name else s.reducer
                 group = "" if s.member is None else ", in a group (one lookup per row)"
+                group += ", kept where not 0" if s.out in self.returns else ""
                 lines.append(f"    slot {s.index}: {label}{group}")
         read = {a.codelist.name: a.codelist for a in self.args.values() if isinstance(a, CodelistArg)}
         for name, cl in sorted(read.items() if codelists else ()):
@@ -243,6 +255,8 @@ def render(prog: ScanProgram, header: list[str]) -> str:
             src.append(f"            for r in {rows}:")
             src += _indent([line for p in blk.pieces for line in p.step], 16)
         src += _indent([line for p in blk.pieces for line in p.finish], 12)
+    if prog.returns:  # each sparse group's records, and how many
+        src.append(f"    return ({', '.join(f'{r.records}, {r.length}' for r in prog.returns.values())},)")
     return "\n".join(src + [""])
 
 

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from casefind.engines.base import block_column, block_members, get_engine
+from casefind.engines.base import SparseBlock, block_column, block_members, get_engine
+from casefind.engines.reducers import SPARSE_MIN
 from casefind.kpis import levels as split_levels
 from casefind.kpis import stats
 from casefind.kpis.define import KpiSet, Measure, load_kpis
@@ -31,7 +32,13 @@ from casefind.kpis.values import ArrayValues, TableValues, values_of
 from casefind.plan import bind
 from casefind.rules import ir
 from casefind.store import Store
-from casefind_native.aggregate import add_compensated, block_sums_into, group_sums, group_sums_into
+from casefind_native.aggregate import (
+    add_compensated,
+    block_sums_into,
+    group_sums,
+    group_sums_into,
+    sparse_block_sums_into,
+)
 
 if TYPE_CHECKING:
     from casefind.engines.base import Blocks
@@ -179,7 +186,8 @@ def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "na
     providers = providers_of(store, ksets) if providers is None else providers
     exprs = [expressions(ksets[periods[0]]) for periods in sets]
     blocks = [split_levels.blocks(ksets[periods[0]], providers) for periods in sets]
-    n_columns = sum((len(e) + sum(map(len, b.values()))) * len(ps) for e, b, ps in zip(exprs, blocks, sets))
+    n_columns = sum((len(e) + sum(_dense_members(m) for m in b.values())) * len(ps)
+                    for e, b, ps in zip(exprs, blocks, sets))
     n, size = store.n_patients, chunk_size(n_columns, size)
     chunks = [np.arange(lo, min(lo + size, n), dtype=np.int64) for lo in range(0, n, size)]
     streams = [eng.evaluate_periods_chunks(store, e, [(p.end, p.days) for p in periods], chunks, blocks=b, arrays=True)
@@ -199,6 +207,14 @@ def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "na
                 vecs.update({f"{name}|{p.label}": x for name, x in v.items()})
                 block_rows.update({f"{name}|{p.label}": x for name, x in b.items()})
         yield ArrayValues(parts[0][0][0], vecs, block_rows, static, _names(ksets, providers))
+
+
+def _dense_members(members: tuple[ir.Node, ...]) -> int:
+    """How many of a block's members take a value per patient in memory: none where they
+    are counts enough to make a value group that the native engine keeps sparse (only the
+    counts that are not 0; a patient sees few of sixty providers)."""
+    counts = all(isinstance(m, ir.Aggregate) and m.func == "count" for m in members)
+    return 0 if counts and len(members) >= SPARSE_MIN else len(members)
 
 
 def _put(columns: dict, names: list[str], periods: list[Period], tables: list[pa.Table]) -> None:
@@ -398,8 +414,11 @@ class _Variants:
         self.size = size
         self.parts = np.zeros((size, _Acc.ROWS, n_practices))
 
-    def add(self, practice, mask, block: np.ndarray) -> None:
-        block_sums_into(self.parts, practice, mask, block)
+    def add(self, practice, mask, block) -> None:
+        if isinstance(block, SparseBlock):  # a scan's sparse counts: only those not 0 are read
+            sparse_block_sums_into(self.parts, practice, mask, block.at, block.member, block.count)
+        else:
+            block_sums_into(self.parts, practice, mask, block)
 
     def merge(self, other: _Variants) -> None:
         _add_pieces(self.parts.swapaxes(0, 1), other.parts.swapaxes(0, 1))  # views: added in place
