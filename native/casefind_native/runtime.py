@@ -174,7 +174,6 @@ def group_emit(kind, touched, cnt, nd, first, last, day, out, ok, t, q):
                 out[m, t, q] = day - (last[m] if d else NULL_DAY)
 
 
-
 SPARSE_START = 4096  # records a work item's sparse group starts with (it doubles when full)
 
 
@@ -197,6 +196,7 @@ def group_emit_sparse(touched, cnt, buf, n, t, q, nper):
         buf[2, n] = cnt[m]
         n += 1
     return buf, n
+
 
 # --- per-row values (a filter or value= computed on each event row) -------------------------
 # Arithmetic on row values is done in float64 with nan for a missing value, as the reference

@@ -29,7 +29,7 @@ import pyarrow as pa
 from casefind.contract.dates import NULL_DAY, shift_days, to_day
 from casefind.contract.dates import ymd as _ymd
 from casefind.engines import fused as fusing
-from casefind.engines.base import Engine, SparseBlock, block_column, block_members
+from casefind.engines.base import Engine, block_column, block_members
 from casefind.engines.native_codegen import KernelSource, generate, generate_spell_test
 from casefind.engines.scan_program import (
     CodelistArg,
@@ -47,6 +47,7 @@ from casefind.engines.scan_program import (
     SpellArg,
     ValidArg,
 )
+from casefind.engines.sparse_groups import SparseCounts, SparseMember
 from casefind.plan import Plan, bind_days, constant_date, make_plan
 from casefind.rules import ir
 from casefind.store import Store
@@ -163,74 +164,6 @@ def _run_calls(calls: list) -> list:
     return [k(q0, q1, *args) for k, q0, q1, args in calls]
 
 
-@dataclass
-class SparseCounts:
-    """A sparse value group's counts (scan_program.SparseGroupOut) for the patients scanned:
-    the counts that are not 0, as records (member x periods + period, patient position,
-    count) in patient order. A count not recorded is 0."""
-
-    key: np.ndarray
-    at: np.ndarray
-    count: np.ndarray
-    size: int    # members
-    shape: tuple  # (periods, patients)
-
-    @classmethod
-    def of(cls, parts: list, size: int, shape: tuple) -> SparseCounts:
-        """From each work item's (records, how many), in patient order."""
-        rec = np.concatenate([buf[:, :n] for buf, n in parts], axis=1) if parts else np.zeros((3, 0), np.int64)
-        return cls(rec[0], rec[1], rec[2], size, shape)
-
-    @functools.cached_property
-    def _by_period(self) -> tuple[np.ndarray, np.ndarray]:
-        """The records' order by period (stable: patient order within one), and where each period starts."""
-        period = self.key % self.shape[0]
-        order = np.argsort(period, kind="stable")
-        return order, np.searchsorted(period[order], np.arange(self.shape[0] + 1))
-
-    def period(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Period ``t``'s records: patient positions, members and counts, in patient order."""
-        order, starts = self._by_period
-        rows = order[starts[t]:starts[t + 1]]
-        return self.at[rows], self.key[rows] // self.shape[0], self.count[rows]
-
-    def member(self, m: int, t: int) -> np.ndarray:
-        """Member ``m``'s count for every patient at period ``t`` (a view of ``dense``)."""
-        return self.dense[m, t]
-
-    @functools.cached_property
-    def dense(self) -> np.ndarray:
-        """Every count, (members x periods x patients): made once, if a member is read on
-        its own (the KPI sums read ``block``)."""
-        out = np.zeros((self.size, *self.shape), np.int64)
-        out.reshape(-1, self.shape[1])[self.key, self.at] = self.count
-        return out
-
-    def block(self, t: int, members: list[int]) -> SparseBlock:
-        """Members ``members`` (in that order) at period ``t`` as a block."""
-        at, member, count = self.period(t)
-        if members != list(range(self.size)):
-            column = np.full(self.size, -1, np.int64)
-            column[members] = np.arange(len(members))
-            member = column[member]
-            keep = member >= 0
-            at, member, count = at[keep], member[keep], count[keep]
-        return SparseBlock(at, member, count, (self.shape[1], len(members)))
-
-
-@dataclass
-class _SparseMember:
-    """A sparse group member's slot until it is read (NativeEngine._eval makes its Vec)."""
-
-    counts: SparseCounts
-    member: int
-    t: int
-    labels = None
-
-    def vec(self) -> Vec:
-        return Vec(self.counts.member(self.member, self.t), np.ones(self.counts.shape[1], np.bool_))
-
-
 class _Rows:
     """A table's columns for the patients evaluated (all, or the ones asked for)."""
 
@@ -285,7 +218,7 @@ class NativeEngine:
         self.t = 0  # the period being evaluated
         self.caches: list[dict] = [{}]  # per period: (node, date) -> Vec
         self.slot_sets: list[dict] = [{}]  # per period: (node, date) -> the scan's Vec
-        self.group_sets: list[dict] = [{}]  # per period: (node, date) -> (group array, member), counts
+        self.group_sets: list[dict] = [{}]  # per period: (node, date) -> (group's counts, member, period)
         self.spell_cache: dict = {}
         self.reach_sets: dict = {}  # (node, date, period days, population) -> reaches()
         self.run_patients: int | None = None  # all the chunks' patients, when evaluated chunk by chunk
@@ -374,7 +307,7 @@ class NativeEngine:
                 values = named[sp.out]
                 if isinstance(values, SparseCounts):  # each member's Vec made if it is read (_eval)
                     for i, d in enumerate(sp.slot.dates or (sp.slot.as_of,)):
-                        results[i][(sp.slot.node, d)] = _SparseMember(values, sp.member, i)
+                        results[i][(sp.slot.node, d)] = SparseMember(values, sp.member, i)
                         grouped[i][(sp.slot.node, d)] = (values, sp.member, i)
                     continue
                 valid = named[sp.ok] if sp.ok else everyone
@@ -524,8 +457,8 @@ class NativeEngine:
         """Numeric expressions as one (patients x members) array, a missing value as 0:
         each member copied whole into its row of a (members x patients) float64 array, handed
         over transposed (a view: block_sums_into reads it a member at a time, in order;
-        block_column makes the patient-major copy Arrow needs). Members that are one group's
-        counts, in order, are a view of the group's array instead (``_group_block``)."""
+        block_column makes the patient-major copy Arrow needs). Members that are a scan's
+        group counts are read from the group instead (``_group_block``)."""
         view = self._group_block(nodes, d)
         if view is not None:
             return view
@@ -716,8 +649,8 @@ class NativeEngine:
             return self.eval(n.operand, constant_date(n.when, d, None, self.period_days))
         if isinstance(n, (ir.Aggregate, ir.Trend)):
             v = self.slots[(n, d)]
-            if isinstance(v, _SparseMember):
-                v = self.slots[(n, d)] = v.vec()
+            if isinstance(v, SparseMember):
+                v = self.slots[(n, d)] = Vec(v.values(), np.ones(self.n(), np.bool_))
             return Vec(v.values.astype(np.int64, copy=False) if n.type is ir.T.DATE else v.values, v.valid, v.labels)
         if isinstance(n, ir.PopulationRank):
             return self.rank(n, d)
