@@ -300,26 +300,11 @@ class NativeEngine:
         shape = (len(self.periods), len(self.patient_index()))
         everyone = np.ones(shape, dtype=np.bool_)
         everyone.flags.writeable = False  # one for every slot that always has a value
-        for prog, named, c0, c1 in outputs:  # after the kernels: a group's outputs are cast (copied)
+        for prog, named, c0, c1 in outputs:  # after the kernels
             for i, (name, out) in enumerate(prog.returns.items()):
                 named[name] = SparseCounts.of([r[2 * i:2 * i + 2] for r in returned[c0:c1]], len(out.slots), shape)
             for sp in prog.slots:
-                values = named[sp.out]
-                if isinstance(values, SparseCounts):  # each member's Vec made if it is read (_eval)
-                    for i, d in enumerate(sp.slot.dates or (sp.slot.as_of,)):
-                        results[i][(sp.slot.node, d)] = SparseMember(values, sp.member, i)
-                        grouped[i][(sp.slot.node, d)] = (values, sp.member, i)
-                    continue
-                valid = named[sp.ok] if sp.ok else everyone
-                counts = None
-                if sp.member is not None:  # a codelist group's int64 outputs: the slot's own type
-                    counts = values if not sp.ok and _dtype(sp) == np.int64 else None
-                    values = values[sp.member].astype(_dtype(sp), copy=False)
-                    valid = valid[sp.member] if sp.ok else valid
-                for i, d in enumerate(sp.slot.dates or (sp.slot.as_of,)):
-                    results[i][(sp.slot.node, d)] = Vec(values[i], valid[i], sp.labels)
-                    if counts is not None:
-                        grouped[i][(sp.slot.node, d)] = (counts, sp.member, i)
+                _slot_values(sp, named, everyone, results, grouped)
         return [({key: _as_codes(v) if v.labels is not None else v for key, v in r.items()}, g)
                 for r, g in zip(results, grouped)]
 
@@ -954,6 +939,29 @@ class NativeEngine:
 
 
 _LEAF_DTYPE = {ir.T.BOOL: np.bool_, ir.T.INT: np.int64, ir.T.DATE: np.int64, ir.T.FLOAT: np.float64}
+
+
+def _slot_values(sp, named: dict, everyone: np.ndarray, results: list[dict], grouped: list[dict]) -> None:
+    """A slot's value per period into ``results`` (a group's member cast to its reducer's
+    type, a copy; a sparse one's Vec made only if it is read, see NativeEngine._eval) and,
+    for a group's count, where it lies in the group into ``grouped``."""
+    values = named[sp.out]
+    dates = sp.slot.dates or (sp.slot.as_of,)
+    if isinstance(values, SparseCounts):
+        for i, d in enumerate(dates):
+            results[i][(sp.slot.node, d)] = SparseMember(values, sp.member, i)
+            grouped[i][(sp.slot.node, d)] = (values, sp.member, i)
+        return
+    valid = named[sp.ok] if sp.ok else everyone
+    counts = None
+    if sp.member is not None:  # a codelist group's int64 outputs: the slot's own type
+        counts = values if not sp.ok and _dtype(sp) == np.int64 else None
+        values = values[sp.member].astype(_dtype(sp), copy=False)
+        valid = valid[sp.member] if sp.ok else valid
+    for i, d in enumerate(dates):
+        results[i][(sp.slot.node, d)] = Vec(values[i], valid[i], sp.labels)
+        if counts is not None:
+            grouped[i][(sp.slot.node, d)] = (counts, sp.member, i)
 
 
 def _leaf_values(node: ir.Node, v: Vec) -> np.ndarray:
