@@ -44,8 +44,7 @@ def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value:
             if valid[i]:
                 x = value[i]
                 out[1, g] += 1.0
-                _add_compensated(out, 2, 4, g, x)
-                _add_compensated(out, 3, 5, g, x * x)
+                _add_value(out, g, x)
 
 
 @nb.njit(cache=True)
@@ -58,23 +57,14 @@ def block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, block:
     time, its patients in order: each cell sees its additions in the order a column alone
     would, and a block laid out a value at a time (the native engine's, a transposed view)
     is read in order, without the copy a patient-major layout needs."""
-    people = np.zeros(out.shape[2])
-    for i in range(group.shape[0]):
-        if mask[i]:
-            people[group[i]] += 1.0
+    _add_people(out, group, mask)
     for j in range(block.shape[1]):
         cells = out[j]
         for i in range(group.shape[0]):
             if mask[i]:
                 x = np.float64(block[i, j])  # a group's counts come as int64
                 if x != 0.0:
-                    g = group[i]
-                    _add_compensated(cells, 2, 4, g, x)
-                    _add_compensated(cells, 3, 5, g, x * x)
-    for j in range(out.shape[0]):
-        for g in range(out.shape[2]):
-            out[j, 0, g] += people[g]
-            out[j, 1, g] += people[g]
+                    _add_value(cells, group[i], x)
 
 
 @nb.njit(cache=True)
@@ -85,23 +75,35 @@ def sparse_block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray,
     scan's sparse group of counts). Each cell sees its additions in the order the dense
     block gives them, so the sums are the same bits; what is not recorded is a 0, which
     changes no bit of a compensated sum."""
-    people = np.zeros(out.shape[2])
-    for i in range(group.shape[0]):
-        if mask[i]:
-            people[group[i]] += 1.0
+    _add_people(out, group, mask)
     for r in range(at.shape[0]):
         q = at[r]
         if mask[q]:
             x = np.float64(value[r])
             if x != 0.0:
-                cells = out[member[r]]
-                g = group[q]
-                _add_compensated(cells, 2, 4, g, x)
-                _add_compensated(cells, 3, 5, g, x * x)
+                _add_value(out[member[r]], group[q], x)
+
+
+@nb.njit(cache=True, inline="always")
+def _add_people(out: np.ndarray, group: np.ndarray, mask: np.ndarray):
+    """Rows n and k of every value of a block: the population's people per group, the same
+    for every value (each has one for every patient)."""
+    people = np.zeros(out.shape[2])
+    for i in range(group.shape[0]):
+        if mask[i]:
+            people[group[i]] += 1.0
     for j in range(out.shape[0]):
         for g in range(out.shape[2]):
             out[j, 0, g] += people[g]
             out[j, 1, g] += people[g]
+
+
+@nb.njit(cache=True, inline="always")
+def _add_value(cells: np.ndarray, g: int, x: float):
+    """One value of a block added to its group's sum and sum of squares (rows 2 and 3,
+    their compensations in 4 and 5)."""
+    _add_compensated(cells, 2, 4, g, x)
+    _add_compensated(cells, 3, 5, g, x * x)
 
 
 @nb.njit(cache=True, inline="always")
