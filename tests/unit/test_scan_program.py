@@ -14,7 +14,7 @@ import pytest
 from casefind.contract import TABLES
 from casefind.engines import native
 from casefind.engines.base import get_engine
-from casefind.engines.native_codegen import generate, lower
+from casefind.engines.native_codegen import NULL, generate, lower
 from casefind.engines.reducers import REDUCERS, SPARSE_MIN, reducer_for
 from casefind.engines.scan_program import CodelistArg, DaysArg, GroupValidArg, OutArg, PatientsArg, ValidArg
 from casefind.lists.run import rule_expressions
@@ -197,3 +197,68 @@ def test_a_split_measures_block_is_its_value_groups_counts_kept_sparse(store):
             assert sum(int(np.asarray(b).sum()) for b in got.values()) > 0
             alone = native.ENGINE.evaluate(store, {k: bind(v, days) for k, v in members.items()}, end)
             assert {k: alone.column(k).to_pylist() for k in members} == {k: ref.column(k).to_pylist() for k in members}
+
+
+def test_days_after_is_the_most_days_a_date_falls_after_the_sort_date(store):
+    """Store.days_after against numpy over the whole table (and in pieces of 7 rows); None
+    when a row that has the date has no sort date (nothing then bounds it), 0 when no row
+    has the date."""
+    from casefind.store.reader import _most_days_after
+
+    t = store.table("activity")
+    end, start = t["end_date"].astype(np.int64), t["start_date"].astype(np.int64)
+    has = end != NULL
+    lag = store.days_after("activity", "end_date")
+    assert lag == int((end[has] - start[has]).max()) > 0
+    assert _most_days_after(t["end_date"], t["start_date"], NULL, NULL, step=7) == lag
+    later, sort = np.array([NULL, 5, 9], np.int32), np.array([NULL, 1, 2], np.int32)
+    assert _most_days_after(later, sort, NULL, NULL) == 7
+    assert _most_days_after(np.array([4, 9], np.int32), np.array([NULL, 2], np.int32), NULL, NULL) is None
+    assert _most_days_after(np.array([NULL], np.int32), np.array([NULL], np.int32), NULL, NULL) == 0
+
+
+def _after(column: str, op: type, days: int, window=None) -> ir.Aggregate:
+    date = ir.Shift(ir.AsOf(), days=days)
+    col = ir.Column("activity", column, ir.T.DATE)
+    test = op(col, date) if op in (ir.Gt, ir.Ge) else op(date, col)
+    return ir.Count("activity", where=ir.And(ir.Eq(ir.Column("activity", "setting", ir.T.TEXT),
+                                                   ir.Const("emergency_admission", ir.T.TEXT)), test),
+                    **({"window": window} if window else {}))
+
+
+def test_a_filter_after_a_date_starts_the_loop_where_it_can_first_pass(store):
+    """count(activity, end_date > as_of - 10 days): a spell that ends after that date may
+    start up to days_after(end_date) before it, so each period's loop starts there (rows
+    sorted before it cannot pass), not at the patient's first row; the counts are the
+    reference engine's for >, >=, < and <= and with a window, at one date and at twelve."""
+    lag = store.days_after("activity", "end_date")
+    exprs = {"gt": _after("end_date", ir.Gt, -10), "ge": _after("end_date", ir.Ge, -10),
+             "lt": _after("end_date", ir.Lt, -3), "le": _after("end_date", ir.Le, -3),
+             "ranged": _after("end_date", ir.Gt, -40, ir.Range((0, 60))),
+             "start": _after("start_date", ir.Gt, -200)}
+    as_of = dt.date(2025, 6, 30)
+    plan = make_plan(exprs, as_of)
+    prog = lower("activity", plan.scans["activity"], store)
+    firsts = {sp.slot.node: blk.first for blk in prog.blocks for sp in blk.slots}
+    assert all(firsts[n] != "lo" for n in exprs.values())
+    day = {b.var: prog.args[b.days].days[0] for b in prog.bounds}
+    rounded = 1 << (lag - 1).bit_length()
+    from casefind.contract.dates import to_day
+
+    assert day[firsts[exprs["gt"]]] == to_day(as_of) - 10 - rounded
+    assert day[firsts[exprs["ge"]]] == to_day(as_of) - 10 - rounded - 1
+    assert day[firsts[exprs["start"]]] == to_day(as_of) - 200
+    assert "from end_date > a date, at most" in prog.describe()
+    ref = get_engine("duckdb")
+    for periods in (None, [(dt.date(2025, m, 28), 28) for m in range(1, 13)]):
+        for d, _ in periods or [(as_of, None)]:
+            want = ref.evaluate(store, exprs, d)
+            got = native.NativeEngine(store).evaluate(exprs, d)
+            for name in exprs:
+                assert got.column(name).equals(want.column(name)), (name, d)
+        if periods:
+            eng = native.NativeEngine(store)
+            tables = eng.evaluate_periods(exprs, periods)
+            for (d, _), got in zip(periods, tables):
+                want = ref.evaluate(store, exprs, d)
+                assert all(got.column(n).equals(want.column(n)) for n in exprs), d

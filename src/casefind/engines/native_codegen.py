@@ -99,6 +99,10 @@ class RowExprs:
         """A DaysArg: per period, its date ``ds[t]`` moved back by months and days."""
         values = tuple(to_day(shift_date(d, -bind_days(months, p), -bind_days(days, p)))
                        for d, p in zip(ds, self.period_days))
+        return self.days_arg(values, what)
+
+    def days_arg(self, values: tuple[int, ...], what: str = "") -> str:
+        """The DaysArg of these day numbers (one per period), shared by all that need them."""
         for name, a in self.args.items():
             if isinstance(a, DaysArg) and a.days == values:
                 return name
@@ -399,14 +403,16 @@ class _Windows:
 
     def upto(self, ds: tuple, months=0, days=0) -> str:
         """The index just past the patient's last row dated on or before D - months - days."""
-        key = (ds, months, days)
-        if key not in self.bounds:
-            j = len(self.bounds)
-            what = _ago(self.label(ds), months, days)
-            arg = self.g.days(ds, months, days, what)
-            self.bounds[key] = b = Bound(f"i{j}", arg, what)
-            self.order.append((-self.g.args[arg].days[0], b))
-        return self.bounds[key].var
+        what = _ago(self.label(ds), months, days)
+        return self.upto_days(self.g.args[self.g.days(ds, months, days, what)].days, what)
+
+    def upto_days(self, values: tuple[int, ...], what: str) -> str:
+        """The index just past the patient's last row dated on or before each period's day."""
+        arg = self.g.days_arg(values, what)
+        if arg not in self.bounds:
+            self.bounds[arg] = b = Bound(f"i{len(self.bounds)}", arg, what)
+            self.order.append((-values[0], b))
+        return self.bounds[arg].var
 
     def of(self, slot: Slot, ds: tuple) -> tuple[str, str, str]:
         n = slot.node
@@ -418,8 +424,43 @@ class _Windows:
         end = self.upto(ds, *getattr(n.window, "end", (0, 0)))
         if n.window.kind == "range":
             span = f"({_ago(label, *n.window.start)}, {_ago(label, *n.window.end)}]"
-            return self.upto(ds, *n.window.start), end, span
-        return "lo", end, f"up to {label}"
+            first = self.upto(ds, *n.window.start)
+        else:
+            first, span = "lo", f"up to {label}"
+        implied = self.implied(n, ds)
+        if implied is None:
+            return first, end, span
+        days, why = implied
+        if first != "lo":  # the later of the window's start and the filter's, period by period
+            days = tuple(map(max, days, self.g.args[self.bound_days(first)].days))
+        return self.upto_days(days, f"the last day its filter cannot pass ({why})"), end, f"{span}, from {why}"
+
+    def implied(self, n: ir.Aggregate, ds: tuple) -> tuple[tuple[int, ...], str] | None:
+        """Per period, the latest day a row can be sorted on and not pass the filter, where
+        the filter needs a date column after a date that is the same for every patient
+        ("end_date > as_of - period - 30 days") and the store says how many days at most that
+        column falls after the sort date (Store.days_after): a row sorted on or before
+        (that date - those days) cannot pass, so a period's loop starts after it instead of
+        at the patient's first row. With what it is, for describe; None if nothing bounds it."""
+        latest, why = None, []
+        for part in _conjuncts(n.where):
+            after = _after_a_date(part, self.g.table)
+            lag = None if after is None else self.g.store.days_after(self.g.table, after[0])
+            if lag is None:
+                continue
+            column, date, inclusive = after
+            try:
+                days = [to_day(constant_date(date, d, None, p)) for d, p in zip(ds, self.g.period_days)]
+            except NotImplementedError:  # a date of the patient's own
+                continue
+            if len(ds) > 1 and len(set(days)) == 1:  # a fixed date: the rows are walked once for all periods
+                continue
+            lag = _rounded_up(lag)
+            days = tuple(x - lag - inclusive for x in days)
+            latest = days if latest is None else tuple(map(max, latest, days))
+            sort = self.g.spec.sort_date
+            why.append(f"{column} {'>=' if inclusive else '>'} a date, at most {lag} days after {sort}")
+        return None if latest is None else (latest, "; ".join(why))
 
     def bound_days(self, var: str) -> str:
         """The DaysArg a bound variable is found with."""
@@ -429,6 +470,37 @@ class _Windows:
         """Latest bound first: each walk starts where the previous one stopped (the walk is
         right in either direction, quick in this one)."""
         return [b for _, b in sorted(self.order, key=lambda x: (x[0], int(x[1].var[1:])))]
+
+
+def _conjuncts(n: ir.Node | None):
+    """The parts of a filter that must all hold (its top-level ``and``s)."""
+    if isinstance(n, ir.And):
+        yield from _conjuncts(n.left)
+        yield from _conjuncts(n.right)
+    elif n is not None:
+        yield n
+
+
+def _after_a_date(n: ir.Node, table: str) -> tuple[str, ir.Node, int] | None:
+    """(column, date, 1 if on that date passes too) when ``n`` is a date column of the
+    row compared to be after a per-patient date ("end_date > as_of - 30 days")."""
+    if isinstance(n, (ir.Gt, ir.Ge)):
+        column, date, inclusive = n.left, n.right, isinstance(n, ir.Ge)
+    elif isinstance(n, (ir.Lt, ir.Le)):
+        column, date, inclusive = n.right, n.left, isinstance(n, ir.Le)
+    else:
+        return None
+    if not (isinstance(column, ir.Column) and column.table == table and column.type is ir.T.DATE
+            and date.type is ir.T.DATE and date.domain.per_patient):
+        return None
+    return column.column, date, int(inclusive)
+
+
+def _rounded_up(days: int) -> int:
+    """A lag at least ``days`` and a power of two (0 for none): looser, so the bounds, and
+    with them the kernel's source, are the same for stores whose lags differ a little (the
+    shards of one store)."""
+    return 0 if days <= 0 else 1 << (days - 1).bit_length()
 
 
 def _test(g: RowExprs, w: _Windows, slot: Slot, ds: tuple) -> str:

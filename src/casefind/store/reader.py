@@ -38,6 +38,22 @@ def _column_numpy(table: pa.Table, name: str) -> np.ndarray:
         return chunk.to_numpy(zero_copy_only=False)
 
 
+def _most_days_after(later: np.ndarray, sort: np.ndarray, null: int, sort_null: int,
+                     step: int = 1 << 22) -> int | None:
+    """max(later - sort) over rows where ``later`` is not null, in pieces (no
+    table-sized temporaries); None when one of them has no sort date."""
+    most = None
+    for i in range(0, len(later), step):
+        a, b = later[i:i + step], sort[i:i + step]
+        has = a != null
+        if (has & (b == sort_null)).any():
+            return None
+        if has.any():
+            here = int((a[has].astype(np.int64) - b[has]).max())
+            most = here if most is None else max(most, here)
+    return 0 if most is None else most
+
+
 @dataclass(frozen=True)
 class StoredTable:
     """One table of a store: numpy column views plus, for event tables, per-patient offsets
@@ -73,6 +89,7 @@ class Store:
         self.dir = snapshot_dir
         self._tables: dict[str, StoredTable] = {}
         self._dicts: dict[str, np.ndarray] = {}
+        self._lags: dict[tuple[str, str], int | None] = {}
         batches = decisions.batches(decisions_root or root)
         full_log = decisions.read_log(decisions_root or root, batches)
         self._review_log = decisions.in_force(full_log)  # withdrawn decisions are not seen by rules
@@ -167,6 +184,19 @@ class Store:
         offsets = np.searchsorted(pidx[order], np.arange(self.n_patients + 1)).astype(np.int64)
         self.manifest["tables"]["reviews"]["rows"] = arrow.num_rows
         return StoredTable("reviews", arrow, offsets, self.manifest["tables"]["reviews"]["encodings"])
+
+    def days_after(self, table: str, column: str) -> int | None:
+        """The most days any row's date ``column`` falls after the row's sort date (the date
+        the table is sorted by), over this snapshot's rows where ``column`` is recorded: 0
+        when none is. None when such a row has no sort date (then nothing bounds it). The
+        native engine reads it to skip rows a filter such as "end_date > as_of - 30 days"
+        cannot pass (engines/native_codegen.py, _Windows.implied)."""
+        key = (table, column)
+        if key not in self._lags:
+            t, sort = self.table(table), self.manifest["tables"][table]["sort_date"]
+            self._lags[key] = _most_days_after(t[column], t[sort], int(t.encodings[column]["null"]),
+                                               int(t.encodings[sort]["null"]))
+        return self._lags[key]
 
     def dictionary(self, name: str) -> np.ndarray:
         """Values of a dictionary (e.g. ``code.icd10``, ``text.activity.provider_code``);
