@@ -32,12 +32,12 @@ from casefind import __version__
 from casefind.contract.dates import NULL_DAY, to_day
 from casefind.engines.base import get_engine
 from casefind.errors import UsageError
-from casefind.lists.practice_file import Cells, ListAbout, write_practice_csv
+from casefind.lists.practice_file import Cells, ListAbout
+from casefind.lists.practice_writer import write_practice_files
 from casefind.lists.reasons import Describer, aggregates_in
 from casefind.lists.recheck import RECHECK_ALL_UP_TO, ValidationError, validate  # noqa: F401 (public here too)
 from casefind.lists.select import ListPolicy, select, selection_expressions
 from casefind.lists.table import REVIEW_COLUMNS, list_table  # noqa: F401
-from casefind.lists.xlsx import write_practice_xlsx
 from casefind.outputs import UnsafePathError, folder_swapped_in, safe_child, spreadsheet_safe
 from casefind.plan import make_plan
 from casefind.plan.lookback import read_span
@@ -367,19 +367,12 @@ def _write_list(folder: Path, table: pa.Table, files: PracticeFiles) -> dict[str
     pq.write_table(table, folder / "list.parquet")
     pacsv.write_csv(spreadsheet_safe(table), folder / "list.csv")
     (folder / "practices").mkdir()
-    per_practice: dict[str, int] = {}
     codes = table.column("practice").to_pylist()
     starts = [i for i, c in enumerate(codes) if i == 0 or c != codes[i - 1]]  # the list is in practice order
     cells = Cells.of(table, files.places)
     slices = {codes[i]: cells.slice(i, end) for i, end in zip(starts, starts[1:] + [len(codes)])}
     paths = _practice_files(folder / "practices", sorted(set(files.practices) | set(slices)))
-    for code, path in paths.items():
-        mine = slices.get(code, cells.slice(0, 0))
-        write_practice_csv(path, mine, files.about, code)
-        write_practice_xlsx(path.with_suffix(".xlsx"), mine, files.about, code)
-        if mine.rows:
-            per_practice[code] = len(mine.rows)
-    return per_practice
+    return write_practice_files(paths, slices, cells.slice(0, 0), files.about)
 
 
 def _versions() -> dict[str, str]:
