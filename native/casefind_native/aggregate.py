@@ -44,7 +44,8 @@ def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value:
             if valid[i]:
                 x = value[i]
                 out[1, g] += 1.0
-                _add_value(out, g, x)
+                if x != 0.0:  # adding 0.0 changes no bit of a compensated sum (most values are 0)
+                    _add_value(out, g, x)
 
 
 @nb.njit(cache=True)
