@@ -262,3 +262,30 @@ def test_a_filter_after_a_date_starts_the_loop_where_it_can_first_pass(store):
             for (d, _), got in zip(periods, tables):
                 want = ref.evaluate(store, exprs, d)
                 assert all(got.column(n).equals(want.column(n)) for n in exprs), d
+
+
+def test_a_tables_spell_tests_are_one_pass_each_as_if_alone(store):
+    """Three spell_has tests over diagnoses: one kernel reads each row's spell once for all
+    of them, and each test's earliest day per spell is what it is alone and what numpy
+    finds."""
+    from casefind.engines.native_codegen import generate_spell_tests
+
+    position = ir.Column("diagnoses", "position", ir.T.INT)
+    tests = {"primary": ir.Eq(position, ir.Const(1, ir.T.INT)),
+             "secondary": ir.Ge(position, ir.Const(2, ir.T.INT)), "any": None}
+    nodes = [ir.SpellHas("activity", "diagnoses", where=w) for w in tests.values()]
+    src = generate_spell_tests("diagnoses", nodes, store).source
+    assert src.count("c_spell_id[r]") == 1 and src.count("= day") == len(nodes)
+    together = native.NativeEngine(store)
+    together._spell_tests(nodes)
+    t = store.table("diagnoses")
+    spell, pos, day = t["spell_id"], t["position"], t["date"].astype(np.int64)
+    for n, keep in zip(nodes, [pos == 1, pos >= 2, np.ones(len(pos), bool)]):
+        alone = native.NativeEngine(store)
+        alone._spell_tests([n])
+        want = np.full(len(alone.spell_cache[n]), np.iinfo(np.int64).max, np.int64)
+        rows = keep & (spell > 0)
+        np.minimum.at(want, spell[rows], day[rows])
+        assert np.array_equal(together.spell_cache[n], alone.spell_cache[n])
+        assert np.array_equal(together.spell_cache[n], want)
+        assert (want < np.iinfo(np.int64).max).sum() > 10

@@ -30,7 +30,7 @@ from casefind.contract.dates import NULL_DAY, shift_days, to_day
 from casefind.contract.dates import ymd as _ymd
 from casefind.engines import fused as fusing
 from casefind.engines.base import Engine, block_column, block_members
-from casefind.engines.native_codegen import KernelSource, generate, generate_spell_test
+from casefind.engines.native_codegen import KernelSource, generate, generate_spell_tests
 from casefind.engines.scan_program import (
     CodelistArg,
     ColumnArg,
@@ -286,6 +286,7 @@ class NativeEngine:
                 self.sources[what] = generate(table, slots, self.store, days)
             ks = self.sources[what]
             self.kernels[what], self.programs[what] = ks, ks.program
+            self._spell_tests([a.node for a in ks.program.args.values() if isinstance(a, SpellArg)])
             t = self.store.table(table)
             rowless = int(t.offsets[-1]) == 0  # e.g. no reviews recorded yet
             args = [self._arg(a, t, rowless) for a in ks.program.args.values()]
@@ -360,17 +361,27 @@ class NativeEngine:
         """Per spell number, the earliest day of a row of ``n.table`` passing ``n.where``
         (the largest int64 where none does; index 0, no spell, never has one)."""
         if n not in self.spell_cache:
-            names = self.store.manifest["dictionaries"]
-            out = np.full((names["spell"]["size"] if "spell" in names else 0) + 1, np.iinfo(np.int64).max, np.int64)
-            t = self.store.table(n.table)
-            if int(t.offsets[-1]) and len(out) > 1:
-                ks = generate_spell_test(n, self.store)
-                args = [out if isinstance(a, SpellArg) else self._arg(a, t, False) for a in ks.args.values()]
+            self._spell_tests([n])
+        return self.spell_cache[n]
+
+    def _spell_tests(self, nodes: list[ir.SpellHas]) -> None:
+        """``_spells`` of every node not yet known, one kernel (one pass) per table."""
+        names = self.store.manifest["dictionaries"]
+        size = (names["spell"]["size"] if "spell" in names else 0) + 1
+        by_table: dict[str, list[ir.SpellHas]] = {}
+        for n in dict.fromkeys(nodes):
+            if n not in self.spell_cache:
+                by_table.setdefault(n.table, []).append(n)
+        for table, todo in by_table.items():
+            outs = {n: np.full(size, np.iinfo(np.int64).max, np.int64) for n in todo}
+            t = self.store.table(table)
+            if int(t.offsets[-1]) and size > 1:
+                ks = generate_spell_tests(table, todo, self.store)
+                args = [outs[a.node] if isinstance(a, SpellArg) else self._arg(a, t, False) for a in ks.args.values()]
                 kernel = load_kernel(ks.name, ks.source)
                 kernel(0, 0, *args)
                 _run_calls([(kernel, q0, q1, args) for q0, q1 in self._work_items(t.offsets)])
-            self.spell_cache[n] = out
-        return self.spell_cache[n]
+            self.spell_cache.update(outs)
 
     def _pv(self, n: ir.Node, d: dt.date):
         v = self.eval(n, d)

@@ -712,31 +712,36 @@ def generate(table: str, slots: list[Slot], store, period_days: tuple = (None,))
 
 @dataclass
 class SpellKernel:
-    """A spell_has kernel: per spell number, the earliest day of a row of ``table`` that
-    passes the filter (the filter reads no per-patient value, so one pass serves every
-    date: spell_has at D is earliest <= D)."""
+    """A kernel for the spell_has tests of one table: per test and spell number, the
+    earliest day of a row of the table that passes the test's filter (a filter reads no
+    per-patient value, so one pass serves every date: spell_has at D is earliest <= D).
+    Every test of the table in one pass over its rows, each row's spell read once."""
 
     name: str
     source: str
     args: dict
 
 
-def generate_spell_test(n: ir.SpellHas, store) -> SpellKernel:
-    g = RowExprs(n.table, store)
+def generate_spell_tests(table: str, nodes: list[ir.SpellHas], store) -> SpellKernel:
+    g = RowExprs(table, store)
     g.numbered = True
     g.args = {"patients": PatientsArg(), "offsets": OffsetsArg(), **g.args}
     spell = g.col("spell_id")
-    test = g.cond(n.where, (None,)) if n.where is not None else "True"
-    out = g.arg("first", SpellArg(n))
-    name = f"spells_{n.table}"
+    tests = []
+    for k, n in enumerate(nodes):
+        test = g.cond(n.where, (None,)) if n.where is not None else "True"
+        out = g.arg(f"first{k}", SpellArg(n))
+        tests += [f"                if day < {out}[s] and {test}:", f"                    {out}[s] = day"]
+    name = f"spells_{table}"
     src = [
         *_kernel_header(name, ["q0", "q1", *g.args]),
         "    for q in range(q0, q1):",
         "        p = patients[q]",
         "        for r in range(offsets[p], offsets[p + 1]):",
         f"            s = {spell}[r]",
-        f"            if s > 0 and {g.date}[r] < {out}[s] and {test}:",
-        f"                {out}[s] = {g.date}[r]",
+        "            if s > 0:",
+        f"                day = {g.date}[r]",
+        *tests,
         "",
     ]
     return SpellKernel(name, "\n".join(src), g.args)
