@@ -76,3 +76,22 @@ def test_a_failure_on_either_side_is_one_error(tmp_path, monkeypatch, where):
     if where == "child":
         assert isinstance(e.value, practice_writer.PracticeFilesError)
         assert "No space left on device" in e.value.message
+
+
+def test_a_child_that_dies_without_a_word_is_one_error_not_a_hang(tmp_path, monkeypatch):
+    import os
+
+    slices = _cells(6, 5)
+    codes = sorted(slices)
+    theirs, _ = practice_writer._halves({c: None for c in codes}, {c: s for c, s in slices.items() if s.rows})
+    real = practice_writer.write_practice_xlsx
+
+    def dying(path, cells, about, code):
+        if code == theirs[0]:
+            os._exit(9)  # killed mid-write, as the kernel's OOM killer would
+        return real(path, cells, about, code)
+
+    monkeypatch.setattr(practice_writer, "write_practice_xlsx", dying)
+    monkeypatch.setattr(practice_writer, "FORK_MIN_ROWS", 1)
+    with pytest.raises(practice_writer.PracticeFilesError, match="without a word"):
+        _write(tmp_path / "out", slices, codes)

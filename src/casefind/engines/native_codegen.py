@@ -173,10 +173,7 @@ class RowExprs:
         """A per-patient value in a row filter: a date the same for every patient (as_of moved
         by months and days) as one day per period; anything else as (periods x patients)."""
         if n.type is ir.T.DATE:
-            try:
-                days = tuple(to_day(constant_date(n, x, None, p)) for x, p in zip(d, self.period_days))
-            except NotImplementedError:
-                days = None
+            days = self.constant_days(n, d)
             if days is not None:
                 k = sum(isinstance(a, DaysArg) for a in self.args.values())
                 return f"{self.arg(f'd{k}', DaysArg(days, 'a date in a row filter'))}[t]", None
@@ -184,6 +181,14 @@ class RowExprs:
         va = self.arg(f"pv{k}", PatientValueArg(n, d))
         ok = self.arg(f"pv{k}_ok", PatientValueArg(n, d, valid=True))
         return f"{va}[t, q]", f"not {ok}[t, q]"
+
+    def constant_days(self, n: ir.Node, d: tuple) -> tuple[int, ...] | None:
+        """A per-patient date the same for every patient (as_of moved by months and days) as
+        its day number in each period; None for a date of the patient's own."""
+        try:
+            return tuple(to_day(constant_date(n, x, None, p)) for x, p in zip(d, self.period_days))
+        except NotImplementedError:
+            return None
 
     def as_float(self, n: ir.Node, d: tuple, r: str) -> str:
         """A numeric row value as a float that is nan when missing."""
@@ -449,11 +454,8 @@ class _Windows:
             if lag is None:
                 continue
             column, date, inclusive = after
-            try:
-                days = [to_day(constant_date(date, d, None, p)) for d, p in zip(ds, self.g.period_days)]
-            except NotImplementedError:  # a date of the patient's own
-                continue
-            if len(ds) > 1 and len(set(days)) == 1:  # a fixed date: the rows are walked once for all periods
+            days = self.g.constant_days(date, ds)
+            if days is None or (len(ds) > 1 and len(set(days)) == 1):  # a fixed date: walked once for all periods
                 continue
             lag = _rounded_up(lag)
             days = tuple(x - lag - inclusive for x in days)

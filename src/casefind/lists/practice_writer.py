@@ -80,10 +80,14 @@ def _in_child_and_here(child: Callable[[], None], here: Callable[[], None]) -> N
 
     proc = ctx.Process(target=run_child, daemon=True)
     proc.start()
+    send.close()  # the child's end only: a child that dies without a word then reads as the pipe's end
     try:
         here()
     finally:
-        failure = receive.recv() if receive.poll(None) else "it stopped without a word"
+        try:
+            failure = receive.recv()
+        except EOFError:
+            failure = "it stopped without a word"
         proc.join()
         receive.close()
     if failure is not None or proc.exitcode:
