@@ -31,7 +31,7 @@ def group_sums(group: np.ndarray, n_groups: int, mask: np.ndarray, value: np.nda
     return n, k, s, ss
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value: np.ndarray, valid: np.ndarray):
     """``group_sums`` added to ``out`` (rows n, k, s, ss, s_err, ss_err). The sums are
     compensated (Neumaier): rows 4 and 5 carry what each addition rounded away, so ``s +
@@ -48,7 +48,7 @@ def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value:
                     _add_value(out, g, x)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, block: np.ndarray):
     """``group_sums_into`` for many values of the same patients at once: ``block`` (patients
     x values, every one valid: float64, or the int64 counts of a scan's value group) added
@@ -68,7 +68,7 @@ def block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, block:
                     _add_value(cells, group[i], x)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def sparse_block_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, at: np.ndarray,
                            member: np.ndarray, value: np.ndarray):
     """``block_sums_into`` for a block held as its values that are not 0: ``value[r]`` of
@@ -122,3 +122,18 @@ def add_compensated(hi: np.ndarray, lo: np.ndarray, other_hi: np.ndarray, other_
     b = t - hi
     lo += ((hi - (t - b)) + (other_hi - b)) + other_lo
     hi[...] = t
+
+
+@nb.njit(cache=True, nogil=True)
+def pairs_seen(offsets: np.ndarray, group_of_patient: np.ndarray, codes: np.ndarray, n_groups: int, n_codes: int):
+    """(groups x codes) whether any row of a patient of group g has code c (>= 0), over a
+    patient-sorted table (``offsets``): one pass over the codes, where numpy would gather
+    each row's group and count every pair (which systems' patients each provider serves)."""
+    seen = np.zeros((n_groups, n_codes), dtype=np.bool_)
+    for p in range(offsets.shape[0] - 1):
+        g = group_of_patient[p]
+        for r in range(offsets[p], offsets[p + 1]):
+            c = codes[r]
+            if c >= 0:
+                seen[g, c] = True
+    return seen

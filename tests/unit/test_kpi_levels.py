@@ -160,3 +160,20 @@ def test_the_shipped_monthly_measures_are_split_and_annualised():
                      "outpatient_attendances_month"}  # bed days are not split: kept cheap to compile
     assert ms["emergency_admissions"].basis == "rolling_12m" and not ms["emergency_admissions"].per_year
     assert textwrap.dedent(ms["weekend_discharges"].source).startswith("weekday(end_date) >= 6")
+
+
+def test_pairs_seen_is_every_group_and_code_that_a_row_has():
+    """casefind_native.aggregate.pairs_seen against numpy's count of each (group, code)
+    pair over the rows (what Providers.of computed before), missing codes (-1) left out."""
+    from casefind_native.aggregate import pairs_seen
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 6, 400)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    group = rng.integers(0, 7, 400).astype(np.int64)
+    codes = rng.integers(-1, 30, int(offsets[-1])).astype(np.int32)
+    row_group = np.repeat(group, counts)
+    has = codes >= 0
+    want = np.bincount(row_group[has] * 30 + codes[has], minlength=7 * 30).reshape(7, 30) > 0
+    got = pairs_seen(offsets, group, codes, 7, 30)
+    assert np.array_equal(got, want) and 0 < want.sum() < want.size

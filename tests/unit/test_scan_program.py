@@ -289,3 +289,23 @@ def test_a_tables_spell_tests_are_one_pass_each_as_if_alone(store):
         assert np.array_equal(together.spell_cache[n], alone.spell_cache[n])
         assert np.array_equal(together.spell_cache[n], want)
         assert (want < np.iinfo(np.int64).max).sum() > 10
+
+
+def test_in_batches_runs_every_call_once_on_every_thread_it_has(monkeypatch):
+    """The KPI sums of a chunk shared out over the scan threads: each call made exactly
+    once, with its own arguments, however many threads there are (one: in this thread)."""
+    import threading
+
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(native, "scan_threads", lambda n=threads: n)
+        seen, where = [], set()
+
+        def call(i, out):
+            out[i] += 1
+            seen.append(i)
+            where.add(threading.get_ident())
+
+        out = np.zeros(7, np.int64)
+        native.in_batches([(call, i, out) for i in range(7)])
+        assert sorted(seen) == list(range(7)) and out.tolist() == [1] * 7
+        assert (where == {threading.get_ident()}) is (threads == 1)

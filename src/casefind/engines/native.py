@@ -156,6 +156,24 @@ def work_items(offsets: np.ndarray, periods: int = 1) -> list[tuple[int, int]]:
     return list(itertools.pairwise(cuts))
 
 
+def in_batches(calls: list[tuple]) -> None:
+    """Calls (function, *args) that each write outputs of their own and release the GIL
+    (numba's nogil), shared out over the scan threads a batch each (every k-th call, so the
+    batches cost about the same): the KPI sums of a chunk, hundreds of small loops, on every
+    core instead of one."""
+    k = min(scan_threads(), len(calls))
+    if k <= 1:
+        _call_each(calls)
+        return
+    for f in [_pool().submit(_call_each, calls[i::k]) for i in range(k)]:
+        f.result()
+
+
+def _call_each(calls: list[tuple]) -> None:
+    for fn, *args in calls:
+        fn(*args)
+
+
 def _run_calls(calls: list) -> list:
     """Kernel calls (kernel, q0, q1, args): on the thread pool when there are several.
     What each returns (a sparse group's records, or None), in order."""

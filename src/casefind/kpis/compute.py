@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from casefind.engines.base import SparseBlock, block_column, block_members, get_engine
+from casefind.engines.native import in_batches
 from casefind.engines.reducers import SPARSE_MIN
 from casefind.kpis import levels as split_levels
 from casefind.kpis import stats
@@ -381,10 +382,11 @@ class _Acc:
         _add_pieces(cells, theirs)
         mine[:, ids, :] = cells
 
-    def add(self, cell, n_labels: int, mask, v, valid) -> None:
-        """``cell``: each patient's label x n_practices + practice (the same for every
-        measure of a period and breakdown: made once, by _Sums.add)."""
-        group_sums_into(self.grown(n_labels), cell, mask, v, valid)
+    def add(self, cell, n_labels: int, mask, v, valid) -> tuple:
+        """The call that adds these patients in (``in_batches`` runs a chunk's calls).
+        ``cell``: each patient's label x n_practices + practice (the same for every measure
+        of a period and breakdown: made once, by _Sums.add)."""
+        return group_sums_into, self.grown(n_labels), cell, mask, v, valid
 
     def __getstate__(self) -> dict:
         """Pickled without its rows of zeros (a shard's sums go to the driver: on Spark, all
@@ -414,11 +416,11 @@ class _Variants:
         self.size = size
         self.parts = np.zeros((size, _Acc.ROWS, n_practices))
 
-    def add(self, practice, mask, block) -> None:
+    def add(self, practice, mask, block) -> tuple:
+        """The call that adds these patients in, as _Acc.add."""
         if isinstance(block, SparseBlock):  # a scan's sparse counts: only those not 0 are read
-            sparse_block_sums_into(self.parts, practice, mask, block.at, block.member, block.count)
-        else:
-            block_sums_into(self.parts, practice, mask, block)
+            return sparse_block_sums_into, self.parts, practice, mask, block.at, block.member, block.count
+        return block_sums_into, self.parts, practice, mask, block
 
     def merge(self, other: _Variants) -> None:
         _add_pieces(self.parts.swapaxes(0, 1), other.parts.swapaxes(0, 1))  # views: added in place
@@ -500,6 +502,7 @@ class _Sums:
         values = values_of(piece)
         practice = self.practice[values.patients()]
         static: dict[str, np.ndarray] = {}
+        calls: list[tuple] = []  # each to an accumulator of its own: run together, on every core
         for p, ks in self.ksets.items():
             label = {"": np.zeros(len(practice), np.int64)}
             for b in {b for m in ks.measures.values() for b in m.breakdowns}:
@@ -519,18 +522,20 @@ class _Sums:
                     if isinstance(acc, _Kept):
                         acc.add(label[b], practice, mask, v, valid)
                         continue
-                    acc.add(cell[b], n_labels, mask, v, valid)
+                    calls.append(acc.add(cell[b], n_labels, mask, v, valid))
                     if den is not None:  # events over events: the denominator is the events' sum
-                        self.acc[(p, m.name, b, "den")].add(cell[b], n_labels, mask, den, valid)
+                        calls.append(self.acc[(p, m.name, b, "den")].add(cell[b], n_labels, mask, den, valid))
                 if m.standardise == "esp2013":
                     if esp_cell is None:  # per period, and only when a measure is standardised
                         band = stats.age_band(np.maximum(values.numbers(f"age|{p.label}", 0), 0).astype(np.int64))
                         esp_cell = band * self.n_practices + practice
-                    self.acc[(p, m.name, "esp2013")].add(esp_cell, self.n_bands, mask, v, valid)
+                    calls.append(self.acc[(p, m.name, "esp2013")].add(esp_cell, self.n_bands, mask, v, valid))
                 if (p, m.name) in self.variants:  # the value per provider
                     acc = self.variants[(p, m.name)]
                     if acc.size:
-                        acc.add(practice, mask, values.block(f"{split_levels.block_name(m)}|{p.label}", acc.size))
+                        calls.append(acc.add(practice, mask, values.block(f"{split_levels.block_name(m)}|{p.label}",
+                                                                            acc.size)))
+        in_batches(calls)
 
     def merge(self, other: _Sums) -> None:
         """``other``'s sums (the same KPI sets over other patients: a shard) added in. Text

@@ -20,6 +20,7 @@ import numpy as np
 from casefind.kpis.define import KpiSet, Measure
 from casefind.rules import ir
 from casefind.store import Store
+from casefind_native.aggregate import pairs_seen
 
 NO_PROVIDER = "(no provider)"
 PROVIDER_CODE = ir.Column("activity", "provider_code", ir.T.TEXT)
@@ -39,11 +40,9 @@ class Providers:
         if not codes:
             return cls(codes, np.zeros((n_systems, 0), bool))
         act = store.table("activity")
-        prov = act["provider_code"]
-        has = prov >= 0  # a count per system x provider: a quarter of the time of setting a flag per row
-        pair = system_of_patient[act["patient"][has]].astype(np.int64) * len(codes) + prov[has]
-        served = np.bincount(pair, minlength=n_systems * len(codes)) > 0
-        return cls(codes, served.reshape(n_systems, len(codes)))
+        system = np.ascontiguousarray(system_of_patient, dtype=np.int64)
+        return cls(codes, pairs_seen(act.offsets, system, np.ascontiguousarray(act["provider_code"]), n_systems,
+                                     len(codes)))
 
 
 def provider_codes(store: Store) -> tuple[str, ...]:
