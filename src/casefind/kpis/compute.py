@@ -513,7 +513,7 @@ class _Sums:
                         static[b] = label[b]
                 else:
                     label[b] = static[b]
-            cell = {b: x * self.n_practices + practice for b, x in label.items()}  # one per breakdown and period
+            cell = {b: _cells(x, self.n_practices, practice) for b, x in label.items()}  # one per breakdown and period
             esp_cell = None
             for m in ks.measures.values():
                 mask, v, valid, den = _measure_columns(values, m, p)
@@ -528,7 +528,7 @@ class _Sums:
                 if m.standardise == "esp2013":
                     if esp_cell is None:  # per period, and only when a measure is standardised
                         band = stats.age_band(np.maximum(values.numbers(f"age|{p.label}", 0), 0).astype(np.int64))
-                        esp_cell = band * self.n_practices + practice
+                        esp_cell = _cells(band, self.n_practices, practice)
                     calls.append(self.acc[(p, m.name, "esp2013")].add(esp_cell, self.n_bands, mask, v, valid))
                 if (p, m.name) in self.variants:  # the value per provider
                     acc = self.variants[(p, m.name)]
@@ -582,6 +582,14 @@ class _Sums:
                     acc = self.variants[(p, m.name)]
                     total = self.acc[(p, m.name, "")].by_practice(np.zeros(1, np.int64), 1)
                     roll.split(p, ks, m, total, [acc.by_practice(j) for j in range(acc.size)])
+
+
+def _cells(label: np.ndarray, n_practices: int, practice: np.ndarray) -> np.ndarray:
+    """Each patient's accumulator cell, label x n_practices + practice: int32 where they fit
+    (always, short of two billion cells), since the sums read one per patient per measure
+    and are bound by how many bytes they read."""
+    cell = label * n_practices + practice
+    return cell.astype(np.int32) if len(cell) and cell.max() < 2**31 else cell
 
 
 def _measure_columns(values, m: Measure, p: Period):
