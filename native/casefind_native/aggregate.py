@@ -137,3 +137,19 @@ def pairs_seen(offsets: np.ndarray, group_of_patient: np.ndarray, codes: np.ndar
             if c >= 0:
                 seen[g, c] = True
     return seen
+
+
+@nb.njit(cache=True, nogil=True)
+def most_days_after(later: np.ndarray, sort: np.ndarray, null: int, sort_null: int):
+    """(the most days ``later`` falls after ``sort`` over the rows where ``later`` is
+    recorded, 0 when none is; False when such a row has no ``sort``): one pass over two
+    date columns, no temporaries (Store.days_after)."""
+    most, seen = 0, False
+    for i in range(later.shape[0]):
+        if later[i] != null:
+            if sort[i] == sort_null:
+                return 0, False
+            d = np.int64(later[i]) - np.int64(sort[i])
+            if not seen or d > most:
+                most, seen = d, True
+    return most, True

@@ -200,9 +200,9 @@ def test_a_split_measures_block_is_its_value_groups_counts_kept_sparse(store):
 
 
 def test_days_after_is_the_most_days_a_date_falls_after_the_sort_date(store):
-    """Store.days_after against numpy over the whole table (and in pieces of 7 rows); None
-    when a row that has the date has no sort date (nothing then bounds it), 0 when no row
-    has the date."""
+    """Store.days_after against numpy over the whole table (and a negative most, where every
+    date falls before its sort date); None when a row that has the date has no sort date
+    (nothing then bounds it), 0 when no row has the date."""
     from casefind.store.reader import _most_days_after
 
     t = store.table("activity")
@@ -210,7 +210,8 @@ def test_days_after_is_the_most_days_a_date_falls_after_the_sort_date(store):
     has = end != NULL
     lag = store.days_after("activity", "end_date")
     assert lag == int((end[has] - start[has]).max()) > 0
-    assert _most_days_after(t["end_date"], t["start_date"], NULL, NULL, step=7) == lag
+    assert _most_days_after(start[has], end[has], NULL, NULL) == int((start[has] - end[has]).max())
+    assert _most_days_after(np.array([3, 5], np.int32), np.array([10, 9], np.int32), NULL, NULL) == -4
     later, sort = np.array([NULL, 5, 9], np.int32), np.array([NULL, 1, 2], np.int32)
     assert _most_days_after(later, sort, NULL, NULL) == 7
     assert _most_days_after(np.array([4, 9], np.int32), np.array([NULL, 2], np.int32), NULL, NULL) is None

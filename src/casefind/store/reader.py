@@ -38,20 +38,13 @@ def _column_numpy(table: pa.Table, name: str) -> np.ndarray:
         return chunk.to_numpy(zero_copy_only=False)
 
 
-def _most_days_after(later: np.ndarray, sort: np.ndarray, null: int, sort_null: int,
-                     step: int = 1 << 22) -> int | None:
-    """max(later - sort) over rows where ``later`` is not null, in pieces (no
-    table-sized temporaries); None when one of them has no sort date."""
-    most = None
-    for i in range(0, len(later), step):
-        a, b = later[i:i + step], sort[i:i + step]
-        has = a != null
-        if (has & (b == sort_null)).any():
-            return None
-        if has.any():
-            here = int((a[has].astype(np.int64) - b[has]).max())
-            most = here if most is None else max(most, here)
-    return 0 if most is None else most
+def _most_days_after(later: np.ndarray, sort: np.ndarray, null: int, sort_null: int) -> int | None:
+    """max(later - sort) over rows where ``later`` is not null (0 when none is); None when
+    one of them has no sort date."""
+    from casefind_native.aggregate import most_days_after  # numba: only where a kernel asks
+
+    most, bounded = most_days_after(later, sort, null, sort_null)
+    return int(most) if bounded else None
 
 
 @dataclass(frozen=True)
