@@ -301,7 +301,7 @@ def test_in_batches_runs_every_call_once_on_every_thread_it_has(monkeypatch):
         monkeypatch.setattr(native, "scan_threads", lambda n=threads: n)
         seen, where = [], set()
 
-        def call(i, out):
+        def call(i, out, seen=seen, where=where):
             out[i] += 1
             seen.append(i)
             where.add(threading.get_ident())
