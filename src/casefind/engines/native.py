@@ -92,9 +92,21 @@ def _code_of(source: str) -> str:
                      for line in source.splitlines())
 
 
+_LOADED: dict[tuple[str, str], object] = {}  # (name, source) -> kernel, in this process
+
+
 def load_kernel(name: str, source: str):
     """Write the kernel's source under its hash and import it; numba caches the compiled
-    code beside it, so the next process with the same plan loads instead of compiling."""
+    code beside it, so the next process with the same plan loads instead of compiling.
+    Found again by its source (a KPI run asks once per chunk: hashing 60 kB of source
+    each time was a tenth of a second of a run)."""
+    kernel = _LOADED.get((name, source))
+    if kernel is None:
+        kernel = _LOADED[(name, source)] = _import_kernel(name, source)
+    return kernel
+
+
+def _import_kernel(name: str, source: str):
     digest = hashlib.sha256(_code_of(source).encode()).hexdigest()[:20]
     folder = kernel_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ kernel touches only the pages it scans.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -56,9 +56,16 @@ class StoredTable:
     arrow: pa.Table
     offsets: np.ndarray | None
     encodings: dict
+    _numpy: dict = field(default_factory=dict, compare=False, repr=False)  # each column's, once
 
     def __getitem__(self, column: str) -> np.ndarray:
-        return _column_numpy(self.arrow, column)
+        """The column as numpy: a view of the mapped file, made once (a bool column, which
+        Arrow packs in bits, is unpacked once rather than at every kernel call)."""
+        if column not in self._numpy:
+            values = _column_numpy(self.arrow, column)
+            values.flags.writeable = False  # shared by every reader: a copy may not be changed either
+            self._numpy[column] = values
+        return self._numpy[column]
 
     @property
     def num_rows(self) -> int:
