@@ -42,7 +42,7 @@ def group_sums_into(out: np.ndarray, group: np.ndarray, mask: np.ndarray, value:
             g = group[i]
             out[0, g] += 1.0
             if valid[i]:
-                x = value[i]
+                x = np.float64(value[i])  # counts may come as int64, flags as bool: no copy made to cast them
                 out[1, g] += 1.0
                 if x != 0.0:  # adding 0.0 changes no bit of a compensated sum (most values are 0)
                     _add_value(out, g, x)

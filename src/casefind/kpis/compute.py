@@ -595,11 +595,11 @@ def _cells(label: np.ndarray, n_practices: int, practice: np.ndarray) -> np.ndar
 def _measure_columns(values, m: Measure, p: Period):
     """A measure's per-patient population mask, value, validity and (ratios) denominator."""
     mask = values.numbers(f"{m.name}|pop|{p.label}", False)
-    v = values.numbers(f"{m.name}|val|{p.label}", 0.0)
+    v = values.numbers(f"{m.name}|val|{p.label}", 0.0, whole=m.kind != "median")  # sums cast each value
     present = None if m.kind in ("rate", "total", "per_head", "proportion", "ratio") else \
         values.present(f"{m.name}|val|{p.label}")  # a missing count or cost is none
     valid = np.ones(len(v), bool) if present is None else present
-    den = values.numbers(f"{m.name}|den|{p.label}", 0.0) if m.kind == "ratio" else None
+    den = values.numbers(f"{m.name}|den|{p.label}", 0.0, whole=True) if m.kind == "ratio" else None
     return mask, v, valid, den
 
 

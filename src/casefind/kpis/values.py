@@ -45,13 +45,16 @@ class TableValues:
     def patients(self) -> np.ndarray:
         return self.table.column("patient").to_numpy(zero_copy_only=False).astype(np.int64)
 
-    def numbers(self, name: str, fill) -> np.ndarray:
-        """Booleans as bool (missing: false), anything else as float64 (missing: ``fill``)."""
+    def numbers(self, name: str, fill, whole: bool = False) -> np.ndarray:
+        """Booleans as bool (missing: false), anything else as float64 (missing: ``fill``);
+        ``whole``: whole numbers with none missing as they are (int64), for a reader that
+        casts each value itself (the sums), so no float copy is made."""
         col = self.table.column(name)
         if col.null_count == 0 and col.num_chunks == 1:  # most columns: no copy, or one cast
             if pa.types.is_boolean(col.type):
                 return col.chunk(0).to_numpy(zero_copy_only=False)
-            return col.chunk(0).to_numpy().astype(np.float64, copy=False)
+            x = col.chunk(0).to_numpy()
+            return x if whole and x.dtype == np.int64 else x.astype(np.float64, copy=False)
         if pa.types.is_boolean(col.type):
             return np.asarray(col.fill_null(False).to_numpy(zero_copy_only=False), bool)
         # unsafe: a whole number beyond 2**53 is rounded to the nearest double, as numpy does
@@ -108,14 +111,17 @@ class ArrayValues:
     def patients(self) -> np.ndarray:
         return self.patient
 
-    def numbers(self, name: str, fill) -> np.ndarray:
+    def numbers(self, name: str, fill, whole: bool = False) -> np.ndarray:
+        """As TableValues.numbers."""
         if name not in self.vecs:
-            return TableValues(self.static).numbers(name, fill)
+            return TableValues(self.static).numbers(name, fill, whole)
         v, t = self.vecs[name]
         full = bool(v.valid.all())
         if t is ir.T.BOOL:
             x = v.values.astype(bool, copy=False)
             return x if full else x & v.valid
+        if full and whole and v.values.dtype == np.int64:
+            return v.values
         x = v.values.astype(np.float64, copy=False)
         return x if full else np.where(v.valid, x, fill)
 
