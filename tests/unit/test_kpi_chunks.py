@@ -4,6 +4,7 @@ the same order, text breakdowns met in different chunks get the same labels, med
 every member's value."""
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -93,3 +94,26 @@ def test_a_shards_sums_pickle_small_and_whole(setup):
     assert all(back.variants[k].parts.tobytes() == v.parts.tobytes() for k, v in sums.variants.items())
     dense = sum(v.parts.nbytes for v in sums.variants.values())
     assert len(pickle.dumps(sums.variants)) < dense / 4
+
+
+@pytest.mark.parametrize("providers, settings, dense", [
+    (6, [None], 6), (60, [None], 0), (6, ["ae", "outpatient", "gp", "community"], 24),
+    (60, ["ae", "outpatient", "gp", "community"], 0), (20, ["ae", "gp"], 0)])
+def test_dense_members_are_those_the_engine_holds_per_patient(tmp_path, providers, settings, dense):
+    """A split measure's block is counted as the native engine lays it out: members in a
+    value group of SPARSE_MIN counts or more are kept sparse (not a column per patient),
+    the rest are columns. Six providers by four settings are groups of six (or of four):
+    24 columns, which chunk sizing must count. Checked against the engine's own lowering."""
+    from casefind.engines.native_codegen import lower
+    from casefind.kpis import levels
+    from casefind.plan import make_plan
+    from casefind.rules import ir
+
+    value = ir.Count("activity", window=ir.Range((12, 0)))
+    members = tuple(levels.restrict(value, f"P{i:02d}", s) for i in range(providers) for s in settings)
+    assert compute._dense_members(members) == dense
+    st = Store.open(synthetic_store(tmp_path, 200, 3))
+    plan = make_plan({f"m{i}": m for i, m in enumerate(members)}, dt.date(2026, 6, 30))
+    prog = lower("activity", plan.scans["activity"], st)
+    sparse = {k for r in prog.returns.values() for k in r.slots}
+    assert len(prog.slots) - len(sparse) == dense

@@ -13,6 +13,7 @@ last (kpis/disclosure.py), never before roll-up.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -211,11 +212,30 @@ def evaluate_chunks(store: Store, ksets: dict[Period, KpiSet], engine: str = "na
 
 
 def _dense_members(members: tuple[ir.Node, ...]) -> int:
-    """How many of a block's members take a value per patient in memory: none where they
-    are counts enough to make a value group that the native engine keeps sparse (only the
-    counts that are not 0; a patient sees few of sixty providers)."""
-    counts = all(isinstance(m, ir.Aggregate) and m.func == "count" for m in members)
-    return 0 if counts and len(members) >= SPARSE_MIN else len(members)
+    """How many of a block's members take a value per patient in memory: none of those in
+    a value group of counts that the native engine keeps sparse (only the counts that are
+    not 0; a patient sees few of sixty providers). Counted as the engine groups them
+    (native_codegen._value_groups): members whose filters differ only in one ``column ==
+    constant`` test share a group, each member in the largest it can join, and a group of
+    SPARSE_MIN or more counts is sparse. Six providers split by four settings are groups
+    of six (or four): all 24 dense."""
+    if not all(isinstance(m, ir.Aggregate) and m.func == "count" for m in members):
+        return len(members)
+    options = [_group_keys(m) for m in members]
+    size = Counter(key for keys in options for key in keys)
+    return sum(1 for keys in options if max((size[k] for k in keys), default=0) < SPARSE_MIN)
+
+
+def _group_keys(m: ir.Aggregate) -> list[tuple]:
+    """The value groups a count could join: per ``column == constant`` test of its filter,
+    (that column, the rest of the filter, the rest of the count)."""
+    parts = ir.conjuncts(m.where)
+    keys = []
+    for i, x in enumerate(parts):
+        if isinstance(x, ir.Eq) and isinstance(x.left, ir.Column) and isinstance(x.right, ir.Const):
+            rest = tuple(parts[:i] + parts[i + 1:])
+            keys.append((x.left, rest, m.table, m.window, m.func))
+    return keys
 
 
 def _put(columns: dict, names: list[str], periods: list[Period], tables: list[pa.Table]) -> None:
