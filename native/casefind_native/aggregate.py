@@ -153,3 +153,18 @@ def most_days_after(later: np.ndarray, sort: np.ndarray, null: int, sort_null: i
             if not seen or d > most:
                 most, seen = d, True
     return most, True
+
+
+@nb.njit(cache=True, nogil=True)
+def band_codes(values: np.ndarray, lows: np.ndarray, highs: np.ndarray, none: int) -> np.ndarray:
+    """Each value's band: the last i with lows[i] <= value <= highs[i], else ``none`` (nan
+    is in none): a KPI's age bands, one pass instead of two comparisons per band."""
+    out = np.empty(values.shape[0], dtype=np.int64)
+    for j in range(values.shape[0]):
+        code = none
+        for i in range(lows.shape[0] - 1, -1, -1):  # the last band that holds it
+            if lows[i] <= values[j] <= highs[i]:
+                code = i
+                break
+        out[j] = code
+    return out

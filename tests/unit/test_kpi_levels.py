@@ -177,3 +177,19 @@ def test_pairs_seen_is_every_group_and_code_that_a_row_has():
     want = np.bincount(row_group[has] * 30 + codes[has], minlength=7 * 30).reshape(7, 30) > 0
     got = pairs_seen(offsets, group, codes, 7, 30)
     assert np.array_equal(got, want) and 0 < want.sum() < want.size
+
+
+def test_band_codes_are_the_last_band_holding_each_value():
+    """casefind_native.aggregate.band_codes against the two comparisons per band it
+    replaces (a KPI's age bands): whole ages, a fraction between bands, nan, out of range."""
+    from casefind.kpis.compute import _AGE_LIMITS, AGE_BANDS
+    from casefind_native.aggregate import band_codes
+
+    age = np.array([0, 17, 17.5, 18, 64, 65, 84.0, 85, 200, 201, -1, np.nan, 40], np.float64)
+    want = np.full(len(age), len(AGE_BANDS), np.int64)
+    for i, (lo, hi, _) in enumerate(AGE_BANDS):
+        want[(age >= lo) & (age <= hi)] = i
+    assert band_codes(age, *_AGE_LIMITS, len(AGE_BANDS)).tolist() == want.tolist()
+    assert want.tolist() == [0, 0, 5, 1, 1, 2, 3, 4, 4, 5, 5, 5, 1]
+    overlapping = band_codes(np.array([5.0, 15.0]), np.array([0.0, 10.0]), np.array([20.0, 30.0]), 9)
+    assert overlapping.tolist() == [0, 1]  # the later band, as assigning band by band gave

@@ -36,6 +36,7 @@ from casefind.rules import ir
 from casefind.store import Store
 from casefind_native.aggregate import (
     add_compensated,
+    band_codes,
     block_sums_into,
     group_sums,
     group_sums_into,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 LEVELS = ("practice", "locality", "system")
 IMD_LABELS = ("1 (most deprived)", "2", "3", "4", "5 (least deprived)", "unknown")
 AGE_BANDS = ((0, 17, "0-17"), (18, 64, "18-64"), (65, 74, "65-74"), (75, 84, "75-84"), (85, 200, "85+"))
+_AGE_LIMITS = tuple(np.array([b[i] for b in AGE_BANDS], np.float64) for i in (0, 1))  # lows, highs
 
 RESULT_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("kpi_set", pa.string()), ("kpi", pa.string()), ("title", pa.string()),
@@ -273,9 +275,7 @@ def _labels(values, name: str, period: Period, kind: str) -> tuple[np.ndarray, l
     """Breakdown codes per patient (int) and their labels (``values``: kpis/values.py)."""
     if kind == "age_band":
         age = values.numbers(f"age|{period.label}", -1)
-        code = np.full(len(age), len(AGE_BANDS), np.int64)
-        for i, (lo, hi, _) in enumerate(AGE_BANDS):
-            code[(age >= lo) & (age <= hi)] = i
+        code = band_codes(age, *_AGE_LIMITS, len(AGE_BANDS))
         return code, [b[2] for b in AGE_BANDS] + ["unknown"]
     if kind == "imd_quintile":
         dec = values.numbers("imd_decile", 0)
