@@ -102,8 +102,14 @@ def first_run_seconds(path: Path, store) -> float:
 
 
 def test_first_run_with_empty_caches(benchmark, rules_store):
-    """Goals: <= 5 s for any shipped rule, <= 15 s for triple_aim.yml at 12 periods."""
+    """Goals: <= 5 s for any shipped rule, <= 15 s for triple_aim.yml at 12 periods. As a
+    smoke test (benchmarks disabled, the test command) only frail.yml and triple_aim.yml
+    are compiled cold: every shipped rule from empty caches was a minute of CI's twenty,
+    and each one's kernels are compiled by the tests that run it anyway."""
     rules = rule_files(Path(__file__).parents[1] / "rules") + [TRIPLE_AIM]
+    if benchmark.disabled:
+        rules = [p for p in rules if p.name in ("frail.yml", TRIPLE_AIM.name)]
+    assert len(rules) >= 2
     seconds = {p.name: round(first_run_seconds(p, rules_store), 2) for p in rules}
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
     benchmark.extra_info.update(first_run_s=seconds)
