@@ -641,14 +641,22 @@ def _all(parts: list[ir.Node]) -> ir.Node | None:
     return out
 
 
-def _equals_value(g: RowExprs, n: ir.Node) -> tuple[ir.Column, object] | None:
-    """(column, constant) when ``n`` is ``column == constant`` on an encoded text or enum column."""
-    if not isinstance(n, ir.Eq):
-        return None
-    col, const = (n.left, n.right) if isinstance(n.right, ir.Const) else (n.right, n.left)
-    if not (isinstance(col, ir.Column) and isinstance(const, ir.Const)) or col.column not in g.enc:
-        return None
-    return (col, const.value) if g.spec.column(col.column).kind in ("text", "enum") else None
+def equality_splits(spec, where: ir.Node | None) -> list[tuple[ir.Column, object, tuple[ir.Node, ...]]]:
+    """(column, constant, the filter's other parts) for each ``column == constant`` part of
+    ``where`` on an encoded text or enum column of the table ``spec``: the tests a value
+    group (reducers.ValueGroup) can share out, one look-up per row for all its members.
+    Read by the engine's grouping and by the KPIs' chunk sizing (kpis/compute), which must
+    count the members as the engine groups them."""
+    parts = ir.conjuncts(where)
+    out = []
+    for i, n in enumerate(parts):
+        if not isinstance(n, ir.Eq):
+            continue
+        col, const = (n.left, n.right) if isinstance(n.right, ir.Const) else (n.right, n.left)
+        if isinstance(col, ir.Column) and isinstance(const, ir.Const) and col.column in spec.names \
+                and spec.column(col.column).kind in ("text", "enum"):
+            out.append((col, const.value, tuple(parts[:i] + parts[i + 1:])))
+    return out
 
 
 class _ValueMember(NamedTuple):
@@ -674,11 +682,10 @@ def _value_groups(g: RowExprs, slots: list[Slot], reducers, rows, taken: dict) -
         kind = group_kind(slot.node, red, g.spec, False) if isinstance(slot.node, ir.Aggregate) else None
         if k in taken or kind is None:
             continue
-        parts = ir.conjuncts(slot.node.where)
-        for i, x in enumerate(parts):
-            if (cv := _equals_value(g, x)) is not None:
-                rest = _all(parts[:i] + parts[i + 1:])
-                options.setdefault(k, []).append(((first, end, cv[0].column, rest, g.slot_dates[k]), (kind, *cv)))
+        for col, value, others in equality_splits(g.spec, slot.node.where):
+            if col.column in g.enc:
+                key = (first, end, col.column, _all(list(others)), g.slot_dates[k])
+                options.setdefault(k, []).append((key, (kind, col, value)))
     size = Counter(key for opts in options.values() for key, _ in opts)
     keys: dict[tuple, list[tuple[int, tuple]]] = {}
     for k, opts in options.items():

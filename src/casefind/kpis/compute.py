@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from casefind.contract import TABLES
 from casefind.engines.base import SparseBlock, block_column, block_members, get_engine
 from casefind.engines.native import in_batches
+from casefind.engines.native_codegen import equality_splits
 from casefind.engines.reducers import SPARSE_MIN
 from casefind.kpis import levels as split_levels
 from casefind.kpis import stats
@@ -229,15 +231,11 @@ def _dense_members(members: tuple[ir.Node, ...]) -> int:
 
 
 def _group_keys(m: ir.Aggregate) -> list[tuple]:
-    """The value groups a count could join: per ``column == constant`` test of its filter,
-    (that column, the rest of the filter, the rest of the count)."""
-    parts = ir.conjuncts(m.where)
-    keys = []
-    for i, x in enumerate(parts):
-        if isinstance(x, ir.Eq) and isinstance(x.left, ir.Column) and isinstance(x.right, ir.Const):
-            rest = tuple(parts[:i] + parts[i + 1:])
-            keys.append((x.left, rest, m.table, m.window, m.func))
-    return keys
+    """The value groups a count could join: per ``column == constant`` test of its filter
+    that the engine groups by (native_codegen.equality_splits), that column, the rest of the
+    filter and the rest of the count."""
+    return [(col.column, others, m.table, m.window, m.func)
+            for col, _, others in equality_splits(TABLES[m.table], m.where)]
 
 
 def _put(columns: dict, names: list[str], periods: list[Period], tables: list[pa.Table]) -> None:
@@ -402,7 +400,7 @@ class _Acc:
         _add_pieces(cells, theirs)
         mine[:, ids, :] = cells
 
-    def add(self, cell, n_labels: int, mask, v, valid) -> tuple:
+    def add_call(self, cell, n_labels: int, mask, v, valid) -> tuple:
         """The call that adds these patients in (``in_batches`` runs a chunk's calls).
         ``cell``: each patient's label x n_practices + practice (the same for every measure
         of a period and breakdown: made once, by _Sums.add)."""
@@ -436,8 +434,8 @@ class _Variants:
         self.size = size
         self.parts = np.zeros((size, _Acc.ROWS, n_practices))
 
-    def add(self, practice, mask, block) -> tuple:
-        """The call that adds these patients in, as _Acc.add."""
+    def add_call(self, practice, mask, block) -> tuple:
+        """The call that adds these patients in, as _Acc.add_call."""
         if isinstance(block, SparseBlock):  # a scan's sparse counts: only those not 0 are read
             return sparse_block_sums_into, self.parts, practice, mask, block.at, block.member, block.count
         return block_sums_into, self.parts, practice, mask, block
@@ -533,7 +531,8 @@ class _Sums:
                         static[b] = label[b]
                 else:
                     label[b] = static[b]
-            cell = {b: _cells(x, self.n_practices, practice) for b, x in label.items()}  # one per breakdown and period
+            cell = {b: _cells(x, len(self.split(p, b).names), self.n_practices, practice)
+                    for b, x in label.items()}  # one per breakdown and period
             esp_cell = None
             for m in ks.measures.values():
                 mask, v, valid, den = _measure_columns(values, m, p)
@@ -542,19 +541,19 @@ class _Sums:
                     if isinstance(acc, _Kept):
                         acc.add(label[b], practice, mask, v, valid)
                         continue
-                    calls.append(acc.add(cell[b], n_labels, mask, v, valid))
+                    calls.append(acc.add_call(cell[b], n_labels, mask, v, valid))
                     if den is not None:  # events over events: the denominator is the events' sum
-                        calls.append(self.acc[(p, m.name, b, "den")].add(cell[b], n_labels, mask, den, valid))
+                        calls.append(self.acc[(p, m.name, b, "den")].add_call(cell[b], n_labels, mask, den, valid))
                 if m.standardise == "esp2013":
                     if esp_cell is None:  # per period, and only when a measure is standardised
                         band = stats.age_band(np.maximum(values.numbers(f"age|{p.label}", 0), 0).astype(np.int64))
-                        esp_cell = _cells(band, self.n_practices, practice)
-                    calls.append(self.acc[(p, m.name, "esp2013")].add(esp_cell, self.n_bands, mask, v, valid))
+                        esp_cell = _cells(band, self.n_bands, self.n_practices, practice)
+                    calls.append(self.acc[(p, m.name, "esp2013")].add_call(esp_cell, self.n_bands, mask, v, valid))
                 if (p, m.name) in self.variants:  # the value per provider
                     acc = self.variants[(p, m.name)]
                     if acc.size:
-                        calls.append(acc.add(practice, mask, values.block(f"{split_levels.block_name(m)}|{p.label}",
-                                                                            acc.size)))
+                        block = values.block(f"{split_levels.block_name(m)}|{p.label}", acc.size)
+                        calls.append(acc.add_call(practice, mask, block))
         in_batches(calls)
 
     def merge(self, other: _Sums) -> None:
@@ -604,12 +603,12 @@ class _Sums:
                     roll.split(p, ks, m, total, [acc.by_practice(j) for j in range(acc.size)])
 
 
-def _cells(label: np.ndarray, n_practices: int, practice: np.ndarray) -> np.ndarray:
-    """Each patient's accumulator cell, label x n_practices + practice: int32 where they fit
-    (always, short of two billion cells), since the sums read one per patient per measure
-    and are bound by how many bytes they read."""
+def _cells(label: np.ndarray, n_labels: int, n_practices: int, practice: np.ndarray) -> np.ndarray:
+    """Each patient's accumulator cell, label x n_practices + practice: int32 where every
+    cell fits (always, short of two billion cells), since the sums read one per patient per
+    measure and are bound by how many bytes they read."""
     cell = label * n_practices + practice
-    return cell.astype(np.int32) if len(cell) and cell.max() < 2**31 else cell
+    return cell.astype(np.int32) if n_labels * n_practices <= 2**31 else cell
 
 
 def _measure_columns(values, m: Measure, p: Period):

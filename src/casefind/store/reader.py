@@ -56,7 +56,7 @@ class StoredTable:
     arrow: pa.Table
     offsets: np.ndarray | None
     encodings: dict
-    _numpy: dict = field(default_factory=dict, compare=False, repr=False)  # each column's, once
+    _numpy: dict = field(default_factory=dict, init=False, compare=False, repr=False)  # each column's, once
 
     def __getitem__(self, column: str) -> np.ndarray:
         """The column as numpy: a view of the mapped file, made once (a bool column, which
