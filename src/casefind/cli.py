@@ -361,11 +361,12 @@ def _allow_partial_option(f):
                              "(recorded in the outputs). Dates wholly outside the data are always refused.")(f)
 
 
-def _say_if_compiling(engine: str) -> None:
-    """Before a run whose kernels are not compiled yet (a fresh environment), say so."""
+def _say_if_compiling(engine: str, job: str = "list") -> None:
+    """Before a run whose kernels are not compiled yet (a fresh environment), say so and
+    for about how long (``job``: "list" or "kpi", which compile differently)."""
     from casefind.first_use import compile_notice
 
-    notice = compile_notice(engine)
+    notice = compile_notice(engine, job)
     if notice:
         err_console.print(f"[cyan]{_escape(notice)}[/]", highlight=False)
 
@@ -651,7 +652,7 @@ def kpi(file, store, period, first, last, history_path, params, engine, export, 
         file, engine = _rule(file, kind="KPI file"), setting("engine", engine)
         disclosure = {k: v for k, v in (("suppress_below", setting("suppress_below", suppress_below)),
                                         ("round_to", setting("round_to", round_to))) if v is not None}
-        _say_if_compiling(engine)
+        _say_if_compiling(engine, "kpi")
         with stage_progress(f"kpi {file.name}") as say:
             result = run_kpis(file, store, periods, history_path=hist, engine=engine, params=parse_params(params),
                               allow_partial=allow_partial, progress=say,
@@ -833,6 +834,7 @@ def dataset_command(rule, output, store, as_of, columns, params, engine, opt_out
     rule, store, engine = _rule(rule), resolve_store(store), setting("engine", engine)
     dates = [_as_of(a, store) for a in as_of] if as_of else [_as_of(None, store)]
     as_of = [d for d in dates if d is not None]
+    _say_if_compiling(engine)
     with stage_progress(f"dataset {rule.name}") as say:
         table = make_dataset(rule, store, as_of=list(as_of) or None, params=parse_params(params),
                              columns=None if columns is None else columns.split(","), engine=engine,

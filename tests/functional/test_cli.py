@@ -56,7 +56,8 @@ def test_the_compile_notice_is_for_a_kernel_cache_without_compiled_kernels(tmp_p
     monkeypatch.setenv("CASEFIND_KERNEL_CACHE", str(kernels))
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert "compiling kernels for first use, about" in compile_notice("native")
+    assert "compiling kernels for first use, about 2 s" in compile_notice("native")
+    assert "compiling kernels for first use, about 12 s" in compile_notice("native", "kpi")
     assert compile_notice("duckdb") is None  # the reference engine compiles nothing
     kernels.mkdir()
     (kernels / "k_0123.py").write_text("")
@@ -65,8 +66,26 @@ def test_the_compile_notice_is_for_a_kernel_cache_without_compiled_kernels(tmp_p
     numba.mkdir(parents=True)
     (numba / "k_0123.scan_activity-6.py311.nbi").write_bytes(b"")
     assert compile_notice("native") is None
+    assert compile_notice("native", "kpi") is not None  # a list's kernels, but not the KPI runtime
+    runtime = tmp_path / "cache" / "casefind" / "numba" / "casefind_native_0c2d"
+    runtime.mkdir()
+    (runtime / "aggregate.group_sums_into-1021.py311.nbi").write_bytes(b"")
+    assert compile_notice("native", "kpi") is None
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))  # Numba's cache elsewhere, and empty
     assert compile_notice("native") is not None
+
+
+def test_the_kpi_runtime_the_notice_looks_for_is_a_cached_kernel_every_kpi_run_calls():
+    from pathlib import Path
+
+    from casefind.first_use import KPI_RUNTIME
+    from casefind.kpis import compute
+    from casefind_native import aggregate
+
+    module, name = KPI_RUNTIME.split(".")
+    assert module == aggregate.__name__.rsplit(".", 1)[1]
+    assert type(getattr(aggregate, name)._cache).__name__ != "NullCache"  # cache=True: an index on disk
+    assert f"{name}," in Path(compute.__file__).read_text()  # the KPI sums call it
 
 
 def test_the_notice_looks_where_casefind_native_has_numba_cache(tmp_path):
@@ -93,11 +112,14 @@ def test_run_and_kpi_say_before_they_compile_kernels_for_first_use(tmp_path, mon
     store = synthetic_store(tmp_path, 300, 3)
     rules = Path(__file__).parents[2] / "rules"
     for compiled in (False, True):
-        monkeypatch.setattr(casefind.first_use, "kernels_compiled", lambda c=compiled: c)
+        monkeypatch.setattr(casefind.first_use, "kernels_compiled", lambda job="list", c=compiled: c)
         r = run("run", rules / "frail.yml", "--store", store, "--out", tmp_path / "out")
         assert r.exit_code == 0, r.output
-        assert ("compiling kernels for first use" in r.output) is not compiled
+        assert ("compiling kernels for first use, about 2 s" in r.output) is not compiled
+        r = run("dataset", rules / "frail.yml", "--store", store, "--output", tmp_path / "frail.parquet")
+        assert r.exit_code == 0, r.output
+        assert ("compiling kernels for first use, about 2 s" in r.output) is not compiled
         r = run("kpi", rules / "kpis" / "triple_aim.yml", "--period", "2026-10", "--store", store,
                 "--history", tmp_path / "history.duckdb")
         assert r.exit_code == 0, r.output
-        assert ("compiling kernels for first use" in r.output) is not compiled
+        assert ("compiling kernels for first use, about 12 s" in r.output) is not compiled
