@@ -217,6 +217,9 @@ def _shard_listed(rule, exprs, engine: str, policy: ListPolicy, listed: dict[int
     if i not in listed:
         return 0, {}, single._who(shard, np.array([], np.int64), ids)
     mine = listed[i]
-    n = validate(shard, rule, exprs, mine.values, Selection(mine.local, mine.rank),
-                 single.policy_masks(shard, rule.as_of, policy), get_engine(engine))
-    return n, single._evidence(shard, rule, mine.local), single._who(shard, mine.local, ids)
+    policy_out = single.policy_masks(shard, rule.as_of, policy)
+    n, evidence = single._side_by_side(  # as one store's run does: both mostly DuckDB, which releases the GIL
+        {}, validate=lambda: validate(shard, rule, exprs, mine.values, Selection(mine.local, mine.rank), policy_out,
+                                      get_engine(engine)),
+        evidence=lambda: single._evidence(shard, rule, mine.local))
+    return n, evidence, single._who(shard, mine.local, ids)
