@@ -4,9 +4,11 @@ same order, with the same values and counts, however many shards."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from casefind.errors import CasefindError
@@ -153,6 +155,47 @@ def test_a_sharded_run_lists_exactly_the_single_stores_patients(practices, rule,
     for key in ("counts", "excluded", "segments"):
         assert gm[key] == wm[key], key
     assert gm["store_shards"] == n and gm["store_snapshot"] == ShardedStore(root / f"sh{n}").snapshot_id
+
+
+class _Elsewhere:
+    """A mapper whose tasks run as a cluster's executors do: in another working folder, on a
+    machine that cannot see the rule's folder (hidden here while the tasks run)."""
+
+    def __init__(self, workdir: Path, rules: Path):
+        self.workdir, self.rules, self.name = workdir, rules, "elsewhere"
+
+    def map(self, store, task, what: str, say) -> list:
+        from casefind.store.sharded import OneShardAtATime
+
+        here, hidden = Path.cwd(), self.rules.with_name("hidden")
+        self.rules.rename(hidden)
+        os.chdir(self.workdir)
+        try:
+            return OneShardAtATime().map(store, task, what, say)
+        finally:
+            os.chdir(here)
+            hidden.rename(self.rules)
+
+
+def test_shard_tasks_elsewhere_give_the_evidence_with_the_codelists_terms(practices, tmp_path, monkeypatch):
+    """Evidence names a code by its codelist's term ("Pressure ulcer (disorder) (snomed
+    399912005)"). Found on a standalone Spark cluster: executors read the codelist files by
+    the rule's relative path from their own working folder, found none and gave bare codes."""
+    from casefind.lists.run import run
+    from casefind.store.sharded import mapped_by
+
+    root, _ = practices
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules, ignore=shutil.ignore_patterns("kpis", "budgets", "tests"))
+    (tmp_path / "executor").mkdir()
+    monkeypatch.chdir(tmp_path)
+    want, _ = _run(Path("rules/frail.yml"), root / "single", tmp_path / "single")
+    with mapped_by(_Elsewhere(tmp_path / "executor", rules)):
+        result = run("rules/frail.yml", root / "sh3", tmp_path / "sharded")
+    got = pq.read_table(result.out_dir / "list.parquet").replace_schema_metadata(None).drop_columns(["run_id"])
+    evidence = [c for c in want.column_names if c.startswith("evidence:")]
+    assert evidence and any(") (snomed " in (t or "") for c in evidence for t in want.column(c).to_pylist())
+    assert got.equals(want)
 
 
 def test_the_caps_rule_exercises_every_cap(practices, tmp_path):

@@ -38,6 +38,7 @@ from casefind.lists.reasons import Describer, aggregates_in
 from casefind.lists.recheck import RECHECK_ALL_UP_TO, ValidationError, validate  # noqa: F401 (public here too)
 from casefind.lists.select import ListPolicy, select, selection_expressions
 from casefind.lists.table import REVIEW_COLUMNS, list_table  # noqa: F401
+from casefind.lists.terms import Terms, rule_terms
 from casefind.outputs import UnsafePathError, folder_swapped_in, safe_child, spreadsheet_safe
 from casefind.plan import make_plan
 from casefind.plan.lookback import read_span
@@ -322,21 +323,23 @@ def _who(store: Store, patients: np.ndarray, ids: pa.ChunkedArray) -> dict[str, 
             "patient_id": ids.take(pa.array(patients, pa.int64())).cast(pa.string())}
 
 
-def _evidence(store: Store, rule: CompiledRule, patients: np.ndarray) -> dict[str, dict[int, list[str]]]:
+def _evidence(store: Store, rule: CompiledRule, patients: np.ndarray,
+              terms: Terms | None = None) -> dict[str, dict[int, list[str]]]:
     """Per include criterion, up to ``output: evidence:`` events behind it for each listed
-    patient (reference SQL over the listed patients' rows only)."""
+    patient (reference SQL over the listed patients' rows only), codes with the terms of
+    the rule's codelists (``terms``, read from its files here when not given: a shard's
+    task on an executor is given them, as the rule's folder is the driver's)."""
     if not rule.evidence or not len(patients):
         return {name: {} for name, _ in rule.include}
     import duckdb
 
     from casefind.engines import duckdb_sql
     from casefind.lists.evidence import collect
-    from casefind.lists.terms import rule_terms
 
     con = duckdb.connect()
     duckdb_sql.register_store(con, store, only=patients)
     return collect(con, {name: aggregates_in(node) for name, node in rule.include}, patients.tolist(), rule.as_of,
-                   rule.evidence, rule_terms(rule))
+                   rule.evidence, rule_terms(rule) if terms is None else terms)
 
 
 def segment_shares(rule: CompiledRule, values: pa.Table) -> dict:

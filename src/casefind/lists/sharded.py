@@ -26,6 +26,7 @@ from casefind.engines.pooled import over_shards, ranks_in
 from casefind.lists.recheck import validate
 from casefind.lists.select import ListPolicy, Selection, select
 from casefind.lists.table import list_table
+from casefind.lists.terms import Terms, rule_terms
 from casefind.rules.compile import compile_rule
 from casefind.store import Store
 from casefind.store.sharded import ShardedStore, in_store_order, practice_codes
@@ -190,7 +191,8 @@ def _listed_per_shard(store: ShardedStore, rule, exprs, evaluator, policy, poole
         mine = np.flatnonzero(shard_of == i)
         mine = mine[np.argsort(local_of[mine], kind="stable")]  # in the shard's store order
         listed[i] = _Listed(mine, local_of[mine], sel.rank[mine], candidates.take(pa.array(sel.patients[mine])))
-    task = functools.partial(_shard_listed, rule, exprs, evaluator.name, policy, listed)
+    terms = rule_terms(rule) if rule.evidence else Terms()  # read here: executors need not see the rule's folder
+    task = functools.partial(_shard_listed, rule, exprs, evaluator.name, policy, listed, terms)
     done = store.map(task, "checking the listed patients; evidence", say)
     rechecked, evidence = 0, {name: {} for name, _ in rule.include}
     who_parts: dict[str, list] = {}
@@ -208,9 +210,11 @@ def _listed_per_shard(store: ShardedStore, rule, exprs, evaluator, policy, poole
     return rechecked, evidence, who
 
 
-def _shard_listed(rule, exprs, engine: str, policy: ListPolicy, listed: dict[int, _Listed], shard: Store, i: int):
+def _shard_listed(rule, exprs, engine: str, policy: ListPolicy, listed: dict[int, _Listed], terms: Terms,
+                  shard: Store, i: int):
     """Pass 2 for one shard, wherever the mapper runs it: how many of its listed patients the
-    reference engine re-checked, their evidence (keyed by store index) and who they are."""
+    reference engine re-checked, their evidence (keyed by store index, codes with ``terms``,
+    the rule's codelists' as the driver read them) and who they are."""
     from casefind.lists import run as single
 
     ids = shard.table("patients").arrow.column("patient_id")
@@ -221,5 +225,5 @@ def _shard_listed(rule, exprs, engine: str, policy: ListPolicy, listed: dict[int
     n, evidence = single._side_by_side(  # as one store's run does: both mostly DuckDB, which releases the GIL
         {}, validate=lambda: validate(shard, rule, exprs, mine.values, Selection(mine.local, mine.rank), policy_out,
                                       get_engine(engine)),
-        evidence=lambda: single._evidence(shard, rule, mine.local))
+        evidence=lambda: single._evidence(shard, rule, mine.local, terms))
     return n, evidence, single._who(shard, mine.local, ids)
