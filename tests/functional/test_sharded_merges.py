@@ -163,10 +163,12 @@ class _Elsewhere:
 
     def __init__(self, workdir: Path, rules: Path):
         self.workdir, self.rules, self.name = workdir, rules, "elsewhere"
+        self.calls: list[str] = []  # what it ran, so a test knows the tasks went through it
 
     def map(self, store, task, what: str, say) -> list:
         from casefind.store.sharded import OneShardAtATime
 
+        self.calls.append(what)
         here, hidden = Path.cwd(), self.rules.with_name("hidden")
         self.rules.rename(hidden)
         os.chdir(self.workdir)
@@ -198,6 +200,28 @@ def test_shard_tasks_elsewhere_give_the_evidence_with_the_codelists_terms(practi
     assert got.equals(want)
 
 
+def test_a_dataset_and_kpis_from_shard_tasks_elsewhere_are_the_single_stores(practices, tmp_path, monkeypatch):
+    """The other commands Spark runs most, by relative paths, with each shard's task in
+    another folder and the rules hidden: nothing a task does may read the rule's files
+    (checked by hand on a standalone cluster for every command; docs/scale-out.md)."""
+    from casefind.store.sharded import mapped_by
+
+    root, _ = practices
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules, ignore=shutil.ignore_patterns("budgets", "tests"))
+    (tmp_path / "executor").mkdir()
+    monkeypatch.chdir(tmp_path)
+    want = dataset(Path("rules/frail.yml"), root / "single")
+    want_kpis = _kpis(root / "single", tmp_path / "a.duckdb", tmp_path / "a.parquet", Path("rules/kpis"))
+    with mapped_by(_Elsewhere(tmp_path / "executor", rules)) as elsewhere:
+        got = dataset(Path("rules/frail.yml"), root / "sh3")
+        datasets = len(elsewhere.calls)
+        got_kpis = _kpis(root / "sh3", tmp_path / "b.duckdb", tmp_path / "b.parquet", Path("rules/kpis"))
+    assert 0 < datasets < len(elsewhere.calls)  # both ran their shards' tasks through it
+    assert want.num_rows > 0 and got.replace_schema_metadata(None).equals(want.replace_schema_metadata(None))
+    assert want_kpis.num_rows > 0 and got_kpis.equals(want_kpis)
+
+
 def test_the_caps_rule_exercises_every_cap(practices, tmp_path):
     root, capped = practices
     table, manifest = _run(capped, root / "single", tmp_path / "o")
@@ -207,10 +231,8 @@ def test_the_caps_rule_exercises_every_cap(practices, tmp_path):
 
 
 # --- casefind kpi: additive pieces per practice, a shard at a time ---------------------------
-def _kpis(store: Path, history: Path, export: Path):
-    import pyarrow.parquet as pq
-
-    r = cli("kpi", RULES / "kpis" / "triple_aim.yml", "--store", store, "--period", "2026-09",
+def _kpis(store: Path, history: Path, export: Path, kpis: Path = RULES / "kpis"):
+    r = cli("kpi", kpis / "triple_aim.yml", "--store", store, "--period", "2026-09",
             "--period", "2026-10", "--history", history)
     assert r.exit_code == 0, r.output
     r = cli("kpi", "--kpis", "triple_aim", "--store", store, "--history", history, "--export", export)
