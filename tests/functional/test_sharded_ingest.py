@@ -338,9 +338,9 @@ def _as_parts(src, out):
 
 @pytest.mark.parametrize("kind", ["csv", "duckdb", "parts"])
 def test_every_kind_of_source_splits_into_the_single_stores_rows(built, tmp_path, kind, monkeypatch):
-    """CSV read a batch at a time as text, a DuckDB database and a table given as parts (each
-    read whole), split into shards whose patients' rows are the single store's of the same
-    source."""
+    """CSV read a batch at a time as text, a DuckDB database (a table read whole) and a table
+    given as parts (a part and a batch at a time), split into shards whose patients' rows
+    are the single store's of the same source."""
     from casefind.ingest import stream
     from casefind.ingest.pipeline import run_ingest
 

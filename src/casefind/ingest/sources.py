@@ -89,40 +89,8 @@ def _partition_values(table: str, rel_folder: Path) -> dict[str, str | None]:
     return out
 
 
-def _concat_parts(table: str, parts: list[pa.Table], folder: Path) -> pa.Table:
-    """One table from parts whose schemas may differ: a column missing from a part is empty
-    there; a column typed differently across parts is read as text."""
-    try:
-        return pa.concat_tables(parts, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        pass
-    types: dict[str, set] = {}
-    for t in parts:
-        for f in t.schema:
-            types.setdefault(f.name, set()).add(f.type)
-    mixed = [n for n, ts in types.items() if len(ts - {pa.null()}) > 1]
-    out = []
-    for t in parts:
-        for name in mixed:
-            if name in t.column_names:
-                i = t.schema.get_field_index(name)
-                try:
-                    t = t.set_column(i, name, t.column(i).cast(pa.string()))
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-                    kinds = ", ".join(sorted(str(x) for x in types[name]))
-                    raise IngestError(f"table {table}: column {name!r} has different types in the "
-                                      f"parts of {folder} ({kinds})",
-                                      "write every part with the same types") from e
-        out.append(t)
-    try:
-        return pa.concat_tables(out, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise IngestError(f"table {table}: the parts of {folder} cannot be read as one table ({e})",
-                          "write every part with the same columns and types") from e
-
-
-def read_parts(table: str, folder: Path, root: Path, src: Source) -> pa.Table:
-    """A table written as a folder of Parquet parts (a dataset), hive partitions included."""
+def _parquet_parts(table: str, folder: Path, root: Path, src: Source) -> list[Path]:
+    """A table folder's Parquet parts, in the order they are read; the rest in ``src.ignored``."""
     parquet = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         hidden = _hidden(path.relative_to(folder))
@@ -133,18 +101,99 @@ def read_parts(table: str, folder: Path, root: Path, src: Source) -> pa.Table:
     if not parquet:
         raise IngestError(f"table {table}: the folder {folder} holds no Parquet parts (*.parquet)",
                           f"give {table} as {table}.parquet, {table}.csv or a folder of Parquet parts")
-    parts = []
-    for path in parquet:
-        t = _read_parquet(path, table)
-        for key, value in _partition_values(table, path.relative_to(folder).parent).items():
-            if key in t.column_names:
-                raise IngestError(f"table {table}: column {key!r} is both in {path} and a "
-                                  "partition folder above it", "keep one of the two")
+    return parquet
+
+
+@dataclass(frozen=True)
+class Parts:
+    """A table given as a folder of Parquet parts, each read as the one schema of them all,
+    known from the parts' footers before any row is read: so the parts can be read whole
+    (one store), one batch at a time (a sharded ingest) or one part per task (Spark), and
+    give the same rows. Parts may differ: a column missing from a part is empty there, a
+    column typed differently across parts (int32 and int64 promote) is read as text."""
+    table: str
+    folder: Path
+    paths: tuple[Path, ...]
+    schema: pa.Schema
+    as_text: frozenset[str]  # columns typed differently across parts, read as text
+
+    @classmethod
+    def of(cls, table: str, folder: Path, root: Path, src: Source) -> Parts:
+        paths = tuple(_parquet_parts(table, folder, root, src))
+        schemas = [_part_schema(table, folder, p) for p in paths]
+        try:
+            return cls(table, folder, paths, pa.unify_schemas(schemas, promote_options="permissive"), frozenset())
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        types: dict[str, set] = {}
+        for s in schemas:
+            for f in s:
+                types.setdefault(f.name, set()).add(f.type)
+        as_text = frozenset(n for n, ts in types.items() if len(ts - {pa.null()}) > 1)
+        texts = [pa.schema([f.with_type(pa.string()) if f.name in as_text else f for f in s]) for s in schemas]
+        try:
+            return cls(table, folder, paths, pa.unify_schemas(texts, promote_options="permissive"), as_text)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise IngestError(f"table {table}: the parts of {folder} cannot be read as one table ({e})",
+                              "write every part with the same columns and types") from e
+
+    def read(self, k: int) -> pa.Table:
+        """Part ``k`` whole, as the schema."""
+        return self._as_schema(_read_parquet(self.paths[k], self.table), k)
+
+    def batches(self, k: int, rows: int):
+        """Part ``k`` a batch of at most ``rows`` rows at a time, as the schema."""
+        path = self.paths[k]
+        try:
+            for b in pq.ParquetFile(path).iter_batches(rows):
+                yield self._as_schema(pa.Table.from_batches([b]), k)
+        except (pa.ArrowException, OSError) as e:
+            raise IngestError(f"{path}: cannot read as Parquet ({e})") from e
+
+    def whole(self) -> pa.Table:
+        merged = pa.concat_tables([self.read(k) for k in range(len(self.paths))])
+        check_unique_names(self.table, merged.column_names, str(self.folder))
+        return merged
+
+    def _as_schema(self, t: pa.Table, k: int) -> pa.Table:
+        path = self.paths[k]
+        for key, value in _partition_values(self.table, path.relative_to(self.folder).parent).items():
             t = t.append_column(key, pa.array([value] * t.num_rows, pa.string()))
-        parts.append(t)
-    merged = _concat_parts(table, parts, folder)
-    check_unique_names(table, merged.column_names, str(folder))
-    return merged
+        for name in self.as_text & set(t.column_names):
+            i = t.schema.get_field_index(name)
+            try:
+                t = t.set_column(i, name, t.column(i).cast(pa.string()))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+                raise IngestError(f"table {self.table}: column {name!r} has different types in the "
+                                  f"parts of {self.folder} ({t.column(i).type} in {path.name})",
+                                  "write every part with the same types") from e
+        if t.schema == self.schema:
+            return t
+        try:  # promoted as one concat of all the parts would (no copy of the rows)
+            return pa.concat_tables([self.schema.empty_table(), t], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            raise IngestError(f"table {self.table}: the parts of {self.folder} cannot be read as one table ({e})",
+                              "write every part with the same columns and types") from e
+
+
+def _part_schema(table: str, folder: Path, path: Path) -> pa.Schema:
+    """A part's columns as its footer gives them, then its partition folders' (text)."""
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as e:
+        raise IngestError(f"{path}: cannot read as Parquet ({e})") from e
+    check_unique_names(table, schema.names, str(path))
+    for key in _partition_values(table, path.relative_to(folder).parent):
+        if key in schema.names:
+            raise IngestError(f"table {table}: column {key!r} is both in {path} and a "
+                              "partition folder above it", "keep one of the two")
+        schema = schema.append(pa.field(key, pa.string()))
+    return schema
+
+
+def read_parts(table: str, folder: Path, root: Path, src: Source) -> pa.Table:
+    """A table written as a folder of Parquet parts (a dataset), hive partitions included."""
+    return Parts.of(table, folder, root, src).whole()
 
 
 def _candidates(root: Path) -> list[Path]:

@@ -1,6 +1,7 @@
 """A source read one table at a time, in batches, for ``ingest --shards N``: the split
-holds one batch of one table (or one table given as a folder of parts, or one DuckDB
-table, which are read whole), never the whole source (docs/scale-out.md, step 1).
+holds one batch of one table (a DuckDB table is read whole), never the whole source
+(docs/scale-out.md, step 1). A folder of Parquet parts is read a part and a batch at a
+time, every batch in the schema of all the parts.
 
 The batches are the rows ``read_source`` gives, read the same way (CSV as text, Parquet as
 stored), so each shard receives what the in-memory split gave it."""
@@ -17,13 +18,13 @@ import pyarrow.parquet as pq
 from casefind.contract import INPUT_TABLES
 from casefind.ingest.sources import (
     IngestError,
+    Parts,
     Source,
     check_required,
     check_unique_names,
     csv_as_text,
     duckdb_table,
     folder_tables,
-    read_parts,
     source_kind,
 )
 
@@ -56,7 +57,7 @@ def _folder(root: Path) -> LazySource:
     openers: dict[str, Callable[[], TableStream]] = {}
     for name, path in folder_tables(root, meta).items():
         if path.is_dir():
-            openers[name] = lambda name=name, path=path: _whole(read_parts(name, path, root, meta))
+            openers[name] = lambda name=name, path=path: _parts(Parts.of(name, path, root, meta))
         elif path.suffix == ".parquet":
             openers[name] = lambda name=name, path=path: _parquet(path, name)
         else:
@@ -66,6 +67,11 @@ def _folder(root: Path) -> LazySource:
 
 def _whole(table: pa.Table) -> TableStream:
     return TableStream(table.schema, iter([table]))
+
+
+def _parts(parts: Parts) -> TableStream:
+    """A folder of parts a batch at a time, every batch in the parts' one schema."""
+    return TableStream(parts.schema, (b for k in range(len(parts.paths)) for b in parts.batches(k, BATCH_ROWS)))
 
 
 def _parquet(path: Path, table: str) -> TableStream:
