@@ -11,9 +11,10 @@ SPARK_HELP = """Run `ingest`, `run`, `dataset`, `kpi`, `budget`, `diagnose`, `ev
 on Apache Spark: each shard of a sharded store (`casefind ingest SOURCE --store S --shards N`)
 is built or evaluated on an executor by the same code as on one machine, and the results
 are merged on the driver by the same functions, so the outputs are the single machine's.
-`spark ingest` splits the source on the driver, then builds each shard on an executor.
+`spark ingest` splits a table given as a folder of Parquet parts (a lake's) a part per
+executor task, any other table on the driver, then builds each shard on an executor.
 Needs the spark extra (pip install -e ".[spark]") and Java 17. Executors must see the
-store (and, for ingest, the identities store too) at the same path.
+store (and, for ingest, the delivery and the identities store too) at the same path.
 
 \b
   casefind spark ingest delivery/ --store big-store --shards 16

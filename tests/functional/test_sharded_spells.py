@@ -3,7 +3,10 @@ it (ingest/shared_spells.py): the earliest otherwise-good row in the delivery ke
 later one is a duplicate_spell, and what other patients coded in it is an unknown_spell."""
 from __future__ import annotations
 
+import itertools
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -124,3 +127,59 @@ def test_strict_counts_the_shared_spells_as_one_store_does(built, tmp_path):
     assert want["tables"]["activity"]["quarantined"]["duplicate_spell"] == 7
     assert got["tables"] == want["tables"] and got["quarantined_total"] == want["quarantined_total"]
     assert not (tmp_path / "s").exists()
+
+
+def as_parts(src, out, tables=("activity", "diagnoses")) -> None:
+    """The source with ``tables`` given as folders of Parquet parts of unequal sizes, as a
+    lake holds them (the other tables linked)."""
+    out.mkdir()
+    for path in src.iterdir():
+        if path.stem not in tables:
+            (out / path.name).symlink_to(path.resolve())
+    for name in tables:
+        t = pq.read_table(src / f"{name}.parquet")
+        cuts = [0, t.num_rows // 5, t.num_rows // 2, t.num_rows]
+        (out / name).mkdir()
+        for k, (a, b) in enumerate(itertools.pairwise(cuts)):
+            pq.write_table(t.slice(a, b - a), out / name / f"part-{k}.parquet")
+
+
+class _Elsewhere:
+    """A mapper that runs each task as an executor would, from another working folder, and
+    records what it ran."""
+
+    name = "elsewhere"
+
+    def __init__(self, workdir: Path):
+        self.workdir, self.calls = workdir, []
+
+    def map_each(self, indices, task, what, say, unit="shard"):
+        self.calls.append((what, unit, len(indices)))
+        here = Path.cwd()
+        os.chdir(self.workdir)
+        try:
+            return [task(i, say) for i in indices]
+        finally:
+            os.chdir(here)
+
+
+def test_a_delivery_in_parquet_parts_splits_a_part_at_a_time_into_the_same_shards(built, tmp_path, monkeypatch):
+    """Each part split by a task of its own (as Spark's executors split a lake's parts), run
+    from another folder with the delivery named by a relative path; the shards' parts in
+    the delivery's order: the same shards, and each quarantined row numbered by its row in
+    the delivery, as from one file."""
+    from casefind.store.sharded import mapped_by
+
+    single, _, summary, _ = built
+    as_parts(Path(single.manifest["source"]["path"]), tmp_path / "parts")
+    (tmp_path / "executor").mkdir()
+    monkeypatch.chdir(tmp_path)
+    mapper = _Elsewhere(tmp_path / "executor")
+    with mapped_by(mapper):
+        got = run_sharded_ingest("parts", "s", N_SHARDS)
+    assert ("splitting activity", "part", 3) in mapper.calls and ("splitting diagnoses", "part", 3) in mapper.calls
+    assert got.snapshot_id == summary.snapshot_id
+    again = [Store.open(tmp_path / "s" / s.folder) for s in read_manifest(tmp_path / "s").shards]
+    for table in ("activity", "diagnoses", "procedures"):
+        assert _quarantine(again, table).equals(_quarantine([single], table)), table
+    assert sum(t.num_rows for t in (s.quarantine("activity") for s in again)) > 7

@@ -227,10 +227,12 @@ def _shards_of(root: Path) -> list[tuple]:
 
 
 def test_an_ingest_on_spark_builds_the_shards_one_machine_builds(spark, tmp_path):
-    """`casefind spark ingest --shards 3`: the split on the driver, each shard built on an
-    executor (and built again there where a spell id is shared across shards): the same
-    shards, quarantines and identities as on one machine."""
-    from tests.functional.test_sharded_spells import N_SHARDS, _share_spells
+    """`casefind spark ingest --shards 3` of a delivery whose activity and diagnoses are
+    folders of Parquet parts, as a lake holds them: each part split on an executor, each
+    shard built on one (and built again there where a spell id is shared across shards):
+    the same shards, quarantines and identities as one machine builds from the same
+    delivery in single files."""
+    from tests.functional.test_sharded_spells import N_SHARDS, _share_spells, as_parts
 
     from casefind.ingest.sharded import run_sharded_ingest
     from casefind.store.reader import Store
@@ -241,9 +243,10 @@ def test_an_ingest_on_spark_builds_the_shards_one_machine_builds(spark, tmp_path
     want = run_sharded_ingest(tmp_path / "src", tmp_path / "one", N_SHARDS)
     jobs = spark.sparkContext.statusTracker()
     before = len(jobs.getJobIdsForGroup())
-    r = cli("spark", "ingest", tmp_path / "src", "--store", tmp_path / "spark", "--shards", N_SHARDS, "--json")
+    as_parts(tmp_path / "src", tmp_path / "lake")
+    r = cli("spark", "ingest", tmp_path / "lake", "--store", tmp_path / "spark", "--shards", N_SHARDS, "--json")
     assert r.exit_code == 0, r.output
-    assert len(jobs.getJobIdsForGroup()) >= before + 2, "the shards were built, and some built again, on Spark"
+    assert len(jobs.getJobIdsForGroup()) >= before + 4, "two tables' parts split, shards built, some again, on Spark"
     got = json.loads(r.stdout[r.stdout.index("{"):])
     assert got["snapshot_id"] == want.snapshot_id and _shards_of(tmp_path / "spark") == _shards_of(tmp_path / "one")
     assert sum(got["tables"]["activity"]["quarantined"].values()) > 0

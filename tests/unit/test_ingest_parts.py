@@ -55,7 +55,7 @@ def test_a_column_typed_differently_across_parts_is_read_as_text(tmp_path):
 
 
 def test_a_column_also_given_by_a_partition_folder_is_an_error(tmp_path):
-    with pytest.raises(IngestError, match="'setting' is both in .* and a partition folder above it"):
+    with pytest.raises(IngestError, match=r"'setting' is both in .* and a partition folder above it"):
         _parts(tmp_path, {"setting=gp/part-0.parquet": pa.table({"setting": ["ae"]})})
 
 

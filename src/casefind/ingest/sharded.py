@@ -26,8 +26,8 @@ from casefind.errors import CasefindError, UsageError
 from casefind.ingest import shared_spells
 from casefind.ingest.normalise import patient_id_text
 from casefind.ingest.pipeline import IngestSummary, Progress, StrictModeError, TableSummary, no_patients, run_ingest
-from casefind.ingest.sources import RESTRICTED, Source
-from casefind.ingest.stream import LazySource, open_source
+from casefind.ingest.sources import RESTRICTED, Parts, Source
+from casefind.ingest.stream import LazySource, open_source, part_stream
 from casefind.store.identities import check_apart, default_root
 from casefind.store.sharded import current_mapper
 from casefind.store.shards import GENERATION_PREFIX, HASH, MANIFEST, ShardEntry, ShardManifest, read_manifest, shard_of
@@ -75,12 +75,15 @@ def summary_json(summary: IngestSummary) -> dict:
     return out
 
 
-def split_source(src: LazySource, n: int, out: Path) -> list[Path]:
+def split_source(src: LazySource, n: int, out: Path, mapper=None, say: Progress = lambda stage: None) -> list[Path]:
     """Write the source as ``n`` source folders, ``out/shard-XXX/``, a table at a time and a
     batch at a time (ingest/stream.py): each table with a ``patient_id`` split by
     ``shard_of`` (rows kept in source order), every other table (practices) copied whole.
-    Memory holds one batch (or one table given as parts), not the source. Each table's
-    schema is recorded in ``src.meta.tables`` (empty tables), for the summary."""
+    Memory holds one batch, not the source. A table given as a folder of Parquet parts is
+    split a part per task by ``mapper`` (Spark's executors read a lake's parts where they
+    lie; this machine, one after another): each shard gets the table as parts in the same
+    order. Each table's schema is recorded in ``src.meta.tables`` (empty tables), for the
+    summary."""
     folders = [out / f"shard-{i:03d}" for i in range(n)]
     for f in folders:
         f.mkdir(parents=True)
@@ -89,12 +92,51 @@ def split_source(src: LazySource, n: int, out: Path) -> list[Path]:
         where = [folder / RESTRICTED if TABLES[name].restricted else folder for folder in folders]
         for w in where:
             w.mkdir(exist_ok=True)
-        stream = opener()
-        counts = _split_table(stream, n, [w / f"{name}.parquet" for w in where], out / ROUTES / f"{name}.u16")
-        src.meta.tables[name] = stream.schema.empty_table()
-        if name == "patients" and "patient_id" in stream.schema.names:
+        if name in src.parts:
+            parts = src.parts[name]()
+            schema, counts = parts.schema, _split_parts(parts, n, out, mapper or current_mapper(), say)
+        else:
+            stream = opener()
+            schema = stream.schema
+            counts = _split_table(stream, n, [w / f"{name}.parquet" for w in where], out / ROUTES / f"{name}.u16")
+        src.meta.tables[name] = schema.empty_table()
+        if name == "patients" and "patient_id" in schema.names:
             _check_every_shard_has_patients(counts, n)
     return folders
+
+
+def _split_parts(parts: Parts, n: int, out: Path, mapper, say: Progress) -> list[int]:
+    """A table's parts split by the mapper, a task per part; the rows each shard received."""
+    task = SplitPart(replace(parts, folder=parts.folder.absolute(), paths=tuple(p.absolute() for p in parts.paths)),
+                     n, out.resolve())
+    done = mapper.map_each(list(range(len(parts.paths))), task, f"splitting {parts.table}", say, unit="part")
+    return [sum(c[i] for c in done) for i in range(n)]
+
+
+@dataclass(frozen=True)
+class SplitPart:
+    """Part k of a table given as Parquet parts, split into each shard's part k of the table
+    (``out/shard-XXX/[restricted/]TABLE/k.parquet``) and its rows' shards
+    (``out/routes/TABLE/k.u16``): a picklable task, so that Spark's executors split a
+    lake's parts where they lie, a batch at a time. A retried task writes the same files."""
+
+    parts: Parts
+    n: int
+    out: Path
+
+    def __call__(self, k: int, say: Progress) -> list[int]:
+        if not self.out.is_dir():
+            raise StoreError(f"{self.out} is not visible where part {k + 1} of {self.parts.table} is being split",
+                             "the store must be on storage every Spark executor sees at the same path")
+        name = self.parts.table
+        tables = [self.out / f"shard-{i:03d}" / (RESTRICTED if TABLES[name].restricted else "") / name
+                  for i in range(self.n)]
+        for t in tables:
+            t.mkdir(exist_ok=True)
+        routes = self.out / ROUTES / name / f"{k:06d}.u16"
+        routes.parent.mkdir(exist_ok=True)
+        routes.unlink(missing_ok=True)  # appended a batch at a time
+        return _split_table(part_stream(self.parts, k), self.n, [t / f"{k:06d}.parquet" for t in tables], routes)
 
 
 def _split_table(stream, n: int, paths: list[Path], routes: Path) -> list[int]:
@@ -136,14 +178,25 @@ class PartRows:
 
     def __call__(self, table: str, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, np.int64)
-        path = self.routes / f"{table}.u16"
-        if not path.exists() or not len(rows):
+        files = route_files(self.routes, table)
+        if not files or not len(rows):
             return rows
-        routes = np.memmap(path, np.uint16, mode="r")
-        mine, chunk = [], 1 << 26  # 128 MB of routes at a time
-        for start in range(0, len(routes), chunk):
-            mine.append(np.flatnonzero(routes[start:start + chunk] == self.shard) + start)
+        mine, chunk, offset = [], 1 << 26, 0  # 128 MB of routes at a time
+        for path in files:  # a table split from parts: each part's routes, in the parts' order
+            size = path.stat().st_size // 2
+            routes = np.memmap(path, np.uint16, mode="r") if size else np.empty(0, np.uint16)
+            for start in range(0, size, chunk):
+                mine.append(np.flatnonzero(routes[start:start + chunk] == self.shard) + start + offset)
+            offset += size
         return np.concatenate(mine)[rows]
+
+
+def route_files(routes: Path, table: str) -> list[Path]:
+    """A table's routes: one file, or one per part where the table was split from parts."""
+    one = routes / f"{table}.u16"
+    if one.exists():
+        return [one]
+    return sorted((routes / table).glob("*.u16")) if (routes / table).is_dir() else []
 
 
 def _id_text(col: pa.ChunkedArray) -> pa.Array:
@@ -216,14 +269,14 @@ def _build(src: LazySource, source: str | Path, build: Path, ids_gen: Path, n: i
     say(f"splitting the source into {n} shards")
     split = build / SPLIT
     split.mkdir(mode=0o700)
-    parts = split_source(src, n, split)
+    mapper = current_mapper()
+    parts = split_source(src, n, split, mapper, say)
     src = src.meta
     if "identities" in src.tables:
         ids_gen.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         ids_gen.mkdir(mode=0o700)
     job = ShardIngest(build.resolve(), ids_gen.resolve(), split.resolve(), src, str(Path(source).resolve()), n,
                       strict, shared_spells.candidates(parts))
-    mapper = current_mapper()
     done = mapper.map_each(list(range(n)), job, "ingesting", say)
     summaries, broke = [s for s, _, _ in done], {i + 1 for i, (_, refused, _) in enumerate(done) if refused}
     kept = {i: parts[i] for i, (_, _, holds) in enumerate(done) if holds}  # as the tasks say: shared storage

@@ -30,11 +30,13 @@ DUPLICATE = "duplicate_spell"
 
 
 def part_spells(part: Path) -> pa.Array:
-    """Each row's spell id in one part's activity, as ingest compares it (null: none)."""
-    path = part / f"{SPELL_TABLE}.parquet"
-    if not path.exists() or COLUMN not in pq.read_schema(path).names:
+    """Each row's spell id in one part's activity, as ingest compares it (null: none). The
+    activity is one file, or a folder of parts where the delivery gave it so."""
+    one = part / f"{SPELL_TABLE}.parquet"
+    files = [one] if one.exists() else sorted((part / SPELL_TABLE).glob("*.parquet"))
+    if not files or COLUMN not in pq.read_schema(files[0]).names:
         return pa.array([], pa.string())
-    return text_key(pq.read_table(path, columns=[COLUMN]).column(COLUMN))
+    return text_key(pa.concat_tables([pq.read_table(f, columns=[COLUMN]) for f in files]).column(COLUMN))
 
 
 def candidates(parts: list[Path]) -> pa.Array:

@@ -8,7 +8,7 @@ stored), so each shard receives what the in-memory split gave it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,6 +43,7 @@ class LazySource:
     per table, how to stream it."""
     meta: Source
     openers: dict[str, Callable[[], TableStream]]
+    parts: dict[str, Callable[[], Parts]] = field(default_factory=dict)  # tables given as Parquet parts
 
 
 def open_source(path: str | Path) -> LazySource:
@@ -55,23 +56,32 @@ def open_source(path: str | Path) -> LazySource:
 def _folder(root: Path) -> LazySource:
     meta = Source(root, "folder")
     openers: dict[str, Callable[[], TableStream]] = {}
+    parts: dict[str, Callable[[], Parts]] = {}
     for name, path in folder_tables(root, meta).items():
         if path.is_dir():
-            openers[name] = lambda name=name, path=path: _parts(Parts.of(name, path, root, meta))
+            parts[name] = lambda name=name, path=path: Parts.of(name, path, root, meta)
+            openers[name] = lambda name=name: _parts(parts[name]())
         elif path.suffix == ".parquet":
             openers[name] = lambda name=name, path=path: _parquet(path, name)
         else:
             openers[name] = lambda name=name, path=path: _csv(path, name)
-    return LazySource(meta, openers)
+    return LazySource(meta, openers, parts)
 
 
 def _whole(table: pa.Table) -> TableStream:
     return TableStream(table.schema, iter([table]))
 
 
-def _parts(parts: Parts) -> TableStream:
-    """A folder of parts a batch at a time, every batch in the parts' one schema."""
-    return TableStream(parts.schema, (b for k in range(len(parts.paths)) for b in parts.batches(k, BATCH_ROWS)))
+def _parts(parts: Parts, which: range | None = None) -> TableStream:
+    """A folder of parts (or the parts ``which``) a batch at a time, every batch in the
+    parts' one schema."""
+    which = range(len(parts.paths)) if which is None else which
+    return TableStream(parts.schema, (b for k in which for b in parts.batches(k, BATCH_ROWS)))
+
+
+def part_stream(parts: Parts, k: int) -> TableStream:
+    """Part ``k`` alone, a batch at a time (a split task's share of a table)."""
+    return _parts(parts, range(k, k + 1))
 
 
 def _parquet(path: Path, table: str) -> TableStream:

@@ -85,12 +85,13 @@ class SparkShards:
         root = str(Path(store.root).resolve())
         return self._run(functools.partial(_on_shard, root, task), list(range(n)), what)
 
-    def map_each(self, indices: list[int], task, what: str, say) -> list:
-        """``task(i, say)`` for each shard index on the executors, where no store is open yet
-        (an ingest's shards, each built from its part of the split on shared storage). The
-        executors' progress stays in their log: the driver says what it started."""
+    def map_each(self, indices: list[int], task, what: str, say, unit: str = "shard") -> list:
+        """``task(i, say)`` for each index on the executors, where no store is open yet (an
+        ingest's shards, each built from its part of the split on shared storage; the parts of
+        a delivery's table, each split where it lies: ``unit="part"``). The executors'
+        progress stays in their log: the driver says what it started."""
         k = len(indices)
-        say(f"{what}: {k} shard{'s' if k != 1 else ''} on {self.name}")
+        say(f"{what}: {k} {unit}{'s' if k != 1 else ''} on {self.name}")
         return self._run(functools.partial(task, say=_quiet), indices, what)
 
     def _run(self, task, indices: list[int], what: str) -> list:

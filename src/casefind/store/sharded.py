@@ -115,8 +115,9 @@ class OneShardAtATime:
             out.append(task(shard, i))
         return out
 
-    def map_each(self, indices: list[int], task, what: str, say) -> list:
-        """``task(i, say)`` for each shard index, where no store is open yet (an ingest's shards)."""
+    def map_each(self, indices: list[int], task, what: str, say, unit: str = "shard") -> list:
+        """``task(i, say)`` for each index, where no store is open yet (an ingest's shards, or
+        the parts of a delivery's table: ``unit="part"``)."""
         return [task(i, say) for i in indices]
 
 
