@@ -3,10 +3,12 @@ the same table, an unknown engine name is a usage error with a did-you-mean, and
 tests, the CLI and the API all take their engines from the one registry."""
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import spec_helpers
@@ -101,6 +103,29 @@ def test_every_engine_evaluates_a_subset_of_patients_as_their_rows_of_the_whole(
             for k, v in row.items():
                 w = whole[row["patient"]][k]
                 assert (v is None and w is None) or same(v, w), (name, k, v, w)
+
+
+def test_the_reference_engine_takes_only_the_columns_its_sql_reads_and_fails_loudly_on_others(tmp_path):
+    """A re-check of a few patients took every column of every table: their rows lie all over
+    each mapped column, so that mapped most of the store. Now only what ``columns_read``
+    names is taken; SQL reading anything else fails, never reads a silent NULL."""
+    import duckdb
+
+    from casefind.engines import duckdb_sql
+
+    _case(tmp_path, REFERENCE)
+    rule = compile_rule(tmp_path / "rule.yml")
+    store = Store.open(tmp_path / "store")
+    visits = {"visits": rule.features["visits"]}
+    assert duckdb_sql.columns_read(visits.values()) == {"activity": {"start_date"}}
+    assert duckdb_sql.columns_read([rule.features["spend"]]) == {"activity": {"start_date", "cost"}}
+    con = duckdb.connect()
+    duckdb_sql.register_store(con, store, only=np.array([0, 3]), columns=duckdb_sql.columns_read(visits.values()))
+    assert con.sql("SELECT patient, start_date FROM activity ORDER BY row").fetchall() == [
+        (0, dt.date(2026, 3, 1)), (0, dt.date(2026, 9, 30)), (3, dt.date(2026, 10, 31))]
+    for sql in ("SELECT cost FROM activity", "SELECT * FROM diagnoses"):
+        with pytest.raises(duckdb.BinderException if "cost" in sql else duckdb.CatalogException):
+            con.sql(sql).fetchall()
 
 
 def test_an_unknown_engine_is_a_usage_error_with_a_did_you_mean():

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from casefind.contract import TABLES
+from casefind.engines import duckdb_sql
 from casefind.engines.duckdb_sql import SqlCompiler, sql_literal
 from casefind.lists.terms import Terms
 from casefind.rules import ir
@@ -16,6 +17,15 @@ _SHOW = {"activity": ["setting", "primary_diagnosis", "cost", "end_date"],
          "diagnoses": ["code_system", "code"], "medications": ["code_system", "code"],
          "observations": ["code_system", "code", "value", "unit"],
          "experience": ["measure", "value"], "registers": ["register", "end_date"], "opt_outs": ["kind"]}
+
+
+def columns_read(aggs) -> dict[str, set[str]]:
+    """The tables and columns evidence for ``aggs`` reads (for ``register_store``): what
+    the reference SQL of their rows reads, and the columns each event is shown with."""
+    out = duckdb_sql.columns_read(aggs)
+    for table, cols in out.items():
+        cols.update(c for c in _SHOW.get(table, []) if c in TABLES[table].names)
+    return out
 
 
 _CODE_COLUMNS = ("code", "primary_diagnosis")  # shown with their term where a codelist gives one

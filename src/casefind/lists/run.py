@@ -334,12 +334,13 @@ def _evidence(store: Store, rule: CompiledRule, patients: np.ndarray,
     import duckdb
 
     from casefind.engines import duckdb_sql
-    from casefind.lists.evidence import collect
+    from casefind.lists.evidence import collect, columns_read
 
+    aggs = {name: aggregates_in(node) for name, node in rule.include}
     con = duckdb.connect()
-    duckdb_sql.register_store(con, store, only=patients)
-    return collect(con, {name: aggregates_in(node) for name, node in rule.include}, patients.tolist(), rule.as_of,
-                   rule.evidence, rule_terms(rule) if terms is None else terms)
+    duckdb_sql.register_store(con, store, only=patients, columns=columns_read([a for a in aggs.values() for a in a]))
+    return collect(con, aggs, patients.tolist(), rule.as_of, rule.evidence,
+                   rule_terms(rule) if terms is None else terms)
 
 
 def segment_shares(rule: CompiledRule, values: pa.Table) -> dict:
