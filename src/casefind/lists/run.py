@@ -338,7 +338,8 @@ def _evidence(store: Store, rule: CompiledRule, patients: np.ndarray,
 
     aggs = {name: aggregates_in(node) for name, node in rule.include}
     con = duckdb.connect()
-    duckdb_sql.register_store(con, store, only=patients, columns=columns_read([a for a in aggs.values() for a in a]))
+    read = columns_read([agg for found in aggs.values() for agg in found])
+    duckdb_sql.register_store(con, store, only=patients, columns=read)
     return collect(con, aggs, patients.tolist(), rule.as_of, rule.evidence,
                    rule_terms(rule) if terms is None else terms)
 
