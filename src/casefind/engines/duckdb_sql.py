@@ -180,8 +180,9 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
         FROM (SELECT (row_number() OVER () - 1)::INTEGER AS patient, * FROM raw_patients) p
         JOIN (SELECT (row_number() OVER () - 1)::INTEGER AS i, * FROM raw_practices) pr ON pr.i = p.practice
     """)
+    narrow = columns if only is not None else None  # columns apply to some patients' rows only
     for name in EVENT_TABLES:
-        if only is not None and columns is not None and name not in columns:
+        if narrow is not None and name not in narrow:
             continue
         t = store.table(name)
         if only is None:
@@ -190,12 +191,12 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store, only: np.ndarra
         else:  # their rows, each with its row number in the store as a column: row_number()
             # OVER () would keep DuckDB from filtering the view before decoding all of it
             rows = rows_of(t.offsets, np.sort(only))
-            taken = t.arrow if columns is None else t.arrow.select(["patient", *sorted(columns[name])])
+            taken = t.arrow if narrow is None else t.arrow.select(["patient", *sorted(narrow[name])])
             con.register(f"raw_{name}", taken.take(pa.array(rows)).append_column("row", pa.array(rows)))
             cols = ["e.row", "e.patient"]
         joins = []
         for c in TABLES[name].columns:
-            if c.kind == "patient_id" or (only is not None and columns is not None and c.name not in columns[name]):
+            if c.kind == "patient_id" or (narrow is not None and c.name not in narrow[name]):
                 continue
             e = t.encodings[c.name]
             if c.kind == "date":
@@ -671,9 +672,11 @@ def evaluate(store: Store, exprs: dict[str, ir.Node], as_of: dt.date,
     ranks = any(ir.contains(node, ir.PopulationRank) for node in exprs.values())
     # only some patients wanted and no rank needs everyone's values: scan only their rows
     # (each once: a patient given twice must not have their rows registered twice)
-    register_store(con, store, only=np.unique(np.asarray(patients, dtype=np.int64))
-                   if patients is not None and not ranks else None,
-                   columns=columns_read([*exprs.values(), *([population] if population is not None else [])]))
+    if patients is not None and not ranks:
+        roots = [*exprs.values(), *([population] if population is not None else [])]
+        register_store(con, store, only=np.unique(np.asarray(patients, dtype=np.int64)), columns=columns_read(roots))
+    else:
+        register_store(con, store)
     only = ""
     if patients is not None:
         con.register("only_patients", pa.table({"patient": pa.array(np.asarray(patients), pa.int32())}))

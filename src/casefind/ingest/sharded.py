@@ -89,7 +89,7 @@ def split_source(src: LazySource, n: int, out: Path, mapper=None, say: Progress 
         f.mkdir(parents=True)
     (out / ROUTES).mkdir()
     for name, opener in src.openers.items():
-        where = [folder / RESTRICTED if TABLES[name].restricted else folder for folder in folders]
+        where = [_home(folder, name) for folder in folders]
         for w in where:
             w.mkdir(exist_ok=True)
         if name in src.parts:
@@ -103,6 +103,11 @@ def split_source(src: LazySource, n: int, out: Path, mapper=None, say: Progress 
         if name == "patients" and "patient_id" in schema.names:
             _check_every_shard_has_patients(counts, n)
     return folders
+
+
+def _home(folder: Path, table: str) -> Path:
+    """Where a shard's source folder holds ``table`` (identities in its restricted/)."""
+    return folder / RESTRICTED if TABLES[table].restricted else folder
 
 
 def _split_parts(parts: Parts, n: int, out: Path, mapper, say: Progress) -> list[int]:
@@ -129,8 +134,7 @@ class SplitPart:
             raise StoreError(f"{self.out} is not visible where part {k + 1} of {self.parts.table} is being split",
                              "the store must be on storage every Spark executor sees at the same path")
         name = self.parts.table
-        tables = [self.out / f"shard-{i:03d}" / (RESTRICTED if TABLES[name].restricted else "") / name
-                  for i in range(self.n)]
+        tables = [_home(self.out / f"shard-{i:03d}", name) / name for i in range(self.n)]
         for t in tables:
             t.mkdir(exist_ok=True)
         routes = self.out / ROUTES / name / f"{k:06d}.u16"
